@@ -1,0 +1,422 @@
+//! Building and running the server: `App::build(Config, TcpListener)` prepares the data dir,
+//! store, keys and TLS, and returns an app that is bound but not yet serving. The route table
+//! below is the table of contents of the HTTP surface.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServerHandle, Service, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{HttpServer, web};
+
+use crate::config::{AuthMode, Config};
+use crate::crypto::MasterKey;
+use crate::domain::{self, Secret, password};
+use crate::oauth::keys::{self, Keyring};
+use crate::store::{self, Store, StoreError};
+use crate::tls::{self, CertResolver};
+use crate::{control, error::ErrorChain};
+
+/// Everything a handler may need, built once at start.
+pub struct AppState {
+    pub config: Config,
+    /// `server.public_url` without a trailing slash: the OAuth issuer.
+    pub public_url: String,
+    pub store: Store,
+    pub master_key: MasterKey,
+    pub keys: Keyring,
+    pub started_at: Instant,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    MasterKey(#[from] crate::crypto::MasterKeyError),
+    #[error(transparent)]
+    Keys(#[from] keys::KeyError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("config key `bootstrap.{field}`: {reason}")]
+    Bootstrap { field: &'static str, reason: String },
+    #[error("cannot listen: {0}")]
+    Listen(std::io::Error),
+    #[error("start-up task failed: {0}")]
+    Join(String),
+}
+
+/// What a first start created, for the banner.
+#[derive(Debug)]
+pub struct AdminCreated {
+    pub email: String,
+    /// Set when the password was generated (it is shown once, then only its hash exists).
+    pub generated_password: Option<Secret>,
+}
+
+pub struct App {
+    server: Server,
+    port: u16,
+    state: web::Data<AppState>,
+    tls: Option<Arc<CertResolver>>,
+    admin_created: Option<AdminCreated>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl App {
+    /// Prepares everything and binds the server to `listener`. Serving starts when the
+    /// returned app is awaited with [`App::run_until_stopped`].
+    pub async fn build(config: Config, listener: TcpListener) -> Result<App, StartupError> {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let bound = listener.local_addr().map_err(StartupError::Listen)?;
+        let public_url = config.public_url_for(bound);
+
+        let prepared = {
+            let config = config.clone();
+            let public_url = public_url.clone();
+            tokio::task::spawn_blocking(move || prepare(config, &public_url))
+                .await
+                .map_err(|e| StartupError::Join(e.to_string()))??
+        };
+        let Prepared {
+            store,
+            master_key,
+            keyring,
+            tls,
+            admin_created,
+        } = prepared;
+
+        let workers = match config.server.workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let shutdown_secs = config.server.shutdown_timeout.0.as_secs();
+        let state = web::Data::new(AppState {
+            config,
+            public_url,
+            store,
+            master_key,
+            keys: keyring,
+            started_at: Instant::now(),
+        });
+
+        let app_state = state.clone();
+        let http = HttpServer::new(move || {
+            actix_web::App::new()
+                .app_data(app_state.clone())
+                .wrap_fn(access_log)
+                .configure(routes)
+        })
+        .workers(workers)
+        .shutdown_timeout(shutdown_secs)
+        .disable_signals();
+        let (http, resolver) = match tls {
+            Some((tls_config, resolver)) => (
+                http.listen_rustls_0_23(listener, tls_config)
+                    .map_err(StartupError::Listen)?,
+                Some(resolver),
+            ),
+            None => (http.listen(listener).map_err(StartupError::Listen)?, None),
+        };
+        let server = http.run();
+
+        let tasks = vec![tokio::spawn(key_maintenance(state.clone()))];
+        Ok(App {
+            server,
+            port: bound.port(),
+            state,
+            tls: resolver,
+            admin_created,
+            tasks,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn public_url(&self) -> &str {
+        &self.state.public_url
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub fn data(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    pub fn tls_fingerprint(&self) -> Option<String> {
+        self.tls.as_ref().map(|t| t.fingerprint())
+    }
+
+    pub fn take_admin_created(&mut self) -> Option<AdminCreated> {
+        self.admin_created.take()
+    }
+
+    /// Something that can reload what SIGHUP reloads, usable while the app runs.
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            state: self.state.clone(),
+            tls: self.tls.clone(),
+        }
+    }
+
+    /// Serves until the handle stops the server, then finishes in-flight requests (within
+    /// `server.shutdown_timeout`) and closes the store cleanly.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        for task in &self.tasks {
+            task.abort();
+        }
+        let store = self.state.store.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.checkpoint() {
+                tracing::warn!(error = %ErrorChain(&e), "final WAL checkpoint failed");
+            }
+        })
+        .await;
+        result
+    }
+}
+
+/// Reloads, on SIGHUP, the TLS certificate files and the signing keys.
+#[derive(Clone)]
+pub struct Reloader {
+    state: web::Data<AppState>,
+    tls: Option<Arc<CertResolver>>,
+}
+
+impl Reloader {
+    pub async fn reload(&self) {
+        if let Some(tls) = self.tls.clone() {
+            match tokio::task::spawn_blocking(move || tls.reload()).await {
+                Ok(Ok(fp)) => tracing::info!(fingerprint = %fp, "TLS certificate reloaded"),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %ErrorChain(&e), "TLS reload failed; keeping the previous certificate")
+                }
+                Err(e) => tracing::error!(error = %e, "TLS reload task failed"),
+            }
+        }
+        refresh_keys(&self.state).await;
+    }
+}
+
+async fn refresh_keys(state: &web::Data<AppState>) {
+    let st = state.clone();
+    let result = state
+        .store
+        .run(move |conn| {
+            let now = domain::now();
+            let ttl = st.config.auth.access_token_ttl.as_secs();
+            let every = st.config.auth.signing.rotate_after;
+            if let Some(every) = every
+                && let Some(kid) =
+                    keys::rotate_if_due(conn, &st.master_key, now, every.as_secs(), ttl)?
+            {
+                tracing::info!(kid = %kid, "signing key rotated on schedule");
+            }
+            st.keys.refresh(conn, &st.master_key, now)
+        })
+        .await;
+    match result {
+        Ok(true) => tracing::info!("signing keys reloaded"),
+        Ok(false) => {}
+        Err(e) => tracing::error!(error = %ErrorChain(&e), "signing key refresh failed"),
+    }
+}
+
+/// Picks up keys rotated by `ezforge keys rotate`, rotates on schedule, drops expired ones.
+async fn key_maintenance(state: web::Data<AppState>) {
+    let mut tick = tokio::time::interval(keys::RELOAD_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        refresh_keys(&state).await;
+    }
+}
+
+struct Prepared {
+    store: Store,
+    master_key: MasterKey,
+    keyring: Keyring,
+    tls: Option<(rustls::ServerConfig, Arc<CertResolver>)>,
+    admin_created: Option<AdminCreated>,
+}
+
+/// The blocking part of start-up.
+fn prepare(config: Config, public_url: &str) -> Result<Prepared, StartupError> {
+    let data_dir = config.server.data_dir.clone();
+    create_data_dir(&data_dir)?;
+    let store = Store::open(&data_dir.join("ezforge.db"))?;
+    let master_key = MasterKey::load_or_create(config.master_key.as_ref(), &data_dir)?;
+    let now = domain::now();
+    let keyring = store.run_blocking(|conn| {
+        keys::ensure_active(conn, &master_key, now)?;
+        keys::load(conn, &master_key, now)
+    })?;
+    let admin_created = bootstrap_admin(&config, &store)?;
+
+    let mut names = config.tls.names.clone();
+    if let Some(host) = url::Url::parse(public_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+    {
+        names.push(host.trim_matches(['[', ']']).to_owned());
+    }
+    let tls = tls::server_config(&config.tls, &data_dir, &names)?;
+    Ok(Prepared {
+        store,
+        master_key,
+        keyring: Keyring::new(keyring),
+        tls,
+        admin_created,
+    })
+}
+
+fn create_data_dir(path: &std::path::Path) -> Result<(), StartupError> {
+    let err = |source| StartupError::DataDir {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path).map_err(err)?;
+    // Fail now, with the path in the message, rather than on the first write.
+    let probe = path.join(".write-test");
+    std::fs::write(&probe, b"").map_err(err)?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// Creates the first admin when there is no user at all.
+fn bootstrap_admin(config: &Config, store: &Store) -> Result<Option<AdminCreated>, StartupError> {
+    if store.run_blocking(|c| store::users::count(c))? > 0 {
+        return Ok(None);
+    }
+    let email = config
+        .bootstrap
+        .admin_email
+        .clone()
+        .unwrap_or_else(|| "admin@localhost".to_owned());
+    if !email.contains('@') || email.len() > 254 || email.chars().any(char::is_whitespace) {
+        return Err(StartupError::Bootstrap {
+            field: "admin_email",
+            reason: format!("{email:?} is not an email address"),
+        });
+    }
+    let (secret, generated) = match &config.bootstrap.admin_password {
+        Some(p) if p.expose().chars().count() < password::MIN_LENGTH => {
+            return Err(StartupError::Bootstrap {
+                field: "admin_password",
+                reason: format!("must be at least {} characters", password::MIN_LENGTH),
+            });
+        }
+        Some(p) => (p.clone(), None),
+        None => {
+            let p = password::generate();
+            (p.clone(), Some(p))
+        }
+    };
+    let hash = password::hash(&secret).map_err(|e| StartupError::Bootstrap {
+        field: "admin_password",
+        reason: e.to_string(),
+    })?;
+    let now = domain::now();
+    let row = store::users::UserRow {
+        id: domain::new_id("usr_"),
+        email: email.clone(),
+        role: "admin".into(),
+        password_hash: Some(hash),
+        created_at: now,
+        updated_at: now,
+    };
+    store.run_blocking(|c| store::users::insert(c, &row))?;
+    Ok(Some(AdminCreated {
+        email,
+        generated_password: generated,
+    }))
+}
+
+/// The route table. Order matters where prefixes overlap: more specific scopes first.
+fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.configure(control::routes)
+        .default_service(web::to(control::not_found));
+}
+
+pub(crate) fn auth_mode_is_managed(state: &AppState) -> bool {
+    state.config.auth.mode == AuthMode::Managed
+}
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A request id: the caller's `X-Request-Id` if it is short and printable, else a new one.
+fn request_id(req: &actix_web::dev::ServiceRequest) -> HeaderValue {
+    if let Some(v) = req.headers().get(&REQUEST_ID) {
+        let ok = v.len() <= 128 && v.as_bytes().iter().all(|b| b.is_ascii_graphic());
+        if ok {
+            return v.clone();
+        }
+    }
+    let bytes: [u8; 12] = crate::crypto::random_bytes();
+    HeaderValue::from_str(&crate::crypto::hex(&bytes)).unwrap_or(HeaderValue::from_static("-"))
+}
+
+/// One log line per request: method, path (never the query: it may hold codes), status,
+/// latency and request id. The id is echoed in `X-Request-Id`.
+fn access_log<S, B>(
+    req: actix_web::dev::ServiceRequest,
+    srv: &S,
+) -> impl std::future::Future<Output = Result<ServiceResponse<B>, actix_web::Error>> + use<S, B>
+where
+    S: Service<
+            actix_web::dev::ServiceRequest,
+            Response = ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+    B: MessageBody,
+{
+    let start = Instant::now();
+    let id = request_id(&req);
+    let method = req.method().clone();
+    let path = req.path().to_owned();
+    let fut = srv.call(req);
+    async move {
+        let mut res = fut.await?;
+        let status = res.status().as_u16();
+        let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
+        let rid = id.to_str().unwrap_or("-");
+        if let Some(err) = res.response().error().filter(|_| status >= 500) {
+            tracing::error!(request_id = rid, error = %err, "request failed");
+        }
+        tracing::info!(
+            target: "ezforge::access",
+            method = %method,
+            path = %path,
+            status,
+            latency_ms = format_args!("{latency_ms:.2}"),
+            request_id = rid,
+        );
+        res.headers_mut().insert(REQUEST_ID.clone(), id);
+        Ok(res)
+    }
+}

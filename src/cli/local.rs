@@ -1,0 +1,230 @@
+//! Commands that run on the server's own machine: serve, config check, backup, keys, healthcheck.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+
+use crate::app::App;
+use crate::config::Config;
+use crate::crypto::MasterKey;
+use crate::oauth::keys;
+use crate::store::Store;
+
+fn load(config_path: Option<&Path>) -> anyhow::Result<Config> {
+    Ok(Config::load(config_path)?)
+}
+
+pub fn serve(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let config = load(config_path)?;
+    crate::telemetry::init(&config.logging);
+    let listen = config.server.listen;
+    let listener = std::net::TcpListener::bind(listen)
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    actix_web::rt::System::new().block_on(async move {
+        // Handlers first: a signal that arrives once the banner is out must find them in place.
+        let signals = Signals::install().context("cannot listen for signals")?;
+        let mut app = App::build(config, listener).await?;
+        let handle = app.handle();
+        let reloader = app.reloader();
+        actix_web::rt::spawn(signals.run(handle, reloader));
+        print_banner(&mut app);
+        app.run_until_stopped().await?;
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn print_banner(app: &mut App) {
+    let url = app.public_url().to_owned();
+    println!("ezForge Server {} is ready", env!("CARGO_PKG_VERSION"));
+    println!("  control API     {url}/v1   (health: {url}/v1/health)");
+    if crate::app::auth_mode_is_managed(app.state()) {
+        println!(
+            "  OAuth issuer    {url}   (metadata: {url}/.well-known/oauth-authorization-server)"
+        );
+    } else {
+        println!("  auth mode       byoa (no built-in authorization server)");
+    }
+    println!("  MCP servers     {url}/mcp/<slug>");
+    if let Some(fp) = app.tls_fingerprint() {
+        println!("  TLS certificate SHA-256 {fp}");
+    }
+    if let Some(admin) = app.take_admin_created() {
+        println!();
+        match admin.generated_password {
+            Some(pw) => {
+                println!("  First start: created the admin user.");
+                println!("    email     {}", admin.email);
+                println!("    password  {}", pw.expose());
+                println!(
+                    "  This password is shown only this once. Sign in with `ezforge auth login`."
+                );
+            }
+            None => println!(
+                "  First start: created the admin user {} with the configured password.",
+                admin.email
+            ),
+        }
+    }
+    println!();
+    println!("  Ctrl-C or SIGTERM stops the server; SIGHUP reloads TLS files and signing keys.");
+}
+
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// SIGTERM/SIGINT: stop accepting, finish in-flight requests; SIGHUP: reload.
+    async fn run(mut self, handle: actix_web::dev::ServerHandle, reloader: crate::app::Reloader) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => break,
+                _ = self.int.recv() => break,
+                _ = self.hup.recv() => {
+                    tracing::info!("SIGHUP: reloading");
+                    reloader.reload().await;
+                }
+            }
+        }
+        tracing::info!("shutting down: finishing in-flight requests");
+        handle.stop(true).await;
+    }
+}
+
+pub fn config_check(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let config = load(config_path)?;
+    match &config.source_file {
+        Some(p) => println!("# config OK: {} (+ environment)", p.display()),
+        None => println!("# config OK: built-in defaults (+ environment)"),
+    }
+    print!("{}", config.to_redacted_toml());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn backup(config_path: Option<&Path>, dest: &Path) -> anyhow::Result<ExitCode> {
+    let config = load(config_path)?;
+    let db = config.server.data_dir.join("ezforge.db");
+    if !db.exists() {
+        bail!("no database at {}", db.display());
+    }
+    if dest.exists() {
+        bail!("{} already exists; choose a new file name", dest.display());
+    }
+    crate::store::backup(&db, dest).with_context(|| format!("backup to {}", dest.display()))?;
+    println!("backed up {} to {}", db.display(), dest.display());
+    println!(
+        "note: encrypted values in it need the master key (data_dir/master.key); keep a copy of it separately"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn open_keys(config: &Config) -> anyhow::Result<(Store, MasterKey)> {
+    let dir = &config.server.data_dir;
+    let db = dir.join("ezforge.db");
+    if !db.exists() {
+        bail!(
+            "no database at {}; start the server once first",
+            db.display()
+        );
+    }
+    let store = Store::open(&db)?;
+    let master = MasterKey::load_or_create(config.master_key.as_ref(), dir)?;
+    Ok((store, master))
+}
+
+pub fn keys_list(config_path: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
+    let config = load(config_path)?;
+    let (store, master) = open_keys(&config)?;
+    let now = crate::domain::now();
+    let set = store.run_blocking(|c| keys::load(c, &master, now))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&set.summaries)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<44}  {:<6}  {:<8}  {:<20}  PUBLISHED UNTIL",
+        "KID", "ALG", "STATUS", "CREATED"
+    );
+    for k in &set.summaries {
+        println!(
+            "{:<44}  {:<6}  {:<8}  {:<20}  {}",
+            k.kid,
+            k.alg,
+            k.status,
+            crate::domain::rfc3339(k.created_at),
+            k.publish_until
+                .map(crate::domain::rfc3339)
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn keys_rotate(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let config = load(config_path)?;
+    let (store, master) = open_keys(&config)?;
+    let now = crate::domain::now();
+    let ttl = config.auth.access_token_ttl.as_secs();
+    let kid = store.run_blocking(|c| keys::rotate(c, &master, now, ttl))?;
+    println!("new active signing key {kid}");
+    println!(
+        "a running server picks it up within {} s (or at once on SIGHUP); the previous key stays published until its tokens expire",
+        keys::RELOAD_INTERVAL.as_secs()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn healthcheck(config_path: Option<&Path>, url: Option<String>) -> anyhow::Result<ExitCode> {
+    let base = match url {
+        Some(u) => u.trim_end_matches('/').to_owned(),
+        None => {
+            let config = load(config_path)?;
+            let mut addr = config.server.listen;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            let scheme = if config.tls.mode == crate::config::TlsMode::Off {
+                "http"
+            } else {
+                "https"
+            };
+            format!("{scheme}://{addr}")
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        // The check talks to this machine's own listener, whose certificate may be self-signed.
+        let client = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .timeout(std::time::Duration::from_secs(5))
+            .build()?;
+        let res = client
+            .get(format!("{base}/v1/health"))
+            .send()
+            .await
+            .with_context(|| format!("{base}/v1/health"))?;
+        let status = res.status();
+        if status.is_success() {
+            println!("healthy ({status})");
+            Ok(ExitCode::SUCCESS)
+        } else {
+            println!("unhealthy ({status})");
+            Ok(ExitCode::FAILURE)
+        }
+    })
+}

@@ -1,0 +1,96 @@
+//! The command line: `serve` and the operator commands that work on the data directory.
+//! (Client commands that call a running server's control API live beside this.)
+
+mod local;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ezforge",
+    version,
+    about = "Self-hosted OAuth 2.1 for MCP servers"
+)]
+pub struct Cli {
+    /// Config file (TOML). Default: $EZFORGE_CONFIG, else /etc/ezforge/config.toml if it exists.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve,
+    /// Inspect the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Copy the database consistently while the server runs (SQLite online backup).
+    Backup {
+        /// Destination file (must not exist).
+        file: PathBuf,
+    },
+    /// Access-token signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Exit 0 when the local server answers /v1/health (for container health checks).
+    Healthcheck {
+        /// Base URL to check instead of the configured listener.
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate and print the effective config, secrets redacted.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List published signing keys.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a new active key; the old one stays published until its tokens have expired.
+    Rotate,
+}
+
+/// Parses the command line and runs it. Errors print as one line: `error: …`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let config_path = cli.config.as_deref();
+    match cli.command {
+        Command::Serve => local::serve(config_path),
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => local::config_check(config_path),
+        Command::Backup { file } => local::backup(config_path, &file),
+        Command::Keys { command } => match command {
+            KeysCommand::List { json } => local::keys_list(config_path, json),
+            KeysCommand::Rotate => local::keys_rotate(config_path),
+        },
+        Command::Healthcheck { url } => local::healthcheck(config_path, url),
+    }
+}

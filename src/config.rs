@@ -1,0 +1,903 @@
+//! Typed configuration: built-in defaults < TOML file < `EZFORGE_SECTION__KEY` environment
+//! variables (and `EZFORGE_SECTION__KEY_FILE` for secrets). Unknown keys and bad values are
+//! errors naming the key and where it came from.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Format, Toml};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use url::Url;
+
+use crate::domain::Secret;
+
+/// Where the config file was found, for messages and for `managedBy: "config"` answers.
+pub const SYSTEM_CONFIG_PATH: &str = "/etc/ezforge/config.toml";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub tls: TlsConfig,
+    pub auth: AuthConfig,
+    pub gateway: GatewayConfig,
+    pub control: ControlConfig,
+    pub outbound: OutboundConfig,
+    pub logging: LoggingConfig,
+    pub bootstrap: BootstrapConfig,
+    /// The file this config was read from, if any.
+    #[serde(skip)]
+    pub source_file: Option<PathBuf>,
+    /// `EZFORGE_MASTER_KEY[_FILE]`: not a config key, so it is never written to a file by accident.
+    #[serde(skip)]
+    pub master_key: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address and port to listen on.
+    pub listen: SocketAddr,
+    /// The URL users and clients see (scheme, host, port; no path). The OAuth issuer.
+    /// Derived from `listen` and `tls.mode` when unset.
+    pub public_url: Option<String>,
+    pub data_dir: PathBuf,
+    /// Worker threads; 0 = one per core.
+    pub workers: usize,
+    /// How long in-flight requests may take to finish on shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            data_dir: PathBuf::from("./ezforge-data"),
+            workers: 0,
+            shutdown_timeout: Duration::secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsMode {
+    #[default]
+    Off,
+    SelfSigned,
+    Files,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub mode: TlsMode,
+    /// PEM certificate chain (`mode = "files"`).
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key (`mode = "files"`).
+    pub key_file: Option<PathBuf>,
+    /// Names for the self-signed certificate, besides `localhost`, `127.0.0.1` and the
+    /// public URL's host.
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    #[default]
+    Managed,
+    Byoa,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub auth_code_ttl: Duration,
+    /// Control API and login-page sessions.
+    pub session_ttl: Duration,
+    /// How long a remembered consent stays valid.
+    pub consent_ttl: Duration,
+    pub signing: SigningConfig,
+    pub registration: RegistrationConfig,
+    /// The deployment's default external issuer for BYOA servers.
+    pub byoa: Option<ByoaConfig>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::Managed,
+            access_token_ttl: Duration::secs(15 * 60),
+            refresh_token_ttl: Duration::secs(30 * 86_400),
+            auth_code_ttl: Duration::secs(5 * 60),
+            session_ttl: Duration::secs(3600),
+            consent_ttl: Duration::secs(90 * 86_400),
+            signing: SigningConfig::default(),
+            registration: RegistrationConfig::default(),
+            byoa: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SigningConfig {
+    /// Signing algorithm for access tokens. Only `ES256` for now.
+    pub algorithm: SigningAlgorithm,
+    /// Rotate the active key automatically when it is older than this; unset = only by
+    /// `ezforge keys rotate`.
+    pub rotate_after: Option<Duration>,
+}
+
+impl Default for SigningConfig {
+    fn default() -> Self {
+        Self {
+            algorithm: SigningAlgorithm::ES256,
+            rotate_after: Some(Duration::secs(90 * 86_400)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SigningAlgorithm {
+    ES256,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegistrationMode {
+    #[default]
+    Open,
+    Token,
+    Off,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationConfig {
+    /// RFC 7591 dynamic registration: `open`, `token` (needs `initial_access_token`) or `off`.
+    pub mode: RegistrationMode,
+    pub initial_access_token: Option<Secret>,
+    /// Dynamic clients unused for this long are deleted.
+    pub reap_unused_after: Duration,
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        Self {
+            mode: RegistrationMode::Open,
+            initial_access_token: None,
+            reap_unused_after: Duration::secs(30 * 86_400),
+        }
+    }
+}
+
+/// An external OpenID provider (the hosted API's `byoaConfig`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ByoaConfig {
+    pub issuer: String,
+    pub jwks_uri: String,
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Routing {
+    #[default]
+    Path,
+    Host,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// `path`: `{public_url}/mcp/{slug}`; `host`: `https://{slug}.{server_domain}`.
+    pub routing: Routing,
+    pub server_domain: Option<String>,
+    pub body_limit: ByteSize,
+    pub upstream_connect_timeout: Duration,
+    /// Time to the upstream's response headers (streams may then run longer).
+    pub upstream_timeout: Duration,
+    /// Browser origins allowed on every server, besides the public URL's own.
+    pub allowed_origins: Vec<String>,
+    pub rate_limit: RateLimit,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            routing: Routing::Path,
+            server_domain: None,
+            body_limit: ByteSize(4 * 1024 * 1024),
+            upstream_connect_timeout: Duration::secs(5),
+            upstream_timeout: Duration::secs(60),
+            allowed_origins: Vec::new(),
+            rate_limit: RateLimit {
+                per_minute: 1200,
+                burst: 200,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    pub rate_limit: RateLimit,
+    /// Failed logins allowed per account and per address per 15 minutes.
+    pub login_attempts: u32,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self {
+            rate_limit: RateLimit {
+                per_minute: 600,
+                burst: 100,
+            },
+            login_attempts: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundConfig {
+    /// Extra PEM CA files trusted for outbound https (CIMD, BYOA JWKS).
+    pub ca_files: Vec<PathBuf>,
+    /// Allow outbound fetches to loopback, private and link-local addresses. Off by default.
+    pub allow_private_addresses: bool,
+    pub timeout: Duration,
+    /// Largest document fetched (metadata documents, JWKS).
+    pub max_document_size: ByteSize,
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        Self {
+            ca_files: Vec::new(),
+            allow_private_addresses: false,
+            timeout: Duration::secs(5),
+            max_document_size: ByteSize(64 * 1024),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    pub format: LogFormat,
+    /// A tracing filter: `info`, `debug`, `ezforge=debug,actix_server=warn`.
+    pub level: String,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BootstrapConfig {
+    /// The first admin, created when the database has no user
+    /// (also `EZFORGE_ADMIN_EMAIL`). Default `admin@localhost`.
+    pub admin_email: Option<String>,
+    /// Also `EZFORGE_ADMIN_PASSWORD`. Generated and printed once when unset.
+    pub admin_password: Option<Secret>,
+}
+
+/// A duration written as a string: `"90s"`, `"15m"`, `"30d"`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Duration(pub std::time::Duration);
+
+impl Duration {
+    pub const fn secs(s: u64) -> Self {
+        Self(std::time::Duration::from_secs(s))
+    }
+    pub fn as_secs(self) -> i64 {
+        self.0.as_secs() as i64
+    }
+}
+
+impl fmt::Debug for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl Serialize for Duration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Duration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration string such as \"90s\", \"15m\" or \"30d\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
+                humantime::parse_duration(v.trim())
+                    .map(Duration)
+                    .map_err(|e| {
+                        E::custom(format!("invalid duration {v:?}: {e}; write e.g. \"15m\""))
+                    })
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A size in bytes: an integer, or a string with a unit (`"64KiB"`, `"4MiB"`, `"1MB"`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ByteSize(pub usize);
+
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let n = self.0;
+        if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+            s.serialize_str(&format!("{}MiB", n >> 20))
+        } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
+            s.serialize_str(&format!("{}KiB", n >> 10))
+        } else {
+            s.serialize_u64(n as u64)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size such as 65536, \"64KiB\" or \"4MiB\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ByteSize, E> {
+                usize::try_from(v).map(ByteSize).map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ByteSize, E> {
+                usize::try_from(v)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom(format!("invalid size {v}: must not be negative")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ByteSize, E> {
+                parse_byte_size(v).map(ByteSize).ok_or_else(|| {
+                    E::custom(format!(
+                        "invalid size {v:?}; write e.g. \"64KiB\" or \"4MiB\""
+                    ))
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn parse_byte_size(text: &str) -> Option<usize> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: usize = digits.parse().ok()?;
+    let factor = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "kB" => 1000,
+        "KiB" => 1024,
+        "MB" => 1_000_000,
+        "MiB" => 1 << 20,
+        "GB" => 1_000_000_000,
+        "GiB" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+/// A configuration problem, with the key and the source that set it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("config key `{key}`: {message}")]
+    Rule { key: &'static str, message: String },
+}
+
+impl ConfigError {
+    fn rule(key: &'static str, message: impl Into<String>) -> Self {
+        Self::Rule {
+            key,
+            message: message.into(),
+        }
+    }
+
+    fn from_figment(err: figment::Error) -> Self {
+        let lines: Vec<String> = err
+            .into_iter()
+            .map(|e| describe_figment_error(&e))
+            .collect();
+        Self::Invalid(lines.join("; "))
+    }
+}
+
+fn describe_figment_error(e: &figment::Error) -> String {
+    let key = if e.path.is_empty() {
+        None
+    } else {
+        Some(e.path.join("."))
+    };
+    let source = e.metadata.as_ref().map(|m| match &m.source {
+        Some(figment::Source::File(path)) => format!("in {}", path.display()),
+        _ => format!("from {}", m.name),
+    });
+    match (key, source) {
+        (Some(k), Some(s)) => format!("config key `{k}` {s}: {}", e.kind),
+        (Some(k), None) => format!("config key `{k}`: {}", e.kind),
+        (None, Some(s)) => format!("config {s}: {}", e.kind),
+        (None, None) => format!("config: {}", e.kind),
+    }
+}
+
+const ENV_PREFIX: &str = "EZFORGE_";
+
+impl Config {
+    /// Loads from the file named by `--config`, else `EZFORGE_CONFIG`, else
+    /// `/etc/ezforge/config.toml` if it exists, then applies the environment, then validates.
+    pub fn load(explicit: Option<&Path>) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let file = match explicit {
+            Some(p) => Some(p.to_path_buf()),
+            None => match std::env::var_os("EZFORGE_CONFIG") {
+                Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+                _ => Some(PathBuf::from(SYSTEM_CONFIG_PATH)).filter(|p| p.exists()),
+            },
+        };
+        Self::load_from(file.as_deref(), &env)
+    }
+
+    /// Loading with an explicit environment, so tests need not touch the process's.
+    pub fn load_from(file: Option<&Path>, env: &[(String, String)]) -> Result<Self, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(path) = file {
+            // Read it ourselves: figment treats a missing file as empty, we treat it as an error.
+            std::fs::metadata(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        for var in env_vars(env)? {
+            figment = figment.merge(var);
+        }
+        let mut config: Config = figment.extract().map_err(ConfigError::from_figment)?;
+        config.source_file = file.map(Path::to_path_buf);
+
+        let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        config.master_key = match (
+            lookup("EZFORGE_MASTER_KEY"),
+            lookup("EZFORGE_MASTER_KEY_FILE"),
+        ) {
+            (Some(v), _) => Some(Secret::new(v)),
+            (None, Some(path)) => Some(Secret::new(read_secret_file(
+                "EZFORGE_MASTER_KEY_FILE",
+                &path,
+            )?)),
+            (None, None) => None,
+        };
+        if let Some(email) = lookup("EZFORGE_ADMIN_EMAIL") {
+            config.bootstrap.admin_email = Some(email);
+        }
+        match (
+            lookup("EZFORGE_ADMIN_PASSWORD"),
+            lookup("EZFORGE_ADMIN_PASSWORD_FILE"),
+        ) {
+            (Some(v), _) => config.bootstrap.admin_password = Some(Secret::new(v)),
+            (None, Some(path)) => {
+                config.bootstrap.admin_password = Some(Secret::new(read_secret_file(
+                    "EZFORGE_ADMIN_PASSWORD_FILE",
+                    &path,
+                )?))
+            }
+            (None, None) => {}
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Rules that span keys or that serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.server.public_url {
+            let parsed = Url::parse(url).map_err(|e| {
+                ConfigError::rule("server.public_url", format!("{url:?} is not a URL: {e}"))
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(ConfigError::rule(
+                    "server.public_url",
+                    "must be an http or https URL",
+                ));
+            }
+            if parsed.path() != "/" || parsed.query().is_some() || parsed.fragment().is_some() {
+                return Err(ConfigError::rule(
+                    "server.public_url",
+                    "must be scheme://host[:port] with no path, query or fragment",
+                ));
+            }
+            if !parsed.username().is_empty() || parsed.password().is_some() {
+                return Err(ConfigError::rule(
+                    "server.public_url",
+                    "must not contain credentials",
+                ));
+            }
+        }
+        let public_https = self
+            .server
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"));
+        if !self.server.listen.ip().is_loopback() && self.tls.mode == TlsMode::Off && !public_https
+        {
+            return Err(ConfigError::rule(
+                "server.listen",
+                format!(
+                    "{} is beyond loopback without TLS; set tls.mode, or an https server.public_url when a proxy terminates TLS",
+                    self.server.listen
+                ),
+            ));
+        }
+        if self.tls.mode == TlsMode::Files {
+            if self.tls.cert_file.is_none() {
+                return Err(ConfigError::rule(
+                    "tls.cert_file",
+                    "required when tls.mode = \"files\"",
+                ));
+            }
+            if self.tls.key_file.is_none() {
+                return Err(ConfigError::rule(
+                    "tls.key_file",
+                    "required when tls.mode = \"files\"",
+                ));
+            }
+        }
+        if self.gateway.routing == Routing::Host {
+            match self.gateway.server_domain.as_deref() {
+                None | Some("") => {
+                    return Err(ConfigError::rule(
+                        "gateway.server_domain",
+                        "required when gateway.routing = \"host\"",
+                    ));
+                }
+                Some(d) if d.starts_with('.') || d.contains('/') || d.contains(':') => {
+                    return Err(ConfigError::rule(
+                        "gateway.server_domain",
+                        "must be a bare domain such as mcp.example.com",
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        for (key, d) in [
+            ("auth.access_token_ttl", self.auth.access_token_ttl),
+            ("auth.refresh_token_ttl", self.auth.refresh_token_ttl),
+            ("auth.auth_code_ttl", self.auth.auth_code_ttl),
+            ("auth.session_ttl", self.auth.session_ttl),
+            ("gateway.upstream_timeout", self.gateway.upstream_timeout),
+            (
+                "gateway.upstream_connect_timeout",
+                self.gateway.upstream_connect_timeout,
+            ),
+            ("outbound.timeout", self.outbound.timeout),
+        ] {
+            if d.0.is_zero() {
+                return Err(ConfigError::rule(key, "must be longer than zero"));
+            }
+        }
+        if self.auth.registration.mode == RegistrationMode::Token
+            && self.auth.registration.initial_access_token.is_none()
+        {
+            return Err(ConfigError::rule(
+                "auth.registration.initial_access_token",
+                "required when auth.registration.mode = \"token\"",
+            ));
+        }
+        if let Some(byoa) = &self.auth.byoa {
+            for (key, value) in [
+                ("auth.byoa.issuer", &byoa.issuer),
+                ("auth.byoa.jwks_uri", &byoa.jwks_uri),
+                (
+                    "auth.byoa.authorization_endpoint",
+                    &byoa.authorization_endpoint,
+                ),
+                ("auth.byoa.token_endpoint", &byoa.token_endpoint),
+            ] {
+                let url = Url::parse(value)
+                    .map_err(|e| ConfigError::rule(key, format!("{value:?} is not a URL: {e}")))?;
+                if url.scheme() != "https" {
+                    return Err(ConfigError::rule(key, "must be an https URL"));
+                }
+            }
+        }
+        for (key, rl) in [
+            ("gateway.rate_limit.per_minute", self.gateway.rate_limit),
+            ("control.rate_limit.per_minute", self.control.rate_limit),
+        ] {
+            if rl.per_minute == 0 || rl.burst == 0 {
+                return Err(ConfigError::rule(
+                    key,
+                    "per_minute and burst must be at least 1",
+                ));
+            }
+        }
+        if self.gateway.body_limit.0 == 0 {
+            return Err(ConfigError::rule(
+                "gateway.body_limit",
+                "must be at least 1 byte",
+            ));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.logging.level).map_err(|e| {
+            ConfigError::rule(
+                "logging.level",
+                format!("{:?} is not a valid filter: {e}", self.logging.level),
+            )
+        })?;
+        Ok(())
+    }
+
+    /// The public URL without a trailing slash: the OAuth issuer. Derived from the bound
+    /// address when not configured.
+    pub fn public_url_for(&self, bound: SocketAddr) -> String {
+        if let Some(url) = &self.server.public_url {
+            return url.trim_end_matches('/').to_owned();
+        }
+        let scheme = if self.tls.mode == TlsMode::Off {
+            "http"
+        } else {
+            "https"
+        };
+        let host = match bound.ip() {
+            ip if ip.is_unspecified() => "localhost".to_owned(),
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            ip => ip.to_string(),
+        };
+        format!("{scheme}://{host}:{}", bound.port())
+    }
+
+    /// The effective config as TOML, secrets shown as `***`.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+/// One `EZFORGE_SECTION__KEY` environment variable as a figment provider, so an error names
+/// the variable. Only names with a `__` are config keys, so `EZFORGE_CONFIG`, `EZFORGE_URL`,
+/// `EZFORGE_API_KEY` and friends are never mistaken for them.
+struct EnvVar {
+    name: String,
+    key: String,
+    value: figment::value::Value,
+}
+
+impl figment::Provider for EnvVar {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named(format!("environment variable {}", self.name))
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        let mut map = figment::value::Map::new();
+        map.insert(
+            figment::Profile::Default,
+            figment::util::nest(&self.key, self.value.clone())
+                .into_dict()
+                .unwrap_or_default(),
+        );
+        Ok(map)
+    }
+}
+
+fn env_vars(env: &[(String, String)]) -> Result<Vec<EnvVar>, ConfigError> {
+    let mut out = Vec::new();
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        if !rest.contains("__") {
+            continue;
+        }
+        let (key, value) = match rest.strip_suffix("_FILE") {
+            Some(key) => (
+                key,
+                figment::value::Value::from(read_secret_file(name, value)?),
+            ),
+            None => (rest, parse_env_value(value)),
+        };
+        out.push(EnvVar {
+            name: name.clone(),
+            key: key.to_ascii_lowercase().replace("__", "."),
+            value,
+        });
+    }
+    Ok(out)
+}
+
+/// Environment values are TOML-ish: `true`, `8080`, `["a","b"]`; anything else is a string.
+fn parse_env_value(text: &str) -> figment::value::Value {
+    text.parse()
+        .unwrap_or_else(|_| figment::value::Value::from(text.to_owned()))
+}
+
+fn read_secret_file(var: &str, path: &str) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
+        .map_err(|e| {
+            ConfigError::Invalid(format!(
+                "environment variable {var}: cannot read {path}: {e}"
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_toml(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).expect("write");
+        Config::load_from(Some(&path), &[])
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::load_from(None, &[]).expect("defaults");
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.auth.access_token_ttl.as_secs(), 900);
+        assert_eq!(c.public_url_for(c.server.listen), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_file() {
+        let err = load_toml("[server]\nlisen = \"127.0.0.1:1\"\n").expect_err("unknown key");
+        let msg = err.to_string();
+        assert!(msg.contains("lisen"), "{msg}");
+        assert!(msg.contains("c.toml"), "{msg}");
+    }
+
+    #[test]
+    fn bad_duration_names_key() {
+        let err = load_toml("[auth]\naccess_token_ttl = \"soon\"\n").expect_err("bad duration");
+        let msg = err.to_string();
+        assert!(msg.contains("auth.access_token_ttl"), "{msg}");
+        assert!(msg.contains("invalid duration"), "{msg}");
+    }
+
+    #[test]
+    fn durations_and_sizes_parse() {
+        let c = load_toml("[auth]\naccess_token_ttl = \"5m\"\n[gateway]\nbody_limit = \"64KiB\"\n")
+            .expect("valid");
+        assert_eq!(c.auth.access_token_ttl.as_secs(), 300);
+        assert_eq!(c.gateway.body_limit.0, 65536);
+        assert_eq!(parse_byte_size("4MiB"), Some(4 << 20));
+        assert_eq!(parse_byte_size("12"), Some(12));
+        assert_eq!(parse_byte_size("1 parsec"), None);
+    }
+
+    #[test]
+    fn non_loopback_without_tls_is_refused_unless_https_public_url() {
+        let err = load_toml("[server]\nlisten = \"0.0.0.0:8080\"\n").expect_err("refused");
+        assert!(err.to_string().contains("server.listen"));
+        load_toml(
+            "[server]\nlisten = \"0.0.0.0:8080\"\npublic_url = \"https://auth.example.com\"\n",
+        )
+        .expect("proxy terminates TLS");
+    }
+
+    #[test]
+    fn public_url_rules() {
+        let err =
+            load_toml("[server]\npublic_url = \"https://x.example.com/sub\"\n").expect_err("path");
+        assert!(err.to_string().contains("server.public_url"));
+        let c = load_toml("[server]\npublic_url = \"https://x.example.com/\"\n").expect("slash ok");
+        assert_eq!(c.public_url_for(c.server.listen), "https://x.example.com");
+    }
+
+    #[test]
+    fn host_routing_needs_domain() {
+        let err = load_toml("[gateway]\nrouting = \"host\"\n").expect_err("domain");
+        assert!(err.to_string().contains("gateway.server_domain"));
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_output() {
+        let c = load_toml("[bootstrap]\nadmin_password = \"hunter2hunter2\"\n").expect("valid");
+        let out = c.to_redacted_toml();
+        assert!(!out.contains("hunter2"), "{out}");
+        assert!(out.contains("***"));
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let err = Config::load_from(Some(Path::new("/nonexistent/ezforge.toml")), &[])
+            .expect_err("missing");
+        assert!(err.to_string().contains("/nonexistent/ezforge.toml"));
+    }
+
+    #[test]
+    fn env_overrides_file_and_names_the_variable() {
+        let env = vec![
+            (
+                "EZFORGE_SERVER__LISTEN".to_owned(),
+                "127.0.0.1:9999".to_owned(),
+            ),
+            (
+                "EZFORGE_BOOTSTRAP__ADMIN_PASSWORD".to_owned(),
+                "12345678".to_owned(),
+            ),
+            ("EZFORGE_URL".to_owned(), "http://ignored".to_owned()),
+        ];
+        let c = Config::load_from(None, &env).expect("valid");
+        assert_eq!(c.server.listen.port(), 9999);
+        assert_eq!(
+            c.bootstrap.admin_password.as_ref().map(Secret::expose),
+            Some("12345678")
+        );
+        let bad = vec![("EZFORGE_AUTH__SESSION_TTL".to_owned(), "forever".to_owned())];
+        let msg = Config::load_from(None, &bad).expect_err("bad").to_string();
+        assert!(msg.contains("EZFORGE_AUTH__SESSION_TTL"), "{msg}");
+        let unknown = vec![("EZFORGE_SERVER__NOPE".to_owned(), "1".to_owned())];
+        let msg = Config::load_from(None, &unknown)
+            .expect_err("unknown")
+            .to_string();
+        assert!(msg.contains("nope"), "{msg}");
+    }
+
+    #[test]
+    fn file_secret_variables_are_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secret = dir.path().join("pw");
+        std::fs::write(&secret, "s3cret-pass\n").expect("write");
+        let env = vec![(
+            "EZFORGE_BOOTSTRAP__ADMIN_PASSWORD_FILE".to_owned(),
+            secret.display().to_string(),
+        )];
+        let c = Config::load_from(None, &env).expect("valid");
+        assert_eq!(
+            c.bootstrap.admin_password.as_ref().map(Secret::expose),
+            Some("s3cret-pass")
+        );
+    }
+}

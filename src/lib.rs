@@ -1,0 +1,17 @@
+//! ezForge Server: an OAuth 2.1 authorization server and MCP front door in one process.
+//! See ARCHITECTURE.md for the tour.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod crypto;
+pub mod domain;
+pub mod error;
+pub mod oauth;
+pub mod store;
+pub mod telemetry;
+pub mod tls;
+
+pub use app::App;
+pub use config::Config;

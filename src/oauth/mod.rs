@@ -1,0 +1,3 @@
+//! The built-in authorization server (managed mode).
+
+pub mod keys;

@@ -1,0 +1,340 @@
+//! The `ezforge` binary as an operator runs it: zero-config start, signals, and start-up
+//! errors that must be one clear line and a non-zero exit.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ezforge");
+
+fn ezforge(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Runs a command that must fail at start-up; returns its stderr.
+async fn start_error(cmd: &mut Command) -> String {
+    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+        .await
+        .expect("exits promptly")
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "must fail; stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "no panic: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "one error line: {stderr}");
+    lines[0].to_owned()
+}
+
+const BANNER_END: &str = "SIGTERM stops the server";
+
+/// Reads stdout until the banner's last line; returns everything read.
+async fn wait_ready(child: &mut Child) -> String {
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen = String::new();
+    while let Ok(Ok(Some(line))) =
+        tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await
+    {
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains(BANNER_END) {
+            break;
+        }
+    }
+    assert!(
+        seen.contains(BANNER_END),
+        "server did not become ready: {seen}"
+    );
+    seen
+}
+
+async fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let pid = child.id().expect("pid").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("stops promptly")
+        .expect("wait")
+}
+
+#[tokio::test]
+async fn zero_config_start_prints_admin_once_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut child = ezforge(dir.path())
+        .arg("serve")
+        .env("EZFORGE_SERVER__LISTEN", "127.0.0.1:0")
+        .spawn()
+        .expect("spawn");
+    let banner = wait_ready(&mut child).await;
+    assert!(banner.contains("is ready"), "{banner}");
+    assert!(banner.contains("admin@localhost"), "{banner}");
+    let password_line = banner
+        .lines()
+        .find(|l| l.trim_start().starts_with("password"))
+        .expect("password printed");
+    let password = password_line.split_whitespace().last().expect("value");
+    assert_eq!(password.len(), 24);
+    assert!(dir.path().join("ezforge-data/ezforge.db").exists());
+    assert!(
+        terminate(&mut child).await.success(),
+        "clean exit on SIGTERM"
+    );
+
+    // Second start: the same data, and the password is not shown again.
+    let mut child = ezforge(dir.path())
+        .arg("serve")
+        .env("EZFORGE_SERVER__LISTEN", "127.0.0.1:0")
+        .spawn()
+        .expect("spawn");
+    let seen = wait_ready(&mut child).await;
+    assert!(seen.contains("is ready"), "{seen}");
+    assert!(
+        !seen.contains(password) && !seen.contains("First start"),
+        "password shown once only: {seen}"
+    );
+    assert!(terminate(&mut child).await.success());
+}
+
+#[tokio::test]
+async fn admin_credentials_come_from_the_environment() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut child = ezforge(dir.path())
+        .arg("serve")
+        .env("EZFORGE_SERVER__LISTEN", "127.0.0.1:0")
+        .env("EZFORGE_ADMIN_EMAIL", "ops@example.com")
+        .env("EZFORGE_ADMIN_PASSWORD", "a-long-enough-password")
+        .spawn()
+        .expect("spawn");
+    let banner = wait_ready(&mut child).await;
+    assert!(banner.contains("ops@example.com"), "{banner}");
+    assert!(!banner.contains("a-long-enough-password"), "{banner}");
+    assert!(terminate(&mut child).await.success());
+}
+
+#[tokio::test]
+async fn malformed_toml_names_the_file() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[server\nlisten = 1").expect("write");
+    let line = start_error(ezforge(dir.path()).args(["serve", "--config"]).arg(&cfg)).await;
+    assert!(line.contains("bad.toml"), "{line}");
+}
+
+#[tokio::test]
+async fn bad_duration_names_the_key_and_file() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[auth]\nrefresh_token_ttl = \"a month\"\n").expect("write");
+    let line = start_error(
+        ezforge(dir.path())
+            .args(["config", "check", "--config"])
+            .arg(&cfg),
+    )
+    .await;
+    assert!(
+        line.contains("auth.refresh_token_ttl") && line.contains("c.toml"),
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_key_from_the_environment_names_the_variable() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let line = start_error(
+        ezforge(dir.path())
+            .args(["config", "check"])
+            .env("EZFORGE_GATEWAY__ROUTNG", "host"),
+    )
+    .await;
+    assert!(
+        line.contains("EZFORGE_GATEWAY__ROUTNG") || line.contains("routng"),
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn an_occupied_port_is_reported() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let line = start_error(
+        ezforge(dir.path())
+            .arg("serve")
+            .env("EZFORGE_SERVER__LISTEN", &addr),
+    )
+    .await;
+    assert!(
+        line.contains(&addr) && line.to_lowercase().contains("in use"),
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn an_unwritable_data_dir_is_reported() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, "").expect("write");
+    let data = file.join("data");
+    let line = start_error(
+        ezforge(dir.path())
+            .arg("serve")
+            .env("EZFORGE_SERVER__LISTEN", "127.0.0.1:0")
+            .env("EZFORGE_SERVER__DATA_DIR", &data),
+    )
+    .await;
+    assert!(line.contains(&data.display().to_string()), "{line}");
+}
+
+#[tokio::test]
+async fn a_newer_database_is_refused_by_the_binary() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("ezforge-data");
+    std::fs::create_dir(&data).expect("mkdir");
+    let conn = rusqlite::Connection::open(data.join("ezforge.db")).expect("open");
+    conn.pragma_update(None, "user_version", 4242)
+        .expect("bump");
+    drop(conn);
+    let line = start_error(
+        ezforge(dir.path())
+            .arg("serve")
+            .env("EZFORGE_SERVER__LISTEN", "127.0.0.1:0"),
+    )
+    .await;
+    assert!(
+        line.contains("newer ezforge") && line.contains("4242"),
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn listening_beyond_loopback_without_tls_is_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let line = start_error(
+        ezforge(dir.path())
+            .arg("serve")
+            .env("EZFORGE_SERVER__LISTEN", "0.0.0.0:0"),
+    )
+    .await;
+    assert!(line.contains("server.listen"), "{line}");
+}
+
+#[tokio::test]
+async fn config_check_prints_effective_config_with_secrets_redacted() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = ezforge(dir.path())
+        .args(["config", "check"])
+        .env("EZFORGE_BOOTSTRAP__ADMIN_PASSWORD", "super-secret-value")
+        .env("EZFORGE_AUTH__ACCESS_TOKEN_TTL", "10m")
+        .output()
+        .await
+        .expect("run");
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("access_token_ttl = \"10m\""), "{stdout}");
+    assert!(!stdout.contains("super-secret-value"), "{stdout}");
+    assert!(stdout.contains("***"), "{stdout}");
+}
+
+#[tokio::test]
+async fn keys_rotate_and_list_and_backup_work_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut child = ezforge(dir.path())
+        .arg("serve")
+        .env("EZFORGE_SERVER__LISTEN", "127.0.0.1:0")
+        .spawn()
+        .expect("spawn");
+    wait_ready(&mut child).await;
+    // While the server runs: rotate, list, back up.
+    let rotate = ezforge(dir.path())
+        .args(["keys", "rotate"])
+        .output()
+        .await
+        .expect("rotate");
+    assert!(
+        rotate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotate.stderr)
+    );
+    let list = ezforge(dir.path())
+        .args(["keys", "list", "--json"])
+        .output()
+        .await
+        .expect("list");
+    let keys: serde_json::Value = serde_json::from_slice(&list.stdout).expect("json");
+    let statuses: Vec<&str> = keys
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|k| k["status"].as_str())
+        .collect();
+    assert_eq!(statuses, ["active", "retired"]);
+    let backup = dir.path().join("copy.db");
+    let out = ezforge(dir.path())
+        .arg("backup")
+        .arg(&backup)
+        .output()
+        .await
+        .expect("backup");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conn = rusqlite::Connection::open(&backup).expect("open");
+    let n: i64 = conn
+        .query_row("SELECT COUNT(*) FROM signing_keys", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(n, 2);
+    // A second backup to the same file is refused rather than overwriting it.
+    let line = start_error(ezforge(dir.path()).arg("backup").arg(&backup)).await;
+    assert!(line.contains("already exists"), "{line}");
+    assert!(terminate(&mut child).await.success());
+}
+
+#[tokio::test]
+async fn healthcheck_subcommand_reports_status() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    let mut child = ezforge(dir.path())
+        .arg("serve")
+        .env("EZFORGE_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .spawn()
+        .expect("spawn");
+    wait_ready(&mut child).await;
+    let ok = ezforge(dir.path())
+        .arg("healthcheck")
+        .env("EZFORGE_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .output()
+        .await
+        .expect("run");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(terminate(&mut child).await.success());
+    let down = ezforge(dir.path())
+        .arg("healthcheck")
+        .env("EZFORGE_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .output()
+        .await
+        .expect("run");
+    assert!(!down.status.success());
+}
