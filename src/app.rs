@@ -223,7 +223,7 @@ async fn refresh_keys(state: &web::Data<AppState>) {
             let now = domain::now();
             let ttl = st.config.auth.access_token_ttl.as_secs();
             let every = st.config.auth.signing.rotate_after;
-            if let Some(every) = every
+            if !every.0.is_zero()
                 && let Some(kid) =
                     keys::rotate_if_due(conn, &st.master_key, now, every.as_secs(), ttl)?
             {

@@ -130,16 +130,16 @@ impl Default for AuthConfig {
 pub struct SigningConfig {
     /// Signing algorithm for access tokens. Only `ES256` for now.
     pub algorithm: SigningAlgorithm,
-    /// Rotate the active key automatically when it is older than this; unset = only by
+    /// Rotate the active key automatically when it is older than this; `"0s"` = only by
     /// `ezforge keys rotate`.
-    pub rotate_after: Option<Duration>,
+    pub rotate_after: Duration,
 }
 
 impl Default for SigningConfig {
     fn default() -> Self {
         Self {
             algorithm: SigningAlgorithm::ES256,
-            rotate_after: Some(Duration::secs(90 * 86_400)),
+            rotate_after: Duration::secs(90 * 86_400),
         }
     }
 }
@@ -326,15 +326,33 @@ impl Duration {
     }
 }
 
+impl fmt::Display for Duration {
+    /// The largest whole unit: `30d`, `15m`, `90s` (what a person would write).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0.as_secs();
+        let (n, unit) = match secs {
+            0 => (0, "s"),
+            s if s.is_multiple_of(86_400) => (s / 86_400, "d"),
+            s if s.is_multiple_of(3600) => (s / 3600, "h"),
+            s if s.is_multiple_of(60) => (s / 60, "m"),
+            s => (s, "s"),
+        };
+        if self.0.subsec_millis() > 0 {
+            return write!(f, "{}ms", self.0.as_millis());
+        }
+        write!(f, "{n}{unit}")
+    }
+}
+
 impl fmt::Debug for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_duration(self.0))
+        fmt::Display::fmt(self, f)
     }
 }
 
 impl Serialize for Duration {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(self.0).to_string())
+        s.serialize_str(&self.to_string())
     }
 }
 
@@ -473,6 +491,10 @@ fn describe_figment_error(e: &figment::Error) -> String {
 }
 
 const ENV_PREFIX: &str = "EZFORGE_";
+
+/// Keys that also take `EZFORGE_…_FILE=/path` (the value is read from the file). Only secrets:
+/// `tls.cert_file` must stay settable as `EZFORGE_TLS__CERT_FILE`.
+const SECRET_KEYS: &[&str] = &["bootstrap.admin_password", "auth.registration.initial_access_token"];
 
 impl Config {
     /// Loads from the file named by `--config`, else `EZFORGE_CONFIG`, else
@@ -614,6 +636,8 @@ impl Config {
             ("auth.refresh_token_ttl", self.auth.refresh_token_ttl),
             ("auth.auth_code_ttl", self.auth.auth_code_ttl),
             ("auth.session_ttl", self.auth.session_ttl),
+            ("auth.consent_ttl", self.auth.consent_ttl),
+            ("auth.registration.reap_unused_after", self.auth.registration.reap_unused_after),
             ("gateway.upstream_timeout", self.gateway.upstream_timeout),
             (
                 "gateway.upstream_connect_timeout",
@@ -624,6 +648,13 @@ impl Config {
             if d.0.is_zero() {
                 return Err(ConfigError::rule(key, "must be longer than zero"));
             }
+        }
+        let rotate = self.auth.signing.rotate_after;
+        if !rotate.0.is_zero() && rotate.as_secs() < 3600 {
+            return Err(ConfigError::rule(
+                "auth.signing.rotate_after",
+                "must be at least 1h, or \"0s\" to rotate only with `ezforge keys rotate`",
+            ));
         }
         if self.auth.registration.mode == RegistrationMode::Token
             && self.auth.registration.initial_access_token.is_none()
@@ -738,7 +769,10 @@ fn env_vars(env: &[(String, String)]) -> Result<Vec<EnvVar>, ConfigError> {
         if !rest.contains("__") {
             continue;
         }
-        let (key, value) = match rest.strip_suffix("_FILE") {
+        let secret_file = rest.strip_suffix("_FILE").filter(|key| {
+            SECRET_KEYS.contains(&key.to_ascii_lowercase().replace("__", ".").as_str())
+        });
+        let (key, value) = match secret_file {
             Some(key) => (
                 key,
                 figment::value::Value::from(read_secret_file(name, value)?),
@@ -883,6 +917,25 @@ mod tests {
             .expect_err("unknown")
             .to_string();
         assert!(msg.contains("nope"), "{msg}");
+    }
+
+    #[test]
+    fn durations_print_in_whole_units() {
+        assert_eq!(Duration::secs(90 * 86_400).to_string(), "90d");
+        assert_eq!(Duration::secs(900).to_string(), "15m");
+        assert_eq!(Duration::secs(7200).to_string(), "2h");
+        assert_eq!(Duration::secs(61).to_string(), "61s");
+    }
+
+    #[test]
+    fn file_suffix_is_only_for_secrets() {
+        let env = vec![
+            ("EZFORGE_TLS__MODE".to_owned(), "files".to_owned()),
+            ("EZFORGE_TLS__CERT_FILE".to_owned(), "/etc/ssl/cert.pem".to_owned()),
+            ("EZFORGE_TLS__KEY_FILE".to_owned(), "/etc/ssl/key.pem".to_owned()),
+        ];
+        let c = Config::load_from(None, &env).expect("valid");
+        assert_eq!(c.tls.cert_file.as_deref(), Some(Path::new("/etc/ssl/cert.pem")));
     }
 
     #[test]
