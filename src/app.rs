@@ -12,7 +12,9 @@ use actix_web::dev::{Server, ServerHandle, Service, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpServer, web};
 
-use crate::config::{AuthMode, Config};
+use crate::config::{AuthMode, Config, Routing};
+use crate::control::auth::KeyUsage;
+use crate::control::rate_limit::{Limiter, LoginThrottle};
 use crate::crypto::MasterKey;
 use crate::domain::{self, Secret, password};
 use crate::oauth::keys::{self, Keyring};
@@ -29,6 +31,36 @@ pub struct AppState {
     pub master_key: MasterKey,
     pub keys: Keyring,
     pub started_at: Instant,
+    pub key_usage: KeyUsage,
+    pub control_limiter: Limiter,
+    pub login_throttle: LoginThrottle,
+}
+
+impl AppState {
+    /// A server's resource URI: `{public_url}/mcp/{slug}`, or `https://{slug}.{server_domain}`.
+    pub fn server_url(&self, slug: &str) -> String {
+        match (
+            &self.config.gateway.routing,
+            &self.config.gateway.server_domain,
+        ) {
+            (Routing::Host, Some(domain)) => format!("https://{slug}.{domain}"),
+            _ => format!("{}/mcp/{slug}", self.public_url),
+        }
+    }
+
+    /// `{slug}.{server_domain}` under host routing.
+    pub fn server_subdomain(&self, slug: &str) -> Option<String> {
+        match (
+            &self.config.gateway.routing,
+            &self.config.gateway.server_domain,
+        ) {
+            (Routing::Host, Some(domain)) => Some(format!("{slug}.{domain}")),
+            _ => None,
+        }
+    }
+
+    /// Called after any change to servers, so in-memory routing follows at once.
+    pub async fn servers_changed(&self) {}
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +82,8 @@ pub enum StartupError {
     Bootstrap { field: &'static str, reason: String },
     #[error("cannot listen: {0}")]
     Listen(std::io::Error),
+    #[error(transparent)]
+    Declared(#[from] control::declared::ReconcileError),
     #[error("start-up task failed: {0}")]
     Join(String),
 }
@@ -100,6 +134,9 @@ impl App {
         };
         let shutdown_secs = config.server.shutdown_timeout.0.as_secs();
         let state = web::Data::new(AppState {
+            control_limiter: Limiter::new(config.control.rate_limit),
+            login_throttle: LoginThrottle::new(config.control.login_attempts, LOGIN_WINDOW),
+            key_usage: KeyUsage::default(),
             config,
             public_url,
             store,
@@ -128,7 +165,10 @@ impl App {
         };
         let server = http.run();
 
-        let tasks = vec![tokio::spawn(key_maintenance(state.clone()))];
+        let tasks = vec![
+            tokio::spawn(key_maintenance(state.clone())),
+            tokio::spawn(housekeeping(state.clone())),
+        ];
         Ok(App {
             server,
             port: bound.port(),
@@ -182,8 +222,12 @@ impl App {
         for task in &self.tasks {
             task.abort();
         }
-        let store = self.state.store.clone();
+        let state = self.state.clone();
         let _ = tokio::task::spawn_blocking(move || {
+            let store = &state.store;
+            if let Err(e) = store.run_blocking(|c| state.key_usage.flush(c)) {
+                tracing::warn!(error = %ErrorChain(&e), "could not record API key use");
+            }
             if let Err(e) = store.checkpoint() {
                 tracing::warn!(error = %ErrorChain(&e), "final WAL checkpoint failed");
             }
@@ -212,7 +256,41 @@ impl Reloader {
             }
         }
         refresh_keys(&self.state).await;
+        self.reconcile_servers().await;
     }
+
+    /// Reads the config file again and makes the declared servers match it. Other settings
+    /// need a restart.
+    async fn reconcile_servers(&self) {
+        let Some(path) = self.state.config.source_file.clone() else {
+            return;
+        };
+        let result = self
+            .state
+            .store
+            .run(move |c| {
+                let fresh =
+                    Config::load(Some(&path)).map_err(|e| ReloadError::Config(e.to_string()))?;
+                control::declared::reconcile(c, &fresh)
+                    .map_err(|e| ReloadError::Config(e.to_string()))?;
+                Ok::<_, ReloadError>(())
+            })
+            .await;
+        match result {
+            Ok(()) => self.state.servers_changed().await,
+            Err(e) => {
+                tracing::error!(error = %e, "config reload failed; declared servers unchanged")
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ReloadError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 async fn refresh_keys(state: &web::Data<AppState>) {
@@ -236,6 +314,23 @@ async fn refresh_keys(state: &web::Data<AppState>) {
         Ok(true) => tracing::info!("signing keys reloaded"),
         Ok(false) => {}
         Err(e) => tracing::error!(error = %ErrorChain(&e), "signing key refresh failed"),
+    }
+}
+
+/// Failed logins counted over this window.
+const LOGIN_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Every few seconds: write batched API key use, forget idle rate-limit buckets.
+async fn housekeeping(state: web::Data<AppState>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let st = state.clone();
+        if let Err(e) = state.store.run(move |c| st.key_usage.flush(c)).await {
+            tracing::warn!(error = %ErrorChain(&e), "could not record API key use");
+        }
+        state.control_limiter.prune();
     }
 }
 
@@ -270,6 +365,15 @@ fn prepare(config: Config, public_url: &str) -> Result<Prepared, StartupError> {
         keys::load(conn, &master_key, now)
     })?;
     let admin_created = bootstrap_admin(&config, &store)?;
+    let report = store.run_blocking(|c| control::declared::reconcile(c, &config))?;
+    if report != control::declared::Report::default() {
+        tracing::info!(
+            created = report.created,
+            updated = report.updated,
+            deleted = report.deleted,
+            "config-declared servers reconciled"
+        );
+    }
 
     let mut names = config.tls.names.clone();
     if let Some(host) = url::Url::parse(public_url)

@@ -27,6 +27,9 @@ pub struct Config {
     pub outbound: OutboundConfig,
     pub logging: LoggingConfig,
     pub bootstrap: BootstrapConfig,
+    /// MCP servers declared here rather than through the API (`[[servers]]`), reconciled at
+    /// start and on SIGHUP.
+    pub servers: Vec<ServerDecl>,
     /// The file this config was read from, if any.
     #[serde(skip)]
     pub source_file: Option<PathBuf>,
@@ -313,6 +316,26 @@ pub struct BootstrapConfig {
     pub admin_password: Option<Secret>,
 }
 
+/// A server declared in the config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerDecl {
+    /// Slug of the project it belongs to (created if missing).
+    pub project: String,
+    pub slug: String,
+    /// Display name; the slug when unset.
+    pub name: Option<String>,
+    /// Upstream MCP endpoint, e.g. `http://127.0.0.1:3001/mcp`.
+    pub upstream: Option<String>,
+    /// `ezforge_managed` or `byoa`; the deployment's mode decides when unset.
+    pub auth_mode: Option<String>,
+    /// The external issuer for `byoa` (else `[auth.byoa]` applies).
+    pub byoa: Option<ByoaConfig>,
+    /// Tool name -> required scope.
+    #[serde(default)]
+    pub tool_scopes: std::collections::BTreeMap<String, String>,
+}
+
 /// A duration written as a string: `"90s"`, `"15m"`, `"30d"`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Duration(pub std::time::Duration);
@@ -494,7 +517,10 @@ const ENV_PREFIX: &str = "EZFORGE_";
 
 /// Keys that also take `EZFORGE_…_FILE=/path` (the value is read from the file). Only secrets:
 /// `tls.cert_file` must stay settable as `EZFORGE_TLS__CERT_FILE`.
-const SECRET_KEYS: &[&str] = &["bootstrap.admin_password", "auth.registration.initial_access_token"];
+const SECRET_KEYS: &[&str] = &[
+    "bootstrap.admin_password",
+    "auth.registration.initial_access_token",
+];
 
 impl Config {
     /// Loads from the file named by `--config`, else `EZFORGE_CONFIG`, else
@@ -637,7 +663,10 @@ impl Config {
             ("auth.auth_code_ttl", self.auth.auth_code_ttl),
             ("auth.session_ttl", self.auth.session_ttl),
             ("auth.consent_ttl", self.auth.consent_ttl),
-            ("auth.registration.reap_unused_after", self.auth.registration.reap_unused_after),
+            (
+                "auth.registration.reap_unused_after",
+                self.auth.registration.reap_unused_after,
+            ),
             ("gateway.upstream_timeout", self.gateway.upstream_timeout),
             (
                 "gateway.upstream_connect_timeout",
@@ -698,12 +727,65 @@ impl Config {
                 "must be at least 1 byte",
             ));
         }
+        self.validate_servers()?;
         tracing_subscriber::EnvFilter::try_new(&self.logging.level).map_err(|e| {
             ConfigError::rule(
                 "logging.level",
                 format!("{:?} is not a valid filter: {e}", self.logging.level),
             )
         })?;
+        Ok(())
+    }
+
+    fn validate_servers(&self) -> Result<(), ConfigError> {
+        use crate::domain::validate;
+        let err = |i: usize, field: &str, message: String| {
+            ConfigError::Invalid(format!("config key `servers[{i}].{field}`: {message}"))
+        };
+        let mut seen = std::collections::HashSet::new();
+        for (i, d) in self.servers.iter().enumerate() {
+            validate::Slug::parse(&d.project).map_err(|e| err(i, "project", e))?;
+            validate::Slug::parse(&d.slug).map_err(|e| err(i, "slug", e))?;
+            if !seen.insert(d.slug.as_str()) {
+                return Err(err(i, "slug", format!("{} is declared twice", d.slug)));
+            }
+            if let Some(name) = &d.name {
+                validate::name(name, 255).map_err(|e| err(i, "name", e))?;
+            }
+            if let Some(u) = &d.upstream {
+                validate::upstream_url(u).map_err(|e| err(i, "upstream", e))?;
+            }
+            match d.auth_mode.as_deref() {
+                None | Some("byoa") => {}
+                Some("ezforge_managed") if self.auth.mode == AuthMode::Byoa => {
+                    return Err(err(
+                        i,
+                        "auth_mode",
+                        "ezforge_managed is not available with auth.mode = \"byoa\"".into(),
+                    ));
+                }
+                Some("ezforge_managed") => {}
+                Some(other) => {
+                    return Err(err(
+                        i,
+                        "auth_mode",
+                        format!("{other:?} is not \"ezforge_managed\" or \"byoa\""),
+                    ));
+                }
+            }
+            if let Some(b) = &d.byoa {
+                validate::https_url(&b.authorization_endpoint)
+                    .map_err(|e| err(i, "byoa.authorization_endpoint", e))?;
+                validate::https_url(&b.token_endpoint)
+                    .map_err(|e| err(i, "byoa.token_endpoint", e))?;
+                validate::https_url(&b.jwks_uri).map_err(|e| err(i, "byoa.jwks_uri", e))?;
+                validate::issuer(&b.issuer).map_err(|e| err(i, "byoa.issuer", e))?;
+            }
+            for (tool, scope) in &d.tool_scopes {
+                validate::scope_token(scope)
+                    .map_err(|e| err(i, &format!("tool_scopes.{tool}"), e))?;
+            }
+        }
         Ok(())
     }
 
@@ -931,11 +1013,20 @@ mod tests {
     fn file_suffix_is_only_for_secrets() {
         let env = vec![
             ("EZFORGE_TLS__MODE".to_owned(), "files".to_owned()),
-            ("EZFORGE_TLS__CERT_FILE".to_owned(), "/etc/ssl/cert.pem".to_owned()),
-            ("EZFORGE_TLS__KEY_FILE".to_owned(), "/etc/ssl/key.pem".to_owned()),
+            (
+                "EZFORGE_TLS__CERT_FILE".to_owned(),
+                "/etc/ssl/cert.pem".to_owned(),
+            ),
+            (
+                "EZFORGE_TLS__KEY_FILE".to_owned(),
+                "/etc/ssl/key.pem".to_owned(),
+            ),
         ];
         let c = Config::load_from(None, &env).expect("valid");
-        assert_eq!(c.tls.cert_file.as_deref(), Some(Path::new("/etc/ssl/cert.pem")));
+        assert_eq!(
+            c.tls.cert_file.as_deref(),
+            Some(Path::new("/etc/ssl/cert.pem"))
+        );
     }
 
     #[test]

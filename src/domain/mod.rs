@@ -1,7 +1,9 @@
 //! Small validated types. Values that pass the edge are valid by construction.
 
 pub mod password;
+pub mod scopes;
 mod secret;
+pub mod validate;
 
 pub use secret::Secret;
 

@@ -5,7 +5,10 @@ use rusqlite::Connection;
 
 use super::StoreError;
 
-const MIGRATIONS: &[(&str, &str)] = &[("init", include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("init", include_str!("migrations/0001_init.sql")),
+    ("control", include_str!("migrations/0002_control.sql")),
+];
 
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;
 

@@ -1,7 +1,14 @@
 //! The only place with SQL. A pool of SQLite connections (WAL), every call run on the blocking
 //! thread pool through [`Store::run`], migrations embedded in the binary.
 
+pub mod api_keys;
+pub mod audit;
+pub mod clients;
+pub mod env_vars;
 mod migrations;
+pub mod projects;
+pub mod servers;
+pub mod sessions;
 pub mod signing_keys;
 pub mod users;
 
@@ -176,6 +183,37 @@ pub fn backup(source: &Path, dest: &Path) -> Result<(), StoreError> {
     }
     std::fs::rename(&tmp, dest)
         .map_err(|e| StoreError::corrupt(format!("cannot move backup into place: {e}")))
+}
+
+/// One page of a keyset-paginated list.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// The key to continue after, when there is more.
+    pub next: Option<String>,
+    pub total: i64,
+}
+
+/// Where a page starts and how long it is.
+#[derive(Debug, Clone)]
+pub struct PageRequest {
+    /// Continue after this key (ascending lists) or before it (newest-first lists).
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+impl<T> Page<T> {
+    /// Builds a page from up to `limit + 1` fetched rows.
+    pub fn from_rows(mut rows: Vec<T>, limit: u32, total: i64, key: impl Fn(&T) -> String) -> Self {
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next = if more { rows.last().map(key) } else { None };
+        Page {
+            items: rows,
+            next,
+            total,
+        }
+    }
 }
 
 /// Is this a unique-constraint violation (a clash the caller should answer 409 for)?

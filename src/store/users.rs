@@ -58,3 +58,69 @@ pub fn by_id(conn: &Connection, id: &str) -> Result<Option<UserRow>, StoreError>
         .query_row([id], from_row)
         .optional()?)
 }
+
+pub fn list(
+    conn: &Connection,
+    page: &super::PageRequest,
+) -> Result<super::Page<UserRow>, StoreError> {
+    let after = page.after.clone().unwrap_or_default();
+    let total = count(conn)?;
+    let rows = conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM users WHERE id > ?1 ORDER BY id LIMIT ?2"
+        ))?
+        .query_map(params![after, page.limit + 1], from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(super::Page::from_rows(rows, page.limit, total, |u| {
+        u.id.clone()
+    }))
+}
+
+pub fn admin_count(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*) FROM users WHERE role = 'admin' AND password_hash IS NOT NULL",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+pub fn delete(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("DELETE FROM users WHERE id = ?1")?
+        .execute([id])?
+        > 0)
+}
+
+pub fn set_password(conn: &Connection, id: &str, hash: &str, now: i64) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1")?
+        .execute(params![id, hash, now])?;
+    Ok(())
+}
+
+pub fn create_invite(
+    conn: &Connection,
+    token_hash: &str,
+    user_id: &str,
+    expires_at: i64,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO invites (token_hash, user_id, expires_at) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![token_hash, user_id, expires_at])?;
+    Ok(())
+}
+
+/// Consumes an invite: returns its user if it was valid.
+pub fn take_invite(
+    conn: &Connection,
+    token_hash: &str,
+    now: i64,
+) -> Result<Option<String>, StoreError> {
+    let user: Option<String> = conn
+        .prepare_cached("SELECT user_id FROM invites WHERE token_hash = ?1 AND expires_at > ?2")?
+        .query_row(params![token_hash, now], |r| r.get(0))
+        .optional()?;
+    conn.prepare_cached("DELETE FROM invites WHERE token_hash = ?1 OR expires_at <= ?2")?
+        .execute(params![token_hash, now])?;
+    Ok(user)
+}

@@ -1,0 +1,319 @@
+//! Who is calling: a session (cookie `ezf_session` or `Bearer ezf_sess_…`) or an API key
+//! (`Bearer ezf_live_…` / `ezf_test_…`), and what they may reach.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+
+use actix_web::http::Method;
+use actix_web::{FromRequest, HttpRequest, web};
+use rusqlite::Connection;
+
+use crate::app::AppState;
+use crate::crypto;
+use crate::domain::scopes::{ApiScope, ApiScopes};
+use crate::error::ApiError;
+use crate::store::audit::Actor;
+use crate::store::projects::ProjectRow;
+use crate::store::servers::ServerRow;
+use crate::store::{self, StoreError};
+
+pub const SESSION_COOKIE: &str = "ezf_session";
+pub const SESSION_PREFIX: &str = "ezf_sess_";
+pub const LIVE_KEY_PREFIX: &str = "ezf_live_";
+pub const TEST_KEY_PREFIX: &str = "ezf_test_";
+
+#[derive(Debug, Clone)]
+pub struct SessionUser {
+    pub id: String,
+    pub email: String,
+    pub role: String,
+    pub token_hash: String,
+    pub expires_at: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl SessionUser {
+    pub fn is_admin(&self) -> bool {
+        self.role == "admin"
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyPrincipal {
+    pub id: String,
+    pub project_id: String,
+    pub scopes: ApiScopes,
+}
+
+#[derive(Debug, Clone)]
+pub enum Credential {
+    Session(SessionUser),
+    Key(KeyPrincipal),
+}
+
+/// The authenticated caller of a control API request.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub credential: Credential,
+    pub address: Option<String>,
+}
+
+impl Principal {
+    /// Session-only endpoints: an API key gets 403 whatever its scopes.
+    pub fn session(&self) -> Result<&SessionUser, ApiError> {
+        match &self.credential {
+            Credential::Session(u) => Ok(u),
+            Credential::Key(_) => Err(ApiError::Forbidden {
+                message: "this endpoint needs a signed-in user; API keys cannot use it".into(),
+                required_scope: None,
+            }),
+        }
+    }
+
+    pub fn admin(&self) -> Result<&SessionUser, ApiError> {
+        let user = self.session()?;
+        if user.is_admin() {
+            Ok(user)
+        } else {
+            Err(ApiError::Forbidden {
+                message: "only an admin may do this".into(),
+                required_scope: None,
+            })
+        }
+    }
+
+    /// Sessions hold every scope within their projects; keys only those they were given.
+    pub fn require(&self, scope: ApiScope) -> Result<(), ApiError> {
+        match &self.credential {
+            Credential::Key(k) if !k.scopes.contains(scope) => {
+                Err(ApiError::forbidden_scope(scope.as_str()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub fn actor(&self) -> Actor {
+        Actor {
+            id: match &self.credential {
+                Credential::Session(u) => u.id.clone(),
+                Credential::Key(k) => k.id.clone(),
+            },
+            address: self.address.clone(),
+        }
+    }
+}
+
+/// A project as seen by a caller.
+#[derive(Debug, Clone)]
+pub struct ProjectAccess {
+    pub project: ProjectRow,
+    /// The caller's membership role, if a member.
+    pub role: Option<String>,
+    /// Owner rights: an owner, or an admin.
+    pub owner: bool,
+}
+
+/// Resolves a project by id or slug; 404 unless the caller may see it (blocking).
+pub fn project_access(
+    conn: &Connection,
+    who: &Principal,
+    key: &str,
+) -> Result<ProjectAccess, ApiError> {
+    let not_found = || ApiError::NotFound("project not found".into());
+    let project = store::projects::find(conn, key)?.ok_or_else(not_found)?;
+    visible(conn, who, project).map_err(|e| match e {
+        Some(e) => e,
+        None => not_found(),
+    })
+}
+
+fn visible(
+    conn: &Connection,
+    who: &Principal,
+    project: ProjectRow,
+) -> Result<ProjectAccess, Option<ApiError>> {
+    match &who.credential {
+        Credential::Key(k) if k.project_id == project.id => Ok(ProjectAccess {
+            project,
+            role: None,
+            owner: false,
+        }),
+        Credential::Key(_) => Err(None),
+        Credential::Session(u) => {
+            let role = store::projects::member_role(conn, &project.id, &u.id)
+                .map_err(|e| Some(e.into()))?;
+            if role.is_none() && !u.is_admin() {
+                return Err(None);
+            }
+            let owner = u.is_admin() || role.as_deref() == Some("owner");
+            Ok(ProjectAccess {
+                project,
+                role,
+                owner,
+            })
+        }
+    }
+}
+
+/// Resolves a server by id or slug; 404 unless the caller may see its project (blocking).
+pub fn server_access(
+    conn: &Connection,
+    who: &Principal,
+    key: &str,
+) -> Result<(ServerRow, ProjectAccess), ApiError> {
+    let not_found = || ApiError::NotFound("server not found".into());
+    let server = store::servers::find(conn, key)?.ok_or_else(not_found)?;
+    let project = store::projects::find(conn, &server.project_id)?.ok_or_else(not_found)?;
+    let access = visible(conn, who, project).map_err(|e| e.unwrap_or_else(not_found))?;
+    Ok((server, access))
+}
+
+/// API key last-use times, written in batches rather than once per request.
+#[derive(Default)]
+pub struct KeyUsage {
+    pending: Mutex<HashMap<String, i64>>,
+}
+
+impl KeyUsage {
+    pub fn record(&self, key_id: &str, at: i64) {
+        if let Ok(mut m) = self.pending.lock() {
+            m.insert(key_id.to_owned(), at);
+        }
+    }
+
+    /// The newest known use, including one not yet written.
+    pub fn latest(&self, key_id: &str, stored: Option<i64>) -> Option<i64> {
+        let pending = self
+            .pending
+            .lock()
+            .ok()
+            .and_then(|m| m.get(key_id).copied());
+        pending.max(stored)
+    }
+
+    pub fn take(&self) -> Vec<(String, i64)> {
+        self.pending
+            .lock()
+            .map(|mut m| m.drain().collect())
+            .unwrap_or_default()
+    }
+
+    /// Writes pending uses (blocking).
+    pub fn flush(&self, conn: &mut Connection) -> Result<(), StoreError> {
+        let uses = self.take();
+        if uses.is_empty() {
+            return Ok(());
+        }
+        store::api_keys::touch_many(conn, &uses)
+    }
+}
+
+/// The token a request presents: `Authorization: Bearer …`, else the session cookie.
+fn presented(req: &HttpRequest) -> Result<Option<(String, bool)>, ApiError> {
+    if let Some(h) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
+        let value = h
+            .to_str()
+            .map_err(|_| ApiError::Unauthenticated("malformed Authorization header".into()))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::Unauthenticated("Authorization must be a Bearer token".into())
+            })?;
+        return Ok(Some((token.to_owned(), false)));
+    }
+    Ok(req
+        .cookie(SESSION_COOKIE)
+        .map(|c| (c.value().to_owned(), true)))
+}
+
+fn is_unsafe(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+impl FromRequest for Principal {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let presented = presented(req);
+        let address = req.peer_addr().map(|a| a.ip().to_string());
+        let unsafe_method = is_unsafe(req.method());
+        let origin = req
+            .headers()
+            .get(actix_web::http::header::ORIGIN)
+            .map(|o| o.to_str().unwrap_or("invalid").to_owned());
+        Box::pin(async move {
+            let state =
+                state.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("app state missing")))?;
+            let (token, via_cookie) = presented?
+                .ok_or_else(|| ApiError::Unauthenticated("authentication required".into()))?;
+            // CSRF: a cookie-authenticated unsafe request must come from our own origin.
+            if via_cookie
+                && unsafe_method
+                && origin.as_deref().is_some_and(|o| o != state.public_url)
+            {
+                return Err(ApiError::Forbidden {
+                    message: "cross-origin request refused".into(),
+                    required_scope: None,
+                });
+            }
+            let credential = authenticate(&state, token).await?;
+            Ok(Principal {
+                credential,
+                address,
+            })
+        })
+    }
+}
+
+async fn authenticate(state: &web::Data<AppState>, token: String) -> Result<Credential, ApiError> {
+    let now = crate::domain::now();
+    let hash = crypto::token_hash(&token);
+    if token.starts_with(SESSION_PREFIX) {
+        let found = state
+            .store
+            .run(move |c| store::sessions::lookup(c, &hash, now).map(|u| (u, hash)))
+            .await?;
+        return match found {
+            (Some((u, expires_at)), hash) => Ok(Credential::Session(SessionUser {
+                id: u.id,
+                email: u.email,
+                role: u.role,
+                token_hash: hash,
+                expires_at,
+                created_at: u.created_at,
+                updated_at: u.updated_at,
+            })),
+            (None, _) => Err(ApiError::Unauthenticated(
+                "session expired or invalid; sign in again".into(),
+            )),
+        };
+    }
+    if token.starts_with(LIVE_KEY_PREFIX) || token.starts_with(TEST_KEY_PREFIX) {
+        let key = state
+            .store
+            .run(move |c| store::api_keys::by_hash(c, &hash, now))
+            .await?;
+        return match key {
+            Some(k) => {
+                state.key_usage.record(&k.id, now);
+                Ok(Credential::Key(KeyPrincipal {
+                    scopes: ApiScopes::from_stored(&k.scopes),
+                    id: k.id,
+                    project_id: k.project_id,
+                }))
+            }
+            None => Err(ApiError::Unauthenticated(
+                "API key revoked, expired or unknown".into(),
+            )),
+        };
+    }
+    Err(ApiError::Unauthenticated("unrecognised credential".into()))
+}

@@ -1,0 +1,226 @@
+//! OAuth clients allowed for a server (session only): registered by name and redirect URIs,
+//! or pre-registered by the URL of their Client ID Metadata Document.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::{Principal, server_access};
+use super::{data, no_content};
+use crate::app::AppState;
+use crate::crypto;
+use crate::domain::scopes::MCP_READ;
+use crate::domain::{self, validate};
+use crate::error::ApiError;
+use crate::store::{self, StoreError, clients::ClientRow};
+
+pub fn client_json(c: &ClientRow) -> serde_json::Value {
+    let redirect_uris: serde_json::Value =
+        serde_json::from_str(&c.redirect_uris).unwrap_or_else(|_| json!([]));
+    json!({
+        "id": c.id,
+        "clientId": c.client_id,
+        "name": c.name,
+        "redirectUris": redirect_uris,
+        "scopes": c.scopes.split_whitespace().collect::<Vec<_>>(),
+        "isDynamic": c.is_dynamic,
+        "trusted": c.trusted,
+        "confidential": c.secret_hash.is_some(),
+        "clientMetadataUrl": c.metadata_url,
+        "createdAt": domain::rfc3339(c.created_at),
+    })
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    who.session()?;
+    let key = path.into_inner();
+    let clients = state
+        .store
+        .run(move |c| {
+            let (server, _) = server_access(c, &who, &key)?;
+            Ok::<_, ApiError>(store::clients::for_server(c, &server.id)?)
+        })
+        .await?;
+    Ok(data(
+        StatusCode::OK,
+        clients.iter().map(client_json).collect::<Vec<_>>(),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreateClient {
+    name: Option<String>,
+    redirect_uris: Option<Vec<String>>,
+    scopes: Option<Vec<String>>,
+    trusted: Option<bool>,
+    confidential: Option<bool>,
+    client_metadata_url: Option<String>,
+}
+
+/// A Client ID Metadata Document URL: https with a path, no fragment (draft-ietf-oauth-client-id-metadata-document).
+pub fn metadata_url(s: &str) -> Result<String, String> {
+    let url = validate::https_url(s)?;
+    if url.path() == "/" || url.path().is_empty() {
+        return Err("must have a path".into());
+    }
+    Ok(url.to_string())
+}
+
+pub async fn create(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    body: web::Json<CreateClient>,
+) -> Result<HttpResponse, ApiError> {
+    who.session()?;
+    let b = body.into_inner();
+    let scopes = match &b.scopes {
+        None => vec![MCP_READ.to_owned()],
+        Some(list) if list.is_empty() => {
+            return Err(ApiError::validation("scopes", "must not be empty"));
+        }
+        Some(list) => list
+            .iter()
+            .map(|s| validate::scope_token(s).map_err(|e| ApiError::validation("scopes", e)))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let now = domain::now();
+    let mut secret = None;
+    let mut row = ClientRow {
+        id: domain::new_id("oac_"),
+        client_id: String::new(),
+        server_id: None,
+        name: String::new(),
+        redirect_uris: "[]".into(),
+        scopes: scopes.join(" "),
+        trusted: b.trusted.unwrap_or(false),
+        is_dynamic: false,
+        secret_hash: None,
+        metadata_url: None,
+        created_at: now,
+        updated_at: now,
+        last_used_at: None,
+    };
+    match b.client_metadata_url {
+        Some(url) => {
+            if b.redirect_uris.is_some() || b.confidential.is_some() {
+                return Err(ApiError::validation(
+                    "clientMetadataUrl",
+                    "comes alone: redirect URIs and authentication are in the metadata document",
+                ));
+            }
+            let url =
+                metadata_url(&url).map_err(|e| ApiError::validation("clientMetadataUrl", e))?;
+            row.name = b
+                .name
+                .map(|n| validate::name(&n, 255).map_err(|e| ApiError::validation("name", e)))
+                .transpose()?
+                .unwrap_or_else(|| url.clone());
+            row.client_id = url.clone();
+            row.metadata_url = Some(url);
+            row.is_dynamic = true;
+        }
+        None => {
+            row.name = validate::name(
+                b.name
+                    .as_deref()
+                    .ok_or_else(|| ApiError::validation("name", "required"))?,
+                255,
+            )
+            .map_err(|e| ApiError::validation("name", e))?;
+            let uris = b
+                .redirect_uris
+                .ok_or_else(|| ApiError::validation("redirectUris", "required"))?;
+            if uris.is_empty() || uris.len() > 20 {
+                return Err(ApiError::validation(
+                    "redirectUris",
+                    "must hold 1 to 20 URIs",
+                ));
+            }
+            for (i, u) in uris.iter().enumerate() {
+                validate::redirect_uri(u)
+                    .map_err(|e| ApiError::validation(&format!("redirectUris[{i}]"), e))?;
+            }
+            row.redirect_uris =
+                serde_json::to_string(&uris).map_err(|e| ApiError::Internal(e.into()))?;
+            row.client_id = format!("client_{}", domain::base32(&crypto::random_bytes::<15>()));
+            if b.confidential.unwrap_or(false) {
+                let s = crypto::new_token("ezf_cs_");
+                row.secret_hash = Some(crypto::token_hash(s.expose()));
+                secret = Some(s);
+            }
+        }
+    }
+    let key = path.into_inner();
+    let actor = who.actor();
+    let row = state
+        .store
+        .run(move |c| {
+            let tx = c.transaction().map_err(StoreError::from)?;
+            let (server, _) = server_access(&tx, &who, &key)?;
+            if store::clients::find(&tx, &row.client_id)?.is_some() {
+                return Err(ApiError::Conflict(format!(
+                    "the client {} is already registered",
+                    row.client_id
+                )));
+            }
+            row.server_id = Some(server.id.clone());
+            store::clients::insert(&tx, &row)?;
+            let details =
+                json!({ "clientId": row.client_id, "name": row.name, "trusted": row.trusted });
+            store::audit::record(
+                &tx,
+                &actor,
+                "client.create",
+                Some(&row.id),
+                Some(&server.project_id),
+                Some(&details),
+            )?;
+            tx.commit().map_err(StoreError::from)?;
+            Ok::<_, ApiError>(row)
+        })
+        .await?;
+    let mut body = client_json(&row);
+    if let Some(s) = secret {
+        body["clientSecret"] = json!(s.expose());
+    }
+    Ok(data(StatusCode::CREATED, body))
+}
+
+pub async fn delete(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    who.session()?;
+    let (key, client_key) = path.into_inner();
+    let actor = who.actor();
+    state
+        .store
+        .run(move |c| {
+            let tx = c.transaction().map_err(StoreError::from)?;
+            let (server, _) = server_access(&tx, &who, &key)?;
+            let client = store::clients::find(&tx, &client_key)?
+                .filter(|cl| cl.server_id.as_deref() == Some(server.id.as_str()))
+                .ok_or_else(|| ApiError::NotFound("client not found".into()))?;
+            store::clients::delete(&tx, &client.id)?;
+            store::audit::record(
+                &tx,
+                &actor,
+                "client.delete",
+                Some(&client.id),
+                Some(&server.project_id),
+                Some(&json!({ "clientId": client.client_id })),
+            )?;
+            tx.commit().map_err(StoreError::from)?;
+            Ok::<_, ApiError>(())
+        })
+        .await?;
+    Ok(no_content())
+}

@@ -1,0 +1,171 @@
+//! Servers declared in the config file (`[[servers]]`): made to match the file at start and on
+//! SIGHUP. The API shows them with `managedBy: "config"` and refuses to change them.
+
+use rusqlite::Connection;
+use serde_json::json;
+
+use crate::config::{AuthMode, Config, ServerDecl};
+use crate::domain;
+use crate::store::audit::{self, Actor};
+use crate::store::projects::ProjectRow;
+use crate::store::servers::ServerRow;
+use crate::store::{self, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "config key `servers[{index}].slug`: {slug} is already used by a server created through the API"
+    )]
+    Taken { index: usize, slug: String },
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    pub created: usize,
+    pub updated: usize,
+    pub deleted: usize,
+}
+
+fn desired(
+    config: &Config,
+    d: &ServerDecl,
+    project_id: &str,
+    existing: Option<&ServerRow>,
+    now: i64,
+) -> ServerRow {
+    let auth_mode = match (d.auth_mode.as_deref(), config.auth.mode) {
+        (Some(m), _) => m.to_owned(),
+        (None, AuthMode::Byoa) => "byoa".into(),
+        (None, AuthMode::Managed) if d.byoa.is_some() => "byoa".into(),
+        (None, AuthMode::Managed) => "ezforge_managed".into(),
+    };
+    ServerRow {
+        id: existing.map_or_else(|| domain::new_id("srv_"), |e| e.id.clone()),
+        project_id: project_id.to_owned(),
+        name: d.name.clone().unwrap_or_else(|| d.slug.clone()),
+        slug: d.slug.clone(),
+        status: if d.upstream.is_some() {
+            "running"
+        } else {
+            "stopped"
+        }
+        .into(),
+        upstream_url: d.upstream.clone(),
+        health_check_path: existing.and_then(|e| e.health_check_path.clone()),
+        rollback_on_failure: existing.is_none_or(|e| e.rollback_on_failure),
+        retention_count: existing.map_or(10, |e| e.retention_count),
+        auto_stop_seconds: existing.and_then(|e| e.auto_stop_seconds),
+        tool_scopes: serde_json::to_string(&d.tool_scopes).unwrap_or_else(|_| "{}".into()),
+        auth_mode,
+        byoa_config: d.byoa.as_ref().and_then(|b| serde_json::to_string(b).ok()),
+        managed_by: "config".into(),
+        created_at: existing.map_or(now, |e| e.created_at),
+        updated_at: now,
+    }
+}
+
+fn same(a: &ServerRow, b: &ServerRow) -> bool {
+    (
+        &a.project_id,
+        &a.name,
+        &a.upstream_url,
+        &a.tool_scopes,
+        &a.auth_mode,
+        &a.byoa_config,
+    ) == (
+        &b.project_id,
+        &b.name,
+        &b.upstream_url,
+        &b.tool_scopes,
+        &b.auth_mode,
+        &b.byoa_config,
+    )
+}
+
+/// Makes the store's config-managed servers match `config.servers`, in one transaction (blocking).
+pub fn reconcile(conn: &mut Connection, config: &Config) -> Result<Report, ReconcileError> {
+    let now = domain::now();
+    let actor = Actor::system("config");
+    let tx = conn.transaction().map_err(StoreError::from)?;
+    let mut report = Report::default();
+    for (index, d) in config.servers.iter().enumerate() {
+        let project = match store::projects::find(&tx, &d.project)? {
+            Some(p) => p,
+            None => {
+                let p = ProjectRow {
+                    id: domain::new_id("proj_"),
+                    name: d.project.clone(),
+                    slug: d.project.clone(),
+                    managed_by: "config".into(),
+                    created_at: now,
+                    updated_at: now,
+                };
+                store::projects::insert(&tx, &p)?;
+                audit::record(
+                    &tx,
+                    &actor,
+                    "project.create",
+                    Some(&p.id),
+                    Some(&p.id),
+                    Some(&json!({ "slug": p.slug })),
+                )?;
+                p
+            }
+        };
+        let existing = store::servers::find(&tx, &d.slug)?;
+        if let Some(e) = &existing
+            && e.managed_by != "config"
+        {
+            return Err(ReconcileError::Taken {
+                index,
+                slug: d.slug.clone(),
+            });
+        }
+        let want = desired(config, d, &project.id, existing.as_ref(), now);
+        match &existing {
+            None => {
+                store::servers::insert(&tx, &want)?;
+                audit::record(
+                    &tx,
+                    &actor,
+                    "server.create",
+                    Some(&want.id),
+                    Some(&want.project_id),
+                    Some(&json!({ "slug": want.slug })),
+                )?;
+                report.created += 1;
+            }
+            Some(e) if !same(e, &want) => {
+                store::servers::update(&tx, &want)?;
+                audit::record(
+                    &tx,
+                    &actor,
+                    "server.update",
+                    Some(&want.id),
+                    Some(&want.project_id),
+                    None,
+                )?;
+                report.updated += 1;
+            }
+            Some(_) => {}
+        }
+    }
+    for s in store::servers::all(&tx)? {
+        if s.managed_by == "config" && !config.servers.iter().any(|d| d.slug == s.slug) {
+            store::servers::delete(&tx, &s.id)?;
+            audit::record(
+                &tx,
+                &actor,
+                "server.delete",
+                Some(&s.id),
+                Some(&s.project_id),
+                Some(&json!({ "slug": s.slug })),
+            )?;
+            report.deleted += 1;
+        }
+    }
+    tx.commit().map_err(StoreError::from)?;
+    Ok(report)
+}

@@ -1,0 +1,213 @@
+//! A server's environment variables. Values are sealed with the master key and never returned.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::{Principal, server_access};
+use super::{ListQuery, data, list as list_page, no_content};
+use crate::app::AppState;
+use crate::domain::scopes::ApiScope;
+use crate::domain::{self, Secret};
+use crate::error::ApiError;
+use crate::store::{self, StoreError, env_vars::EnvVarRow};
+
+const MAX_VALUE: usize = 32 * 1024;
+
+fn env_json(e: &EnvVarRow) -> serde_json::Value {
+    json!({ "name": e.name, "createdAt": domain::rfc3339(e.created_at), "updatedAt": domain::rfc3339(e.updated_at) })
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    let mut chars = name.chars();
+    let ok = name.len() <= 128
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::validation(
+            "name",
+            "must match [A-Za-z_][A-Za-z0-9_]*, at most 128 characters",
+        ))
+    }
+}
+
+fn check_value(v: &Secret) -> Result<(), ApiError> {
+    if v.expose().len() > MAX_VALUE || v.expose().contains('\0') {
+        return Err(ApiError::validation(
+            "value",
+            "must be at most 32 KiB, without NUL characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Context binding a sealed value to its server and name.
+pub fn seal_context(server_id: &str, name: &str) -> String {
+    format!("env:{server_id}:{name}")
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(ApiScope::ServersRead)?;
+    let page = q.page()?;
+    let key = path.into_inner();
+    let vars = state
+        .store
+        .run(move |c| {
+            let (server, _) = server_access(c, &who, &key)?;
+            Ok::<_, ApiError>(store::env_vars::list(c, &server.id, &page)?)
+        })
+        .await?;
+    Ok(list_page(vars, env_json))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEnv {
+    name: Option<String>,
+    value: Option<Secret>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutEnv {
+    value: Option<Secret>,
+}
+
+/// Writes one variable; `must_be_new` makes an existing name a 409. Returns (row, created).
+async fn write(
+    state: &web::Data<AppState>,
+    who: Principal,
+    server_key: String,
+    name: String,
+    value: Secret,
+    must_be_new: bool,
+) -> Result<(EnvVarRow, bool), ApiError> {
+    check_name(&name)?;
+    check_value(&value)?;
+    let actor = who.actor();
+    let st = state.clone();
+    state
+        .store
+        .run(move |c| {
+            let tx = c.transaction().map_err(StoreError::from)?;
+            let (server, _) = server_access(&tx, &who, &server_key)?;
+            let existing = store::env_vars::find(&tx, &server.id, &name)?;
+            if must_be_new && existing.is_some() {
+                return Err(ApiError::Conflict(format!(
+                    "{name} is already set; use PUT to replace it"
+                )));
+            }
+            let sealed = st
+                .master_key
+                .seal(value.expose().as_bytes(), &seal_context(&server.id, &name));
+            let now = domain::now();
+            store::env_vars::upsert(
+                &tx,
+                &domain::new_id("env_"),
+                &server.id,
+                &name,
+                &sealed,
+                now,
+            )?;
+            let action = if existing.is_some() {
+                "env.replace"
+            } else {
+                "env.create"
+            };
+            store::audit::record(
+                &tx,
+                &actor,
+                action,
+                Some(&server.id),
+                Some(&server.project_id),
+                Some(&json!({ "name": name })),
+            )?;
+            let row = store::env_vars::find(&tx, &server.id, &name)?
+                .ok_or_else(|| ApiError::NotFound("env var not found".into()))?;
+            tx.commit().map_err(StoreError::from)?;
+            Ok((row, existing.is_none()))
+        })
+        .await
+}
+
+pub async fn create(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    body: web::Json<CreateEnv>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(ApiScope::ServersWrite)?;
+    let b = body.into_inner();
+    let name = b
+        .name
+        .ok_or_else(|| ApiError::validation("name", "required"))?;
+    let value = b
+        .value
+        .ok_or_else(|| ApiError::validation("value", "required"))?;
+    let (row, _) = write(&state, who, path.into_inner(), name, value, true).await?;
+    Ok(data(StatusCode::CREATED, env_json(&row)))
+}
+
+pub async fn put(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<(String, String)>,
+    body: web::Json<PutEnv>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(ApiScope::ServersWrite)?;
+    let (server, name) = path.into_inner();
+    let value = body
+        .into_inner()
+        .value
+        .ok_or_else(|| ApiError::validation("value", "required"))?;
+    let (row, created) = write(&state, who, server, name, value, false).await?;
+    Ok(data(
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        env_json(&row),
+    ))
+}
+
+pub async fn delete(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(ApiScope::ServersWrite)?;
+    let (key, name) = path.into_inner();
+    let actor = who.actor();
+    state
+        .store
+        .run(move |c| {
+            let tx = c.transaction().map_err(StoreError::from)?;
+            let (server, _) = server_access(&tx, &who, &key)?;
+            if !store::env_vars::delete(&tx, &server.id, &name)? {
+                return Err(ApiError::NotFound("env var not found".into()));
+            }
+            store::audit::record(
+                &tx,
+                &actor,
+                "env.delete",
+                Some(&server.id),
+                Some(&server.project_id),
+                Some(&json!({ "name": name })),
+            )?;
+            tx.commit().map_err(StoreError::from)?;
+            Ok::<_, ApiError>(())
+        })
+        .await?;
+    Ok(no_content())
+}

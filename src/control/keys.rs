@@ -1,0 +1,198 @@
+//! API keys: `ezf_live_`/`ezf_test_` + 43 random characters, shown once, stored as SHA-256.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::{Credential, LIVE_KEY_PREFIX, Principal, TEST_KEY_PREFIX, project_access};
+use super::{ListQuery, data, list as list_page, no_content, time};
+use crate::app::AppState;
+use crate::crypto;
+use crate::domain::scopes::{ApiScope, ApiScopes};
+use crate::domain::{self, validate};
+use crate::error::ApiError;
+use crate::store::{self, StoreError, api_keys::ApiKeyRow};
+
+fn key_json(state: &AppState, k: &ApiKeyRow) -> serde_json::Value {
+    json!({
+        "id": k.id,
+        "projectId": k.project_id,
+        "name": k.name,
+        "prefix": k.prefix,
+        "scopes": ApiScopes::from_stored(&k.scopes).names(),
+        "environment": k.environment,
+        "expiresAt": time(k.expires_at),
+        "lastUsedAt": time(state.key_usage.latest(&k.id, k.last_used_at)),
+        "createdAt": domain::rfc3339(k.created_at),
+    })
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(ApiScope::ServersRead)?;
+    let page = q.page()?;
+    let key = path.into_inner();
+    let keys = state
+        .store
+        .run(move |c| {
+            let access = project_access(c, &who, &key)?;
+            Ok::<_, ApiError>(store::api_keys::list(c, &access.project.id, &page)?)
+        })
+        .await?;
+    Ok(list_page(keys, |k| key_json(&state, k)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreateKey {
+    name: Option<String>,
+    scopes: Option<Vec<String>>,
+    expires_at: Option<String>,
+    environment: Option<String>,
+}
+
+pub async fn create(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    body: web::Json<CreateKey>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(ApiScope::ServersWrite)?;
+    let body = body.into_inner();
+    let name = validate::name(
+        body.name
+            .as_deref()
+            .ok_or_else(|| ApiError::validation("name", "required"))?,
+        255,
+    )
+    .map_err(|e| ApiError::validation("name", e))?;
+    let requested = body
+        .scopes
+        .ok_or_else(|| ApiError::validation("scopes", "required"))?;
+    if requested.is_empty() {
+        return Err(ApiError::validation(
+            "scopes",
+            "must name at least one scope",
+        ));
+    }
+    let mut scopes = ApiScopes::default();
+    for s in &requested {
+        let scope = ApiScope::parse(s).ok_or_else(|| {
+            let known: Vec<&str> = ApiScope::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::validation(
+                "scopes",
+                format!("unknown scope {s:?}; known: {}", known.join(", ")),
+            )
+        })?;
+        scopes.insert(scope);
+    }
+    // A key can never mint a key with scopes it lacks.
+    if let Credential::Key(k) = &who.credential
+        && let Some(missing) = scopes.iter().find(|s| !k.scopes.contains(*s))
+    {
+        return Err(ApiError::forbidden_scope(missing.as_str()));
+    }
+    let now = domain::now();
+    let expires_at = match body.expires_at.as_deref() {
+        None => None,
+        Some(t) => {
+            let at = humantime::parse_rfc3339_weak(t)
+                .map_err(|_| ApiError::validation("expiresAt", "must be an RFC 3339 time"))?
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_err(|_| ApiError::validation("expiresAt", "must be after 1970"))?
+                .as_secs() as i64;
+            if at <= now {
+                return Err(ApiError::validation("expiresAt", "must be in the future"));
+            }
+            Some(at)
+        }
+    };
+    let (environment, prefix) = match body.environment.as_deref().unwrap_or("live") {
+        "live" => ("live", LIVE_KEY_PREFIX),
+        "test" => ("test", TEST_KEY_PREFIX),
+        _ => {
+            return Err(ApiError::validation(
+                "environment",
+                "must be \"live\" or \"test\"",
+            ));
+        }
+    };
+    let secret = crypto::new_token(prefix);
+    let hash = crypto::token_hash(secret.expose());
+    let actor = who.actor();
+    let key = path.into_inner();
+    let row = state
+        .store
+        .run(move |c| {
+            let tx = c.transaction().map_err(StoreError::from)?;
+            let access = project_access(&tx, &who, &key)?;
+            let row = ApiKeyRow {
+                id: domain::new_id("key_"),
+                project_id: access.project.id.clone(),
+                name,
+                prefix: secret.expose().chars().take(prefix.len() + 4).collect(),
+                scopes: scopes.to_stored(),
+                environment: environment.into(),
+                created_by: actor.id.clone(),
+                created_at: now,
+                expires_at,
+                last_used_at: None,
+            };
+            store::api_keys::insert(&tx, &row, &hash)?;
+            let details =
+                json!({ "name": row.name, "scopes": scopes.names(), "environment": environment });
+            store::audit::record(
+                &tx,
+                &actor,
+                "api_key.create",
+                Some(&row.id),
+                Some(&row.project_id),
+                Some(&details),
+            )?;
+            tx.commit().map_err(StoreError::from)?;
+            Ok::<_, ApiError>((row, secret))
+        })
+        .await?;
+    let (row, secret) = row;
+    let mut body = key_json(&state, &row);
+    body["key"] = json!(secret.expose());
+    Ok(data(StatusCode::CREATED, body))
+}
+
+pub async fn revoke(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(ApiScope::ServersWrite)?;
+    let id = path.into_inner();
+    let actor = who.actor();
+    state
+        .store
+        .run(move |c| {
+            let tx = c.transaction().map_err(StoreError::from)?;
+            let key = store::api_keys::by_id(&tx, &id)?
+                .ok_or_else(|| ApiError::NotFound("API key not found".into()))?;
+            // Visible only to those who can see its project.
+            project_access(&tx, &who, &key.project_id)
+                .map_err(|_| ApiError::NotFound("API key not found".into()))?;
+            store::api_keys::delete(&tx, &key.id)?;
+            store::audit::record(
+                &tx,
+                &actor,
+                "api_key.revoke",
+                Some(&key.id),
+                Some(&key.project_id),
+                None,
+            )?;
+            tx.commit().map_err(StoreError::from)?;
+            Ok::<_, ApiError>(())
+        })
+        .await?;
+    Ok(no_content())
+}

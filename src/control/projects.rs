@@ -1,0 +1,367 @@
+//! Projects and their members.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::{Credential, Principal, project_access};
+use super::{ListQuery, data, list as list_page, no_content};
+use crate::app::AppState;
+use crate::domain::{self, validate, validate::Slug};
+use crate::error::ApiError;
+use crate::store::{self, StoreError, projects::ProjectRow};
+
+pub fn project_json(p: &ProjectRow, role: Option<&str>) -> serde_json::Value {
+    json!({
+        "id": p.id,
+        "name": p.name,
+        "slug": p.slug,
+        "role": role,
+        "managedBy": p.managed_by,
+        "createdAt": domain::rfc3339(p.created_at),
+        "updatedAt": domain::rfc3339(p.updated_at),
+    })
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    who: Principal,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let page = q.page()?;
+    let (member, only) = match &who.credential {
+        Credential::Session(u) if u.is_admin() => (None, None),
+        Credential::Session(u) => (Some(u.id.clone()), None),
+        Credential::Key(k) => (None, Some(k.project_id.clone())),
+    };
+    let projects = state
+        .store
+        .run(move |c| store::projects::list(c, member.as_deref(), only.as_deref(), &page))
+        .await?;
+    Ok(list_page(projects, |(p, role)| {
+        project_json(p, role.as_deref())
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProject {
+    name: Option<String>,
+    slug: Option<String>,
+}
+
+pub async fn create(
+    state: web::Data<AppState>,
+    who: Principal,
+    body: web::Json<CreateProject>,
+) -> Result<HttpResponse, ApiError> {
+    let user = who.session()?.clone();
+    let body = body.into_inner();
+    let name = validate::name(
+        body.name
+            .as_deref()
+            .ok_or_else(|| ApiError::validation("name", "required"))?,
+        255,
+    )
+    .map_err(|e| ApiError::validation("name", e))?;
+    let slug = match body.slug.as_deref() {
+        Some(s) => Slug::parse(s).map_err(|e| ApiError::validation("slug", e))?,
+        None => Slug::derive(&name).ok_or_else(|| {
+            ApiError::validation("slug", "cannot be derived from the name; give one")
+        })?,
+    };
+    let now = domain::now();
+    let project = ProjectRow {
+        id: domain::new_id("proj_"),
+        name,
+        slug: slug.into_string(),
+        managed_by: "api".into(),
+        created_at: now,
+        updated_at: now,
+    };
+    let row = project.clone();
+    let actor = who.actor();
+    state
+        .store
+        .run(move |c| {
+            let tx = c.transaction().map_err(StoreError::from)?;
+            if store::projects::find(&tx, &row.slug)?.is_some() {
+                return Err(ApiError::Conflict(format!(
+                    "the slug {} is taken",
+                    row.slug
+                )));
+            }
+            store::projects::insert(&tx, &row)?;
+            store::projects::add_member(&tx, &row.id, &user.id, "owner", now)?;
+            store::audit::record(
+                &tx,
+                &actor,
+                "project.create",
+                Some(&row.id),
+                Some(&row.id),
+                Some(&json!({ "slug": row.slug })),
+            )?;
+            tx.commit().map_err(StoreError::from)?;
+            Ok(())
+        })
+        .await?;
+    Ok(data(
+        StatusCode::CREATED,
+        project_json(&project, Some("owner")),
+    ))
+}
+
+pub async fn get(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let key = path.into_inner();
+    let access = state
+        .store
+        .run(move |c| project_access(c, &who, &key))
+        .await?;
+    Ok(data(
+        StatusCode::OK,
+        project_json(&access.project, access.role.as_deref()),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProject {
+    name: Option<String>,
+    slug: Option<String>,
+}
+
+pub async fn update(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    body: web::Json<UpdateProject>,
+) -> Result<HttpResponse, ApiError> {
+    who.session()?;
+    let body = body.into_inner();
+    let name = body
+        .name
+        .as_deref()
+        .map(|n| validate::name(n, 255).map_err(|e| ApiError::validation("name", e)))
+        .transpose()?;
+    let key = path.into_inner();
+    let actor = who.actor();
+    let (project, role) = state
+        .store
+        .run(move |c| {
+            let tx = c.transaction().map_err(StoreError::from)?;
+            let access = project_access(&tx, &who, &key)?;
+            if !access.owner {
+                return Err(owner_only());
+            }
+            if body
+                .slug
+                .as_deref()
+                .is_some_and(|s| s != access.project.slug)
+            {
+                return Err(ApiError::validation("slug", "cannot be changed"));
+            }
+            if let Some(name) = &name {
+                store::projects::update_name(&tx, &access.project.id, name, domain::now())?;
+                store::audit::record(
+                    &tx,
+                    &actor,
+                    "project.update",
+                    Some(&access.project.id),
+                    Some(&access.project.id),
+                    None,
+                )?;
+            }
+            let project = store::projects::find(&tx, &access.project.id)?
+                .ok_or_else(|| ApiError::NotFound("project not found".into()))?;
+            tx.commit().map_err(StoreError::from)?;
+            Ok((project, access.role))
+        })
+        .await?;
+    Ok(data(
+        StatusCode::OK,
+        project_json(&project, role.as_deref()),
+    ))
+}
+
+fn owner_only() -> ApiError {
+    ApiError::Forbidden {
+        message: "only a project owner may do this".into(),
+        required_scope: None,
+    }
+}
+
+pub async fn delete(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    who.session()?;
+    let key = path.into_inner();
+    let actor = who.actor();
+    state
+        .store
+        .run(move |c| {
+            let tx = c.transaction().map_err(StoreError::from)?;
+            let access = project_access(&tx, &who, &key)?;
+            if !access.owner {
+                return Err(owner_only());
+            }
+            let servers = store::projects::server_count(&tx, &access.project.id)?;
+            if servers > 0 {
+                return Err(ApiError::Conflict(format!(
+                    "the project still has {servers} server(s); delete them first"
+                )));
+            }
+            store::projects::delete(&tx, &access.project.id)?;
+            store::audit::record(
+                &tx,
+                &actor,
+                "project.delete",
+                Some(&access.project.id),
+                Some(&access.project.id),
+                None,
+            )?;
+            tx.commit().map_err(StoreError::from)?;
+            Ok(())
+        })
+        .await?;
+    Ok(no_content())
+}
+
+fn member_json(m: &store::projects::MemberRow) -> serde_json::Value {
+    json!({ "userId": m.user_id, "email": m.email, "role": m.role, "createdAt": domain::rfc3339(m.created_at) })
+}
+
+pub async fn members(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    who.session()?;
+    let page = q.page()?;
+    let key = path.into_inner();
+    let members = state
+        .store
+        .run(move |c| {
+            let access = project_access(c, &who, &key)?;
+            if !access.owner {
+                return Err(owner_only());
+            }
+            Ok(store::projects::members(c, &access.project.id, &page)?)
+        })
+        .await?;
+    Ok(list_page(members, member_json))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddMember {
+    email: Option<String>,
+    role: Option<String>,
+}
+
+pub async fn add_member(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    body: web::Json<AddMember>,
+) -> Result<HttpResponse, ApiError> {
+    who.session()?;
+    let body = body.into_inner();
+    let email = body
+        .email
+        .ok_or_else(|| ApiError::validation("email", "required"))?;
+    let role = match body.role.as_deref().unwrap_or("member") {
+        r @ ("owner" | "member") => r.to_owned(),
+        _ => {
+            return Err(ApiError::validation(
+                "role",
+                "must be \"owner\" or \"member\"",
+            ));
+        }
+    };
+    let key = path.into_inner();
+    let actor = who.actor();
+    let member = state
+        .store
+        .run(move |c| {
+            let tx = c.transaction().map_err(StoreError::from)?;
+            let access = project_access(&tx, &who, &key)?;
+            if !access.owner {
+                return Err(owner_only());
+            }
+            let user = store::users::by_email(&tx, &email)?
+                .ok_or_else(|| ApiError::validation("email", "no user has this email"))?;
+            if store::projects::member_role(&tx, &access.project.id, &user.id)?.is_some() {
+                return Err(ApiError::Conflict(format!(
+                    "{} is already a member",
+                    user.email
+                )));
+            }
+            let now = domain::now();
+            store::projects::add_member(&tx, &access.project.id, &user.id, &role, now)?;
+            let details = json!({ "userId": user.id, "role": role });
+            store::audit::record(
+                &tx,
+                &actor,
+                "project.member.add",
+                Some(&user.id),
+                Some(&access.project.id),
+                Some(&details),
+            )?;
+            tx.commit().map_err(StoreError::from)?;
+            Ok(store::projects::MemberRow {
+                user_id: user.id,
+                email: user.email,
+                role,
+                created_at: now,
+            })
+        })
+        .await?;
+    Ok(data(StatusCode::CREATED, member_json(&member)))
+}
+
+pub async fn remove_member(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    who.session()?;
+    let (key, user_id) = path.into_inner();
+    let actor = who.actor();
+    state
+        .store
+        .run(move |c| {
+            let tx = c.transaction().map_err(StoreError::from)?;
+            let access = project_access(&tx, &who, &key)?;
+            if !access.owner {
+                return Err(owner_only());
+            }
+            let role = store::projects::member_role(&tx, &access.project.id, &user_id)?
+                .ok_or_else(|| ApiError::NotFound("member not found".into()))?;
+            store::projects::remove_member(&tx, &access.project.id, &user_id)?;
+            if role == "owner" && store::projects::owner_count(&tx, &access.project.id)? == 0 {
+                return Err(ApiError::Conflict(
+                    "a project must keep at least one owner".into(),
+                ));
+            }
+            store::audit::record(
+                &tx,
+                &actor,
+                "project.member.remove",
+                Some(&user_id),
+                Some(&access.project.id),
+                None,
+            )?;
+            tx.commit().map_err(StoreError::from)?;
+            Ok(())
+        })
+        .await?;
+    Ok(no_content())
+}

@@ -1,0 +1,244 @@
+//! Request rate limits for the control API (`X-RateLimit-*` on every response, 429 past the
+//! limit), and the failed-login throttle shared with the login page.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{ResponseError, web};
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+
+use crate::app::AppState;
+use crate::config::RateLimit;
+use crate::error::ApiError;
+
+type Keyed =
+    RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+
+/// A per-caller limit: `per_minute` sustained, `burst` at once.
+pub struct Limiter {
+    inner: Keyed,
+    clock: DefaultClock,
+    per_minute: u32,
+    burst: u32,
+}
+
+pub enum Decision {
+    Allowed { remaining: u32, reset_in: Duration },
+    Limited { retry_after: Duration },
+}
+
+impl Limiter {
+    pub fn new(limit: RateLimit) -> Self {
+        let per_minute = NonZeroU32::new(limit.per_minute).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(limit.burst).unwrap_or(NonZeroU32::MIN);
+        let clock = DefaultClock::default();
+        let inner = RateLimiter::dashmap_with_clock(
+            Quota::per_minute(per_minute).allow_burst(burst),
+            clock.clone(),
+        )
+        .with_middleware::<StateInformationMiddleware>();
+        Self {
+            inner,
+            clock,
+            per_minute: per_minute.get(),
+            burst: burst.get(),
+        }
+    }
+
+    pub fn check(&self, key: &str) -> Decision {
+        match self.inner.check_key(&key.to_owned()) {
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                let per_cell = 60.0 / f64::from(self.per_minute);
+                let reset_in = Duration::from_secs_f64(
+                    per_cell * f64::from(self.burst.saturating_sub(remaining)),
+                );
+                Decision::Allowed {
+                    remaining,
+                    reset_in,
+                }
+            }
+            Err(not_until) => Decision::Limited {
+                retry_after: not_until.wait_time_from(self.clock.now()),
+            },
+        }
+    }
+
+    pub fn per_minute(&self) -> u32 {
+        self.per_minute
+    }
+
+    /// Forgets callers whose buckets are full again, so the map does not grow forever.
+    pub fn prune(&self) {
+        self.inner.retain_recent();
+        self.inner.shrink_to_fit();
+    }
+}
+
+/// The bucket a request counts against: its credential (hashed), else its address.
+fn caller_key(req: &ServiceRequest) -> String {
+    let token = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| {
+            req.cookie(super::auth::SESSION_COOKIE)
+                .map(|c| c.value().to_owned())
+        });
+    match token {
+        Some(t) => format!("t:{}", &crate::crypto::token_hash(&t)[..32]),
+        None => format!(
+            "a:{}",
+            req.peer_addr()
+                .map(|a| a.ip().to_string())
+                .unwrap_or_default()
+        ),
+    }
+}
+
+static LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+static REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+static RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+
+/// Middleware for the control API scopes.
+pub async fn limit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    let limiter = &state.control_limiter;
+    let now = crate::domain::now();
+    let decision = limiter.check(&caller_key(&req));
+    let (mut res, remaining, reset) = match decision {
+        Decision::Allowed {
+            remaining,
+            reset_in,
+        } => {
+            let res = next.call(req).await?.map_into_boxed_body();
+            (res, remaining, now + reset_in.as_secs() as i64 + 1)
+        }
+        Decision::Limited { retry_after } => {
+            let secs = retry_after.as_secs().max(1);
+            let err = ApiError::RateLimited { retry_after: secs };
+            (
+                req.into_response(err.error_response()),
+                0,
+                now + secs as i64,
+            )
+        }
+    };
+    let headers = res.headers_mut();
+    headers.insert(LIMIT.clone(), HeaderValue::from(limiter.per_minute()));
+    headers.insert(REMAINING.clone(), HeaderValue::from(remaining));
+    headers.insert(RESET.clone(), HeaderValue::from(reset));
+    Ok(res)
+}
+
+/// Failed-login counting per account and per address: past `max` failures in `window`, further
+/// attempts are refused until the window ends, whether or not the password is right.
+pub struct LoginThrottle {
+    max: u32,
+    window: Duration,
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+impl LoginThrottle {
+    pub fn new(max: u32, window: Duration) -> Self {
+        Self {
+            max: max.max(1),
+            window,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `Err(seconds)` when any of `keys` is locked out.
+    pub fn check(&self, keys: &[&str]) -> Result<(), u64> {
+        let Ok(map) = self.failures.lock() else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let mut wait = 0u64;
+        for key in keys {
+            if let Some((count, since)) = map.get(*key)
+                && *count >= self.max
+                && now.duration_since(*since) < self.window
+            {
+                wait = wait.max((self.window - now.duration_since(*since)).as_secs().max(1));
+            }
+        }
+        if wait > 0 { Err(wait) } else { Ok(()) }
+    }
+
+    pub fn failed(&self, keys: &[&str]) {
+        let Ok(mut map) = self.failures.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if map.len() > 100_000 {
+            let window = self.window;
+            map.retain(|_, (_, since)| now.duration_since(*since) < window);
+        }
+        for key in keys {
+            let entry = map.entry((*key).to_owned()).or_insert((0, now));
+            if now.duration_since(entry.1) >= self.window {
+                *entry = (0, now);
+            }
+            entry.0 += 1;
+        }
+    }
+
+    pub fn succeeded(&self, account_key: &str) {
+        if let Ok(mut map) = self.failures.lock() {
+            map.remove(account_key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttle_locks_after_max_failures_per_key() {
+        let t = LoginThrottle::new(3, Duration::from_secs(900));
+        for _ in 0..3 {
+            assert!(t.check(&["acct:a", "addr:1"]).is_ok());
+            t.failed(&["acct:a", "addr:1"]);
+        }
+        assert!(t.check(&["acct:a"]).is_err());
+        assert!(t.check(&["addr:1"]).is_err());
+        assert!(t.check(&["acct:b", "addr:2"]).is_ok());
+        t.succeeded("acct:a");
+        assert!(t.check(&["acct:a"]).is_ok());
+    }
+
+    #[test]
+    fn limiter_reports_remaining_and_limits() {
+        let l = Limiter::new(RateLimit {
+            per_minute: 60,
+            burst: 2,
+        });
+        assert!(matches!(
+            l.check("k"),
+            Decision::Allowed { remaining: 1, .. }
+        ));
+        assert!(matches!(
+            l.check("k"),
+            Decision::Allowed { remaining: 0, .. }
+        ));
+        assert!(matches!(l.check("k"), Decision::Limited { .. }));
+        assert!(matches!(l.check("other"), Decision::Allowed { .. }));
+    }
+}

@@ -1,0 +1,158 @@
+//! `GET/PATCH /v1/servers/:id/auth` (session only): `ezforge_managed` or `byoa` with an
+//! external issuer's four endpoints.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::{Principal, server_access};
+use super::data;
+use super::servers::refuse_if_declared;
+use crate::app::AppState;
+use crate::config::{AuthMode, ByoaConfig};
+use crate::domain::{self, validate};
+use crate::error::ApiError;
+use crate::store::{self, StoreError, servers::ServerRow};
+
+fn byoa_json(b: &ByoaConfig) -> serde_json::Value {
+    json!({
+        "authorizationEndpoint": b.authorization_endpoint,
+        "tokenEndpoint": b.token_endpoint,
+        "jwksUri": b.jwks_uri,
+        "issuer": b.issuer,
+    })
+}
+
+/// The BYOA config in force for a server: its own, else the deployment's default.
+pub fn effective_byoa(state: &AppState, s: &ServerRow) -> Option<ByoaConfig> {
+    if s.auth_mode != "byoa" {
+        return None;
+    }
+    s.byoa_config
+        .as_deref()
+        .and_then(|j| serde_json::from_str(j).ok())
+        .or_else(|| state.config.auth.byoa.clone())
+}
+
+fn auth_json(state: &AppState, s: &ServerRow) -> serde_json::Value {
+    json!({
+        "authMode": s.auth_mode,
+        "byoaConfig": effective_byoa(state, s).as_ref().map(byoa_json),
+    })
+}
+
+pub async fn get(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    who.session()?;
+    let key = path.into_inner();
+    let (server, _) = state
+        .store
+        .run(move |c| server_access(c, &who, &key))
+        .await?;
+    Ok(data(StatusCode::OK, auth_json(&state, &server)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ByoaBody {
+    authorization_endpoint: Option<String>,
+    token_endpoint: Option<String>,
+    jwks_uri: Option<String>,
+    issuer: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AuthBody {
+    auth_mode: Option<String>,
+    byoa_config: Option<ByoaBody>,
+}
+
+/// API.md's rules: all four fields, each an absolute https URL, the issuer without query or
+/// fragment. Errors name the field as `byoaConfig.<name>`.
+pub fn validate_byoa(b: ByoaBody) -> Result<ByoaConfig, ApiError> {
+    let field = |name: &str, v: Option<String>, check: fn(&str) -> Result<url::Url, String>| {
+        let path = format!("byoaConfig.{name}");
+        let v = v
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| ApiError::validation(&path, "required"))?;
+        check(&v).map_err(|e| ApiError::validation(&path, e))?;
+        Ok::<_, ApiError>(v)
+    };
+    Ok(ByoaConfig {
+        authorization_endpoint: field(
+            "authorizationEndpoint",
+            b.authorization_endpoint,
+            validate::https_url,
+        )?,
+        token_endpoint: field("tokenEndpoint", b.token_endpoint, validate::https_url)?,
+        jwks_uri: field("jwksUri", b.jwks_uri, validate::https_url)?,
+        issuer: field("issuer", b.issuer, validate::issuer)?,
+    })
+}
+
+pub async fn update(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    body: web::Json<AuthBody>,
+) -> Result<HttpResponse, ApiError> {
+    who.session()?;
+    let body = body.into_inner();
+    let (mode, byoa) = match body.auth_mode.as_deref() {
+        None => return Err(ApiError::validation("authMode", "required")),
+        Some("ezforge_managed") => {
+            if state.config.auth.mode == AuthMode::Byoa {
+                return Err(ApiError::Conflict(
+                    "this deployment runs with auth.mode = \"byoa\": it has no built-in authorization server".into(),
+                ));
+            }
+            ("ezforge_managed", None)
+        }
+        Some("byoa") => {
+            let b = body.byoa_config.ok_or_else(|| {
+                ApiError::validation("byoaConfig", "required when authMode is byoa")
+            })?;
+            ("byoa", Some(validate_byoa(b)?))
+        }
+        Some(_) => {
+            return Err(ApiError::validation(
+                "authMode",
+                "must be \"ezforge_managed\" or \"byoa\"",
+            ));
+        }
+    };
+    let key = path.into_inner();
+    let actor = who.actor();
+    let st = state.clone();
+    let server = state
+        .store
+        .run(move |c| {
+            let tx = c.transaction().map_err(StoreError::from)?;
+            let (mut server, _) = server_access(&tx, &who, &key)?;
+            refuse_if_declared(&st, &server)?;
+            server.auth_mode = mode.into();
+            server.byoa_config = byoa.as_ref().and_then(|b| serde_json::to_string(b).ok());
+            server.updated_at = domain::now();
+            store::servers::update(&tx, &server)?;
+            let details =
+                json!({ "authMode": mode, "issuer": byoa.as_ref().map(|b| b.issuer.clone()) });
+            store::audit::record(
+                &tx,
+                &actor,
+                "server.auth.update",
+                Some(&server.id),
+                Some(&server.project_id),
+                Some(&details),
+            )?;
+            tx.commit().map_err(StoreError::from)?;
+            Ok::<_, ApiError>(server)
+        })
+        .await?;
+    state.servers_changed().await;
+    Ok(data(StatusCode::OK, auth_json(&state, &server)))
+}

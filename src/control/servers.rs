@@ -1,0 +1,358 @@
+//! MCP servers: create, list, get, update, delete. A server's `url` is its resource URI, the
+//! audience its tokens are bound to.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::{Credential, Principal, project_access, server_access};
+use super::{ListQuery, data, list as list_page, no_content, nullable};
+use crate::app::AppState;
+use crate::config::AuthMode;
+use crate::domain::scopes::ApiScope;
+use crate::domain::{self, validate, validate::Slug};
+use crate::error::ApiError;
+use crate::store::{self, StoreError, servers::ServerRow};
+
+pub fn server_json(state: &AppState, s: &ServerRow) -> serde_json::Value {
+    let tool_scopes: serde_json::Value =
+        serde_json::from_str(&s.tool_scopes).unwrap_or_else(|_| json!({}));
+    json!({
+        "id": s.id,
+        "projectId": s.project_id,
+        "name": s.name,
+        "slug": s.slug,
+        "status": s.status,
+        "url": state.server_url(&s.slug),
+        "subdomain": state.server_subdomain(&s.slug),
+        "authMode": s.auth_mode,
+        "upstreamUrl": s.upstream_url,
+        "healthCheckPath": s.health_check_path,
+        "rollbackOnHealthCheckFailure": s.rollback_on_failure,
+        "deploymentRetentionCount": s.retention_count,
+        "autoStopSeconds": s.auto_stop_seconds,
+        "toolScopes": tool_scopes,
+        "managedBy": s.managed_by,
+        "createdAt": domain::rfc3339(s.created_at),
+        "updatedAt": domain::rfc3339(s.updated_at),
+    })
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    who: Principal,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(ApiScope::ServersRead)?;
+    let page = q.page()?;
+    let (project, member) = match &who.credential {
+        Credential::Session(u) if u.is_admin() => (None, None),
+        Credential::Session(u) => (None, Some(u.id.clone())),
+        Credential::Key(k) => (Some(k.project_id.clone()), None),
+    };
+    let servers = state
+        .store
+        .run(move |c| store::servers::list(c, project.as_deref(), member.as_deref(), &page))
+        .await?;
+    Ok(list_page(servers, |s| server_json(&state, s)))
+}
+
+pub async fn list_in_project(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(ApiScope::ServersRead)?;
+    let page = q.page()?;
+    let key = path.into_inner();
+    let servers = state
+        .store
+        .run(move |c| {
+            let access = project_access(c, &who, &key)?;
+            Ok::<_, ApiError>(store::servers::list(
+                c,
+                Some(&access.project.id),
+                None,
+                &page,
+            )?)
+        })
+        .await?;
+    Ok(list_page(servers, |s| server_json(&state, s)))
+}
+
+/// The mutable fields, shared by create and update.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServerFields {
+    name: Option<String>,
+    slug: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    upstream_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    health_check_path: Option<Option<String>>,
+    rollback_on_health_check_failure: Option<bool>,
+    deployment_retention_count: Option<i64>,
+    #[serde(default, deserialize_with = "nullable")]
+    auto_stop_seconds: Option<Option<i64>>,
+    tool_scopes: Option<BTreeMap<String, String>>,
+}
+
+/// Validates tool-name -> scope overrides; returns them as stored JSON.
+pub fn tool_scopes_json(map: &BTreeMap<String, String>) -> Result<String, (String, String)> {
+    if map.len() > 1000 {
+        return Err(("toolScopes".into(), "at most 1000 entries".into()));
+    }
+    for (tool, scope) in map {
+        validate::name(tool, 128)
+            .map_err(|e| (format!("toolScopes.{tool}"), format!("tool name {e}")))?;
+        validate::scope_token(scope).map_err(|e| (format!("toolScopes.{tool}"), e))?;
+    }
+    serde_json::to_string(map).map_err(|e| ("toolScopes".into(), e.to_string()))
+}
+
+impl ServerFields {
+    /// Applies the present fields to `s`, validating each.
+    fn apply(self, s: &mut ServerRow) -> Result<(), ApiError> {
+        if let Some(name) = self.name {
+            s.name = validate::name(&name, 255).map_err(|e| ApiError::validation("name", e))?;
+        }
+        if let Some(url) = self.upstream_url {
+            s.upstream_url = url
+                .map(|u| {
+                    validate::upstream_url(&u)
+                        .map(String::from)
+                        .map_err(|e| ApiError::validation("upstreamUrl", e))
+                })
+                .transpose()?;
+            s.status = if s.upstream_url.is_some() {
+                "running"
+            } else {
+                "stopped"
+            }
+            .into();
+        }
+        if let Some(path) = self.health_check_path {
+            if let Some(p) = &path
+                && (!p.starts_with('/')
+                    || p.len() > 255
+                    || p.chars().any(|c| c.is_control() || c == ' '))
+            {
+                return Err(ApiError::validation(
+                    "healthCheckPath",
+                    "must be a path starting with '/', at most 255 characters",
+                ));
+            }
+            s.health_check_path = path;
+        }
+        if let Some(b) = self.rollback_on_health_check_failure {
+            s.rollback_on_failure = b;
+        }
+        if let Some(n) = self.deployment_retention_count {
+            if !(1..=100).contains(&n) {
+                return Err(ApiError::validation(
+                    "deploymentRetentionCount",
+                    "must be between 1 and 100",
+                ));
+            }
+            s.retention_count = n;
+        }
+        if let Some(secs) = self.auto_stop_seconds {
+            if secs.is_some_and(|n| !(60..=30 * 86_400).contains(&n)) {
+                return Err(ApiError::validation(
+                    "autoStopSeconds",
+                    "must be null or between 60 and 2592000",
+                ));
+            }
+            s.auto_stop_seconds = secs;
+        }
+        if let Some(map) = self.tool_scopes {
+            s.tool_scopes = tool_scopes_json(&map).map_err(|(f, e)| ApiError::validation(&f, e))?;
+        }
+        Ok(())
+    }
+}
+
+pub async fn create(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    body: web::Json<ServerFields>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(ApiScope::ServersWrite)?;
+    let mut body = body.into_inner();
+    let name = validate::name(
+        body.name
+            .as_deref()
+            .ok_or_else(|| ApiError::validation("name", "required"))?,
+        255,
+    )
+    .map_err(|e| ApiError::validation("name", e))?;
+    let slug = match body.slug.take() {
+        Some(s) => Slug::parse(&s).map_err(|e| ApiError::validation("slug", e))?,
+        None => Slug::derive(&name).ok_or_else(|| {
+            ApiError::validation("slug", "cannot be derived from the name; give one")
+        })?,
+    };
+    let now = domain::now();
+    let auth_mode = match state.config.auth.mode {
+        AuthMode::Managed => "ezforge_managed",
+        AuthMode::Byoa => "byoa",
+    };
+    let mut server = ServerRow {
+        id: domain::new_id("srv_"),
+        project_id: String::new(),
+        name,
+        slug: slug.into_string(),
+        status: "stopped".into(),
+        upstream_url: None,
+        health_check_path: None,
+        rollback_on_failure: true,
+        retention_count: 10,
+        auto_stop_seconds: None,
+        tool_scopes: "{}".into(),
+        auth_mode: auth_mode.into(),
+        byoa_config: None,
+        managed_by: "api".into(),
+        created_at: now,
+        updated_at: now,
+    };
+    body.apply(&mut server)?;
+    let key = path.into_inner();
+    let actor = who.actor();
+    let server = state
+        .store
+        .run(move |c| {
+            let tx = c.transaction().map_err(StoreError::from)?;
+            let access = project_access(&tx, &who, &key)?;
+            if store::servers::find(&tx, &server.slug)?.is_some() {
+                return Err(ApiError::Conflict(format!(
+                    "the slug {} is taken",
+                    server.slug
+                )));
+            }
+            server.project_id = access.project.id;
+            store::servers::insert(&tx, &server)?;
+            let details = json!({ "slug": server.slug, "upstreamUrl": server.upstream_url });
+            store::audit::record(
+                &tx,
+                &actor,
+                "server.create",
+                Some(&server.id),
+                Some(&server.project_id),
+                Some(&details),
+            )?;
+            tx.commit().map_err(StoreError::from)?;
+            Ok(server)
+        })
+        .await?;
+    state.servers_changed().await;
+    Ok(data(StatusCode::CREATED, server_json(&state, &server)))
+}
+
+pub async fn get(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(ApiScope::ServersRead)?;
+    let key = path.into_inner();
+    let (server, _) = state
+        .store
+        .run(move |c| server_access(c, &who, &key))
+        .await?;
+    Ok(data(StatusCode::OK, server_json(&state, &server)))
+}
+
+/// 409 for servers declared in the config file: the file is their source of truth.
+pub fn refuse_if_declared(state: &AppState, s: &ServerRow) -> Result<(), ApiError> {
+    if s.managed_by == "config" {
+        let file = state
+            .config
+            .source_file
+            .as_ref()
+            .map_or_else(|| "the config file".to_owned(), |p| p.display().to_string());
+        return Err(ApiError::Conflict(format!(
+            "server {} is declared in {file}; change it there",
+            s.slug
+        )));
+    }
+    Ok(())
+}
+
+pub async fn update(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    body: web::Json<ServerFields>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(ApiScope::ServersWrite)?;
+    let mut body = body.into_inner();
+    let key = path.into_inner();
+    let actor = who.actor();
+    let st = state.clone();
+    let server = state
+        .store
+        .run(move |c| {
+            let tx = c.transaction().map_err(StoreError::from)?;
+            let (mut server, _) = server_access(&tx, &who, &key)?;
+            refuse_if_declared(&st, &server)?;
+            if body.slug.take().is_some_and(|s| s != server.slug) {
+                return Err(ApiError::validation(
+                    "slug",
+                    "cannot be changed: tokens are bound to the server's URL",
+                ));
+            }
+            body.apply(&mut server)?;
+            server.updated_at = domain::now();
+            store::servers::update(&tx, &server)?;
+            store::audit::record(
+                &tx,
+                &actor,
+                "server.update",
+                Some(&server.id),
+                Some(&server.project_id),
+                None,
+            )?;
+            tx.commit().map_err(StoreError::from)?;
+            Ok(server)
+        })
+        .await?;
+    state.servers_changed().await;
+    Ok(data(StatusCode::OK, server_json(&state, &server)))
+}
+
+pub async fn delete(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(ApiScope::ServersWrite)?;
+    let key = path.into_inner();
+    let actor = who.actor();
+    let st = state.clone();
+    state
+        .store
+        .run(move |c| {
+            let tx = c.transaction().map_err(StoreError::from)?;
+            let (server, _) = server_access(&tx, &who, &key)?;
+            refuse_if_declared(&st, &server)?;
+            store::servers::delete(&tx, &server.id)?;
+            store::audit::record(
+                &tx,
+                &actor,
+                "server.delete",
+                Some(&server.id),
+                Some(&server.project_id),
+                Some(&json!({ "slug": server.slug })),
+            )?;
+            tx.commit().map_err(StoreError::from)?;
+            Ok::<_, ApiError>(())
+        })
+        .await?;
+    state.servers_changed().await;
+    Ok(no_content())
+}

@@ -1,0 +1,265 @@
+//! Sign-in for people: `POST /v1/auth/login` (cookie for browsers, bearer token for the CLI),
+//! logout, the current session, and accepting an invite.
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::{Principal, SESSION_COOKIE, SESSION_PREFIX};
+use super::{data, no_content, time};
+use crate::app::AppState;
+use crate::crypto;
+use crate::domain::{self, Secret, password};
+use crate::error::ApiError;
+use crate::store::{self, audit::Actor, users::UserRow};
+
+pub fn user_json(u: &UserRow) -> serde_json::Value {
+    json!({
+        "id": u.id,
+        "email": u.email,
+        "role": u.role,
+        "createdAt": domain::rfc3339(u.created_at),
+        "updatedAt": domain::rfc3339(u.updated_at),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    email: Option<String>,
+    password: Option<Secret>,
+}
+
+/// Same answer, in about the same time, for an unknown email and a wrong password.
+fn invalid_credentials() -> ApiError {
+    ApiError::Unauthenticated("invalid email or password".into())
+}
+
+/// Checks an email and password (argon2 on the blocking pool) with throttling per account and
+/// per address. Shared by the control API and the login page.
+pub async fn verify_login(
+    state: &web::Data<AppState>,
+    email: &str,
+    pw: Secret,
+    address: Option<&str>,
+) -> Result<UserRow, LoginError> {
+    let account_key = format!("acct:{}", email.to_lowercase());
+    let address_key = format!("addr:{}", address.unwrap_or("-"));
+    if let Err(wait) = state.login_throttle.check(&[&account_key, &address_key]) {
+        return Err(LoginError::Throttled(wait));
+    }
+    let email_owned = email.to_owned();
+    let user = state
+        .store
+        .run(move |c| {
+            let user = store::users::by_email(c, &email_owned)?;
+            let ok = password::verify(&pw, user.as_ref().and_then(|u| u.password_hash.as_deref()));
+            Ok::<_, store::StoreError>(user.filter(|_| ok))
+        })
+        .await
+        .map_err(|e| LoginError::Store(e.into()))?;
+    match user {
+        Some(u) => {
+            state.login_throttle.succeeded(&account_key);
+            Ok(u)
+        }
+        None => {
+            state.login_throttle.failed(&[&account_key, &address_key]);
+            Err(LoginError::Invalid)
+        }
+    }
+}
+
+pub enum LoginError {
+    Invalid,
+    Throttled(u64),
+    Store(ApiError),
+}
+
+/// Creates a session for `user`; returns the token (shown once) and its expiry.
+pub async fn start_session(
+    state: &web::Data<AppState>,
+    user: &UserRow,
+    address: Option<String>,
+) -> Result<(Secret, i64), ApiError> {
+    let token = crypto::new_token(SESSION_PREFIX);
+    let hash = crypto::token_hash(token.expose());
+    let now = domain::now();
+    let expires_at = now + state.config.auth.session_ttl.as_secs();
+    let user_id = user.id.clone();
+    state
+        .store
+        .run(move |c| {
+            let tx = c.transaction().map_err(store::StoreError::from)?;
+            store::sessions::create(&tx, &hash, &user_id, now, expires_at)?;
+            let actor = Actor {
+                id: user_id.clone(),
+                address,
+            };
+            store::audit::record(&tx, &actor, "session.create", Some(&user_id), None, None)?;
+            tx.commit().map_err(store::StoreError::from)
+        })
+        .await?;
+    Ok((token, expires_at))
+}
+
+/// The `ezf_session` cookie: HttpOnly, SameSite=Lax, Secure over https, `session_ttl` long.
+pub fn session_cookie<'a>(state: &AppState, value: &'a str, max_age: i64) -> Cookie<'a> {
+    Cookie::build(SESSION_COOKIE, value)
+        .path("/")
+        .http_only(true)
+        .secure(state.public_url.starts_with("https://"))
+        .same_site(SameSite::Lax)
+        .max_age(actix_web::cookie::time::Duration::seconds(max_age))
+        .finish()
+}
+
+pub async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<LoginBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let email = body
+        .email
+        .filter(|e| !e.is_empty())
+        .ok_or_else(|| ApiError::validation("email", "required"))?;
+    let pw = body
+        .password
+        .ok_or_else(|| ApiError::validation("password", "required"))?;
+    if email.len() > 254 || pw.expose().len() > password::MAX_LENGTH {
+        return Err(invalid_credentials());
+    }
+    let address = req.peer_addr().map(|a| a.ip().to_string());
+    let user = match verify_login(&state, &email, pw, address.as_deref()).await {
+        Ok(u) => u,
+        Err(LoginError::Invalid) => return Err(invalid_credentials()),
+        Err(LoginError::Throttled(wait)) => {
+            return Err(ApiError::RateLimited { retry_after: wait });
+        }
+        Err(LoginError::Store(e)) => return Err(e),
+    };
+    let (token, expires_at) = start_session(&state, &user, address).await?;
+    let ttl = state.config.auth.session_ttl.as_secs();
+    let cookie = session_cookie(&state, token.expose(), ttl);
+    let mut res = data(
+        StatusCode::OK,
+        json!({ "user": user_json(&user), "expiresAt": domain::rfc3339(expires_at), "token": token.expose() }),
+    );
+    res.add_cookie(&cookie)
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    res.headers_mut().insert(
+        actix_web::http::header::CACHE_CONTROL,
+        actix_web::http::header::HeaderValue::from_static("no-store"),
+    );
+    Ok(res)
+}
+
+pub async fn logout(state: web::Data<AppState>, who: Principal) -> Result<HttpResponse, ApiError> {
+    let user = who.session()?.clone();
+    let actor = who.actor();
+    state
+        .store
+        .run(move |c| {
+            let tx = c.transaction().map_err(store::StoreError::from)?;
+            store::sessions::delete(&tx, &user.token_hash)?;
+            store::audit::record(&tx, &actor, "session.delete", Some(&user.id), None, None)?;
+            tx.commit().map_err(store::StoreError::from)
+        })
+        .await?;
+    let mut res = no_content();
+    let mut gone = session_cookie(&state, "", 0);
+    gone.make_removal();
+    res.add_cookie(&gone)
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(res)
+}
+
+pub async fn current(who: Principal) -> Result<HttpResponse, ApiError> {
+    let u = who.session()?;
+    Ok(data(
+        StatusCode::OK,
+        json!({
+            "user": {
+                "id": u.id, "email": u.email, "role": u.role,
+                "createdAt": domain::rfc3339(u.created_at), "updatedAt": domain::rfc3339(u.updated_at),
+            },
+            "expiresAt": time(Some(u.expires_at)),
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InviteBody {
+    token: Option<Secret>,
+    password: Option<Secret>,
+}
+
+/// `POST /v1/auth/invite {token, password}`: sets the password of an invited user.
+pub async fn accept_invite(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<InviteBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let token = body
+        .token
+        .ok_or_else(|| ApiError::validation("token", "required"))?;
+    let pw = body
+        .password
+        .ok_or_else(|| ApiError::validation("password", "required"))?;
+    check_password_rules(&pw)?;
+    let hash = web::block(move || password::hash(&pw))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?;
+    let token_hash = crypto::token_hash(token.expose());
+    let address = req.peer_addr().map(|a| a.ip().to_string());
+    let now = domain::now();
+    let user = state
+        .store
+        .run(move |c| {
+            let tx = c.transaction().map_err(store::StoreError::from)?;
+            let user_id = store::users::take_invite(&tx, &token_hash, now)?
+                .ok_or_else(|| ApiError::NotFound("invite not found or expired".into()))?;
+            store::users::set_password(&tx, &user_id, &hash, now)?;
+            let actor = Actor {
+                id: user_id.clone(),
+                address,
+            };
+            store::audit::record(
+                &tx,
+                &actor,
+                "user.accept_invite",
+                Some(&user_id),
+                None,
+                None,
+            )?;
+            let user = store::users::by_id(&tx, &user_id)?
+                .ok_or_else(|| ApiError::NotFound("user not found".into()))?;
+            tx.commit().map_err(store::StoreError::from)?;
+            Ok::<_, ApiError>(user)
+        })
+        .await?;
+    Ok(data(StatusCode::OK, user_json(&user)))
+}
+
+pub fn check_password_rules(pw: &Secret) -> Result<(), ApiError> {
+    let n = pw.expose().chars().count();
+    if n < password::MIN_LENGTH {
+        return Err(ApiError::validation(
+            "password",
+            format!("must be at least {} characters", password::MIN_LENGTH),
+        ));
+    }
+    if pw.expose().len() > password::MAX_LENGTH {
+        return Err(ApiError::validation(
+            "password",
+            format!("must be at most {} bytes", password::MAX_LENGTH),
+        ));
+    }
+    Ok(())
+}

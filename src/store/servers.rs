@@ -1,0 +1,144 @@
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Page, PageRequest, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct ServerRow {
+    pub id: String,
+    pub project_id: String,
+    pub name: String,
+    pub slug: String,
+    pub status: String,
+    pub upstream_url: Option<String>,
+    pub health_check_path: Option<String>,
+    pub rollback_on_failure: bool,
+    pub retention_count: i64,
+    pub auto_stop_seconds: Option<i64>,
+    /// JSON object: tool name -> scope.
+    pub tool_scopes: String,
+    pub auth_mode: String,
+    /// JSON; `None` means the deployment's `[auth.byoa]` default.
+    pub byoa_config: Option<String>,
+    pub managed_by: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const COLUMNS: &str = "id, project_id, name, slug, status, upstream_url, health_check_path, rollback_on_failure,
+    retention_count, auto_stop_seconds, tool_scopes, auth_mode, byoa_config, managed_by, created_at, updated_at";
+
+fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ServerRow> {
+    Ok(ServerRow {
+        id: r.get(0)?,
+        project_id: r.get(1)?,
+        name: r.get(2)?,
+        slug: r.get(3)?,
+        status: r.get(4)?,
+        upstream_url: r.get(5)?,
+        health_check_path: r.get(6)?,
+        rollback_on_failure: r.get(7)?,
+        retention_count: r.get(8)?,
+        auto_stop_seconds: r.get(9)?,
+        tool_scopes: r.get(10)?,
+        auth_mode: r.get(11)?,
+        byoa_config: r.get(12)?,
+        managed_by: r.get(13)?,
+        created_at: r.get(14)?,
+        updated_at: r.get(15)?,
+    })
+}
+
+pub fn insert(conn: &Connection, s: &ServerRow) -> Result<(), StoreError> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO servers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+    ))?
+    .execute(params![
+        s.id,
+        s.project_id,
+        s.name,
+        s.slug,
+        s.status,
+        s.upstream_url,
+        s.health_check_path,
+        s.rollback_on_failure,
+        s.retention_count,
+        s.auto_stop_seconds,
+        s.tool_scopes,
+        s.auth_mode,
+        s.byoa_config,
+        s.managed_by,
+        s.created_at,
+        s.updated_at
+    ])?;
+    Ok(())
+}
+
+/// Writes every mutable column of `s` (matched by id).
+pub fn update(conn: &Connection, s: &ServerRow) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE servers SET name = ?2, status = ?3, upstream_url = ?4, health_check_path = ?5,
+            rollback_on_failure = ?6, retention_count = ?7, auto_stop_seconds = ?8, tool_scopes = ?9,
+            auth_mode = ?10, byoa_config = ?11, updated_at = ?12
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        s.id,
+        s.name,
+        s.status,
+        s.upstream_url,
+        s.health_check_path,
+        s.rollback_on_failure,
+        s.retention_count,
+        s.auto_stop_seconds,
+        s.tool_scopes,
+        s.auth_mode,
+        s.byoa_config,
+        s.updated_at
+    ])?;
+    Ok(())
+}
+
+/// By id or slug.
+pub fn find(conn: &Connection, key: &str) -> Result<Option<ServerRow>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM servers WHERE id = ?1 OR slug = ?1"
+        ))?
+        .query_row([key], from_row)
+        .optional()?)
+}
+
+pub fn all(conn: &Connection) -> Result<Vec<ServerRow>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM servers ORDER BY id"))?
+        .query_map([], from_row)?
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Servers in one project (`project`), or in the projects a user belongs to (`member`), or all.
+pub fn list(
+    conn: &Connection,
+    project: Option<&str>,
+    member: Option<&str>,
+    page: &PageRequest,
+) -> Result<Page<ServerRow>, StoreError> {
+    let after = page.after.clone().unwrap_or_default();
+    let filter = "(?1 IS NULL OR project_id = ?1)
+        AND (?2 IS NULL OR project_id IN (SELECT project_id FROM project_members WHERE user_id = ?2))";
+    let total: i64 = conn
+        .prepare_cached(&format!("SELECT COUNT(*) FROM servers WHERE {filter}"))?
+        .query_row(params![project, member], |r| r.get(0))?;
+    let rows = conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM servers WHERE {filter} AND id > ?3 ORDER BY id LIMIT ?4"
+        ))?
+        .query_map(params![project, member, after, page.limit + 1], from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Page::from_rows(rows, page.limit, total, |s| s.id.clone()))
+}
+
+pub fn delete(conn: &Connection, id: &str) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM servers WHERE id = ?1")?
+        .execute([id])?;
+    Ok(())
+}
