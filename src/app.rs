@@ -17,7 +17,10 @@ use crate::control::auth::KeyUsage;
 use crate::control::rate_limit::{Limiter, LoginThrottle};
 use crate::crypto::MasterKey;
 use crate::domain::{self, Secret, password};
+use crate::gateway::{self, Gateway};
+use crate::oauth::grants::RevokedGrants;
 use crate::oauth::keys::{self, Keyring};
+use crate::outbound::Outbound;
 use crate::store::{self, Store, StoreError};
 use crate::tls::{self, CertResolver};
 use crate::{control, error::ErrorChain};
@@ -34,6 +37,9 @@ pub struct AppState {
     pub key_usage: KeyUsage,
     pub control_limiter: Limiter,
     pub login_throttle: LoginThrottle,
+    pub revoked_grants: RevokedGrants,
+    pub outbound: Outbound,
+    pub gateway: Gateway,
 }
 
 impl AppState {
@@ -60,7 +66,14 @@ impl AppState {
     }
 
     /// Called after any change to servers, so in-memory routing follows at once.
-    pub async fn servers_changed(&self) {}
+    pub async fn servers_changed(&self) {
+        match self.store.run(|c| store::servers::all(c)).await {
+            Ok(rows) => self.gateway.registry.replace(self, &rows),
+            Err(e) => {
+                tracing::error!(error = %ErrorChain(&e), "could not reload the routing table")
+            }
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +97,8 @@ pub enum StartupError {
     Listen(std::io::Error),
     #[error(transparent)]
     Declared(#[from] control::declared::ReconcileError),
+    #[error("outbound HTTP: {0}")]
+    Outbound(#[from] crate::outbound::FetchError),
     #[error("start-up task failed: {0}")]
     Join(String),
 }
@@ -103,6 +118,7 @@ pub struct App {
     tls: Option<Arc<CertResolver>>,
     admin_created: Option<AdminCreated>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    log_writer: tokio::task::JoinHandle<()>,
 }
 
 impl App {
@@ -126,7 +142,30 @@ impl App {
             keyring,
             tls,
             admin_created,
+            servers,
         } = prepared;
+        let outbound = Outbound::new(&config.outbound)?;
+        let upstream = reqwest::Client::builder()
+            .connect_timeout(config.gateway.upstream_connect_timeout.0)
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .http1_only()
+            .build()
+            .map_err(|e| StartupError::Join(format!("upstream client: {e}")))?;
+        let (log, log_rx) = gateway::access_log::AccessLog::new();
+        let log_stop = Arc::new(tokio::sync::Notify::new());
+        let gateway = Gateway {
+            registry: gateway::registry::Registry::default(),
+            verifier: gateway::verify::Verifier::new(gateway::jwks::JwksCache::new(
+                outbound.clone(),
+            )),
+            tools: gateway::policy::ToolTable::default(),
+            sessions: gateway::sessions::SessionBindings::default(),
+            limiter: Limiter::new(config.gateway.rate_limit),
+            upstream,
+            log,
+            log_stop: log_stop.clone(),
+        };
 
         let workers = match config.server.workers {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -143,7 +182,11 @@ impl App {
             master_key,
             keys: keyring,
             started_at: Instant::now(),
+            revoked_grants: RevokedGrants::default(),
+            outbound,
+            gateway,
         });
+        state.gateway.registry.replace(&state, &servers);
 
         let app_state = state.clone();
         let http = HttpServer::new(move || {
@@ -169,6 +212,11 @@ impl App {
             tokio::spawn(key_maintenance(state.clone())),
             tokio::spawn(housekeeping(state.clone())),
         ];
+        let log_writer = tokio::spawn(gateway::access_log::run_writer(
+            state.store.clone(),
+            log_rx,
+            log_stop,
+        ));
         Ok(App {
             server,
             port: bound.port(),
@@ -176,6 +224,7 @@ impl App {
             tls: resolver,
             admin_created,
             tasks,
+            log_writer,
         })
     }
 
@@ -222,6 +271,9 @@ impl App {
         for task in &self.tasks {
             task.abort();
         }
+        // Write what the access log still holds.
+        self.state.gateway.log_stop.notify_one();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.log_writer).await;
         let state = self.state.clone();
         let _ = tokio::task::spawn_blocking(move || {
             let store = &state.store;
@@ -351,6 +403,7 @@ struct Prepared {
     keyring: Keyring,
     tls: Option<(rustls::ServerConfig, Arc<CertResolver>)>,
     admin_created: Option<AdminCreated>,
+    servers: Vec<store::servers::ServerRow>,
 }
 
 /// The blocking part of start-up.
@@ -383,12 +436,14 @@ fn prepare(config: Config, public_url: &str) -> Result<Prepared, StartupError> {
         names.push(host.trim_matches(['[', ']']).to_owned());
     }
     let tls = tls::server_config(&config.tls, &data_dir, &names)?;
+    let servers = store.run_blocking(|c| store::servers::all(c))?;
     Ok(Prepared {
         store,
         master_key,
         keyring: Keyring::new(keyring),
         tls,
         admin_created,
+        servers,
     })
 }
 
@@ -463,7 +518,8 @@ fn bootstrap_admin(config: &Config, store: &Store) -> Result<Option<AdminCreated
 
 /// The route table. Order matters where prefixes overlap: more specific scopes first.
 fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.configure(control::routes)
+    cfg.configure(gateway::routes)
+        .configure(control::routes)
         .default_service(web::to(control::not_found));
 }
 

@@ -8,6 +8,10 @@ use super::StoreError;
 const MIGRATIONS: &[(&str, &str)] = &[
     ("init", include_str!("migrations/0001_init.sql")),
     ("control", include_str!("migrations/0002_control.sql")),
+    (
+        "request_log",
+        include_str!("migrations/0003_request_log.sql"),
+    ),
 ];
 
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;

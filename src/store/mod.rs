@@ -7,6 +7,7 @@ pub mod clients;
 pub mod env_vars;
 mod migrations;
 pub mod projects;
+pub mod request_log;
 pub mod servers;
 pub mod sessions;
 pub mod signing_keys;

@@ -4,3 +4,5 @@
 mod cli_process;
 mod foundation;
 mod helpers;
+mod fakes;
+mod gateway;

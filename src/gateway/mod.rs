@@ -1,0 +1,123 @@
+//! The MCP front door: protected-resource metadata (RFC 9728) and a streaming reverse proxy
+//! that validates bearer tokens bound to each server, enforces scopes per JSON-RPC message,
+//! rate-limits, and never forwards the client's credentials.
+
+pub mod access_log;
+pub mod jwks;
+pub mod policy;
+mod proxy;
+pub mod registry;
+pub mod sessions;
+pub mod verify;
+
+use std::sync::Arc;
+
+use actix_web::guard::GuardContext;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::app::AppState;
+use crate::control::rate_limit::Limiter;
+
+pub use proxy::{host_routed, path_routed};
+
+/// The front door's shared state, built once.
+pub struct Gateway {
+    pub registry: registry::Registry,
+    pub verifier: verify::Verifier,
+    pub tools: policy::ToolTable,
+    pub sessions: sessions::SessionBindings,
+    pub limiter: Limiter,
+    pub upstream: reqwest::Client,
+    pub log: access_log::AccessLog,
+    pub log_stop: Arc<tokio::sync::Notify>,
+}
+
+/// Routes for path routing, plus the catch-all for server hosts under host routing.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("")
+            .guard(actix_web::guard::fn_guard(is_server_host))
+            .route(
+                "/.well-known/oauth-protected-resource",
+                web::get().to(host_metadata),
+            )
+            .default_service(web::to(host_routed)),
+    )
+    .route(
+        "/.well-known/oauth-protected-resource/mcp/{slug}",
+        web::get().to(path_metadata),
+    )
+    .route(
+        "/.well-known/oauth-protected-resource/mcp/{slug}",
+        web::method(actix_web::http::Method::OPTIONS).to(preflight_metadata),
+    )
+    .route("/mcp/{slug}", web::route().to(path_routed))
+    .route("/mcp/{slug}/{rest:.*}", web::route().to(path_routed));
+}
+
+/// Under host routing, is this request for `{slug}.{server_domain}`?
+fn is_server_host(ctx: &GuardContext<'_>) -> bool {
+    let Some(state) = ctx.app_data::<web::Data<AppState>>() else {
+        return false;
+    };
+    server_slug_from_host(
+        state,
+        ctx.head()
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok()),
+    )
+    .is_some()
+}
+
+pub fn server_slug_from_host(state: &AppState, host: Option<&str>) -> Option<String> {
+    if state.config.gateway.routing != crate::config::Routing::Host {
+        return None;
+    }
+    let domain = state.config.gateway.server_domain.as_deref()?;
+    let host = host?.split(':').next()?.to_ascii_lowercase();
+    let slug = host.strip_suffix(domain)?.strip_suffix('.')?;
+    (!slug.is_empty() && !slug.contains('.')).then(|| slug.to_owned())
+}
+
+fn metadata_response(entry: &registry::ServerEntry) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "application/json"))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .body(entry.metadata.clone())
+}
+
+fn unknown_server() -> HttpResponse {
+    HttpResponse::NotFound().json(
+        serde_json::json!({ "error": "not_found", "error_description": "no such MCP server" }),
+    )
+}
+
+async fn path_metadata(state: web::Data<AppState>, slug: web::Path<String>) -> HttpResponse {
+    match state.gateway.registry.get(&slug) {
+        Some(entry) => metadata_response(&entry),
+        None => unknown_server(),
+    }
+}
+
+async fn host_metadata(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
+    match server_slug_from_host(&state, host).and_then(|s| state.gateway.registry.get(&s)) {
+        Some(entry) => metadata_response(&entry),
+        None => unknown_server(),
+    }
+}
+
+async fn preflight_metadata() -> HttpResponse {
+    HttpResponse::NoContent()
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, OPTIONS"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, "mcp-protocol-version"))
+        .insert_header((header::ACCESS_CONTROL_MAX_AGE, "86400"))
+        .finish()
+}

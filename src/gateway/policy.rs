@@ -1,0 +1,286 @@
+//! Which scope each JSON-RPC message needs. `initialize`, `ping`, notifications and responses:
+//! any valid token. Lists and reads: `mcp:read`. `tools/call`: the server's override for the
+//! tool, else `mcp:read` for read-only tools, `mcp:write` for state-changing ones, and
+//! `mcp:execute` for tools the gateway knows nothing about. `mcp:execute` satisfies any MCP scope.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::registry::ServerEntry;
+use crate::domain::scopes::{MCP_EXECUTE, MCP_READ, MCP_SCOPES, MCP_WRITE};
+
+/// One JSON-RPC message, only as much as the policy needs.
+#[derive(Debug, Deserialize)]
+pub struct Message<'a> {
+    #[serde(borrow)]
+    pub method: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    pub id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pub params: Option<Params<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Params<'a> {
+    #[serde(borrow)]
+    pub name: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Why a body is refused before it reaches the upstream.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ParseError {
+    /// Not JSON at all (JSON-RPC -32700).
+    NotJson(String),
+    /// JSON, but not a JSON-RPC message or batch of them (-32600). Refused rather than passed
+    /// on, so an upstream can never read a method the gateway did not check.
+    NotJsonRpc(String),
+}
+
+/// The messages in a request body: one object, or a batch (array) of objects.
+pub fn parse(body: &[u8]) -> Result<Vec<Message<'_>>, ParseError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    let parsed = match first {
+        Some(b'[') => serde_json::from_slice::<Vec<Message<'_>>>(body),
+        Some(b'{') => serde_json::from_slice::<Message<'_>>(body).map(|m| vec![m]),
+        _ => {
+            return Err(
+                match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                    Ok(_) => ParseError::NotJsonRpc(
+                        "a JSON-RPC message is an object or an array of objects".into(),
+                    ),
+                    Err(e) => ParseError::NotJson(e.to_string()),
+                },
+            );
+        }
+    };
+    parsed.map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            ParseError::NotJson(e.to_string())
+        } else {
+            ParseError::NotJsonRpc(e.to_string())
+        }
+    })
+}
+
+/// What the gateway learned about a tool from `tools/list` annotations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolKind {
+    ReadOnly,
+    StateChanging,
+}
+
+/// Tool annotations per server id.
+#[derive(Default)]
+pub struct ToolTable {
+    by_server: RwLock<HashMap<String, HashMap<String, ToolKind>>>,
+}
+
+impl ToolTable {
+    pub fn kind(&self, server_id: &str, tool: &str) -> Option<ToolKind> {
+        self.by_server
+            .read()
+            .ok()?
+            .get(server_id)?
+            .get(tool)
+            .copied()
+    }
+
+    /// Learns from a `tools/list` result (`{"tools":[{"name","annotations":{…}}]}`).
+    pub fn learn(&self, server_id: &str, result: &serde_json::Value) {
+        let Some(tools) = result.get("tools").and_then(|t| t.as_array()) else {
+            return;
+        };
+        let Ok(mut map) = self.by_server.write() else {
+            return;
+        };
+        let table = map.entry(server_id.to_owned()).or_default();
+        for tool in tools.iter().take(10_000) {
+            let Some(name) = tool.get("name").and_then(|n| n.as_str()) else {
+                continue;
+            };
+            let ann = tool.get("annotations");
+            let hint = |k: &str| ann.and_then(|a| a.get(k)).and_then(|v| v.as_bool());
+            let kind = match (hint("readOnlyHint"), hint("destructiveHint")) {
+                (Some(true), _) => Some(ToolKind::ReadOnly),
+                (Some(false), _) | (None, Some(true)) => Some(ToolKind::StateChanging),
+                _ => None,
+            };
+            match kind {
+                Some(k) => {
+                    table.insert(name.to_owned(), k);
+                }
+                None => {
+                    table.remove(name);
+                }
+            }
+        }
+    }
+}
+
+/// The scope a message needs, or `None` when any valid token will do.
+pub fn required(msg: &Message<'_>, server: &ServerEntry, tools: &ToolTable) -> Option<String> {
+    let method = msg.method.as_deref()?;
+    match method {
+        "initialize" | "ping" | "server/discover" => None,
+        m if m.starts_with("notifications/") => None,
+        "tools/call" => {
+            let name = msg
+                .params
+                .as_ref()
+                .and_then(|p| p.name.as_deref())
+                .unwrap_or("");
+            if let Some(s) = server.tool_scopes.get(name) {
+                return Some(s.clone());
+            }
+            Some(
+                match tools.kind(&server.id, name) {
+                    Some(ToolKind::ReadOnly) => MCP_READ,
+                    Some(ToolKind::StateChanging) => MCP_WRITE,
+                    None => MCP_EXECUTE,
+                }
+                .to_owned(),
+            )
+        }
+        m if m.ends_with("/list") => Some(MCP_READ.to_owned()),
+        "resources/read"
+        | "prompts/get"
+        | "completion/complete"
+        | "resources/subscribe"
+        | "resources/unsubscribe" => Some(MCP_READ.to_owned()),
+        // Anything else (logging/setLevel, future methods): the broadest MCP scope.
+        _ => Some(MCP_EXECUTE.to_owned()),
+    }
+}
+
+/// Does a token holding `scopes` satisfy `needed`? `mcp:execute` satisfies any MCP scope.
+pub fn satisfied(scopes: &[String], needed: &str) -> bool {
+    scopes.iter().any(|s| s == needed)
+        || (MCP_SCOPES.contains(&needed) && scopes.iter().any(|s| s == MCP_EXECUTE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(tool_scopes: &[(&str, &str)]) -> ServerEntry {
+        let row = crate::store::servers::ServerRow {
+            id: "srv_1".into(),
+            project_id: "p".into(),
+            name: "n".into(),
+            slug: "s".into(),
+            status: "running".into(),
+            upstream_url: None,
+            health_check_path: None,
+            rollback_on_failure: true,
+            retention_count: 10,
+            auto_stop_seconds: None,
+            tool_scopes: serde_json::to_string(
+                &tool_scopes.iter().cloned().collect::<HashMap<_, _>>(),
+            )
+            .unwrap_or_default(),
+            auth_mode: "ezforge_managed".into(),
+            byoa_config: None,
+            managed_by: "api".into(),
+            created_at: 0,
+            updated_at: 0,
+        };
+        ServerEntry::build("https://x", crate::config::Routing::Path, None, None, &row)
+    }
+
+    fn need(body: &str, server: &ServerEntry, tools: &ToolTable) -> Vec<Option<String>> {
+        parse(body.as_bytes())
+            .expect("json")
+            .iter()
+            .map(|m| required(m, server, tools))
+            .collect()
+    }
+
+    #[test]
+    fn methods_map_to_scopes() {
+        let s = entry(&[("nuke", "admin:danger")]);
+        let t = ToolTable::default();
+        assert_eq!(
+            need(r#"{"jsonrpc":"2.0","id":1,"method":"initialize"}"#, &s, &t),
+            [None]
+        );
+        assert_eq!(
+            need(
+                r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+                &s,
+                &t
+            ),
+            [None]
+        );
+        assert_eq!(
+            need(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, &s, &t),
+            [Some("mcp:read".into())]
+        );
+        assert_eq!(
+            need(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#, &s, &t),
+            [None]
+        );
+        assert_eq!(
+            need(
+                r#"[{"id":1,"method":"tools/call","params":{"name":"nuke"}},{"id":2,"method":"tools/call","params":{"name":"x"}}]"#,
+                &s,
+                &t
+            ),
+            [Some("admin:danger".into()), Some("mcp:execute".into())]
+        );
+        t.learn(
+            "srv_1",
+            &serde_json::json!({"tools":[{"name":"get","annotations":{"readOnlyHint":true}},{"name":"put","annotations":{"readOnlyHint":false}}]}),
+        );
+        assert_eq!(
+            need(
+                r#"{"id":1,"method":"tools/call","params":{"name":"get"}}"#,
+                &s,
+                &t
+            ),
+            [Some("mcp:read".into())]
+        );
+        assert_eq!(
+            need(
+                r#"{"id":1,"method":"tools/call","params":{"name":"put"}}"#,
+                &s,
+                &t
+            ),
+            [Some("mcp:write".into())]
+        );
+    }
+
+    #[test]
+    fn execute_satisfies_mcp_scopes_only() {
+        let ex = vec!["mcp:execute".to_owned()];
+        assert!(satisfied(&ex, "mcp:read"));
+        assert!(satisfied(&ex, "mcp:write"));
+        assert!(!satisfied(&ex, "admin:danger"));
+        assert!(!satisfied(&["mcp:write".to_owned()], "mcp:read"));
+    }
+
+    #[test]
+    fn bad_bodies() {
+        assert!(matches!(parse(b"not json"), Err(ParseError::NotJson(_))));
+        assert!(matches!(parse(&[0xff, 0xfe]), Err(ParseError::NotJson(_))));
+        assert!(matches!(parse(b"42"), Err(ParseError::NotJsonRpc(_))));
+        assert!(matches!(
+            parse(br#"{"method":"tools/call","method":"ping"}"#),
+            Err(ParseError::NotJsonRpc(_))
+        ));
+        assert!(matches!(
+            parse(br#"{"method":5}"#),
+            Err(ParseError::NotJsonRpc(_))
+        ));
+        let deep = "[".repeat(100_000);
+        assert!(parse(deep.as_bytes()).is_err());
+        let deep_obj = format!(
+            "{{\"id\":1,\"method\":\"ping\",\"x\":{}}}",
+            "[".repeat(100_000)
+        );
+        assert!(parse(deep_obj.as_bytes()).is_err());
+        assert_eq!(parse(b"[]").map(|v| v.len()), Ok(0));
+    }
+}

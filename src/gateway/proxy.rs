@@ -1,0 +1,823 @@
+//! One request through the front door: route, CORS and Origin, body limit, bearer token,
+//! rate limit, session binding, scope policy, then a streaming proxy to the upstream.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use serde_json::json;
+
+use super::policy::{self, ParseError};
+use super::registry::ServerEntry;
+use super::sessions::Binding;
+use super::verify::{Verified, VerifyError};
+use crate::app::AppState;
+use crate::control::rate_limit::Decision;
+use crate::store::request_log::RequestLogRow;
+
+/// A slow client gets this long to send its whole body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// `tools/list` responses larger than this are passed on without learning from them.
+const LEARN_CAP: usize = 4 * 1024 * 1024;
+
+static MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+
+/// `/mcp/{slug}[/rest]`.
+pub async fn path_routed(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    path: web::Path<(String,)>,
+) -> HttpResponse {
+    let slug = path.into_inner().0;
+    let prefix = format!("/mcp/{slug}");
+    let rest = req.path().strip_prefix(&prefix).unwrap_or("").to_owned();
+    handle(req, payload, state, &slug, rest).await
+}
+
+/// `https://{slug}.{server_domain}/[rest]` under host routing.
+pub async fn host_routed(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let Some(slug) = super::server_slug_from_host(&state, host) else {
+        return super::unknown_server();
+    };
+    let rest = match req.path() {
+        "/" => String::new(),
+        p => p.to_owned(),
+    };
+    handle(req, payload, state, &slug, rest).await
+}
+
+/// What the access log records about a request as it goes.
+struct Trace {
+    start: Instant,
+    server_id: String,
+    subject: Option<String>,
+    client_id: Option<String>,
+    method: Option<String>,
+    tool: Option<String>,
+    auth_failure: Option<&'static str>,
+}
+
+async fn handle(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    slug: &str,
+    rest: String,
+) -> HttpResponse {
+    let Some(server) = state.gateway.registry.get(slug) else {
+        return super::unknown_server();
+    };
+    let mut trace = Trace {
+        start: Instant::now(),
+        server_id: server.id.clone(),
+        subject: None,
+        client_id: None,
+        method: None,
+        tool: None,
+        auth_failure: None,
+    };
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .map(str::to_owned);
+    let response = match process(
+        &req,
+        payload,
+        &state,
+        &server,
+        rest,
+        origin.as_deref(),
+        &mut trace,
+    )
+    .await
+    {
+        Ok(r) | Err(r) => r,
+    };
+    let mut response = response;
+    if let Some(o) = origin.filter(|o| origin_allowed(&state, &server, o)) {
+        cors_headers(response.headers_mut(), &o);
+    }
+    let status = response.status().as_u16();
+    state.gateway.log.record(RequestLogRow {
+        at_ms: now_ms(),
+        server_id: trace.server_id,
+        subject: trace.subject,
+        client_id: trace.client_id,
+        method: trace.method,
+        tool: trace.tool,
+        status,
+        latency_ms: trace.start.elapsed().as_secs_f64() * 1000.0,
+        auth_failure: trace.auth_failure,
+        request_id: req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    });
+    response
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+async fn process(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &web::Data<AppState>,
+    server: &Arc<ServerEntry>,
+    rest: String,
+    origin: Option<&str>,
+    trace: &mut Trace,
+) -> Result<HttpResponse, HttpResponse> {
+    // Browsers: a foreign Origin is refused (DNS rebinding); preflights are answered here.
+    if let Some(o) = origin
+        && !origin_allowed(state, server, o)
+    {
+        return Err(plain_error(
+            StatusCode::FORBIDDEN,
+            "forbidden_origin",
+            "this Origin may not call this server",
+        ));
+    }
+    if req.method() == Method::OPTIONS {
+        return Ok(preflight());
+    }
+    if req
+        .query_string()
+        .split('&')
+        .any(|p| p.starts_with("access_token="))
+    {
+        let mut res = plain_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "tokens are accepted only in the Authorization header",
+        );
+        set_challenge(
+            &mut res,
+            server,
+            Some((
+                "invalid_request",
+                "tokens are accepted only in the Authorization header",
+            )),
+            None,
+        );
+        return Err(res);
+    }
+
+    let body = if req.method() == Method::POST {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        read_body(payload, state.config.gateway.body_limit.0, declared).await?
+    } else {
+        Bytes::new()
+    };
+    let parsed = if body.is_empty() {
+        Ok(Vec::new())
+    } else {
+        policy::parse(&body)
+    };
+    let first_id = parsed.as_ref().ok().and_then(|m| {
+        if m.len() == 1 {
+            m[0].id.map(|r| r.get().to_owned())
+        } else {
+            None
+        }
+    });
+    let needed: Vec<String> = match &parsed {
+        Ok(messages) => {
+            if let Some(m) = messages.first() {
+                trace.method = m.method.as_deref().map(str::to_owned);
+                trace.tool = m
+                    .params
+                    .as_ref()
+                    .and_then(|p| p.name.as_deref())
+                    .map(str::to_owned);
+            }
+            let mut needed: Vec<String> = messages
+                .iter()
+                .filter_map(|m| policy::required(m, server, &state.gateway.tools))
+                .collect();
+            needed.sort();
+            needed.dedup();
+            needed
+        }
+        Err(_) => Vec::new(),
+    };
+
+    // The token: only from the Authorization header, only Bearer.
+    let challenge_scope = if needed.is_empty() {
+        server.base_scope().to_owned()
+    } else {
+        needed.join(" ")
+    };
+    let token = match bearer(req) {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            let mut res = plain_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "a bearer token is required",
+            );
+            set_challenge(&mut res, server, None, Some(&challenge_scope));
+            trace.auth_failure = Some("missing");
+            return Err(res);
+        }
+        Err(()) => {
+            trace.auth_failure = Some("malformed");
+            return Err(invalid_token(
+                server,
+                &challenge_scope,
+                "the Authorization header must be `Bearer <token>`",
+            ));
+        }
+    };
+    let verified: Arc<Verified> = match state.gateway.verifier.verify(state, server, token).await {
+        Ok(v) => v,
+        Err(e) => {
+            trace.auth_failure = Some(e.reason());
+            let status_desc = e.to_string();
+            if matches!(e, VerifyError::IssuerUnavailable) {
+                tracing::warn!(server = %server.slug, "token refused: the issuer's keys are unavailable");
+            }
+            return Err(invalid_token(server, &challenge_scope, &status_desc));
+        }
+    };
+    trace.subject = Some(verified.subject.clone());
+    trace.client_id = verified.client_id.clone();
+
+    // Rate limit per (server, subject + client).
+    let key = format!(
+        "{}|{}|{}",
+        server.id,
+        verified.subject,
+        verified.client_id.as_deref().unwrap_or("")
+    );
+    if let Decision::Limited { retry_after } = state.gateway.limiter.check(&key) {
+        let secs = retry_after.as_secs().max(1);
+        let mut res = rpc_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            first_id.as_deref(),
+            -32000,
+            "rate limit exceeded; retry later",
+        );
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return Err(res);
+    }
+
+    // Only now is a malformed body worth an answer: after authentication.
+    if let Err(e) = &parsed {
+        return Err(match e {
+            ParseError::NotJson(d) => rpc_error(
+                StatusCode::BAD_REQUEST,
+                None,
+                -32700,
+                &format!("parse error: {d}"),
+            ),
+            ParseError::NotJsonRpc(d) => rpc_error(
+                StatusCode::BAD_REQUEST,
+                None,
+                -32600,
+                &format!("invalid request: {d}"),
+            ),
+        });
+    }
+
+    // Scope policy.
+    let missing: Vec<&String> = needed
+        .iter()
+        .filter(|n| !policy::satisfied(&verified.scopes, n))
+        .collect();
+    if !missing.is_empty() {
+        let scope = needed.join(" ");
+        let desc = format!(
+            "this request needs the scope {}",
+            missing
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let mut res = plain_error(StatusCode::FORBIDDEN, "insufficient_scope", &desc);
+        set_challenge(
+            &mut res,
+            server,
+            Some(("insufficient_scope", &desc)),
+            Some(&scope),
+        );
+        return Err(res);
+    }
+
+    // Session binding.
+    let owner = format!(
+        "{}|{}",
+        verified.subject,
+        verified.client_id.as_deref().unwrap_or("")
+    );
+    let session = req
+        .headers()
+        .get(&MCP_SESSION_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(s) = &session
+        && let Binding::Other = state.gateway.sessions.check(&server.id, s, &owner)
+    {
+        return Err(rpc_error(
+            StatusCode::NOT_FOUND,
+            first_id.as_deref(),
+            -32001,
+            "session not found",
+        ));
+    }
+
+    let Some(upstream) = &server.upstream else {
+        return Err(rpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            first_id.as_deref(),
+            -32002,
+            "this server has no upstream deployed",
+        ));
+    };
+    let learn = parsed
+        .as_ref()
+        .ok()
+        .is_some_and(|m| m.iter().any(|m| m.method.as_deref() == Some("tools/list")));
+    let initialize = parsed
+        .as_ref()
+        .ok()
+        .is_some_and(|m| m.iter().any(|m| m.method.as_deref() == Some("initialize")));
+    forward(
+        req,
+        state,
+        server,
+        upstream,
+        &rest,
+        body,
+        &verified,
+        first_id.as_deref(),
+        learn,
+    )
+    .await
+    .inspect(|res| {
+        if let Some(s) = res
+            .headers()
+            .get(&MCP_SESSION_ID)
+            .and_then(|v| v.to_str().ok())
+            && (initialize || session.is_none())
+        {
+            state.gateway.sessions.bind(&server.id, s, &owner);
+        }
+        if req.method() == Method::DELETE
+            && res.status().is_success()
+            && let Some(s) = &session
+        {
+            state.gateway.sessions.unbind(&server.id, s);
+        }
+    })
+}
+
+async fn read_body(
+    mut payload: web::Payload,
+    limit: usize,
+    declared: Option<usize>,
+) -> Result<Bytes, HttpResponse> {
+    let too_large = || {
+        rpc_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+            -32600,
+            &format!("request body is larger than {limit} bytes"),
+        )
+    };
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
+    let read = async {
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|_| {
+                rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    -32600,
+                    "could not read the request body",
+                )
+            })?;
+            if buf.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(BODY_TIMEOUT, read).await {
+        Ok(Ok(())) => Ok(buf.freeze()),
+        Ok(Err(res)) => Err(res),
+        Err(_) => Err(rpc_error(
+            StatusCode::REQUEST_TIMEOUT,
+            None,
+            -32600,
+            "the request body took too long to arrive",
+        )),
+    }
+}
+
+/// `Authorization: Bearer <token>`: `Ok(None)` without one, `Err` when malformed.
+fn bearer(req: &HttpRequest) -> Result<Option<&str>, ()> {
+    let Some(h) = req.headers().get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let v = h.to_str().map_err(|_| ())?;
+    let (scheme, token) = v.split_once(' ').ok_or(())?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(());
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        Err(())
+    } else {
+        Ok(Some(token))
+    }
+}
+
+fn origin_allowed(state: &AppState, server: &ServerEntry, origin: &str) -> bool {
+    let own = |url: &str| url.split('/').take(3).collect::<Vec<_>>().join("/");
+    if origin == own(&state.public_url) || origin == own(&server.resource) {
+        return true;
+    }
+    if state
+        .config
+        .gateway
+        .allowed_origins
+        .iter()
+        .any(|o| o == origin)
+    {
+        return true;
+    }
+    // Local tools (MCP Inspector and the like) run on loopback origins, which DNS rebinding
+    // cannot forge.
+    url::Url::parse(origin)
+        .is_ok_and(|u| u.scheme() == "http" && crate::domain::validate::is_loopback_host(&u))
+}
+
+fn cors_headers(h: &mut HeaderMap, origin: &str) {
+    if let Ok(v) = HeaderValue::from_str(origin) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("WWW-Authenticate, Mcp-Session-Id, MCP-Protocol-Version"),
+        );
+    }
+}
+
+fn preflight() -> HttpResponse {
+    HttpResponse::NoContent()
+        .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, DELETE, OPTIONS"))
+        .insert_header((
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            "Authorization, Content-Type, Accept, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID, Mcp-Method, Mcp-Name",
+        ))
+        .insert_header((header::ACCESS_CONTROL_MAX_AGE, "86400"))
+        .finish()
+}
+
+/// Quotes a value for an auth-param (RFC 9110 quoted-string), dropping what cannot appear.
+fn quoted(s: &str) -> String {
+    s.chars()
+        .filter(|c| (' '..='~').contains(c))
+        .map(|c| {
+            if c == '"' || c == '\\' {
+                format!("\\{c}")
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+fn set_challenge(
+    res: &mut HttpResponse,
+    server: &ServerEntry,
+    error: Option<(&str, &str)>,
+    scope: Option<&str>,
+) {
+    let mut v = String::from("Bearer ");
+    if let Some((code, desc)) = error {
+        v.push_str(&format!(
+            "error=\"{code}\", error_description=\"{}\", ",
+            quoted(desc)
+        ));
+    }
+    v.push_str(&format!(
+        "resource_metadata=\"{}\"",
+        quoted(&server.metadata_url)
+    ));
+    if let Some(s) = scope {
+        v.push_str(&format!(", scope=\"{}\"", quoted(s)));
+    }
+    if let Ok(h) = HeaderValue::from_str(&v) {
+        res.headers_mut().insert(header::WWW_AUTHENTICATE, h);
+    }
+}
+
+fn invalid_token(server: &ServerEntry, scope: &str, desc: &str) -> HttpResponse {
+    let mut res = plain_error(StatusCode::UNAUTHORIZED, "invalid_token", desc);
+    set_challenge(&mut res, server, Some(("invalid_token", desc)), Some(scope));
+    res
+}
+
+fn plain_error(status: StatusCode, code: &str, desc: &str) -> HttpResponse {
+    HttpResponse::build(status).json(json!({ "error": code, "error_description": desc }))
+}
+
+/// A JSON-RPC error body carrying the request's id (raw JSON) when there was one.
+fn rpc_error(status: StatusCode, id: Option<&str>, code: i64, message: &str) -> HttpResponse {
+    let id = id.unwrap_or("null");
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{}}}}}"#,
+        serde_json::Value::from(message)
+    );
+    HttpResponse::build(status)
+        .content_type("application/json")
+        .body(body)
+}
+
+/// Request headers never passed upstream: credentials, hop-by-hop, and identity headers a
+/// client might try to forge.
+fn is_dropped_request_header(name: &str) -> bool {
+    matches!(
+        name,
+        "authorization"
+            | "cookie"
+            | "host"
+            | "connection"
+            | "keep-alive"
+            | "proxy-authorization"
+            | "proxy-authenticate"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "content-length"
+            | "forwarded"
+            | "x-forwarded-for"
+            | "x-forwarded-proto"
+            | "x-forwarded-host"
+            | "x-real-ip"
+            | "origin"
+    ) || name.starts_with("x-ezforge-")
+}
+
+fn is_dropped_response_header(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "content-length"
+            | "set-cookie"
+    ) || name.starts_with("access-control-")
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    req: &HttpRequest,
+    state: &web::Data<AppState>,
+    server: &Arc<ServerEntry>,
+    upstream: &url::Url,
+    rest: &str,
+    body: Bytes,
+    who: &Verified,
+    rpc_id: Option<&str>,
+    learn: bool,
+) -> Result<HttpResponse, HttpResponse> {
+    let mut target = format!("{}{}", upstream.as_str().trim_end_matches('/'), rest);
+    if !req.query_string().is_empty() {
+        target.push('?');
+        target.push_str(req.query_string());
+    }
+    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes()).map_err(|_| {
+        plain_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request",
+            "unsupported method",
+        )
+    })?;
+    let mut headers = reqwest::header::HeaderMap::with_capacity(req.headers().len() + 6);
+    for (name, value) in req.headers() {
+        if is_dropped_request_header(name.as_str()) {
+            continue;
+        }
+        if let (Ok(n), Ok(v)) = (
+            reqwest::header::HeaderName::from_bytes(name.as_str().as_bytes()),
+            reqwest::header::HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            headers.append(n, v);
+        }
+    }
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(v) = reqwest::header::HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
+    };
+    if let Some(peer) = req.peer_addr() {
+        set("x-forwarded-for", &peer.ip().to_string());
+    }
+    set(
+        "x-forwarded-proto",
+        if state.public_url.starts_with("https") {
+            "https"
+        } else {
+            "http"
+        },
+    );
+    if let Some(host) = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+    {
+        set("x-forwarded-host", host);
+    }
+    set("x-ezforge-subject", &who.subject);
+    if let Some(c) = &who.client_id {
+        set("x-ezforge-client-id", c);
+    }
+    set("x-ezforge-scopes", &who.scopes.join(" "));
+
+    let send = state
+        .gateway
+        .upstream
+        .request(method, &target)
+        .headers(headers)
+        .body(body)
+        .send();
+    let upstream_res =
+        match tokio::time::timeout(state.config.gateway.upstream_timeout.0, send).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) if e.is_timeout() => {
+                return Err(rpc_error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    rpc_id,
+                    -32003,
+                    "the MCP server did not answer in time",
+                ));
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(server = %server.slug, error = %e, "upstream request failed");
+                return Err(rpc_error(
+                    StatusCode::BAD_GATEWAY,
+                    rpc_id,
+                    -32004,
+                    "the MCP server is unavailable",
+                ));
+            }
+            Err(_) => {
+                return Err(rpc_error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    rpc_id,
+                    -32003,
+                    "the MCP server did not answer in time",
+                ));
+            }
+        };
+
+    let status =
+        StatusCode::from_u16(upstream_res.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut res = HttpResponse::build(status);
+    let mut is_sse = false;
+    for (name, value) in upstream_res.headers() {
+        if is_dropped_response_header(name.as_str()) {
+            continue;
+        }
+        if name == reqwest::header::CONTENT_TYPE
+            && value.as_bytes().starts_with(b"text/event-stream")
+        {
+            is_sse = true;
+        }
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_str().as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            res.append_header((n, v));
+        }
+    }
+    if is_sse {
+        // Tell intermediaries not to buffer the stream.
+        res.insert_header(("x-accel-buffering", "no"));
+        res.insert_header((header::CACHE_CONTROL, "no-cache"));
+    }
+    let stream = upstream_res
+        .bytes_stream()
+        .map(|r| r.map_err(|e| actix_web::error::ErrorBadGateway(e.to_string())));
+    if learn {
+        let st = state.clone();
+        let server_id = server.id.clone();
+        let learner = Learn {
+            inner: Box::pin(stream),
+            buf: Vec::new(),
+            done: Some(Box::new(move |body: &[u8]| {
+                learn_tools(&st, &server_id, body, is_sse)
+            })),
+        };
+        Ok(res.streaming(learner))
+    } else {
+        Ok(res.streaming(stream))
+    }
+}
+
+type OnDone = Box<dyn FnOnce(&[u8])>;
+
+/// Passes a response through unchanged while keeping a copy (up to `LEARN_CAP`) for `done`.
+struct Learn<S> {
+    inner: Pin<Box<S>>,
+    buf: Vec<u8>,
+    done: Option<OnDone>,
+}
+
+impl<S: Stream<Item = Result<Bytes, actix_web::Error>>> Stream for Learn<S> {
+    type Item = Result<Bytes, actix_web::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        match this.inner.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                if this.done.is_some() {
+                    if this.buf.len() + chunk.len() <= LEARN_CAP {
+                        this.buf.extend_from_slice(&chunk);
+                    } else {
+                        this.done = None;
+                        this.buf = Vec::new();
+                    }
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(None) => {
+                if let Some(done) = this.done.take() {
+                    done(&this.buf);
+                }
+                Poll::Ready(None)
+            }
+            other => other,
+        }
+    }
+}
+
+/// Reads tool annotations from a `tools/list` answer, JSON or SSE.
+fn learn_tools(state: &AppState, server_id: &str, body: &[u8], is_sse: bool) {
+    let learn_value = |v: &serde_json::Value| {
+        let items: Vec<&serde_json::Value> = match v {
+            serde_json::Value::Array(a) => a.iter().collect(),
+            other => vec![other],
+        };
+        for item in items {
+            if let Some(result) = item.get("result") {
+                state.gateway.tools.learn(server_id, result);
+            }
+        }
+    };
+    if is_sse {
+        let text = String::from_utf8_lossy(body).replace("\r\n", "\n");
+        for event in text.split("\n\n") {
+            let data: String = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                .collect::<Vec<_>>()
+                .join("\n");
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&data) {
+                learn_value(&v);
+            }
+        }
+    } else if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+        learn_value(&v);
+    }
+}

@@ -1,0 +1,152 @@
+//! The routing table: every server's canonical URI, upstream, auth mode and prebuilt metadata,
+//! in memory, rebuilt whenever the control API or the config changes a server.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use serde_json::json;
+use url::Url;
+
+use crate::app::AppState;
+use crate::config::{ByoaConfig, Routing};
+use crate::domain::scopes::{MCP_READ, MCP_SCOPES};
+use crate::store::servers::ServerRow;
+
+/// How a server's tokens are checked.
+#[derive(Debug, Clone)]
+pub enum ServerAuth {
+    /// Signed by this server's own keys; issuer = `public_url`.
+    Managed,
+    /// An external issuer's tokens, verified against its JWKS.
+    Byoa(Arc<ByoaConfig>),
+    /// BYOA without any issuer configured: no token can be valid.
+    Unconfigured,
+}
+
+#[derive(Debug)]
+pub struct ServerEntry {
+    pub id: String,
+    pub slug: String,
+    pub name: String,
+    /// The canonical URI tokens are bound to (`aud`).
+    pub resource: String,
+    /// Where its protected-resource metadata is served.
+    pub metadata_url: String,
+    pub upstream: Option<Url>,
+    pub auth: ServerAuth,
+    pub tool_scopes: HashMap<String, String>,
+    pub scopes_supported: Vec<String>,
+    /// The RFC 9728 document, serialized once.
+    pub metadata: Bytes,
+    /// The issuer its tokens must carry.
+    pub issuer: Option<String>,
+}
+
+impl ServerEntry {
+    pub fn build(
+        state_public_url: &str,
+        routing: Routing,
+        domain: Option<&str>,
+        default_byoa: Option<&ByoaConfig>,
+        row: &ServerRow,
+    ) -> Self {
+        let (resource, metadata_url) = match (routing, domain) {
+            (Routing::Host, Some(d)) => {
+                let r = format!("https://{}.{d}", row.slug);
+                let m = format!("{r}/.well-known/oauth-protected-resource");
+                (r, m)
+            }
+            _ => (
+                format!("{state_public_url}/mcp/{}", row.slug),
+                format!(
+                    "{state_public_url}/.well-known/oauth-protected-resource/mcp/{}",
+                    row.slug
+                ),
+            ),
+        };
+        let tool_scopes: HashMap<String, String> =
+            serde_json::from_str(&row.tool_scopes).unwrap_or_default();
+        let mut scopes_supported: Vec<String> =
+            MCP_SCOPES.iter().map(|s| (*s).to_owned()).collect();
+        let mut custom: Vec<&String> = tool_scopes
+            .values()
+            .filter(|s| !scopes_supported.contains(s))
+            .collect();
+        custom.sort();
+        custom.dedup();
+        scopes_supported.extend(custom.into_iter().cloned());
+        let auth = if row.auth_mode == "byoa" {
+            let own: Option<ByoaConfig> = row
+                .byoa_config
+                .as_deref()
+                .and_then(|j| serde_json::from_str(j).ok());
+            match own.or_else(|| default_byoa.cloned()) {
+                Some(b) => ServerAuth::Byoa(Arc::new(b)),
+                None => ServerAuth::Unconfigured,
+            }
+        } else {
+            ServerAuth::Managed
+        };
+        let issuer = match &auth {
+            ServerAuth::Managed => Some(state_public_url.to_owned()),
+            ServerAuth::Byoa(b) => Some(b.issuer.clone()),
+            ServerAuth::Unconfigured => None,
+        };
+        let metadata = json!({
+            "resource": resource,
+            "authorization_servers": issuer.iter().collect::<Vec<_>>(),
+            "scopes_supported": scopes_supported,
+            "bearer_methods_supported": ["header"],
+            "resource_name": row.name,
+        });
+        Self {
+            id: row.id.clone(),
+            slug: row.slug.clone(),
+            name: row.name.clone(),
+            resource,
+            metadata_url,
+            upstream: row.upstream_url.as_deref().and_then(|u| Url::parse(u).ok()),
+            auth,
+            tool_scopes,
+            scopes_supported,
+            metadata: Bytes::from(metadata.to_string()),
+            issuer,
+        }
+    }
+
+    /// The scope to ask for when a request names nothing more specific.
+    pub fn base_scope(&self) -> &'static str {
+        MCP_READ
+    }
+}
+
+#[derive(Default)]
+pub struct Registry {
+    by_slug: RwLock<Arc<HashMap<String, Arc<ServerEntry>>>>,
+}
+
+impl Registry {
+    pub fn get(&self, slug: &str) -> Option<Arc<ServerEntry>> {
+        self.by_slug.read().ok().and_then(|m| m.get(slug).cloned())
+    }
+
+    pub fn replace(&self, state: &AppState, rows: &[ServerRow]) {
+        let map = rows
+            .iter()
+            .map(|r| {
+                let entry = ServerEntry::build(
+                    &state.public_url,
+                    state.config.gateway.routing,
+                    state.config.gateway.server_domain.as_deref(),
+                    state.config.auth.byoa.as_ref(),
+                    r,
+                );
+                (r.slug.clone(), Arc::new(entry))
+            })
+            .collect();
+        if let Ok(mut g) = self.by_slug.write() {
+            *g = Arc::new(map);
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! Bearer token validation for the front door. Managed tokens: ES256 with our published keys,
+//! `typ at+jwt`, our issuer. BYOA tokens: the external issuer's JWKS, asymmetric algorithms only.
+//! Both: `aud` must contain the server's URI, `exp`/`nbf` with 60 s leeway. A verified token is
+//! cached (keyed by its SHA-256) until it expires, so each signature is checked once.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use jsonwebtoken::{Algorithm, Validation};
+use serde::Deserialize;
+
+use super::jwks::{self, JwksCache};
+use super::registry::{ServerAuth, ServerEntry};
+use crate::app::AppState;
+
+pub const LEEWAY_SECS: i64 = 60;
+const CACHE_CAPACITY: usize = 100_000;
+/// Tokens longer than this are refused without parsing.
+const MAX_TOKEN_LEN: usize = 16 * 1024;
+
+/// What a valid token says.
+#[derive(Debug)]
+pub struct Verified {
+    pub subject: String,
+    pub client_id: Option<String>,
+    pub scopes: Vec<String>,
+    pub audiences: Vec<String>,
+    pub issuer: String,
+    pub expires_at: i64,
+    pub not_before: Option<i64>,
+    pub grant_id: Option<String>,
+}
+
+impl Verified {
+    pub fn has_scope(&self, s: &str) -> bool {
+        self.scopes.iter().any(|x| x == s)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("the token is malformed")]
+    Malformed,
+    #[error("the token's algorithm is not accepted")]
+    Algorithm,
+    #[error("the token's type must be at+jwt")]
+    Type,
+    #[error("the token was signed by an unknown key")]
+    UnknownKey,
+    #[error("the token's signature is invalid")]
+    Signature,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    #[error("the token was issued by another issuer")]
+    Issuer,
+    #[error("the token is not meant for this server")]
+    Audience,
+    #[error("the token's grant has been revoked")]
+    Revoked,
+    #[error("the server's issuer is unavailable")]
+    IssuerUnavailable,
+    #[error("the server has no issuer configured")]
+    Unconfigured,
+}
+
+impl VerifyError {
+    /// A short reason for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::Algorithm => "algorithm",
+            Self::Type => "type",
+            Self::UnknownKey => "unknown_key",
+            Self::Signature => "signature",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::Issuer => "issuer",
+            Self::Audience => "audience",
+            Self::Revoked => "revoked",
+            Self::IssuerUnavailable => "issuer_unavailable",
+            Self::Unconfigured => "unconfigured",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    iss: String,
+    sub: Option<String>,
+    aud: Option<OneOrMany>,
+    exp: i64,
+    nbf: Option<i64>,
+    scope: Option<String>,
+    scp: Option<OneOrMany>,
+    client_id: Option<String>,
+    azp: Option<String>,
+    gid: Option<String>,
+}
+
+pub struct Verifier {
+    cache: DashMap<[u8; 32], Arc<Verified>>,
+    jwks: JwksCache,
+}
+
+impl Verifier {
+    pub fn new(jwks: JwksCache) -> Self {
+        Self {
+            cache: DashMap::new(),
+            jwks,
+        }
+    }
+
+    /// Validates `token` for `server`.
+    pub async fn verify(
+        &self,
+        state: &AppState,
+        server: &ServerEntry,
+        token: &str,
+    ) -> Result<Arc<Verified>, VerifyError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(VerifyError::Malformed);
+        }
+        let now = crate::domain::now();
+        let key = crate::crypto::sha256(token.as_bytes());
+        let cached = self.cache.get(&key).map(|e| e.value().clone());
+        let verified = match cached {
+            // A cached token is good for a server that expects its issuer.
+            Some(v) if server.issuer.as_deref() == Some(v.issuer.as_str()) => v,
+            _ => {
+                let v = Arc::new(self.verify_signature(state, server, token).await?);
+                if self.cache.len() >= CACHE_CAPACITY {
+                    self.cache.retain(|_, v| v.expires_at + LEEWAY_SECS > now);
+                    if self.cache.len() >= CACHE_CAPACITY {
+                        self.cache.clear();
+                    }
+                }
+                self.cache.insert(key, v.clone());
+                v
+            }
+        };
+        // Checks that can change after caching: time, audience, revocation.
+        if verified.expires_at + LEEWAY_SECS <= now {
+            self.cache.remove(&key);
+            return Err(VerifyError::Expired);
+        }
+        if verified
+            .not_before
+            .is_some_and(|nbf| nbf - LEEWAY_SECS > now)
+        {
+            return Err(VerifyError::NotYetValid);
+        }
+        if !verified.audiences.iter().any(|a| a == &server.resource) {
+            return Err(VerifyError::Audience);
+        }
+        if let Some(gid) = &verified.grant_id
+            && state.revoked_grants.is_revoked(gid)
+        {
+            return Err(VerifyError::Revoked);
+        }
+        Ok(verified)
+    }
+
+    async fn verify_signature(
+        &self,
+        state: &AppState,
+        server: &ServerEntry,
+        token: &str,
+    ) -> Result<Verified, VerifyError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
+        let kid = header.kid.as_deref();
+        if kid.is_some_and(|k| k.len() > 256) {
+            return Err(VerifyError::UnknownKey);
+        }
+        // `jku`, `x5u` and `jwk` headers are never followed: keys come only from our keyring or
+        // the server's configured JWKS.
+        let (decoding, issuer) = match &server.auth {
+            ServerAuth::Managed => {
+                if header.alg != Algorithm::ES256 {
+                    return Err(VerifyError::Algorithm);
+                }
+                let typ = header.typ.as_deref().unwrap_or("").to_ascii_lowercase();
+                if typ != "at+jwt" && typ != "application/at+jwt" {
+                    return Err(VerifyError::Type);
+                }
+                let keys = state.keys.current();
+                let key = kid
+                    .and_then(|k| keys.verifier(k))
+                    .ok_or(VerifyError::UnknownKey)?;
+                (key.clone(), state.public_url.clone())
+            }
+            ServerAuth::Byoa(cfg) => {
+                if !jwks::is_allowed(header.alg) {
+                    return Err(VerifyError::Algorithm);
+                }
+                let key = self
+                    .jwks
+                    .key(&cfg.jwks_uri, kid, header.alg)
+                    .await
+                    .map_err(|e| match e {
+                        jwks::JwksError::UnknownKey(_) => VerifyError::UnknownKey,
+                        jwks::JwksError::AlgorithmMismatch(_) => VerifyError::Algorithm,
+                        jwks::JwksError::Unavailable(_) => VerifyError::IssuerUnavailable,
+                    })?;
+                (key, cfg.issuer.clone())
+            }
+            ServerAuth::Unconfigured => return Err(VerifyError::Unconfigured),
+        };
+        let mut validation = Validation::new(header.alg);
+        validation.leeway = LEEWAY_SECS as u64;
+        validation.validate_aud = false;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "iss"]);
+        validation.set_issuer(&[issuer.as_str()]);
+        let data = jsonwebtoken::decode::<Claims>(token, &decoding, &validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            match e.kind() {
+                K::ExpiredSignature => VerifyError::Expired,
+                K::ImmatureSignature => VerifyError::NotYetValid,
+                K::InvalidIssuer => VerifyError::Issuer,
+                K::InvalidSignature => VerifyError::Signature,
+                K::InvalidAlgorithm | K::InvalidAlgorithmName => VerifyError::Algorithm,
+                _ => VerifyError::Malformed,
+            }
+        })?;
+        let c = data.claims;
+        let scopes = match (c.scope, c.scp) {
+            (Some(s), _) => s.split_whitespace().map(str::to_owned).collect(),
+            (None, Some(scp)) => scp
+                .into_vec()
+                .into_iter()
+                .flat_map(|s| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+                .collect(),
+            (None, None) => Vec::new(),
+        };
+        Ok(Verified {
+            subject: c.sub.unwrap_or_default(),
+            client_id: c.client_id.or(c.azp),
+            scopes,
+            audiences: c.aud.map(OneOrMany::into_vec).unwrap_or_default(),
+            issuer: c.iss,
+            expires_at: c.exp,
+            not_before: c.nbf,
+            grant_id: c.gid,
+        })
+    }
+}

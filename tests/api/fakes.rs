@@ -1,0 +1,300 @@
+//! Fakes for what is outside: an upstream MCP server and an external OpenID issuer. Both are
+//! real HTTP servers on 127.0.0.1:0.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+
+use actix_web::dev::ServerHandle;
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+/// Request headers, per request, in order.
+type Seen = Arc<Mutex<Vec<Vec<(String, String)>>>>;
+
+/// A fake upstream MCP server (Streamable HTTP at `/mcp`).
+pub struct FakeUpstream {
+    pub url: String,
+    pub port: u16,
+    /// Headers of every request it received, in order.
+    pub seen: Seen,
+    /// Bodies it received.
+    pub bodies: Arc<Mutex<Vec<Value>>>,
+    /// Lets the SSE `stream` method send its second event.
+    pub release: Arc<Notify>,
+    handle: ServerHandle,
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        drop(self.handle.stop(false));
+    }
+}
+
+#[derive(Clone)]
+struct UpstreamState {
+    seen: Seen,
+    bodies: Arc<Mutex<Vec<Value>>>,
+    release: Arc<Notify>,
+}
+
+pub fn tools_list() -> Value {
+    json!({ "tools": [
+        { "name": "get_weather", "inputSchema": {"type": "object"}, "annotations": { "readOnlyHint": true } },
+        { "name": "delete_repo", "inputSchema": {"type": "object"}, "annotations": { "readOnlyHint": false, "destructiveHint": true } },
+        { "name": "mystery", "inputSchema": {"type": "object"} },
+    ]})
+}
+
+async fn upstream(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<UpstreamState>,
+) -> HttpResponse {
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    state.seen.lock().expect("lock").push(headers);
+    if req.method() == actix_web::http::Method::GET {
+        return HttpResponse::Ok()
+            .content_type("text/event-stream")
+            .body("event: ping\ndata: {}\n\n");
+    }
+    if req.method() == actix_web::http::Method::DELETE {
+        return HttpResponse::Ok().finish();
+    }
+    let Ok(msg) = serde_json::from_slice::<Value>(&body) else {
+        return HttpResponse::BadRequest().body("upstream: not json");
+    };
+    state.bodies.lock().expect("lock").push(msg.clone());
+    if msg.is_array() {
+        let answers: Vec<Value> = msg
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| json!({"jsonrpc":"2.0","id":m["id"].clone(),"result":{"echo":m["method"].clone()}}))
+            .collect();
+        return HttpResponse::Ok().json(answers);
+    }
+    let id = msg["id"].clone();
+    match msg["method"].as_str().unwrap_or("") {
+        "initialize" => HttpResponse::Ok()
+            .insert_header(("Mcp-Session-Id", "sess-123"))
+            .json(json!({"jsonrpc":"2.0","id":id,"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"fake","version":"1"}}})),
+        "tools/list" if req.headers().contains_key("x-test-sse") => HttpResponse::Ok()
+            .content_type("text/event-stream")
+            .body(format!("event: message\r\ndata: {}\r\n\r\n", json!({"jsonrpc":"2.0","id":id,"result":tools_list()}))),
+        "tools/list" => HttpResponse::Ok().json(json!({"jsonrpc":"2.0","id":id,"result":tools_list()})),
+        "stream" => {
+            let release = state.release.clone();
+            let first = web::Bytes::from(format!("event: message\ndata: {}\n\n", json!({"jsonrpc":"2.0","method":"notifications/progress","params":{"n":1}})));
+            let second = web::Bytes::from(format!("event: message\ndata: {}\n\n", json!({"jsonrpc":"2.0","id":id,"result":{"done":true}})));
+            let stream = futures_util::stream::unfold(0u8, move |step| {
+                let release = release.clone();
+                let (first, second) = (first.clone(), second.clone());
+                async move {
+                    match step {
+                        0 => Some((Ok::<_, actix_web::Error>(first), 1)),
+                        1 => {
+                            release.notified().await;
+                            Some((Ok(second), 2))
+                        }
+                        _ => None,
+                    }
+                }
+            });
+            HttpResponse::Ok().content_type("text/event-stream").streaming(stream)
+        }
+        "hang" => {
+            std::future::pending::<()>().await;
+            HttpResponse::Ok().finish()
+        }
+        method => HttpResponse::Ok().json(json!({"jsonrpc":"2.0","id":id,"result":{"echo":method,"params":msg["params"].clone()}})),
+    }
+}
+
+impl FakeUpstream {
+    pub async fn start() -> FakeUpstream {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let state = UpstreamState {
+            seen: Arc::default(),
+            bodies: Arc::default(),
+            release: Arc::new(Notify::new()),
+        };
+        let data = web::Data::new(state.clone());
+        let server = actix_web::HttpServer::new(move || {
+            actix_web::App::new()
+                .app_data(data.clone())
+                .default_service(web::to(upstream))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .expect("listen")
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        FakeUpstream {
+            url: format!("http://127.0.0.1:{port}/mcp"),
+            port,
+            seen: state.seen,
+            bodies: state.bodies,
+            release: state.release,
+            handle,
+        }
+    }
+
+    pub fn last_headers(&self) -> Vec<(String, String)> {
+        self.seen
+            .lock()
+            .expect("lock")
+            .last()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn requests(&self) -> usize {
+        self.seen.lock().expect("lock").len()
+    }
+}
+
+/// An ES256 key pair for signing test tokens, with its public JWK.
+pub struct SigningKey {
+    pub kid: String,
+    pub encoding: jsonwebtoken::EncodingKey,
+    pub jwk: Value,
+    /// The PKCS#8 DER, for building other key types from it.
+    pub der: Vec<u8>,
+}
+
+impl SigningKey {
+    pub fn generate(kid: &str) -> SigningKey {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let raw = pair.public_key_raw();
+        let der = pair.serialize_der();
+        SigningKey {
+            kid: kid.to_owned(),
+            encoding: jsonwebtoken::EncodingKey::from_ec_der(&der),
+            jwk: json!({
+                "kty": "EC", "crv": "P-256", "kid": kid, "use": "sig", "alg": "ES256",
+                "x": URL_SAFE_NO_PAD.encode(&raw[1..33]), "y": URL_SAFE_NO_PAD.encode(&raw[33..65]),
+            }),
+            der,
+        }
+    }
+
+    pub fn sign(&self, claims: &Value) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some(self.kid.clone());
+        header.typ = Some("at+jwt".into());
+        jsonwebtoken::encode(&header, claims, &self.encoding).expect("sign")
+    }
+}
+
+/// An external OpenID issuer over https with a self-signed certificate: serves a JWKS whose
+/// keys tests sign with; it can rotate keys and go down.
+pub struct TestIssuer {
+    pub issuer: String,
+    pub jwks_uri: String,
+    /// PEM of its certificate, to trust through `outbound.ca_files`.
+    pub ca_file: std::path::PathBuf,
+    pub keys: Arc<Mutex<Vec<SigningKey>>>,
+    pub fetches: Arc<Mutex<usize>>,
+    handle: ServerHandle,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TestIssuer {
+    fn drop(&mut self) {
+        drop(self.handle.stop(false));
+    }
+}
+
+impl TestIssuer {
+    pub async fn start() -> TestIssuer {
+        let dir = tempfile::tempdir().expect("tmp");
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .expect("cert");
+        let ca_file = dir.path().join("issuer-ca.pem");
+        std::fs::write(&ca_file, ck.cert.pem()).expect("write ca");
+        let cert = rustls_pki_types::CertificateDer::from(ck.cert.der().to_vec());
+        let key =
+            rustls_pki_types::PrivateKeyDer::try_from(ck.signing_key.serialize_der()).expect("key");
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let tls = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .expect("tls");
+        let keys = Arc::new(Mutex::new(vec![SigningKey::generate("key-1")]));
+        let fetches = Arc::new(Mutex::new(0usize));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (k, f) = (keys.clone(), fetches.clone());
+        let server = actix_web::HttpServer::new(move || {
+            let (k, f) = (k.clone(), f.clone());
+            actix_web::App::new().route(
+                "/jwks.json",
+                web::get().to(move || {
+                    let (k, f) = (k.clone(), f.clone());
+                    async move {
+                        *f.lock().expect("lock") += 1;
+                        let jwks: Vec<Value> = k
+                            .lock()
+                            .expect("lock")
+                            .iter()
+                            .map(|k| k.jwk.clone())
+                            .collect();
+                        HttpResponse::Ok()
+                            .insert_header(("Cache-Control", "max-age=300"))
+                            .json(json!({ "keys": jwks }))
+                    }
+                }),
+            )
+        })
+        .workers(1)
+        .disable_signals()
+        .listen_rustls_0_23(listener, tls)
+        .expect("listen")
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        let issuer = format!("https://127.0.0.1:{port}");
+        TestIssuer {
+            jwks_uri: format!("{issuer}/jwks.json"),
+            issuer,
+            ca_file,
+            keys,
+            fetches,
+            handle,
+            _dir: dir,
+        }
+    }
+
+    /// Signs `claims` with the current (first) key.
+    pub fn sign(&self, claims: &Value) -> String {
+        self.keys.lock().expect("lock")[0].sign(claims)
+    }
+
+    /// A new key becomes current; the old one is no longer published.
+    pub fn rotate(&self, kid: &str) {
+        *self.keys.lock().expect("lock") = vec![SigningKey::generate(kid)];
+    }
+
+    pub async fn stop(&self) {
+        self.handle.stop(false).await;
+    }
+
+    pub fn byoa_config(&self) -> ezforge::config::ByoaConfig {
+        ezforge::config::ByoaConfig {
+            issuer: self.issuer.clone(),
+            jwks_uri: self.jwks_uri.clone(),
+            authorization_endpoint: format!("{}/authorize", self.issuer),
+            token_endpoint: format!("{}/token", self.issuer),
+        }
+    }
+}

@@ -1,0 +1,1052 @@
+//! Issue 5: the MCP front door.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::fakes::{FakeUpstream, SigningKey, TestIssuer};
+use crate::helpers::{TestApp, json};
+use ezforge::config::AuthMode;
+
+/// A server `weather` routed to `upstream`, created straight in the store (the control API is
+/// tested elsewhere), and the routing table reloaded.
+async fn add_server(
+    app: &TestApp,
+    slug: &str,
+    upstream: &str,
+    auth_mode: &str,
+    byoa: Option<&ezforge::config::ByoaConfig>,
+    tool_scopes: Value,
+) {
+    let now = ezforge::domain::now();
+    let project = ezforge::store::projects::ProjectRow {
+        id: ezforge::domain::new_id("proj_"),
+        name: format!("p-{slug}"),
+        slug: format!("p-{slug}"),
+        managed_by: "api".into(),
+        created_at: now,
+        updated_at: now,
+    };
+    let row = ezforge::store::servers::ServerRow {
+        id: ezforge::domain::new_id("srv_"),
+        project_id: project.id.clone(),
+        name: slug.to_owned(),
+        slug: slug.to_owned(),
+        status: "running".into(),
+        upstream_url: Some(upstream.to_owned()),
+        health_check_path: None,
+        rollback_on_failure: true,
+        retention_count: 10,
+        auto_stop_seconds: None,
+        tool_scopes: tool_scopes.to_string(),
+        auth_mode: auth_mode.into(),
+        byoa_config: byoa.map(|b| serde_json::to_string(b).expect("json")),
+        managed_by: "api".into(),
+        created_at: now,
+        updated_at: now,
+    };
+    app.state
+        .store
+        .run(move |c| {
+            ezforge::store::projects::insert(c, &project)?;
+            ezforge::store::servers::insert(c, &row)
+        })
+        .await
+        .expect("insert");
+    app.state.servers_changed().await;
+}
+
+fn resource(app: &TestApp, slug: &str) -> String {
+    format!("{}/mcp/{slug}", app.address)
+}
+
+/// A managed token for `slug`, signed with the app's active key.
+fn managed_token(app: &TestApp, slug: &str, scope: &str, extra: Value) -> String {
+    let now = ezforge::domain::now();
+    let mut claims = json!({
+        "iss": app.address, "sub": "usr_alice", "aud": resource(app, slug), "client_id": "client_test",
+        "scope": scope, "iat": now, "exp": now + 900, "jti": ezforge::domain::new_id("jti_"),
+    });
+    if let (Some(c), Some(e)) = (claims.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            if v.is_null() {
+                c.remove(k);
+            } else {
+                c.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let keys = app.state.keys.current();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some(keys.active.kid.clone());
+    header.typ = Some("at+jwt".into());
+    jsonwebtoken::encode(&header, &claims, &keys.active.encoding).expect("sign")
+}
+
+async fn rpc(app: &TestApp, slug: &str, token: Option<&str>, body: Value) -> reqwest::Response {
+    let mut req = app
+        .client
+        .post(resource(app, slug))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body.to_string());
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.expect("request")
+}
+
+fn call(tool: &str) -> Value {
+    json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":tool,"arguments":{}}})
+}
+
+fn www_authenticate(res: &reqwest::Response) -> String {
+    res.headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn protected_resource_metadata_names_server_and_issuer() {
+    let app = TestApp::spawn().await;
+    let up = FakeUpstream::start().await;
+    add_server(
+        &app,
+        "weather",
+        &up.url,
+        "ezforge_managed",
+        None,
+        json!({"nuke": "admin:danger"}),
+    )
+    .await;
+    let res = app
+        .get("/.well-known/oauth-protected-resource/mcp/weather")
+        .await;
+    assert_eq!(res.status(), 200);
+    let doc = json(res).await;
+    assert_eq!(doc["resource"], resource(&app, "weather"));
+    assert_eq!(doc["authorization_servers"], json!([app.address]));
+    assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
+    assert_eq!(doc["resource_name"], "weather");
+    assert_eq!(
+        doc["scopes_supported"],
+        json!([
+            "mcp:read",
+            "mcp:write",
+            "mcp:execute",
+            "offline_access",
+            "admin:danger"
+        ])
+    );
+    assert_eq!(
+        app.get("/.well-known/oauth-protected-resource/mcp/nope")
+            .await
+            .status(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn challenges_for_missing_bad_and_insufficient_tokens() {
+    let app = TestApp::spawn().await;
+    let up = FakeUpstream::start().await;
+    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    let metadata = format!(
+        "{}/.well-known/oauth-protected-resource/mcp/weather",
+        app.address
+    );
+
+    let res = rpc(
+        &app,
+        "weather",
+        None,
+        json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}),
+    )
+    .await;
+    assert_eq!(res.status(), 401);
+    let h = www_authenticate(&res);
+    assert!(h.starts_with("Bearer "), "{h}");
+    assert!(
+        h.contains(&format!("resource_metadata=\"{metadata}\"")),
+        "{h}"
+    );
+    assert!(h.contains("scope=\"mcp:read\""), "{h}");
+    assert!(!h.contains("error="), "no error without a token: {h}");
+
+    let res = rpc(
+        &app,
+        "weather",
+        Some("not-a-jwt"),
+        json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}),
+    )
+    .await;
+    assert_eq!(res.status(), 401);
+    let h = www_authenticate(&res);
+    assert!(
+        h.contains("error=\"invalid_token\"") && h.contains("resource_metadata="),
+        "{h}"
+    );
+
+    let token = managed_token(&app, "weather", "mcp:read", json!({}));
+    let res = rpc(&app, "weather", Some(&token), call("delete_repo")).await;
+    assert_eq!(res.status(), 403);
+    let h = www_authenticate(&res);
+    assert!(h.contains("error=\"insufficient_scope\""), "{h}");
+    assert!(h.contains("scope=\"mcp:execute\""), "{h}");
+    assert!(
+        h.contains(&format!("resource_metadata=\"{metadata}\"")),
+        "{h}"
+    );
+    assert_eq!(up.requests(), 0, "nothing reached the upstream");
+}
+
+#[tokio::test]
+async fn valid_token_is_proxied_without_credentials_and_with_identity() {
+    let app = TestApp::spawn().await;
+    let up = FakeUpstream::start().await;
+    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    let token = managed_token(&app, "weather", "mcp:read", json!({}));
+    let res = app
+        .client
+        .post(resource(&app, "weather"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .header("cookie", "ezf_session=secret-cookie")
+        .header("x-ezforge-subject", "forged")
+        .header("mcp-protocol-version", "2025-06-18")
+        .body(json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}).to_string())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200);
+    let body = json(res).await;
+    assert_eq!(body["result"]["tools"][0]["name"], "get_weather");
+    let seen = up.last_headers();
+    let get = |n: &str| seen.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    assert_eq!(
+        get("authorization"),
+        None,
+        "the client's token is never forwarded"
+    );
+    assert_eq!(get("cookie"), None, "cookies are never forwarded");
+    assert_eq!(get("x-ezforge-subject").as_deref(), Some("usr_alice"));
+    assert_eq!(get("x-ezforge-client-id").as_deref(), Some("client_test"));
+    assert_eq!(get("x-ezforge-scopes").as_deref(), Some("mcp:read"));
+    assert_eq!(get("mcp-protocol-version").as_deref(), Some("2025-06-18"));
+    assert_eq!(
+        get("host").as_deref(),
+        Some(format!("127.0.0.1:{}", up.port).as_str()),
+        "the upstream's own Host"
+    );
+    assert_eq!(get("x-forwarded-proto").as_deref(), Some("http"));
+    assert!(get("x-forwarded-for").is_some());
+}
+
+#[tokio::test]
+async fn every_validation_failure_is_401_never_500() {
+    let app = TestApp::spawn().await;
+    let up = FakeUpstream::start().await;
+    add_server(&app, "a", &up.url, "ezforge_managed", None, json!({})).await;
+    add_server(&app, "b", &up.url, "ezforge_managed", None, json!({})).await;
+    let now = ezforge::domain::now();
+    let keys = app.state.keys.current();
+    let claims = json!({"iss": app.address, "sub": "u", "aud": resource(&app, "a"), "scope": "mcp:execute", "exp": now + 600});
+    // alg none
+    let none = format!(
+        "{}.{}.",
+        base64_url(&json!({"alg":"none","typ":"at+jwt","kid": keys.active.kid})),
+        base64_url(&claims)
+    );
+    // HS256 "signed" with the public key
+    let jwks: Value = serde_json::from_slice(&keys.jwks).expect("jwks");
+    let mut hs = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    hs.kid = Some(keys.active.kid.clone());
+    hs.typ = Some("at+jwt".into());
+    let hs256 = jsonwebtoken::encode(
+        &hs,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(jwks.to_string().as_bytes()),
+    )
+    .expect("hs");
+    // jku header pointing elsewhere, signed by a key we do not know
+    let stranger = SigningKey::generate(&keys.active.kid);
+    let foreign = stranger.sign(&claims);
+    let long_kid = {
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        h.kid = Some("k".repeat(10_000));
+        h.typ = Some("at+jwt".into());
+        h.jku = Some("https://evil.example/jwks.json".into());
+        jsonwebtoken::encode(&h, &claims, &keys.active.encoding).expect("sign")
+    };
+    let mut wrong_typ = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    wrong_typ.kid = Some(keys.active.kid.clone());
+    let no_typ = jsonwebtoken::encode(&wrong_typ, &claims, &keys.active.encoding).expect("sign");
+    let cases: Vec<(&str, String)> = vec![
+        ("alg none", none),
+        ("HS256 with the public key", hs256),
+        ("unknown signer", foreign),
+        ("10 KB kid with jku", long_kid),
+        ("typ not at+jwt", no_typ),
+        (
+            "wrong iss",
+            managed_token(
+                &app,
+                "a",
+                "mcp:execute",
+                json!({"iss": "https://evil.example"}),
+            ),
+        ),
+        (
+            "token for b at a",
+            managed_token(&app, "b", "mcp:execute", json!({})),
+        ),
+        (
+            "expired",
+            managed_token(&app, "a", "mcp:execute", json!({"exp": now - 120})),
+        ),
+        (
+            "not yet valid",
+            managed_token(&app, "a", "mcp:execute", json!({"nbf": now + 600})),
+        ),
+        (
+            "missing exp",
+            managed_token(&app, "a", "mcp:execute", json!({"exp": null})),
+        ),
+        ("garbage", "a.b.c".into()),
+    ];
+    for (name, token) in cases {
+        let res = rpc(
+            &app,
+            "a",
+            Some(&token),
+            json!({"jsonrpc":"2.0","id":1,"method":"ping"}),
+        )
+        .await;
+        assert_eq!(res.status(), 401, "{name}");
+        assert!(www_authenticate(&res).contains("invalid_token"), "{name}");
+    }
+    // Within the 60 s leeway an expired token still passes.
+    let fresh_enough = managed_token(&app, "a", "mcp:execute", json!({"exp": now - 10}));
+    assert_eq!(
+        rpc(
+            &app,
+            "a",
+            Some(&fresh_enough),
+            json!({"jsonrpc":"2.0","id":1,"method":"ping"})
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(up.requests(), 1);
+}
+
+fn base64_url(v: &Value) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+}
+
+#[tokio::test]
+async fn tokens_in_the_query_string_are_refused() {
+    let app = TestApp::spawn().await;
+    let up = FakeUpstream::start().await;
+    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    let token = managed_token(&app, "weather", "mcp:read", json!({}));
+    let res = app
+        .client
+        .post(format!(
+            "{}?access_token={token}",
+            resource(&app, "weather")
+        ))
+        .header("content-type", "application/json")
+        .body(json!({"jsonrpc":"2.0","id":1,"method":"ping"}).to_string())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 400);
+    assert_eq!(up.requests(), 0);
+}
+
+#[tokio::test]
+async fn tool_policy_follows_annotations_and_overrides() {
+    let app = TestApp::spawn().await;
+    let up = FakeUpstream::start().await;
+    add_server(
+        &app,
+        "weather",
+        &up.url,
+        "ezforge_managed",
+        None,
+        json!({"get_weather": "mcp:execute"}),
+    )
+    .await;
+    let read = managed_token(&app, "weather", "mcp:read", json!({}));
+    let write = managed_token(&app, "weather", "mcp:write", json!({}));
+    // Before tools/list the gateway knows nothing: unannotated tools need mcp:execute.
+    assert_eq!(
+        rpc(&app, "weather", Some(&write), call("delete_repo"))
+            .await
+            .status(),
+        403
+    );
+    // The gateway learns annotations from the tools/list answer it proxies.
+    assert_eq!(
+        rpc(
+            &app,
+            "weather",
+            Some(&read),
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/list"})
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(
+        rpc(&app, "weather", Some(&write), call("delete_repo"))
+            .await
+            .status(),
+        200,
+        "destructive -> mcp:write"
+    );
+    assert_eq!(
+        rpc(&app, "weather", Some(&read), call("delete_repo"))
+            .await
+            .status(),
+        403
+    );
+    // The override beats the read-only annotation.
+    assert_eq!(
+        rpc(&app, "weather", Some(&read), call("get_weather"))
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        rpc(&app, "weather", Some(&write), call("mystery"))
+            .await
+            .status(),
+        403
+    );
+    let exec = managed_token(&app, "weather", "mcp:execute", json!({}));
+    for tool in ["get_weather", "delete_repo", "mystery"] {
+        assert_eq!(
+            rpc(&app, "weather", Some(&exec), call(tool)).await.status(),
+            200,
+            "{tool}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn annotations_are_learned_from_sse_answers_too() {
+    let app = TestApp::spawn().await;
+    let up = FakeUpstream::start().await;
+    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    let read = managed_token(&app, "weather", "mcp:read", json!({}));
+    assert_eq!(
+        rpc(&app, "weather", Some(&read), call("get_weather"))
+            .await
+            .status(),
+        403
+    );
+    // The fake answers tools/list as an SSE stream (CRLF-framed) when asked to.
+    let res = app
+        .client
+        .post(resource(&app, "weather"))
+        .bearer_auth(&read)
+        .header("content-type", "application/json")
+        .header("x-test-sse", "1")
+        .body(json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}).to_string())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .expect("ct")
+            .starts_with("text/event-stream")
+    );
+    let _ = res.bytes().await.expect("body");
+    assert_eq!(
+        rpc(&app, "weather", Some(&read), call("get_weather"))
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn batches_need_every_scope() {
+    let app = TestApp::spawn().await;
+    let up = FakeUpstream::start().await;
+    add_server(
+        &app,
+        "weather",
+        &up.url,
+        "ezforge_managed",
+        None,
+        json!({"nuke": "admin:danger"}),
+    )
+    .await;
+    let read = managed_token(&app, "weather", "mcp:read", json!({}));
+    let batch = json!([
+        {"jsonrpc":"2.0","id":1,"method":"tools/list"},
+        {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"nuke"}},
+    ]);
+    let res = rpc(&app, "weather", Some(&read), batch.clone()).await;
+    assert_eq!(res.status(), 403);
+    let h = www_authenticate(&res);
+    assert!(
+        h.contains("scope=\"admin:danger mcp:read\""),
+        "names everything the batch needs: {h}"
+    );
+    let both = managed_token(&app, "weather", "mcp:read admin:danger", json!({}));
+    let res = rpc(&app, "weather", Some(&both), batch).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(json(res).await.as_array().map(Vec::len), Some(2));
+}
+
+#[tokio::test]
+async fn sse_events_stream_without_buffering() {
+    let app = TestApp::spawn().await;
+    let up = FakeUpstream::start().await;
+    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    let token = managed_token(&app, "weather", "mcp:execute", json!({}));
+    let mut res = rpc(
+        &app,
+        "weather",
+        Some(&token),
+        json!({"jsonrpc":"2.0","id":5,"method":"stream"}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .expect("ct")
+            .starts_with("text/event-stream")
+    );
+    // The first event arrives while the upstream is still holding back the second.
+    let first = tokio::time::timeout(Duration::from_secs(10), res.chunk())
+        .await
+        .expect("first event arrives without waiting for the rest")
+        .expect("chunk")
+        .expect("some bytes");
+    assert!(String::from_utf8_lossy(&first).contains("notifications/progress"));
+    up.release.notify_one();
+    let mut rest = Vec::new();
+    while let Some(chunk) = res.chunk().await.expect("chunk") {
+        rest.extend_from_slice(&chunk);
+    }
+    assert!(String::from_utf8_lossy(&rest).contains("\"done\":true"));
+}
+
+#[tokio::test]
+async fn sessions_are_bound_to_their_subject() {
+    let app = TestApp::spawn().await;
+    let up = FakeUpstream::start().await;
+    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    let alice = managed_token(&app, "weather", "mcp:read", json!({}));
+    let mallory = managed_token(&app, "weather", "mcp:read", json!({"sub": "usr_mallory"}));
+    let res = rpc(
+        &app,
+        "weather",
+        Some(&alice),
+        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let session = res.headers()["mcp-session-id"]
+        .to_str()
+        .expect("sid")
+        .to_owned();
+    let with_session = |token: &str| {
+        app.client
+            .post(resource(&app, "weather"))
+            .bearer_auth(token)
+            .header("mcp-session-id", &session)
+            .header("content-type", "application/json")
+            .body(json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}).to_string())
+            .send()
+    };
+    assert_eq!(with_session(&alice).await.expect("req").status(), 200);
+    let res = with_session(&mallory).await.expect("req");
+    assert_eq!(res.status(), 404);
+    assert_eq!(
+        json(res).await["id"],
+        2,
+        "a JSON-RPC error with the request's id"
+    );
+}
+
+#[tokio::test]
+async fn upstream_down_is_502_and_slow_is_504_with_json_rpc_bodies() {
+    let app = TestApp::builder()
+        .config(|c| {
+            c.gateway.upstream_timeout = ezforge::config::Duration(Duration::from_millis(500))
+        })
+        .spawn()
+        .await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead = format!(
+        "http://127.0.0.1:{}/mcp",
+        closed.local_addr().expect("addr").port()
+    );
+    drop(closed);
+    add_server(
+        &app,
+        "down",
+        &dead,
+        "ezforge_managed",
+        None,
+        json!({"hang": "mcp:read"}),
+    )
+    .await;
+    let up = FakeUpstream::start().await;
+    add_server(
+        &app,
+        "slow",
+        &up.url,
+        "ezforge_managed",
+        None,
+        json!({"hang": "mcp:read"}),
+    )
+    .await;
+    let t = managed_token(&app, "down", "mcp:read", json!({}));
+    let res = rpc(
+        &app,
+        "down",
+        Some(&t),
+        json!({"jsonrpc":"2.0","id":"abc","method":"tools/list"}),
+    )
+    .await;
+    assert_eq!(res.status(), 502);
+    let body = json(res).await;
+    assert_eq!(body["id"], "abc");
+    assert!(
+        !body.to_string().contains("127.0.0.1"),
+        "names no internal host: {body}"
+    );
+    let t = managed_token(&app, "slow", "mcp:execute", json!({}));
+    let res = rpc(
+        &app,
+        "slow",
+        Some(&t),
+        json!({"jsonrpc":"2.0","id":9,"method":"hang"}),
+    )
+    .await;
+    assert_eq!(res.status(), 504);
+    assert_eq!(json(res).await["id"], 9);
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_413_and_bad_bodies_400() {
+    let app = TestApp::builder()
+        .config(|c| c.gateway.body_limit = ezforge::config::ByteSize(1024))
+        .spawn()
+        .await;
+    let up = FakeUpstream::start().await;
+    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    let t = managed_token(&app, "weather", "mcp:execute", json!({}));
+    let big = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"pad":"x".repeat(2000)}}});
+    assert_eq!(rpc(&app, "weather", Some(&t), big).await.status(), 413);
+    for body in ["not json", "[[[[[[[[[[", "{\"method\": 5}", "42"] {
+        let res = app
+            .client
+            .post(resource(&app, "weather"))
+            .bearer_auth(&t)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), 400, "{body}");
+    }
+    let deep = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{}}}",
+        "[".repeat(900)
+    );
+    let res = app
+        .client
+        .post(resource(&app, "weather"))
+        .bearer_auth(&t)
+        .body(deep)
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(res.status(), 400);
+    let invalid_utf8 = vec![b'{', 0xff, 0xfe, b'}'];
+    let res = app
+        .client
+        .post(resource(&app, "weather"))
+        .bearer_auth(&t)
+        .body(invalid_utf8)
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(res.status(), 400);
+    assert_eq!(up.requests(), 0);
+}
+
+#[tokio::test]
+async fn foreign_origins_are_refused_and_preflight_is_answered() {
+    let app = TestApp::spawn().await;
+    let up = FakeUpstream::start().await;
+    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    let t = managed_token(&app, "weather", "mcp:read", json!({}));
+    let with_origin = |origin: &str| {
+        app.client
+            .post(resource(&app, "weather"))
+            .bearer_auth(&t)
+            .header("origin", origin)
+            .header("content-type", "application/json")
+            .body(json!({"jsonrpc":"2.0","id":1,"method":"ping"}).to_string())
+            .send()
+    };
+    assert_eq!(
+        with_origin("https://evil.example")
+            .await
+            .expect("req")
+            .status(),
+        403
+    );
+    let ok = with_origin(&app.address).await.expect("req");
+    assert_eq!(ok.status(), 200);
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        app.address.as_str()
+    );
+    let pre = app
+        .client
+        .request(reqwest::Method::OPTIONS, resource(&app, "weather"))
+        .header("origin", "http://localhost:6274")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .expect("preflight");
+    assert_eq!(pre.status(), 204);
+    let expose = pre.headers()["access-control-expose-headers"]
+        .to_str()
+        .expect("h")
+        .to_owned();
+    assert!(expose.contains("WWW-Authenticate"), "{expose}");
+}
+
+#[tokio::test]
+async fn rate_limits_answer_429_then_recover() {
+    let app = TestApp::builder()
+        .config(|c| {
+            c.gateway.rate_limit = ezforge::config::RateLimit {
+                per_minute: 6000,
+                burst: 3,
+            }
+        })
+        .spawn()
+        .await;
+    let up = FakeUpstream::start().await;
+    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    let t = managed_token(&app, "weather", "mcp:read", json!({}));
+    let ping = json!({"jsonrpc":"2.0","id":3,"method":"ping"});
+    for _ in 0..3 {
+        assert_eq!(
+            rpc(&app, "weather", Some(&t), ping.clone()).await.status(),
+            200
+        );
+    }
+    let res = rpc(&app, "weather", Some(&t), ping.clone()).await;
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+    assert_eq!(json(res).await["id"], 3);
+    // Another subject has its own bucket.
+    let other = managed_token(&app, "weather", "mcp:read", json!({"sub": "usr_bob"}));
+    assert_eq!(
+        rpc(&app, "weather", Some(&other), ping.clone())
+            .await
+            .status(),
+        200
+    );
+    // 6000/min refills a token every 10 ms: poll until the bucket has one again.
+    let mut status = 429;
+    for _ in 0..200 {
+        status = rpc(&app, "weather", Some(&t), ping.clone())
+            .await
+            .status()
+            .as_u16();
+        if status == 200 {
+            break;
+        }
+    }
+    assert_eq!(status, 200, "recovers");
+}
+
+#[tokio::test]
+async fn byoa_tokens_validate_against_the_issuer_jwks() {
+    let issuer = TestIssuer::start().await;
+    let ca = issuer.ca_file.clone();
+    let app = TestApp::builder()
+        .config(move |c| {
+            c.outbound.ca_files = vec![ca];
+            c.outbound.allow_private_addresses = true;
+        })
+        .spawn()
+        .await;
+    let up = FakeUpstream::start().await;
+    let cfg = issuer.byoa_config();
+    add_server(&app, "ext", &up.url, "byoa", Some(&cfg), json!({})).await;
+    add_server(&app, "other", &up.url, "byoa", Some(&cfg), json!({})).await;
+    let doc = json(
+        app.get("/.well-known/oauth-protected-resource/mcp/ext")
+            .await,
+    )
+    .await;
+    assert_eq!(doc["authorization_servers"], json!([issuer.issuer]));
+    let now = ezforge::domain::now();
+    let claims = |aud: &str, extra: Value| {
+        let mut c = json!({"iss": issuer.issuer, "sub": "ext-user", "aud": [aud, "other-api"], "scp": ["mcp:read"], "exp": now + 600, "azp": "ext-client"});
+        if let (Some(c), Some(e)) = (c.as_object_mut(), extra.as_object()) {
+            c.extend(e.clone());
+        }
+        c
+    };
+    let token = issuer.sign(&claims(&resource(&app, "ext"), json!({})));
+    let ping = json!({"jsonrpc":"2.0","id":1,"method":"tools/list"});
+    assert_eq!(
+        rpc(&app, "ext", Some(&token), ping.clone()).await.status(),
+        200
+    );
+    let seen = up.last_headers();
+    assert!(
+        seen.iter()
+            .any(|(k, v)| k == "x-ezforge-client-id" && v == "ext-client")
+    );
+    // Bound to the resource: refused at another server of the same issuer.
+    assert_eq!(
+        rpc(&app, "other", Some(&token), ping.clone())
+            .await
+            .status(),
+        401
+    );
+    // Wrong issuer, and our own managed tokens, are refused at a BYOA server.
+    let wrong = issuer.sign(&claims(
+        &resource(&app, "ext"),
+        json!({"iss": "https://evil.example"}),
+    ));
+    assert_eq!(
+        rpc(&app, "ext", Some(&wrong), ping.clone()).await.status(),
+        401
+    );
+
+    // The issuer rotates: the new kid is fetched once and accepted.
+    let fetches_before = *issuer.fetches.lock().expect("lock");
+    issuer.rotate("key-2");
+    let rotated = issuer.sign(&claims(&resource(&app, "ext"), json!({"jti": "r"})));
+    assert_eq!(
+        rpc(&app, "ext", Some(&rotated), ping.clone())
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(*issuer.fetches.lock().expect("lock"), fetches_before + 1);
+    // An unknown kid right after does not trigger another fetch (rate-limited).
+    let stranger = SigningKey::generate("key-x").sign(&claims(&resource(&app, "ext"), json!({})));
+    assert_eq!(
+        rpc(&app, "ext", Some(&stranger), ping.clone())
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(*issuer.fetches.lock().expect("lock"), fetches_before + 1);
+    // Our own managed tokens mean nothing at a BYOA server.
+    let managed = managed_token(&app, "ext", "mcp:read", json!({}));
+    assert_eq!(
+        rpc(&app, "ext", Some(&managed), ping.clone())
+            .await
+            .status(),
+        401
+    );
+
+    // The issuer goes down: cached keys keep working.
+    issuer.stop().await;
+    let after = issuer.sign(&claims(
+        &resource(&app, "ext"),
+        json!({"jti": "after-down"}),
+    ));
+    assert_eq!(rpc(&app, "ext", Some(&after), ping).await.status(), 200);
+}
+
+#[tokio::test]
+async fn switching_a_server_to_byoa_stops_managed_tokens_at_once() {
+    let issuer = TestIssuer::start().await;
+    let ca = issuer.ca_file.clone();
+    let app = TestApp::builder()
+        .config(move |c| {
+            c.outbound.ca_files = vec![ca];
+            c.outbound.allow_private_addresses = true;
+        })
+        .spawn()
+        .await;
+    let up = FakeUpstream::start().await;
+    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    let token = managed_token(&app, "weather", "mcp:read", json!({}));
+    let ping = json!({"jsonrpc":"2.0","id":1,"method":"tools/list"});
+    assert_eq!(
+        rpc(&app, "weather", Some(&token), ping.clone())
+            .await
+            .status(),
+        200
+    );
+    // PATCH the auth config through the control API as the admin.
+    let login = app
+        .client
+        .post(app.url("/v1/auth/login"))
+        .json(&json!({"email": crate::helpers::ADMIN_EMAIL, "password": crate::helpers::ADMIN_PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    let session = json(login).await["data"]["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let cfg = issuer.byoa_config();
+    let res = reqwest::Client::new()
+        .patch(app.url("/v1/servers/weather/auth"))
+        .bearer_auth(&session)
+        .json(&json!({"authMode": "byoa", "byoaConfig": {
+            "issuer": cfg.issuer, "jwksUri": cfg.jwks_uri,
+            "authorizationEndpoint": cfg.authorization_endpoint, "tokenEndpoint": cfg.token_endpoint}}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        rpc(&app, "weather", Some(&token), ping).await.status(),
+        401,
+        "the cached managed token no longer passes"
+    );
+}
+
+#[tokio::test]
+async fn deployment_wide_byoa_points_metadata_at_the_external_issuer() {
+    let issuer = TestIssuer::start().await;
+    let cfg = issuer.byoa_config();
+    let app = TestApp::builder()
+        .config(move |c| {
+            c.auth.mode = AuthMode::Byoa;
+            c.auth.byoa = Some(cfg);
+        })
+        .spawn()
+        .await;
+    let up = FakeUpstream::start().await;
+    add_server(&app, "weather", &up.url, "byoa", None, json!({})).await;
+    let doc = json(
+        app.get("/.well-known/oauth-protected-resource/mcp/weather")
+            .await,
+    )
+    .await;
+    assert_eq!(doc["authorization_servers"], json!([issuer.issuer]));
+}
+
+#[tokio::test]
+async fn host_routing_serves_root_metadata_and_proxies_sub_paths() {
+    let app = TestApp::builder()
+        .config(|c| {
+            c.gateway.routing = ezforge::config::Routing::Host;
+            c.gateway.server_domain = Some("mcp.example.test".into());
+        })
+        .spawn()
+        .await;
+    let up = FakeUpstream::start().await;
+    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    let host = "weather.mcp.example.test";
+    let res = app
+        .client
+        .get(app.url("/.well-known/oauth-protected-resource"))
+        .header("host", host)
+        .send()
+        .await
+        .expect("metadata");
+    assert_eq!(res.status(), 200);
+    let doc = json(res).await;
+    assert_eq!(doc["resource"], "https://weather.mcp.example.test");
+    // The control API is not reachable on a server's host.
+    let res = app
+        .client
+        .get(app.url("/v1/health"))
+        .header("host", host)
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(res.status(), 401, "proxied path, so a token is required");
+    let now = ezforge::domain::now();
+    let keys = app.state.keys.current();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some(keys.active.kid.clone());
+    header.typ = Some("at+jwt".into());
+    let claims = json!({"iss": app.address, "sub": "u", "aud": "https://weather.mcp.example.test", "scope": "mcp:read", "exp": now + 600});
+    let token = jsonwebtoken::encode(&header, &claims, &keys.active.encoding).expect("sign");
+    let res = app
+        .client
+        .post(app.url("/messages"))
+        .header("host", host)
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}).to_string())
+        .send()
+        .await
+        .expect("proxied");
+    assert_eq!(res.status(), 200);
+    // The main host still serves the control API.
+    assert_eq!(app.get("/v1/health").await.status(), 200);
+}
+
+#[tokio::test]
+async fn the_access_log_records_requests_in_batches() {
+    let mut app = TestApp::spawn().await;
+    let up = FakeUpstream::start().await;
+    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    let t = managed_token(&app, "weather", "mcp:read", json!({}));
+    assert_eq!(
+        rpc(
+            &app,
+            "weather",
+            Some(&t),
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/list"})
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(
+        rpc(
+            &app,
+            "weather",
+            Some("bad"),
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/list"})
+        )
+        .await
+        .status(),
+        401
+    );
+    let tmp = app.take_tempdir().expect("tmp");
+    let db = app.db_path();
+    app.stop().await;
+    let conn = rusqlite::Connection::open(db).expect("open");
+    let rows: Vec<(String, Option<String>, i64, Option<String>)> = conn
+        .prepare("SELECT method, subject, status, auth_failure FROM request_log ORDER BY id")
+        .expect("prepare")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(
+        rows[0],
+        ("tools/list".into(), Some("usr_alice".into()), 200, None)
+    );
+    assert_eq!(rows[1].2, 401);
+    assert_eq!(rows[1].3.as_deref(), Some("malformed"));
+    drop(tmp);
+}
