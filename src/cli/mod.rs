@@ -1,6 +1,7 @@
-//! The command line: `serve` and the operator commands that work on the data directory.
-//! (Client commands that call a running server's control API live beside this.)
+//! The command line: `serve` and the operator commands that work on the data directory
+//! (`local`), and the client commands that call a running server's control API (`client`).
 
+mod client;
 mod local;
 
 use std::path::PathBuf;
@@ -47,6 +48,27 @@ pub enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Sign in to a server's control API, sign out, show who you are.
+    Auth {
+        #[command(flatten)]
+        opts: client::ClientOpts,
+        #[command(subcommand)]
+        command: client::AuthCommand,
+    },
+    /// Projects and their API keys (control API client).
+    Project {
+        #[command(flatten)]
+        opts: client::ClientOpts,
+        #[command(subcommand)]
+        command: client::ProjectCommand,
+    },
+    /// MCP servers, their auth mode and OAuth clients (control API client).
+    Servers {
+        #[command(flatten)]
+        opts: client::ClientOpts,
+        #[command(subcommand)]
+        command: client::ServersCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,5 +114,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             KeysCommand::Rotate => local::keys_rotate(config_path),
         },
         Command::Healthcheck { url } => local::healthcheck(config_path, url),
+        Command::Auth { opts, command } => client::run(opts, client::Group::Auth(command)),
+        Command::Project { opts, command } => client::run(opts, client::Group::Project(command)),
+        Command::Servers { opts, command } => client::run(opts, client::Group::Servers(command)),
     }
 }

@@ -1,0 +1,435 @@
+//! Client commands: `ezforge auth|project|servers …` talk HTTP to a running server's control
+//! API (`/v1`, see shared/API.md). Credentials: `EZFORGE_API_KEY` if set, else the session that
+//! `ezforge auth login` keeps in the credentials file (see `credentials`).
+
+mod api;
+mod auth;
+mod credentials;
+mod output;
+mod project;
+mod servers;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+
+use crate::domain::Secret;
+
+use self::api::{Api, Credential};
+use self::credentials::Stored;
+
+/// Where a client command goes when neither `--url`, `EZFORGE_URL` nor a stored session names a
+/// server: the listener `ezforge serve` uses without a config.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
+
+/// Flags every client command takes (before or after its subcommand).
+#[derive(Debug, Clone, Args)]
+pub struct ClientOpts {
+    /// Server base URL. Default: the URL of the stored session, else http://127.0.0.1:8080.
+    #[arg(long, env = "EZFORGE_URL", global = true, value_name = "URL")]
+    pub url: Option<String>,
+    /// Print the API's `data` as JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Sign in; keeps the session token in ~/.config/ezforge/credentials (mode 0600).
+    ///
+    /// The password comes from `--password-stdin` (one line), else `EZFORGE_PASSWORD`, else a
+    /// prompt without echo when stdin is a terminal.
+    Login {
+        /// Account email.
+        #[arg(long)]
+        email: String,
+        /// Read the password from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// End the stored session on the server and delete the credentials file.
+    Logout,
+    /// Show whom the current credentials (API key or session) belong to.
+    Whoami,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectCommand {
+    /// Create a project; you become its owner.
+    Create {
+        /// Display name.
+        name: String,
+        /// URL-safe identifier (DNS label). Default: derived from the name.
+        #[arg(long)]
+        slug: Option<String>,
+    },
+    /// List the projects you can see.
+    List,
+    /// Create an API key for a project; the key is printed once.
+    CreateKey {
+        /// Project id (proj_…) or slug.
+        project: String,
+        /// Name of the key (for you to recognise it).
+        #[arg(long)]
+        name: String,
+        /// Scopes, comma separated: servers:read, servers:write, deployments:read,
+        /// deployments:write, logs:read, metrics:read, billing:read.
+        #[arg(long, value_name = "A,B")]
+        scopes: String,
+        /// Expiry time, RFC 3339 (2026-01-15T10:00:00Z). Default: never.
+        #[arg(long, value_name = "TIME")]
+        expires_at: Option<String>,
+        /// Make a test key (ezf_test_…) instead of a live one (ezf_live_…).
+        #[arg(long)]
+        test: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServersCommand {
+    /// Register an MCP server in a project.
+    Create {
+        /// Display name.
+        name: String,
+        /// Project id or slug. Default: your only project.
+        #[arg(long)]
+        project: Option<String>,
+        /// URL-safe identifier; the server's URL ends with it. Default: derived from the name.
+        #[arg(long)]
+        slug: Option<String>,
+        /// The upstream MCP endpoint to route to (creates the first deployment).
+        #[arg(long, value_name = "URL")]
+        upstream: Option<String>,
+    },
+    /// List servers (all you can see, or one project's).
+    List {
+        /// Project id or slug.
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Show one server.
+    Get {
+        /// Server id (srv_…) or slug.
+        server: String,
+    },
+    /// Delete a server: its grants are revoked and its URL answers 404.
+    Delete {
+        /// Server id or slug.
+        server: String,
+    },
+    /// Change a server's settings or its auth mode (auth mode: session only).
+    Update(UpdateArgs),
+    /// OAuth clients allowed for a server (session only).
+    Clients {
+        #[command(subcommand)]
+        command: ClientsCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Server id or slug.
+    pub server: String,
+    /// New display name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// New upstream MCP endpoint.
+    #[arg(long, value_name = "URL")]
+    pub upstream: Option<String>,
+    /// Who issues the tokens the server accepts: ezForge itself or your own IdP.
+    #[arg(long, value_name = "MODE", value_parser = ["ezforge_managed", "byoa"])]
+    pub auth_mode: Option<String>,
+    /// BYOA: the issuer (`iss`) of your IdP's tokens (https, no query or fragment).
+    #[arg(long, value_name = "URL", requires = "auth_mode")]
+    pub byoa_issuer: Option<String>,
+    /// BYOA: your IdP's JWKS URL (https).
+    #[arg(long, value_name = "URL", requires = "auth_mode")]
+    pub byoa_jwks_uri: Option<String>,
+    /// BYOA: your IdP's authorization endpoint (https).
+    #[arg(long, value_name = "URL", requires = "auth_mode")]
+    pub byoa_authorization_endpoint: Option<String>,
+    /// BYOA: your IdP's token endpoint (https).
+    #[arg(long, value_name = "URL", requires = "auth_mode")]
+    pub byoa_token_endpoint: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// Pre-register an OAuth client for a server (or register one by its metadata URL).
+    Add {
+        /// Server id or slug.
+        server: String,
+        /// Client name shown on the consent page.
+        #[arg(long, required_unless_present = "metadata_url")]
+        name: Option<String>,
+        /// Allowed redirect URI (repeat for several): https, or http on loopback.
+        #[arg(
+            long = "redirect-uri",
+            value_name = "URL",
+            required_unless_present = "metadata_url"
+        )]
+        redirect_uris: Vec<String>,
+        /// Scopes the client may ask for, comma separated. Default: mcp:read.
+        #[arg(long, value_name = "A,B")]
+        scopes: Option<String>,
+        /// Skip the consent page for this client.
+        #[arg(long)]
+        trusted: bool,
+        /// Give the client a secret (printed once).
+        #[arg(long)]
+        confidential: bool,
+        /// Register the client described by this Client ID Metadata Document (https URL).
+        #[arg(long, value_name = "URL", conflicts_with_all = ["name", "redirect_uris", "confidential"])]
+        metadata_url: Option<String>,
+    },
+    /// List a server's OAuth clients.
+    List {
+        /// Server id or slug.
+        server: String,
+    },
+    /// Remove an OAuth client: its refresh tokens stop working.
+    Remove {
+        /// Server id or slug.
+        server: String,
+        /// Client id (oac_…) or its OAuth client_id.
+        client: String,
+    },
+}
+
+/// One client command group, as `cli::run` hands it over.
+pub enum Group {
+    Auth(AuthCommand),
+    Project(ProjectCommand),
+    Servers(ServersCommand),
+}
+
+pub fn run(opts: ClientOpts, group: Group) -> anyhow::Result<ExitCode> {
+    let ctx = Ctx::new(opts)?;
+    match group {
+        Group::Auth(cmd) => match cmd {
+            AuthCommand::Login {
+                email,
+                password_stdin,
+            } => block_on(auth::login(&ctx, &email, password_stdin)),
+            AuthCommand::Logout => block_on(auth::logout(&ctx)),
+            AuthCommand::Whoami => block_on(auth::whoami(&ctx)),
+        },
+        Group::Project(cmd) => match cmd {
+            ProjectCommand::Create { name, slug } => {
+                block_on(project::create(&ctx, &name, slug.as_deref()))
+            }
+            ProjectCommand::List => block_on(project::list(&ctx)),
+            ProjectCommand::CreateKey {
+                project,
+                name,
+                scopes,
+                expires_at,
+                test,
+            } => block_on(project::create_key(
+                &ctx,
+                &project,
+                &name,
+                &scopes,
+                expires_at.as_deref(),
+                test,
+            )),
+        },
+        Group::Servers(cmd) => match cmd {
+            ServersCommand::Create {
+                name,
+                project,
+                slug,
+                upstream,
+            } => block_on(servers::create(
+                &ctx,
+                &name,
+                project.as_deref(),
+                slug.as_deref(),
+                upstream.as_deref(),
+            )),
+            ServersCommand::List { project } => block_on(servers::list(&ctx, project.as_deref())),
+            ServersCommand::Get { server } => block_on(servers::get(&ctx, &server)),
+            ServersCommand::Delete { server } => block_on(servers::delete(&ctx, &server)),
+            ServersCommand::Update(args) => block_on(servers::update(&ctx, &args)),
+            ServersCommand::Clients { command } => match command {
+                ClientsCommand::Add {
+                    server,
+                    name,
+                    redirect_uris,
+                    scopes,
+                    trusted,
+                    confidential,
+                    metadata_url,
+                } => block_on(servers::clients_add(
+                    &ctx,
+                    &server,
+                    servers::NewClient {
+                        name,
+                        redirect_uris,
+                        scopes,
+                        trusted,
+                        confidential,
+                        metadata_url,
+                    },
+                )),
+                ClientsCommand::List { server } => block_on(servers::clients_list(&ctx, &server)),
+                ClientsCommand::Remove { server, client } => {
+                    block_on(servers::clients_remove(&ctx, &server, &client))
+                }
+            },
+        },
+    }?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn block_on<F: Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(f)
+}
+
+/// What a client command knows before it sends anything.
+pub struct Ctx {
+    /// The server's base URL, normalised, without a trailing slash.
+    pub base: String,
+    pub json: bool,
+    /// The credentials file, when HOME or XDG_CONFIG_HOME says where it is.
+    pub creds_path: Option<PathBuf>,
+    /// Its content, when it exists and parses.
+    pub stored: Option<Stored>,
+    /// `EZFORGE_API_KEY`, which wins over a stored session.
+    pub api_key: Option<Secret>,
+}
+
+impl Ctx {
+    fn new(opts: ClientOpts) -> anyhow::Result<Self> {
+        let creds_path = credentials::default_path();
+        let stored = match &creds_path {
+            Some(p) => match credentials::load(p) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("warning: ignoring {}: {e:#}", p.display());
+                    None
+                }
+            },
+            None => None,
+        };
+        let url = opts
+            .url
+            .filter(|u| !u.trim().is_empty())
+            .or_else(|| stored.as_ref().map(|s| s.url.clone()))
+            .unwrap_or_else(|| DEFAULT_URL.to_owned());
+        let base = normalize_url(&url)?;
+        let api_key = std::env::var("EZFORGE_API_KEY")
+            .ok()
+            .map(|k| k.trim().to_owned())
+            .filter(|k| !k.is_empty())
+            .map(Secret::new);
+        Ok(Self {
+            base,
+            json: opts.json,
+            creds_path,
+            stored,
+            api_key,
+        })
+    }
+
+    /// The API with the caller's credential: `EZFORGE_API_KEY`, else the session stored for this
+    /// URL. Refuses to send a session to a server other than the one it came from.
+    pub fn api(&self) -> anyhow::Result<Api> {
+        if let Some(key) = &self.api_key {
+            return Api::new(&self.base, Credential::ApiKey(key.clone()));
+        }
+        let Some(stored) = &self.stored else {
+            bail!(
+                "not logged in to {}: run `ezforge auth login --email EMAIL` or set EZFORGE_API_KEY",
+                self.base
+            );
+        };
+        if normalize_url(&stored.url).ok().as_deref() != Some(self.base.as_str()) {
+            bail!(
+                "not logged in to {} (the stored session is for {}): run `ezforge auth login --url {}` or set EZFORGE_API_KEY",
+                self.base,
+                stored.url,
+                self.base
+            );
+        }
+        if let Some(exp) = stored.expires_at.as_deref()
+            && credentials::is_past(exp)
+        {
+            bail!(
+                "the session for {} expired at {exp}: run `ezforge auth login`",
+                self.base
+            );
+        }
+        Api::new(
+            &self.base,
+            Credential::Session(Secret::new(stored.token.clone())),
+        )
+    }
+}
+
+/// `http(s)://host[:port][/prefix]` without a trailing slash; anything else is refused.
+pub fn normalize_url(raw: &str) -> anyhow::Result<String> {
+    let raw = raw.trim();
+    let url = url::Url::parse(raw).with_context(|| format!("invalid server URL {raw:?}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        bail!("invalid server URL {raw:?}: expected http(s)://host[:port]");
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        bail!("invalid server URL {raw:?}: no query, fragment or user name allowed");
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// Splits `"a,b"` (or `"a b"`) into scopes, dropping blanks.
+pub fn split_scopes(s: &str) -> Vec<String> {
+    s.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_normalised() {
+        let n = |s: &str| normalize_url(s).ok();
+        assert_eq!(
+            n("http://127.0.0.1:8080/").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_eq!(
+            n(" HTTPS://Forge.Example.com ").as_deref(),
+            Some("https://forge.example.com")
+        );
+        assert_eq!(
+            n("https://h.example/prefix/").as_deref(),
+            Some("https://h.example/prefix")
+        );
+        assert!(n("ftp://h").is_none());
+        assert!(n("localhost:8080").is_none());
+        assert!(n("http://h/?a=1").is_none());
+        assert!(n("http://user@h/").is_none());
+    }
+
+    #[test]
+    fn scopes_split_on_commas_and_spaces() {
+        assert_eq!(
+            split_scopes("servers:read, servers:write,,logs:read"),
+            ["servers:read", "servers:write", "logs:read"]
+        );
+        assert_eq!(
+            split_scopes("mcp:read mcp:execute"),
+            ["mcp:read", "mcp:execute"]
+        );
+        assert!(split_scopes(" , ").is_empty());
+    }
+}
