@@ -40,6 +40,8 @@ pub struct AppState {
     pub revoked_grants: RevokedGrants,
     pub outbound: Outbound,
     pub gateway: Gateway,
+    /// Client ID Metadata Documents, cached.
+    pub oauth_clients: crate::oauth::clients::MetadataCache,
 }
 
 impl AppState {
@@ -143,7 +145,10 @@ impl App {
             tls,
             admin_created,
             servers,
+            revoked,
         } = prepared;
+        let revoked_grants = RevokedGrants::default();
+        revoked_grants.extend(revoked);
         let outbound = Outbound::new(&config.outbound)?;
         let upstream = reqwest::Client::builder()
             .connect_timeout(config.gateway.upstream_connect_timeout.0)
@@ -182,18 +187,20 @@ impl App {
             master_key,
             keys: keyring,
             started_at: Instant::now(),
-            revoked_grants: RevokedGrants::default(),
+            revoked_grants,
             outbound,
             gateway,
+            oauth_clients: Default::default(),
         });
         state.gateway.registry.replace(&state, &servers);
 
         let app_state = state.clone();
+        let managed = state.config.auth.mode == AuthMode::Managed;
         let http = HttpServer::new(move || {
             actix_web::App::new()
                 .app_data(app_state.clone())
                 .wrap_fn(access_log)
-                .configure(routes)
+                .configure(|cfg| routes(cfg, managed))
         })
         .workers(workers)
         .shutdown_timeout(shutdown_secs)
@@ -372,10 +379,12 @@ async fn refresh_keys(state: &web::Data<AppState>) {
 /// Failed logins counted over this window.
 const LOGIN_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
-/// Every few seconds: write batched API key use, forget idle rate-limit buckets.
+/// Every few seconds: write batched API key use, forget idle rate-limit buckets; hourly: reap
+/// dynamic clients unused for `auth.registration.reap_unused_after`.
 async fn housekeeping(state: web::Data<AppState>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks: u64 = 0;
     loop {
         tick.tick().await;
         let st = state.clone();
@@ -383,6 +392,20 @@ async fn housekeeping(state: web::Data<AppState>) {
             tracing::warn!(error = %ErrorChain(&e), "could not record API key use");
         }
         state.control_limiter.prune();
+        state.gateway.limiter.prune();
+        if ticks.is_multiple_of(360) {
+            let before = domain::now() - state.config.auth.registration.reap_unused_after.as_secs();
+            match state
+                .store
+                .run(move |c| store::clients::reap_unused(c, before))
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(clients = n, "removed unused dynamic clients"),
+                Err(e) => tracing::warn!(error = %ErrorChain(&e), "could not reap dynamic clients"),
+            }
+        }
+        ticks += 1;
     }
 }
 
@@ -404,6 +427,8 @@ struct Prepared {
     tls: Option<(rustls::ServerConfig, Arc<CertResolver>)>,
     admin_created: Option<AdminCreated>,
     servers: Vec<store::servers::ServerRow>,
+    /// Grants revoked recently enough that their access tokens may still be unexpired.
+    revoked: Vec<String>,
 }
 
 /// The blocking part of start-up.
@@ -437,7 +462,11 @@ fn prepare(config: Config, public_url: &str) -> Result<Prepared, StartupError> {
     }
     let tls = tls::server_config(&config.tls, &data_dir, &names)?;
     let servers = store.run_blocking(|c| store::servers::all(c))?;
+    let since =
+        now - config.auth.access_token_ttl.as_secs() - 2 * crate::gateway::verify::LEEWAY_SECS;
+    let revoked = store.run_blocking(|c| store::grants::recently_revoked(c, since))?;
     Ok(Prepared {
+        revoked,
         store,
         master_key,
         keyring: Keyring::new(keyring),
@@ -517,9 +546,13 @@ fn bootstrap_admin(config: &Config, store: &Store) -> Result<Option<AdminCreated
 }
 
 /// The route table. Order matters where prefixes overlap: more specific scopes first.
-fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.configure(gateway::routes)
-        .configure(control::routes)
+fn routes(cfg: &mut web::ServiceConfig, managed: bool) {
+    cfg.configure(gateway::routes);
+    // In BYOA mode the authorization server's routes do not exist at all.
+    if managed {
+        cfg.configure(crate::oauth::routes);
+    }
+    cfg.configure(control::routes)
         .default_service(web::to(control::not_found));
 }
 

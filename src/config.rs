@@ -166,6 +166,7 @@ pub enum RegistrationMode {
 pub struct RegistrationConfig {
     /// RFC 7591 dynamic registration: `open`, `token` (needs `initial_access_token`) or `off`.
     pub mode: RegistrationMode,
+    #[serde(deserialize_with = "crate::domain::secret_lenient")]
     pub initial_access_token: Option<Secret>,
     /// Dynamic clients unused for this long are deleted.
     pub reap_unused_after: Duration,
@@ -313,6 +314,7 @@ pub struct BootstrapConfig {
     /// (also `EZFORGE_ADMIN_EMAIL`). Default `admin@localhost`.
     pub admin_email: Option<String>,
     /// Also `EZFORGE_ADMIN_PASSWORD`. Generated and printed once when unset.
+    #[serde(deserialize_with = "crate::domain::secret_lenient")]
     pub admin_password: Option<Secret>,
 }
 

@@ -5,6 +5,7 @@
 mod api;
 mod auth;
 mod credentials;
+mod grants;
 mod output;
 mod project;
 mod servers;
@@ -199,11 +200,23 @@ pub enum ClientsCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum GrantsCommand {
+    /// Your authorizations of MCP clients (admins: everyone's).
+    List,
+    /// Revoke one: its refresh and access tokens stop working at once.
+    Revoke {
+        /// Grant id (grt_…).
+        grant: String,
+    },
+}
+
 /// One client command group, as `cli::run` hands it over.
 pub enum Group {
     Auth(AuthCommand),
     Project(ProjectCommand),
     Servers(ServersCommand),
+    Grants(GrantsCommand),
 }
 
 pub fn run(opts: ClientOpts, group: Group) -> anyhow::Result<ExitCode> {
@@ -216,6 +229,10 @@ pub fn run(opts: ClientOpts, group: Group) -> anyhow::Result<ExitCode> {
             } => block_on(auth::login(&ctx, &email, password_stdin)),
             AuthCommand::Logout => block_on(auth::logout(&ctx)),
             AuthCommand::Whoami => block_on(auth::whoami(&ctx)),
+        },
+        Group::Grants(cmd) => match cmd {
+            GrantsCommand::List => block_on(grants::list(&ctx)),
+            GrantsCommand::Revoke { grant } => block_on(grants::revoke(&ctx, &grant)),
         },
         Group::Project(cmd) => match cmd {
             ProjectCommand::Create { name, slug } => {

@@ -62,6 +62,13 @@ pub enum Command {
         #[command(subcommand)]
         command: client::ProjectCommand,
     },
+    /// Authorizations people gave MCP clients (control API client).
+    Grants {
+        #[command(flatten)]
+        opts: client::ClientOpts,
+        #[command(subcommand)]
+        command: client::GrantsCommand,
+    },
     /// MCP servers, their auth mode and OAuth clients (control API client).
     Servers {
         #[command(flatten)]
@@ -117,5 +124,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Auth { opts, command } => client::run(opts, client::Group::Auth(command)),
         Command::Project { opts, command } => client::run(opts, client::Group::Project(command)),
         Command::Servers { opts, command } => client::run(opts, client::Group::Servers(command)),
+        Command::Grants { opts, command } => client::run(opts, client::Group::Grants(command)),
     }
 }

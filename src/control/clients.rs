@@ -106,6 +106,11 @@ pub async fn create(
         created_at: now,
         updated_at: now,
         last_used_at: None,
+        registration_token_hash: None,
+        auth_method: "none".into(),
+        grant_types: "authorization_code refresh_token".into(),
+        application_type: "web".into(),
+        metadata: None,
     };
     match b.client_metadata_url {
         Some(url) => {
@@ -153,6 +158,8 @@ pub async fn create(
             if b.confidential.unwrap_or(false) {
                 let s = crypto::new_token("ezf_cs_");
                 row.secret_hash = Some(crypto::token_hash(s.expose()));
+                row.auth_method = "client_secret_basic".into();
+                row.grant_types = "authorization_code refresh_token client_credentials".into();
                 secret = Some(s);
             }
         }
@@ -162,7 +169,9 @@ pub async fn create(
     let row = state
         .store
         .run(move |c| {
-            let tx = c.transaction().map_err(StoreError::from)?;
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(StoreError::from)?;
             let (server, _) = server_access(&tx, &who, &key)?;
             if store::clients::find(&tx, &row.client_id)?.is_some() {
                 return Err(ApiError::Conflict(format!(
@@ -201,14 +210,23 @@ pub async fn delete(
     who.session()?;
     let (key, client_key) = path.into_inner();
     let actor = who.actor();
+    let st = state.clone();
     state
         .store
         .run(move |c| {
-            let tx = c.transaction().map_err(StoreError::from)?;
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(StoreError::from)?;
             let (server, _) = server_access(&tx, &who, &key)?;
             let client = store::clients::find(&tx, &client_key)?
                 .filter(|cl| cl.server_id.as_deref() == Some(server.id.as_str()))
                 .ok_or_else(|| ApiError::NotFound("client not found".into()))?;
+            for gid in
+                store::grants::live_grant_ids(&tx, Some(&server.id), Some(&client.client_id))?
+            {
+                store::grants::revoke_grant(&tx, &gid, domain::now())?;
+                st.revoked_grants.revoke(&gid);
+            }
             store::clients::delete(&tx, &client.id)?;
             store::audit::record(
                 &tx,

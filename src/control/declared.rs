@@ -88,7 +88,9 @@ fn same(a: &ServerRow, b: &ServerRow) -> bool {
 pub fn reconcile(conn: &mut Connection, config: &Config) -> Result<Report, ReconcileError> {
     let now = domain::now();
     let actor = Actor::system("config");
-    let tx = conn.transaction().map_err(StoreError::from)?;
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(StoreError::from)?;
     let mut report = Report::default();
     for (index, d) in config.servers.iter().enumerate() {
         let project = match store::projects::find(&tx, &d.project)? {

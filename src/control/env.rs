@@ -99,7 +99,9 @@ async fn write(
     state
         .store
         .run(move |c| {
-            let tx = c.transaction().map_err(StoreError::from)?;
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(StoreError::from)?;
             let (server, _) = server_access(&tx, &who, &server_key)?;
             let existing = store::env_vars::find(&tx, &server.id, &name)?;
             if must_be_new && existing.is_some() {
@@ -192,7 +194,9 @@ pub async fn delete(
     state
         .store
         .run(move |c| {
-            let tx = c.transaction().map_err(StoreError::from)?;
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(StoreError::from)?;
             let (server, _) = server_access(&tx, &who, &key)?;
             if !store::env_vars::delete(&tx, &server.id, &name)? {
                 return Err(ApiError::NotFound("env var not found".into()));

@@ -129,7 +129,9 @@ pub async fn create(
     let row = state
         .store
         .run(move |c| {
-            let tx = c.transaction().map_err(StoreError::from)?;
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(StoreError::from)?;
             let access = project_access(&tx, &who, &key)?;
             let row = ApiKeyRow {
                 id: domain::new_id("key_"),
@@ -175,7 +177,9 @@ pub async fn revoke(
     state
         .store
         .run(move |c| {
-            let tx = c.transaction().map_err(StoreError::from)?;
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(StoreError::from)?;
             let key = store::api_keys::by_id(&tx, &id)?
                 .ok_or_else(|| ApiError::NotFound("API key not found".into()))?;
             // Visible only to those who can see its project.

@@ -6,13 +6,14 @@ pub mod auth;
 mod clients;
 pub mod declared;
 mod env;
+mod grants;
 mod health;
 mod keys;
 mod projects;
 pub mod rate_limit;
 mod server_auth;
 mod servers;
-mod sessions;
+pub mod sessions;
 mod users;
 
 use actix_web::http::StatusCode;
@@ -124,6 +125,8 @@ fn v1(cfg: &mut web::ServiceConfig) {
                 .route(web::put().to(env::put))
                 .route(web::delete().to(env::delete)),
         )
+        .service(resource("/grants").route(web::get().to(grants::list)))
+        .service(resource("/grants/{grant}").route(web::delete().to(grants::revoke)))
         .service(resource("/audit").route(web::get().to(audit::list)))
         .default_service(web::to(not_found));
 }

@@ -85,7 +85,9 @@ pub async fn create(
     state
         .store
         .run(move |c| {
-            let tx = c.transaction().map_err(StoreError::from)?;
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(StoreError::from)?;
             if store::projects::find(&tx, &row.slug)?.is_some() {
                 return Err(ApiError::Conflict(format!(
                     "the slug {} is taken",
@@ -117,6 +119,7 @@ pub async fn get(
     who: Principal,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    who.session()?;
     let key = path.into_inner();
     let access = state
         .store
@@ -153,7 +156,9 @@ pub async fn update(
     let (project, role) = state
         .store
         .run(move |c| {
-            let tx = c.transaction().map_err(StoreError::from)?;
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(StoreError::from)?;
             let access = project_access(&tx, &who, &key)?;
             if !access.owner {
                 return Err(owner_only());
@@ -206,7 +211,9 @@ pub async fn delete(
     state
         .store
         .run(move |c| {
-            let tx = c.transaction().map_err(StoreError::from)?;
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(StoreError::from)?;
             let access = project_access(&tx, &who, &key)?;
             if !access.owner {
                 return Err(owner_only());
@@ -291,7 +298,9 @@ pub async fn add_member(
     let member = state
         .store
         .run(move |c| {
-            let tx = c.transaction().map_err(StoreError::from)?;
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(StoreError::from)?;
             let access = project_access(&tx, &who, &key)?;
             if !access.owner {
                 return Err(owner_only());
@@ -338,7 +347,9 @@ pub async fn remove_member(
     state
         .store
         .run(move |c| {
-            let tx = c.transaction().map_err(StoreError::from)?;
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(StoreError::from)?;
             let access = project_access(&tx, &who, &key)?;
             if !access.owner {
                 return Err(owner_only());

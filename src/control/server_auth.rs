@@ -132,7 +132,9 @@ pub async fn update(
     let server = state
         .store
         .run(move |c| {
-            let tx = c.transaction().map_err(StoreError::from)?;
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(StoreError::from)?;
             let (mut server, _) = server_access(&tx, &who, &key)?;
             refuse_if_declared(&st, &server)?;
             server.auth_mode = mode.into();

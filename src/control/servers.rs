@@ -226,7 +226,9 @@ pub async fn create(
     let server = state
         .store
         .run(move |c| {
-            let tx = c.transaction().map_err(StoreError::from)?;
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(StoreError::from)?;
             let access = project_access(&tx, &who, &key)?;
             if store::servers::find(&tx, &server.slug)?.is_some() {
                 return Err(ApiError::Conflict(format!(
@@ -297,7 +299,9 @@ pub async fn update(
     let server = state
         .store
         .run(move |c| {
-            let tx = c.transaction().map_err(StoreError::from)?;
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(StoreError::from)?;
             let (mut server, _) = server_access(&tx, &who, &key)?;
             refuse_if_declared(&st, &server)?;
             if body.slug.take().is_some_and(|s| s != server.slug) {
@@ -337,9 +341,15 @@ pub async fn delete(
     state
         .store
         .run(move |c| {
-            let tx = c.transaction().map_err(StoreError::from)?;
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(StoreError::from)?;
             let (server, _) = server_access(&tx, &who, &key)?;
             refuse_if_declared(&st, &server)?;
+            // Its grants end now: the front door refuses their tokens even if the slug returns.
+            for gid in store::grants::live_grant_ids(&tx, Some(&server.id), None)? {
+                st.revoked_grants.revoke(&gid);
+            }
             store::servers::delete(&tx, &server.id)?;
             store::audit::record(
                 &tx,

@@ -92,7 +92,9 @@ pub async fn start_session(
     state
         .store
         .run(move |c| {
-            let tx = c.transaction().map_err(store::StoreError::from)?;
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(store::StoreError::from)?;
             store::sessions::create(&tx, &hash, &user_id, now, expires_at)?;
             let actor = Actor {
                 id: user_id.clone(),
@@ -163,7 +165,9 @@ pub async fn logout(state: web::Data<AppState>, who: Principal) -> Result<HttpRe
     state
         .store
         .run(move |c| {
-            let tx = c.transaction().map_err(store::StoreError::from)?;
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(store::StoreError::from)?;
             store::sessions::delete(&tx, &user.token_hash)?;
             store::audit::record(&tx, &actor, "session.delete", Some(&user.id), None, None)?;
             tx.commit().map_err(store::StoreError::from)
@@ -222,7 +226,9 @@ pub async fn accept_invite(
     let user = state
         .store
         .run(move |c| {
-            let tx = c.transaction().map_err(store::StoreError::from)?;
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(store::StoreError::from)?;
             let user_id = store::users::take_invite(&tx, &token_hash, now)?
                 .ok_or_else(|| ApiError::NotFound("invite not found or expired".into()))?;
             store::users::set_password(&tx, &user_id, &hash, now)?;

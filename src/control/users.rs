@@ -88,7 +88,9 @@ pub async fn create(
     state
         .store
         .run(move |c| {
-            let tx = c.transaction().map_err(StoreError::from)?;
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(StoreError::from)?;
             if store::users::by_email(&tx, &row.email)?.is_some() {
                 return Err(ApiError::Conflict(format!(
                     "a user with the email {} already exists",
@@ -135,7 +137,9 @@ pub async fn delete(
     state
         .store
         .run(move |c| {
-            let tx = c.transaction().map_err(StoreError::from)?;
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(StoreError::from)?;
             let user = store::users::by_id(&tx, &target)?
                 .ok_or_else(|| ApiError::NotFound("user not found".into()))?;
             store::users::delete(&tx, &user.id)?;

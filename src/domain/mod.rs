@@ -5,7 +5,7 @@ pub mod scopes;
 mod secret;
 pub mod validate;
 
-pub use secret::Secret;
+pub use secret::{Secret, lenient as secret_lenient};
 
 /// Lower-case RFC 4648 base32 alphabet: DNS-safe, case-insensitive, unambiguous in logs.
 const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";

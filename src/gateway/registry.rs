@@ -27,6 +27,7 @@ pub enum ServerAuth {
 #[derive(Debug)]
 pub struct ServerEntry {
     pub id: String,
+    pub project_id: String,
     pub slug: String,
     pub name: String,
     /// The canonical URI tokens are bound to (`aud`).
@@ -102,6 +103,7 @@ impl ServerEntry {
         });
         Self {
             id: row.id.clone(),
+            project_id: row.project_id.clone(),
             slug: row.slug.clone(),
             name: row.name.clone(),
             resource,
@@ -122,31 +124,50 @@ impl ServerEntry {
 }
 
 #[derive(Default)]
+struct Maps {
+    by_slug: HashMap<String, Arc<ServerEntry>>,
+    by_resource: HashMap<String, Arc<ServerEntry>>,
+}
+
+#[derive(Default)]
 pub struct Registry {
-    by_slug: RwLock<Arc<HashMap<String, Arc<ServerEntry>>>>,
+    maps: RwLock<Arc<Maps>>,
 }
 
 impl Registry {
+    fn maps(&self) -> Arc<Maps> {
+        match self.maps.read() {
+            Ok(m) => m.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
     pub fn get(&self, slug: &str) -> Option<Arc<ServerEntry>> {
-        self.by_slug.read().ok().and_then(|m| m.get(slug).cloned())
+        self.maps().by_slug.get(slug).cloned()
+    }
+
+    /// The server whose canonical URI is exactly `resource`.
+    pub fn by_resource(&self, resource: &str) -> Option<Arc<ServerEntry>> {
+        self.maps().by_resource.get(resource).cloned()
     }
 
     pub fn replace(&self, state: &AppState, rows: &[ServerRow]) {
-        let map = rows
-            .iter()
-            .map(|r| {
-                let entry = ServerEntry::build(
-                    &state.public_url,
-                    state.config.gateway.routing,
-                    state.config.gateway.server_domain.as_deref(),
-                    state.config.auth.byoa.as_ref(),
-                    r,
-                );
-                (r.slug.clone(), Arc::new(entry))
-            })
-            .collect();
-        if let Ok(mut g) = self.by_slug.write() {
-            *g = Arc::new(map);
+        let mut maps = Maps::default();
+        for r in rows {
+            let entry = Arc::new(ServerEntry::build(
+                &state.public_url,
+                state.config.gateway.routing,
+                state.config.gateway.server_domain.as_deref(),
+                state.config.auth.byoa.as_ref(),
+                r,
+            ));
+            maps.by_resource
+                .insert(entry.resource.clone(), entry.clone());
+            maps.by_slug.insert(r.slug.clone(), entry);
+        }
+        match self.maps.write() {
+            Ok(mut g) => *g = Arc::new(maps),
+            Err(p) => *p.into_inner() = Arc::new(maps),
         }
     }
 }

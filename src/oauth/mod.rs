@@ -1,4 +1,128 @@
-//! The built-in authorization server (managed mode).
+//! The built-in authorization server (managed mode): OAuth 2.1 with PKCE S256 for MCP clients.
+//! Routes exist only when `auth.mode = "managed"`.
 
+mod authorize;
+pub mod clients;
+mod grant_types;
 pub mod grants;
+mod introspect;
 pub mod keys;
+mod metadata;
+mod pages;
+mod params;
+pub mod pkce;
+mod register;
+mod revoke;
+mod token;
+pub mod tokens;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError, web};
+use serde_json::json;
+
+/// Form bodies larger than this are refused with 413.
+pub const FORM_LIMIT: usize = 1024 * 1024;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/.well-known/oauth-authorization-server",
+        web::get().to(metadata::authorization_server),
+    )
+    .route(
+        "/.well-known/openid-configuration",
+        web::get().to(metadata::openid_configuration),
+    )
+    .service(web::scope("/oauth").configure(endpoints))
+    .service(web::scope("/api/v1/oauth").configure(endpoints));
+}
+
+fn endpoints(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::PayloadConfig::new(FORM_LIMIT))
+        .route("/authorize", web::get().to(authorize::get))
+        .route("/authorize", web::post().to(authorize::post))
+        .route("/token", web::post().to(token::token))
+        .route("/register", web::post().to(register::register))
+        .route("/register/{client_id}", web::get().to(register::read))
+        .route("/register/{client_id}", web::put().to(register::update))
+        .route("/register/{client_id}", web::delete().to(register::delete))
+        .route("/revoke", web::post().to(revoke::revoke))
+        .route("/introspect", web::post().to(introspect::introspect))
+        .route("/jwks.json", web::get().to(metadata::jwks));
+}
+
+/// An RFC 6749 §5.2 error: `{"error", "error_description"}` with the right status.
+#[derive(Debug, thiserror::Error)]
+#[error("{code}: {description}")]
+pub struct OAuthError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub description: String,
+}
+
+impl OAuthError {
+    pub fn new(status: StatusCode, code: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            description: description.into(),
+        }
+    }
+    pub fn invalid_request(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", d)
+    }
+    pub fn invalid_client(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_client", d)
+    }
+    pub fn invalid_grant(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_grant", d)
+    }
+    pub fn invalid_scope(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_scope", d)
+    }
+    pub fn invalid_target(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_target", d)
+    }
+    pub fn unauthorized_client(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "unauthorized_client", d)
+    }
+    pub fn server_error(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "authorization server error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "internal error",
+        )
+    }
+}
+
+impl From<crate::store::StoreError> for OAuthError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::Busy => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the database is busy",
+            ),
+            other => Self::server_error(crate::error::ErrorChain(&other)),
+        }
+    }
+}
+
+impl ResponseError for OAuthError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status);
+        res.insert_header((header::CACHE_CONTROL, "no-store"));
+        if self.status == StatusCode::UNAUTHORIZED {
+            res.insert_header((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"ezforge\""),
+            ));
+        }
+        res.json(json!({ "error": self.code, "error_description": self.description }))
+    }
+}

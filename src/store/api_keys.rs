@@ -91,7 +91,7 @@ pub fn delete(conn: &Connection, id: &str) -> Result<(), StoreError> {
 
 /// Writes batched last-use times in one transaction.
 pub fn touch_many(conn: &mut Connection, uses: &[(String, i64)]) -> Result<(), StoreError> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     {
         let mut stmt = tx.prepare_cached(
             "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2)",

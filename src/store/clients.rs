@@ -19,11 +19,20 @@ pub struct ClientRow {
     pub created_at: i64,
     pub updated_at: i64,
     pub last_used_at: Option<i64>,
+    pub registration_token_hash: Option<String>,
+    /// `none`, `client_secret_basic` or `client_secret_post`.
+    pub auth_method: String,
+    /// Space-separated.
+    pub grant_types: String,
+    pub application_type: String,
+    /// Registered metadata (RFC 7591), JSON.
+    pub metadata: Option<String>,
 }
 
 const COLUMNS: &str =
     "id, client_id, server_id, name, redirect_uris, scopes, trusted, is_dynamic, secret_hash,
-    metadata_url, created_at, updated_at, last_used_at";
+    metadata_url, created_at, updated_at, last_used_at, registration_token_hash, auth_method, grant_types,
+    application_type, metadata";
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ClientRow> {
     Ok(ClientRow {
@@ -40,12 +49,17 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ClientRow> {
         created_at: r.get(10)?,
         updated_at: r.get(11)?,
         last_used_at: r.get(12)?,
+        registration_token_hash: r.get(13)?,
+        auth_method: r.get(14)?,
+        grant_types: r.get(15)?,
+        application_type: r.get(16)?,
+        metadata: r.get(17)?,
     })
 }
 
 pub fn insert(conn: &Connection, c: &ClientRow) -> Result<(), StoreError> {
     conn.prepare_cached(&format!(
-        "INSERT INTO oauth_clients ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+        "INSERT INTO oauth_clients ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
     ))?
     .execute(params![
         c.id,
@@ -60,8 +74,49 @@ pub fn insert(conn: &Connection, c: &ClientRow) -> Result<(), StoreError> {
         c.metadata_url,
         c.created_at,
         c.updated_at,
-        c.last_used_at
+        c.last_used_at,
+        c.registration_token_hash,
+        c.auth_method,
+        c.grant_types,
+        c.application_type,
+        c.metadata
     ])?;
+    Ok(())
+}
+
+/// Rewrites a dynamic client's registered metadata (RFC 7592 update).
+pub fn update_registration(conn: &Connection, c: &ClientRow) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE oauth_clients SET name = ?2, redirect_uris = ?3, scopes = ?4, auth_method = ?5, grant_types = ?6,
+            application_type = ?7, metadata = ?8, updated_at = ?9 WHERE id = ?1",
+    )?
+    .execute(params![
+        c.id,
+        c.name,
+        c.redirect_uris,
+        c.scopes,
+        c.auth_method,
+        c.grant_types,
+        c.application_type,
+        c.metadata,
+        c.updated_at
+    ])?;
+    Ok(())
+}
+
+/// Dynamic (RFC 7591) clients not used since `before`; returns how many were deleted.
+pub fn reap_unused(conn: &Connection, before: i64) -> Result<usize, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "DELETE FROM oauth_clients WHERE is_dynamic = 1 AND metadata_url IS NULL AND server_id IS NULL
+               AND COALESCE(last_used_at, created_at) < ?1",
+        )?
+        .execute([before])?)
+}
+
+pub fn touch(conn: &Connection, client_id: &str, now: i64) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE oauth_clients SET last_used_at = ?2 WHERE client_id = ?1")?
+        .execute(params![client_id, now])?;
     Ok(())
 }
 

@@ -12,6 +12,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "request_log",
         include_str!("migrations/0003_request_log.sql"),
     ),
+    ("oauth", include_str!("migrations/0004_oauth.sql")),
 ];
 
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -43,7 +44,9 @@ pub fn migrate_to(conn: &mut Connection, path: &str, target: u32) -> Result<(), 
             name,
             source,
         };
-        let tx = conn.transaction().map_err(failed)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(failed)?;
         tx.execute_batch(sql).map_err(failed)?;
         tx.pragma_update(None, "user_version", version)
             .map_err(failed)?;

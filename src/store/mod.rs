@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod clients;
 pub mod env_vars;
+pub mod grants;
 mod migrations;
 pub mod projects;
 pub mod request_log;

@@ -18,7 +18,7 @@ pub struct RequestLogRow {
 
 /// Inserts a batch in one transaction.
 pub fn insert_many(conn: &mut Connection, rows: &[RequestLogRow]) -> Result<(), StoreError> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO request_log (at_ms, server_id, subject, client_id, method, tool, status, latency_ms, auth_failure, request_id)

@@ -43,7 +43,7 @@ pub fn rotate(
     now: i64,
     publish_until: i64,
 ) -> Result<(), StoreError> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     tx.execute(
         "UPDATE signing_keys SET retired_at = ?1, publish_until = ?2 WHERE retired_at IS NULL",
         params![now, publish_until],
@@ -66,7 +66,7 @@ pub fn insert_if_none_active(
     conn: &mut Connection,
     new: &SigningKeyRow,
 ) -> Result<bool, StoreError> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let active: i64 = tx.query_row(
         "SELECT COUNT(*) FROM signing_keys WHERE retired_at IS NULL",
         [],

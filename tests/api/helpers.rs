@@ -157,3 +157,384 @@ pub async fn json(res: reqwest::Response) -> serde_json::Value {
     serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("status {status}: body is not JSON ({e}): {text}"))
 }
+
+// ---------------------------------------------------------------------------------------------
+// Control API helpers (tests/api/control_*.rs).
+// ---------------------------------------------------------------------------------------------
+
+/// A password every helper-made user gets (long enough for the password rules).
+pub const USER_PASSWORD: &str = "a-perfectly-fine-password";
+
+/// A client without a cookie store: what a CLI or script sends, nothing implicit.
+pub fn plain_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// One control API answer, read completely.
+#[derive(Debug)]
+pub struct ApiResponse {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+    /// The body as JSON; `Null` when empty or not JSON.
+    pub body: serde_json::Value,
+}
+
+impl ApiResponse {
+    pub async fn read(res: reqwest::Response) -> ApiResponse {
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let text = res.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        ApiResponse {
+            status,
+            headers,
+            text,
+            body,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// `error.code` of an error answer.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    /// Panics unless the status is `want`; shows the body otherwise.
+    #[track_caller]
+    pub fn expect(&self, want: u16) -> &serde_json::Value {
+        assert_eq!(self.status, want, "unexpected status; body: {}", self.text);
+        &self.body
+    }
+
+    /// Asserts API.md's error shape: `{"error":{"code","message","details"}}`.
+    #[track_caller]
+    pub fn assert_error_shape(&self) {
+        let e = &self.body["error"];
+        assert!(
+            e["code"].as_str().is_some_and(
+                |c| !c.is_empty() && c.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+            ),
+            "error.code must be SCREAMING_SNAKE; status {} body: {}",
+            self.status,
+            self.text
+        );
+        assert!(
+            e["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "error.message; body: {}",
+            self.text
+        );
+        assert!(
+            e["details"].is_object(),
+            "error.details must be an object; body: {}",
+            self.text
+        );
+    }
+
+    /// A 422 `VALIDATION_FAILED` whose `details.fields` names `field`.
+    #[track_caller]
+    pub fn assert_invalid(&self, field: &str) {
+        assert_eq!(
+            self.status, 422,
+            "expected 422 for {field}; body: {}",
+            self.text
+        );
+        self.assert_error_shape();
+        assert_eq!(self.code(), "VALIDATION_FAILED", "body: {}", self.text);
+        assert!(
+            self.body["error"]["details"]["fields"].get(field).is_some(),
+            "details.fields must name {field}; body: {}",
+            self.text
+        );
+    }
+}
+
+/// Sends `method path` with an optional bearer token and JSON body, from a cookie-less client
+/// (so that a login answered here leaves no cookie behind to authenticate later calls).
+pub async fn call(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&serde_json::Value>,
+) -> ApiResponse {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut req = plain_client().request(method, app.url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    ApiResponse::read(req.send().await.expect("request")).await
+}
+
+pub async fn get_as(app: &TestApp, token: &str, path: &str) -> ApiResponse {
+    call(app, "GET", path, Some(token), None).await
+}
+
+pub async fn post_as(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> ApiResponse {
+    call(app, "POST", path, Some(token), Some(&body)).await
+}
+
+pub async fn patch_as(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> ApiResponse {
+    call(app, "PATCH", path, Some(token), Some(&body)).await
+}
+
+pub async fn put_as(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> ApiResponse {
+    call(app, "PUT", path, Some(token), Some(&body)).await
+}
+
+pub async fn delete_as(app: &TestApp, token: &str, path: &str) -> ApiResponse {
+    call(app, "DELETE", path, Some(token), None).await
+}
+
+/// Sends raw bytes with a content type (malformed JSON, huge bodies).
+pub async fn send_raw(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> ApiResponse {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut req = plain_client().request(method, app.url(path)).body(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(ct) = content_type {
+        req = req.header(reqwest::header::CONTENT_TYPE, ct);
+    }
+    ApiResponse::read(req.send().await.expect("request")).await
+}
+
+/// `POST /v1/auth/login`; returns the session token. Uses a cookie-less client so that
+/// `app.client` stays unauthenticated.
+pub async fn login(app: &TestApp, email: &str, password: &str) -> String {
+    let res = plain_client()
+        .post(app.url("/v1/auth/login"))
+        .json(&serde_json::json!({ "email": email, "password": password }))
+        .send()
+        .await
+        .expect("login request");
+    let res = ApiResponse::read(res).await;
+    let body = res.expect(200);
+    body["data"]["token"]
+        .as_str()
+        .expect("data.token")
+        .to_owned()
+}
+
+/// The admin's session token.
+pub async fn admin_token(app: &TestApp) -> String {
+    login(app, ADMIN_EMAIL, ADMIN_PASSWORD).await
+}
+
+/// `POST /v1/users` with a password; returns (user id, password).
+pub async fn create_user(
+    app: &TestApp,
+    admin_token: &str,
+    email: &str,
+    role: &str,
+) -> (String, String) {
+    let res = post_as(
+        app,
+        admin_token,
+        "/v1/users",
+        serde_json::json!({ "email": email, "role": role, "password": USER_PASSWORD }),
+    )
+    .await;
+    let body = res.expect(201);
+    let id = body["data"]["user"]["id"]
+        .as_str()
+        .expect("user id")
+        .to_owned();
+    (id, USER_PASSWORD.to_owned())
+}
+
+/// `POST /v1/users` without a password (no password hashing: cheap); returns (id, inviteToken).
+pub async fn invite_user(app: &TestApp, admin_token: &str, email: &str) -> (String, String) {
+    let res = post_as(
+        app,
+        admin_token,
+        "/v1/users",
+        serde_json::json!({ "email": email, "role": "member" }),
+    )
+    .await;
+    let body = res.expect(201);
+    (
+        body["data"]["user"]["id"].as_str().expect("id").to_owned(),
+        body["data"]["inviteToken"]
+            .as_str()
+            .expect("inviteToken")
+            .to_owned(),
+    )
+}
+
+/// Creates a user and signs them in; returns (user id, session token).
+pub async fn user_session(app: &TestApp, admin_token: &str, email: &str) -> (String, String) {
+    let (id, pw) = create_user(app, admin_token, email, "member").await;
+    let token = login(app, email, &pw).await;
+    (id, token)
+}
+
+/// `POST /v1/projects {name}`; returns `data`.
+pub async fn create_project(app: &TestApp, token: &str, name: &str) -> serde_json::Value {
+    let res = post_as(
+        app,
+        token,
+        "/v1/projects",
+        serde_json::json!({ "name": name }),
+    )
+    .await;
+    res.expect(201)["data"].clone()
+}
+
+/// `POST /v1/projects/:project/members {email, role}`.
+pub async fn add_member(app: &TestApp, token: &str, project: &str, email: &str, role: &str) {
+    post_as(
+        app,
+        token,
+        &format!("/v1/projects/{project}/members"),
+        serde_json::json!({ "email": email, "role": role }),
+    )
+    .await
+    .expect(201);
+}
+
+/// `POST /v1/projects/:project/keys`; returns the whole `data` (with `key` and `id`).
+pub async fn create_key_data(
+    app: &TestApp,
+    token: &str,
+    project: &str,
+    scopes: &[&str],
+) -> serde_json::Value {
+    let res = post_as(
+        app,
+        token,
+        &format!("/v1/projects/{project}/keys"),
+        serde_json::json!({ "name": "test key", "scopes": scopes }),
+    )
+    .await;
+    res.expect(201)["data"].clone()
+}
+
+/// `POST /v1/projects/:project/keys`; returns the key value.
+pub async fn create_key(app: &TestApp, token: &str, project: &str, scopes: &[&str]) -> String {
+    create_key_data(app, token, project, scopes).await["key"]
+        .as_str()
+        .expect("key")
+        .to_owned()
+}
+
+/// `POST /v1/projects/:project/servers {name}`; returns `data`.
+pub async fn create_server(
+    app: &TestApp,
+    token: &str,
+    project: &str,
+    name: &str,
+) -> serde_json::Value {
+    let res = post_as(
+        app,
+        token,
+        &format!("/v1/projects/{project}/servers"),
+        serde_json::json!({ "name": name }),
+    )
+    .await;
+    res.expect(201)["data"].clone()
+}
+
+/// Lowercase hex SHA-256, as the store keeps token hashes.
+pub fn sha256_hex(s: &str) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The database file and its WAL, as bytes.
+pub fn db_bytes(data_dir: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for name in ["ezforge.db", "ezforge.db-wal", "ezforge.db-journal"] {
+        if let Ok(b) = std::fs::read(data_dir.join(name)) {
+            out.extend_from_slice(&b);
+        }
+    }
+    out
+}
+
+pub fn contains_bytes(haystack: &[u8], needle: &str) -> bool {
+    let n = needle.as_bytes();
+    !n.is_empty() && haystack.windows(n.len()).any(|w| w == n)
+}
+
+/// All every-ID from a paginated list, walking `cursor` until `hasMore` is false.
+/// Returns (ids in order, number of pages, the `total` each page reported).
+pub async fn walk(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    limit: u32,
+) -> (Vec<String>, usize, Vec<i64>) {
+    let mut ids = Vec::new();
+    let mut totals = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    let sep = if path.contains('?') { '&' } else { '?' };
+    loop {
+        let url = match &cursor {
+            Some(c) => format!("{path}{sep}limit={limit}&cursor={c}"),
+            None => format!("{path}{sep}limit={limit}"),
+        };
+        let res = get_as(app, token, &url).await;
+        let body = res.expect(200).clone();
+        pages += 1;
+        assert!(pages < 10_000, "pagination does not end");
+        let items = body["data"].as_array().expect("data array");
+        assert!(items.len() <= limit as usize, "page larger than limit");
+        for item in items {
+            let id = match (&item["id"], &item["name"], &item["userId"]) {
+                (serde_json::Value::String(s), _, _) => s.clone(),
+                (serde_json::Value::Number(n), _, _) => n.to_string(),
+                (_, _, serde_json::Value::String(s)) => s.clone(),
+                (_, serde_json::Value::String(s), _) => s.clone(),
+                _ => panic!("item without an id: {item}"),
+            };
+            ids.push(id);
+        }
+        totals.push(body["meta"]["total"].as_i64().expect("meta.total"));
+        let more = body["meta"]["hasMore"].as_bool().expect("meta.hasMore");
+        match (more, body["meta"]["cursor"].as_str()) {
+            (true, Some(c)) => {
+                assert!(!items.is_empty(), "hasMore with an empty page");
+                cursor = Some(c.to_owned());
+            }
+            (true, None) => panic!("hasMore without a cursor: {body}"),
+            (false, c) => {
+                assert!(c.is_none(), "last page must have a null cursor: {body}");
+                break;
+            }
+        }
+    }
+    (ids, pages, totals)
+}

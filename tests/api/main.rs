@@ -1,9 +1,17 @@
 //! The one integration-test binary: every test starts the real server in-process on
 //! 127.0.0.1:0 with its own temporary data dir and real SQLite, and talks HTTP to it.
 
+mod browser;
 mod cli_client;
 mod cli_process;
-mod foundation;
-mod helpers;
+mod control_declared;
+mod control_matrix;
+mod control_rules;
+mod control_secrets;
 mod fakes;
+mod foundation;
 mod gateway;
+mod helpers;
+mod oauth_cimd;
+mod oauth_flow;
+mod oauth_rules;

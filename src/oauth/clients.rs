@@ -1,0 +1,402 @@
+//! Who a client is: pre-registered or dynamically registered (in the store), or a Client ID
+//! Metadata Document (an https URL as `client_id`, fetched, validated and cached). Also client
+//! authentication at the token, revocation and introspection endpoints, and redirect URI matching.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::HttpRequest;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+use url::Url;
+
+use super::OAuthError;
+use super::params::Params;
+use crate::app::AppState;
+use crate::crypto;
+use crate::domain::validate;
+use crate::store;
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub client_id: String,
+    pub name: String,
+    pub redirect_uris: Vec<String>,
+    /// What this client may ask for; `None` = any scope the server supports.
+    pub scopes: Option<Vec<String>>,
+    pub trusted: bool,
+    /// Pre-registered for one server only.
+    pub server_id: Option<String>,
+    pub secret_hash: Option<String>,
+    pub auth_method: String,
+    pub grant_types: Vec<String>,
+    /// Registered in the store (rather than known only by its metadata document).
+    pub stored: bool,
+}
+
+impl Client {
+    pub fn is_confidential(&self) -> bool {
+        self.secret_hash.is_some()
+    }
+
+    pub fn may_use_grant(&self, grant: &str) -> bool {
+        self.grant_types.iter().any(|g| g == grant)
+    }
+}
+
+/// Why a client cannot be used: shown on a page (authorize) or as `invalid_client`.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("unknown client {0:?}")]
+    Unknown(String),
+    #[error("the client's metadata document cannot be used: {0}")]
+    Metadata(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+#[derive(Debug, Deserialize)]
+struct MetadataDocument {
+    client_id: String,
+    client_name: Option<String>,
+    redirect_uris: Vec<String>,
+    token_endpoint_auth_method: Option<String>,
+}
+
+struct Cached {
+    client: Arc<Client>,
+    until: Instant,
+}
+
+/// Client ID Metadata Documents, cached per their HTTP caching headers (clamped).
+#[derive(Default)]
+pub struct MetadataCache {
+    entries: Mutex<HashMap<String, Cached>>,
+}
+
+const METADATA_FLOOR: Duration = Duration::from_secs(60);
+const METADATA_CEILING: Duration = Duration::from_secs(24 * 3600);
+const METADATA_DEFAULT: Duration = Duration::from_secs(3600);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Is `client_id` a metadata document URL (https with a path)?
+pub fn is_metadata_url(client_id: &str) -> bool {
+    client_id.starts_with("https://")
+}
+
+fn from_row(r: store::clients::ClientRow) -> Client {
+    let scopes: Vec<String> = r.scopes.split_whitespace().map(str::to_owned).collect();
+    Client {
+        redirect_uris: serde_json::from_str(&r.redirect_uris).unwrap_or_default(),
+        // Dynamic clients may ask for any scope the server offers; pre-registered ones for theirs.
+        scopes: if r.server_id.is_some() {
+            Some(scopes)
+        } else {
+            None
+        },
+        trusted: r.trusted,
+        server_id: r.server_id,
+        secret_hash: r.secret_hash,
+        auth_method: r.auth_method,
+        grant_types: r
+            .grant_types
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+        name: r.name,
+        client_id: r.client_id,
+        stored: true,
+    }
+}
+
+/// Resolves a `client_id`: the store, else (for an https URL) its metadata document.
+pub async fn resolve(state: &AppState, client_id: &str) -> Result<Arc<Client>, ClientError> {
+    if client_id.len() > 2048 {
+        return Err(ClientError::Unknown(client_id.chars().take(64).collect()));
+    }
+    let id = client_id.to_owned();
+    let stored = state
+        .store
+        .run(move |c| store::clients::find(c, &id))
+        .await?;
+    if !is_metadata_url(client_id) {
+        return match stored {
+            Some(row) if row.client_id == client_id => Ok(Arc::new(from_row(row))),
+            _ => Err(ClientError::Unknown(client_id.chars().take(64).collect())),
+        };
+    }
+    // A metadata document client; a pre-registration may mark it trusted or limit its scopes.
+    if let Some(hit) = lock(&state.oauth_clients.entries).get(client_id)
+        && hit.until > Instant::now()
+    {
+        return Ok(hit.client.clone());
+    }
+    let url = Url::parse(client_id)
+        .map_err(|_| ClientError::Metadata("client_id is not a URL".into()))?;
+    if url.path() == "/" || url.fragment().is_some() {
+        return Err(ClientError::Metadata(
+            "a metadata document URL needs a path and no fragment".into(),
+        ));
+    }
+    let (json, max_age) = state
+        .outbound
+        .get_json(client_id)
+        .await
+        .map_err(|e| ClientError::Metadata(e.to_string()))?;
+    let doc: MetadataDocument = serde_json::from_value(json)
+        .map_err(|e| ClientError::Metadata(format!("not a client metadata document: {e}")))?;
+    if doc.client_id != client_id {
+        return Err(ClientError::Metadata(
+            "its client_id is not the URL it was fetched from".into(),
+        ));
+    }
+    if doc.redirect_uris.is_empty() {
+        return Err(ClientError::Metadata("it lists no redirect_uris".into()));
+    }
+    for uri in &doc.redirect_uris {
+        native_or_web_redirect(uri)
+            .map_err(|e| ClientError::Metadata(format!("redirect URI {uri:?} {e}")))?;
+    }
+    if doc
+        .token_endpoint_auth_method
+        .as_deref()
+        .is_some_and(|m| m != "none")
+    {
+        return Err(ClientError::Metadata(
+            "only public clients (token_endpoint_auth_method \"none\") are supported".into(),
+        ));
+    }
+    let pre = stored.filter(|r| r.client_id == client_id);
+    let client = Arc::new(Client {
+        client_id: client_id.to_owned(),
+        name: doc
+            .client_name
+            .and_then(|n| validate::name(&n, 255).ok())
+            .unwrap_or_else(|| url.host_str().unwrap_or("client").to_owned()),
+        redirect_uris: doc.redirect_uris,
+        scopes: pre
+            .as_ref()
+            .map(|r| r.scopes.split_whitespace().map(str::to_owned).collect()),
+        trusted: pre.as_ref().is_some_and(|r| r.trusted),
+        server_id: pre.as_ref().and_then(|r| r.server_id.clone()),
+        secret_hash: None,
+        auth_method: "none".into(),
+        grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+        stored: pre.is_some(),
+    });
+    let ttl = max_age
+        .unwrap_or(METADATA_DEFAULT)
+        .clamp(METADATA_FLOOR, METADATA_CEILING);
+    let mut cache = lock(&state.oauth_clients.entries);
+    if cache.len() > 10_000 {
+        let now = Instant::now();
+        cache.retain(|_, c| c.until > now);
+    }
+    cache.insert(
+        client_id.to_owned(),
+        Cached {
+            client: client.clone(),
+            until: Instant::now() + ttl,
+        },
+    );
+    Ok(client)
+}
+
+/// A redirect URI a dynamic client may register: https; http on loopback; or, for native
+/// apps, a private-use scheme (`com.example.app:/callback`, RFC 8252 §7.1). Never a fragment.
+pub fn native_or_web_redirect(uri: &str) -> Result<(), String> {
+    if validate::redirect_uri(uri).is_ok() {
+        return Ok(());
+    }
+    let url = Url::parse(uri).map_err(|_| "is not an absolute URI".to_owned())?;
+    let scheme = url.scheme();
+    if url.fragment().is_some() {
+        return Err("must not have a fragment".into());
+    }
+    if matches!(
+        scheme,
+        "http"
+            | "https"
+            | "javascript"
+            | "data"
+            | "file"
+            | "vbscript"
+            | "about"
+            | "blob"
+            | "ws"
+            | "wss"
+    ) {
+        return validate::redirect_uri(uri).map(|_| ());
+    }
+    if !scheme.contains('.') {
+        return Err(
+            "must be https, http on loopback, or a private-use scheme such as com.example.app"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Does the requested redirect URI match a registered one? Exact match, except that a
+/// loopback registration matches any port (RFC 8252 §7.3).
+pub fn redirect_matches(registered: &[String], requested: &str) -> bool {
+    if registered.iter().any(|r| r == requested) {
+        return true;
+    }
+    let Ok(mut req) = Url::parse(requested) else {
+        return false;
+    };
+    // Parsing must not have changed anything (`/a/../b`, `%2e`, case): compare what was sent.
+    if req.as_str() != requested
+        || req.scheme() != "http"
+        || !validate::is_loopback_host(&req)
+        || !req.username().is_empty()
+        || req.password().is_some()
+        || req.fragment().is_some()
+    {
+        return false;
+    }
+    if req.set_port(None).is_err() {
+        return false;
+    }
+    registered.iter().any(|r| {
+        Url::parse(r).is_ok_and(|mut reg| {
+            validate::is_loopback_host(&reg)
+                && reg.set_port(None).is_ok()
+                && reg.as_str() == req.as_str()
+        })
+    })
+}
+
+/// Authenticates the client of a token, revocation or introspection request:
+/// `client_secret_basic`, `client_secret_post`, or `none` (public clients: `client_id` only).
+pub async fn authenticate(
+    state: &AppState,
+    req: &HttpRequest,
+    params: &Params,
+) -> Result<Arc<Client>, OAuthError> {
+    let basic = match req.headers().get(actix_web::http::header::AUTHORIZATION) {
+        Some(h) => {
+            let v = h
+                .to_str()
+                .map_err(|_| OAuthError::invalid_client("malformed Authorization header"))?;
+            let encoded = v
+                .strip_prefix("Basic ")
+                .or_else(|| v.strip_prefix("basic "))
+                .ok_or_else(|| {
+                    OAuthError::invalid_client("client authentication must use HTTP Basic")
+                })?;
+            let decoded = STANDARD
+                .decode(encoded.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials"))?;
+            let (id, secret) = decoded
+                .split_once(':')
+                .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials"))?;
+            let unescape = |s: &str| {
+                url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default()
+            };
+            Some((unescape(id), unescape(secret)))
+        }
+        None => None,
+    };
+    let (client_id, secret) = match (basic, params.get("client_secret")) {
+        (Some(_), Some(_)) => {
+            return Err(OAuthError::invalid_request(
+                "use one client authentication method, not two",
+            ));
+        }
+        (Some((id, secret)), None) => {
+            if params.get("client_id").is_some_and(|c| c != id) {
+                return Err(OAuthError::invalid_client(
+                    "client_id does not match the credentials",
+                ));
+            }
+            (id, Some(secret))
+        }
+        (None, Some(secret)) => (
+            params.require("client_id")?.to_owned(),
+            Some(secret.to_owned()),
+        ),
+        (None, None) => (
+            params
+                .require("client_id")
+                .map_err(|_| OAuthError::invalid_client("client_id is required"))?
+                .to_owned(),
+            None,
+        ),
+    };
+    let client = resolve(state, &client_id).await.map_err(|e| match e {
+        ClientError::Store(s) => s.into(),
+        other => OAuthError::invalid_client(other.to_string()),
+    })?;
+    match (&client.secret_hash, secret) {
+        (Some(hash), Some(secret)) => {
+            // Both secret methods are accepted; the registered one is only a preference.
+            if !crypto::ct_eq(crypto::token_hash(&secret).as_bytes(), hash.as_bytes()) {
+                return Err(OAuthError::invalid_client("client authentication failed"));
+            }
+        }
+        (Some(_), None) => return Err(OAuthError::invalid_client("this client must authenticate")),
+        (None, Some(_)) => {
+            return Err(OAuthError::invalid_client(
+                "this client is public and has no secret",
+            ));
+        }
+        (None, None) => {}
+    }
+    Ok(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_matching() {
+        let reg = vec![
+            "http://127.0.0.1/callback".to_owned(),
+            "https://app.example.com/cb".to_owned(),
+        ];
+        assert!(redirect_matches(&reg, "http://127.0.0.1:54321/callback"));
+        assert!(redirect_matches(&reg, "https://app.example.com/cb"));
+        for bad in [
+            "https://app.example.com/cb?x=1",
+            "https://app.example.com/cb/",
+            "https://app.example.com/other",
+            "http://evil@127.0.0.1/callback",
+            "http://localhost.evil.com/callback",
+            "http://localhost/callback",
+            "http://127.0.0.1:1/callback#f",
+            "http://127.0.0.1:1/callback?x",
+            "http://127.0.0.1:1/callback/../callback",
+            "http://127.0.0.1:1/x/../callback",
+            "http://127.0.0.1:1/%63allback",
+        ] {
+            assert!(!redirect_matches(&reg, bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dynamic_redirects() {
+        assert!(native_or_web_redirect("com.example.app:/callback").is_ok());
+        assert!(native_or_web_redirect("https://app.example.com/cb").is_ok());
+        assert!(native_or_web_redirect("http://127.0.0.1:3000/cb").is_ok());
+        assert!(native_or_web_redirect("http://example.com/cb").is_err());
+        assert!(native_or_web_redirect("javascript:alert(1)").is_err());
+        assert!(native_or_web_redirect("myapp:/cb").is_err());
+        assert!(native_or_web_redirect("com.example.app:/cb#x").is_err());
+    }
+}

@@ -1,0 +1,154 @@
+//! `grant_type=authorization_code`: a single-use code, PKCE-verified, bound to its client and
+//! redirect URI. A second use of a code revokes everything issued from it.
+
+use std::sync::Arc;
+
+use crate::app::AppState;
+use crate::crypto;
+use crate::domain;
+use crate::oauth::clients::Client;
+use crate::oauth::params::Params;
+use crate::oauth::token::Issued;
+use crate::oauth::{OAuthError, pkce, tokens};
+use crate::store::{self, StoreError, grants::GrantRow};
+
+use super::{has_offline_access, new_refresh, revoke_now, sign_error};
+
+enum Outcome {
+    Granted {
+        grant: GrantRow,
+        refresh: Option<String>,
+    },
+    Refused(OAuthError),
+}
+
+pub async fn exchange(
+    state: &actix_web::web::Data<AppState>,
+    client: &Arc<Client>,
+    params: &Params,
+) -> Result<Issued, OAuthError> {
+    let code = params.require("code")?.to_owned();
+    let verifier = params.get("code_verifier").map(str::to_owned);
+    let redirect_uri = params.get("redirect_uri").map(str::to_owned);
+    let resource = params
+        .all("resource")
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    let client_id = client.client_id.clone();
+    let st = state.clone();
+    let outcome = state
+        .store
+        .run(move |c| -> Result<Outcome, StoreError> {
+            let now = domain::now();
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(StoreError::from)?;
+            let hash = crypto::token_hash(&code);
+            let Some(row) = store::grants::code(&tx, &hash)? else {
+                return Ok(Outcome::Refused(OAuthError::invalid_grant(
+                    "the code is invalid",
+                )));
+            };
+            if row.used_at.is_some() {
+                // Replay: everything issued from this code stops working.
+                if let Some(gid) = &row.grant_id {
+                    revoke_now(&st, &tx, gid)?;
+                }
+                tx.commit().map_err(StoreError::from)?;
+                return Ok(Outcome::Refused(OAuthError::invalid_grant(
+                    "the code was already used",
+                )));
+            }
+            // From here on the code is spent, whatever the outcome.
+            let refuse =
+                |tx: rusqlite::Transaction<'_>, e: OAuthError| -> Result<Outcome, StoreError> {
+                    store::grants::use_code(&tx, &hash, now, None)?;
+                    tx.commit()?;
+                    Ok(Outcome::Refused(e))
+                };
+            if row.client_id != client_id {
+                return refuse(
+                    tx,
+                    OAuthError::invalid_grant("the code was issued to another client"),
+                );
+            }
+            if row.expires_at <= now {
+                return refuse(tx, OAuthError::invalid_grant("the code has expired"));
+            }
+            if redirect_uri.as_deref() != Some(row.redirect_uri.as_str()) {
+                return refuse(
+                    tx,
+                    OAuthError::invalid_grant(
+                        "redirect_uri does not match the authorization request",
+                    ),
+                );
+            }
+            match verifier.as_deref() {
+                None => {
+                    return refuse(tx, OAuthError::invalid_request("code_verifier is required"));
+                }
+                Some(v) if !pkce::verify(v, &row.code_challenge) => {
+                    return refuse(
+                        tx,
+                        OAuthError::invalid_grant(
+                            "the code_verifier does not match the code_challenge",
+                        ),
+                    );
+                }
+                Some(_) => {}
+            }
+            if !resource.is_empty() && (resource.len() != 1 || resource[0] != row.resource) {
+                return refuse(
+                    tx,
+                    OAuthError::invalid_target("resource must match the authorization request"),
+                );
+            }
+            let grant = GrantRow {
+                id: domain::new_id("grt_"),
+                user_id: Some(row.user_id.clone()),
+                client_id: row.client_id.clone(),
+                client_name: row.client_name.clone(),
+                server_id: row.server_id.clone(),
+                resource: row.resource.clone(),
+                scopes: row.scopes.clone(),
+                created_at: now,
+                last_used_at: Some(now),
+                revoked_at: None,
+            };
+            store::grants::insert_grant(&tx, &grant)?;
+            store::grants::use_code(&tx, &hash, now, Some(&grant.id))?;
+            let refresh = if has_offline_access(&grant.scopes) {
+                let (token, refresh_row) =
+                    new_refresh(&st, &grant.id, &grant.client_id, &grant.scopes);
+                store::grants::insert_refresh(&tx, &refresh_row)?;
+                Some(token)
+            } else {
+                None
+            };
+            store::clients::touch(&tx, &grant.client_id, now)?;
+            tx.commit().map_err(StoreError::from)?;
+            Ok(Outcome::Granted { grant, refresh })
+        })
+        .await?;
+    let (grant, refresh) = match outcome {
+        Outcome::Granted { grant, refresh } => (grant, refresh),
+        Outcome::Refused(e) => return Err(e),
+    };
+    let sub = grant.user_id.as_deref().unwrap_or(&grant.client_id);
+    let (access_token, expires_in) = tokens::access_token(
+        state,
+        sub,
+        &grant.client_id,
+        &grant.resource,
+        &grant.scopes,
+        Some(&grant.id),
+    )
+    .map_err(sign_error)?;
+    Ok(Issued {
+        access_token,
+        expires_in,
+        scope: grant.scopes,
+        refresh_token: refresh,
+    })
+}

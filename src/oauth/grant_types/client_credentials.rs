@@ -1,0 +1,82 @@
+//! `grant_type=client_credentials`: machine agents with a client secret, for one resource.
+//! No user, no refresh token; `sub` is the client.
+
+use std::sync::Arc;
+
+use crate::app::AppState;
+use crate::gateway::registry::ServerAuth;
+use crate::oauth::clients::Client;
+use crate::oauth::params::Params;
+use crate::oauth::token::Issued;
+use crate::oauth::{OAuthError, tokens};
+
+use super::sign_error;
+
+pub async fn exchange(
+    state: &actix_web::web::Data<AppState>,
+    client: &Arc<Client>,
+    params: &Params,
+) -> Result<Issued, OAuthError> {
+    if !client.is_confidential() {
+        return Err(OAuthError::unauthorized_client(
+            "client_credentials is for confidential clients",
+        ));
+    }
+    let resource = match params.all("resource").as_slice() {
+        [one] => (*one).to_owned(),
+        [] => return Err(OAuthError::invalid_target("resource is required")),
+        _ => return Err(OAuthError::invalid_target("give exactly one resource")),
+    };
+    let server = state
+        .gateway
+        .registry
+        .by_resource(&resource)
+        .filter(|s| matches!(s.auth, ServerAuth::Managed))
+        .ok_or_else(|| {
+            OAuthError::invalid_target(
+                "resource is not an MCP server protected by this authorization server",
+            )
+        })?;
+    if client.server_id.as_ref().is_some_and(|id| id != &server.id) {
+        return Err(OAuthError::invalid_target(
+            "this client is registered for another server",
+        ));
+    }
+    let allowed: &[String] = client.scopes.as_deref().unwrap_or(&server.scopes_supported);
+    let scopes: Vec<String> = match params.get("scope") {
+        Some(s) => {
+            let v: Vec<String> = s.split_whitespace().map(str::to_owned).collect();
+            if let Some(bad) = v.iter().find(|x| {
+                !allowed.contains(x)
+                    || !server.scopes_supported.contains(x)
+                    || *x == "offline_access"
+            }) {
+                return Err(OAuthError::invalid_scope(format!(
+                    "the scope {bad} is not available to this client"
+                )));
+            }
+            v
+        }
+        None => allowed
+            .iter()
+            .filter(|s| server.scopes_supported.contains(s) && *s != "offline_access")
+            .cloned()
+            .collect(),
+    };
+    let scope = scopes.join(" ");
+    let (access_token, expires_in) = tokens::access_token(
+        state,
+        &client.client_id,
+        &client.client_id,
+        &server.resource,
+        &scope,
+        None,
+    )
+    .map_err(sign_error)?;
+    Ok(Issued {
+        access_token,
+        expires_in,
+        scope,
+        refresh_token: None,
+    })
+}

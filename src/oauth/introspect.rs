@@ -1,0 +1,76 @@
+//! Token introspection (RFC 7662), for authenticated confidential clients.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::json;
+
+use super::params;
+use super::{OAuthError, clients};
+use crate::app::AppState;
+use crate::crypto;
+use crate::store;
+
+pub async fn introspect(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, OAuthError> {
+    let params = params::form(&req, &body)?;
+    let client = clients::authenticate(&state, &req, &params).await?;
+    if !client.is_confidential() {
+        return Err(OAuthError::invalid_client(
+            "introspection is for confidential clients",
+        ));
+    }
+    let token = params.require("token")?.to_owned();
+    let inactive = || {
+        HttpResponse::Ok()
+            .insert_header(("Cache-Control", "no-store"))
+            .json(json!({ "active": false }))
+    };
+    // An access token of ours?
+    if let Ok(header) = jsonwebtoken::decode_header(&token) {
+        let keys = state.keys.current();
+        let Some(key) = header.kid.as_deref().and_then(|k| keys.verifier(k)) else {
+            return Ok(inactive());
+        };
+        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+        v.validate_aud = false;
+        v.set_issuer(&[state.public_url.as_str()]);
+        let Ok(data) = jsonwebtoken::decode::<serde_json::Value>(&token, key, &v) else {
+            return Ok(inactive());
+        };
+        let c = data.claims;
+        if c.get("gid")
+            .and_then(|g| g.as_str())
+            .is_some_and(|g| state.revoked_grants.is_revoked(g))
+        {
+            return Ok(inactive());
+        }
+        return Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(json!({
+            "active": true, "token_type": "Bearer", "scope": c["scope"], "client_id": c["client_id"], "sub": c["sub"],
+            "aud": c["aud"], "iss": c["iss"], "exp": c["exp"], "iat": c["iat"], "jti": c["jti"],
+        })));
+    }
+    // A refresh token?
+    let hash = crypto::token_hash(&token);
+    let now = crate::domain::now();
+    let found = state
+        .store
+        .run(move |c| {
+            let Some(r) = store::grants::refresh(c, &hash)? else {
+                return Ok(None);
+            };
+            let g = store::grants::grant(c, &r.grant_id)?;
+            Ok::<_, store::StoreError>(g.map(|g| (r, g)))
+        })
+        .await?;
+    match found {
+        Some((r, g)) if r.rotated_at.is_none() && r.expires_at > now && g.revoked_at.is_none() => {
+            Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(json!({
+                "active": true, "token_type": "refresh_token", "scope": r.scopes, "client_id": r.client_id,
+                "sub": g.user_id, "aud": g.resource, "iss": state.public_url, "exp": r.expires_at, "iat": r.created_at,
+            })))
+        }
+        _ => Ok(inactive()),
+    }
+}

@@ -1,0 +1,61 @@
+//! Token revocation (RFC 7009). Revoking a refresh token or an access token ends its whole
+//! grant: refresh tokens stop working and access tokens fail at the front door at once.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::params;
+use super::{OAuthError, clients};
+use crate::app::AppState;
+use crate::crypto;
+use crate::store::{self, StoreError};
+
+/// The grant an access token of ours belongs to, if its signature checks out.
+pub fn access_token_grant(state: &AppState, token: &str) -> Option<(String, String)> {
+    let header = jsonwebtoken::decode_header(token).ok()?;
+    let keys = state.keys.current();
+    let key = keys.verifier(header.kid.as_deref()?)?;
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    v.validate_aud = false;
+    v.validate_exp = false;
+    v.set_issuer(&[state.public_url.as_str()]);
+    let data = jsonwebtoken::decode::<serde_json::Value>(token, key, &v).ok()?;
+    let gid = data.claims.get("gid")?.as_str()?.to_owned();
+    let client = data.claims.get("client_id")?.as_str()?.to_owned();
+    Some((gid, client))
+}
+
+pub async fn revoke(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, OAuthError> {
+    let params = params::form(&req, &body)?;
+    let token = params.require("token")?.to_owned();
+    let client = clients::authenticate(&state, &req, &params).await?;
+    let client_id = client.client_id.clone();
+    let access_grant = access_token_grant(&state, &token);
+    let st = state.clone();
+    state
+        .store
+        .run(move |c| {
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(StoreError::from)?;
+            let grant = match access_grant {
+                Some((gid, owner)) if owner == client_id => Some(gid),
+                Some(_) => None,
+                None => store::grants::refresh(&tx, &crypto::token_hash(&token))?
+                    .filter(|r| r.client_id == client_id)
+                    .map(|r| r.grant_id),
+            };
+            if let Some(gid) = grant {
+                super::grant_types::revoke_now(&st, &tx, &gid)?;
+            }
+            tx.commit().map_err(StoreError::from)
+        })
+        .await?;
+    // RFC 7009 §2.2: 200 whether or not the token was valid.
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .finish())
+}

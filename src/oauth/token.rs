@@ -1,0 +1,69 @@
+//! `POST /oauth/token`: authenticates the client, dispatches on `grant_type`, answers with
+//! `Cache-Control: no-store` and RFC 6749 §5.2 errors.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::json;
+
+use super::OAuthError;
+use super::clients;
+use super::grant_types;
+use super::params;
+use crate::app::AppState;
+
+/// What every successful grant answers.
+pub struct Issued {
+    pub access_token: String,
+    pub expires_in: i64,
+    pub scope: String,
+    pub refresh_token: Option<String>,
+}
+
+pub async fn token(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, OAuthError> {
+    let params = params::form(&req, &body)?;
+    let grant_type = params.require("grant_type")?.to_owned();
+    let client = clients::authenticate(&state, &req, &params).await?;
+    if !client.may_use_grant(&grant_type)
+        && matches!(
+            grant_type.as_str(),
+            "authorization_code" | "refresh_token" | "client_credentials"
+        )
+    {
+        return Err(OAuthError::unauthorized_client(format!(
+            "this client may not use the {grant_type} grant"
+        )));
+    }
+    let issued = match grant_type.as_str() {
+        "authorization_code" => {
+            grant_types::authorization_code::exchange(&state, &client, &params).await?
+        }
+        "refresh_token" => grant_types::refresh_token::exchange(&state, &client, &params).await?,
+        "client_credentials" => {
+            grant_types::client_credentials::exchange(&state, &client, &params).await?
+        }
+        other => {
+            return Err(OAuthError::new(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                format!("grant_type {other:?} is not supported"),
+            ));
+        }
+    };
+    let mut body = json!({
+        "access_token": issued.access_token,
+        "token_type": "Bearer",
+        "expires_in": issued.expires_in,
+        "scope": issued.scope,
+    });
+    if let Some(rt) = issued.refresh_token {
+        body["refresh_token"] = json!(rt);
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(body))
+}

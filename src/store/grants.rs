@@ -1,0 +1,271 @@
+//! Grants, authorization codes, refresh tokens and remembered consents.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Page, PageRequest, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct GrantRow {
+    pub id: String,
+    pub user_id: Option<String>,
+    pub client_id: String,
+    pub client_name: String,
+    pub server_id: String,
+    pub resource: String,
+    pub scopes: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+const GRANT_COLUMNS: &str = "id, user_id, client_id, client_name, server_id, resource, scopes, created_at, last_used_at, revoked_at";
+
+fn grant_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GrantRow> {
+    Ok(GrantRow {
+        id: r.get(0)?,
+        user_id: r.get(1)?,
+        client_id: r.get(2)?,
+        client_name: r.get(3)?,
+        server_id: r.get(4)?,
+        resource: r.get(5)?,
+        scopes: r.get(6)?,
+        created_at: r.get(7)?,
+        last_used_at: r.get(8)?,
+        revoked_at: r.get(9)?,
+    })
+}
+
+pub fn insert_grant(conn: &Connection, g: &GrantRow) -> Result<(), StoreError> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO grants ({GRANT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+    ))?
+    .execute(params![
+        g.id,
+        g.user_id,
+        g.client_id,
+        g.client_name,
+        g.server_id,
+        g.resource,
+        g.scopes,
+        g.created_at,
+        g.last_used_at,
+        g.revoked_at
+    ])?;
+    Ok(())
+}
+
+pub fn grant(conn: &Connection, id: &str) -> Result<Option<GrantRow>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = ?1"))?
+        .query_row([id], grant_from_row)
+        .optional()?)
+}
+
+/// Live grants of a user (`None`: everyone's), newest first.
+pub fn list_grants(
+    conn: &Connection,
+    user: Option<&str>,
+    page: &PageRequest,
+) -> Result<Page<GrantRow>, StoreError> {
+    let after = page.after.clone().unwrap_or_else(|| "\u{10FFFF}".into());
+    let total: i64 = conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM grants WHERE revoked_at IS NULL AND (?1 IS NULL OR user_id = ?1)",
+        )?
+        .query_row(params![user], |r| r.get(0))?;
+    let rows = conn
+        .prepare_cached(&format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE revoked_at IS NULL AND (?1 IS NULL OR user_id = ?1) AND id < ?2
+             ORDER BY id DESC LIMIT ?3"
+        ))?
+        .query_map(params![user, after, page.limit + 1], grant_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Page::from_rows(rows, page.limit, total, |g| g.id.clone()))
+}
+
+/// Revokes a grant and all its refresh tokens. Returns whether it was live.
+pub fn revoke_grant(conn: &Connection, id: &str, now: i64) -> Result<bool, StoreError> {
+    let n = conn
+        .prepare_cached("UPDATE grants SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL")?
+        .execute(params![id, now])?;
+    conn.prepare_cached("DELETE FROM refresh_tokens WHERE grant_id = ?1")?
+        .execute([id])?;
+    Ok(n > 0)
+}
+
+/// Grants revoked since `since`: their access tokens may still be unexpired.
+pub fn recently_revoked(conn: &Connection, since: i64) -> Result<Vec<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM grants WHERE revoked_at IS NOT NULL AND revoked_at >= ?1")?
+        .query_map([since], |r| r.get(0))?
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Live grant ids of a server or of a client (before deleting them).
+pub fn live_grant_ids(
+    conn: &Connection,
+    server_id: Option<&str>,
+    client_id: Option<&str>,
+) -> Result<Vec<String>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id FROM grants WHERE revoked_at IS NULL AND (?1 IS NULL OR server_id = ?1) AND (?2 IS NULL OR client_id = ?2)",
+        )?
+        .query_map(params![server_id, client_id], |r| r.get(0))?
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+pub fn touch_grant(conn: &Connection, id: &str, now: i64) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE grants SET last_used_at = ?2 WHERE id = ?1")?
+        .execute(params![id, now])?;
+    Ok(())
+}
+
+#[derive(Debug, Clone)]
+pub struct CodeRow {
+    pub code_hash: String,
+    pub client_id: String,
+    pub client_name: String,
+    pub user_id: String,
+    pub server_id: String,
+    pub resource: String,
+    pub redirect_uri: String,
+    pub code_challenge: String,
+    pub scopes: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+    pub grant_id: Option<String>,
+}
+
+pub fn insert_code(conn: &Connection, c: &CodeRow) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO auth_codes (code_hash, client_id, client_name, user_id, server_id, resource, redirect_uri,
+            code_challenge, scopes, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        c.code_hash, c.client_id, c.client_name, c.user_id, c.server_id, c.resource, c.redirect_uri, c.code_challenge,
+        c.scopes, c.created_at, c.expires_at
+    ])?;
+    // Expired codes are worthless: drop them as we go.
+    conn.prepare_cached("DELETE FROM auth_codes WHERE expires_at < ?1")?
+        .execute([c.created_at - 3600])?;
+    Ok(())
+}
+
+pub fn code(conn: &Connection, code_hash: &str) -> Result<Option<CodeRow>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT code_hash, client_id, client_name, user_id, server_id, resource, redirect_uri, code_challenge, scopes,
+                created_at, expires_at, used_at, grant_id FROM auth_codes WHERE code_hash = ?1",
+        )?
+        .query_row([code_hash], |r| {
+            Ok(CodeRow {
+                code_hash: r.get(0)?,
+                client_id: r.get(1)?,
+                client_name: r.get(2)?,
+                user_id: r.get(3)?,
+                server_id: r.get(4)?,
+                resource: r.get(5)?,
+                redirect_uri: r.get(6)?,
+                code_challenge: r.get(7)?,
+                scopes: r.get(8)?,
+                created_at: r.get(9)?,
+                expires_at: r.get(10)?,
+                used_at: r.get(11)?,
+                grant_id: r.get(12)?,
+            })
+        })
+        .optional()?)
+}
+
+/// Marks a code used (once): false if it already was.
+pub fn use_code(
+    conn: &Connection,
+    code_hash: &str,
+    now: i64,
+    grant_id: Option<&str>,
+) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("UPDATE auth_codes SET used_at = ?2, grant_id = ?3 WHERE code_hash = ?1 AND used_at IS NULL")?
+        .execute(params![code_hash, now, grant_id])?
+        > 0)
+}
+
+#[derive(Debug, Clone)]
+pub struct RefreshRow {
+    pub token_hash: String,
+    pub grant_id: String,
+    pub client_id: String,
+    pub scopes: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub rotated_at: Option<i64>,
+}
+
+pub fn insert_refresh(conn: &Connection, r: &RefreshRow) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO refresh_tokens (token_hash, grant_id, client_id, scopes, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![r.token_hash, r.grant_id, r.client_id, r.scopes, r.created_at, r.expires_at])?;
+    Ok(())
+}
+
+pub fn refresh(conn: &Connection, token_hash: &str) -> Result<Option<RefreshRow>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT token_hash, grant_id, client_id, scopes, created_at, expires_at, rotated_at FROM refresh_tokens WHERE token_hash = ?1",
+        )?
+        .query_row([token_hash], |r| {
+            Ok(RefreshRow {
+                token_hash: r.get(0)?,
+                grant_id: r.get(1)?,
+                client_id: r.get(2)?,
+                scopes: r.get(3)?,
+                created_at: r.get(4)?,
+                expires_at: r.get(5)?,
+                rotated_at: r.get(6)?,
+            })
+        })
+        .optional()?)
+}
+
+/// Marks a refresh token used (once): false if it already was (a replay, or a lost race).
+pub fn rotate_refresh(conn: &Connection, token_hash: &str, now: i64) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("UPDATE refresh_tokens SET rotated_at = ?2 WHERE token_hash = ?1 AND rotated_at IS NULL")?
+        .execute(params![token_hash, now])?
+        > 0)
+}
+
+/// The remembered consent's scopes, if still valid.
+pub fn consent(
+    conn: &Connection,
+    user_id: &str,
+    client_id: &str,
+    resource: &str,
+    now: i64,
+) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT scopes FROM consents WHERE user_id = ?1 AND client_id = ?2 AND resource = ?3 AND expires_at > ?4",
+        )?
+        .query_row(params![user_id, client_id, resource, now], |r| r.get(0))
+        .optional()?)
+}
+
+pub fn remember_consent(
+    conn: &Connection,
+    user_id: &str,
+    client_id: &str,
+    resource: &str,
+    scopes: &str,
+    expires_at: i64,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO consents (user_id, client_id, resource, scopes, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (user_id, client_id, resource) DO UPDATE SET scopes = excluded.scopes, expires_at = excluded.expires_at",
+    )?
+    .execute(params![user_id, client_id, resource, scopes, expires_at])?;
+    Ok(())
+}
