@@ -232,7 +232,7 @@ impl Default for GatewayConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
     pub per_minute: u32,
@@ -336,6 +336,8 @@ pub struct ServerDecl {
     /// Tool name -> required scope.
     #[serde(default)]
     pub tool_scopes: std::collections::BTreeMap<String, String>,
+    /// This server's front-door rate limit; `[gateway.rate_limit]` when unset.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// A duration written as a string: `"90s"`, `"15m"`, `"30d"`.
@@ -782,6 +784,15 @@ impl Config {
                     .map_err(|e| err(i, "byoa.token_endpoint", e))?;
                 validate::https_url(&b.jwks_uri).map_err(|e| err(i, "byoa.jwks_uri", e))?;
                 validate::issuer(&b.issuer).map_err(|e| err(i, "byoa.issuer", e))?;
+            }
+            if d.rate_limit
+                .is_some_and(|r| r.per_minute == 0 || r.burst == 0)
+            {
+                return Err(err(
+                    i,
+                    "rate_limit",
+                    "per_minute and burst must be at least 1".into(),
+                ));
             }
             for (tool, scope) in &d.tool_scopes {
                 validate::scope_token(scope)

@@ -61,6 +61,7 @@ fn desired(
         auth_mode,
         byoa_config: d.byoa.as_ref().and_then(|b| serde_json::to_string(b).ok()),
         managed_by: "config".into(),
+        rate_limit: d.rate_limit.and_then(|r| serde_json::to_string(&r).ok()),
         created_at: existing.map_or(now, |e| e.created_at),
         updated_at: now,
     }
@@ -74,6 +75,7 @@ fn same(a: &ServerRow, b: &ServerRow) -> bool {
         &a.tool_scopes,
         &a.auth_mode,
         &a.byoa_config,
+        &a.rate_limit,
     ) == (
         &b.project_id,
         &b.name,
@@ -81,6 +83,7 @@ fn same(a: &ServerRow, b: &ServerRow) -> bool {
         &b.tool_scopes,
         &b.auth_mode,
         &b.byoa_config,
+        &b.rate_limit,
     )
 }
 

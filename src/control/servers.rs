@@ -36,6 +36,8 @@ pub fn server_json(state: &AppState, s: &ServerRow) -> serde_json::Value {
         "autoStopSeconds": s.auto_stop_seconds,
         "toolScopes": tool_scopes,
         "managedBy": s.managed_by,
+        "rateLimit": s.rate_limit.as_deref().and_then(|r| serde_json::from_str::<crate::config::RateLimit>(r).ok())
+            .map(|r| json!({ "perMinute": r.per_minute, "burst": r.burst })),
         "createdAt": domain::rfc3339(s.created_at),
         "updatedAt": domain::rfc3339(s.updated_at),
     })
@@ -99,6 +101,15 @@ pub struct ServerFields {
     #[serde(default, deserialize_with = "nullable")]
     auto_stop_seconds: Option<Option<i64>>,
     tool_scopes: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    rate_limit: Option<Option<RateLimitBody>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RateLimitBody {
+    per_minute: u32,
+    burst: u32,
 }
 
 /// Validates tool-name -> scope overrides; returns them as stored JSON.
@@ -169,6 +180,24 @@ impl ServerFields {
             }
             s.auto_stop_seconds = secs;
         }
+        if let Some(limit) = self.rate_limit {
+            s.rate_limit = match limit {
+                None => None,
+                Some(r) if r.per_minute == 0 || r.burst == 0 => {
+                    return Err(ApiError::validation(
+                        "rateLimit",
+                        "perMinute and burst must be at least 1",
+                    ));
+                }
+                Some(r) => Some(
+                    serde_json::to_string(&crate::config::RateLimit {
+                        per_minute: r.per_minute,
+                        burst: r.burst,
+                    })
+                    .map_err(|e| ApiError::Internal(e.into()))?,
+                ),
+            };
+        }
         if let Some(map) = self.tool_scopes {
             s.tool_scopes = tool_scopes_json(&map).map_err(|(f, e)| ApiError::validation(&f, e))?;
         }
@@ -217,6 +246,7 @@ pub async fn create(
         auth_mode: auth_mode.into(),
         byoa_config: None,
         managed_by: "api".into(),
+        rate_limit: None,
         created_at: now,
         updated_at: now,
     };

@@ -184,6 +184,7 @@ mod tests {
             auth_mode: "ezforge_managed".into(),
             byoa_config: None,
             managed_by: "api".into(),
+            rate_limit: None,
             created_at: 0,
             updated_at: 0,
         };

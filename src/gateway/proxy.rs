@@ -275,7 +275,8 @@ async fn process(
         verified.subject,
         verified.client_id.as_deref().unwrap_or("")
     );
-    if let Decision::Limited { retry_after } = state.gateway.limiter.check(&key) {
+    let limiter = server.limiter.as_deref().unwrap_or(&state.gateway.limiter);
+    if let Decision::Limited { retry_after } = limiter.check(&key) {
         let secs = retry_after.as_secs().max(1);
         let mut res = rpc_error(
             StatusCode::TOO_MANY_REQUESTS,

@@ -9,7 +9,8 @@ use serde_json::json;
 use url::Url;
 
 use crate::app::AppState;
-use crate::config::{ByoaConfig, Routing};
+use crate::config::{ByoaConfig, RateLimit, Routing};
+use crate::control::rate_limit::Limiter;
 use crate::domain::scopes::{MCP_READ, MCP_SCOPES};
 use crate::store::servers::ServerRow;
 
@@ -24,7 +25,6 @@ pub enum ServerAuth {
     Unconfigured,
 }
 
-#[derive(Debug)]
 pub struct ServerEntry {
     pub id: String,
     pub project_id: String,
@@ -42,6 +42,9 @@ pub struct ServerEntry {
     pub metadata: Bytes,
     /// The issuer its tokens must carry.
     pub issuer: Option<String>,
+    /// This server's own rate limit, when it has one (else the gateway's).
+    pub limiter: Option<Arc<Limiter>>,
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl ServerEntry {
@@ -114,6 +117,11 @@ impl ServerEntry {
             scopes_supported,
             metadata: Bytes::from(metadata.to_string()),
             issuer,
+            rate_limit: row
+                .rate_limit
+                .as_deref()
+                .and_then(|r| serde_json::from_str(r).ok()),
+            limiter: None,
         }
     }
 
@@ -152,15 +160,26 @@ impl Registry {
     }
 
     pub fn replace(&self, state: &AppState, rows: &[ServerRow]) {
+        let old = self.maps();
         let mut maps = Maps::default();
         for r in rows {
-            let entry = Arc::new(ServerEntry::build(
+            let mut entry = ServerEntry::build(
                 &state.public_url,
                 state.config.gateway.routing,
                 state.config.gateway.server_domain.as_deref(),
                 state.config.auth.byoa.as_ref(),
                 r,
-            ));
+            );
+            // Keep a server's buckets across rebuilds while its limit is unchanged.
+            if let Some(limit) = entry.rate_limit {
+                let previous = old
+                    .by_slug
+                    .get(&r.slug)
+                    .filter(|e| e.id == entry.id && e.rate_limit == Some(limit))
+                    .and_then(|e| e.limiter.clone());
+                entry.limiter = Some(previous.unwrap_or_else(|| Arc::new(Limiter::new(limit))));
+            }
+            let entry = Arc::new(entry);
             maps.by_resource
                 .insert(entry.resource.clone(), entry.clone());
             maps.by_slug.insert(r.slug.clone(), entry);

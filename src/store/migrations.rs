@@ -13,6 +13,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/0003_request_log.sql"),
     ),
     ("oauth", include_str!("migrations/0004_oauth.sql")),
+    (
+        "server_rate_limit",
+        include_str!("migrations/0005_server_rate_limit.sql"),
+    ),
 ];
 
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -20,12 +20,15 @@ pub struct ServerRow {
     /// JSON; `None` means the deployment's `[auth.byoa]` default.
     pub byoa_config: Option<String>,
     pub managed_by: String,
+    /// JSON `{"per_minute","burst"}`; `None` = the deployment's default.
+    pub rate_limit: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
 const COLUMNS: &str = "id, project_id, name, slug, status, upstream_url, health_check_path, rollback_on_failure,
-    retention_count, auto_stop_seconds, tool_scopes, auth_mode, byoa_config, managed_by, created_at, updated_at";
+    retention_count, auto_stop_seconds, tool_scopes, auth_mode, byoa_config, managed_by, created_at, updated_at,
+    rate_limit";
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ServerRow> {
     Ok(ServerRow {
@@ -45,12 +48,13 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ServerRow> {
         managed_by: r.get(13)?,
         created_at: r.get(14)?,
         updated_at: r.get(15)?,
+        rate_limit: r.get(16)?,
     })
 }
 
 pub fn insert(conn: &Connection, s: &ServerRow) -> Result<(), StoreError> {
     conn.prepare_cached(&format!(
-        "INSERT INTO servers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+        "INSERT INTO servers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
     ))?
     .execute(params![
         s.id,
@@ -68,7 +72,8 @@ pub fn insert(conn: &Connection, s: &ServerRow) -> Result<(), StoreError> {
         s.byoa_config,
         s.managed_by,
         s.created_at,
-        s.updated_at
+        s.updated_at,
+        s.rate_limit
     ])?;
     Ok(())
 }
@@ -78,7 +83,7 @@ pub fn update(conn: &Connection, s: &ServerRow) -> Result<(), StoreError> {
     conn.prepare_cached(
         "UPDATE servers SET name = ?2, status = ?3, upstream_url = ?4, health_check_path = ?5,
             rollback_on_failure = ?6, retention_count = ?7, auto_stop_seconds = ?8, tool_scopes = ?9,
-            auth_mode = ?10, byoa_config = ?11, updated_at = ?12
+            auth_mode = ?10, byoa_config = ?11, updated_at = ?12, rate_limit = ?13
          WHERE id = ?1",
     )?
     .execute(params![
@@ -93,7 +98,8 @@ pub fn update(conn: &Connection, s: &ServerRow) -> Result<(), StoreError> {
         s.tool_scopes,
         s.auth_mode,
         s.byoa_config,
-        s.updated_at
+        s.updated_at,
+        s.rate_limit
     ])?;
     Ok(())
 }

@@ -18,6 +18,7 @@ fn decl(project: &str, slug: &str, upstream: &str) -> ezforge::config::ServerDec
         auth_mode: None,
         byoa: None,
         tool_scopes: Default::default(),
+        rate_limit: None,
     }
 }
 

@@ -42,6 +42,7 @@ async fn add_server(
         auth_mode: auth_mode.into(),
         byoa_config: byoa.map(|b| serde_json::to_string(b).expect("json")),
         managed_by: "api".into(),
+        rate_limit: None,
         created_at: now,
         updated_at: now,
     };
@@ -1049,4 +1050,91 @@ async fn the_access_log_records_requests_in_batches() {
     assert_eq!(rows[1].2, 401);
     assert_eq!(rows[1].3.as_deref(), Some("malformed"));
     drop(tmp);
+}
+
+#[tokio::test]
+async fn a_server_can_have_its_own_rate_limit() {
+    let up = FakeUpstream::start().await;
+    let upstream = up.url.clone();
+    let app = TestApp::builder()
+        .config(move |c| {
+            c.servers = vec![ezforge::config::ServerDecl {
+                project: "ops".into(),
+                slug: "tight".into(),
+                name: None,
+                upstream: Some(upstream),
+                auth_mode: None,
+                byoa: None,
+                tool_scopes: Default::default(),
+                rate_limit: Some(ezforge::config::RateLimit {
+                    per_minute: 1,
+                    burst: 2,
+                }),
+            }];
+        })
+        .spawn()
+        .await;
+    add_server(&app, "roomy", &up.url, "ezforge_managed", None, json!({})).await;
+    let ping = json!({"jsonrpc":"2.0","id":1,"method":"ping"});
+    let tight = managed_token(&app, "tight", "mcp:read", json!({}));
+    assert_eq!(
+        rpc(&app, "tight", Some(&tight), ping.clone())
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        rpc(&app, "tight", Some(&tight), ping.clone())
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        rpc(&app, "tight", Some(&tight), ping.clone())
+            .await
+            .status(),
+        429,
+        "the server's own limit"
+    );
+    let roomy = managed_token(&app, "roomy", "mcp:read", json!({}));
+    for _ in 0..5 {
+        assert_eq!(
+            rpc(&app, "roomy", Some(&roomy), ping.clone())
+                .await
+                .status(),
+            200,
+            "the global limit elsewhere"
+        );
+    }
+    // Through the API: rateLimit on a server.
+    let login = app
+        .client
+        .post(app.url("/v1/auth/login"))
+        .json(&json!({"email": crate::helpers::ADMIN_EMAIL, "password": crate::helpers::ADMIN_PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    let session = json(login).await["data"]["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let res = reqwest::Client::new()
+        .patch(app.url("/v1/servers/roomy"))
+        .bearer_auth(&session)
+        .json(&json!({"rateLimit": {"perMinute": 1, "burst": 1}}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        json(res).await["data"]["rateLimit"],
+        json!({"perMinute": 1, "burst": 1})
+    );
+    assert_eq!(
+        rpc(&app, "roomy", Some(&roomy), ping.clone())
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(rpc(&app, "roomy", Some(&roomy), ping).await.status(), 429);
 }
