@@ -150,12 +150,7 @@ impl App {
         let revoked_grants = RevokedGrants::default();
         revoked_grants.extend(revoked);
         let outbound = Outbound::new(&config.outbound)?;
-        let upstream = reqwest::Client::builder()
-            .connect_timeout(config.gateway.upstream_connect_timeout.0)
-            .pool_idle_timeout(std::time::Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .http1_only()
-            .build()
+        let upstream = gateway::upstream_client(config.gateway.upstream_connect_timeout.0)
             .map_err(|e| StartupError::Join(format!("upstream client: {e}")))?;
         let (log, log_rx) = gateway::access_log::AccessLog::new();
         let log_stop = Arc::new(tokio::sync::Notify::new());
@@ -197,8 +192,17 @@ impl App {
         let app_state = state.clone();
         let managed = state.config.auth.mode == AuthMode::Managed;
         let http = HttpServer::new(move || {
+            // One upstream client per worker: its pooled connections are then driven by the
+            // worker's own runtime, never handed across threads.
+            let upstream =
+                gateway::upstream_client(app_state.config.gateway.upstream_connect_timeout.0)
+                    .map(gateway::WorkerUpstream)
+                    .unwrap_or_else(|_| {
+                        gateway::WorkerUpstream(app_state.gateway.upstream.clone())
+                    });
             actix_web::App::new()
                 .app_data(app_state.clone())
+                .app_data(web::Data::new(upstream))
                 .wrap_fn(access_log)
                 .configure(|cfg| routes(cfg, managed))
         })

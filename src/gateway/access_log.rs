@@ -9,7 +9,8 @@ use crate::store::Store;
 use crate::store::request_log::{self, RequestLogRow};
 
 const QUEUE: usize = 16_384;
-const BATCH: usize = 512;
+const BATCH: usize = 4096;
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 #[derive(Clone)]
 pub struct AccessLog {
@@ -31,27 +32,40 @@ impl AccessLog {
     }
 }
 
-/// Writes queued entries in batches; on `stop`, writes what is queued and returns.
+/// Writes queued entries in batches: one transaction per `FLUSH_EVERY` (or per `BATCH`
+/// rows), so the log costs a few commits a second rather than one per request. On `stop`,
+/// writes what is queued and returns.
 pub async fn run_writer(store: Store, mut rx: mpsc::Receiver<RequestLogRow>, stop: Arc<Notify>) {
     let mut batch = Vec::with_capacity(BATCH);
-    loop {
-        let last = tokio::select! {
-            n = rx.recv_many(&mut batch, BATCH) => n == 0,
-            () = stop.notified() => {
-                while let Ok(row) = rx.try_recv() {
-                    batch.push(row);
+    let mut last = false;
+    while !last {
+        tokio::select! {
+            n = rx.recv_many(&mut batch, BATCH) => last = n == 0,
+            () = stop.notified() => last = true,
+        }
+        if !last {
+            // Gather more for a moment so each transaction carries many rows.
+            let deadline = tokio::time::sleep(FLUSH_EVERY);
+            tokio::pin!(deadline);
+            while batch.len() < BATCH && !last {
+                let room = BATCH - batch.len();
+                tokio::select! {
+                    n = rx.recv_many(&mut batch, room) => last = n == 0,
+                    () = &mut deadline => break,
+                    () = stop.notified() => last = true,
                 }
-                true
-            }
-        };
-        if !batch.is_empty() {
-            let rows = std::mem::take(&mut batch);
-            if let Err(e) = store.run(move |c| request_log::insert_many(c, &rows)).await {
-                tracing::error!(error = %e, "could not write the access log");
             }
         }
         if last {
-            return;
+            while let Ok(row) = rx.try_recv() {
+                batch.push(row);
+            }
+        }
+        while !batch.is_empty() {
+            let rows: Vec<RequestLogRow> = batch.drain(..batch.len().min(BATCH)).collect();
+            if let Err(e) = store.run(move |c| request_log::insert_many(c, &rows)).await {
+                tracing::error!(error = %e, "could not write the access log");
+            }
         }
     }
 }

@@ -33,6 +33,20 @@ pub struct Gateway {
     pub log_stop: Arc<tokio::sync::Notify>,
 }
 
+/// The upstream HTTP client of one actix worker.
+pub struct WorkerUpstream(pub reqwest::Client);
+
+/// A pooled HTTP/1.1 client for upstream MCP servers.
+pub fn upstream_client(connect_timeout: std::time::Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .pool_idle_timeout(std::time::Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .tcp_nodelay(true)
+        .http1_only()
+        .build()
+}
+
 /// Routes for path routing, plus the catch-all for server hosts under host routing.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
