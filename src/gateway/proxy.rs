@@ -23,6 +23,8 @@ use crate::store::request_log::RequestLogRow;
 
 /// A slow client gets this long to send its whole body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Upstream answers up to this size with a Content-Length are forwarded as one body.
+const SMALL_BODY: usize = 256 * 1024;
 /// `tools/list` responses larger than this are passed on without learning from them.
 const LEARN_CAP: usize = 4 * 1024 * 1024;
 
@@ -313,7 +315,17 @@ async fn process(
         .filter(|n| !policy::satisfied(&verified.scopes, n))
         .collect();
     if !missing.is_empty() {
-        let scope = needed.join(" ");
+        // Everything the request needs plus what the token already holds: clients re-authorize
+        // with exactly this scope, and must not lose access they had (step-up, not swap).
+        let mut wanted: Vec<&str> = verified
+            .scopes
+            .iter()
+            .map(String::as_str)
+            .chain(needed.iter().map(String::as_str))
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let scope = wanted.join(" ");
         let desc = format!(
             "this request needs the scope {}",
             missing
@@ -674,9 +686,10 @@ async fn forward(
     }
     set("x-ezforge-scopes", &who.scopes.join(" "));
 
-    let send = state
-        .gateway
-        .upstream
+    let client = req
+        .app_data::<web::Data<super::WorkerUpstream>>()
+        .map_or(&state.gateway.upstream, |w| &w.0);
+    let send = client
         .request(method, &target)
         .headers(headers)
         .body(body)
@@ -735,6 +748,40 @@ async fn forward(
         // Tell intermediaries not to buffer the stream.
         res.insert_header(("x-accel-buffering", "no"));
         res.insert_header((header::CACHE_CONTROL, "no-cache"));
+    }
+    // A small answer of known length (the usual JSON-RPC response) goes out as one body;
+    // anything else, SSE above all, streams as it arrives.
+    let small = upstream_res
+        .content_length()
+        .is_some_and(|n| n <= SMALL_BODY as u64);
+    if small && !is_sse {
+        let read = tokio::time::timeout(
+            state.config.gateway.upstream_timeout.0,
+            upstream_res.bytes(),
+        );
+        let body = match read.await {
+            Ok(Ok(b)) => b,
+            Ok(Err(_)) => {
+                return Err(rpc_error(
+                    StatusCode::BAD_GATEWAY,
+                    rpc_id,
+                    -32004,
+                    "the MCP server's answer broke off",
+                ));
+            }
+            Err(_) => {
+                return Err(rpc_error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    rpc_id,
+                    -32003,
+                    "the MCP server did not answer in time",
+                ));
+            }
+        };
+        if learn {
+            learn_tools(state, &server.id, &body, false);
+        }
+        return Ok(res.body(body));
     }
     let stream = upstream_res
         .bytes_stream()

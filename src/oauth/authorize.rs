@@ -351,13 +351,21 @@ fn consent_page(req: &HttpRequest, state: &AppState, flow: &Flow, user: &UserRow
                 .or_else(|| Some(u.scheme().to_owned()))
         })
         .unwrap_or_default();
+    // A metadata-document client names itself; its URL's host is what vouches for it.
+    let client_origin = clients::is_metadata_url(&flow.client.client_id)
+        .then(|| {
+            Url::parse(&flow.client.client_id)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned))
+        })
+        .flatten();
     let res = pages::render(
         StatusCode::OK,
         "consent.html",
         context! {
             action => form_action(state), csrf => &csrf, request => &flow.raw,
             client_name => &flow.client.name, server_name => &flow.server.name, server_uri => &flow.server.resource,
-            redirect_host, scopes, user_email => &user.email,
+            redirect_host, scopes, user_email => &user.email, client_origin,
         },
     );
     with_csrf_cookie(req, state, res, &csrf)

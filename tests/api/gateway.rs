@@ -195,7 +195,10 @@ async fn challenges_for_missing_bad_and_insufficient_tokens() {
     assert_eq!(res.status(), 403);
     let h = www_authenticate(&res);
     assert!(h.contains("error=\"insufficient_scope\""), "{h}");
-    assert!(h.contains("scope=\"mcp:execute\""), "{h}");
+    assert!(
+        h.contains("scope=\"mcp:execute mcp:read\""),
+        "what it needs and what it has: {h}"
+    );
     assert!(
         h.contains(&format!("resource_metadata=\"{metadata}\"")),
         "{h}"
