@@ -519,6 +519,23 @@ async fn matrix_get_one_project_is_session_only() {
     assert_clean(world.run(&rows).await);
 }
 
+/// `GET /v1/grants`, `DELETE /v1/grants/:grantId`: session (a user's own grants; admins all).
+/// Keys 403 whatever their scopes. (No grant exists here, so a DELETE by a session is a 404.)
+#[tokio::test]
+async fn matrix_grants() {
+    let rows = [
+        row("GET", "/v1/grants", None, Rule::Session(200)),
+        row(
+            "DELETE",
+            "/v1/grants/grt_aaaaaaaaaaaaaaaaaaaaaaaa",
+            None,
+            Rule::Session(404),
+        ),
+    ];
+    let mut world = World::new().await;
+    assert_clean(world.run(&rows).await);
+}
+
 #[tokio::test]
 async fn matrix_api_keys() {
     let rows = [

@@ -341,6 +341,7 @@ async fn pagination_parameters_out_of_range_are_400() {
         "/v1/servers".to_owned(),
         "/v1/users".to_owned(),
         "/v1/audit".to_owned(),
+        "/v1/grants".to_owned(),
         format!("/v1/projects/{project}/servers"),
         format!("/v1/projects/{project}/keys"),
         format!("/v1/projects/{project}/members"),

@@ -816,6 +816,10 @@ async fn secrets_never_appear_in_the_logs_or_the_database_of_the_binary() {
         text.lines().count() > 5,
         "debug logging produced output: {text}"
     );
+    assert!(
+        text.contains("/v1/auth/login") && text.contains("/keys"),
+        "requests were logged: {text}"
+    );
     let database = db_bytes(&data_dir);
     assert!(!database.is_empty());
     for (what, secret) in [

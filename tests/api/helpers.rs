@@ -167,6 +167,9 @@ pub const USER_PASSWORD: &str = "a-perfectly-fine-password";
 
 /// A client without a cookie store: what a CLI or script sends, nothing implicit.
 pub fn plain_client() -> reqwest::Client {
+    // reqwest is built without a default TLS provider; the app installs one at start, but a
+    // test that only runs the binary must do it itself.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -12,6 +12,7 @@ mod fakes;
 mod foundation;
 mod gateway;
 mod helpers;
+mod interop;
 mod oauth_cimd;
 mod oauth_flow;
 mod oauth_rules;

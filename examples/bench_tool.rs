@@ -1,0 +1,328 @@
+//! Tools for `bench/`: a fast upstream MCP server, token minting (managed and BYOA), a minimal
+//! https JWKS issuer, and a fixed-rate load generator. Run with `cargo run --release --example
+//! bench_tool -- <command>`. Loopback only.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use actix_web::{HttpResponse, web};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// A fast upstream MCP server answering tools/list and tools/call (and SSE on GET).
+    Upstream {
+        #[arg(long)]
+        port: u16,
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+    },
+    /// Mint `count` managed access tokens for `resource` with the data dir's active key.
+    ManagedTokens {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        issuer: String,
+        #[arg(long)]
+        resource: String,
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        #[arg(long, default_value = "mcp:execute")]
+        scope: String,
+    },
+    /// Serve a JWKS over https (self-signed, CA written to DIR/ca.pem) and write `count`
+    /// tokens for `resource` to DIR/tokens.txt; runs until killed.
+    Issuer {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        resource: String,
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+    },
+    /// Open-loop load at a fixed rate; prints p50/p90/p99/max latency in ms.
+    Load {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 2000)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// File with one bearer token per line (used round-robin); none = no Authorization.
+        #[arg(long)]
+        tokens: Option<PathBuf>,
+        #[arg(
+            long,
+            default_value = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}"#
+        )]
+        body: String,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    match Cli::parse().command {
+        Command::Upstream { port, workers } => {
+            actix_web::rt::System::new().block_on(upstream(port, workers))
+        }
+        Command::ManagedTokens {
+            data_dir,
+            issuer,
+            resource,
+            count,
+            scope,
+        } => managed_tokens(&data_dir, &issuer, &resource, count, &scope),
+        Command::Issuer {
+            port,
+            dir,
+            resource,
+            count,
+        } => actix_web::rt::System::new().block_on(issuer(port, &dir, &resource, count)),
+        Command::Load {
+            url,
+            rate,
+            seconds,
+            tokens,
+            body,
+            connections,
+        } => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?
+            .block_on(load(url, rate, seconds, tokens, body, connections)),
+    }
+}
+
+async fn mcp(body: web::Bytes) -> HttpResponse {
+    let msg: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let id = msg.get("id").cloned().unwrap_or(Value::Null);
+    let result = match msg.get("method").and_then(Value::as_str) {
+        Some("initialize") => {
+            json!({"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"bench","version":"1"}})
+        }
+        Some("tools/list") => {
+            json!({"tools":[{"name":"echo","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}]})
+        }
+        Some("tools/call") => json!({"content":[{"type":"text","text":"hi"}]}),
+        _ => json!({}),
+    };
+    HttpResponse::Ok().json(json!({"jsonrpc":"2.0","id":id,"result":result}))
+}
+
+async fn sse() -> HttpResponse {
+    // An idle stream: one comment now, then nothing until the client goes away.
+    let stream = futures_util::stream::once(async {
+        Ok::<_, actix_web::Error>(web::Bytes::from_static(b": open\n\n"))
+    })
+    .chain(futures_util::stream::pending());
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .streaming(stream)
+}
+
+use futures_util::StreamExt;
+
+async fn upstream(port: u16, workers: usize) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(("127.0.0.1", port))?;
+    println!("upstream listening on 127.0.0.1:{port}");
+    actix_web::HttpServer::new(|| {
+        actix_web::App::new()
+            .route("/mcp", web::post().to(mcp))
+            .route("/mcp", web::get().to(sse))
+    })
+    .workers(workers)
+    .listen(listener)?
+    .run()
+    .await?;
+    Ok(())
+}
+
+fn managed_tokens(
+    data_dir: &std::path::Path,
+    issuer: &str,
+    resource: &str,
+    count: usize,
+    scope: &str,
+) -> anyhow::Result<()> {
+    let store = ezforge::store::Store::open(&data_dir.join("ezforge.db"))?;
+    let master = ezforge::crypto::MasterKey::load_or_create(None, data_dir)?;
+    let now = ezforge::domain::now();
+    let keys = store.run_blocking(|c| ezforge::oauth::keys::load(c, &master, now))?;
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some(keys.active.kid.clone());
+    header.typ = Some("at+jwt".into());
+    for i in 0..count {
+        let claims = json!({"iss": issuer, "sub": format!("usr_bench{i}"), "aud": resource, "client_id": format!("client_bench{i}"),
+            "scope": scope, "iat": now, "exp": now + 3600, "jti": format!("j{i}")});
+        println!(
+            "{}",
+            jsonwebtoken::encode(&header, &claims, &keys.active.encoding)?
+        );
+    }
+    Ok(())
+}
+
+async fn issuer(
+    port: u16,
+    dir: &std::path::Path,
+    resource: &str,
+    count: usize,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])?;
+    std::fs::write(dir.join("ca.pem"), ck.cert.pem())?;
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let raw = pair.public_key_raw();
+    let jwks = json!({"keys":[{"kty":"EC","crv":"P-256","kid":"bench","alg":"ES256","use":"sig",
+        "x": URL_SAFE_NO_PAD.encode(&raw[1..33]), "y": URL_SAFE_NO_PAD.encode(&raw[33..65])}]});
+    let key = jsonwebtoken::EncodingKey::from_ec_der(&pair.serialize_der());
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some("bench".into());
+    let iss = format!("https://127.0.0.1:{port}");
+    let now = ezforge::domain::now();
+    let mut tokens = String::new();
+    for i in 0..count {
+        let claims = json!({"iss": iss, "sub": format!("ext{i}"), "aud": resource, "scope": "mcp:execute", "exp": now + 3600, "azp": "bench"});
+        tokens.push_str(&jsonwebtoken::encode(&header, &claims, &key)?);
+        tokens.push('\n');
+    }
+    std::fs::write(dir.join("tokens.txt"), tokens)?;
+    let tls = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![rustls_pki_types::CertificateDer::from(
+                ck.cert.der().to_vec(),
+            )],
+            rustls_pki_types::PrivateKeyDer::try_from(ck.signing_key.serialize_der())
+                .map_err(|e| anyhow::anyhow!(e))?,
+        )?;
+    let body = jwks.to_string();
+    let listener = TcpListener::bind(("127.0.0.1", port))?;
+    println!("issuer {iss} ready");
+    actix_web::HttpServer::new(move || {
+        let body = body.clone();
+        actix_web::App::new().route(
+            "/jwks.json",
+            web::get().to(move || {
+                let body = body.clone();
+                async move {
+                    HttpResponse::Ok()
+                        .insert_header(("Cache-Control", "max-age=3600"))
+                        .content_type("application/json")
+                        .body(body)
+                }
+            }),
+        )
+    })
+    .workers(1)
+    .listen_rustls_0_23(listener, tls)?
+    .run()
+    .await?;
+    Ok(())
+}
+
+async fn load(
+    url: String,
+    rate: u64,
+    seconds: u64,
+    tokens: Option<PathBuf>,
+    body: String,
+    connections: usize,
+) -> anyhow::Result<()> {
+    let tokens: Arc<Vec<String>> = Arc::new(match tokens {
+        Some(p) => std::fs::read_to_string(p)?
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        None => Vec::new(),
+    });
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .build()?;
+    let total = (rate * seconds) as usize;
+    let interval = Duration::from_nanos(1_000_000_000 / rate.max(1));
+    let start = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let inflight = Arc::new(tokio::sync::Semaphore::new(connections * 4));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Duration, bool)>();
+    for i in 0..total {
+        // Open loop: request i is due at start + i * interval, whatever happened before.
+        let due = start + interval * i as u32;
+        tokio::time::sleep_until(due.into()).await;
+        let Ok(permit) = inflight.clone().acquire_owned().await else {
+            break;
+        };
+        let (client, url, body, tokens, tx, next) = (
+            client.clone(),
+            url.clone(),
+            body.clone(),
+            tokens.clone(),
+            tx.clone(),
+            next.clone(),
+        );
+        tokio::spawn(async move {
+            let mut req = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .body(body);
+            if !tokens.is_empty() {
+                let t = &tokens[next.fetch_add(1, Ordering::Relaxed) % tokens.len()];
+                req = req.bearer_auth(t);
+            }
+            let ok = match req.send().await {
+                Ok(r) => {
+                    let ok = r.status().is_success();
+                    let _ = r.bytes().await;
+                    ok
+                }
+                Err(_) => false,
+            };
+            // Latency from when the request was due (no coordinated omission).
+            let _ = tx.send((due.elapsed(), ok));
+            drop(permit);
+        });
+    }
+    drop(tx);
+    let mut lat = Vec::with_capacity(total);
+    let mut errors = 0usize;
+    while let Some((d, ok)) = rx.recv().await {
+        lat.push(d);
+        if !ok {
+            errors += 1;
+        }
+    }
+    lat.sort();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    println!(
+        "requests={} errors={} rate={}/s p50={:.3}ms p90={:.3}ms p99={:.3}ms max={:.3}ms",
+        lat.len(),
+        errors,
+        rate,
+        pct(0.50),
+        pct(0.90),
+        pct(0.99),
+        lat.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    );
+    Ok(())
+}
