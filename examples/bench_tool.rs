@@ -54,6 +54,17 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         count: usize,
     },
+    /// Hold `count` SSE streams (GET with a bearer token) open for `seconds`, then close them.
+    Streams {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        tokens: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// Open-loop load at a fixed rate; prints p50/p90/p99/max latency in ms.
     Load {
         #[arg(long)]
@@ -94,6 +105,16 @@ fn main() -> anyhow::Result<()> {
             resource,
             count,
         } => actix_web::rt::System::new().block_on(issuer(port, &dir, &resource, count)),
+        Command::Streams {
+            url,
+            tokens,
+            count,
+            seconds,
+        } => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?
+            .block_on(streams(url, tokens, count, seconds)),
         Command::Load {
             url,
             rate,
@@ -324,5 +345,52 @@ async fn load(
         pct(0.99),
         lat.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0)
     );
+    Ok(())
+}
+
+async fn streams(url: String, tokens: PathBuf, count: usize, seconds: u64) -> anyhow::Result<()> {
+    let tokens: Vec<String> = std::fs::read_to_string(tokens)?
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()?;
+    let opened = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::with_capacity(count);
+    for i in 0..count {
+        let (client, url, token, opened) = (
+            client.clone(),
+            url.clone(),
+            tokens[i % tokens.len()].clone(),
+            opened.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let Ok(mut res) = client
+                .get(&url)
+                .bearer_auth(token)
+                .header("accept", "text/event-stream")
+                .send()
+                .await
+            else {
+                return;
+            };
+            if res.status().is_success() && res.chunk().await.ok().flatten().is_some() {
+                opened.fetch_add(1, Ordering::Relaxed);
+                // Hold the stream open until the task is aborted.
+                while let Ok(Some(_)) = res.chunk().await {}
+            }
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while opened.load(Ordering::Relaxed) < count && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("streams open: {}", opened.load(Ordering::Relaxed));
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    for t in tasks {
+        t.abort();
+    }
     Ok(())
 }

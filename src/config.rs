@@ -212,6 +212,9 @@ pub struct GatewayConfig {
     pub upstream_timeout: Duration,
     /// Browser origins allowed on every server, besides the public URL's own.
     pub allowed_origins: Vec<String>,
+    /// While an SSE stream from an upstream is quiet, send a comment this often, so clients
+    /// that went away are noticed and their upstream connections closed.
+    pub sse_keepalive: Duration,
     pub rate_limit: RateLimit,
 }
 
@@ -224,6 +227,7 @@ impl Default for GatewayConfig {
             upstream_connect_timeout: Duration::secs(5),
             upstream_timeout: Duration::secs(60),
             allowed_origins: Vec::new(),
+            sse_keepalive: Duration::secs(15),
             rate_limit: RateLimit {
                 per_minute: 1200,
                 burst: 200,
@@ -677,6 +681,7 @@ impl Config {
                 self.gateway.upstream_connect_timeout,
             ),
             ("outbound.timeout", self.outbound.timeout),
+            ("gateway.sse_keepalive", self.gateway.sse_keepalive),
         ] {
             if d.0.is_zero() {
                 return Err(ConfigError::rule(key, "must be longer than zero"));

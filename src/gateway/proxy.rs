@@ -1,6 +1,7 @@
 //! One request through the front door: route, CORS and Origin, body limit, bearer token,
 //! rate limit, session binding, scope policy, then a streaming proxy to the upstream.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -786,6 +787,16 @@ async fn forward(
     let stream = upstream_res
         .bytes_stream()
         .map(|r| r.map_err(|e| actix_web::error::ErrorBadGateway(e.to_string())));
+    let stream = Heartbeat {
+        inner: Box::pin(stream),
+        every: if is_sse {
+            Some(state.config.gateway.sse_keepalive.0)
+        } else {
+            None
+        },
+        timer: None,
+        at_boundary: true,
+    };
     if learn {
         let st = state.clone();
         let server_id = server.id.clone();
@@ -799,6 +810,54 @@ async fn forward(
         Ok(res.streaming(learner))
     } else {
         Ok(res.streaming(stream))
+    }
+}
+
+/// Passes a stream through; for SSE, while the upstream is quiet between events, emits a
+/// comment every `every`. Actix notices a departed client only when it writes, so without this
+/// an idle stream (and its upstream connection) would outlive its client forever.
+struct Heartbeat<S> {
+    inner: Pin<Box<S>>,
+    every: Option<Duration>,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The last chunk ended an event, so a comment cannot split one.
+    at_boundary: bool,
+}
+
+impl<S: Stream<Item = Result<Bytes, actix_web::Error>>> Stream for Heartbeat<S> {
+    type Item = Result<Bytes, actix_web::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        match this.inner.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                if !chunk.is_empty() {
+                    this.at_boundary = chunk.ends_with(b"\n\n") || chunk.ends_with(b"\r\n\r\n");
+                }
+                this.timer = None;
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Pending => {
+                let Some(every) = this.every else {
+                    return Poll::Pending;
+                };
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(every)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    this.timer = None;
+                    if this.at_boundary {
+                        return Poll::Ready(Some(Ok(Bytes::from_static(b": keepalive\n\n"))));
+                    }
+                    // Mid-event: wait for the upstream, and check again later.
+                    let mut next = Box::pin(tokio::time::sleep(every));
+                    let _ = next.as_mut().poll(cx);
+                    this.timer = Some(next);
+                }
+                Poll::Pending
+            }
+            other => other,
+        }
     }
 }
 

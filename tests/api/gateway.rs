@@ -1141,3 +1141,99 @@ async fn a_server_can_have_its_own_rate_limit() {
     );
     assert_eq!(rpc(&app, "roomy", Some(&roomy), ping).await.status(), 429);
 }
+
+/// A raw upstream that answers one SSE event, then waits for its connection to close and
+/// counts that. (An actix upstream would only notice the close when it next wrote.)
+async fn raw_sse_upstream() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/mcp", listener.local_addr().expect("addr"));
+    let closed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = closed.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n\r\n";
+                if sock.write_all(head.as_bytes()).await.is_err()
+                    || sock.write_all(b"event: ping\ndata: {}\n\n").await.is_err()
+                {
+                    return;
+                }
+                // Silence; the body ends when the connection does.
+                loop {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+    });
+    (url, closed)
+}
+
+#[tokio::test]
+async fn a_departed_sse_client_releases_its_upstream_connection() {
+    let app = TestApp::builder()
+        .config(|c| c.gateway.sse_keepalive = ezforge::config::Duration(Duration::from_millis(100)))
+        .spawn()
+        .await;
+    let (upstream, closed) = raw_sse_upstream().await;
+    add_server(
+        &app,
+        "weather",
+        &upstream,
+        "ezforge_managed",
+        None,
+        json!({}),
+    )
+    .await;
+    let token = managed_token(&app, "weather", "mcp:read", json!({}));
+    let client = reqwest::Client::new();
+    let mut res = client
+        .get(resource(&app, "weather"))
+        .bearer_auth(&token)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(res.status(), 200);
+    let first = res.chunk().await.expect("chunk").expect("bytes");
+    assert!(String::from_utf8_lossy(&first).contains("event: ping"));
+    // While the upstream is quiet, keepalive comments arrive at event boundaries.
+    let comment = tokio::time::timeout(Duration::from_secs(10), res.chunk())
+        .await
+        .expect("a keepalive comes")
+        .expect("chunk")
+        .expect("bytes");
+    assert_eq!(&comment[..], b": keepalive\n\n");
+    assert_eq!(closed.load(std::sync::atomic::Ordering::SeqCst), 0);
+    drop(res);
+    drop(client);
+    // The next keepalive fails to write; the gateway drops the stream and closes the upstream
+    // connection.
+    let mut n = 0;
+    for _ in 0..200 {
+        n = closed.load(std::sync::atomic::Ordering::SeqCst);
+        if n == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        n, 1,
+        "the upstream connection was closed after the client left"
+    );
+}
