@@ -13,7 +13,7 @@ use crate::crypto;
 use crate::domain::scopes::MCP_READ;
 use crate::domain::{self, validate};
 use crate::error::ApiError;
-use crate::store::{self, StoreError, clients::ClientRow};
+use crate::store::{self, clients::ClientRow};
 
 pub fn client_json(c: &ClientRow) -> serde_json::Value {
     let redirect_uris: serde_json::Value =
@@ -168,30 +168,26 @@ pub async fn create(
     let actor = who.actor();
     let row = state
         .store
-        .run(move |c| {
-            let tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(StoreError::from)?;
-            let (server, _) = server_access(&tx, &who, &key)?;
-            if store::clients::find(&tx, &row.client_id)?.is_some() {
+        .write(move |tx| {
+            let (server, _) = server_access(tx, &who, &key)?;
+            if store::clients::find(tx, &row.client_id)?.is_some() {
                 return Err(ApiError::Conflict(format!(
                     "the client {} is already registered",
                     row.client_id
                 )));
             }
             row.server_id = Some(server.id.clone());
-            store::clients::insert(&tx, &row)?;
+            store::clients::insert(tx, &row)?;
             let details =
                 json!({ "clientId": row.client_id, "name": row.name, "trusted": row.trusted });
             store::audit::record(
-                &tx,
+                tx,
                 &actor,
                 "client.create",
                 Some(&row.id),
                 Some(&server.project_id),
                 Some(&details),
             )?;
-            tx.commit().map_err(StoreError::from)?;
             Ok::<_, ApiError>(row)
         })
         .await?;
@@ -213,30 +209,25 @@ pub async fn delete(
     let st = state.clone();
     state
         .store
-        .run(move |c| {
-            let tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(StoreError::from)?;
-            let (server, _) = server_access(&tx, &who, &key)?;
-            let client = store::clients::find(&tx, &client_key)?
+        .write(move |tx| {
+            let (server, _) = server_access(tx, &who, &key)?;
+            let client = store::clients::find(tx, &client_key)?
                 .filter(|cl| cl.server_id.as_deref() == Some(server.id.as_str()))
                 .ok_or_else(|| ApiError::NotFound("client not found".into()))?;
-            for gid in
-                store::grants::live_grant_ids(&tx, Some(&server.id), Some(&client.client_id))?
+            for gid in store::grants::live_grant_ids(tx, Some(&server.id), Some(&client.client_id))?
             {
-                store::grants::revoke_grant(&tx, &gid, domain::now())?;
+                store::grants::revoke_grant(tx, &gid, domain::now())?;
                 st.revoked_grants.revoke(&gid);
             }
-            store::clients::delete(&tx, &client.id)?;
+            store::clients::delete(tx, &client.id)?;
             store::audit::record(
-                &tx,
+                tx,
                 &actor,
                 "client.delete",
                 Some(&client.id),
                 Some(&server.project_id),
                 Some(&json!({ "clientId": client.client_id })),
             )?;
-            tx.commit().map_err(StoreError::from)?;
             Ok::<_, ApiError>(())
         })
         .await?;

@@ -11,7 +11,7 @@ use crate::app::AppState;
 use crate::domain::scopes::ApiScope;
 use crate::domain::{self, Secret};
 use crate::error::ApiError;
-use crate::store::{self, StoreError, env_vars::EnvVarRow};
+use crate::store::{self, env_vars::EnvVarRow};
 
 const MAX_VALUE: usize = 32 * 1024;
 
@@ -98,12 +98,9 @@ async fn write(
     let st = state.clone();
     state
         .store
-        .run(move |c| {
-            let tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(StoreError::from)?;
-            let (server, _) = server_access(&tx, &who, &server_key)?;
-            let existing = store::env_vars::find(&tx, &server.id, &name)?;
+        .write(move |tx| {
+            let (server, _) = server_access(tx, &who, &server_key)?;
+            let existing = store::env_vars::find(tx, &server.id, &name)?;
             if must_be_new && existing.is_some() {
                 return Err(ApiError::Conflict(format!(
                     "{name} is already set; use PUT to replace it"
@@ -113,30 +110,22 @@ async fn write(
                 .master_key
                 .seal(value.expose().as_bytes(), &seal_context(&server.id, &name));
             let now = domain::now();
-            store::env_vars::upsert(
-                &tx,
-                &domain::new_id("env_"),
-                &server.id,
-                &name,
-                &sealed,
-                now,
-            )?;
+            store::env_vars::upsert(tx, &domain::new_id("env_"), &server.id, &name, &sealed, now)?;
             let action = if existing.is_some() {
                 "env.replace"
             } else {
                 "env.create"
             };
             store::audit::record(
-                &tx,
+                tx,
                 &actor,
                 action,
                 Some(&server.id),
                 Some(&server.project_id),
                 Some(&json!({ "name": name })),
             )?;
-            let row = store::env_vars::find(&tx, &server.id, &name)?
+            let row = store::env_vars::find(tx, &server.id, &name)?
                 .ok_or_else(|| ApiError::NotFound("env var not found".into()))?;
-            tx.commit().map_err(StoreError::from)?;
             Ok((row, existing.is_none()))
         })
         .await
@@ -193,23 +182,19 @@ pub async fn delete(
     let actor = who.actor();
     state
         .store
-        .run(move |c| {
-            let tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(StoreError::from)?;
-            let (server, _) = server_access(&tx, &who, &key)?;
-            if !store::env_vars::delete(&tx, &server.id, &name)? {
+        .write(move |tx| {
+            let (server, _) = server_access(tx, &who, &key)?;
+            if !store::env_vars::delete(tx, &server.id, &name)? {
                 return Err(ApiError::NotFound("env var not found".into()));
             }
             store::audit::record(
-                &tx,
+                tx,
                 &actor,
                 "env.delete",
                 Some(&server.id),
                 Some(&server.project_id),
                 Some(&json!({ "name": name })),
             )?;
-            tx.commit().map_err(StoreError::from)?;
             Ok::<_, ApiError>(())
         })
         .await?;

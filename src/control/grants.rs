@@ -9,7 +9,7 @@ use super::{ListQuery, list as list_page, no_content, time};
 use crate::app::AppState;
 use crate::domain;
 use crate::error::ApiError;
-use crate::store::{self, StoreError, grants::GrantRow};
+use crate::store::{self, grants::GrantRow};
 
 fn grant_json(g: &GrantRow) -> serde_json::Value {
     json!({
@@ -51,26 +51,22 @@ pub async fn revoke(
     let st = state.clone();
     state
         .store
-        .run(move |c| {
-            let tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(StoreError::from)?;
-            let grant = store::grants::grant(&tx, &id)?
+        .write(move |tx| {
+            let grant = store::grants::grant(tx, &id)?
                 .filter(|g| {
                     g.revoked_at.is_none()
                         && (user.is_admin() || g.user_id.as_deref() == Some(user.id.as_str()))
                 })
                 .ok_or_else(|| ApiError::NotFound("grant not found".into()))?;
-            store::grants::revoke_grant(&tx, &grant.id, domain::now())?;
+            store::grants::revoke_grant(tx, &grant.id, domain::now())?;
             store::audit::record(
-                &tx,
+                tx,
                 &actor,
                 "grant.revoke",
                 Some(&grant.id),
                 None,
                 Some(&json!({ "clientId": grant.client_id })),
             )?;
-            tx.commit().map_err(StoreError::from)?;
             st.revoked_grants.revoke(&grant.id);
             Ok::<_, ApiError>(())
         })

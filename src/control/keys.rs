@@ -12,7 +12,7 @@ use crate::crypto;
 use crate::domain::scopes::{ApiScope, ApiScopes};
 use crate::domain::{self, validate};
 use crate::error::ApiError;
-use crate::store::{self, StoreError, api_keys::ApiKeyRow};
+use crate::store::{self, api_keys::ApiKeyRow};
 
 fn key_json(state: &AppState, k: &ApiKeyRow) -> serde_json::Value {
     json!({
@@ -128,11 +128,8 @@ pub async fn create(
     let key = path.into_inner();
     let row = state
         .store
-        .run(move |c| {
-            let tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(StoreError::from)?;
-            let access = project_access(&tx, &who, &key)?;
+        .write(move |tx| {
+            let access = project_access(tx, &who, &key)?;
             let row = ApiKeyRow {
                 id: domain::new_id("key_"),
                 project_id: access.project.id.clone(),
@@ -145,18 +142,17 @@ pub async fn create(
                 expires_at,
                 last_used_at: None,
             };
-            store::api_keys::insert(&tx, &row, &hash)?;
+            store::api_keys::insert(tx, &row, &hash)?;
             let details =
                 json!({ "name": row.name, "scopes": scopes.names(), "environment": environment });
             store::audit::record(
-                &tx,
+                tx,
                 &actor,
                 "api_key.create",
                 Some(&row.id),
                 Some(&row.project_id),
                 Some(&details),
             )?;
-            tx.commit().map_err(StoreError::from)?;
             Ok::<_, ApiError>((row, secret))
         })
         .await?;
@@ -176,25 +172,21 @@ pub async fn revoke(
     let actor = who.actor();
     state
         .store
-        .run(move |c| {
-            let tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(StoreError::from)?;
-            let key = store::api_keys::by_id(&tx, &id)?
+        .write(move |tx| {
+            let key = store::api_keys::by_id(tx, &id)?
                 .ok_or_else(|| ApiError::NotFound("API key not found".into()))?;
             // Visible only to those who can see its project.
-            project_access(&tx, &who, &key.project_id)
+            project_access(tx, &who, &key.project_id)
                 .map_err(|_| ApiError::NotFound("API key not found".into()))?;
-            store::api_keys::delete(&tx, &key.id)?;
+            store::api_keys::delete(tx, &key.id)?;
             store::audit::record(
-                &tx,
+                tx,
                 &actor,
                 "api_key.revoke",
                 Some(&key.id),
                 Some(&key.project_id),
                 None,
             )?;
-            tx.commit().map_err(StoreError::from)?;
             Ok::<_, ApiError>(())
         })
         .await?;

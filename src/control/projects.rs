@@ -10,7 +10,7 @@ use super::{ListQuery, data, list as list_page, no_content};
 use crate::app::AppState;
 use crate::domain::{self, validate, validate::Slug};
 use crate::error::ApiError;
-use crate::store::{self, StoreError, projects::ProjectRow};
+use crate::store::{self, projects::ProjectRow};
 
 pub fn project_json(p: &ProjectRow, role: Option<&str>) -> serde_json::Value {
     json!({
@@ -84,27 +84,23 @@ pub async fn create(
     let actor = who.actor();
     state
         .store
-        .run(move |c| {
-            let tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(StoreError::from)?;
-            if store::projects::find(&tx, &row.slug)?.is_some() {
+        .write(move |tx| {
+            if store::projects::find(tx, &row.slug)?.is_some() {
                 return Err(ApiError::Conflict(format!(
                     "the slug {} is taken",
                     row.slug
                 )));
             }
-            store::projects::insert(&tx, &row)?;
-            store::projects::add_member(&tx, &row.id, &user.id, "owner", now)?;
+            store::projects::insert(tx, &row)?;
+            store::projects::add_member(tx, &row.id, &user.id, "owner", now)?;
             store::audit::record(
-                &tx,
+                tx,
                 &actor,
                 "project.create",
                 Some(&row.id),
                 Some(&row.id),
                 Some(&json!({ "slug": row.slug })),
             )?;
-            tx.commit().map_err(StoreError::from)?;
             Ok(())
         })
         .await?;
@@ -155,11 +151,8 @@ pub async fn update(
     let actor = who.actor();
     let (project, role) = state
         .store
-        .run(move |c| {
-            let tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(StoreError::from)?;
-            let access = project_access(&tx, &who, &key)?;
+        .write(move |tx| {
+            let access = project_access(tx, &who, &key)?;
             if !access.owner {
                 return Err(owner_only());
             }
@@ -171,9 +164,9 @@ pub async fn update(
                 return Err(ApiError::validation("slug", "cannot be changed"));
             }
             if let Some(name) = &name {
-                store::projects::update_name(&tx, &access.project.id, name, domain::now())?;
+                store::projects::update_name(tx, &access.project.id, name, domain::now())?;
                 store::audit::record(
-                    &tx,
+                    tx,
                     &actor,
                     "project.update",
                     Some(&access.project.id),
@@ -181,9 +174,8 @@ pub async fn update(
                     None,
                 )?;
             }
-            let project = store::projects::find(&tx, &access.project.id)?
+            let project = store::projects::find(tx, &access.project.id)?
                 .ok_or_else(|| ApiError::NotFound("project not found".into()))?;
-            tx.commit().map_err(StoreError::from)?;
             Ok((project, access.role))
         })
         .await?;
@@ -210,30 +202,26 @@ pub async fn delete(
     let actor = who.actor();
     state
         .store
-        .run(move |c| {
-            let tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(StoreError::from)?;
-            let access = project_access(&tx, &who, &key)?;
+        .write(move |tx| {
+            let access = project_access(tx, &who, &key)?;
             if !access.owner {
                 return Err(owner_only());
             }
-            let servers = store::projects::server_count(&tx, &access.project.id)?;
+            let servers = store::projects::server_count(tx, &access.project.id)?;
             if servers > 0 {
                 return Err(ApiError::Conflict(format!(
                     "the project still has {servers} server(s); delete them first"
                 )));
             }
-            store::projects::delete(&tx, &access.project.id)?;
+            store::projects::delete(tx, &access.project.id)?;
             store::audit::record(
-                &tx,
+                tx,
                 &actor,
                 "project.delete",
                 Some(&access.project.id),
                 Some(&access.project.id),
                 None,
             )?;
-            tx.commit().map_err(StoreError::from)?;
             Ok(())
         })
         .await?;
@@ -297,34 +285,30 @@ pub async fn add_member(
     let actor = who.actor();
     let member = state
         .store
-        .run(move |c| {
-            let tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(StoreError::from)?;
-            let access = project_access(&tx, &who, &key)?;
+        .write(move |tx| {
+            let access = project_access(tx, &who, &key)?;
             if !access.owner {
                 return Err(owner_only());
             }
-            let user = store::users::by_email(&tx, &email)?
+            let user = store::users::by_email(tx, &email)?
                 .ok_or_else(|| ApiError::validation("email", "no user has this email"))?;
-            if store::projects::member_role(&tx, &access.project.id, &user.id)?.is_some() {
+            if store::projects::member_role(tx, &access.project.id, &user.id)?.is_some() {
                 return Err(ApiError::Conflict(format!(
                     "{} is already a member",
                     user.email
                 )));
             }
             let now = domain::now();
-            store::projects::add_member(&tx, &access.project.id, &user.id, &role, now)?;
+            store::projects::add_member(tx, &access.project.id, &user.id, &role, now)?;
             let details = json!({ "userId": user.id, "role": role });
             store::audit::record(
-                &tx,
+                tx,
                 &actor,
                 "project.member.add",
                 Some(&user.id),
                 Some(&access.project.id),
                 Some(&details),
             )?;
-            tx.commit().map_err(StoreError::from)?;
             Ok(store::projects::MemberRow {
                 user_id: user.id,
                 email: user.email,
@@ -346,31 +330,27 @@ pub async fn remove_member(
     let actor = who.actor();
     state
         .store
-        .run(move |c| {
-            let tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(StoreError::from)?;
-            let access = project_access(&tx, &who, &key)?;
+        .write(move |tx| {
+            let access = project_access(tx, &who, &key)?;
             if !access.owner {
                 return Err(owner_only());
             }
-            let role = store::projects::member_role(&tx, &access.project.id, &user_id)?
+            let role = store::projects::member_role(tx, &access.project.id, &user_id)?
                 .ok_or_else(|| ApiError::NotFound("member not found".into()))?;
-            store::projects::remove_member(&tx, &access.project.id, &user_id)?;
-            if role == "owner" && store::projects::owner_count(&tx, &access.project.id)? == 0 {
+            store::projects::remove_member(tx, &access.project.id, &user_id)?;
+            if role == "owner" && store::projects::owner_count(tx, &access.project.id)? == 0 {
                 return Err(ApiError::Conflict(
                     "a project must keep at least one owner".into(),
                 ));
             }
             store::audit::record(
-                &tx,
+                tx,
                 &actor,
                 "project.member.remove",
                 Some(&user_id),
                 Some(&access.project.id),
                 None,
             )?;
-            tx.commit().map_err(StoreError::from)?;
             Ok(())
         })
         .await?;

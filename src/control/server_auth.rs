@@ -13,7 +13,7 @@ use crate::app::AppState;
 use crate::config::{AuthMode, ByoaConfig};
 use crate::domain::{self, validate};
 use crate::error::ApiError;
-use crate::store::{self, StoreError, servers::ServerRow};
+use crate::store::{self, servers::ServerRow};
 
 fn byoa_json(b: &ByoaConfig) -> serde_json::Value {
     json!({
@@ -131,27 +131,23 @@ pub async fn update(
     let st = state.clone();
     let server = state
         .store
-        .run(move |c| {
-            let tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(StoreError::from)?;
-            let (mut server, _) = server_access(&tx, &who, &key)?;
+        .write(move |tx| {
+            let (mut server, _) = server_access(tx, &who, &key)?;
             refuse_if_declared(&st, &server)?;
             server.auth_mode = mode.into();
             server.byoa_config = byoa.as_ref().and_then(|b| serde_json::to_string(b).ok());
             server.updated_at = domain::now();
-            store::servers::update(&tx, &server)?;
+            store::servers::update(tx, &server)?;
             let details =
                 json!({ "authMode": mode, "issuer": byoa.as_ref().map(|b| b.issuer.clone()) });
             store::audit::record(
-                &tx,
+                tx,
                 &actor,
                 "server.auth.update",
                 Some(&server.id),
                 Some(&server.project_id),
                 Some(&details),
             )?;
-            tx.commit().map_err(StoreError::from)?;
             Ok::<_, ApiError>(server)
         })
         .await?;

@@ -15,7 +15,7 @@ use crate::config::AuthMode;
 use crate::domain::scopes::ApiScope;
 use crate::domain::{self, validate, validate::Slug};
 use crate::error::ApiError;
-use crate::store::{self, StoreError, servers::ServerRow};
+use crate::store::{self, servers::ServerRow};
 
 pub fn server_json(state: &AppState, s: &ServerRow) -> serde_json::Value {
     let tool_scopes: serde_json::Value =
@@ -255,29 +255,25 @@ pub async fn create(
     let actor = who.actor();
     let server = state
         .store
-        .run(move |c| {
-            let tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(StoreError::from)?;
-            let access = project_access(&tx, &who, &key)?;
-            if store::servers::find(&tx, &server.slug)?.is_some() {
+        .write(move |tx| {
+            let access = project_access(tx, &who, &key)?;
+            if store::servers::find(tx, &server.slug)?.is_some() {
                 return Err(ApiError::Conflict(format!(
                     "the slug {} is taken",
                     server.slug
                 )));
             }
             server.project_id = access.project.id;
-            store::servers::insert(&tx, &server)?;
+            store::servers::insert(tx, &server)?;
             let details = json!({ "slug": server.slug, "upstreamUrl": server.upstream_url });
             store::audit::record(
-                &tx,
+                tx,
                 &actor,
                 "server.create",
                 Some(&server.id),
                 Some(&server.project_id),
                 Some(&details),
             )?;
-            tx.commit().map_err(StoreError::from)?;
             Ok(server)
         })
         .await?;
@@ -328,11 +324,8 @@ pub async fn update(
     let st = state.clone();
     let server = state
         .store
-        .run(move |c| {
-            let tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(StoreError::from)?;
-            let (mut server, _) = server_access(&tx, &who, &key)?;
+        .write(move |tx| {
+            let (mut server, _) = server_access(tx, &who, &key)?;
             refuse_if_declared(&st, &server)?;
             if body.slug.take().is_some_and(|s| s != server.slug) {
                 return Err(ApiError::validation(
@@ -342,16 +335,15 @@ pub async fn update(
             }
             body.apply(&mut server)?;
             server.updated_at = domain::now();
-            store::servers::update(&tx, &server)?;
+            store::servers::update(tx, &server)?;
             store::audit::record(
-                &tx,
+                tx,
                 &actor,
                 "server.update",
                 Some(&server.id),
                 Some(&server.project_id),
                 None,
             )?;
-            tx.commit().map_err(StoreError::from)?;
             Ok(server)
         })
         .await?;
@@ -370,26 +362,22 @@ pub async fn delete(
     let st = state.clone();
     state
         .store
-        .run(move |c| {
-            let tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(StoreError::from)?;
-            let (server, _) = server_access(&tx, &who, &key)?;
+        .write(move |tx| {
+            let (server, _) = server_access(tx, &who, &key)?;
             refuse_if_declared(&st, &server)?;
             // Its grants end now: the front door refuses their tokens even if the slug returns.
-            for gid in store::grants::live_grant_ids(&tx, Some(&server.id), None)? {
+            for gid in store::grants::live_grant_ids(tx, Some(&server.id), None)? {
                 st.revoked_grants.revoke(&gid);
             }
-            store::servers::delete(&tx, &server.id)?;
+            store::servers::delete(tx, &server.id)?;
             store::audit::record(
-                &tx,
+                tx,
                 &actor,
                 "server.delete",
                 Some(&server.id),
                 Some(&server.project_id),
                 Some(&json!({ "slug": server.slug })),
             )?;
-            tx.commit().map_err(StoreError::from)?;
             Ok::<_, ApiError>(())
         })
         .await?;

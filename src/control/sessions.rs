@@ -91,17 +91,14 @@ pub async fn start_session(
     let user_id = user.id.clone();
     state
         .store
-        .run(move |c| {
-            let tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(store::StoreError::from)?;
-            store::sessions::create(&tx, &hash, &user_id, now, expires_at)?;
+        .write(move |tx| {
+            store::sessions::create(tx, &hash, &user_id, now, expires_at)?;
             let actor = Actor {
                 id: user_id.clone(),
                 address,
             };
-            store::audit::record(&tx, &actor, "session.create", Some(&user_id), None, None)?;
-            tx.commit().map_err(store::StoreError::from)
+            store::audit::record(tx, &actor, "session.create", Some(&user_id), None, None)?;
+            Ok::<_, store::StoreError>(())
         })
         .await?;
     Ok((token, expires_at))
@@ -164,13 +161,10 @@ pub async fn logout(state: web::Data<AppState>, who: Principal) -> Result<HttpRe
     let actor = who.actor();
     state
         .store
-        .run(move |c| {
-            let tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(store::StoreError::from)?;
-            store::sessions::delete(&tx, &user.token_hash)?;
-            store::audit::record(&tx, &actor, "session.delete", Some(&user.id), None, None)?;
-            tx.commit().map_err(store::StoreError::from)
+        .write(move |tx| {
+            store::sessions::delete(tx, &user.token_hash)?;
+            store::audit::record(tx, &actor, "session.delete", Some(&user.id), None, None)?;
+            Ok::<_, store::StoreError>(())
         })
         .await?;
     let mut res = no_content();
@@ -225,28 +219,17 @@ pub async fn accept_invite(
     let now = domain::now();
     let user = state
         .store
-        .run(move |c| {
-            let tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(store::StoreError::from)?;
-            let user_id = store::users::take_invite(&tx, &token_hash, now)?
+        .write(move |tx| {
+            let user_id = store::users::take_invite(tx, &token_hash, now)?
                 .ok_or_else(|| ApiError::NotFound("invite not found or expired".into()))?;
-            store::users::set_password(&tx, &user_id, &hash, now)?;
+            store::users::set_password(tx, &user_id, &hash, now)?;
             let actor = Actor {
                 id: user_id.clone(),
                 address,
             };
-            store::audit::record(
-                &tx,
-                &actor,
-                "user.accept_invite",
-                Some(&user_id),
-                None,
-                None,
-            )?;
-            let user = store::users::by_id(&tx, &user_id)?
+            store::audit::record(tx, &actor, "user.accept_invite", Some(&user_id), None, None)?;
+            let user = store::users::by_id(tx, &user_id)?
                 .ok_or_else(|| ApiError::NotFound("user not found".into()))?;
-            tx.commit().map_err(store::StoreError::from)?;
             Ok::<_, ApiError>(user)
         })
         .await?;

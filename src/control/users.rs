@@ -12,7 +12,7 @@ use crate::app::AppState;
 use crate::crypto;
 use crate::domain::{self, Secret, password, validate};
 use crate::error::ApiError;
-use crate::store::{self, StoreError, users::UserRow};
+use crate::store::{self, users::UserRow};
 
 const INVITE_TTL_SECS: i64 = 7 * 86_400;
 
@@ -87,30 +87,26 @@ pub async fn create(
     let row = user.clone();
     state
         .store
-        .run(move |c| {
-            let tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(StoreError::from)?;
-            if store::users::by_email(&tx, &row.email)?.is_some() {
+        .write(move |tx| {
+            if store::users::by_email(tx, &row.email)?.is_some() {
                 return Err(ApiError::Conflict(format!(
                     "a user with the email {} already exists",
                     row.email
                 )));
             }
-            store::users::insert(&tx, &row)?;
+            store::users::insert(tx, &row)?;
             if let Some(h) = &invite_hash {
-                store::users::create_invite(&tx, h, &row.id, now + INVITE_TTL_SECS)?;
+                store::users::create_invite(tx, h, &row.id, now + INVITE_TTL_SECS)?;
             }
             let details = json!({ "email": row.email, "role": row.role });
             store::audit::record(
-                &tx,
+                tx,
                 &actor,
                 "user.create",
                 Some(&row.id),
                 None,
                 Some(&details),
             )?;
-            tx.commit().map_err(StoreError::from)?;
             Ok(())
         })
         .await?;
@@ -136,25 +132,21 @@ pub async fn delete(
     let actor = who.actor();
     state
         .store
-        .run(move |c| {
-            let tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(StoreError::from)?;
-            let user = store::users::by_id(&tx, &target)?
+        .write(move |tx| {
+            let user = store::users::by_id(tx, &target)?
                 .ok_or_else(|| ApiError::NotFound("user not found".into()))?;
-            store::users::delete(&tx, &user.id)?;
-            if user.role == "admin" && store::users::admin_count(&tx)? == 0 {
+            store::users::delete(tx, &user.id)?;
+            if user.role == "admin" && store::users::admin_count(tx)? == 0 {
                 return Err(ApiError::Conflict("cannot delete the last admin".into()));
             }
             store::audit::record(
-                &tx,
+                tx,
                 &actor,
                 "user.delete",
                 Some(&user.id),
                 None,
                 Some(&json!({ "email": user.email })),
             )?;
-            tx.commit().map_err(StoreError::from)?;
             Ok(())
         })
         .await?;

@@ -13,7 +13,7 @@ use crate::app::AppState;
 use crate::config::RegistrationMode;
 use crate::crypto;
 use crate::domain::{self, validate};
-use crate::store::{self, StoreError, clients::ClientRow};
+use crate::store::{self, clients::ClientRow};
 
 /// Registration answers use RFC 7591's error codes.
 fn invalid(code: &'static str, d: impl Into<String>) -> OAuthError {
@@ -267,21 +267,18 @@ pub async fn register(
     let stored = row.clone();
     state
         .store
-        .run(move |c| {
-            let tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(StoreError::from)?;
-            store::clients::insert(&tx, &stored)?;
+        .write(move |tx| {
+            store::clients::insert(tx, &stored)?;
             let actor = store::audit::Actor::system("registration");
             store::audit::record(
-                &tx,
+                tx,
                 &actor,
                 "client.register",
                 Some(&stored.id),
                 None,
                 Some(&json!({ "clientId": stored.client_id, "name": stored.name })),
             )?;
-            tx.commit().map_err(StoreError::from)
+            Ok::<_, store::StoreError>(())
         })
         .await?;
     Ok(json_response(
@@ -378,15 +375,12 @@ pub async fn delete(
     let st = state.clone();
     state
         .store
-        .run(move |c| {
-            let tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(StoreError::from)?;
-            for gid in store::grants::live_grant_ids(&tx, None, Some(&row.client_id))? {
-                super::grant_types::revoke_now(&st, &tx, &gid)?;
+        .write(move |tx| {
+            for gid in store::grants::live_grant_ids(tx, None, Some(&row.client_id))? {
+                super::grant_types::revoke_now(&st, tx, &gid)?;
             }
-            store::clients::delete(&tx, &row.id)?;
-            tx.commit().map_err(StoreError::from)
+            store::clients::delete(tx, &row.id)?;
+            Ok::<_, store::StoreError>(())
         })
         .await?;
     Ok(HttpResponse::NoContent().finish())

@@ -7,7 +7,7 @@ use super::params;
 use super::{OAuthError, clients};
 use crate::app::AppState;
 use crate::crypto;
-use crate::store::{self, StoreError};
+use crate::store;
 
 /// The grant an access token of ours belongs to, if its signature checks out.
 pub fn access_token_grant(state: &AppState, token: &str) -> Option<(String, String)> {
@@ -37,21 +37,18 @@ pub async fn revoke(
     let st = state.clone();
     state
         .store
-        .run(move |c| {
-            let tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(StoreError::from)?;
+        .write(move |tx| {
             let grant = match access_grant {
                 Some((gid, owner)) if owner == client_id => Some(gid),
                 Some(_) => None,
-                None => store::grants::refresh(&tx, &crypto::token_hash(&token))?
+                None => store::grants::refresh(tx, &crypto::token_hash(&token))?
                     .filter(|r| r.client_id == client_id)
                     .map(|r| r.grant_id),
             };
             if let Some(gid) = grant {
-                super::grant_types::revoke_now(&st, &tx, &gid)?;
+                super::grant_types::revoke_now(&st, tx, &gid)?;
             }
-            tx.commit().map_err(StoreError::from)
+            Ok::<_, store::StoreError>(())
         })
         .await?;
     // RFC 7009 §2.2: 200 whether or not the token was valid.

@@ -123,6 +123,25 @@ impl Store {
         .map_err(|_| StoreError::Panicked)?
     }
 
+    /// Runs `f` in one `IMMEDIATE` transaction (the write lock is taken up front, so a
+    /// read-then-write never fails to upgrade), committed when `f` returns `Ok`.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.run(move |c| {
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(StoreError::from)?;
+            let out = f(&tx)?;
+            tx.commit().map_err(StoreError::from)?;
+            Ok(out)
+        })
+        .await
+    }
+
     /// The same, for code that already runs on a blocking thread (start-up, CLI commands).
     pub fn run_blocking<T, E: From<StoreError>>(
         &self,
