@@ -215,6 +215,8 @@ pub struct GatewayConfig {
     /// While an SSE stream from an upstream is quiet, send a comment this often, so clients
     /// that went away are noticed and their upstream connections closed.
     pub sse_keepalive: Duration,
+    /// A client must send its whole request body within this time (slow senders get 408).
+    pub body_timeout: Duration,
     pub rate_limit: RateLimit,
 }
 
@@ -228,6 +230,7 @@ impl Default for GatewayConfig {
             upstream_timeout: Duration::secs(60),
             allowed_origins: Vec::new(),
             sse_keepalive: Duration::secs(15),
+            body_timeout: Duration::secs(30),
             rate_limit: RateLimit {
                 per_minute: 1200,
                 burst: 200,
@@ -682,6 +685,7 @@ impl Config {
             ),
             ("outbound.timeout", self.outbound.timeout),
             ("gateway.sse_keepalive", self.gateway.sse_keepalive),
+            ("gateway.body_timeout", self.gateway.body_timeout),
         ] {
             if d.0.is_zero() {
                 return Err(ConfigError::rule(key, "must be longer than zero"));

@@ -22,8 +22,6 @@ use crate::app::AppState;
 use crate::control::rate_limit::Decision;
 use crate::store::request_log::RequestLogRow;
 
-/// A slow client gets this long to send its whole body.
-const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Upstream answers up to this size with a Content-Length are forwarded as one body.
 const SMALL_BODY: usize = 256 * 1024;
 /// `tools/list` responses larger than this are passed on without learning from them.
@@ -193,7 +191,13 @@ async fn process(
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
-        read_body(payload, state.config.gateway.body_limit.0, declared).await?
+        read_body(
+            payload,
+            state.config.gateway.body_limit.0,
+            declared,
+            state.config.gateway.body_timeout.0,
+        )
+        .await?
     } else {
         Bytes::new()
     };
@@ -417,6 +421,7 @@ async fn read_body(
     mut payload: web::Payload,
     limit: usize,
     declared: Option<usize>,
+    deadline: Duration,
 ) -> Result<Bytes, HttpResponse> {
     let too_large = || {
         rpc_error(
@@ -447,7 +452,7 @@ async fn read_body(
         }
         Ok(())
     };
-    match tokio::time::timeout(BODY_TIMEOUT, read).await {
+    match tokio::time::timeout(deadline, read).await {
         Ok(Ok(())) => Ok(buf.freeze()),
         Ok(Err(res)) => Err(res),
         Err(_) => Err(rpc_error(
@@ -787,6 +792,14 @@ async fn forward(
     let stream = upstream_res
         .bytes_stream()
         .map(|r| r.map_err(|e| actix_web::error::ErrorBadGateway(e.to_string())));
+    // The older SSE transport announces where to POST in an `endpoint` event, as a path on the
+    // upstream; clients resolve it against our URL, so it must name our path for this server.
+    let stream = EndpointRewrite {
+        inner: Box::pin(stream),
+        pending: if is_sse { Some(BytesMut::new()) } else { None },
+        from: upstream.path().trim_end_matches('/').to_owned(),
+        to: front_door_prefix(state, server),
+    };
     let stream = Heartbeat {
         inner: Box::pin(stream),
         every: if is_sse {
@@ -861,6 +874,99 @@ impl<S: Stream<Item = Result<Bytes, actix_web::Error>>> Stream for Heartbeat<S> 
     }
 }
 
+/// The path under which a client reaches this server: `/mcp/{slug}`, or nothing on its own host.
+fn front_door_prefix(state: &AppState, server: &ServerEntry) -> String {
+    match state.config.gateway.routing {
+        crate::config::Routing::Host => String::new(),
+        crate::config::Routing::Path => format!("/mcp/{}", server.slug),
+    }
+}
+
+/// Rewrites the first SSE event if it is `event: endpoint` with a path under the upstream's
+/// base (`from`), so it names the same place under the front door (`to`); then passes the
+/// stream through untouched. At most 16 KiB is held back while waiting for that first event.
+struct EndpointRewrite<S> {
+    inner: Pin<Box<S>>,
+    /// Bytes of the first event, until it is complete; `None` once passed on.
+    pending: Option<BytesMut>,
+    from: String,
+    to: String,
+}
+
+fn rewrite_endpoint_event(event: &str, from: &str, to: &str) -> Option<String> {
+    let lines: Vec<&str> = event.split('\n').collect();
+    if !lines.iter().any(|l| {
+        l.trim_end_matches('\r') == "event: endpoint"
+            || l.trim_end_matches('\r') == "event:endpoint"
+    }) {
+        return None;
+    }
+    let out: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            let (data, cr) = match l.strip_suffix('\r') {
+                Some(d) => (d, "\r"),
+                None => (*l, ""),
+            };
+            match data.strip_prefix("data:") {
+                Some(value) => {
+                    let value = value.strip_prefix(' ').unwrap_or(value);
+                    match value.strip_prefix(from).filter(|rest| {
+                        value.starts_with('/')
+                            && (rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'))
+                    }) {
+                        Some(rest) => format!("data: {to}{rest}{cr}"),
+                        None => (*l).to_owned(),
+                    }
+                }
+                None => (*l).to_owned(),
+            }
+        })
+        .collect();
+    Some(out.join("\n"))
+}
+
+impl<S: Stream<Item = Result<Bytes, actix_web::Error>>> Stream for EndpointRewrite<S> {
+    type Item = Result<Bytes, actix_web::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            let Some(pending) = this.pending.as_mut() else {
+                return this.inner.as_mut().poll_next(cx);
+            };
+            match this.inner.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    pending.extend_from_slice(&chunk);
+                    let end = pending.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+                    if end.is_none() && pending.len() < 16 * 1024 {
+                        continue;
+                    }
+                    let mut held = this.pending.take().unwrap_or_default();
+                    let Some(end) = end else {
+                        return Poll::Ready(Some(Ok(held.freeze())));
+                    };
+                    let rest = held.split_off(end);
+                    let first = String::from_utf8_lossy(&held).into_owned();
+                    let rewritten = rewrite_endpoint_event(&first, &this.from, &this.to)
+                        .map_or(held.freeze(), Bytes::from);
+                    let mut out = BytesMut::from(&rewritten[..]);
+                    out.extend_from_slice(&rest);
+                    return Poll::Ready(Some(Ok(out.freeze())));
+                }
+                Poll::Ready(None) => {
+                    let held = this.pending.take().unwrap_or_default();
+                    if held.is_empty() {
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Ready(Some(Ok(held.freeze())));
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
 type OnDone = Box<dyn FnOnce(&[u8])>;
 
 /// Passes a response through unchanged while keeping a copy (up to `LEARN_CAP`) for `done`.
@@ -926,5 +1032,34 @@ fn learn_tools(state: &AppState, server_id: &str, body: &[u8], is_sse: bool) {
         }
     } else if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
         learn_value(&v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rewrite_endpoint_event;
+
+    #[test]
+    fn endpoint_events_are_rewritten_under_the_front_door() {
+        let e = "event: endpoint\ndata: /messages?sessionId=1\n\n";
+        assert_eq!(
+            rewrite_endpoint_event(e, "", "/mcp/w").as_deref(),
+            Some("event: endpoint\ndata: /mcp/w/messages?sessionId=1\n\n")
+        );
+        let e = "event: endpoint\r\ndata: /base/messages?x=1\r\n\r\n";
+        assert_eq!(
+            rewrite_endpoint_event(e, "/base", "/mcp/w").as_deref(),
+            Some("event: endpoint\r\ndata: /mcp/w/messages?x=1\r\n\r\n")
+        );
+        // Not under the base, or not an endpoint event: untouched.
+        assert_eq!(
+            rewrite_endpoint_event("event: endpoint\ndata: /other/m\n\n", "/base", "/mcp/w")
+                .as_deref(),
+            Some("event: endpoint\ndata: /other/m\n\n")
+        );
+        assert_eq!(
+            rewrite_endpoint_event("event: message\ndata: /x\n\n", "", "/mcp/w"),
+            None
+        );
     }
 }

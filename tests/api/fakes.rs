@@ -53,12 +53,19 @@ async fn upstream(
     body: web::Bytes,
     state: web::Data<UpstreamState>,
 ) -> HttpResponse {
-    let headers: Vec<(String, String)> = req
+    let mut headers: Vec<(String, String)> = req
         .headers()
         .iter()
         .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
         .collect();
+    headers.push((":path".into(), req.uri().to_string()));
     state.seen.lock().expect("lock").push(headers);
+    if req.method() == actix_web::http::Method::GET && req.headers().contains_key("x-test-legacy") {
+        // The 2024 SSE transport: the first event says where to POST, as a path on this server.
+        return HttpResponse::Ok()
+            .content_type("text/event-stream")
+            .body("event: endpoint\ndata: /mcp/messages?sessionId=abc\n\n");
+    }
     if req.method() == actix_web::http::Method::GET {
         return HttpResponse::Ok()
             .content_type("text/event-stream")

@@ -1237,3 +1237,91 @@ async fn a_departed_sse_client_releases_its_upstream_connection() {
         "the upstream connection was closed after the client left"
     );
 }
+
+#[tokio::test]
+async fn the_old_sse_transport_works_through_the_front_door() {
+    let app = TestApp::spawn().await;
+    let up = FakeUpstream::start().await;
+    add_server(&app, "legacy", &up.url, "ezforge_managed", None, json!({})).await;
+    let token = managed_token(&app, "legacy", "mcp:execute", json!({}));
+    let res = app
+        .client
+        .get(format!("{}/sse", resource(&app, "legacy")))
+        .bearer_auth(&token)
+        .header("accept", "text/event-stream")
+        .header("x-test-legacy", "1")
+        .send()
+        .await
+        .expect("sse");
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        up.last_headers()
+            .iter()
+            .find(|(k, _)| k == ":path")
+            .map(|(_, v)| v.as_str()),
+        Some("/mcp/sse")
+    );
+    let body = res.text().await.expect("body");
+    // The endpoint now names the front door's path for this server, not the upstream's.
+    assert!(
+        body.contains("data: /mcp/legacy/messages?sessionId=abc"),
+        "{body}"
+    );
+    let res = app
+        .client
+        .post(format!(
+            "{}/messages?sessionId=abc",
+            resource(&app, "legacy")
+        ))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}).to_string())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        up.last_headers()
+            .iter()
+            .find(|(k, _)| k == ":path")
+            .map(|(_, v)| v.as_str()),
+        Some("/mcp/messages?sessionId=abc"),
+        "forwarded under the upstream's base"
+    );
+}
+
+#[tokio::test]
+async fn a_client_trickling_its_body_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::builder()
+        .config(|c| c.gateway.body_timeout = ezforge::config::Duration(Duration::from_millis(300)))
+        .spawn()
+        .await;
+    let up = FakeUpstream::start().await;
+    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    let token = managed_token(&app, "weather", "mcp:read", json!({}));
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /mcp/weather HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"jsonrpc\""
+    );
+    sock.write_all(head.as_bytes()).await.expect("write");
+    // ...and nothing more. The gateway gives up on the body and answers.
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    let read = async {
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            match sock.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("an answer, not a stuck worker");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert_eq!(up.requests(), 0);
+}
