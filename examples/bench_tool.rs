@@ -54,6 +54,22 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         count: usize,
     },
+    /// Seed `count` authorization codes (kind=codes) or refresh tokens (kind=refresh) for a
+    /// client, the admin user and the server at `resource`; print one per line.
+    Seed {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        client_id: String,
+        #[arg(long)]
+        resource: String,
+        #[arg(long)]
+        slug: String,
+        #[arg(long, default_value_t = 100_000)]
+        count: usize,
+    },
     /// Hold `count` SSE streams (GET with a bearer token) open for `seconds`, then close them.
     Streams {
         #[arg(long)]
@@ -105,6 +121,14 @@ fn main() -> anyhow::Result<()> {
             resource,
             count,
         } => actix_web::rt::System::new().block_on(issuer(port, &dir, &resource, count)),
+        Command::Seed {
+            data_dir,
+            kind,
+            client_id,
+            resource,
+            slug,
+            count,
+        } => seed(&data_dir, &kind, &client_id, &resource, &slug, count),
         Command::Streams {
             url,
             tokens,
@@ -392,5 +416,92 @@ async fn streams(url: String, tokens: PathBuf, count: usize, seconds: u64) -> an
     for t in tasks {
         t.abort();
     }
+    Ok(())
+}
+
+/// The PKCE verifier every seeded code was issued for.
+const VERIFIER: &str = "bench-verifier-bench-verifier-bench-verifier-0123456789";
+
+fn seed(
+    data_dir: &std::path::Path,
+    kind: &str,
+    client_id: &str,
+    resource: &str,
+    slug: &str,
+    count: usize,
+) -> anyhow::Result<()> {
+    use ezforge::store::{self, grants};
+    let db = store::Store::open(&data_dir.join("ezforge.db"))?;
+    let now = ezforge::domain::now();
+    let challenge = URL_SAFE_NO_PAD.encode(ezforge::crypto::sha256(VERIFIER.as_bytes()));
+    let mut out = String::with_capacity(count * 50);
+    db.run_blocking(|c| {
+        let server = store::servers::find(c, slug)?
+            .ok_or_else(|| store::StoreError::corrupt("no such server"))?;
+        let admin: String = c.query_row(
+            "SELECT id FROM users WHERE role = 'admin' LIMIT 1",
+            [],
+            |r| r.get(0),
+        )?;
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for i in 0..count {
+            let token = ezforge::crypto::new_token("");
+            let hash = ezforge::crypto::token_hash(token.expose());
+            if kind == "codes" {
+                grants::insert_code(
+                    &tx,
+                    &grants::CodeRow {
+                        code_hash: hash,
+                        client_id: client_id.into(),
+                        client_name: "bench".into(),
+                        user_id: admin.clone(),
+                        server_id: server.id.clone(),
+                        resource: resource.into(),
+                        redirect_uri: "https://bench.example/cb".into(),
+                        code_challenge: challenge.clone(),
+                        scopes: "mcp:read offline_access".into(),
+                        created_at: now,
+                        expires_at: now + 3600,
+                        used_at: None,
+                        grant_id: None,
+                    },
+                )?;
+            } else {
+                let gid = format!("grt_bench{i}");
+                grants::insert_grant(
+                    &tx,
+                    &grants::GrantRow {
+                        id: gid.clone(),
+                        user_id: Some(admin.clone()),
+                        client_id: client_id.into(),
+                        client_name: "bench".into(),
+                        server_id: server.id.clone(),
+                        resource: resource.into(),
+                        scopes: "mcp:read offline_access".into(),
+                        created_at: now,
+                        last_used_at: None,
+                        revoked_at: None,
+                    },
+                )?;
+                grants::insert_refresh(
+                    &tx,
+                    &grants::RefreshRow {
+                        token_hash: hash,
+                        grant_id: gid,
+                        client_id: client_id.into(),
+                        scopes: "mcp:read offline_access".into(),
+                        created_at: now,
+                        expires_at: now + 86_400,
+                        rotated_at: None,
+                    },
+                )?;
+            }
+            out.push_str(token.expose());
+            out.push('\n');
+        }
+        tx.commit()?;
+        Ok::<_, store::StoreError>(())
+    })?;
+    print!("{out}");
     Ok(())
 }
