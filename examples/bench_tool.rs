@@ -70,6 +70,18 @@ enum Command {
         #[arg(long, default_value_t = 100_000)]
         count: usize,
     },
+    /// Grow a (stopped) server's store: `servers` servers, `clients` dynamic clients, and
+    /// `refresh` refresh tokens (each with its grant), in one transaction per kind.
+    Grow {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value_t = 10_000)]
+        servers: usize,
+        #[arg(long, default_value_t = 100_000)]
+        clients: usize,
+        #[arg(long, default_value_t = 1_000_000)]
+        refresh: usize,
+    },
     /// Hold `count` SSE streams (GET with a bearer token) open for `seconds`, then close them.
     Streams {
         #[arg(long)]
@@ -129,6 +141,12 @@ fn main() -> anyhow::Result<()> {
             slug,
             count,
         } => seed(&data_dir, &kind, &client_id, &resource, &slug, count),
+        Command::Grow {
+            data_dir,
+            servers,
+            clients,
+            refresh,
+        } => grow(&data_dir, servers, clients, refresh),
         Command::Streams {
             url,
             tokens,
@@ -444,7 +462,7 @@ fn seed(
             |r| r.get(0),
         )?;
         let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        for i in 0..count {
+        for _ in 0..count {
             let token = ezforge::crypto::new_token("");
             let hash = ezforge::crypto::token_hash(token.expose());
             if kind == "codes" {
@@ -467,7 +485,7 @@ fn seed(
                     },
                 )?;
             } else {
-                let gid = format!("grt_bench{i}");
+                let gid = ezforge::domain::new_id("grt_");
                 grants::insert_grant(
                     &tx,
                     &grants::GrantRow {
@@ -503,5 +521,120 @@ fn seed(
         Ok::<_, store::StoreError>(())
     })?;
     print!("{out}");
+    Ok(())
+}
+
+fn grow(
+    data_dir: &std::path::Path,
+    servers: usize,
+    clients: usize,
+    refresh: usize,
+) -> anyhow::Result<()> {
+    use ezforge::store::{self, grants};
+    let db = store::Store::open(&data_dir.join("ezforge.db"))?;
+    let now = ezforge::domain::now();
+    db.run_blocking(|c| {
+        let admin: String = c.query_row(
+            "SELECT id FROM users WHERE role = 'admin' LIMIT 1",
+            [],
+            |r| r.get(0),
+        )?;
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let project = store::projects::ProjectRow {
+            id: "proj_scale".into(),
+            name: "scale".into(),
+            slug: "scale".into(),
+            managed_by: "api".into(),
+            created_at: now,
+            updated_at: now,
+        };
+        store::projects::insert(&tx, &project)?;
+        for i in 0..servers {
+            store::servers::insert(
+                &tx,
+                &store::servers::ServerRow {
+                    id: format!("srv_scale{i:06}"),
+                    project_id: project.id.clone(),
+                    name: format!("scale {i}"),
+                    slug: format!("scale-{i}"),
+                    status: "running".into(),
+                    upstream_url: Some("http://127.0.0.1:9/mcp".into()),
+                    health_check_path: None,
+                    rollback_on_failure: true,
+                    retention_count: 10,
+                    auto_stop_seconds: None,
+                    tool_scopes: "{}".into(),
+                    auth_mode: "ezforge_managed".into(),
+                    byoa_config: None,
+                    managed_by: "api".into(),
+                    rate_limit: None,
+                    created_at: now,
+                    updated_at: now,
+                },
+            )?;
+        }
+        for i in 0..clients {
+            store::clients::insert(
+                &tx,
+                &store::clients::ClientRow {
+                    id: format!("oac_scale{i:07}"),
+                    client_id: format!("client_scale{i:07}"),
+                    server_id: None,
+                    name: format!("client {i}"),
+                    redirect_uris: r#"["http://127.0.0.1/cb"]"#.into(),
+                    scopes: String::new(),
+                    trusted: false,
+                    is_dynamic: true,
+                    secret_hash: None,
+                    metadata_url: None,
+                    created_at: now,
+                    updated_at: now,
+                    last_used_at: Some(now),
+                    registration_token_hash: None,
+                    auth_method: "none".into(),
+                    grant_types: "authorization_code refresh_token".into(),
+                    application_type: "web".into(),
+                    metadata: None,
+                },
+            )?;
+        }
+        tx.commit()?;
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for i in 0..refresh {
+            let gid = format!("grt_scale{i:07}");
+            let server = format!("srv_scale{:06}", i % servers.max(1));
+            grants::insert_grant(
+                &tx,
+                &grants::GrantRow {
+                    id: gid.clone(),
+                    user_id: Some(admin.clone()),
+                    client_id: format!("client_scale{:07}", i % clients.max(1)),
+                    client_name: "scale".into(),
+                    server_id: server,
+                    resource: "http://scale".into(),
+                    scopes: "mcp:read offline_access".into(),
+                    created_at: now,
+                    last_used_at: None,
+                    revoked_at: None,
+                },
+            )?;
+            let hash = ezforge::crypto::token_hash(&format!("scale-refresh-{i}"));
+            grants::insert_refresh(
+                &tx,
+                &grants::RefreshRow {
+                    token_hash: hash,
+                    grant_id: gid,
+                    client_id: format!("client_scale{:07}", i % clients.max(1)),
+                    scopes: "mcp:read offline_access".into(),
+                    created_at: now,
+                    expires_at: now + 86_400,
+                    rotated_at: None,
+                },
+            )?;
+        }
+        tx.commit()?;
+        Ok::<_, store::StoreError>(())
+    })?;
+    println!("grown: {servers} servers, {clients} clients, {refresh} refresh tokens");
     Ok(())
 }
