@@ -903,17 +903,7 @@ async fn switching_a_server_to_byoa_stops_managed_tokens_at_once() {
         200
     );
     // PATCH the auth config through the control API as the admin.
-    let login = app
-        .client
-        .post(app.url("/v1/auth/login"))
-        .json(&json!({"email": crate::helpers::ADMIN_EMAIL, "password": crate::helpers::ADMIN_PASSWORD}))
-        .send()
-        .await
-        .expect("login");
-    let session = json(login).await["data"]["token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let session = crate::helpers::admin_token(&app).await;
     let cfg = issuer.byoa_config();
     let res = reqwest::Client::new()
         .patch(app.url("/v1/servers/weather/auth"))
@@ -1110,17 +1100,7 @@ async fn a_server_can_have_its_own_rate_limit() {
         );
     }
     // Through the API: rateLimit on a server.
-    let login = app
-        .client
-        .post(app.url("/v1/auth/login"))
-        .json(&json!({"email": crate::helpers::ADMIN_EMAIL, "password": crate::helpers::ADMIN_PASSWORD}))
-        .send()
-        .await
-        .expect("login");
-    let session = json(login).await["data"]["token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let session = crate::helpers::admin_token(&app).await;
     let res = reqwest::Client::new()
         .patch(app.url("/v1/servers/roomy"))
         .bearer_auth(&session)
