@@ -16,6 +16,7 @@ use crate::config::{AuthMode, Config, Routing};
 use crate::control::auth::KeyUsage;
 use crate::control::rate_limit::{Limiter, LoginThrottle};
 use crate::crypto::MasterKey;
+use crate::deploy::Deployer;
 use crate::domain::{self, Secret, password};
 use crate::gateway::{self, Gateway};
 use crate::oauth::grants::RevokedGrants;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub gateway: Gateway,
     /// Client ID Metadata Documents, cached.
     pub oauth_clients: crate::oauth::clients::MetadataCache,
+    /// Active deployments and the processes they run; the server log.
+    pub deployer: Deployer,
 }
 
 impl AppState {
@@ -120,7 +123,9 @@ pub struct App {
     tls: Option<Arc<CertResolver>>,
     admin_created: Option<AdminCreated>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    log_writer: tokio::task::JoinHandle<()>,
+    log_writers: Vec<tokio::task::JoinHandle<()>>,
+    server_log_stop: Arc<tokio::sync::Notify>,
+    metrics_handle: Option<ServerHandle>,
 }
 
 impl App {
@@ -153,6 +158,7 @@ impl App {
         let upstream = gateway::upstream_client(config.gateway.upstream_connect_timeout.0)
             .map_err(|e| StartupError::Join(format!("upstream client: {e}")))?;
         let (log, log_rx) = gateway::access_log::AccessLog::new();
+        let (hub, hub_rx) = crate::logs::LogHub::new();
         let log_stop = Arc::new(tokio::sync::Notify::new());
         let gateway = Gateway {
             registry: gateway::registry::Registry::default(),
@@ -186,11 +192,14 @@ impl App {
             outbound,
             gateway,
             oauth_clients: Default::default(),
+            deployer: Deployer::new(hub),
         });
+        Deployer::restore(&state).await?;
         state.gateway.registry.replace(&state, &servers);
 
         let app_state = state.clone();
         let managed = state.config.auth.mode == AuthMode::Managed;
+        let metrics_here = state.config.metrics.enabled && state.config.metrics.listen.is_none();
         let http = HttpServer::new(move || {
             // One upstream client per worker: its pooled connections are then driven by the
             // worker's own runtime, never handed across threads.
@@ -204,7 +213,7 @@ impl App {
                 .app_data(app_state.clone())
                 .app_data(web::Data::new(upstream))
                 .wrap_fn(access_log)
-                .configure(|cfg| routes(cfg, managed))
+                .configure(|cfg| routes(cfg, managed, metrics_here))
         })
         .workers(workers)
         .shutdown_timeout(shutdown_secs)
@@ -219,14 +228,46 @@ impl App {
         };
         let server = http.run();
 
-        let tasks = vec![
+        let mut tasks = vec![];
+        let mut metrics_handle = None;
+        if state.config.metrics.enabled
+            && let Some(addr) = state.config.metrics.listen
+        {
+            let st = state.clone();
+            let metrics = HttpServer::new(move || {
+                actix_web::App::new()
+                    .app_data(st.clone())
+                    .route("/metrics", web::get().to(crate::metrics::handler))
+            })
+            .workers(1)
+            .disable_signals()
+            .bind(addr)
+            .map_err(StartupError::Listen)?
+            .run();
+            metrics_handle = Some(metrics.handle());
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = metrics.await {
+                    tracing::error!(error = %e, "the metrics listener stopped");
+                }
+            }));
+        }
+        tasks.extend([
             tokio::spawn(key_maintenance(state.clone())),
             tokio::spawn(housekeeping(state.clone())),
-        ];
+            tokio::spawn(deploy_ticks(state.clone())),
+        ]);
         let log_writer = tokio::spawn(gateway::access_log::run_writer(
             state.store.clone(),
             log_rx,
             log_stop,
+            store::request_log::insert_many,
+        ));
+        let server_log_stop = Arc::new(tokio::sync::Notify::new());
+        let server_log_writer = tokio::spawn(gateway::access_log::run_writer(
+            state.store.clone(),
+            hub_rx,
+            server_log_stop.clone(),
+            store::server_log::insert_many,
         ));
         Ok(App {
             server,
@@ -235,7 +276,9 @@ impl App {
             tls: resolver,
             admin_created,
             tasks,
-            log_writer,
+            log_writers: vec![log_writer, server_log_writer],
+            server_log_stop,
+            metrics_handle,
         })
     }
 
@@ -279,12 +322,22 @@ impl App {
     /// `server.shutdown_timeout`) and closes the store cleanly.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
+        if let Some(h) = &self.metrics_handle {
+            h.stop(true).await;
+        }
         for task in &self.tasks {
             task.abort();
         }
-        // Write what the access log still holds.
+        self.state.deployer.shutdown().await;
+        crate::control::billing::flush_usage(&self.state).await;
+        // Write what the logs still hold.
         self.state.gateway.log_stop.notify_one();
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.log_writer).await;
+        self.server_log_stop.notify_one();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            futures_util::future::join_all(self.log_writers),
+        )
+        .await;
         let state = self.state.clone();
         let _ = tokio::task::spawn_blocking(move || {
             let store = &state.store;
@@ -397,6 +450,20 @@ async fn housekeeping(state: web::Data<AppState>) {
         }
         state.control_limiter.prune();
         state.gateway.limiter.prune();
+        crate::control::billing::flush_usage(&state).await;
+        if ticks.is_multiple_of(30) {
+            let before = domain::now_ms() - state.config.logs.retention.0.as_millis() as i64;
+            let max = state.config.logs.max_entries;
+            match state
+                .store
+                .run(move |c| store::server_log::retain(c, before, max))
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(entries = n, "old log entries removed"),
+                Err(e) => tracing::warn!(error = %ErrorChain(&e), "could not trim the logs"),
+            }
+        }
         if ticks.is_multiple_of(360) {
             let before = domain::now() - state.config.auth.registration.reap_unused_after.as_secs();
             match state
@@ -410,6 +477,18 @@ async fn housekeeping(state: web::Data<AppState>) {
             }
         }
         ticks += 1;
+    }
+}
+
+/// Every second: idle processes stopped, process time counted.
+async fn deploy_ticks(state: web::Data<AppState>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = Instant::now();
+    loop {
+        tick.tick().await;
+        state.deployer.tick(&state, last.elapsed());
+        last = Instant::now();
     }
 }
 
@@ -550,7 +629,10 @@ fn bootstrap_admin(config: &Config, store: &Store) -> Result<Option<AdminCreated
 }
 
 /// The route table. Order matters where prefixes overlap: more specific scopes first.
-fn routes(cfg: &mut web::ServiceConfig, managed: bool) {
+fn routes(cfg: &mut web::ServiceConfig, managed: bool, metrics_here: bool) {
+    if metrics_here {
+        cfg.route("/metrics", web::get().to(crate::metrics::handler));
+    }
     cfg.configure(gateway::routes);
     // In BYOA mode the authorization server's routes do not exist at all.
     if managed {

@@ -27,6 +27,10 @@ pub struct Config {
     pub outbound: OutboundConfig,
     pub logging: LoggingConfig,
     pub bootstrap: BootstrapConfig,
+    pub deploy: DeployConfig,
+    pub logs: LogsConfig,
+    pub metrics: MetricsConfig,
+    pub limits: LimitsConfig,
     /// MCP servers declared here rather than through the API (`[[servers]]`), reconciled at
     /// start and on SIGHUP.
     pub servers: Vec<ServerDecl>,
@@ -314,6 +318,74 @@ impl Default for LoggingConfig {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeployConfig {
+    /// How long a deployment's health check may take (process start included).
+    pub health_timeout: Duration,
+    /// After a traffic swap, how long requests still running on the old target may take
+    /// before its process is stopped.
+    pub drain_timeout: Duration,
+    /// A stdio MCP server runs one process per MCP session; at most this many per server.
+    pub max_stdio_sessions: usize,
+    /// A stdio session with no request for this long ends (unless the server sets
+    /// `autoStopSeconds`, which then applies).
+    pub stdio_idle_timeout: Duration,
+    /// Process output kept per process and second (the rest is counted, not stored).
+    pub output_lines_per_second: u32,
+}
+
+impl Default for DeployConfig {
+    fn default() -> Self {
+        Self {
+            health_timeout: Duration::secs(30),
+            drain_timeout: Duration::secs(30),
+            max_stdio_sessions: 16,
+            stdio_idle_timeout: Duration::secs(600),
+            output_lines_per_second: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogsConfig {
+    /// Access log and process output older than this are deleted.
+    pub retention: Duration,
+    /// At most this many entries are kept in each of the access log and the process log.
+    pub max_entries: u64,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        Self {
+            retention: Duration::secs(7 * 86_400),
+            max_entries: 1_000_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve Prometheus metrics at `/metrics`.
+    pub enabled: bool,
+    /// Serve them on this address instead of the main listener (plain HTTP).
+    pub listen: Option<SocketAddr>,
+    /// Require `Authorization: Bearer <token>` on `/metrics`.
+    #[serde(deserialize_with = "crate::domain::secret_lenient")]
+    pub bearer_token: Option<Secret>,
+}
+
+/// Usage limits reported by `GET /v1/billing` (unset = unlimited). Reported, not enforced.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub requests_per_month: Option<u64>,
+    pub compute_seconds_per_month: Option<u64>,
+    pub bandwidth_bytes_per_month: Option<u64>,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BootstrapConfig {
@@ -531,6 +603,7 @@ const ENV_PREFIX: &str = "EZFORGE_";
 const SECRET_KEYS: &[&str] = &[
     "bootstrap.admin_password",
     "auth.registration.initial_access_token",
+    "metrics.bearer_token",
 ];
 
 impl Config {

@@ -3,12 +3,16 @@
 
 mod audit;
 pub mod auth;
+pub mod billing;
 mod clients;
 pub mod declared;
-mod env;
+mod deployments;
+pub(crate) mod env;
 mod grants;
 mod health;
 mod keys;
+mod logs;
+mod metrics;
 mod projects;
 pub mod rate_limit;
 mod server_auth;
@@ -125,6 +129,16 @@ fn v1(cfg: &mut web::ServiceConfig) {
                 .route(web::put().to(env::put))
                 .route(web::delete().to(env::delete)),
         )
+        .service(
+            resource("/servers/{server}/deployments")
+                .route(web::get().to(deployments::list))
+                .route(web::post().to(deployments::create)),
+        )
+        .service(resource("/servers/{server}/rollback").route(web::post().to(deployments::rollback)))
+        .service(resource("/servers/{server}/logs").route(web::get().to(logs::list)))
+        .service(resource("/servers/{server}/logs/stream").route(web::get().to(logs::stream)))
+        .service(resource("/servers/{server}/metrics").route(web::get().to(metrics::get)))
+        .service(resource("/billing").route(web::get().to(billing::get)))
         .service(resource("/grants").route(web::get().to(grants::list)))
         .service(resource("/grants/{grant}").route(web::delete().to(grants::revoke)))
         .service(resource("/audit").route(web::get().to(audit::list)))

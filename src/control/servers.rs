@@ -20,12 +20,22 @@ use crate::store::{self, servers::ServerRow};
 pub fn server_json(state: &AppState, s: &ServerRow) -> serde_json::Value {
     let tool_scopes: serde_json::Value =
         serde_json::from_str(&s.tool_scopes).unwrap_or_else(|_| json!({}));
+    let target = state
+        .gateway
+        .registry
+        .get(&s.slug)
+        .filter(|e| e.id == s.id)
+        .and_then(|e| e.target.clone());
+    let status = target
+        .as_deref()
+        .and_then(|t| t.status_override())
+        .unwrap_or(&s.status);
     json!({
         "id": s.id,
         "projectId": s.project_id,
         "name": s.name,
         "slug": s.slug,
-        "status": s.status,
+        "status": status,
         "url": state.server_url(&s.slug),
         "subdomain": state.server_subdomain(&s.slug),
         "authMode": s.auth_mode,
@@ -36,6 +46,8 @@ pub fn server_json(state: &AppState, s: &ServerRow) -> serde_json::Value {
         "autoStopSeconds": s.auto_stop_seconds,
         "toolScopes": tool_scopes,
         "managedBy": s.managed_by,
+        "activeDeploymentId": target.as_deref().and_then(|t| t.deployment_id.clone()),
+        "process": target.as_deref().map_or(serde_json::Value::Null, |t| t.process_json()),
         "rateLimit": s.rate_limit.as_deref().and_then(|r| serde_json::from_str::<crate::config::RateLimit>(r).ok())
             .map(|r| json!({ "perMinute": r.per_minute, "burst": r.burst })),
         "createdAt": domain::rfc3339(s.created_at),
@@ -278,6 +290,7 @@ pub async fn create(
         })
         .await?;
     state.servers_changed().await;
+    let server = record_upstream(&state, server).await?;
     Ok(data(StatusCode::CREATED, server_json(&state, &server)))
 }
 
@@ -319,6 +332,7 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     who.require(ApiScope::ServersWrite)?;
     let mut body = body.into_inner();
+    let upstream_set = body.upstream_url.is_some();
     let key = path.into_inner();
     let actor = who.actor();
     let st = state.clone();
@@ -327,6 +341,10 @@ pub async fn update(
         .write(move |tx| {
             let (mut server, _) = server_access(tx, &who, &key)?;
             refuse_if_declared(&st, &server)?;
+            if upstream_set && server.upstream_url.is_none() {
+                // Clearing the upstream ends whatever deployment served.
+                store::deployments::deactivate_all(tx, &server.id)?;
+            }
             if body.slug.take().is_some_and(|s| s != server.slug) {
                 return Err(ApiError::validation(
                     "slug",
@@ -347,8 +365,44 @@ pub async fn update(
             Ok(server)
         })
         .await?;
-    state.servers_changed().await;
+    let server = if upstream_set {
+        if server.upstream_url.is_none() {
+            state.deployer.remove(&server.id);
+            state.servers_changed().await;
+            server
+        } else {
+            record_upstream(&state, server).await?
+        }
+    } else {
+        state.servers_changed().await;
+        server
+    };
     Ok(data(StatusCode::OK, server_json(&state, &server)))
+}
+
+/// An `upstreamUrl` set on the server itself is a deployment too (taken as is, without a
+/// health check: the upstream may not be up yet).
+async fn record_upstream(
+    state: &web::Data<AppState>,
+    server: ServerRow,
+) -> Result<ServerRow, ApiError> {
+    let Some(url) = server.upstream_url.clone() else {
+        return Ok(server);
+    };
+    let req = crate::deploy::DeployRequest {
+        spec: crate::deploy::Spec::Upstream { upstream_url: url },
+        label: None,
+        kind: "deploy",
+        rollback: true,
+        check: false,
+    };
+    let id = server.id.clone();
+    crate::deploy::Deployer::deploy(state, server, req).await?;
+    state
+        .store
+        .run(move |c| store::servers::find(c, &id))
+        .await?
+        .ok_or_else(|| ApiError::NotFound("server not found".into()))
 }
 
 pub async fn delete(
@@ -378,9 +432,10 @@ pub async fn delete(
                 Some(&server.project_id),
                 Some(&json!({ "slug": server.slug })),
             )?;
-            Ok::<_, ApiError>(())
+            Ok::<_, ApiError>(server.id)
         })
-        .await?;
+        .await
+        .map(|id| state.deployer.remove(&id))?;
     state.servers_changed().await;
     Ok(no_content())
 }

@@ -43,6 +43,54 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// RFC 3339 UTC with millisecond precision (`2026-01-15T10:00:00.123Z`).
+pub fn rfc3339_ms(epoch_ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(epoch_ms.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// The UTC calendar month (`2026-01`) of a time, and the Unix seconds its month starts and
+/// ends (exclusive).
+pub fn month_of(epoch_seconds: i64) -> (String, i64, i64) {
+    let days = epoch_seconds.div_euclid(86_400);
+    let (y, m, _) = civil_from_days(days);
+    let start = days_from_civil(y, m, 1) * 86_400;
+    let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    let end = days_from_civil(ny, nm, 1) * 86_400;
+    (format!("{y:04}-{m:02}"), start, end)
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// RFC 3339 UTC with second precision (`2026-01-15T10:00:00Z`).
 pub fn rfc3339(epoch_seconds: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch_seconds.max(0) as u64);
@@ -52,6 +100,20 @@ pub fn rfc3339(epoch_seconds: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn months_have_their_bounds() {
+        // 2026-11-22T12:00:00Z
+        let (m, start, end) = month_of(1_795_348_800);
+        assert_eq!(m, "2026-11");
+        assert_eq!(rfc3339(start), "2026-11-01T00:00:00Z");
+        assert_eq!(rfc3339(end), "2026-12-01T00:00:00Z");
+        let (m, start, end) = month_of(1_798_761_599); // 2026-12-31T23:59:59Z
+        assert_eq!(m, "2026-12");
+        assert_eq!(rfc3339(start), "2026-12-01T00:00:00Z");
+        assert_eq!(rfc3339(end), "2027-01-01T00:00:00Z");
+        assert_eq!(month_of(0).0, "1970-01");
+    }
 
     #[test]
     fn base32_matches_rfc4648_vectors() {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::sync::{Notify, mpsc};
 
 use crate::store::Store;
-use crate::store::request_log::{self, RequestLogRow};
+use crate::store::request_log::RequestLogRow;
 
 const QUEUE: usize = 16_384;
 const BATCH: usize = 4096;
@@ -33,9 +33,14 @@ impl AccessLog {
 }
 
 /// Writes queued entries in batches: one transaction per `FLUSH_EVERY` (or per `BATCH`
-/// rows), so the log costs a few commits a second rather than one per request. On `stop`,
-/// writes what is queued and returns.
-pub async fn run_writer(store: Store, mut rx: mpsc::Receiver<RequestLogRow>, stop: Arc<Notify>) {
+/// rows), so a log costs a few commits a second rather than one per entry. On `stop`,
+/// writes what is queued and returns. Serves the access log and the server log alike.
+pub async fn run_writer<T: Send + 'static>(
+    store: Store,
+    mut rx: mpsc::Receiver<T>,
+    stop: Arc<Notify>,
+    insert: fn(&mut rusqlite::Connection, &[T]) -> Result<(), crate::store::StoreError>,
+) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut last = false;
     while !last {
@@ -62,9 +67,9 @@ pub async fn run_writer(store: Store, mut rx: mpsc::Receiver<RequestLogRow>, sto
             }
         }
         while !batch.is_empty() {
-            let rows: Vec<RequestLogRow> = batch.drain(..batch.len().min(BATCH)).collect();
-            if let Err(e) = store.run(move |c| request_log::insert_many(c, &rows)).await {
-                tracing::error!(error = %e, "could not write the access log");
+            let rows: Vec<T> = batch.drain(..batch.len().min(BATCH)).collect();
+            if let Err(e) = store.run(move |c| insert(c, &rows)).await {
+                tracing::error!(error = %e, "could not write a log batch");
             }
         }
     }

@@ -3,6 +3,7 @@
 //! rate-limits, and never forwards the client's credentials.
 
 pub mod access_log;
+pub mod counters;
 pub mod jwks;
 pub mod policy;
 mod proxy;

@@ -188,7 +188,15 @@ mod tests {
             created_at: 0,
             updated_at: 0,
         };
-        ServerEntry::build("https://x", crate::config::Routing::Path, None, None, &row)
+        ServerEntry::build(
+            "https://x",
+            crate::config::Routing::Path,
+            None,
+            None,
+            &row,
+            None,
+            Default::default(),
+        )
     }
 
     fn need(body: &str, server: &ServerEntry, tools: &ToolTable) -> Vec<Option<String>> {

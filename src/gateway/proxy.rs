@@ -20,6 +20,8 @@ use super::sessions::Binding;
 use super::verify::{Verified, VerifyError};
 use crate::app::AppState;
 use crate::control::rate_limit::Decision;
+use crate::deploy::{InFlight, TargetKind};
+use crate::gateway::counters::ServerCounters;
 use crate::store::request_log::RequestLogRow;
 
 /// Upstream answers up to this size with a Content-Length are forwarded as one body.
@@ -115,7 +117,9 @@ async fn handle(
         cors_headers(response.headers_mut(), &o);
     }
     let status = response.status().as_u16();
-    state.gateway.log.record(RequestLogRow {
+    let latency = trace.start.elapsed();
+    server.counters.record(status, latency, trace.auth_failure);
+    let row = RequestLogRow {
         at_ms: now_ms(),
         server_id: trace.server_id,
         subject: trace.subject,
@@ -123,14 +127,16 @@ async fn handle(
         method: trace.method,
         tool: trace.tool,
         status,
-        latency_ms: trace.start.elapsed().as_secs_f64() * 1000.0,
+        latency_ms: latency.as_secs_f64() * 1000.0,
         auth_failure: trace.auth_failure,
         request_id: req
             .headers()
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
-    });
+    };
+    state.deployer.hub.access(&row);
+    state.gateway.log.record(row);
     response
 }
 
@@ -371,14 +377,6 @@ async fn process(
         ));
     }
 
-    let Some(upstream) = &server.upstream else {
-        return Err(rpc_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            first_id.as_deref(),
-            -32002,
-            "this server has no upstream deployed",
-        ));
-    };
     let learn = parsed
         .as_ref()
         .ok()
@@ -387,6 +385,53 @@ async fn process(
         .as_ref()
         .ok()
         .is_some_and(|m| m.iter().any(|m| m.method.as_deref() == Some("initialize")));
+    let Some(target) = &server.target else {
+        return Err(rpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            first_id.as_deref(),
+            -32002,
+            "this server has no upstream deployed",
+        ));
+    };
+    server.counters.add_bytes(body.len());
+    let inflight = target.enter();
+    let upstream = match &target.kind {
+        TargetKind::Url(u) => u,
+        TargetKind::Process(p) => {
+            p.touch();
+            if let Err(e) = p
+                .ready(state.config.deploy.health_timeout.0, false)
+                .await
+            {
+                tracing::warn!(server = %server.slug, error = %e, "supervised MCP server unavailable");
+                return Err(rpc_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    first_id.as_deref(),
+                    -32002,
+                    "the MCP server is starting or restarting; retry shortly",
+                ));
+            }
+            &p.url
+        }
+        TargetKind::Stdio(pool) => {
+            let res = pool.handle(req.method(), session.as_deref(), &body).await;
+            let res = if req.method() == Method::POST {
+                // The bridge's answers to POSTs are whole bodies: learn from them, count them.
+                let (res, body) = res.into_parts();
+                let body = actix_web::body::to_bytes(body).await.unwrap_or_default();
+                if learn && res.status().is_success() {
+                    learn_tools(state, &server.id, &body, false);
+                }
+                server.counters.add_bytes(body.len());
+                res.set_body(body).map_into_boxed_body()
+            } else {
+                res
+            };
+            bind_session(state, server, req, &res, session.as_deref(), &owner, initialize);
+            drop(inflight);
+            return Ok(res);
+        }
+    };
     forward(
         req,
         state,
@@ -397,24 +442,36 @@ async fn process(
         &verified,
         first_id.as_deref(),
         learn,
+        inflight,
     )
     .await
-    .inspect(|res| {
-        if let Some(s) = res
-            .headers()
-            .get(&MCP_SESSION_ID)
-            .and_then(|v| v.to_str().ok())
-            && (initialize || session.is_none())
-        {
-            state.gateway.sessions.bind(&server.id, s, &owner);
-        }
-        if req.method() == Method::DELETE
-            && res.status().is_success()
-            && let Some(s) = &session
-        {
-            state.gateway.sessions.unbind(&server.id, s);
-        }
-    })
+    .inspect(|res| bind_session(state, server, req, res, session.as_deref(), &owner, initialize))
+}
+
+/// Binds a new MCP session to the token's owner; forgets one that was deleted.
+fn bind_session(
+    state: &AppState,
+    server: &ServerEntry,
+    req: &HttpRequest,
+    res: &HttpResponse,
+    session: Option<&str>,
+    owner: &str,
+    initialize: bool,
+) {
+    if let Some(s) = res
+        .headers()
+        .get(&MCP_SESSION_ID)
+        .and_then(|v| v.to_str().ok())
+        && (initialize || session.is_none())
+    {
+        state.gateway.sessions.bind(&server.id, s, owner);
+    }
+    if req.method() == Method::DELETE
+        && res.status().is_success()
+        && let Some(s) = session
+    {
+        state.gateway.sessions.unbind(&server.id, s);
+    }
 }
 
 async fn read_body(
@@ -638,6 +695,7 @@ async fn forward(
     who: &Verified,
     rpc_id: Option<&str>,
     learn: bool,
+    inflight: InFlight,
 ) -> Result<HttpResponse, HttpResponse> {
     let mut target = format!("{}{}", upstream.as_str().trim_end_matches('/'), rest);
     if !req.query_string().is_empty() {
@@ -787,6 +845,7 @@ async fn forward(
         if learn {
             learn_tools(state, &server.id, &body, false);
         }
+        server.counters.add_bytes(body.len());
         return Ok(res.body(body));
     }
     let stream = upstream_res
@@ -809,6 +868,8 @@ async fn forward(
         },
         timer: None,
         at_boundary: true,
+        counters: server.counters.clone(),
+        _inflight: inflight,
     };
     if learn {
         let st = state.clone();
@@ -835,6 +896,10 @@ struct Heartbeat<S> {
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The last chunk ended an event, so a comment cannot split one.
     at_boundary: bool,
+    /// Bytes sent are counted for the server's usage.
+    counters: Arc<ServerCounters>,
+    /// Keeps the target from being stopped while the stream runs.
+    _inflight: InFlight,
 }
 
 impl<S: Stream<Item = Result<Bytes, actix_web::Error>>> Stream for Heartbeat<S> {
@@ -844,6 +909,7 @@ impl<S: Stream<Item = Result<Bytes, actix_web::Error>>> Stream for Heartbeat<S> 
         let this = self.get_mut();
         match this.inner.as_mut().poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
+                this.counters.add_bytes(chunk.len());
                 if !chunk.is_empty() {
                     this.at_boundary = chunk.ends_with(b"\n\n") || chunk.ends_with(b"\r\n\r\n");
                 }

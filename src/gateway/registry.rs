@@ -11,6 +11,8 @@ use url::Url;
 use crate::app::AppState;
 use crate::config::{ByoaConfig, RateLimit, Routing};
 use crate::control::rate_limit::Limiter;
+use crate::deploy::{Target, TargetKind};
+use crate::gateway::counters::ServerCounters;
 use crate::domain::scopes::{MCP_READ, MCP_SCOPES};
 use crate::store::servers::ServerRow;
 
@@ -34,7 +36,11 @@ pub struct ServerEntry {
     pub resource: String,
     /// Where its protected-resource metadata is served.
     pub metadata_url: String,
-    pub upstream: Option<Url>,
+    /// What requests go to: the active deployment, or (servers declared in the config file)
+    /// their upstream URL.
+    pub target: Option<Arc<Target>>,
+    pub auto_stop_seconds: Option<i64>,
+    pub counters: Arc<ServerCounters>,
     pub auth: ServerAuth,
     pub tool_scopes: HashMap<String, String>,
     pub scopes_supported: Vec<String>,
@@ -54,6 +60,8 @@ impl ServerEntry {
         domain: Option<&str>,
         default_byoa: Option<&ByoaConfig>,
         row: &ServerRow,
+        target: Option<Arc<Target>>,
+        counters: Arc<ServerCounters>,
     ) -> Self {
         let (resource, metadata_url) = match (routing, domain) {
             (Routing::Host, Some(d)) => {
@@ -111,7 +119,14 @@ impl ServerEntry {
             name: row.name.clone(),
             resource,
             metadata_url,
-            upstream: row.upstream_url.as_deref().and_then(|u| Url::parse(u).ok()),
+            target: target.or_else(|| {
+                row.upstream_url
+                    .as_deref()
+                    .and_then(|u| Url::parse(u).ok())
+                    .map(|u| Target::new(TargetKind::Url(u), None))
+            }),
+            auto_stop_seconds: row.auto_stop_seconds,
+            counters,
             auth,
             tool_scopes,
             scopes_supported,
@@ -159,6 +174,16 @@ impl Registry {
         self.maps().by_resource.get(resource).cloned()
     }
 
+    /// Every server, in no particular order.
+    pub fn all(&self) -> Vec<Arc<ServerEntry>> {
+        self.maps().by_slug.values().cloned().collect()
+    }
+
+    /// A server by id.
+    pub fn by_id(&self, id: &str) -> Option<Arc<ServerEntry>> {
+        self.maps().by_slug.values().find(|e| e.id == id).cloned()
+    }
+
     pub fn replace(&self, state: &AppState, rows: &[ServerRow]) {
         let old = self.maps();
         let mut maps = Maps::default();
@@ -169,6 +194,11 @@ impl Registry {
                 state.config.gateway.server_domain.as_deref(),
                 state.config.auth.byoa.as_ref(),
                 r,
+                state.deployer.target(&r.id),
+                old.by_slug
+                    .get(&r.slug)
+                    .filter(|e| e.id == r.id)
+                    .map_or_else(Default::default, |e| e.counters.clone()),
             );
             // Keep a server's buckets across rebuilds while its limit is unchanged.
             if let Some(limit) = entry.rate_limit {

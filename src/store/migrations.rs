@@ -17,6 +17,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "server_rate_limit",
         include_str!("migrations/0005_server_rate_limit.sql"),
     ),
+    (
+        "deployments",
+        include_str!("migrations/0006_deployments.sql"),
+    ),
 ];
 
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;

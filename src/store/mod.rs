@@ -4,14 +4,17 @@
 pub mod api_keys;
 pub mod audit;
 pub mod clients;
+pub mod deployments;
 pub mod env_vars;
 pub mod grants;
 mod migrations;
 pub mod projects;
 pub mod request_log;
+pub mod server_log;
 pub mod servers;
 pub mod sessions;
 pub mod signing_keys;
+pub mod usage;
 pub mod users;
 
 use std::path::{Path, PathBuf};

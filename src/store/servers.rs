@@ -148,3 +148,21 @@ pub fn delete(conn: &Connection, id: &str) -> Result<(), StoreError> {
         .execute([id])?;
     Ok(())
 }
+
+/// Sets a server's status, and (`Some`) the upstream URL it shows.
+pub fn set_status(
+    conn: &Connection,
+    id: &str,
+    status: &str,
+    upstream_url: Option<Option<&str>>,
+) -> Result<(), StoreError> {
+    match upstream_url {
+        Some(url) => conn
+            .prepare_cached("UPDATE servers SET status = ?2, upstream_url = ?3 WHERE id = ?1")?
+            .execute(params![id, status, url])?,
+        None => conn
+            .prepare_cached("UPDATE servers SET status = ?2 WHERE id = ?1")?
+            .execute(params![id, status])?,
+    };
+    Ok(())
+}

@@ -1,0 +1,162 @@
+//! Deployments of a server: list, deploy, roll back. The pipeline itself is `crate::deploy`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::{Principal, server_access};
+use super::servers::refuse_if_declared;
+use super::{ListQuery, data, list as list_page, time};
+use crate::app::AppState;
+use crate::deploy::{DeployBody, DeployRequest, Deployer, Spec};
+use crate::domain::{self, scopes::ApiScope};
+use crate::error::ApiError;
+use crate::store::{self, deployments::DeploymentRow, servers::ServerRow};
+
+pub fn deployment_json(d: &DeploymentRow) -> Value {
+    let target: Value = serde_json::from_str(&d.target).unwrap_or(Value::Null);
+    json!({
+        "id": d.id,
+        "serverId": d.server_id,
+        "version": d.version,
+        "label": d.label,
+        "type": d.kind,
+        "target": target,
+        "status": d.status,
+        "active": d.active,
+        "errorMessage": d.error_message,
+        "createdAt": domain::rfc3339(d.created_at),
+        "finishedAt": time(d.finished_at),
+    })
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(ApiScope::DeploymentsRead)?;
+    let page = q.page()?;
+    let key = path.into_inner();
+    let rows = state
+        .store
+        .run(move |c| {
+            let (server, _) = server_access(c, &who, &key)?;
+            Ok::<_, ApiError>(store::deployments::list(c, &server.id, &page)?)
+        })
+        .await?;
+    Ok(list_page(rows, deployment_json))
+}
+
+async fn writable_server(
+    state: &web::Data<AppState>,
+    who: Principal,
+    key: String,
+) -> Result<ServerRow, ApiError> {
+    who.require(ApiScope::DeploymentsWrite)?;
+    let (server, _) = state
+        .store
+        .run(move |c| server_access(c, &who, &key))
+        .await?;
+    refuse_if_declared(state, &server)?;
+    Ok(server)
+}
+
+async fn run(
+    state: &web::Data<AppState>,
+    who: &Principal,
+    server: ServerRow,
+    req: DeployRequest,
+) -> Result<HttpResponse, ApiError> {
+    let actor = who.actor();
+    let (sid, pid) = (server.id.clone(), server.project_id.clone());
+    let row = Deployer::deploy(state, server, req).await?;
+    let details = json!({ "version": row.version, "status": row.status, "type": row.kind });
+    let did = row.id.clone();
+    state
+        .store
+        .write(move |tx| {
+            store::audit::record(tx, &actor, "deployment.create", Some(&sid), Some(&pid), Some(&details))
+                .map(|_| ())
+                .map_err(ApiError::from)
+        })
+        .await
+        .inspect_err(|e| tracing::warn!(deployment = %did, error = %e, "could not audit a deployment"))
+        .ok();
+    Ok(data(StatusCode::CREATED, deployment_json(&row)))
+}
+
+pub async fn create(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    body: web::Json<DeployBody>,
+) -> Result<HttpResponse, ApiError> {
+    let parsed = body.into_inner().parse()?;
+    let server = writable_server(&state, who.clone(), path.into_inner()).await?;
+    let req = DeployRequest {
+        spec: parsed.spec,
+        label: parsed.label,
+        kind: "deploy",
+        rollback: parsed.rollback.unwrap_or(server.rollback_on_failure),
+        check: true,
+    };
+    run(&state, &who, server, req).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RollbackBody {
+    version: Option<i64>,
+    deployment_id: Option<String>,
+}
+
+pub async fn rollback(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    body: web::Json<RollbackBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    if body.version.is_none() == body.deployment_id.is_none() {
+        return Err(ApiError::validation(
+            "version",
+            "give either version (an integer) or deploymentId",
+        ));
+    }
+    let server = writable_server(&state, who.clone(), path.into_inner()).await?;
+    let sid = server.id.clone();
+    let to = state
+        .store
+        .run(move |c| {
+            store::deployments::find(c, &sid, body.deployment_id.as_deref(), body.version)
+        })
+        .await?
+        .ok_or_else(|| {
+            ApiError::NotFound("no such deployment of this server (it may have been pruned)".into())
+        })?;
+    if to.active {
+        return Err(ApiError::Conflict(format!(
+            "deployment v{} is the one serving already",
+            to.version
+        )));
+    }
+    if to.status == "failed" {
+        return Err(ApiError::Conflict(format!(
+            "deployment v{} failed; roll back to one that ran",
+            to.version
+        )));
+    }
+    let spec = Spec::from_json(&to.target)
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("deployment {} target unreadable", to.id)))?;
+    let req = DeployRequest {
+        spec,
+        label: to.label.clone().or_else(|| Some(format!("v{}", to.version))),
+        kind: "rollback",
+        rollback: server.rollback_on_failure,
+        check: true,
+    };
+    run(&state, &who, server, req).await
+}

@@ -1,0 +1,175 @@
+//! A server's logs: the front door's access log, process output and deployment events,
+//! newest first, and a live tail as server-sent events.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::auth::{Principal, server_access};
+use crate::app::AppState;
+use crate::domain::scopes::ApiScope;
+use crate::error::ApiError;
+use crate::logs::{entry_json, level_rank};
+use crate::store::{self, server_log::LogQuery};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsParams {
+    level: Option<String>,
+    search: Option<String>,
+    limit: Option<i64>,
+    before: Option<String>,
+}
+
+fn min_level(level: Option<&str>) -> Result<i64, ApiError> {
+    match level {
+        None | Some("") => Ok(0),
+        Some(l) => level_rank(l).ok_or_else(|| {
+            ApiError::BadRequest("level: must be debug, info, warn or error".into())
+        }),
+    }
+}
+
+fn search(s: Option<String>) -> Result<Option<String>, ApiError> {
+    match s {
+        Some(s) if s.len() > 200 => Err(ApiError::BadRequest(
+            "search: at most 200 characters".into(),
+        )),
+        Some(s) if s.is_empty() => Ok(None),
+        other => Ok(other),
+    }
+}
+
+fn cursor(at_ms: i64, key: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{at_ms}:{key}"))
+}
+
+fn parse_cursor(c: &str) -> Option<(i64, String)> {
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(c).ok()?).ok()?;
+    let (at, key) = text.split_once(':')?;
+    Some((at.parse().ok()?, key.to_owned()))
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    q: web::Query<LogsParams>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(ApiScope::LogsRead)
+        .or_else(|_| who.require(ApiScope::ServersRead))?;
+    let q = q.into_inner();
+    let limit = match q.limit {
+        None => 50,
+        Some(n @ 1..=200) => n as u32,
+        Some(_) => return Err(ApiError::BadRequest("limit: must be between 1 and 200".into())),
+    };
+    let before = match q.before.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(parse_cursor(c).ok_or_else(|| {
+            ApiError::BadRequest("before: not a cursor this API returned".into())
+        })?),
+    };
+    let min_level = min_level(q.level.as_deref())?;
+    let search = search(q.search)?;
+    let key = path.into_inner();
+    let mut rows = state
+        .store
+        .run(move |c| {
+            let (server, _) = server_access(c, &who, &key)?;
+            let query = LogQuery {
+                server_id: server.id,
+                min_level,
+                search,
+                before,
+                limit,
+            };
+            Ok::<_, ApiError>(store::server_log::query(c, &query)?)
+        })
+        .await?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next = if more {
+        rows.last().map(|e| cursor(e.at_ms, &e.key))
+    } else {
+        None
+    };
+    let items: Vec<_> = rows.iter().map(entry_json).collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "data": items,
+        "meta": { "cursor": next, "hasMore": more },
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamParams {
+    level: Option<String>,
+    search: Option<String>,
+}
+
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
+pub async fn stream(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    q: web::Query<StreamParams>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(ApiScope::LogsRead)?;
+    let q = q.into_inner();
+    let min_level = min_level(q.level.as_deref())?;
+    let needle = search(q.search)?.map(|s| s.to_ascii_lowercase());
+    let key = path.into_inner();
+    let (server, _) = state
+        .store
+        .run(move |c| server_access(c, &who, &key))
+        .await?;
+    let rx = state.deployer.hub.subscribe();
+    let server_id = server.id;
+    let entries = futures_util::stream::unfold(rx, move |mut rx| {
+        let server_id = server_id.clone();
+        let needle = needle.clone();
+        async move {
+            loop {
+                let next = tokio::time::timeout(KEEPALIVE, rx.recv()).await;
+                let frame = match next {
+                    Err(_) => Bytes::from_static(b": keepalive\n\n"),
+                    Ok(Err(RecvError::Closed)) => return None,
+                    Ok(Err(RecvError::Lagged(n))) => {
+                        Bytes::from(format!(": {n} entries skipped (the tail fell behind)\n\n"))
+                    }
+                    Ok(Ok(e)) => {
+                        let wanted = e.server_id == server_id
+                            && e.rank >= min_level
+                            && needle
+                                .as_ref()
+                                .is_none_or(|n| e.message.to_ascii_lowercase().contains(n));
+                        if !wanted {
+                            continue;
+                        }
+                        Bytes::from(format!("event: log\ndata: {}\n\n", e.json))
+                    }
+                };
+                return Some((Ok::<_, actix_web::Error>(frame), rx));
+            }
+        }
+    });
+    // An opening comment, so clients see the stream is live before the first entry.
+    let opening = futures_util::stream::once(async {
+        Ok::<_, actix_web::Error>(Bytes::from_static(b": tailing\n\n"))
+    });
+    Ok(HttpResponse::build(StatusCode::OK)
+        .content_type("text/event-stream")
+        .insert_header(("cache-control", "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(opening.chain(entries)))
+}

@@ -1,0 +1,100 @@
+//! `GET /v1/servers/:id/metrics`: a window of the access log, summarised.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::auth::{Principal, server_access};
+use super::data;
+use crate::app::AppState;
+use crate::deploy::TargetKind;
+use crate::deploy::process::ProcState;
+use crate::domain::{self, scopes::ApiScope};
+use crate::error::ApiError;
+use crate::store;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsParams {
+    window: Option<String>,
+}
+
+fn counts(pairs: &[(String, i64)]) -> Value {
+    Value::Object(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect::<Map<String, Value>>(),
+    )
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+pub async fn get(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    q: web::Query<MetricsParams>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(ApiScope::MetricsRead)?;
+    let window = q.into_inner().window.unwrap_or_else(|| "1h".into());
+    let secs: i64 = match window.as_str() {
+        "1h" => 3600,
+        "24h" => 86_400,
+        "7d" => 7 * 86_400,
+        _ => return Err(ApiError::BadRequest("window: must be 1h, 24h or 7d".into())),
+    };
+    let to = domain::now_ms();
+    let from = to - secs * 1000;
+    let key = path.into_inner();
+    let (server, stats) = state
+        .store
+        .run(move |c| {
+            let (server, _) = server_access(c, &who, &key)?;
+            let stats = store::request_log::window_stats(c, &server.id, from)?;
+            Ok::<_, ApiError>((server, stats))
+        })
+        .await?;
+    let target = state
+        .gateway
+        .registry
+        .get(&server.slug)
+        .and_then(|e| e.target.clone());
+    let upstream_status = match target.as_deref().map(|t| &t.kind) {
+        None => "none",
+        Some(TargetKind::Process(p)) => match p.state() {
+            ProcState::Running { .. } => "healthy",
+            ProcState::Stopped => "stopped",
+            ProcState::Backoff { .. } => "unhealthy",
+            _ => "unknown",
+        },
+        // A URL (or a stdio bridge): judged by how the latest request fared.
+        Some(_) => match stats.last_status {
+            None => "unknown",
+            Some(502..=504) => "unhealthy",
+            Some(_) => "healthy",
+        },
+    };
+    let errors = stats.errors_4xx + stats.errors_5xx;
+    Ok(data(
+        StatusCode::OK,
+        json!({
+            "window": window,
+            "from": domain::rfc3339_ms(from),
+            "to": domain::rfc3339_ms(to),
+            "requests": stats.requests,
+            "errors": { "4xx": stats.errors_4xx, "5xx": stats.errors_5xx },
+            "errorRate": if stats.requests > 0 { round2(errors as f64 / stats.requests as f64 * 100.0) / 100.0 } else { 0.0 },
+            "latencyMs": stats.latency.map(|[p50, p95, p99]| json!({
+                "p50": round2(p50), "p95": round2(p95), "p99": round2(p99),
+            })),
+            "methods": counts(&stats.methods),
+            "tools": counts(&stats.tools),
+            "authFailures": counts(&stats.auth_failures),
+            "upstream": { "status": upstream_status, "errors": stats.upstream_errors },
+        }),
+    ))
+}

@@ -1,0 +1,557 @@
+//! Deployments: what a server's URL routes to, and the pipeline that changes it — provision
+//! (start the process), health check, atomic traffic swap (requests already running finish
+//! on the old target), cleanup (the old process stops once drained). A failed step leaves
+//! the previous deployment serving unless the server (or the request) turned rollback off.
+
+pub mod health;
+pub mod process;
+mod spec;
+pub mod stdio;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::web;
+use dashmap::DashMap;
+use serde_json::{Value, json};
+use url::Url;
+
+use crate::app::AppState;
+use crate::domain::{self, Secret};
+use crate::error::ApiError;
+use crate::logs::LogHub;
+use crate::store::deployments::{self, DeploymentRow};
+use crate::store::{self, servers::ServerRow};
+
+use self::process::{Launch, ProcState, Supervisor};
+use self::stdio::StdioPool;
+pub use self::spec::{DeployBody, Spec, Transport};
+
+/// Where requests for a server go.
+pub enum TargetKind {
+    Url(Url),
+    /// An HTTP MCP server process we supervise.
+    Process(Arc<Supervisor>),
+    /// A stdio MCP server, one process per session.
+    Stdio(Arc<StdioPool>),
+}
+
+pub struct Target {
+    pub kind: TargetKind,
+    /// The deployment it belongs to (`None` for a server declared in the config file).
+    pub deployment_id: Option<String>,
+    inflight: AtomicUsize,
+}
+
+/// Marks a request (or a response stream) as running on a target until dropped.
+pub struct InFlight(Arc<Target>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Relaxed);
+    }
+}
+
+impl Target {
+    pub fn new(kind: TargetKind, deployment_id: Option<&str>) -> Arc<Self> {
+        Arc::new(Self {
+            kind,
+            deployment_id: deployment_id.map(str::to_owned),
+            inflight: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn enter(self: &Arc<Self>) -> InFlight {
+        self.inflight.fetch_add(1, Relaxed);
+        InFlight(self.clone())
+    }
+
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Relaxed)
+    }
+
+    fn stop(&self) {
+        match &self.kind {
+            TargetKind::Url(_) => {}
+            TargetKind::Process(p) => p.shutdown(),
+            TargetKind::Stdio(p) => p.shutdown(),
+        }
+    }
+
+    /// The process part of the server object (`null` for a URL).
+    pub fn process_json(&self) -> Value {
+        match &self.kind {
+            TargetKind::Url(_) => Value::Null,
+            TargetKind::Process(p) => {
+                let state = p.state();
+                let (pid, since) = match &state {
+                    ProcState::Running { pid, since_ms } => (Some(*pid), Some(*since_ms)),
+                    _ => (None, None),
+                };
+                json!({
+                    "state": state.name(),
+                    "pid": pid,
+                    "restarts": p.restarts.load(Relaxed),
+                    "startedAt": since.map(domain::rfc3339_ms),
+                    "sessions": null,
+                })
+            }
+            TargetKind::Stdio(p) => {
+                let n = p.session_count();
+                json!({
+                    "state": if n > 0 { "running" } else { "stopped" },
+                    "pid": null, "restarts": 0, "startedAt": null, "sessions": n,
+                })
+            }
+        }
+    }
+
+    /// The server status this target implies, where it says more than the stored one.
+    pub fn status_override(&self) -> Option<&'static str> {
+        match &self.kind {
+            TargetKind::Process(p) => match p.state() {
+                ProcState::Stopped | ProcState::Exited => Some("stopped"),
+                ProcState::Backoff { .. } => Some("error"),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+/// The deployments in force, per server, and what they use.
+pub struct Deployer {
+    active: DashMap<String, Arc<Target>>,
+    locks: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    /// Process time not yet added to the usage table, per server (ms).
+    compute: Mutex<HashMap<String, u64>>,
+    pub hub: LogHub,
+}
+
+/// What to deploy, and how.
+pub struct DeployRequest {
+    pub spec: Spec,
+    pub label: Option<String>,
+    /// `deploy` or `rollback`.
+    pub kind: &'static str,
+    /// Keep the previous deployment when the new one fails its health check.
+    pub rollback: bool,
+    /// Run the health check (an `upstreamUrl` set on the server itself is taken as is).
+    pub check: bool,
+}
+
+impl Deployer {
+    pub fn new(hub: LogHub) -> Self {
+        Self {
+            active: DashMap::new(),
+            locks: DashMap::new(),
+            compute: Mutex::new(HashMap::new()),
+            hub,
+        }
+    }
+
+    pub fn target(&self, server_id: &str) -> Option<Arc<Target>> {
+        self.active.get(server_id).map(|t| t.clone())
+    }
+
+    /// Runs the pipeline to its end, even if the caller goes away meanwhile.
+    pub async fn deploy(
+        state: &web::Data<AppState>,
+        server: ServerRow,
+        req: DeployRequest,
+    ) -> Result<DeploymentRow, ApiError> {
+        let st = state.clone();
+        tokio::spawn(async move { pipeline(&st, server, req).await })
+            .await
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("deployment task failed: {e}")))?
+    }
+
+    /// Stops what a server ran (deleted, or its upstream cleared).
+    pub fn remove(&self, server_id: &str) {
+        if let Some((_, t)) = self.active.remove(server_id) {
+            t.stop();
+        }
+    }
+
+    /// Brings back every server's active deployment at start-up.
+    pub async fn restore(state: &web::Data<AppState>) -> Result<(), store::StoreError> {
+        let at = domain::now();
+        let rows = state
+            .store
+            .write(move |tx| {
+                let n = deployments::fail_unfinished(tx, at)?;
+                if n > 0 {
+                    tracing::warn!(deployments = n, "deployments cut short by a stop were marked failed");
+                }
+                let servers: HashMap<String, ServerRow> = store::servers::all(tx)?
+                    .into_iter()
+                    .map(|s| (s.id.clone(), s))
+                    .collect();
+                Ok::<_, store::StoreError>(
+                    deployments::all_active(tx)?
+                        .into_iter()
+                        .filter_map(|d| servers.get(&d.server_id).cloned().map(|s| (s, d)))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .await?;
+        for (server, d) in rows {
+            let Some(spec) = Spec::from_json(&d.target) else {
+                tracing::error!(deployment = %d.id, "stored deployment target is unreadable");
+                continue;
+            };
+            let env = open_env(state, &d.id, d.env_sealed.as_deref());
+            match provision(state, &server, &d.id, &spec, env, false).await {
+                Ok(t) => {
+                    state.deployer.active.insert(server.id.clone(), t);
+                }
+                Err(e) => {
+                    tracing::error!(server = %server.slug, error = %e, "could not restore a deployment")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every second: stops idle processes and idle stdio sessions, and counts process time.
+    pub fn tick(&self, state: &AppState, elapsed: Duration) {
+        let ms = elapsed.as_millis() as u64;
+        let mut used: Vec<(String, u64)> = Vec::new();
+        for entry in state.gateway.registry.all() {
+            let Some(target) = &entry.target else {
+                continue;
+            };
+            match &target.kind {
+                TargetKind::Url(_) => {}
+                TargetKind::Process(p) => {
+                    if matches!(p.state(), ProcState::Running { .. }) {
+                        used.push((entry.id.clone(), ms));
+                        if let Some(secs) = entry.auto_stop_seconds
+                            && target.inflight() == 0
+                            && p.idle_ms() >= secs.saturating_mul(1000)
+                        {
+                            p.idle_stop();
+                        }
+                    }
+                }
+                TargetKind::Stdio(p) => {
+                    let n = p.reap() as u64;
+                    if n > 0 {
+                        used.push((entry.id.clone(), n * ms));
+                    }
+                }
+            }
+        }
+        if !used.is_empty()
+            && let Ok(mut c) = self.compute.lock()
+        {
+            for (id, ms) in used {
+                *c.entry(id).or_default() += ms;
+            }
+        }
+    }
+
+    /// Process time gathered since the last call, per server.
+    pub fn take_compute(&self) -> HashMap<String, u64> {
+        self.compute
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default()
+    }
+
+    /// Stops every process (at shutdown) and waits for them a moment.
+    pub async fn shutdown(&self) {
+        let targets: Vec<Arc<Target>> = self.active.iter().map(|t| t.clone()).collect();
+        self.active.clear();
+        let mut waits = Vec::new();
+        for t in targets {
+            t.stop();
+            if let TargetKind::Process(p) = &t.kind {
+                let p = p.clone();
+                waits.push(async move { p.exited().await });
+            }
+        }
+        let _ = tokio::time::timeout(
+            Duration::from_secs(7),
+            futures_util::future::join_all(waits),
+        )
+        .await;
+    }
+}
+
+/// The server's env vars, decrypted.
+async fn load_env(
+    state: &web::Data<AppState>,
+    server_id: &str,
+) -> Result<Vec<(String, Secret)>, ApiError> {
+    let sid = server_id.to_owned();
+    let sealed = state
+        .store
+        .run(move |c| store::env_vars::sealed_values(c, &sid))
+        .await?;
+    let mut out = Vec::with_capacity(sealed.len());
+    for (name, value) in sealed {
+        let plain = state
+            .master_key
+            .open(&value, &crate::control::env::seal_context(server_id, &name))
+            .map_err(|_| {
+                ApiError::Internal(anyhow::anyhow!(
+                    "env var {name} cannot be decrypted with this master key"
+                ))
+            })?;
+        out.push((name, Secret::new(String::from_utf8_lossy(&plain).into_owned())));
+    }
+    Ok(out)
+}
+
+fn env_context(deployment_id: &str) -> String {
+    format!("deployment-env:{deployment_id}")
+}
+
+fn seal_env(state: &AppState, deployment_id: &str, env: &[(String, Secret)]) -> Option<String> {
+    if env.is_empty() {
+        return None;
+    }
+    let map: HashMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.expose())).collect();
+    let plain = serde_json::to_vec(&map).ok()?;
+    Some(state.master_key.seal(&plain, &env_context(deployment_id)))
+}
+
+fn open_env(state: &AppState, deployment_id: &str, sealed: Option<&str>) -> Vec<(String, Secret)> {
+    let Some(sealed) = sealed else {
+        return Vec::new();
+    };
+    let Ok(plain) = state.master_key.open(sealed, &env_context(deployment_id)) else {
+        tracing::error!(deployment = %deployment_id, "deployment env vars cannot be decrypted");
+        return Vec::new();
+    };
+    let map: HashMap<String, String> = serde_json::from_slice(&plain).unwrap_or_default();
+    let mut env: Vec<(String, Secret)> = map.into_iter().map(|(k, v)| (k, Secret::new(v))).collect();
+    env.sort_by(|a, b| a.0.cmp(&b.0));
+    env
+}
+
+/// Starts what `spec` needs. `first`: a new deployment, which fails at the process's first
+/// exit; a restored one is left to its supervisor.
+async fn provision(
+    state: &web::Data<AppState>,
+    server: &ServerRow,
+    deployment_id: &str,
+    spec: &Spec,
+    env: Vec<(String, Secret)>,
+    first: bool,
+) -> Result<Arc<Target>, String> {
+    let id = Some(deployment_id);
+    let (command, transport, port) = match spec {
+        Spec::Upstream { upstream_url } => {
+            let url = Url::parse(upstream_url).map_err(|e| format!("bad upstream URL: {e}"))?;
+            return Ok(Target::new(TargetKind::Url(url), id));
+        }
+        Spec::Command {
+            command,
+            transport,
+            port,
+        } => (command, *transport, *port),
+    };
+    let cwd = state.config.server.data_dir.join("servers").join(&server.id);
+    std::fs::create_dir_all(&cwd)
+        .map_err(|e| format!("cannot create the working directory {}: {e}", cwd.display()))?;
+    let config = &state.config.deploy;
+    let launch = Launch {
+        server_id: server.id.clone(),
+        command: command.clone(),
+        env,
+        cwd,
+        hub: state.deployer.hub.clone(),
+        lines_per_second: config.output_lines_per_second,
+    };
+    match transport {
+        Transport::Http => {
+            let port = match port {
+                Some(p) => p,
+                None => process::free_port().map_err(|e| format!("no free port: {e}"))?,
+            };
+            let sup = Supervisor::start(launch, port, config.health_timeout.0);
+            if first && let Err(e) = sup.ready(config.health_timeout.0, true).await {
+                sup.shutdown();
+                return Err(e);
+            }
+            Ok(Target::new(TargetKind::Process(sup), id))
+        }
+        Transport::Stdio => {
+            let idle = server
+                .auto_stop_seconds
+                .map_or(config.stdio_idle_timeout.0, |s| Duration::from_secs(s as u64));
+            let pool = StdioPool::new(
+                launch,
+                config.max_stdio_sessions,
+                idle,
+                state.config.gateway.upstream_timeout.0,
+            );
+            Ok(Target::new(TargetKind::Stdio(pool), id))
+        }
+    }
+}
+
+async fn check(state: &AppState, server: &ServerRow, target: &Target) -> Result<(), String> {
+    let timeout = state.config.deploy.health_timeout.0;
+    let path = server.health_check_path.as_deref();
+    match &target.kind {
+        TargetKind::Url(u) => health::check(&state.gateway.upstream, u, path, timeout).await,
+        TargetKind::Process(p) => health::check(&state.gateway.upstream, &p.url, path, timeout).await,
+        TargetKind::Stdio(p) => p.probe(timeout).await,
+    }
+}
+
+async fn pipeline(
+    state: &web::Data<AppState>,
+    server: ServerRow,
+    req: DeployRequest,
+) -> Result<DeploymentRow, ApiError> {
+    let deployer = &state.deployer;
+    let lock = deployer.locks.entry(server.id.clone()).or_default().clone();
+    // API deployments refuse to queue; a server's own upstreamUrl change waits its turn.
+    let _guard = if req.check {
+        lock.try_lock_owned().map_err(|_| {
+            ApiError::Conflict(format!(
+                "a deployment of {} is in progress; retry when it has finished",
+                server.slug
+            ))
+        })?
+    } else {
+        lock.lock_owned().await
+    };
+    let id = domain::new_id("dep_");
+    let env = load_env(state, &server.id).await?;
+    let had_target = state
+        .gateway
+        .registry
+        .get(&server.slug)
+        .is_some_and(|e| e.target.is_some());
+    let mut row = DeploymentRow {
+        id: id.clone(),
+        server_id: server.id.clone(),
+        version: 0,
+        label: req.label.clone(),
+        kind: req.kind.to_owned(),
+        target: req.spec.to_json(),
+        status: "building".into(),
+        active: false,
+        error_message: None,
+        env_sealed: seal_env(state, &id, &env),
+        created_at: domain::now(),
+        finished_at: None,
+    };
+    row = state
+        .store
+        .write(move |tx| {
+            row.version = deployments::next_version(tx, &row.server_id)?;
+            deployments::insert(tx, &row)?;
+            if !had_target {
+                store::servers::set_status(tx, &row.server_id, "provisioning", None)?;
+            }
+            Ok::<_, ApiError>(row)
+        })
+        .await?;
+    let version = row.version;
+    let log = |level: &'static str, m: String| deployer.hub.write(&server.id, level, "deploy", m);
+    log("info", format!("deployment v{version} started: {}", req.spec.describe()));
+    let started = Instant::now();
+
+    let provisioned = provision(state, &server, &id, &req.spec, env, true).await;
+    let (target, failure) = match provisioned {
+        Err(e) => (None, Some(format!("provision failed: {e}"))),
+        Ok(t) if req.check => match check(state, &server, &t).await {
+            Ok(()) => (Some(t), None),
+            Err(e) => (Some(t), Some(format!("health check failed: {e}"))),
+        },
+        Ok(t) => (Some(t), None),
+    };
+    let swap = match (&target, &failure) {
+        (Some(_), None) => true,
+        // Rollback off: the new version takes over even though its check failed.
+        (Some(_), Some(_)) => !req.rollback,
+        (None, _) => false,
+    };
+    let status = if failure.is_some() { "failed" } else { "running" };
+    let server_status = match (swap, &failure) {
+        (true, None) => Some("running"),
+        (true, Some(_)) => Some("error"),
+        (false, _) if had_target => None,
+        (false, _) => Some("error"),
+    };
+    let upstream_url = match &req.spec {
+        Spec::Upstream { upstream_url } if swap => Some(upstream_url.clone()),
+        _ => None,
+    };
+    let (sid, did, kind, err) = (server.id.clone(), id.clone(), req.kind, failure.clone());
+    let retention = server.retention_count;
+    let written = state
+        .store
+        .write(move |tx| {
+            if swap {
+                let previous = deployments::activate(tx, &sid, &did)?;
+                if kind == "rollback"
+                    && let Some(p) = &previous
+                {
+                    deployments::set_status(tx, p, "rolled_back")?;
+                }
+            }
+            deployments::finish(tx, &did, status, err.as_deref(), domain::now())?;
+            if let Some(s) = server_status {
+                store::servers::set_status(tx, &sid, s, swap.then_some(upstream_url.as_deref()))?;
+            }
+            deployments::prune(tx, &sid, retention)?;
+            let row = deployments::find(tx, &sid, Some(&did), None)?;
+            Ok::<_, ApiError>(row)
+        })
+        .await;
+    let row = match written {
+        Ok(Some(row)) => row,
+        Ok(None) | Err(_) => {
+            if let Some(t) = &target {
+                t.stop();
+            }
+            return Err(written.err().unwrap_or_else(|| {
+                ApiError::Internal(anyhow::anyhow!("deployment {id} vanished"))
+            }));
+        }
+    };
+    let took = started.elapsed().as_millis();
+    match (&failure, swap) {
+        (None, _) => log("info", format!("deployment v{version} is serving ({took} ms)")),
+        (Some(f), true) => log("error", format!("deployment v{version} failed ({f}); serving it anyway: rollback is off")),
+        (Some(f), false) => log(
+            "error",
+            format!(
+                "deployment v{version} failed: {f}; {}",
+                if had_target { "the previous deployment keeps serving" } else { "nothing to serve" }
+            ),
+        ),
+    }
+    if let Some(t) = target {
+        if swap {
+            let old = deployer.active.insert(server.id.clone(), t);
+            state.servers_changed().await;
+            if let Some(old) = old {
+                tokio::spawn(drain(old, state.config.deploy.drain_timeout.0));
+            }
+        } else {
+            t.stop();
+        }
+    } else if server_status.is_some() {
+        state.servers_changed().await;
+    }
+    Ok(row)
+}
+
+/// Stops a replaced target once the requests still on it have finished (or after `timeout`).
+async fn drain(old: Arc<Target>, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while old.inflight() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    old.stop();
+}

@@ -1,0 +1,504 @@
+//! Processes `ezforge` starts: a clean environment (the server's env vars and a few harmless
+//! variables of ours, never our secrets), output captured into the server's log with a rate
+//! limit, and a whole process group stopped with SIGTERM, then SIGKILL.
+//!
+//! [`Supervisor`] keeps one HTTP MCP server process running: restarts it after a crash with
+//! exponential backoff, stops it when idle and starts it again on the next request.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::{Notify, watch};
+use url::Url;
+
+use crate::domain::{self, Secret};
+use crate::logs::LogHub;
+
+/// Variables of ours a child may see; everything else (our secrets above all) stays out.
+const INHERITED: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
+];
+
+/// The longest line of output stored; longer ones are cut.
+const MAX_LOG_LINE: usize = 8 * 1024;
+/// How long a stopping process gets between SIGTERM and SIGKILL.
+const TERM_GRACE: Duration = Duration::from_secs(5);
+
+/// Everything needed to start one of a server's processes.
+#[derive(Clone)]
+pub struct Launch {
+    pub server_id: String,
+    pub command: Vec<String>,
+    pub env: Vec<(String, Secret)>,
+    pub cwd: PathBuf,
+    pub hub: LogHub,
+    pub lines_per_second: u32,
+}
+
+impl Launch {
+    /// Starts the process in its own process group. `stdio`: stdin and stdout are piped for
+    /// the MCP protocol (stderr is captured); otherwise both outputs are captured.
+    pub fn spawn(&self, extra_env: &[(&str, String)], stdio: bool) -> std::io::Result<Child> {
+        let (program, args) = self
+            .command
+            .split_first()
+            .ok_or_else(|| std::io::Error::other("empty command"))?;
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .env_clear()
+            .current_dir(&self.cwd)
+            .stdin(if stdio { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        for name in INHERITED {
+            if let Some(v) = std::env::var_os(name) {
+                cmd.env(name, v);
+            }
+        }
+        for (name, value) in &self.env {
+            cmd.env(name, value.expose());
+        }
+        for (name, value) in extra_env {
+            cmd.env(name, value);
+        }
+        let mut child = cmd.spawn()?;
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(capture(err, self.clone(), "warn"));
+        }
+        if !stdio && let Some(out) = child.stdout.take() {
+            tokio::spawn(capture(out, self.clone(), "info"));
+        }
+        Ok(child)
+    }
+
+    pub fn log(&self, level: &'static str, message: String) {
+        self.hub.write(&self.server_id, level, "process", message);
+    }
+}
+
+/// Copies lines of output into the log: each cut at `MAX_LOG_LINE`, at most
+/// `lines_per_second` a second (what is over is counted and reported), until the pipe closes.
+pub async fn capture(pipe: impl AsyncRead + Unpin, launch: Launch, level: &'static str) {
+    let mut reader = BufReader::with_capacity(16 * 1024, pipe);
+    let mut limit = OutputLimit::new(launch.lines_per_second);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match read_line_capped(&mut reader, &mut line, MAX_LOG_LINE).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        if let Some(dropped) = limit.take_report() {
+            launch.log(
+                "warn",
+                format!("{dropped} lines of output dropped (over {} a second)", launch.lines_per_second),
+            );
+        }
+        if !limit.allow() {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end_matches(['\r', '\n']);
+        if !text.is_empty() {
+            launch.log(level, text.to_owned());
+        }
+    }
+    if let Some(dropped) = limit.take_report() {
+        launch.log(
+            "warn",
+            format!("{dropped} lines of output dropped (over {} a second)", launch.lines_per_second),
+        );
+    }
+}
+
+/// Reads one line into `buf`, keeping at most `max` bytes of it (the rest is read and
+/// discarded). Returns the bytes consumed, 0 at end of input.
+pub async fn read_line_capped(
+    reader: &mut (impl tokio::io::AsyncBufRead + Unpin),
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<usize> {
+    let mut consumed = 0;
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(consumed);
+        }
+        let (chunk, done) = match available.iter().position(|b| *b == b'\n') {
+            Some(i) => (&available[..=i], true),
+            None => (available, false),
+        };
+        let room = max.saturating_sub(buf.len());
+        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let n = chunk.len();
+        reader.consume(n);
+        consumed += n;
+        if done {
+            return Ok(consumed);
+        }
+    }
+}
+
+/// A per-second line budget.
+pub struct OutputLimit {
+    per_second: u32,
+    window: Instant,
+    used: u32,
+    dropped: u64,
+}
+
+impl OutputLimit {
+    pub fn new(per_second: u32) -> Self {
+        Self {
+            per_second,
+            window: Instant::now(),
+            used: 0,
+            dropped: 0,
+        }
+    }
+
+    fn roll(&mut self) {
+        if self.window.elapsed() >= Duration::from_secs(1) {
+            self.window = Instant::now();
+            self.used = 0;
+        }
+    }
+
+    pub fn allow(&mut self) -> bool {
+        self.roll();
+        if self.used < self.per_second {
+            self.used += 1;
+            true
+        } else {
+            self.dropped += 1;
+            false
+        }
+    }
+
+    /// The count of dropped lines, once a new window has begun.
+    pub fn take_report(&mut self) -> Option<u64> {
+        self.roll();
+        if self.dropped > 0 && self.used == 0 {
+            Some(std::mem::take(&mut self.dropped))
+        } else {
+            None
+        }
+    }
+}
+
+/// Sends `signal` to a whole process group.
+#[allow(unsafe_code)]
+fn signal_group(pgid: u32, signal: i32) {
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return;
+    };
+    if pgid <= 1 {
+        return;
+    }
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours; a negative pid
+    // addresses the process group the child leads (it was started with process_group(0)).
+    unsafe {
+        libc::kill(-pgid, signal);
+    }
+}
+
+/// Stops a child and everything it started: SIGTERM to its group, SIGKILL after a grace.
+pub async fn terminate(child: &mut Child) {
+    let Some(pid) = child.id() else {
+        return;
+    };
+    signal_group(pid, libc::SIGTERM);
+    if tokio::time::timeout(TERM_GRACE, child.wait()).await.is_err() {
+        signal_group(pid, libc::SIGKILL);
+        let _ = child.wait().await;
+    }
+}
+
+/// How an exit reads in the log.
+pub fn describe_exit(status: std::io::Result<std::process::ExitStatus>) -> String {
+    match status {
+        Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
+            (Some(c), _) => format!("exited with status {c}"),
+            (None, Some(sig)) => format!("was killed by signal {sig}"),
+            _ => "exited".into(),
+        },
+        Err(e) => format!("could not be waited for: {e}"),
+    }
+}
+
+/// A supervised process's state, as the API shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProcState {
+    Starting,
+    Running { pid: u32, since_ms: i64 },
+    /// Not running; the next request starts it.
+    Stopped,
+    /// Crashed; restarts at `until_ms`. `reason` says how it ended.
+    Backoff { until_ms: i64, reason: String },
+    /// Stopped for good (replaced or deleted).
+    Exited,
+}
+
+impl ProcState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProcState::Starting => "starting",
+            ProcState::Running { .. } => "running",
+            ProcState::Stopped | ProcState::Exited => "stopped",
+            ProcState::Backoff { .. } => "backoff",
+        }
+    }
+}
+
+/// Keeps one HTTP MCP server process running.
+pub struct Supervisor {
+    pub launch: Launch,
+    pub port: u16,
+    pub url: Url,
+    state: watch::Sender<ProcState>,
+    wake: Notify,
+    stop: Notify,
+    sleep: Notify,
+    last_used_ms: AtomicI64,
+    pub restarts: AtomicU32,
+    start_timeout: Duration,
+}
+
+/// A crash-loop's longest pause between restarts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A process up this long is healthy again: its next crash restarts it at once.
+const STABLE_AFTER: Duration = Duration::from_secs(60);
+
+impl Supervisor {
+    /// Starts the supervision loop; the process starts at once.
+    pub fn start(launch: Launch, port: u16, start_timeout: Duration) -> Arc<Self> {
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/mcp"))
+            .unwrap_or_else(|_| Url::parse("http://127.0.0.1/mcp").expect("static URL"));
+        let (state, _) = watch::channel(ProcState::Starting);
+        let sup = Arc::new(Self {
+            launch,
+            port,
+            url,
+            state,
+            wake: Notify::new(),
+            stop: Notify::new(),
+            sleep: Notify::new(),
+            last_used_ms: AtomicI64::new(domain::now_ms()),
+            restarts: AtomicU32::new(0),
+            start_timeout,
+        });
+        tokio::spawn(sup.clone().run());
+        sup
+    }
+
+    pub fn state(&self) -> ProcState {
+        self.state.borrow().clone()
+    }
+
+    pub fn touch(&self) {
+        self.last_used_ms.store(domain::now_ms(), Relaxed);
+    }
+
+    pub fn idle_ms(&self) -> i64 {
+        domain::now_ms() - self.last_used_ms.load(Relaxed)
+    }
+
+    /// Waits until the process accepts connections, starting it if it was stopped.
+    /// `first`: a deployment's first start, which fails at the first exit instead of
+    /// waiting through restarts.
+    pub async fn ready(&self, timeout: Duration, first: bool) -> Result<(), String> {
+        let mut rx = self.state.subscribe();
+        if matches!(*rx.borrow(), ProcState::Running { .. }) {
+            return Ok(());
+        }
+        self.wake.notify_one();
+        let wait = rx.wait_for(|s| match s {
+            ProcState::Running { .. } | ProcState::Exited => true,
+            ProcState::Backoff { .. } => first,
+            _ => false,
+        });
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(s)) => match &*s {
+                ProcState::Running { .. } => Ok(()),
+                ProcState::Backoff { reason, .. } => Err(format!("the process {reason}")),
+                _ => Err("the process was stopped".into()),
+            },
+            Ok(Err(_)) => Err("the process was stopped".into()),
+            Err(_) => Err(format!(
+                "the process did not accept connections on port {} within {}",
+                self.port,
+                humantime::format_duration(timeout)
+            )),
+        }
+    }
+
+    /// Stops the process until the next request.
+    pub fn idle_stop(&self) {
+        self.sleep.notify_one();
+    }
+
+    /// Stops the process for good.
+    pub fn shutdown(&self) {
+        self.stop.notify_one();
+    }
+
+    /// Waits until the loop has ended.
+    pub async fn exited(&self) {
+        let mut rx = self.state.subscribe();
+        let _ = rx.wait_for(|s| *s == ProcState::Exited).await;
+    }
+
+    async fn run(self: Arc<Self>) {
+        let mut failures: u32 = 0;
+        let env = [("PORT", self.port.to_string()), ("HOST", "127.0.0.1".to_owned())];
+        loop {
+            if *self.state.borrow() == ProcState::Stopped {
+                tokio::select! {
+                    () = self.wake.notified() => {}
+                    () = self.stop.notified() => break,
+                }
+            }
+            self.state.send_replace(ProcState::Starting);
+            let mut child = match self.launch.spawn(&env, false) {
+                Ok(c) => c,
+                Err(e) => {
+                    let reason = format!("could not be started: {e}");
+                    self.launch.log("error", format!("process {reason}"));
+                    failures += 1;
+                    if !self.back_off(failures, reason).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let pid = child.id().unwrap_or(0);
+            self.launch
+                .log("info", format!("process {pid} started: {}", self.launch.command.join(" ")));
+            let started = Instant::now();
+            // Up when the port accepts connections.
+            let up = tokio::select! {
+                status = child.wait() => Err(describe_exit(status)),
+                r = wait_for_port(self.port, self.start_timeout) => r,
+                () = self.stop.notified() => {
+                    terminate(&mut child).await;
+                    break;
+                }
+            };
+            let ended = match up {
+                Ok(()) => {
+                    self.state.send_replace(ProcState::Running {
+                        pid,
+                        since_ms: domain::now_ms(),
+                    });
+                    self.touch();
+                    tokio::select! {
+                        status = child.wait() => describe_exit(status),
+                        () = self.stop.notified() => {
+                            terminate(&mut child).await;
+                            self.launch.log("info", format!("process {pid} stopped"));
+                            break;
+                        }
+                        () = self.sleep.notified() => {
+                            terminate(&mut child).await;
+                            self.launch.log("info", format!("process {pid} stopped after {} s without requests", self.idle_ms() / 1000));
+                            self.state.send_replace(ProcState::Stopped);
+                            continue;
+                        }
+                    }
+                }
+                Err(reason) => {
+                    terminate(&mut child).await;
+                    reason
+                }
+            };
+            failures = if started.elapsed() >= STABLE_AFTER {
+                1
+            } else {
+                failures + 1
+            };
+            self.launch
+                .log("error", format!("process {pid} {ended}"));
+            self.restarts.fetch_add(1, Relaxed);
+            if !self.back_off(failures, ended).await {
+                break;
+            }
+        }
+        self.state.send_replace(ProcState::Exited);
+    }
+
+    /// Waits before restart attempt `failures` (250 ms, doubling, at most 30 s); false when
+    /// told to stop meanwhile.
+    async fn back_off(&self, failures: u32, reason: String) -> bool {
+        let delay = Duration::from_millis(250)
+            .saturating_mul(1 << failures.saturating_sub(1).min(8))
+            .min(MAX_BACKOFF);
+        self.state.send_replace(ProcState::Backoff {
+            until_ms: domain::now_ms() + delay.as_millis() as i64,
+            reason,
+        });
+        tokio::select! {
+            () = tokio::time::sleep(delay) => true,
+            () = self.stop.notified() => false,
+        }
+    }
+}
+
+/// Polls until something accepts TCP connections on 127.0.0.1:`port`.
+async fn wait_for_port(port: u16, timeout: Duration) -> Result<(), String> {
+    let poll = async {
+        loop {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    };
+    tokio::time::timeout(timeout, poll).await.map_err(|_| {
+        format!(
+            "did not accept connections on port {port} within {}",
+            humantime::format_duration(timeout)
+        )
+    })
+}
+
+/// A free loopback port, for a process that names none.
+pub fn free_port() -> std::io::Result<u16> {
+    let l = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    Ok(l.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn long_lines_are_cut_and_the_rest_skipped() {
+        let input: &[u8] = b"short\nabcdefghij\nlast";
+        let mut r = BufReader::with_capacity(4, input);
+        let mut buf = Vec::new();
+        let mut lines = Vec::new();
+        loop {
+            buf.clear();
+            if read_line_capped(&mut r, &mut buf, 5).await.expect("read") == 0 {
+                break;
+            }
+            lines.push(String::from_utf8_lossy(&buf).into_owned());
+        }
+        assert_eq!(lines, ["short", "abcde", "last"]);
+    }
+
+    #[test]
+    fn output_budget_counts_what_it_drops() {
+        let mut l = OutputLimit::new(3);
+        let allowed = (0..10).filter(|_| l.allow()).count();
+        assert_eq!(allowed, 3);
+        assert_eq!(l.dropped, 7);
+    }
+}

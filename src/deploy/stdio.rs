@@ -1,0 +1,387 @@
+//! The stdio bridge: a stdio MCP server behind Streamable HTTP. Each MCP session is one
+//! process, started by `initialize` and ended by DELETE, by idleness, or by its own exit.
+//! A POST's requests are written to the process's stdin and answered with the responses
+//! bearing their ids; what the process sends on its own (notifications, requests to the
+//! client) goes to the session's GET stream when one is open.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::http::{Method, StatusCode};
+use actix_web::{HttpResponse, web::Bytes};
+use serde_json::{Value, json};
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::process::ChildStdin;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use super::process::{Launch, OutputLimit, describe_exit, read_line_capped, terminate};
+use crate::domain;
+
+/// The largest message a stdio server may write (one line).
+const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+const SESSION_HEADER: &str = "mcp-session-id";
+
+pub struct StdioPool {
+    launch: Launch,
+    max_sessions: usize,
+    pub idle: Duration,
+    /// How long a request may wait for its response.
+    answer_timeout: Duration,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+}
+
+struct Session {
+    id: String,
+    stdin: tokio::sync::Mutex<ChildStdin>,
+    pending: Mutex<HashMap<String, oneshot::Sender<Value>>>,
+    events: Mutex<Option<mpsc::Sender<Bytes>>>,
+    last_used_ms: AtomicI64,
+    busy: AtomicUsize,
+    end: Notify,
+    ended: AtomicBool,
+}
+
+impl Session {
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<Value>>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn send(&self, msg: &Value) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        let mut stdin = self.stdin.lock().await;
+        stdin.write_all(&line).await?;
+        stdin.flush().await
+    }
+}
+
+/// The key a JSON-RPC id is matched by.
+fn id_key(id: &Value) -> String {
+    id.to_string()
+}
+
+fn rpc_error(status: StatusCode, id: Option<&Value>, code: i64, message: &str) -> HttpResponse {
+    HttpResponse::build(status).json(json!({
+        "jsonrpc": "2.0", "id": id.cloned().unwrap_or(Value::Null),
+        "error": { "code": code, "message": message }
+    }))
+}
+
+impl StdioPool {
+    pub fn new(launch: Launch, max_sessions: usize, idle: Duration, answer_timeout: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            launch,
+            max_sessions,
+            idle,
+            answer_timeout,
+            sessions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Starts a process and its reader; the session is not yet registered.
+    fn start(self: &Arc<Self>) -> Result<Arc<Session>, String> {
+        let mut child = self
+            .launch
+            .spawn(&[], true)
+            .map_err(|e| format!("could not be started: {e}"))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err("its pipes could not be opened".into());
+        };
+        let session = Arc::new(Session {
+            id: crate::crypto::hex(&crate::crypto::random_bytes::<16>()),
+            stdin: tokio::sync::Mutex::new(stdin),
+            pending: Mutex::new(HashMap::new()),
+            events: Mutex::new(None),
+            last_used_ms: AtomicI64::new(domain::now_ms()),
+            busy: AtomicUsize::new(0),
+            end: Notify::new(),
+            ended: AtomicBool::new(false),
+        });
+        let pid = child.id().unwrap_or(0);
+        self.launch.log("info", format!("stdio process {pid} started for a new MCP session"));
+        // Reads the process's messages and routes them.
+        let reader = {
+            let session = session.clone();
+            let launch = self.launch.clone();
+            async move {
+                let mut r = BufReader::with_capacity(64 * 1024, stdout);
+                let mut line = Vec::new();
+                let mut junk = OutputLimit::new(launch.lines_per_second);
+                loop {
+                    line.clear();
+                    match read_line_capped(&mut r, &mut line, MAX_MESSAGE + 1).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                    if line.len() > MAX_MESSAGE {
+                        launch.log("error", format!("stdio process wrote a message over {MAX_MESSAGE} bytes; session ended"));
+                        break;
+                    }
+                    route(&session, &launch, &line, &mut junk);
+                }
+            }
+        };
+        let pool = self.clone();
+        let s = session.clone();
+        tokio::spawn(async move {
+            let ended = tokio::select! {
+                () = reader => {
+                    // Output closed: the process is ending (or must).
+                    match tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
+                        Ok(status) => describe_exit(status),
+                        Err(_) => { terminate(&mut child).await; "closed its output and was stopped".into() }
+                    }
+                }
+                () = s.end.notified() => {
+                    terminate(&mut child).await;
+                    "was stopped".into()
+                }
+            };
+            s.ended.store(true, Relaxed);
+            pool.lock().remove(&s.id);
+            s.lock_pending().clear();
+            s.events.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let level = if ended.starts_with("was stopped") || ended.contains("status 0") { "info" } else { "warn" };
+            pool.launch.log(level, format!("stdio process {pid} {ended}"));
+        });
+        Ok(session)
+    }
+
+    /// Sends requests and waits for their responses.
+    async fn exchange(&self, session: &Session, messages: &[Value]) -> Result<Vec<Value>, (StatusCode, &'static str)> {
+        let mut waits = Vec::new();
+        for m in messages {
+            if m.get("method").is_some()
+                && let Some(id) = m.get("id")
+            {
+                let (tx, rx) = oneshot::channel();
+                session.lock_pending().insert(id_key(id), tx);
+                waits.push(rx);
+            }
+        }
+        for m in messages {
+            if session.send(m).await.is_err() {
+                return Err((StatusCode::BAD_GATEWAY, "the MCP server process has ended"));
+            }
+        }
+        let mut answers = Vec::with_capacity(waits.len());
+        for rx in waits {
+            match tokio::time::timeout(self.answer_timeout, rx).await {
+                Ok(Ok(v)) => answers.push(v),
+                Ok(Err(_)) => return Err((StatusCode::BAD_GATEWAY, "the MCP server process ended before answering")),
+                Err(_) => return Err((StatusCode::GATEWAY_TIMEOUT, "the MCP server did not answer in time")),
+            }
+        }
+        Ok(answers)
+    }
+
+    /// One Streamable HTTP request.
+    pub async fn handle(self: &Arc<Self>, method: &Method, session_id: Option<&str>, body: &Bytes) -> HttpResponse {
+        let session = match session_id {
+            Some(id) => match self.lock().get(id).cloned() {
+                Some(s) => Some(s),
+                None => return rpc_error(StatusCode::NOT_FOUND, None, -32001, "session not found"),
+            },
+            None => None,
+        };
+        if let Some(s) = &session {
+            s.last_used_ms.store(domain::now_ms(), Relaxed);
+        }
+        match *method {
+            Method::DELETE => match session {
+                Some(s) => {
+                    s.end.notify_one();
+                    self.lock().remove(&s.id);
+                    HttpResponse::Ok().finish()
+                }
+                None => rpc_error(StatusCode::BAD_REQUEST, None, -32600, "Mcp-Session-Id header required"),
+            },
+            Method::GET => match session {
+                Some(s) => {
+                    let (tx, rx) = mpsc::channel::<Bytes>(256);
+                    *s.events.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+                    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                        rx.recv().await.map(|b| (Ok::<_, actix_web::Error>(b), rx))
+                    });
+                    HttpResponse::Ok()
+                        .content_type("text/event-stream")
+                        .streaming(stream)
+                }
+                None => rpc_error(StatusCode::METHOD_NOT_ALLOWED, None, -32600, "GET needs an Mcp-Session-Id"),
+            },
+            Method::POST => self.post(session, body).await,
+            _ => rpc_error(StatusCode::METHOD_NOT_ALLOWED, None, -32600, "method not allowed"),
+        }
+    }
+
+    async fn post(self: &Arc<Self>, session: Option<Arc<Session>>, body: &Bytes) -> HttpResponse {
+        let Ok(parsed) = serde_json::from_slice::<Value>(body) else {
+            return rpc_error(StatusCode::BAD_REQUEST, None, -32700, "parse error");
+        };
+        let (messages, batch) = match parsed {
+            Value::Array(items) => (items, true),
+            one => (vec![one], false),
+        };
+        let initialize = messages
+            .iter()
+            .any(|m| m.get("method").and_then(Value::as_str) == Some("initialize"));
+        let first_id = messages.iter().find_map(|m| m.get("id")).cloned();
+        let (session, new) = match session {
+            Some(s) => (s, false),
+            None if initialize => {
+                if self.session_count() >= self.max_sessions {
+                    return rpc_error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        first_id.as_ref(),
+                        -32005,
+                        "this MCP server has as many sessions as it may run; retry later",
+                    );
+                }
+                match self.start() {
+                    Ok(s) => (s, true),
+                    Err(e) => {
+                        self.launch.log("error", format!("stdio process {e}"));
+                        return rpc_error(StatusCode::BAD_GATEWAY, first_id.as_ref(), -32004, "the MCP server could not be started");
+                    }
+                }
+            }
+            None => {
+                return rpc_error(StatusCode::BAD_REQUEST, first_id.as_ref(), -32600, "Mcp-Session-Id header required (start with initialize)");
+            }
+        };
+        if new {
+            self.lock().insert(session.id.clone(), session.clone());
+        }
+        session.busy.fetch_add(1, Relaxed);
+        let result = self.exchange(&session, &messages).await;
+        session.busy.fetch_sub(1, Relaxed);
+        session.last_used_ms.store(domain::now_ms(), Relaxed);
+        let answers = match result {
+            Ok(a) => a,
+            Err((status, message)) => {
+                if new {
+                    session.end.notify_one();
+                    self.lock().remove(&session.id);
+                }
+                return rpc_error(status, first_id.as_ref(), -32004, message);
+            }
+        };
+        let mut res = if answers.is_empty() {
+            HttpResponse::Accepted()
+        } else {
+            HttpResponse::Ok()
+        };
+        if new {
+            res.insert_header((SESSION_HEADER, session.id.clone()));
+        }
+        match (answers.len(), batch) {
+            (0, _) => res.finish(),
+            (1, false) => res.json(&answers[0]),
+            _ => res.json(Value::Array(answers)),
+        }
+    }
+
+    /// Ends sessions idle longer than `idle`; returns how many processes are running.
+    pub fn reap(&self) -> usize {
+        let now = domain::now_ms();
+        let idle_ms = self.idle.as_millis() as i64;
+        let mut sessions = self.lock();
+        sessions.retain(|_, s| {
+            let keep = s.busy.load(Relaxed) > 0 || now - s.last_used_ms.load(Relaxed) < idle_ms;
+            if !keep {
+                self.launch.log("info", "stdio MCP session ended after being idle".into());
+                s.end.notify_one();
+            }
+            keep
+        });
+        sessions.len()
+    }
+
+    /// Ends every session.
+    pub fn shutdown(&self) {
+        for (_, s) in self.lock().drain() {
+            s.end.notify_one();
+        }
+    }
+
+    /// The health check: a process that answers `initialize` and `ping`, then ends.
+    pub async fn probe(self: &Arc<Self>, timeout: Duration) -> Result<(), String> {
+        let session = self.start().map_err(|e| format!("the command {e}"))?;
+        let check = async {
+            let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "ezforge-health-check", "version": env!("CARGO_PKG_VERSION")}}});
+            let answers = self
+                .exchange(&session, &[init])
+                .await
+                .map_err(|(_, m)| format!("initialize failed: {m}"))?;
+            if let Some(e) = answers.first().and_then(|a| a.get("error")) {
+                return Err(format!("initialize answered an error: {e}"));
+            }
+            let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+            let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "ping"});
+            let answers = self
+                .exchange(&session, &[note, ping])
+                .await
+                .map_err(|(_, m)| format!("ping failed: {m}"))?;
+            match answers.first() {
+                Some(a) if a.get("result").is_some() => Ok(()),
+                _ => Err("ping was not answered with a result".into()),
+            }
+        };
+        let out = match tokio::time::timeout(timeout, check).await {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "no answer to initialize and ping within {}",
+                humantime::format_duration(timeout)
+            )),
+        };
+        session.end.notify_one();
+        out
+    }
+}
+
+/// One line from the process: a response goes to the request waiting for it; anything else
+/// to the session's GET stream, if open. Lines that are not JSON are logged as output.
+fn route(session: &Session, launch: &Launch, line: &[u8], junk: &mut OutputLimit) {
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim();
+    if text.is_empty() {
+        return;
+    }
+    let Ok(msg) = serde_json::from_str::<Value>(text) else {
+        if let Some(n) = junk.take_report() {
+            launch.log("warn", format!("{n} lines of stdout that were not JSON-RPC dropped"));
+        }
+        if !junk.allow() {
+            return;
+        }
+        let mut shown = text.to_owned();
+        shown.truncate(shown.floor_char_boundary(1024));
+        launch.log("warn", format!("stdout (not JSON-RPC): {shown}"));
+        return;
+    };
+    let is_response = msg.get("method").is_none() && (msg.get("result").is_some() || msg.get("error").is_some());
+    if is_response
+        && let Some(id) = msg.get("id")
+        && let Some(tx) = session.lock_pending().remove(&id_key(id))
+    {
+        let _ = tx.send(msg);
+        return;
+    }
+    let events = session.events.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if let Some(tx) = events {
+        let frame = format!("event: message\ndata: {msg}\n\n");
+        let _ = tx.try_send(Bytes::from(frame));
+    }
+}

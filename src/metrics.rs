@@ -1,0 +1,217 @@
+//! Prometheus metrics at `/metrics` (off by default): per-server request counters and latency
+//! histograms from the front door, supervised processes, and the usual `process_*` metrics.
+//! Served on the main listener or on `metrics.listen`, behind `metrics.bearer_token` if set.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering::Relaxed;
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use subtle::ConstantTimeEq;
+
+use crate::app::AppState;
+use crate::deploy::TargetKind;
+use crate::deploy::process::ProcState;
+use crate::gateway::counters::BUCKETS;
+
+pub async fn handler(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Some(token) = &state.config.metrics.bearer_token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())) {
+            return HttpResponse::Unauthorized()
+                .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
+                .body("a valid bearer token is required\n");
+        }
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(render(&state))
+}
+
+/// A label value, escaped as the text format requires.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+pub fn render(state: &AppState) -> String {
+    let mut out = String::with_capacity(4096);
+    let mut servers = state.gateway.registry.all();
+    servers.sort_by(|a, b| a.slug.cmp(&b.slug));
+
+    let _ = writeln!(out, "# HELP ezforge_build_info Version of this ezforge.");
+    let _ = writeln!(out, "# TYPE ezforge_build_info gauge");
+    let _ = writeln!(
+        out,
+        "ezforge_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    let _ = writeln!(out, "# HELP ezforge_servers MCP servers registered.");
+    let _ = writeln!(out, "# TYPE ezforge_servers gauge");
+    let _ = writeln!(out, "ezforge_servers {}", servers.len());
+
+    let _ = writeln!(
+        out,
+        "# HELP ezforge_requests_total Requests through the front door, by server and status class."
+    );
+    let _ = writeln!(out, "# TYPE ezforge_requests_total counter");
+    for s in &servers {
+        for (i, c) in s.counters.by_class.iter().enumerate() {
+            let n = c.load(Relaxed);
+            if n > 0 {
+                let _ = writeln!(
+                    out,
+                    "ezforge_requests_total{{server=\"{}\",class=\"{}xx\"}} {n}",
+                    label(&s.slug),
+                    i + 1
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ezforge_request_duration_seconds Time the front door took per request."
+    );
+    let _ = writeln!(out, "# TYPE ezforge_request_duration_seconds histogram");
+    for s in &servers {
+        let count = s.counters.requests();
+        if count == 0 {
+            continue;
+        }
+        let slug = label(&s.slug);
+        let mut cumulative = 0;
+        for (i, le) in BUCKETS.iter().enumerate() {
+            cumulative += s.counters.buckets[i].load(Relaxed);
+            let _ = writeln!(
+                out,
+                "ezforge_request_duration_seconds_bucket{{server=\"{slug}\",le=\"{le}\"}} {cumulative}"
+            );
+        }
+        cumulative += s.counters.buckets[BUCKETS.len()].load(Relaxed);
+        let _ = writeln!(
+            out,
+            "ezforge_request_duration_seconds_bucket{{server=\"{slug}\",le=\"+Inf\"}} {cumulative}"
+        );
+        let sum = s.counters.latency_micros.load(Relaxed) as f64 / 1e6;
+        let _ = writeln!(
+            out,
+            "ezforge_request_duration_seconds_sum{{server=\"{slug}\"}} {sum}"
+        );
+        let _ = writeln!(
+            out,
+            "ezforge_request_duration_seconds_count{{server=\"{slug}\"}} {cumulative}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ezforge_auth_failures_total Tokens refused at the front door, by reason."
+    );
+    let _ = writeln!(out, "# TYPE ezforge_auth_failures_total counter");
+    for s in &servers {
+        if let Ok(m) = s.counters.auth_failures.lock() {
+            let mut reasons: Vec<_> = m.iter().collect();
+            reasons.sort();
+            for (reason, n) in reasons {
+                let _ = writeln!(
+                    out,
+                    "ezforge_auth_failures_total{{server=\"{}\",reason=\"{}\"}} {n}",
+                    label(&s.slug),
+                    label(reason)
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ezforge_bytes_total Request and response bytes through the front door."
+    );
+    let _ = writeln!(out, "# TYPE ezforge_bytes_total counter");
+    for s in &servers {
+        let _ = writeln!(
+            out,
+            "ezforge_bytes_total{{server=\"{}\"}} {}",
+            label(&s.slug),
+            s.counters.bytes.load(Relaxed)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ezforge_supervised_processes Processes ezforge runs for MCP servers."
+    );
+    let _ = writeln!(out, "# TYPE ezforge_supervised_processes gauge");
+    for s in &servers {
+        let running = match s.target.as_deref().map(|t| &t.kind) {
+            Some(TargetKind::Process(p)) => {
+                usize::from(matches!(p.state(), ProcState::Running { .. }))
+            }
+            Some(TargetKind::Stdio(p)) => p.session_count(),
+            _ => continue,
+        };
+        let _ = writeln!(
+            out,
+            "ezforge_supervised_processes{{server=\"{}\"}} {running}",
+            label(&s.slug)
+        );
+    }
+    process_metrics(&mut out, state);
+    out
+}
+
+/// `process_*` from /proc (Linux); nothing elsewhere.
+fn process_metrics(out: &mut String, state: &AppState) {
+    let uptime = state.started_at.elapsed().as_secs_f64();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let _ = writeln!(out, "# HELP process_start_time_seconds Start time of the process since the Unix epoch.");
+    let _ = writeln!(out, "# TYPE process_start_time_seconds gauge");
+    let _ = writeln!(out, "process_start_time_seconds {:.3}", now - uptime);
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat")
+        && let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r)
+    {
+        // Fields after the command name; utime and stime are the 12th and 13th of them.
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+        if let (Some(u), Some(s)) = (ticks(11), ticks(12)) {
+            // USER_HZ is 100 on every Linux architecture ezforge builds for.
+            let _ = writeln!(out, "# HELP process_cpu_seconds_total User and system CPU time spent.");
+            let _ = writeln!(out, "# TYPE process_cpu_seconds_total counter");
+            let _ = writeln!(out, "process_cpu_seconds_total {:.2}", (u + s) / 100.0);
+        }
+    }
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        let kb = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        if let Some(rss) = kb("VmRSS:") {
+            let _ = writeln!(out, "# HELP process_resident_memory_bytes Resident memory size in bytes.");
+            let _ = writeln!(out, "# TYPE process_resident_memory_bytes gauge");
+            let _ = writeln!(out, "process_resident_memory_bytes {}", rss * 1024);
+        }
+        if let Some(vm) = kb("VmSize:") {
+            let _ = writeln!(out, "# HELP process_virtual_memory_bytes Virtual memory size in bytes.");
+            let _ = writeln!(out, "# TYPE process_virtual_memory_bytes gauge");
+            let _ = writeln!(out, "process_virtual_memory_bytes {}", vm * 1024);
+        }
+        if let Some(threads) = kb("Threads:") {
+            let _ = writeln!(out, "# HELP process_threads Threads in the process.");
+            let _ = writeln!(out, "# TYPE process_threads gauge");
+            let _ = writeln!(out, "process_threads {threads}");
+        }
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        let _ = writeln!(out, "# HELP process_open_fds Open file descriptors.");
+        let _ = writeln!(out, "# TYPE process_open_fds gauge");
+        let _ = writeln!(out, "process_open_fds {}", fds.count());
+    }
+}
