@@ -48,7 +48,13 @@ impl LogHub {
     }
 
     /// Records a process line or a deployment event.
-    pub fn write(&self, server_id: &str, level: &'static str, source: &'static str, message: String) {
+    pub fn write(
+        &self,
+        server_id: &str,
+        level: &'static str,
+        source: &'static str,
+        message: String,
+    ) {
         let row = ServerLogRow {
             at_ms: crate::domain::now_ms(),
             server_id: server_id.to_owned(),

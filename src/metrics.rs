@@ -169,7 +169,10 @@ fn process_metrics(out: &mut String, state: &AppState) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
-    let _ = writeln!(out, "# HELP process_start_time_seconds Start time of the process since the Unix epoch.");
+    let _ = writeln!(
+        out,
+        "# HELP process_start_time_seconds Start time of the process since the Unix epoch."
+    );
     let _ = writeln!(out, "# TYPE process_start_time_seconds gauge");
     let _ = writeln!(out, "process_start_time_seconds {:.3}", now - uptime);
     if let Ok(stat) = std::fs::read_to_string("/proc/self/stat")
@@ -180,7 +183,10 @@ fn process_metrics(out: &mut String, state: &AppState) {
         let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
         if let (Some(u), Some(s)) = (ticks(11), ticks(12)) {
             // USER_HZ is 100 on every Linux architecture ezforge builds for.
-            let _ = writeln!(out, "# HELP process_cpu_seconds_total User and system CPU time spent.");
+            let _ = writeln!(
+                out,
+                "# HELP process_cpu_seconds_total User and system CPU time spent."
+            );
             let _ = writeln!(out, "# TYPE process_cpu_seconds_total counter");
             let _ = writeln!(out, "process_cpu_seconds_total {:.2}", (u + s) / 100.0);
         }
@@ -194,12 +200,18 @@ fn process_metrics(out: &mut String, state: &AppState) {
                 .and_then(|v| v.parse::<u64>().ok())
         };
         if let Some(rss) = kb("VmRSS:") {
-            let _ = writeln!(out, "# HELP process_resident_memory_bytes Resident memory size in bytes.");
+            let _ = writeln!(
+                out,
+                "# HELP process_resident_memory_bytes Resident memory size in bytes."
+            );
             let _ = writeln!(out, "# TYPE process_resident_memory_bytes gauge");
             let _ = writeln!(out, "process_resident_memory_bytes {}", rss * 1024);
         }
         if let Some(vm) = kb("VmSize:") {
-            let _ = writeln!(out, "# HELP process_virtual_memory_bytes Virtual memory size in bytes.");
+            let _ = writeln!(
+                out,
+                "# HELP process_virtual_memory_bytes Virtual memory size in bytes."
+            );
             let _ = writeln!(out, "# TYPE process_virtual_memory_bytes gauge");
             let _ = writeln!(out, "process_virtual_memory_bytes {}", vm * 1024);
         }

@@ -78,12 +78,21 @@ async fn run(
     state
         .store
         .write(move |tx| {
-            store::audit::record(tx, &actor, "deployment.create", Some(&sid), Some(&pid), Some(&details))
-                .map(|_| ())
-                .map_err(ApiError::from)
+            store::audit::record(
+                tx,
+                &actor,
+                "deployment.create",
+                Some(&sid),
+                Some(&pid),
+                Some(&details),
+            )
+            .map(|_| ())
+            .map_err(ApiError::from)
         })
         .await
-        .inspect_err(|e| tracing::warn!(deployment = %did, error = %e, "could not audit a deployment"))
+        .inspect_err(
+            |e| tracing::warn!(deployment = %did, error = %e, "could not audit a deployment"),
+        )
         .ok();
     Ok(data(StatusCode::CREATED, deployment_json(&row)))
 }
@@ -149,11 +158,15 @@ pub async fn rollback(
             to.version
         )));
     }
-    let spec = Spec::from_json(&to.target)
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("deployment {} target unreadable", to.id)))?;
+    let spec = Spec::from_json(&to.target).ok_or_else(|| {
+        ApiError::Internal(anyhow::anyhow!("deployment {} target unreadable", to.id))
+    })?;
     let req = DeployRequest {
         spec,
-        label: to.label.clone().or_else(|| Some(format!("v{}", to.version))),
+        label: to
+            .label
+            .clone()
+            .or_else(|| Some(format!("v{}", to.version))),
         kind: "rollback",
         rollback: server.rollback_on_failure,
         check: true,

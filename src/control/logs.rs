@@ -70,7 +70,11 @@ pub async fn list(
     let limit = match q.limit {
         None => 50,
         Some(n @ 1..=200) => n as u32,
-        Some(_) => return Err(ApiError::BadRequest("limit: must be between 1 and 200".into())),
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "limit: must be between 1 and 200".into(),
+            ));
+        }
     };
     let before = match q.before.as_deref() {
         None | Some("") => None,

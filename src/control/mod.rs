@@ -134,7 +134,9 @@ fn v1(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(deployments::list))
                 .route(web::post().to(deployments::create)),
         )
-        .service(resource("/servers/{server}/rollback").route(web::post().to(deployments::rollback)))
+        .service(
+            resource("/servers/{server}/rollback").route(web::post().to(deployments::rollback)),
+        )
         .service(resource("/servers/{server}/logs").route(web::get().to(logs::list)))
         .service(resource("/servers/{server}/logs/stream").route(web::get().to(logs::stream)))
         .service(resource("/servers/{server}/metrics").route(web::get().to(metrics::get)))

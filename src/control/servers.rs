@@ -184,10 +184,10 @@ impl ServerFields {
             s.retention_count = n;
         }
         if let Some(secs) = self.auto_stop_seconds {
-            if secs.is_some_and(|n| !(60..=30 * 86_400).contains(&n)) {
+            if secs.is_some_and(|n| !(1..=30 * 86_400).contains(&n)) {
                 return Err(ApiError::validation(
                     "autoStopSeconds",
-                    "must be null or between 60 and 2592000",
+                    "must be null or between 1 and 2592000",
                 ));
             }
             s.auto_stop_seconds = secs;

@@ -21,7 +21,9 @@ pub async fn check(
         match attempt {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(Failure::Final(m))) => return Err(m),
-            Ok(Err(Failure::Retry(m))) if Instant::now() + Duration::from_millis(200) >= deadline => {
+            Ok(Err(Failure::Retry(m)))
+                if Instant::now() + Duration::from_millis(200) >= deadline =>
+            {
                 return Err(m);
             }
             Ok(Err(Failure::Retry(_))) => tokio::time::sleep(Duration::from_millis(200)).await,
@@ -163,6 +165,8 @@ async fn rpc(
     };
     match answer {
         Some(a) => Ok((session, Some(a))),
-        None => Err(Failure::Final("the answer is not a JSON-RPC response".into())),
+        None => Err(Failure::Final(
+            "the answer is not a JSON-RPC response".into(),
+        )),
     }
 }

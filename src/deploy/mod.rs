@@ -26,8 +26,8 @@ use crate::store::deployments::{self, DeploymentRow};
 use crate::store::{self, servers::ServerRow};
 
 use self::process::{Launch, ProcState, Supervisor};
-use self::stdio::StdioPool;
 pub use self::spec::{DeployBody, Spec, Transport};
+use self::stdio::StdioPool;
 
 /// Where requests for a server go.
 pub enum TargetKind {
@@ -183,7 +183,10 @@ impl Deployer {
             .write(move |tx| {
                 let n = deployments::fail_unfinished(tx, at)?;
                 if n > 0 {
-                    tracing::warn!(deployments = n, "deployments cut short by a stop were marked failed");
+                    tracing::warn!(
+                        deployments = n,
+                        "deployments cut short by a stop were marked failed"
+                    );
                 }
                 let servers: HashMap<String, ServerRow> = store::servers::all(tx)?
                     .into_iter()
@@ -301,7 +304,10 @@ async fn load_env(
                     "env var {name} cannot be decrypted with this master key"
                 ))
             })?;
-        out.push((name, Secret::new(String::from_utf8_lossy(&plain).into_owned())));
+        out.push((
+            name,
+            Secret::new(String::from_utf8_lossy(&plain).into_owned()),
+        ));
     }
     Ok(out)
 }
@@ -328,7 +334,8 @@ fn open_env(state: &AppState, deployment_id: &str, sealed: Option<&str>) -> Vec<
         return Vec::new();
     };
     let map: HashMap<String, String> = serde_json::from_slice(&plain).unwrap_or_default();
-    let mut env: Vec<(String, Secret)> = map.into_iter().map(|(k, v)| (k, Secret::new(v))).collect();
+    let mut env: Vec<(String, Secret)> =
+        map.into_iter().map(|(k, v)| (k, Secret::new(v))).collect();
     env.sort_by(|a, b| a.0.cmp(&b.0));
     env
 }
@@ -355,7 +362,12 @@ async fn provision(
             port,
         } => (command, *transport, *port),
     };
-    let cwd = state.config.server.data_dir.join("servers").join(&server.id);
+    let cwd = state
+        .config
+        .server
+        .data_dir
+        .join("servers")
+        .join(&server.id);
     std::fs::create_dir_all(&cwd)
         .map_err(|e| format!("cannot create the working directory {}: {e}", cwd.display()))?;
     let config = &state.config.deploy;
@@ -383,7 +395,9 @@ async fn provision(
         Transport::Stdio => {
             let idle = server
                 .auto_stop_seconds
-                .map_or(config.stdio_idle_timeout.0, |s| Duration::from_secs(s as u64));
+                .map_or(config.stdio_idle_timeout.0, |s| {
+                    Duration::from_secs(s as u64)
+                });
             let pool = StdioPool::new(
                 launch,
                 config.max_stdio_sessions,
@@ -400,7 +414,9 @@ async fn check(state: &AppState, server: &ServerRow, target: &Target) -> Result<
     let path = server.health_check_path.as_deref();
     match &target.kind {
         TargetKind::Url(u) => health::check(&state.gateway.upstream, u, path, timeout).await,
-        TargetKind::Process(p) => health::check(&state.gateway.upstream, &p.url, path, timeout).await,
+        TargetKind::Process(p) => {
+            health::check(&state.gateway.upstream, &p.url, path, timeout).await
+        }
         TargetKind::Stdio(p) => p.probe(timeout).await,
     }
 }
@@ -457,7 +473,10 @@ async fn pipeline(
         .await?;
     let version = row.version;
     let log = |level: &'static str, m: String| deployer.hub.write(&server.id, level, "deploy", m);
-    log("info", format!("deployment v{version} started: {}", req.spec.describe()));
+    log(
+        "info",
+        format!("deployment v{version} started: {}", req.spec.describe()),
+    );
     let started = Instant::now();
 
     let provisioned = provision(state, &server, &id, &req.spec, env, true).await;
@@ -475,7 +494,11 @@ async fn pipeline(
         (Some(_), Some(_)) => !req.rollback,
         (None, _) => false,
     };
-    let status = if failure.is_some() { "failed" } else { "running" };
+    let status = if failure.is_some() {
+        "failed"
+    } else {
+        "running"
+    };
     let server_status = match (swap, &failure) {
         (true, None) => Some("running"),
         (true, Some(_)) => Some("error"),
@@ -521,13 +544,23 @@ async fn pipeline(
     };
     let took = started.elapsed().as_millis();
     match (&failure, swap) {
-        (None, _) => log("info", format!("deployment v{version} is serving ({took} ms)")),
-        (Some(f), true) => log("error", format!("deployment v{version} failed ({f}); serving it anyway: rollback is off")),
+        (None, _) => log(
+            "info",
+            format!("deployment v{version} is serving ({took} ms)"),
+        ),
+        (Some(f), true) => log(
+            "error",
+            format!("deployment v{version} failed ({f}); serving it anyway: rollback is off"),
+        ),
         (Some(f), false) => log(
             "error",
             format!(
                 "deployment v{version} failed: {f}; {}",
-                if had_target { "the previous deployment keeps serving" } else { "nothing to serve" }
+                if had_target {
+                    "the previous deployment keeps serving"
+                } else {
+                    "nothing to serve"
+                }
             ),
         ),
     }

@@ -90,30 +90,37 @@ pub async fn capture(pipe: impl AsyncRead + Unpin, launch: Launch, level: &'stat
     let mut limit = OutputLimit::new(launch.lines_per_second);
     let mut line = Vec::new();
     loop {
-        line.clear();
-        match read_line_capped(&mut reader, &mut line, MAX_LOG_LINE).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+        // A quiet second still reports what the last one dropped (a partial line stays put).
+        let read = tokio::time::timeout(
+            Duration::from_secs(1),
+            read_line_capped(&mut reader, &mut line, MAX_LOG_LINE),
+        );
+        let got = read.await;
+        report_dropped(&mut limit, &launch);
+        match got {
+            Err(_) => continue,
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(_)) => {}
         }
-        if let Some(dropped) = limit.take_report() {
-            launch.log(
-                "warn",
-                format!("{dropped} lines of output dropped (over {} a second)", launch.lines_per_second),
-            );
-        }
-        if !limit.allow() {
-            continue;
-        }
+        let allowed = limit.allow();
         let text = String::from_utf8_lossy(&line);
         let text = text.trim_end_matches(['\r', '\n']);
-        if !text.is_empty() {
+        if allowed && !text.is_empty() {
             launch.log(level, text.to_owned());
         }
+        line.clear();
     }
+    report_dropped(&mut limit, &launch);
+}
+
+fn report_dropped(limit: &mut OutputLimit, launch: &Launch) {
     if let Some(dropped) = limit.take_report() {
         launch.log(
             "warn",
-            format!("{dropped} lines of output dropped (over {} a second)", launch.lines_per_second),
+            format!(
+                "{dropped} lines of output dropped (over {} a second)",
+                launch.lines_per_second
+            ),
         );
     }
 }
@@ -215,7 +222,10 @@ pub async fn terminate(child: &mut Child) {
         return;
     };
     signal_group(pid, libc::SIGTERM);
-    if tokio::time::timeout(TERM_GRACE, child.wait()).await.is_err() {
+    if tokio::time::timeout(TERM_GRACE, child.wait())
+        .await
+        .is_err()
+    {
         signal_group(pid, libc::SIGKILL);
         let _ = child.wait().await;
     }
@@ -237,11 +247,17 @@ pub fn describe_exit(status: std::io::Result<std::process::ExitStatus>) -> Strin
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProcState {
     Starting,
-    Running { pid: u32, since_ms: i64 },
+    Running {
+        pid: u32,
+        since_ms: i64,
+    },
     /// Not running; the next request starts it.
     Stopped,
     /// Crashed; restarts at `until_ms`. `reason` says how it ended.
-    Backoff { until_ms: i64, reason: String },
+    Backoff {
+        until_ms: i64,
+        reason: String,
+    },
     /// Stopped for good (replaced or deleted).
     Exited,
 }
@@ -357,7 +373,10 @@ impl Supervisor {
 
     async fn run(self: Arc<Self>) {
         let mut failures: u32 = 0;
-        let env = [("PORT", self.port.to_string()), ("HOST", "127.0.0.1".to_owned())];
+        let env = [
+            ("PORT", self.port.to_string()),
+            ("HOST", "127.0.0.1".to_owned()),
+        ];
         loop {
             if *self.state.borrow() == ProcState::Stopped {
                 tokio::select! {
@@ -379,8 +398,10 @@ impl Supervisor {
                 }
             };
             let pid = child.id().unwrap_or(0);
-            self.launch
-                .log("info", format!("process {pid} started: {}", self.launch.command.join(" ")));
+            self.launch.log(
+                "info",
+                format!("process {pid} started: {}", self.launch.command.join(" ")),
+            );
             let started = Instant::now();
             // Up when the port accepts connections.
             let up = tokio::select! {
@@ -423,8 +444,7 @@ impl Supervisor {
             } else {
                 failures + 1
             };
-            self.launch
-                .log("error", format!("process {pid} {ended}"));
+            self.launch.log("error", format!("process {pid} {ended}"));
             self.restarts.fetch_add(1, Relaxed);
             if !self.back_off(failures, ended).await {
                 break;
@@ -454,7 +474,10 @@ impl Supervisor {
 async fn wait_for_port(port: u16, timeout: Duration) -> Result<(), String> {
     let poll = async {
         loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;

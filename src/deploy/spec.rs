@@ -78,9 +78,9 @@ impl DeployBody {
     pub fn parse(self) -> Result<Parsed, ApiError> {
         let label = match self.version {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(
-                validate::name(&s, 64).map_err(|e| ApiError::validation("version", e))?,
-            ),
+            Some(Value::String(s)) => {
+                Some(validate::name(&s, 64).map_err(|e| ApiError::validation("version", e))?)
+            }
             Some(Value::Number(n)) => Some(n.to_string()),
             Some(_) => {
                 return Err(ApiError::validation(
@@ -97,10 +97,7 @@ impl DeployBody {
                 ));
             }
             (None, None) => {
-                return Err(ApiError::validation(
-                    "upstreamUrl",
-                    "required (or command)",
-                ));
+                return Err(ApiError::validation("upstreamUrl", "required (or command)"));
             }
             (Some(url), None) => {
                 if self.transport.is_some() || self.port.is_some() {
@@ -163,10 +160,7 @@ impl DeployBody {
                             Some(p as u16)
                         }
                         Some(_) if transport == Transport::Stdio => {
-                            return Err(ApiError::validation(
-                                "port",
-                                "a stdio server has no port",
-                            ));
+                            return Err(ApiError::validation("port", "a stdio server has no port"));
                         }
                         _ => {
                             return Err(ApiError::validation(

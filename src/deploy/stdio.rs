@@ -70,7 +70,12 @@ fn rpc_error(status: StatusCode, id: Option<&Value>, code: i64, message: &str) -
 }
 
 impl StdioPool {
-    pub fn new(launch: Launch, max_sessions: usize, idle: Duration, answer_timeout: Duration) -> Arc<Self> {
+    pub fn new(
+        launch: Launch,
+        max_sessions: usize,
+        idle: Duration,
+        answer_timeout: Duration,
+    ) -> Arc<Self> {
         Arc::new(Self {
             launch,
             max_sessions,
@@ -108,7 +113,10 @@ impl StdioPool {
             ended: AtomicBool::new(false),
         });
         let pid = child.id().unwrap_or(0);
-        self.launch.log("info", format!("stdio process {pid} started for a new MCP session"));
+        self.launch.log(
+            "info",
+            format!("stdio process {pid} started for a new MCP session"),
+        );
         // Reads the process's messages and routes them.
         let reader = {
             let session = session.clone();
@@ -151,14 +159,23 @@ impl StdioPool {
             pool.lock().remove(&s.id);
             s.lock_pending().clear();
             s.events.lock().unwrap_or_else(|p| p.into_inner()).take();
-            let level = if ended.starts_with("was stopped") || ended.contains("status 0") { "info" } else { "warn" };
-            pool.launch.log(level, format!("stdio process {pid} {ended}"));
+            let level = if ended.starts_with("was stopped") || ended.contains("status 0") {
+                "info"
+            } else {
+                "warn"
+            };
+            pool.launch
+                .log(level, format!("stdio process {pid} {ended}"));
         });
         Ok(session)
     }
 
     /// Sends requests and waits for their responses.
-    async fn exchange(&self, session: &Session, messages: &[Value]) -> Result<Vec<Value>, (StatusCode, &'static str)> {
+    async fn exchange(
+        &self,
+        session: &Session,
+        messages: &[Value],
+    ) -> Result<Vec<Value>, (StatusCode, &'static str)> {
         let mut waits = Vec::new();
         for m in messages {
             if m.get("method").is_some()
@@ -178,15 +195,30 @@ impl StdioPool {
         for rx in waits {
             match tokio::time::timeout(self.answer_timeout, rx).await {
                 Ok(Ok(v)) => answers.push(v),
-                Ok(Err(_)) => return Err((StatusCode::BAD_GATEWAY, "the MCP server process ended before answering")),
-                Err(_) => return Err((StatusCode::GATEWAY_TIMEOUT, "the MCP server did not answer in time")),
+                Ok(Err(_)) => {
+                    return Err((
+                        StatusCode::BAD_GATEWAY,
+                        "the MCP server process ended before answering",
+                    ));
+                }
+                Err(_) => {
+                    return Err((
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "the MCP server did not answer in time",
+                    ));
+                }
             }
         }
         Ok(answers)
     }
 
     /// One Streamable HTTP request.
-    pub async fn handle(self: &Arc<Self>, method: &Method, session_id: Option<&str>, body: &Bytes) -> HttpResponse {
+    pub async fn handle(
+        self: &Arc<Self>,
+        method: &Method,
+        session_id: Option<&str>,
+        body: &Bytes,
+    ) -> HttpResponse {
         let session = match session_id {
             Some(id) => match self.lock().get(id).cloned() {
                 Some(s) => Some(s),
@@ -204,7 +236,12 @@ impl StdioPool {
                     self.lock().remove(&s.id);
                     HttpResponse::Ok().finish()
                 }
-                None => rpc_error(StatusCode::BAD_REQUEST, None, -32600, "Mcp-Session-Id header required"),
+                None => rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    -32600,
+                    "Mcp-Session-Id header required",
+                ),
             },
             Method::GET => match session {
                 Some(s) => {
@@ -217,10 +254,20 @@ impl StdioPool {
                         .content_type("text/event-stream")
                         .streaming(stream)
                 }
-                None => rpc_error(StatusCode::METHOD_NOT_ALLOWED, None, -32600, "GET needs an Mcp-Session-Id"),
+                None => rpc_error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    None,
+                    -32600,
+                    "GET needs an Mcp-Session-Id",
+                ),
             },
             Method::POST => self.post(session, body).await,
-            _ => rpc_error(StatusCode::METHOD_NOT_ALLOWED, None, -32600, "method not allowed"),
+            _ => rpc_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                None,
+                -32600,
+                "method not allowed",
+            ),
         }
     }
 
@@ -251,12 +298,22 @@ impl StdioPool {
                     Ok(s) => (s, true),
                     Err(e) => {
                         self.launch.log("error", format!("stdio process {e}"));
-                        return rpc_error(StatusCode::BAD_GATEWAY, first_id.as_ref(), -32004, "the MCP server could not be started");
+                        return rpc_error(
+                            StatusCode::BAD_GATEWAY,
+                            first_id.as_ref(),
+                            -32004,
+                            "the MCP server could not be started",
+                        );
                     }
                 }
             }
             None => {
-                return rpc_error(StatusCode::BAD_REQUEST, first_id.as_ref(), -32600, "Mcp-Session-Id header required (start with initialize)");
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    first_id.as_ref(),
+                    -32600,
+                    "Mcp-Session-Id header required (start with initialize)",
+                );
             }
         };
         if new {
@@ -299,7 +356,8 @@ impl StdioPool {
         sessions.retain(|_, s| {
             let keep = s.busy.load(Relaxed) > 0 || now - s.last_used_ms.load(Relaxed) < idle_ms;
             if !keep {
-                self.launch.log("info", "stdio MCP session ended after being idle".into());
+                self.launch
+                    .log("info", "stdio MCP session ended after being idle".into());
                 s.end.notify_one();
             }
             keep
@@ -361,7 +419,10 @@ fn route(session: &Session, launch: &Launch, line: &[u8], junk: &mut OutputLimit
     }
     let Ok(msg) = serde_json::from_str::<Value>(text) else {
         if let Some(n) = junk.take_report() {
-            launch.log("warn", format!("{n} lines of stdout that were not JSON-RPC dropped"));
+            launch.log(
+                "warn",
+                format!("{n} lines of stdout that were not JSON-RPC dropped"),
+            );
         }
         if !junk.allow() {
             return;
@@ -371,7 +432,8 @@ fn route(session: &Session, launch: &Launch, line: &[u8], junk: &mut OutputLimit
         launch.log("warn", format!("stdout (not JSON-RPC): {shown}"));
         return;
     };
-    let is_response = msg.get("method").is_none() && (msg.get("result").is_some() || msg.get("error").is_some());
+    let is_response =
+        msg.get("method").is_none() && (msg.get("result").is_some() || msg.get("error").is_some());
     if is_response
         && let Some(id) = msg.get("id")
         && let Some(tx) = session.lock_pending().remove(&id_key(id))
@@ -379,7 +441,11 @@ fn route(session: &Session, launch: &Launch, line: &[u8], junk: &mut OutputLimit
         let _ = tx.send(msg);
         return;
     }
-    let events = session.events.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let events = session
+        .events
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     if let Some(tx) = events {
         let frame = format!("event: message\ndata: {msg}\n\n");
         let _ = tx.try_send(Bytes::from(frame));

@@ -26,11 +26,19 @@ pub struct ServerCounters {
 }
 
 impl ServerCounters {
-    pub fn record(&self, status: u16, latency: std::time::Duration, auth_failure: Option<&'static str>) {
+    pub fn record(
+        &self,
+        status: u16,
+        latency: std::time::Duration,
+        auth_failure: Option<&'static str>,
+    ) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         self.by_class[class].fetch_add(1, Relaxed);
         let secs = latency.as_secs_f64();
-        let bucket = BUCKETS.iter().position(|b| secs <= *b).unwrap_or(BUCKETS.len());
+        let bucket = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BUCKETS.len());
         self.buckets[bucket].fetch_add(1, Relaxed);
         self.latency_micros
             .fetch_add(latency.as_micros() as u64, Relaxed);

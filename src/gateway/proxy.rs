@@ -399,10 +399,7 @@ async fn process(
         TargetKind::Url(u) => u,
         TargetKind::Process(p) => {
             p.touch();
-            if let Err(e) = p
-                .ready(state.config.deploy.health_timeout.0, false)
-                .await
-            {
+            if let Err(e) = p.ready(state.config.deploy.health_timeout.0, false).await {
                 tracing::warn!(server = %server.slug, error = %e, "supervised MCP server unavailable");
                 return Err(rpc_error(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -427,7 +424,15 @@ async fn process(
             } else {
                 res
             };
-            bind_session(state, server, req, &res, session.as_deref(), &owner, initialize);
+            bind_session(
+                state,
+                server,
+                req,
+                &res,
+                session.as_deref(),
+                &owner,
+                initialize,
+            );
             drop(inflight);
             return Ok(res);
         }
@@ -445,7 +450,17 @@ async fn process(
         inflight,
     )
     .await
-    .inspect(|res| bind_session(state, server, req, res, session.as_deref(), &owner, initialize))
+    .inspect(|res| {
+        bind_session(
+            state,
+            server,
+            req,
+            res,
+            session.as_deref(),
+            &owner,
+            initialize,
+        )
+    })
 }
 
 /// Binds a new MCP session to the token's owner; forgets one that was deleted.

@@ -12,8 +12,8 @@ use crate::app::AppState;
 use crate::config::{ByoaConfig, RateLimit, Routing};
 use crate::control::rate_limit::Limiter;
 use crate::deploy::{Target, TargetKind};
-use crate::gateway::counters::ServerCounters;
 use crate::domain::scopes::{MCP_READ, MCP_SCOPES};
+use crate::gateway::counters::ServerCounters;
 use crate::store::servers::ServerRow;
 
 /// How a server's tokens are checked.

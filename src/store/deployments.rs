@@ -64,7 +64,9 @@ pub fn insert(conn: &Connection, d: &DeploymentRow) -> Result<(), StoreError> {
 /// The next version number for a server.
 pub fn next_version(conn: &Connection, server_id: &str) -> Result<i64, StoreError> {
     Ok(conn
-        .prepare_cached("SELECT COALESCE(MAX(version), 0) + 1 FROM deployments WHERE server_id = ?1")?
+        .prepare_cached(
+            "SELECT COALESCE(MAX(version), 0) + 1 FROM deployments WHERE server_id = ?1",
+        )?
         .query_row([server_id], |r| r.get(0))?)
 }
 

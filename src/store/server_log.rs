@@ -82,10 +82,7 @@ pub fn query(conn: &Connection, q: &LogQuery) -> Result<Vec<LogEntry>, StoreErro
             .replace('_', "\\_");
         format!("%{escaped}%")
     });
-    let (before_at, before_key) = q
-        .before
-        .clone()
-        .unwrap_or((i64::MAX, String::from("~")));
+    let (before_at, before_key) = q.before.clone().unwrap_or((i64::MAX, String::from("~")));
     let sql = format!(
         "SELECT at_ms, key, level, source, message, method, tool, status, latency_ms, request_id
          FROM ({MERGED})

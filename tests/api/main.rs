@@ -8,6 +8,7 @@ mod control_declared;
 mod control_matrix;
 mod control_rules;
 mod control_secrets;
+mod deploy;
 mod fakes;
 mod foundation;
 mod gateway;

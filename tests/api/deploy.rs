@@ -1,0 +1,1134 @@
+//! Issue 8: deployments, supervised processes, the stdio bridge, env vars, logs, metrics,
+//! Prometheus and usage. Upstreams are the fake of `fakes.rs` and the two tiny MCP servers of
+//! `tests/fixtures/` (Python standard library only), started by ezforge itself.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+use crate::fakes::FakeUpstream;
+use crate::helpers::{
+    ApiResponse, TestApp, admin_token, contains_bytes, create_key, create_project, create_server,
+    db_bytes, get_as, patch_as, post_as, put_as,
+};
+
+fn fixture(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// The HTTP fixture as a supervised command (it listens on $PORT).
+fn http_command(extra: &[&str]) -> Value {
+    let mut argv = vec!["python3".to_owned(), fixture("http_mcp.py")];
+    argv.extend(extra.iter().map(|s| (*s).to_owned()));
+    json!({ "command": argv, "transport": "http" })
+}
+
+fn stdio_command(extra: &[&str]) -> Value {
+    let mut argv = vec!["python3".to_owned(), fixture("stdio_mcp.py")];
+    argv.extend(extra.iter().map(|s| (*s).to_owned()));
+    json!({ "command": argv, "transport": "stdio" })
+}
+
+/// An app, an admin session, and one server `slug` (no deployment yet).
+async fn world(slug: &str) -> (TestApp, String, Value) {
+    world_with(slug, |_| {}).await
+}
+
+async fn world_with(slug: &str, f: impl FnOnce(&mut ezforge::Config)) -> (TestApp, String, Value) {
+    let app = TestApp::builder().config(f).spawn().await;
+    let admin = admin_token(&app).await;
+    let project = create_project(&app, &admin, &format!("p-{slug}")).await;
+    let server = create_server(&app, &admin, project["id"].as_str().expect("id"), slug).await;
+    (app, admin, server)
+}
+
+async fn deploy(app: &TestApp, token: &str, slug: &str, body: Value) -> ApiResponse {
+    post_as(app, token, &format!("/v1/servers/{slug}/deployments"), body).await
+}
+
+/// A managed access token for `slug`.
+fn token(app: &TestApp, slug: &str, scope: &str) -> String {
+    let now = ezforge::domain::now();
+    let claims = json!({
+        "iss": app.address, "sub": "usr_alice", "aud": format!("{}/mcp/{slug}", app.address),
+        "client_id": "client_test", "scope": scope, "iat": now, "exp": now + 900,
+        "jti": ezforge::domain::new_id("jti_"),
+    });
+    let keys = app.state.keys.current();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some(keys.active.kid.clone());
+    header.typ = Some("at+jwt".into());
+    jsonwebtoken::encode(&header, &claims, &keys.active.encoding).expect("sign")
+}
+
+/// One JSON-RPC message through the front door.
+async fn mcp(
+    app: &TestApp,
+    slug: &str,
+    token: Option<&str>,
+    session: Option<&str>,
+    body: Value,
+) -> reqwest::Response {
+    let mut req = app
+        .client
+        .post(format!("{}/mcp/{slug}", app.address))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body.to_string());
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(s) = session {
+        req = req.header("mcp-session-id", s);
+    }
+    req.send().await.expect("request")
+}
+
+fn tool_call(name: &str, args: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": name, "arguments": args}})
+}
+
+/// The text of a tools/call result.
+async fn tool_text(res: reqwest::Response) -> String {
+    let status = res.status();
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(status, 200, "{body}");
+    body["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no text in {body}"))
+        .to_owned()
+}
+
+/// Polls `check` until it returns Some (the condition holds), at most 15 s.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn versions(list: &Value) -> Vec<i64> {
+    list["data"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|d| d["version"].as_i64().expect("version"))
+        .collect()
+}
+
+#[tokio::test]
+async fn deploy_swap_failed_health_check_rollback_and_retention() {
+    let (app, admin, server) = world("weather").await;
+    assert_eq!(server["status"], "stopped");
+    let one = FakeUpstream::start().await;
+    let two = FakeUpstream::start().await;
+    let t = token(&app, "weather", "mcp:read");
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+
+    let v1 = deploy(&app, &admin, "weather", json!({ "upstreamUrl": one.url })).await;
+    let v1 = v1.expect(201)["data"].clone();
+    assert_eq!(v1["version"], 1);
+    assert_eq!(v1["status"], "running");
+    assert_eq!(v1["active"], true);
+    assert_eq!(v1["type"], "deploy");
+    assert_eq!(v1["target"]["upstreamUrl"], one.url.as_str());
+    assert!(v1["finishedAt"].is_string());
+    let s = get_as(&app, &admin, "/v1/servers/weather").await;
+    assert_eq!(s.expect(200)["data"]["status"], "running");
+    assert_eq!(s.body["data"]["activeDeploymentId"], v1["id"]);
+    assert_eq!(
+        mcp(&app, "weather", Some(&t), None, list.clone())
+            .await
+            .status(),
+        200
+    );
+    // The health check's initialize and ping, then the request.
+    let one_seen = one.requests();
+    assert!(one_seen >= 3, "{one_seen}");
+
+    // A deployment failing its health check: failed, and v1 keeps serving.
+    let v2 = deploy(&app, &admin, "weather", http_command(&["--fail-health"])).await;
+    let v2 = v2.expect(201)["data"].clone();
+    assert_eq!(v2["status"], "failed", "{v2}");
+    assert_eq!(v2["active"], false);
+    let err = v2["errorMessage"].as_str().expect("errorMessage");
+    assert!(err.contains("health check failed"), "{err}");
+    assert_eq!(
+        mcp(&app, "weather", Some(&t), None, list.clone())
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(one.requests(), one_seen + 1);
+    let s = get_as(&app, &admin, "/v1/servers/weather").await;
+    assert_eq!(s.body["data"]["status"], "running");
+    assert_eq!(s.body["data"]["activeDeploymentId"], v1["id"]);
+    // Rolling back to a deployment that failed is refused.
+    let r = post_as(
+        &app,
+        &admin,
+        "/v1/servers/weather/rollback",
+        json!({ "version": 2 }),
+    )
+    .await;
+    assert_eq!(r.status, 409, "{}", r.text);
+
+    // v3 with a label takes the traffic.
+    let v3 = deploy(
+        &app,
+        &admin,
+        "weather",
+        json!({ "upstreamUrl": two.url, "version": "blue" }),
+    )
+    .await;
+    let v3 = v3.expect(201)["data"].clone();
+    assert_eq!(
+        (v3["version"].as_i64(), v3["label"].as_str()),
+        (Some(3), Some("blue"))
+    );
+    assert_eq!(
+        mcp(&app, "weather", Some(&t), None, list.clone())
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(one.requests(), one_seen + 1);
+    assert!(two.requests() >= 3);
+
+    // Roll back to v1: a new deployment of type rollback; v3 is marked rolled back.
+    let r = post_as(
+        &app,
+        &admin,
+        "/v1/servers/weather/rollback",
+        json!({ "version": 1 }),
+    )
+    .await;
+    let v4 = r.expect(201)["data"].clone();
+    assert_eq!(
+        (v4["version"].as_i64(), v4["type"].as_str()),
+        (Some(4), Some("rollback"))
+    );
+    assert_eq!(v4["target"]["upstreamUrl"], one.url.as_str());
+    let before = one.requests();
+    assert_eq!(
+        mcp(&app, "weather", Some(&t), None, list.clone())
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(one.requests(), before + 1);
+    let r = post_as(
+        &app,
+        &admin,
+        "/v1/servers/weather/rollback",
+        json!({ "deploymentId": v4["id"] }),
+    )
+    .await;
+    assert_eq!(r.status, 409, "the active one: {}", r.text);
+    let r = post_as(
+        &app,
+        &admin,
+        "/v1/servers/weather/rollback",
+        json!({ "version": 99 }),
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    let r = post_as(&app, &admin, "/v1/servers/weather/rollback", json!({})).await;
+    r.assert_invalid("version");
+
+    // Newest first, paginated.
+    let page = get_as(&app, &admin, "/v1/servers/weather/deployments?limit=3").await;
+    let page = page.expect(200).clone();
+    assert_eq!(versions(&page), [4, 3, 2]);
+    assert_eq!(page["meta"]["total"], 4);
+    assert_eq!(page["data"][1]["status"], "rolled_back");
+    assert_eq!(page["data"][0]["active"], true);
+    let cursor = page["meta"]["cursor"].as_str().expect("cursor");
+    let rest = get_as(
+        &app,
+        &admin,
+        &format!("/v1/servers/weather/deployments?limit=3&cursor={cursor}"),
+    )
+    .await;
+    assert_eq!(versions(rest.expect(200)), [1]);
+    assert_eq!(rest.body["meta"]["hasMore"], false);
+
+    // Retention: only the newest two are kept (the active one always).
+    patch_as(
+        &app,
+        &admin,
+        "/v1/servers/weather",
+        json!({ "deploymentRetentionCount": 2 }),
+    )
+    .await
+    .expect(200);
+    deploy(&app, &admin, "weather", json!({ "upstreamUrl": two.url }))
+        .await
+        .expect(201);
+    let all = get_as(&app, &admin, "/v1/servers/weather/deployments").await;
+    assert_eq!(versions(all.expect(200)), [5, 4]);
+    let r = post_as(
+        &app,
+        &admin,
+        "/v1/servers/weather/rollback",
+        json!({ "version": 1 }),
+    )
+    .await;
+    assert_eq!(r.status, 404, "pruned: {}", r.text);
+}
+
+#[tokio::test]
+async fn deployment_scopes_and_bad_input() {
+    let (app, admin, server) = world("tools").await;
+    let project = server["projectId"].as_str().expect("project");
+    let reader = create_key(&app, &admin, project, &["deployments:read"]).await;
+    let writer = create_key(&app, &admin, project, &["deployments:write"]).await;
+    let up = FakeUpstream::start().await;
+
+    let r = deploy(&app, &reader, "tools", json!({ "upstreamUrl": up.url })).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(
+        r.body["error"]["details"]["requiredScope"],
+        "deployments:write"
+    );
+    deploy(&app, &writer, "tools", json!({ "upstreamUrl": up.url }))
+        .await
+        .expect(201);
+    get_as(&app, &reader, "/v1/servers/tools/deployments")
+        .await
+        .expect(200);
+    assert_eq!(
+        get_as(&app, &writer, "/v1/servers/tools/deployments")
+            .await
+            .status,
+        403
+    );
+
+    for (body, field) in [
+        (
+            json!({ "upstreamUrl": "ftp://example.com/mcp" }),
+            "upstreamUrl",
+        ),
+        (json!({ "upstreamUrl": "not a url" }), "upstreamUrl"),
+        (json!({}), "upstreamUrl"),
+        (
+            json!({ "upstreamUrl": up.url, "command": ["x"] }),
+            "command",
+        ),
+        (json!({ "command": "python3 server.py" }), "command"),
+        (json!({ "command": [] }), "command"),
+        (json!({ "command": ["ok", 3] }), "command"),
+        (json!({ "command": [""] }), "command"),
+        (
+            json!({ "command": ["x"], "transport": "grpc" }),
+            "transport",
+        ),
+        (
+            json!({ "command": ["x"], "transport": "stdio", "port": 9000 }),
+            "port",
+        ),
+        (json!({ "command": ["x"], "port": 80 }), "port"),
+        (
+            json!({ "upstreamUrl": up.url, "transport": "http" }),
+            "transport",
+        ),
+        (
+            json!({ "upstreamUrl": up.url, "version": {"a": 1} }),
+            "version",
+        ),
+    ] {
+        deploy(&app, &admin, "tools", body.clone())
+            .await
+            .assert_invalid(field);
+    }
+    let r = deploy(
+        &app,
+        &admin,
+        "tools",
+        json!({ "upstreamUrl": up.url, "extra": 1 }),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r = deploy(&app, &admin, "nope", json!({ "upstreamUrl": up.url })).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    // Nothing half-made: still one deployment, still serving.
+    let all = get_as(&app, &admin, "/v1/servers/tools/deployments").await;
+    assert_eq!(versions(all.expect(200)), [1]);
+}
+
+#[tokio::test]
+async fn commands_that_cannot_start_or_exit_at_once_fail_cleanly() {
+    let (app, admin, _) = world_with("broken", |c| {
+        c.deploy.health_timeout = ezforge::config::Duration::secs(10);
+    })
+    .await;
+    let r = deploy(
+        &app,
+        &admin,
+        "broken",
+        json!({ "command": ["/nonexistent/mcp-server"], "transport": "http" }),
+    )
+    .await;
+    let d = r.expect(201)["data"].clone();
+    assert_eq!(d["status"], "failed");
+    assert!(
+        d["errorMessage"]
+            .as_str()
+            .expect("msg")
+            .contains("could not be started"),
+        "{d}"
+    );
+
+    let r = deploy(&app, &admin, "broken", http_command(&["--exit-at-once"])).await;
+    let d = r.expect(201)["data"].clone();
+    assert_eq!(d["status"], "failed");
+    assert!(
+        d["errorMessage"]
+            .as_str()
+            .expect("msg")
+            .contains("exited with status 1"),
+        "{d}"
+    );
+
+    let r = deploy(&app, &admin, "broken", stdio_command(&["--exit-at-once"])).await;
+    let d = r.expect(201)["data"].clone();
+    assert_eq!(d["status"], "failed", "{d}");
+
+    let r = deploy(&app, &admin, "broken", stdio_command(&["--fail-init"])).await;
+    let d = r.expect(201)["data"].clone();
+    assert_eq!(d["status"], "failed");
+    assert!(
+        d["errorMessage"]
+            .as_str()
+            .expect("msg")
+            .contains("initialize"),
+        "{d}"
+    );
+
+    // Nothing ever served: the server says so, and the front door answers 503.
+    let s = get_as(&app, &admin, "/v1/servers/broken").await;
+    assert_eq!(s.expect(200)["data"]["status"], "error");
+    let t = token(&app, "broken", "mcp:read");
+    let res = mcp(
+        &app,
+        "broken",
+        Some(&t),
+        None,
+        json!({"jsonrpc":"2.0","id":1,"method":"ping"}),
+    )
+    .await;
+    assert_eq!(res.status(), 503);
+
+    // Why it failed is in the server's log: the process's own words.
+    let logs = get_as(&app, &admin, "/v1/servers/broken/logs?limit=200").await;
+    let text = logs.expect(200).to_string();
+    assert!(text.contains("exiting"), "{text}");
+}
+
+#[tokio::test]
+async fn a_flooding_process_is_rate_limited_in_the_log_and_still_serves() {
+    let (app, admin, _) = world("noisy").await;
+    let r = deploy(&app, &admin, "noisy", http_command(&["--stdout-flood"])).await;
+    assert_eq!(r.expect(201)["data"]["status"], "running", "{}", r.text);
+    let t = token(&app, "noisy", "mcp:read mcp:write mcp:execute");
+    let res = mcp(
+        &app,
+        "noisy",
+        Some(&t),
+        None,
+        tool_call("echo", json!({"text": "still here"})),
+    )
+    .await;
+    assert_eq!(tool_text(res).await, "still here");
+    let dropped = eventually("the dropped-lines note", || {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            let logs = get_as(app, &admin, "/v1/servers/noisy/logs?search=dropped&limit=5").await;
+            let n = logs.body["data"].as_array().map_or(0, Vec::len);
+            (n > 0).then_some(logs.body.clone())
+        }
+    })
+    .await;
+    assert!(
+        dropped.to_string().contains("lines of output dropped"),
+        "{dropped}"
+    );
+    let all = get_as(&app, &admin, "/v1/servers/noisy/logs?limit=200").await;
+    let stored = all.body["data"].as_array().map_or(0, Vec::len);
+    assert!(stored < 200, "the flood was stored: {stored} entries");
+}
+
+#[tokio::test]
+async fn a_supervised_process_gets_env_vars_restarts_after_a_crash_and_keeps_secrets_out() {
+    let (mut app, admin, _) = world("super").await;
+    let secret = "s3cr3t-value-never-shown";
+    post_as(
+        &app,
+        &admin,
+        "/v1/servers/super/env",
+        json!({ "name": "API_TOKEN", "value": secret }),
+    )
+    .await
+    .expect(201);
+    let d = deploy(&app, &admin, "super", http_command(&[])).await;
+    assert_eq!(d.expect(201)["data"]["status"], "running", "{}", d.text);
+    let s = get_as(&app, &admin, "/v1/servers/super").await;
+    let process = s.expect(200)["data"]["process"].clone();
+    assert_eq!(process["state"], "running", "{process}");
+    let pid = process["pid"].as_u64().expect("pid");
+
+    let t = token(&app, "super", "mcp:read mcp:write mcp:execute");
+    let env = |name: &str| tool_call("env", json!({ "name": name }));
+    assert_eq!(
+        tool_text(mcp(&app, "super", Some(&t), None, env("API_TOKEN")).await).await,
+        secret
+    );
+    assert_ne!(
+        tool_text(mcp(&app, "super", Some(&t), None, env("PATH")).await).await,
+        "null"
+    );
+    // Nothing of ezforge's own environment beyond the harmless basics.
+    assert_eq!(
+        tool_text(mcp(&app, "super", Some(&t), None, env("CARGO_MANIFEST_DIR")).await).await,
+        "null"
+    );
+
+    // A change applies at the next deployment, not before.
+    put_as(
+        &app,
+        &admin,
+        "/v1/servers/super/env/API_TOKEN",
+        json!({ "value": "second-value" }),
+    )
+    .await
+    .expect(200);
+    assert_eq!(
+        tool_text(mcp(&app, "super", Some(&t), None, env("API_TOKEN")).await).await,
+        secret
+    );
+
+    // A crash: the request in flight fails, the next one waits for the restart.
+    let res = mcp(&app, "super", Some(&t), None, tool_call("crash", json!({}))).await;
+    assert_eq!(res.status(), 502);
+    let again =
+        tool_text(mcp(&app, "super", Some(&t), None, tool_call("pid", json!({}))).await).await;
+    assert_ne!(again, pid.to_string(), "a new process");
+    let s = get_as(&app, &admin, "/v1/servers/super").await;
+    assert!(
+        s.body["data"]["process"]["restarts"].as_u64() >= Some(1),
+        "{}",
+        s.text
+    );
+    let logs = eventually("the crash in the log", || {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            let l = get_as(app, &admin, "/v1/servers/super/logs?level=error").await;
+            l.text.contains("exited with status 3").then_some(l.text)
+        }
+    })
+    .await;
+    assert!(!logs.contains(secret));
+
+    // No API answer ever shows the value.
+    for path in [
+        "/v1/servers/super",
+        "/v1/servers/super/env",
+        "/v1/servers/super/deployments",
+        "/v1/servers/super/logs?limit=200",
+    ] {
+        let r = get_as(&app, &admin, path).await;
+        assert!(
+            !r.text.contains(secret) && !r.text.contains("second-value"),
+            "{path}: {}",
+            r.text
+        );
+    }
+    let tmp = app.take_tempdir().expect("tmp");
+    let dir = app.data_dir.clone();
+    app.stop().await;
+    let db = db_bytes(&dir);
+    assert!(!contains_bytes(&db, secret) && !contains_bytes(&db, "second-value"));
+    drop(tmp);
+}
+
+#[tokio::test]
+async fn idle_processes_stop_and_the_next_request_starts_them() {
+    let (app, admin, _) = world("sleepy").await;
+    patch_as(
+        &app,
+        &admin,
+        "/v1/servers/sleepy",
+        json!({ "autoStopSeconds": 1 }),
+    )
+    .await
+    .expect(200);
+    deploy(&app, &admin, "sleepy", http_command(&[]))
+        .await
+        .expect(201);
+    let stopped = eventually("the idle stop", || {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            let s = get_as(app, &admin, "/v1/servers/sleepy").await;
+            (s.body["data"]["process"]["state"] == "stopped").then_some(s.body)
+        }
+    })
+    .await;
+    assert_eq!(stopped["data"]["status"], "stopped");
+    let t = token(&app, "sleepy", "mcp:read mcp:write mcp:execute");
+    let res = mcp(
+        &app,
+        "sleepy",
+        Some(&t),
+        None,
+        tool_call("echo", json!({"text": "awake"})),
+    )
+    .await;
+    assert_eq!(tool_text(res).await, "awake");
+    let s = get_as(&app, &admin, "/v1/servers/sleepy").await;
+    assert_eq!(s.body["data"]["status"], "running", "{}", s.text);
+}
+
+#[tokio::test]
+async fn a_stdio_server_is_bridged_one_process_per_session() {
+    let (app, admin, _) = world_with("stdio", |c| c.deploy.max_stdio_sessions = 2).await;
+    let d = deploy(&app, &admin, "stdio", stdio_command(&[])).await;
+    assert_eq!(d.expect(201)["data"]["status"], "running", "{}", d.text);
+    let t = token(&app, "stdio", "mcp:read mcp:write mcp:execute");
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+
+    let open = || async {
+        let res = mcp(&app, "stdio", Some(&t), None, init.clone()).await;
+        assert_eq!(res.status(), 200);
+        let sid = res.headers()["mcp-session-id"]
+            .to_str()
+            .expect("sid")
+            .to_owned();
+        let body: Value = res.json().await.expect("json");
+        assert_eq!(
+            body["result"]["serverInfo"]["name"], "fixture-stdio",
+            "{body}"
+        );
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        assert_eq!(
+            mcp(&app, "stdio", Some(&t), Some(&sid), note)
+                .await
+                .status(),
+            202
+        );
+        sid
+    };
+    let a = open().await;
+    let b = open().await;
+    assert_ne!(a, b);
+    let list = mcp(
+        &app,
+        "stdio",
+        Some(&t),
+        Some(&a),
+        json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}),
+    )
+    .await;
+    let list: Value = list.json().await.expect("json");
+    assert!(
+        list["result"]["tools"]
+            .as_array()
+            .is_some_and(|t| t.len() >= 5),
+        "{list}"
+    );
+    let echo = mcp(
+        &app,
+        "stdio",
+        Some(&t),
+        Some(&a),
+        tool_call("echo", json!({"text": "over stdio"})),
+    )
+    .await;
+    assert_eq!(tool_text(echo).await, "over stdio");
+    let pid_a = tool_text(
+        mcp(
+            &app,
+            "stdio",
+            Some(&t),
+            Some(&a),
+            tool_call("pid", json!({})),
+        )
+        .await,
+    )
+    .await;
+    let pid_b = tool_text(
+        mcp(
+            &app,
+            "stdio",
+            Some(&t),
+            Some(&b),
+            tool_call("pid", json!({})),
+        )
+        .await,
+    )
+    .await;
+    assert_ne!(pid_a, pid_b, "one process per session");
+
+    // The cap: a third session waits for one to end.
+    let third = mcp(&app, "stdio", Some(&t), None, init.clone()).await;
+    assert_eq!(third.status(), 503);
+    let s = get_as(&app, &admin, "/v1/servers/stdio").await;
+    assert_eq!(s.body["data"]["process"]["sessions"], 2, "{}", s.text);
+
+    // DELETE ends a session (and its process); its id is then unknown.
+    let del = app
+        .client
+        .delete(format!("{}/mcp/stdio", app.address))
+        .bearer_auth(&t)
+        .header("mcp-session-id", &a)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(del.status(), 200);
+    let gone = mcp(
+        &app,
+        "stdio",
+        Some(&t),
+        Some(&a),
+        json!({"jsonrpc":"2.0","id":3,"method":"ping"}),
+    )
+    .await;
+    assert_eq!(gone.status(), 404);
+    let c = open().await;
+    assert_ne!(c, a);
+    // Requests without a session other than initialize are refused.
+    let r = mcp(
+        &app,
+        "stdio",
+        Some(&t),
+        None,
+        json!({"jsonrpc":"2.0","id":4,"method":"ping"}),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    // And without a token, nothing reaches the bridge.
+    assert_eq!(mcp(&app, "stdio", None, None, init).await.status(), 401);
+}
+
+#[tokio::test]
+async fn racing_deployments_never_half_swap() {
+    let (app, admin, _) = world_with("race", |c| {
+        c.deploy.health_timeout = ezforge::config::Duration::secs(2);
+    })
+    .await;
+    // A process that never listens: each deployment holds the server for the whole timeout.
+    let slow = json!({ "command": ["sleep", "30"], "transport": "http" });
+    let (a, b) = tokio::join!(
+        deploy(&app, &admin, "race", slow.clone()),
+        deploy(&app, &admin, "race", slow.clone())
+    );
+    let mut statuses = [a.status, b.status];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 409], "{} / {}", a.text, b.text);
+    let done = if a.status == 201 { &a } else { &b };
+    assert_eq!(done.body["data"]["status"], "failed");
+    let all = get_as(&app, &admin, "/v1/servers/race/deployments").await;
+    assert_eq!(versions(all.expect(200)), [1]);
+}
+
+/// 5 tools/list, 2 tools/call get_weather, 3 refused tokens, through a fake upstream.
+async fn burst(app: &TestApp, slug: &str) {
+    let t = token(app, slug, "mcp:read mcp:write mcp:execute");
+    for _ in 0..5 {
+        let r = mcp(
+            app,
+            slug,
+            Some(&t),
+            None,
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}),
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+    }
+    for _ in 0..2 {
+        let r = mcp(
+            app,
+            slug,
+            Some(&t),
+            None,
+            tool_call("get_weather", json!({})),
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+    }
+    for _ in 0..3 {
+        let r = mcp(
+            app,
+            slug,
+            Some("not-a-token"),
+            None,
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}),
+        )
+        .await;
+        assert_eq!(r.status(), 401);
+    }
+}
+
+#[tokio::test]
+async fn metrics_and_logs_describe_a_known_burst() {
+    let (app, admin, server) = world("burst").await;
+    let up = FakeUpstream::start().await;
+    deploy(&app, &admin, "burst", json!({ "upstreamUrl": up.url }))
+        .await
+        .expect(201);
+    burst(&app, "burst").await;
+
+    let m = eventually("ten requests in the metrics", || {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            let m = get_as(app, &admin, "/v1/servers/burst/metrics?window=1h").await;
+            (m.body["data"]["requests"] == 10).then_some(m.body["data"].clone())
+        }
+    })
+    .await;
+    assert_eq!(m["window"], "1h");
+    assert_eq!(m["errors"], json!({"4xx": 3, "5xx": 0}));
+    assert_eq!(m["errorRate"], 0.3);
+    assert_eq!(m["methods"]["tools/list"], 8);
+    assert_eq!(m["methods"]["tools/call"], 2);
+    assert_eq!(m["tools"], json!({"get_weather": 2}));
+    assert_eq!(
+        m["authFailures"]
+            .as_object()
+            .map(|o| o.values().filter_map(Value::as_i64).sum::<i64>()),
+        Some(3)
+    );
+    for p in ["p50", "p95", "p99"] {
+        assert!(m["latencyMs"][p].as_f64().is_some_and(|v| v >= 0.0), "{m}");
+    }
+    assert!(m["latencyMs"]["p50"].as_f64() <= m["latencyMs"]["p99"].as_f64());
+    assert_eq!(m["upstream"]["status"], "healthy");
+    for w in ["24h", "7d"] {
+        let r = get_as(
+            &app,
+            &admin,
+            &format!("/v1/servers/burst/metrics?window={w}"),
+        )
+        .await;
+        assert_eq!(r.expect(200)["data"]["requests"], 10);
+    }
+    assert_eq!(
+        get_as(&app, &admin, "/v1/servers/burst/metrics?window=2h")
+            .await
+            .status,
+        400
+    );
+
+    // Logs: newest first, filtered by level and text, paged by cursor.
+    let warn = get_as(&app, &admin, "/v1/servers/burst/logs?level=warn").await;
+    let warn = warn.expect(200)["data"].as_array().expect("array").clone();
+    assert_eq!(warn.len(), 3, "{warn:?}");
+    assert!(
+        warn.iter()
+            .all(|e| e["status"] == 401 && e["source"] == "access")
+    );
+    let weather = get_as(&app, &admin, "/v1/servers/burst/logs?search=get_weather").await;
+    assert_eq!(
+        weather.expect(200)["data"].as_array().map(Vec::len),
+        Some(2)
+    );
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/servers/burst/logs?limit=4&before={c}"),
+            None => "/v1/servers/burst/logs?limit=4".into(),
+        };
+        let page = get_as(&app, &admin, &path).await;
+        let page = page.expect(200).clone();
+        seen.extend(page["data"].as_array().expect("array").iter().cloned());
+        match page["meta"]["cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    let access: Vec<&Value> = seen.iter().filter(|e| e["source"] == "access").collect();
+    assert_eq!(access.len(), 10);
+    let times: Vec<&str> = seen
+        .iter()
+        .map(|e| e["timestamp"].as_str().expect("ts"))
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {times:?}"
+    );
+    let ids: std::collections::HashSet<&str> =
+        seen.iter().map(|e| e["id"].as_str().expect("id")).collect();
+    assert_eq!(ids.len(), seen.len(), "no entry twice across pages");
+    assert!(
+        seen.iter().any(|e| e["source"] == "deploy"),
+        "deployment events are logged"
+    );
+    for bad in [
+        "limit=0",
+        "limit=201",
+        "level=loud",
+        "before=%%%",
+        "before=bm90LWEtY3Vyc29y",
+        "search=",
+    ] {
+        let r = get_as(&app, &admin, &format!("/v1/servers/burst/logs?{bad}")).await;
+        if bad == "search=" {
+            assert_eq!(r.status, 200);
+        } else {
+            assert_eq!(r.status, 400, "{bad}: {}", r.text);
+        }
+    }
+
+    // Scopes: logs with logs:read or servers:read; metrics with metrics:read.
+    let project = server["projectId"].as_str().expect("project");
+    let logs_key = create_key(&app, &admin, project, &["logs:read"]).await;
+    let servers_key = create_key(&app, &admin, project, &["servers:read"]).await;
+    let metrics_key = create_key(&app, &admin, project, &["metrics:read"]).await;
+    assert_eq!(
+        get_as(&app, &logs_key, "/v1/servers/burst/logs")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get_as(&app, &servers_key, "/v1/servers/burst/logs")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get_as(&app, &metrics_key, "/v1/servers/burst/logs")
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        get_as(&app, &metrics_key, "/v1/servers/burst/metrics")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get_as(&app, &logs_key, "/v1/servers/burst/metrics")
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        get_as(&app, &servers_key, "/v1/servers/burst/logs/stream")
+            .await
+            .status,
+        403
+    );
+
+    // Usage: this month's requests, counted once each.
+    let billing_key = create_key(&app, &admin, project, &["billing:read"]).await;
+    let b = get_as(&app, &billing_key, "/v1/billing").await;
+    let b = b.expect(200)["data"].clone();
+    assert_eq!(b["plan"], "self_hosted");
+    assert_eq!(b["usage"]["requestCount"], 10, "{b}");
+    assert!(b["usage"]["bandwidthBytes"].as_i64() > Some(0), "{b}");
+    assert!(b["limits"]["requestsPerMonth"].is_null());
+    assert_eq!(get_as(&app, &logs_key, "/v1/billing").await.status, 403);
+}
+
+#[tokio::test]
+async fn the_log_stream_tails_new_entries() {
+    let (app, admin, _) = world("tail").await;
+    let up = FakeUpstream::start().await;
+    deploy(&app, &admin, "tail", json!({ "upstreamUrl": up.url }))
+        .await
+        .expect(201);
+    let res = crate::helpers::plain_client()
+        .get(app.url("/v1/servers/tail/logs/stream?search=tools/list"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .expect("ct")
+            .starts_with("text/event-stream")
+    );
+    let mut body = res.bytes_stream();
+    let opening = body.next().await.expect("chunk").expect("bytes");
+    assert!(
+        String::from_utf8_lossy(&opening).starts_with(':'),
+        "opening comment"
+    );
+    // Now the stream is subscribed: a request shows up as an event.
+    let t = token(&app, "tail", "mcp:read");
+    let ping = mcp(
+        &app,
+        "tail",
+        Some(&t),
+        None,
+        json!({"jsonrpc":"2.0","id":1,"method":"ping"}),
+    )
+    .await;
+    assert_eq!(ping.status(), 200);
+    let list = mcp(
+        &app,
+        "tail",
+        Some(&t),
+        None,
+        json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}),
+    )
+    .await;
+    assert_eq!(list.status(), 200);
+    let mut text = String::new();
+    while !text.contains("\n\n") || !text.contains("event: log") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("chunk")
+            .expect("bytes");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let data = text
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .expect("data line");
+    let entry: Value = serde_json::from_str(data).expect("entry json");
+    assert_eq!(
+        entry["method"], "tools/list",
+        "the ping was filtered out: {entry}"
+    );
+    assert_eq!(entry["status"], 200);
+}
+
+#[tokio::test]
+async fn prometheus_metrics_are_off_by_default_and_parse_when_on() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.get("/metrics").await.status(), 404);
+    drop(app);
+
+    let (app, admin, _) = world_with("prom", |c| {
+        c.metrics.enabled = true;
+        c.metrics.bearer_token = Some(ezforge::domain::Secret::new("scrape-token"));
+    })
+    .await;
+    let up = FakeUpstream::start().await;
+    deploy(&app, &admin, "prom", json!({ "upstreamUrl": up.url }))
+        .await
+        .expect(201);
+    burst(&app, "prom").await;
+    assert_eq!(app.get("/metrics").await.status(), 401);
+    let res = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth("scrape-token")
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .expect("ct")
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = res.text().await.expect("text");
+    let mut samples = std::collections::HashMap::new();
+    for line in text.lines() {
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix('#') {
+            assert!(
+                rest.starts_with(" HELP ") || rest.starts_with(" TYPE "),
+                "comment: {line}"
+            );
+            continue;
+        }
+        // name{labels} value
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("sample: {line}"));
+        let name_end = series.find('{').unwrap_or(series.len());
+        let name = &series[..name_end];
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "metric name: {line}"
+        );
+        if name_end < series.len() {
+            assert!(series.ends_with('}'), "labels: {line}");
+        }
+        let v: f64 = value.parse().unwrap_or_else(|_| panic!("value: {line}"));
+        samples.insert(series.to_owned(), v);
+    }
+    assert_eq!(
+        samples.get("ezforge_requests_total{server=\"prom\",class=\"2xx\"}"),
+        Some(&7.0),
+        "{text}"
+    );
+    assert_eq!(
+        samples.get("ezforge_requests_total{server=\"prom\",class=\"4xx\"}"),
+        Some(&3.0)
+    );
+    assert_eq!(
+        samples.get("ezforge_request_duration_seconds_count{server=\"prom\"}"),
+        Some(&10.0)
+    );
+    assert_eq!(
+        samples.get("ezforge_request_duration_seconds_bucket{server=\"prom\",le=\"+Inf\"}"),
+        Some(&10.0)
+    );
+    for name in [
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(
+            samples.get(name).is_some_and(|v| *v > 0.0),
+            "{name} in {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn active_deployments_come_back_after_a_restart() {
+    let (mut app, admin, _) = world("phoenix").await;
+    let d = deploy(&app, &admin, "phoenix", stdio_command(&[])).await;
+    assert_eq!(d.expect(201)["data"]["status"], "running");
+    let tmp = app.take_tempdir().expect("tmp");
+    let dir = app.data_dir.clone();
+    app.stop().await;
+    let app = TestApp::builder_in(&dir).spawn().await;
+    let t = token(&app, "phoenix", "mcp:read mcp:write mcp:execute");
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let res = mcp(&app, "phoenix", Some(&t), None, init).await;
+    assert_eq!(res.status(), 200);
+    let admin = admin_token(&app).await;
+    let s = get_as(&app, &admin, "/v1/servers/phoenix").await;
+    assert_eq!(s.expect(200)["data"]["status"], "running");
+    assert_eq!(s.body["data"]["process"]["sessions"], 1);
+    drop(app);
+    drop(tmp);
+}
