@@ -53,7 +53,7 @@ async fn deploy(app: &TestApp, token: &str, slug: &str, body: Value) -> ApiRespo
 }
 
 /// A managed access token for `slug`.
-fn token(app: &TestApp, slug: &str, scope: &str) -> String {
+pub(crate) fn token(app: &TestApp, slug: &str, scope: &str) -> String {
     let now = ezforge::domain::now();
     let claims = json!({
         "iss": app.address, "sub": "usr_alice", "aud": format!("{}/mcp/{slug}", app.address),

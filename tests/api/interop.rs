@@ -1144,3 +1144,155 @@ async fn deployment_wide_byoa_with_oidc_provider() {
     .await;
     byoa_flow(tc, &app, &mut op, &up).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 8: real stdio MCP servers from npm, started by ezforge and bridged to Streamable HTTP.
+// ---------------------------------------------------------------------------------------------
+
+/// A project and a server `slug` deployed as a stdio command; returns the admin session.
+async fn stdio_world(app: &TestApp, slug: &str, command: Vec<String>) -> String {
+    let admin = admin_token(app).await;
+    let body = json!({"name": "Stdio"});
+    let project = call(app, "POST", "/v1/projects", Some(&admin), Some(&body)).await;
+    let project = project.expect(201)["data"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    call(
+        app,
+        "POST",
+        &format!("/v1/projects/{project}/servers"),
+        Some(&admin),
+        Some(&json!({"name": slug, "slug": slug})),
+    )
+    .await
+    .expect(201);
+    let d = call(
+        app,
+        "POST",
+        &format!("/v1/servers/{slug}/deployments"),
+        Some(&admin),
+        Some(&json!({"command": command, "transport": "stdio"})),
+    )
+    .await;
+    assert_eq!(d.expect(201)["data"]["status"], "running", "{}", d.text);
+    admin
+}
+
+#[tokio::test]
+async fn typescript_sdk_client_uses_a_stdio_server_everything_through_the_bridge() {
+    let tc = toolchain().await;
+    let app = TestApp::spawn().await;
+    let script = tc
+        .dir
+        .join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    let command = vec![
+        tc.node.display().to_string(),
+        script.display().to_string(),
+        "stdio".to_owned(),
+    ];
+    let admin = stdio_world(&app, "everything", command).await;
+    let res = call(
+        &app,
+        "PATCH",
+        "/v1/servers/everything",
+        Some(&admin),
+        Some(&json!({"toolScopes": {"get-sum": "mcp:execute"}})),
+    )
+    .await;
+    let resource = res.expect(200)["data"]["url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
+    let mut cmd = node(tc, "ts_client.mjs");
+    cmd.args([resource.as_str(), "get-sum"])
+        .env("EZF_EMAIL", ADMIN_EMAIL)
+        .env("EZF_PASSWORD", ADMIN_PASSWORD);
+    let out = run(cmd, Duration::from_secs(180)).await;
+    out.assert_success();
+    let result = out.result();
+    assert_eq!(result["ok"], true, "{}", out.describe());
+    // Each MCP session of the SDK ran its own server-everything process.
+    let logs = get_as(
+        &app,
+        &admin,
+        "/v1/servers/everything/logs?search=stdio%20process&limit=200",
+    )
+    .await;
+    assert!(
+        logs.expect(200)
+            .to_string()
+            .contains("started for a new MCP session"),
+        "{}",
+        logs.text
+    );
+}
+
+#[tokio::test]
+async fn server_filesystem_over_stdio_reads_a_file_through_the_front_door() {
+    let tc = toolchain().await;
+    let app = TestApp::spawn().await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let root_path = root.path().canonicalize().expect("canonical");
+    std::fs::write(
+        root_path.join("hello.txt"),
+        "hello from the filesystem server\n",
+    )
+    .expect("write");
+    let script = tc
+        .dir
+        .join("node_modules/@modelcontextprotocol/server-filesystem/dist/index.js");
+    let command = vec![
+        tc.node.display().to_string(),
+        script.display().to_string(),
+        root_path.display().to_string(),
+    ];
+    stdio_world(&app, "files", command).await;
+    let token = crate::deploy::token(&app, "files", "mcp:read mcp:write mcp:execute");
+    let url = app.url("/mcp/files");
+    let tools = session_tools_list(&url, &token).await;
+    assert!(tools.contains("read_text_file"), "{tools}");
+
+    let client = crate::helpers::plain_client();
+    let post = |msg: Value, session: Option<&str>| {
+        let mut req = client
+            .post(&url)
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(msg.to_string());
+        if let Some(s) = session {
+            req = req.header("mcp-session-id", s);
+        }
+        req.send()
+    };
+    let init = post(
+        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18",
+            "capabilities":{},"clientInfo":{"name":"ezforge-interop-rust","version":"1"}}}),
+        None,
+    )
+    .await
+    .expect("initialize");
+    assert_eq!(init.status(), 200);
+    let session = init.headers()["mcp-session-id"]
+        .to_str()
+        .expect("sid")
+        .to_owned();
+    post(
+        json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+        Some(&session),
+    )
+    .await
+    .expect("initialized");
+    let path = root_path.join("hello.txt").display().to_string();
+    let read = post(
+        json!({"jsonrpc":"2.0","id":2,"method":"tools/call",
+            "params":{"name":"read_text_file","arguments":{"path": path}}}),
+        Some(&session),
+    )
+    .await
+    .expect("tools/call");
+    assert_eq!(read.status(), 200);
+    let body = read.text().await.expect("body");
+    assert!(body.contains("hello from the filesystem server"), "{body}");
+}
