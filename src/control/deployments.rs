@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::auth::{Principal, server_access};
 use super::servers::refuse_if_declared;
-use super::{ListQuery, data, list as list_page, time};
+use super::{ListQuery, data, server_list, time};
 use crate::app::AppState;
 use crate::deploy::{DeployBody, DeployRequest, Deployer, Spec};
 use crate::domain::{self, scopes::ApiScope};
@@ -37,17 +37,18 @@ pub async fn list(
     path: web::Path<String>,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    who.require(ApiScope::DeploymentsRead)?;
-    let page = q.page()?;
     let key = path.into_inner();
-    let rows = state
-        .store
-        .run(move |c| {
-            let (server, _) = server_access(c, &who, &key)?;
-            Ok::<_, ApiError>(store::deployments::list(c, &server.id, &page)?)
-        })
-        .await?;
-    Ok(list_page(rows, deployment_json))
+    let fetch = store::deployments::list;
+    server_list(
+        &state,
+        who,
+        key,
+        &q,
+        ApiScope::DeploymentsRead,
+        fetch,
+        deployment_json,
+    )
+    .await
 }
 
 async fn writable_server(

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::{Principal, server_access};
-use super::{ListQuery, data, list as list_page, no_content};
+use super::{ListQuery, data, no_content, server_list};
 use crate::app::AppState;
 use crate::domain::scopes::ApiScope;
 use crate::domain::{self, Secret};
@@ -57,17 +57,9 @@ pub async fn list(
     path: web::Path<String>,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    who.require(ApiScope::ServersRead)?;
-    let page = q.page()?;
     let key = path.into_inner();
-    let vars = state
-        .store
-        .run(move |c| {
-            let (server, _) = server_access(c, &who, &key)?;
-            Ok::<_, ApiError>(store::env_vars::list(c, &server.id, &page)?)
-        })
-        .await?;
-    Ok(list_page(vars, env_json))
+    let fetch = store::env_vars::list;
+    server_list(&state, who, key, &q, ApiScope::ServersRead, fetch, env_json).await
 }
 
 #[derive(Deserialize)]

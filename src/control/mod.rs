@@ -221,6 +221,32 @@ impl ListQuery {
     }
 }
 
+/// A paginated list of something under one server the caller may see.
+pub async fn server_list<T: Send + 'static, U: Serialize>(
+    state: &crate::app::AppState,
+    who: auth::Principal,
+    key: String,
+    q: &ListQuery,
+    scope: crate::domain::scopes::ApiScope,
+    fetch: fn(
+        &rusqlite::Connection,
+        &str,
+        &PageRequest,
+    ) -> Result<Page<T>, crate::store::StoreError>,
+    render: impl Fn(&T) -> U,
+) -> Result<HttpResponse, ApiError> {
+    who.require(scope)?;
+    let page = q.page()?;
+    let items = state
+        .store
+        .run(move |c| {
+            let (server, _) = auth::server_access(c, &who, &key)?;
+            Ok::<_, ApiError>(fetch(c, &server.id, &page)?)
+        })
+        .await?;
+    Ok(list(items, render))
+}
+
 /// `{"data": value}` with `status`.
 pub fn data(status: StatusCode, value: impl Serialize) -> HttpResponse {
     HttpResponse::build(status).json(json!({ "data": value }))

@@ -54,17 +54,7 @@ async fn deploy(app: &TestApp, token: &str, slug: &str, body: Value) -> ApiRespo
 
 /// A managed access token for `slug`.
 pub(crate) fn token(app: &TestApp, slug: &str, scope: &str) -> String {
-    let now = ezforge::domain::now();
-    let claims = json!({
-        "iss": app.address, "sub": "usr_alice", "aud": format!("{}/mcp/{slug}", app.address),
-        "client_id": "client_test", "scope": scope, "iat": now, "exp": now + 900,
-        "jti": ezforge::domain::new_id("jti_"),
-    });
-    let keys = app.state.keys.current();
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-    header.kid = Some(keys.active.kid.clone());
-    header.typ = Some("at+jwt".into());
-    jsonwebtoken::encode(&header, &claims, &keys.active.encoding).expect("sign")
+    crate::gateway::managed_token(app, slug, scope, json!({}))
 }
 
 /// One JSON-RPC message through the front door.
@@ -121,6 +111,15 @@ where
     }
 }
 
+/// A deployment that ran its pipeline and failed, saying `why`.
+#[track_caller]
+fn assert_failed(r: &ApiResponse, why: &str) {
+    let d = &r.expect(201)["data"];
+    assert_eq!(d["status"], "failed", "{d}");
+    let message = d["errorMessage"].as_str().unwrap_or_default();
+    assert!(message.contains(why), "{why:?} in {d}");
+}
+
 fn versions(list: &Value) -> Vec<i64> {
     list["data"]
         .as_array()
@@ -162,11 +161,9 @@ async fn deploy_swap_failed_health_check_rollback_and_retention() {
 
     // A deployment failing its health check: failed, and v1 keeps serving.
     let v2 = deploy(&app, &admin, "weather", http_command(&["--fail-health"])).await;
-    let v2 = v2.expect(201)["data"].clone();
-    assert_eq!(v2["status"], "failed", "{v2}");
+    assert_failed(&v2, "health check failed");
+    let v2 = v2.body["data"].clone();
     assert_eq!(v2["active"], false);
-    let err = v2["errorMessage"].as_str().expect("errorMessage");
-    assert!(err.contains("health check failed"), "{err}");
     assert_eq!(
         mcp(&app, "weather", Some(&t), None, list.clone())
             .await
@@ -317,7 +314,6 @@ async fn deployment_scopes_and_bad_input() {
             .status,
         403
     );
-
     for (body, field) in [
         (
             json!({ "upstreamUrl": "ftp://example.com/mcp" }),
@@ -376,48 +372,17 @@ async fn commands_that_cannot_start_or_exit_at_once_fail_cleanly() {
         c.deploy.health_timeout = ezforge::config::Duration::secs(10);
     })
     .await;
-    let r = deploy(
-        &app,
-        &admin,
-        "broken",
-        json!({ "command": ["/nonexistent/mcp-server"], "transport": "http" }),
-    )
-    .await;
-    let d = r.expect(201)["data"].clone();
-    assert_eq!(d["status"], "failed");
-    assert!(
-        d["errorMessage"]
-            .as_str()
-            .expect("msg")
-            .contains("could not be started"),
-        "{d}"
-    );
+    let missing = json!({ "command": ["/nonexistent/mcp-server"], "transport": "http" });
+    let r = deploy(&app, &admin, "broken", missing).await;
+    assert_failed(&r, "could not be started");
 
     let r = deploy(&app, &admin, "broken", http_command(&["--exit-at-once"])).await;
-    let d = r.expect(201)["data"].clone();
-    assert_eq!(d["status"], "failed");
-    assert!(
-        d["errorMessage"]
-            .as_str()
-            .expect("msg")
-            .contains("exited with status 1"),
-        "{d}"
-    );
+    assert_failed(&r, "exited with status 1");
 
     let r = deploy(&app, &admin, "broken", stdio_command(&["--exit-at-once"])).await;
-    let d = r.expect(201)["data"].clone();
-    assert_eq!(d["status"], "failed", "{d}");
-
+    assert_failed(&r, "ended before answering");
     let r = deploy(&app, &admin, "broken", stdio_command(&["--fail-init"])).await;
-    let d = r.expect(201)["data"].clone();
-    assert_eq!(d["status"], "failed");
-    assert!(
-        d["errorMessage"]
-            .as_str()
-            .expect("msg")
-            .contains("initialize"),
-        "{d}"
-    );
+    assert_failed(&r, "initialize");
 
     // Nothing ever served: the server says so, and the front door answers 503.
     let s = get_as(&app, &admin, "/v1/servers/broken").await;
@@ -903,42 +868,16 @@ async fn metrics_and_logs_describe_a_known_burst() {
     let logs_key = create_key(&app, &admin, project, &["logs:read"]).await;
     let servers_key = create_key(&app, &admin, project, &["servers:read"]).await;
     let metrics_key = create_key(&app, &admin, project, &["metrics:read"]).await;
-    assert_eq!(
-        get_as(&app, &logs_key, "/v1/servers/burst/logs")
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        get_as(&app, &servers_key, "/v1/servers/burst/logs")
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        get_as(&app, &metrics_key, "/v1/servers/burst/logs")
-            .await
-            .status,
-        403
-    );
-    assert_eq!(
-        get_as(&app, &metrics_key, "/v1/servers/burst/metrics")
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        get_as(&app, &logs_key, "/v1/servers/burst/metrics")
-            .await
-            .status,
-        403
-    );
-    assert_eq!(
-        get_as(&app, &servers_key, "/v1/servers/burst/logs/stream")
-            .await
-            .status,
-        403
-    );
+    for (key, path, want) in [
+        (&logs_key, "/v1/servers/burst/logs", 200),
+        (&servers_key, "/v1/servers/burst/logs", 200),
+        (&metrics_key, "/v1/servers/burst/logs", 403),
+        (&metrics_key, "/v1/servers/burst/metrics", 200),
+        (&logs_key, "/v1/servers/burst/metrics", 403),
+        (&servers_key, "/v1/servers/burst/logs/stream", 403),
+    ] {
+        assert_eq!(get_as(&app, key, path).await.status, want, "{path}");
+    }
 
     // Usage: this month's requests, counted once each.
     let billing_key = create_key(&app, &admin, project, &["billing:read"]).await;

@@ -62,7 +62,7 @@ fn resource(app: &TestApp, slug: &str) -> String {
 }
 
 /// A managed token for `slug`, signed with the app's active key.
-fn managed_token(app: &TestApp, slug: &str, scope: &str, extra: Value) -> String {
+pub(crate) fn managed_token(app: &TestApp, slug: &str, scope: &str, extra: Value) -> String {
     let now = ezforge::domain::now();
     let mut claims = json!({
         "iss": app.address, "sub": "usr_alice", "aud": resource(app, slug), "client_id": "client_test",

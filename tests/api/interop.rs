@@ -396,51 +396,66 @@ async fn rpc(url: &str, token: Option<&str>, msg: Value) -> (u16, String, String
 
 /// A stateful MCP session through the front door with `token`: initialize, initialized,
 /// tools/list; the tools/list answer.
-async fn session_tools_list(url: &str, token: &str) -> String {
-    let client = crate::helpers::plain_client();
-    let post = |msg: Value, session: Option<&str>| {
-        let mut req = client
-            .post(url)
-            .bearer_auth(token)
+/// An MCP session through the front door, initialized and ready for requests.
+struct McpSession {
+    client: reqwest::Client,
+    url: String,
+    token: String,
+    id: Option<String>,
+}
+
+impl McpSession {
+    async fn open(url: &str, token: &str) -> McpSession {
+        let mut s = McpSession {
+            client: crate::helpers::plain_client(),
+            url: url.to_owned(),
+            token: token.to_owned(),
+            id: None,
+        };
+        let init = s
+            .post(json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18",
+                "capabilities":{},"clientInfo":{"name":"ezforge-interop-rust","version":"1"}}}))
+            .await;
+        assert_eq!(init.status(), 200);
+        s.id = Some(
+            init.headers()
+                .get("mcp-session-id")
+                .and_then(|v| v.to_str().ok())
+                .expect("Mcp-Session-Id")
+                .to_owned(),
+        );
+        let body = init.text().await.expect("body");
+        assert!(body.contains("serverInfo"), "{body}");
+        let done = s
+            .post(json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
+            .await;
+        assert!(done.status().is_success(), "{}", done.status());
+        s
+    }
+
+    async fn post(&self, msg: Value) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(&self.url)
+            .bearer_auth(&self.token)
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
             .body(msg.to_string());
-        if let Some(s) = session {
+        if let Some(s) = &self.id {
             req = req
                 .header("mcp-session-id", s)
                 .header("mcp-protocol-version", "2025-06-18");
         }
-        req.send()
-    };
-    let init = post(
-        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18",
-            "capabilities":{},"clientInfo":{"name":"ezforge-interop-rust","version":"1"}}}),
-        None,
-    )
-    .await
-    .expect("initialize");
-    assert_eq!(init.status(), 200);
-    let session = init
-        .headers()
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .expect("Mcp-Session-Id")
-        .to_owned();
-    let body = init.text().await.expect("body");
-    assert!(body.contains("serverInfo"), "{body}");
-    let done = post(
-        json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
-        Some(&session),
-    )
-    .await
-    .expect("initialized");
-    assert!(done.status().is_success(), "{}", done.status());
-    let list = post(
-        json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}),
-        Some(&session),
-    )
-    .await
-    .expect("tools/list");
+        req.send().await.expect("request")
+    }
+}
+
+/// Opens a session and lists the tools; the answer's body.
+async fn session_tools_list(url: &str, token: &str) -> String {
+    let session = McpSession::open(url, token).await;
+    let list = session
+        .post(json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}))
+        .await;
     assert_eq!(list.status(), 200);
     list.text().await.expect("body")
 }
@@ -1252,46 +1267,12 @@ async fn server_filesystem_over_stdio_reads_a_file_through_the_front_door() {
     let url = app.url("/mcp/files");
     let tools = session_tools_list(&url, &token).await;
     assert!(tools.contains("read_text_file"), "{tools}");
-
-    let client = crate::helpers::plain_client();
-    let post = |msg: Value, session: Option<&str>| {
-        let mut req = client
-            .post(&url)
-            .bearer_auth(&token)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .body(msg.to_string());
-        if let Some(s) = session {
-            req = req.header("mcp-session-id", s);
-        }
-        req.send()
-    };
-    let init = post(
-        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18",
-            "capabilities":{},"clientInfo":{"name":"ezforge-interop-rust","version":"1"}}}),
-        None,
-    )
-    .await
-    .expect("initialize");
-    assert_eq!(init.status(), 200);
-    let session = init.headers()["mcp-session-id"]
-        .to_str()
-        .expect("sid")
-        .to_owned();
-    post(
-        json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
-        Some(&session),
-    )
-    .await
-    .expect("initialized");
+    let session = McpSession::open(&url, &token).await;
     let path = root_path.join("hello.txt").display().to_string();
-    let read = post(
-        json!({"jsonrpc":"2.0","id":2,"method":"tools/call",
-            "params":{"name":"read_text_file","arguments":{"path": path}}}),
-        Some(&session),
-    )
-    .await
-    .expect("tools/call");
+    let read = session
+        .post(json!({"jsonrpc":"2.0","id":2,"method":"tools/call",
+            "params":{"name":"read_text_file","arguments":{"path": path}}}))
+        .await;
     assert_eq!(read.status(), 200);
     let body = read.text().await.expect("body");
     assert!(body.contains("hello from the filesystem server"), "{body}");
