@@ -15,6 +15,11 @@ const PAGE_LIMIT: &str = "100";
 /// A guard against a server that keeps answering `hasMore: true`.
 const MAX_PAGES: usize = 10_000;
 const TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a deploy or rollback may take: the server answers when its pipeline has finished
+/// (start, health check with its own timeout, traffic swap).
+pub const PIPELINE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// A live stream with no bytes for this long is dead (the server sends a keepalive every 15 s).
+pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How the client proves who it is.
 pub enum Credential {
@@ -73,8 +78,28 @@ impl Api {
         self.data(Method::GET, path, &[], None).await
     }
 
+    /// `GET /v1{path}?{query}` -> its `data`.
+    pub async fn get_with(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+        self.data(Method::GET, path, query, None).await
+    }
+
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         self.data(Method::POST, path, &[], Some(body)).await
+    }
+
+    /// A POST the server answers only when a long job has finished (a deploy, a rollback).
+    pub async fn post_slow(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let res = self
+            .send(Method::POST, path, &[], Some(body), PIPELINE_TIMEOUT)
+            .await?;
+        match self.json_body(path, res, PIPELINE_TIMEOUT).await? {
+            Some(v) => Ok(unwrap_data(v)),
+            None => Err(self.unexpected(path, "a JSON body")),
+        }
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.data(Method::PUT, path, &[], Some(body)).await
     }
 
     pub async fn patch(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
@@ -132,10 +157,7 @@ impl Api {
         body: Option<&Value>,
     ) -> anyhow::Result<Value> {
         match self.call(method, path, query, body).await? {
-            Some(mut v) => Ok(match v.get_mut("data") {
-                Some(d) => d.take(),
-                None => v,
-            }),
+            Some(v) => Ok(unwrap_data(v)),
             None => Err(self.unexpected(path, "a JSON body")),
         }
     }
@@ -148,44 +170,110 @@ impl Api {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> anyhow::Result<Option<Value>> {
+        let res = self.send(method, path, query, body, TIMEOUT).await?;
+        self.json_body(path, res, TIMEOUT).await
+    }
+
+    /// `GET /v1{path}?{query}` as `text/event-stream`: the response, its body not yet read, once
+    /// the server has answered 2xx. No overall deadline; a stream silent for a minute fails.
+    pub async fn stream(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> anyhow::Result<reqwest::Response> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("ezforge-cli/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(STREAM_IDLE_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("cannot build the HTTP client")?;
+        let req = self
+            .request(&http, Method::GET, path, query)
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        let res = req
+            .send()
+            .await
+            .map_err(|e| self.transport(e, STREAM_IDLE_TIMEOUT))?;
+        self.check(res, STREAM_IDLE_TIMEOUT).await
+    }
+
+    /// The request with the URL, query and credential filled in.
+    fn request(
+        &self,
+        http: &reqwest::Client,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> reqwest::RequestBuilder {
         let url = format!("{}/v1{path}", self.base);
-        let mut req = self
-            .http
-            .request(method, &url)
-            .header(reqwest::header::ACCEPT, "application/json");
+        let mut req = http.request(method, &url);
         if !query.is_empty() {
             req = req.query(query);
         }
         match &self.credential {
-            Credential::ApiKey(s) | Credential::Session(s) => {
-                req = req.bearer_auth(s.expose());
-            }
-            Credential::None => {}
+            Credential::ApiKey(s) | Credential::Session(s) => req.bearer_auth(s.expose()),
+            Credential::None => req,
         }
+    }
+
+    /// Sends one JSON request with a deadline; a non-2xx answer becomes an `ApiError`.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> anyhow::Result<reqwest::Response> {
+        let mut req = self
+            .request(&self.http, method, path, query)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .timeout(timeout);
         if let Some(b) = body {
             req = req.json(b);
         }
-        let res = req.send().await.map_err(|e| self.transport(e))?;
+        let res = req.send().await.map_err(|e| self.transport(e, timeout))?;
+        self.check(res, timeout).await
+    }
+
+    /// The response when it is a 2xx; else its `{"error": …}` as an `ApiError`.
+    async fn check(
+        &self,
+        res: reqwest::Response,
+        timeout: Duration,
+    ) -> anyhow::Result<reqwest::Response> {
         let status = res.status();
+        if status.is_success() {
+            return Ok(res);
+        }
         let retry_after = res
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let text = res.text().await.map_err(|e| self.transport(e))?;
-        if !status.is_success() {
-            let mut err = error_from_body(status, &text);
-            if let Some(s) = retry_after
-                && status == StatusCode::TOO_MANY_REQUESTS
-            {
-                err.message.push_str(&format!(" (retry after {s} s)"));
-            }
-            if status == StatusCode::UNAUTHORIZED && self.is_session() {
-                err.message
-                    .push_str("\nhint: the session may have ended; run `ezforge auth login`");
-            }
-            return Err(err.into());
+        let text = res.text().await.map_err(|e| self.transport(e, timeout))?;
+        let mut err = error_from_body(status, &text);
+        if let Some(s) = retry_after
+            && status == StatusCode::TOO_MANY_REQUESTS
+        {
+            err.message.push_str(&format!(" (retry after {s} s)"));
         }
+        if status == StatusCode::UNAUTHORIZED && self.is_session() {
+            err.message
+                .push_str("\nhint: the session may have ended; run `ezforge auth login`");
+        }
+        Err(err.into())
+    }
+
+    /// A 2xx response's body as JSON; `Ok(None)` when it is empty.
+    async fn json_body(
+        &self,
+        path: &str,
+        res: reqwest::Response,
+        timeout: Duration,
+    ) -> anyhow::Result<Option<Value>> {
+        let text = res.text().await.map_err(|e| self.transport(e, timeout))?;
         if text.trim().is_empty() {
             return Ok(None);
         }
@@ -202,12 +290,12 @@ impl Api {
         )
     }
 
-    fn transport(&self, e: reqwest::Error) -> anyhow::Error {
+    pub fn transport(&self, e: reqwest::Error, timeout: Duration) -> anyhow::Error {
         if e.is_timeout() {
             return anyhow!(
                 "no answer from {} within {} s",
                 self.base,
-                TIMEOUT.as_secs()
+                timeout.as_secs()
             );
         }
         let mut root: &dyn std::error::Error = &e;
@@ -215,6 +303,14 @@ impl Api {
             root = next;
         }
         anyhow!("cannot reach {}: {root}", self.base)
+    }
+}
+
+/// `{"data": x}` -> `x`; anything else as it is.
+fn unwrap_data(mut v: Value) -> Value {
+    match v.get_mut("data") {
+        Some(d) => d.take(),
+        None => v,
     }
 }
 

@@ -84,7 +84,10 @@ fn read_password(from_stdin: bool) -> anyhow::Result<Secret> {
     {
         p
     } else if stdin.is_terminal() {
-        prompt_without_echo("Password: ")?
+        prompt_without_echo(
+            "Password: ",
+            "pass --password-stdin or set EZFORGE_PASSWORD",
+        )?
     } else {
         bail!(
             "no password: pass --password-stdin (reads one line from stdin) or set EZFORGE_PASSWORD"
@@ -97,8 +100,9 @@ fn read_password(from_stdin: bool) -> anyhow::Result<Secret> {
     Ok(Secret::new(password))
 }
 
-/// Turns terminal echo off with `stty` (no extra dependency, no unsafe code) while reading.
-fn prompt_without_echo(prompt: &str) -> anyhow::Result<String> {
+/// Reads one line from the terminal with echo turned off by `stty` (no extra dependency, no
+/// unsafe code). `instead` tells the user what to do where that cannot work.
+pub(super) fn prompt_without_echo(prompt: &str, instead: &str) -> anyhow::Result<String> {
     let stty = |arg: &str| {
         std::process::Command::new("stty")
             .arg(arg)
@@ -109,16 +113,14 @@ fn prompt_without_echo(prompt: &str) -> anyhow::Result<String> {
             .unwrap_or(false)
     };
     if !stty("-echo") {
-        bail!(
-            "cannot turn off terminal echo (no stty?): pass --password-stdin or set EZFORGE_PASSWORD"
-        );
+        bail!("cannot turn off terminal echo (no stty?): {instead}");
     }
     eprint!("{prompt}");
     let mut line = String::new();
     let read = std::io::stdin().lock().read_line(&mut line);
     stty("echo");
     eprintln!();
-    read.context("cannot read the password")?;
+    read.context("cannot read from the terminal")?;
     Ok(line)
 }
 
