@@ -5,6 +5,7 @@
 mod api;
 mod auth;
 mod credentials;
+mod deployments;
 mod grants;
 mod output;
 mod project;
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use clap::{Args, Subcommand};
+use clap::{ArgGroup, Args, Subcommand};
 
 use crate::domain::Secret;
 
@@ -116,6 +117,11 @@ pub enum ServersCommand {
         /// Server id (srv_…) or slug.
         server: String,
     },
+    /// Show a server's state: status, the deployment serving it, its process, a failed deploy.
+    Status {
+        /// Server id (srv_…) or slug.
+        server: String,
+    },
     /// Delete a server: its grants are revoked and its URL answers 404.
     Delete {
         /// Server id or slug.
@@ -211,12 +217,62 @@ pub enum GrantsCommand {
     },
 }
 
+/// `ezforge deploy`: what a server's URL should route to from now on.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("target").required(true).args(["upstream", "command"])))]
+pub struct DeployArgs {
+    /// Server id (srv_…) or slug.
+    pub server: String,
+    /// Route to an MCP server running elsewhere (its endpoint URL).
+    #[arg(long, value_name = "URL")]
+    pub upstream: Option<String>,
+    /// Start and supervise this command. One string, split into arguments like a shell does
+    /// ('single' and "double" quotes, backslash escapes) but not run by one: no variables,
+    /// globs, pipes or redirections (use `sh -c '…'` for those).
+    #[arg(long, value_name = "COMMAND")]
+    pub command: Option<String>,
+    /// The command speaks MCP on stdin/stdout (bridged to Streamable HTTP); default: it serves
+    /// HTTP itself.
+    // Not `requires = "command"`: clap lets that pass when --upstream is given instead.
+    #[arg(long, conflicts_with = "upstream")]
+    pub stdio: bool,
+    /// The port the command's HTTP server listens on.
+    #[arg(long, value_name = "N", conflicts_with_all = ["upstream", "stdio"])]
+    pub port: Option<u16>,
+    /// A version label for you to recognise the deployment (v1.2, a commit id).
+    #[arg(long, value_name = "L")]
+    pub label: Option<String>,
+    /// Keep this deployment when its health check fails instead of going back to the previous
+    /// one (overrides the server's rollbackOnHealthCheckFailure, for this deployment only).
+    #[arg(long)]
+    pub no_rollback: bool,
+}
+
+/// `ezforge rollback`: list deployments, or serve an earlier one again.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("which").required(true).args(["list", "version", "deployment"])))]
+pub struct RollbackArgs {
+    /// Server id (srv_…) or slug.
+    pub server: String,
+    /// List the server's deployments (newest first) instead of rolling back.
+    #[arg(long)]
+    pub list: bool,
+    /// Re-deploy the target of this version number (see --list).
+    #[arg(long, value_name = "N")]
+    pub version: Option<u64>,
+    /// Re-deploy the target of this deployment.
+    #[arg(long, value_name = "dep_…")]
+    pub deployment: Option<String>,
+}
+
 /// One client command group, as `cli::run` hands it over.
 pub enum Group {
     Auth(AuthCommand),
     Project(ProjectCommand),
     Servers(ServersCommand),
     Grants(GrantsCommand),
+    Deploy(DeployArgs),
+    Rollback(RollbackArgs),
 }
 
 pub fn run(opts: ClientOpts, group: Group) -> anyhow::Result<ExitCode> {
@@ -269,6 +325,7 @@ pub fn run(opts: ClientOpts, group: Group) -> anyhow::Result<ExitCode> {
             )),
             ServersCommand::List { project } => block_on(servers::list(&ctx, project.as_deref())),
             ServersCommand::Get { server } => block_on(servers::get(&ctx, &server)),
+            ServersCommand::Status { server } => block_on(deployments::status(&ctx, &server)),
             ServersCommand::Delete { server } => block_on(servers::delete(&ctx, &server)),
             ServersCommand::Update(args) => block_on(servers::update(&ctx, &args)),
             ServersCommand::Clients { command } => match command {
@@ -298,6 +355,8 @@ pub fn run(opts: ClientOpts, group: Group) -> anyhow::Result<ExitCode> {
                 }
             },
         },
+        Group::Deploy(args) => block_on(deployments::deploy(&ctx, &args)),
+        Group::Rollback(args) => block_on(deployments::rollback(&ctx, &args)),
     }?;
     Ok(ExitCode::SUCCESS)
 }
@@ -448,5 +507,102 @@ mod tests {
             ["mcp:read", "mcp:execute"]
         );
         assert!(split_scopes(" , ").is_empty());
+    }
+
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+    use clap::error::ErrorKind;
+
+    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        let argv = std::iter::once("ezforge").chain(args.iter().copied());
+        Cli::try_parse_from(argv).map(|c| c.command)
+    }
+
+    fn refused(args: &[&str]) -> ErrorKind {
+        parse(args).expect_err("refused").kind()
+    }
+
+    #[test]
+    fn deploy_takes_exactly_one_target() {
+        let Ok(Command::Deploy { args, opts }) = parse(&[
+            "deploy",
+            "weather",
+            "--command",
+            "python3 srv.py",
+            "--stdio",
+            "--label",
+            "v2",
+            "--no-rollback",
+            "--json",
+        ]) else {
+            panic!("deploy parses");
+        };
+        assert_eq!(args.server, "weather");
+        assert_eq!(args.command.as_deref(), Some("python3 srv.py"));
+        assert!(args.stdio && args.no_rollback && opts.json);
+        assert_eq!(args.label.as_deref(), Some("v2"));
+        assert!(
+            parse(&[
+                "deploy",
+                "weather",
+                "--upstream",
+                "http://127.0.0.1:3001/mcp"
+            ])
+            .is_ok()
+        );
+        assert!(parse(&["deploy", "w", "--command", "node s.js", "--port", "3001"]).is_ok());
+
+        assert_eq!(
+            refused(&["deploy", "weather"]),
+            ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            refused(&["deploy", "w", "--upstream", "http://h", "--command", "x"]),
+            ErrorKind::ArgumentConflict
+        );
+        // --stdio and --port only go with --command, and not together.
+        assert_eq!(
+            refused(&["deploy", "w", "--upstream", "http://h", "--stdio"]),
+            ErrorKind::ArgumentConflict
+        );
+        assert_eq!(
+            refused(&["deploy", "w", "--upstream", "http://h", "--port", "1"]),
+            ErrorKind::ArgumentConflict
+        );
+        assert_eq!(
+            refused(&["deploy", "w", "--stdio"]),
+            ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            refused(&["deploy", "w", "--command", "x", "--stdio", "--port", "1"]),
+            ErrorKind::ArgumentConflict
+        );
+        assert_eq!(
+            refused(&["deploy", "w", "--command", "x", "--port", "70000"]),
+            ErrorKind::ValueValidation
+        );
+    }
+
+    #[test]
+    fn rollback_takes_exactly_one_of_list_version_deployment() {
+        let Ok(Command::Rollback { args, .. }) = parse(&["rollback", "w", "--version", "2"]) else {
+            panic!("rollback parses");
+        };
+        assert_eq!(args.version, Some(2));
+        assert!(!args.list);
+        assert!(parse(&["rollback", "w", "--list"]).is_ok());
+        assert!(parse(&["rollback", "w", "--deployment", "dep_1"]).is_ok());
+        assert_eq!(
+            refused(&["rollback", "w"]),
+            ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            refused(&["rollback", "w", "--list", "--version", "2"]),
+            ErrorKind::ArgumentConflict
+        );
+        assert_eq!(
+            refused(&["rollback", "w", "--version", "two"]),
+            ErrorKind::ValueValidation
+        );
     }
 }

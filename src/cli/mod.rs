@@ -76,6 +76,20 @@ pub enum Command {
         #[command(subcommand)]
         command: client::ServersCommand,
     },
+    /// Deploy a new version of a server: an upstream URL or a command ezforge runs.
+    Deploy {
+        #[command(flatten)]
+        opts: client::ClientOpts,
+        #[command(flatten)]
+        args: client::DeployArgs,
+    },
+    /// List a server's deployments, or serve an earlier one again.
+    Rollback {
+        #[command(flatten)]
+        opts: client::ClientOpts,
+        #[command(flatten)]
+        args: client::RollbackArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,5 +139,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Project { opts, command } => client::run(opts, client::Group::Project(command)),
         Command::Servers { opts, command } => client::run(opts, client::Group::Servers(command)),
         Command::Grants { opts, command } => client::run(opts, client::Group::Grants(command)),
+        Command::Deploy { opts, args } => client::run(opts, client::Group::Deploy(args)),
+        Command::Rollback { opts, args } => client::run(opts, client::Group::Rollback(args)),
     }
 }
