@@ -7,6 +7,7 @@ mod auth;
 mod credentials;
 mod deployments;
 mod grants;
+mod logs;
 mod output;
 mod project;
 mod servers;
@@ -265,6 +266,25 @@ pub struct RollbackArgs {
     pub deployment: Option<String>,
 }
 
+/// `ezforge logs`: a server's access, process and deploy log.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Server id (srv_…) or slug.
+    pub server: String,
+    /// After the latest entries, keep printing new ones as they come (until Ctrl-C).
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Only entries of this level or above.
+    #[arg(long, value_name = "L", value_parser = ["debug", "info", "warn", "error"])]
+    pub level: Option<String>,
+    /// Only entries whose text contains this.
+    #[arg(long, value_name = "TEXT")]
+    pub search: Option<String>,
+    /// How many of the latest entries to print (1–200). Default: the server's (50).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=200))]
+    pub limit: Option<u16>,
+}
+
 /// One client command group, as `cli::run` hands it over.
 pub enum Group {
     Auth(AuthCommand),
@@ -273,6 +293,7 @@ pub enum Group {
     Grants(GrantsCommand),
     Deploy(DeployArgs),
     Rollback(RollbackArgs),
+    Logs(LogsArgs),
 }
 
 pub fn run(opts: ClientOpts, group: Group) -> anyhow::Result<ExitCode> {
@@ -357,6 +378,7 @@ pub fn run(opts: ClientOpts, group: Group) -> anyhow::Result<ExitCode> {
         },
         Group::Deploy(args) => block_on(deployments::deploy(&ctx, &args)),
         Group::Rollback(args) => block_on(deployments::rollback(&ctx, &args)),
+        Group::Logs(args) => block_on(logs::logs(&ctx, &args)),
     }?;
     Ok(ExitCode::SUCCESS)
 }
@@ -603,6 +625,31 @@ mod tests {
         assert_eq!(
             refused(&["rollback", "w", "--version", "two"]),
             ErrorKind::ValueValidation
+        );
+    }
+
+    #[test]
+    fn logs_check_their_values() {
+        let Ok(Command::Logs { args, .. }) = parse(&[
+            "logs", "w", "-f", "--level", "warn", "--search", "timeout", "--limit", "200",
+        ]) else {
+            panic!("logs parses");
+        };
+        assert!(args.follow);
+        assert_eq!(args.level.as_deref(), Some("warn"));
+        assert_eq!(args.search.as_deref(), Some("timeout"));
+        assert_eq!(args.limit, Some(200));
+        assert_eq!(
+            refused(&["logs", "w", "--limit", "0"]),
+            ErrorKind::ValueValidation
+        );
+        assert_eq!(
+            refused(&["logs", "w", "--limit", "201"]),
+            ErrorKind::ValueValidation
+        );
+        assert_eq!(
+            refused(&["logs", "w", "--level", "trace"]),
+            ErrorKind::InvalidValue
         );
     }
 }

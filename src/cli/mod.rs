@@ -90,6 +90,13 @@ pub enum Command {
         #[command(flatten)]
         args: client::RollbackArgs,
     },
+    /// Print a server's log; with --follow, keep printing new entries.
+    Logs {
+        #[command(flatten)]
+        opts: client::ClientOpts,
+        #[command(flatten)]
+        args: client::LogsArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -141,5 +148,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Grants { opts, command } => client::run(opts, client::Group::Grants(command)),
         Command::Deploy { opts, args } => client::run(opts, client::Group::Deploy(args)),
         Command::Rollback { opts, args } => client::run(opts, client::Group::Rollback(args)),
+        Command::Logs { opts, args } => client::run(opts, client::Group::Logs(args)),
     }
 }
