@@ -8,6 +8,7 @@ mod credentials;
 mod deployments;
 mod grants;
 mod logs;
+mod metrics;
 mod output;
 mod project;
 mod servers;
@@ -285,6 +286,16 @@ pub struct LogsArgs {
     pub limit: Option<u16>,
 }
 
+/// `ezforge metrics`: a server's traffic over a recent window.
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// Server id (srv_…) or slug.
+    pub server: String,
+    /// How far back to look.
+    #[arg(long, value_name = "W", default_value = "1h", value_parser = ["1h", "24h", "7d"])]
+    pub window: String,
+}
+
 /// One client command group, as `cli::run` hands it over.
 pub enum Group {
     Auth(AuthCommand),
@@ -294,6 +305,7 @@ pub enum Group {
     Deploy(DeployArgs),
     Rollback(RollbackArgs),
     Logs(LogsArgs),
+    Metrics(MetricsArgs),
 }
 
 pub fn run(opts: ClientOpts, group: Group) -> anyhow::Result<ExitCode> {
@@ -379,6 +391,7 @@ pub fn run(opts: ClientOpts, group: Group) -> anyhow::Result<ExitCode> {
         Group::Deploy(args) => block_on(deployments::deploy(&ctx, &args)),
         Group::Rollback(args) => block_on(deployments::rollback(&ctx, &args)),
         Group::Logs(args) => block_on(logs::logs(&ctx, &args)),
+        Group::Metrics(args) => block_on(metrics::metrics(&ctx, &args)),
     }?;
     Ok(ExitCode::SUCCESS)
 }
@@ -629,7 +642,7 @@ mod tests {
     }
 
     #[test]
-    fn logs_check_their_values() {
+    fn logs_and_metrics_check_their_values() {
         let Ok(Command::Logs { args, .. }) = parse(&[
             "logs", "w", "-f", "--level", "warn", "--search", "timeout", "--limit", "200",
         ]) else {
@@ -649,6 +662,16 @@ mod tests {
         );
         assert_eq!(
             refused(&["logs", "w", "--level", "trace"]),
+            ErrorKind::InvalidValue
+        );
+
+        let Ok(Command::Metrics { args, .. }) = parse(&["metrics", "w"]) else {
+            panic!("metrics parses");
+        };
+        assert_eq!(args.window, "1h");
+        assert!(parse(&["metrics", "w", "--window", "7d"]).is_ok());
+        assert_eq!(
+            refused(&["metrics", "w", "--window", "2h"]),
             ErrorKind::InvalidValue
         );
     }

@@ -97,6 +97,13 @@ pub enum Command {
         #[command(flatten)]
         args: client::LogsArgs,
     },
+    /// Requests, errors, latency and tool use of a server over a recent window.
+    Metrics {
+        #[command(flatten)]
+        opts: client::ClientOpts,
+        #[command(flatten)]
+        args: client::MetricsArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,5 +156,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deploy { opts, args } => client::run(opts, client::Group::Deploy(args)),
         Command::Rollback { opts, args } => client::run(opts, client::Group::Rollback(args)),
         Command::Logs { opts, args } => client::run(opts, client::Group::Logs(args)),
+        Command::Metrics { opts, args } => client::run(opts, client::Group::Metrics(args)),
     }
 }
