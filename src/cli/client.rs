@@ -6,6 +6,7 @@ mod api;
 mod auth;
 mod credentials;
 mod deployments;
+mod env;
 mod grants;
 mod logs;
 mod metrics;
@@ -296,6 +297,39 @@ pub struct MetricsArgs {
     pub window: String,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    /// Set a variable (create or replace). It applies at the server's next deployment.
+    ///
+    /// The value comes from `--value-stdin` (all of stdin, one trailing newline dropped), else
+    /// `--value` (visible in shell history and `ps`), else a prompt without echo when stdin is a
+    /// terminal.
+    Set {
+        /// Server id (srv_…) or slug.
+        server: String,
+        /// Variable name ([A-Za-z_][A-Za-z0-9_]*).
+        name: String,
+        /// The value, on the command line (where shell history and `ps` see it).
+        #[arg(long, value_name = "V", conflicts_with = "value_stdin")]
+        value: Option<String>,
+        /// Read the value from stdin.
+        #[arg(long)]
+        value_stdin: bool,
+    },
+    /// List a server's variables (names only: values are never shown).
+    List {
+        /// Server id (srv_…) or slug.
+        server: String,
+    },
+    /// Remove a variable. It applies at the server's next deployment.
+    Unset {
+        /// Server id (srv_…) or slug.
+        server: String,
+        /// Variable name.
+        name: String,
+    },
+}
+
 /// One client command group, as `cli::run` hands it over.
 pub enum Group {
     Auth(AuthCommand),
@@ -306,6 +340,7 @@ pub enum Group {
     Rollback(RollbackArgs),
     Logs(LogsArgs),
     Metrics(MetricsArgs),
+    Env(EnvCommand),
 }
 
 pub fn run(opts: ClientOpts, group: Group) -> anyhow::Result<ExitCode> {
@@ -392,6 +427,16 @@ pub fn run(opts: ClientOpts, group: Group) -> anyhow::Result<ExitCode> {
         Group::Rollback(args) => block_on(deployments::rollback(&ctx, &args)),
         Group::Logs(args) => block_on(logs::logs(&ctx, &args)),
         Group::Metrics(args) => block_on(metrics::metrics(&ctx, &args)),
+        Group::Env(cmd) => match cmd {
+            EnvCommand::Set {
+                server,
+                name,
+                value,
+                value_stdin,
+            } => block_on(env::set(&ctx, &server, &name, value, value_stdin)),
+            EnvCommand::List { server } => block_on(env::list(&ctx, &server)),
+            EnvCommand::Unset { server, name } => block_on(env::unset(&ctx, &server, &name)),
+        },
     }?;
     Ok(ExitCode::SUCCESS)
 }
@@ -674,5 +719,28 @@ mod tests {
             refused(&["metrics", "w", "--window", "2h"]),
             ErrorKind::InvalidValue
         );
+    }
+
+    #[test]
+    fn env_set_takes_one_value_source() {
+        let Ok(Command::Env {
+            command: EnvCommand::Set {
+                value_stdin, value, ..
+            },
+            ..
+        }) = parse(&["env", "set", "w", "API_TOKEN", "--value-stdin"])
+        else {
+            panic!("env set parses");
+        };
+        assert!(value_stdin && value.is_none());
+        assert!(parse(&["env", "set", "w", "A", "--value", ""]).is_ok());
+        assert!(parse(&["env", "set", "w", "A"]).is_ok());
+        assert_eq!(
+            refused(&["env", "set", "w", "A", "--value", "x", "--value-stdin"]),
+            ErrorKind::ArgumentConflict
+        );
+        assert!(parse(&["env", "list", "w"]).is_ok());
+        assert!(parse(&["env", "unset", "w", "A"]).is_ok());
+        assert!(parse(&["servers", "status", "w", "--json"]).is_ok());
     }
 }

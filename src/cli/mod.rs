@@ -104,6 +104,13 @@ pub enum Command {
         #[command(flatten)]
         args: client::MetricsArgs,
     },
+    /// A server's environment variables (names only are ever shown).
+    Env {
+        #[command(flatten)]
+        opts: client::ClientOpts,
+        #[command(subcommand)]
+        command: client::EnvCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -157,5 +164,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rollback { opts, args } => client::run(opts, client::Group::Rollback(args)),
         Command::Logs { opts, args } => client::run(opts, client::Group::Logs(args)),
         Command::Metrics { opts, args } => client::run(opts, client::Group::Metrics(args)),
+        Command::Env { opts, command } => client::run(opts, client::Group::Env(command)),
     }
 }
