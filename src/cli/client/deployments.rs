@@ -48,7 +48,7 @@ pub async fn rollback(ctx: &Ctx, args: &RollbackArgs) -> anyhow::Result<()> {
 }
 
 /// Prints the deployment a deploy or rollback answered with; a failed one is an error, so that
-/// the exit status says whether the new version serves.
+/// the exit status says whether the new version passed its health check.
 fn finish(ctx: &Ctx, server: &str, d: &Value, done: &str) -> anyhow::Result<()> {
     let failed = is_failure(d);
     if ctx.json {
@@ -71,23 +71,25 @@ fn finish(ctx: &Ctx, server: &str, d: &Value, done: &str) -> anyhow::Result<()> 
             .map(clean)
             .filter(|m| !m.is_empty())
             .unwrap_or_else(|| "no reason given".to_owned());
+        // With rollback off the failed version takes the traffic anyway.
+        let serving = if d.get("active").and_then(Value::as_bool) == Some(true) {
+            " (it serves anyway: rollback was off)"
+        } else {
+            ""
+        };
         bail!(
-            "deployment version {} of {} {}: {why}",
+            "deployment version {} of {} failed: {why}{serving}",
             cell(d, "version"),
             clean(server),
-            cell(d, "status").replace('_', " ")
         );
     }
     Ok(())
 }
 
-/// The new deployment does not serve: it failed (and the previous one kept serving, unless
-/// rollback was off) or it was rolled back at once.
+/// The deployment's pipeline failed. (`rolled_back` is not a failure: it marks the deployment
+/// that a rollback replaced.)
 fn is_failure(d: &Value) -> bool {
-    matches!(
-        d.get("status").and_then(Value::as_str),
-        Some("failed" | "rolled_back")
-    )
+    d.get("status").and_then(Value::as_str) == Some("failed")
 }
 
 /// `key  value` lines describing one deployment.
@@ -273,7 +275,7 @@ pub async fn status(ctx: &Ctx, server: &str) -> anyhow::Result<()> {
         ])
     );
     if let Some(d) = latest_failed {
-        println!("The latest deployment did not go live:");
+        println!("The latest deployment failed:");
         print!("{}", pairs(&deployment_items(d)));
     }
     Ok(())
@@ -629,7 +631,7 @@ mod tests {
             "backoff, 5 restarts"
         );
         assert!(is_failure(&json!({"status": "failed"})));
-        assert!(is_failure(&json!({"status": "rolled_back"})));
+        assert!(!is_failure(&json!({"status": "rolled_back"})));
         assert!(!is_failure(&json!({"status": "running"})));
     }
 }

@@ -25,7 +25,8 @@ pub async fn logs(ctx: &Ctx, args: &LogsArgs) -> anyhow::Result<()> {
         filter.push(("search", s.clone()));
     }
     // Subscribe before reading the page, so that nothing logged in between is missed; what the
-    // page already shows is skipped when the stream repeats it.
+    // page already shows is skipped when the stream repeats it. Live entries carry no id (only
+    // stored ones do), so a repeat is recognised by its content.
     let stream = if args.follow {
         Some(
             api.stream(
@@ -51,8 +52,8 @@ pub async fn logs(ctx: &Ctx, args: &LogsArgs) -> anyhow::Result<()> {
     let mut seen = HashSet::new();
     // The API answers newest first; a log reads oldest first.
     for e in entries.iter().rev() {
-        if let Some(id) = e.get("id").and_then(Value::as_str) {
-            seen.insert(id.to_owned());
+        if stream.is_some() {
+            seen.insert(entry_key(e));
         }
         if !emit(&mut out, ctx.json, e)? {
             return Ok(());
@@ -70,17 +71,22 @@ pub async fn logs(ctx: &Ctx, args: &LogsArgs) -> anyhow::Result<()> {
         let chunk = chunk
             .map_err(|e| api.transport(e, STREAM_IDLE_TIMEOUT))
             .context("the log stream broke off")?;
-        for event in sse.push(&chunk)? {
-            if event.event != "log" {
-                continue;
-            }
+        for frame in sse.push(&chunk)? {
+            let event = match frame {
+                Frame::Event(e) if e.event == "log" => e,
+                Frame::Event(_) => continue,
+                // `: 12 entries skipped (the tail fell behind)`; keepalives say nothing.
+                Frame::Comment(c) if c.contains("skipped") => {
+                    eprintln!("warning: {}", clean(c.trim()));
+                    continue;
+                }
+                Frame::Comment(_) => continue,
+            };
             let Ok(e) = serde_json::from_str::<Value>(&event.data) else {
                 eprintln!("warning: skipping a log event that is not JSON");
                 continue;
             };
-            if let Some(id) = e.get("id").and_then(Value::as_str)
-                && seen.remove(id)
-            {
+            if !seen.is_empty() && seen.remove(&entry_key(&e)) {
                 continue;
             }
             if !emit(&mut out, ctx.json, &e)? {
@@ -90,6 +96,16 @@ pub async fn logs(ctx: &Ctx, args: &LogsArgs) -> anyhow::Result<()> {
     }
     eprintln!("The log stream ended (the server closed it).");
     Ok(())
+}
+
+/// What makes an entry the same in the page (stored, with an id) and on the stream (live,
+/// without one).
+fn entry_key(e: &Value) -> String {
+    ["timestamp", "level", "source", "message"]
+        .iter()
+        .map(|k| e.get(k).map(Value::to_string).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\u{0}")
 }
 
 /// Writes one entry; `Ok(false)` once stdout is closed (`ezforge logs -f | head`).
@@ -129,6 +145,14 @@ fn log_line(e: &Value) -> String {
     )
 }
 
+/// What a stream of server-sent events carries.
+#[derive(Debug, PartialEq)]
+pub enum Frame {
+    Event(SseEvent),
+    /// A `:` line, without the colon.
+    Comment(String),
+}
+
 /// One server-sent event.
 #[derive(Debug, PartialEq)]
 pub struct SseEvent {
@@ -148,9 +172,9 @@ pub struct SseParser {
 }
 
 impl SseParser {
-    /// The events the chunk completes.
-    pub fn push(&mut self, chunk: &[u8]) -> anyhow::Result<Vec<SseEvent>> {
-        let mut events = Vec::new();
+    /// The events (and comments) the chunk completes.
+    pub fn push(&mut self, chunk: &[u8]) -> anyhow::Result<Vec<Frame>> {
+        let mut frames = Vec::new();
         for &b in chunk {
             if b != b'\n' {
                 if self.line.len() >= MAX_LINE {
@@ -164,29 +188,29 @@ impl SseParser {
                 line.pop();
             }
             let line = String::from_utf8_lossy(&line);
-            if let Some(e) = self.field(&line) {
-                events.push(e);
+            if let Some(f) = self.field(&line) {
+                frames.push(f);
             }
         }
-        Ok(events)
+        Ok(frames)
     }
 
     /// Takes one line; a blank line dispatches the event gathered so far.
-    fn field(&mut self, line: &str) -> Option<SseEvent> {
+    fn field(&mut self, line: &str) -> Option<Frame> {
         if line.is_empty() {
             let event = std::mem::take(&mut self.event);
             let data = self.data.take()?;
-            return Some(SseEvent {
+            return Some(Frame::Event(SseEvent {
                 event: if event.is_empty() {
                     "message".to_owned()
                 } else {
                     event
                 },
                 data,
-            });
+            }));
         }
-        if line.starts_with(':') {
-            return None;
+        if let Some(comment) = line.strip_prefix(':') {
+            return Some(Frame::Comment(comment.to_owned()));
         }
         let (name, value) = match line.split_once(':') {
             Some((n, v)) => (n, v.strip_prefix(' ').unwrap_or(v)),
@@ -212,11 +236,15 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn ev(event: &str, data: &str) -> SseEvent {
-        SseEvent {
+    fn ev(event: &str, data: &str) -> Frame {
+        Frame::Event(SseEvent {
             event: event.into(),
             data: data.into(),
-        }
+        })
+    }
+
+    fn comment(c: &str) -> Frame {
+        Frame::Comment(c.into())
     }
 
     #[test]
@@ -227,7 +255,11 @@ mod tests {
             .expect("parses");
         assert_eq!(
             whole,
-            [ev("log", r#"{"id":"1"}"#), ev("log", r#"{"id":"2"}"#)]
+            [
+                ev("log", r#"{"id":"1"}"#),
+                comment(" keepalive"),
+                ev("log", r#"{"id":"2"}"#)
+            ]
         );
         // Byte by byte: the same events.
         let mut p = SseParser::default();
@@ -280,6 +312,18 @@ mod tests {
             log_line(&e),
             "t  INFO   access   tools/call get_weather 200 12ms"
         );
+    }
+
+    #[test]
+    fn a_stored_entry_and_its_live_copy_have_the_same_key() {
+        let stored = json!({"id": "log_1", "timestamp": "2026-01-15T10:00:00.123Z",
+            "level": "info", "source": "process", "message": "listening"});
+        let live = json!({"id": null, "timestamp": "2026-01-15T10:00:00.123Z",
+            "level": "info", "source": "process", "message": "listening"});
+        assert_eq!(entry_key(&stored), entry_key(&live));
+        let later = json!({"id": null, "timestamp": "2026-01-15T10:00:00.124Z",
+            "level": "info", "source": "process", "message": "listening"});
+        assert_ne!(entry_key(&stored), entry_key(&later));
     }
 
     #[test]
