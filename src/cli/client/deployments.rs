@@ -3,6 +3,7 @@
 use anyhow::{Context, bail};
 use reqwest::StatusCode;
 use serde_json::{Map, Value, json};
+use std::io::IsTerminal;
 
 use super::Ctx;
 use super::api::{ApiError, seg};
@@ -15,7 +16,7 @@ const TARGET_WIDTH: usize = 48;
 pub async fn deploy(ctx: &Ctx, args: &DeployArgs) -> anyhow::Result<()> {
     let body = deploy_body(args)?;
     let api = ctx.api()?;
-    if !ctx.json {
+    if !ctx.json && std::io::stderr().is_terminal() {
         eprintln!(
             "Deploying to {}: waiting for the health check…",
             clean(&args.server)
@@ -35,7 +36,7 @@ pub async fn rollback(ctx: &Ctx, args: &RollbackArgs) -> anyhow::Result<()> {
         return list(ctx, &args.server).await;
     };
     let api = ctx.api()?;
-    if !ctx.json {
+    if !ctx.json && std::io::stderr().is_terminal() {
         eprintln!(
             "Rolling back {}: waiting for the health check…",
             clean(&args.server)
