@@ -321,6 +321,9 @@ impl Default for LoggingConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeployConfig {
+    /// Allow deployments that run a command (as the user ezforge runs as). Off: only
+    /// `upstreamUrl` deployments.
+    pub allow_commands: bool,
     /// How long a deployment's health check may take (process start included).
     pub health_timeout: Duration,
     /// After a traffic swap, how long requests still running on the old target may take
@@ -338,6 +341,7 @@ pub struct DeployConfig {
 impl Default for DeployConfig {
     fn default() -> Self {
         Self {
+            allow_commands: true,
             health_timeout: Duration::secs(30),
             drain_timeout: Duration::secs(30),
             max_stdio_sessions: 16,

@@ -71,6 +71,12 @@ async fn run(
     server: ServerRow,
     req: DeployRequest,
 ) -> Result<HttpResponse, ApiError> {
+    if matches!(req.spec, Spec::Command { .. }) && !state.config.deploy.allow_commands {
+        return Err(ApiError::Forbidden {
+            message: "deployments that run a command are turned off here (deploy.allow_commands); deploy an upstreamUrl".into(),
+            required_scope: None,
+        });
+    }
     let actor = who.actor();
     let (sid, pid) = (server.id.clone(), server.project_id.clone());
     let row = Deployer::deploy(state, server, req).await?;

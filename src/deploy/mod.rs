@@ -538,7 +538,7 @@ async fn pipeline(
                 t.stop();
             }
             return Err(written.err().unwrap_or_else(|| {
-                ApiError::Internal(anyhow::anyhow!("deployment {id} vanished"))
+                ApiError::NotFound("the server was deleted during the deployment".into())
             }));
         }
     };

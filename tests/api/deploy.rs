@@ -361,6 +361,14 @@ async fn deployment_scopes_and_bad_input() {
     assert_eq!(r.status, 400, "{}", r.text);
     let r = deploy(&app, &admin, "nope", json!({ "upstreamUrl": up.url })).await;
     assert_eq!(r.status, 404, "{}", r.text);
+    // A site may allow upstream URLs only.
+    let (app2, admin2, _) = world_with("urls-only", |c| c.deploy.allow_commands = false).await;
+    let r = deploy(&app2, &admin2, "urls-only", stdio_command(&[])).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.text.contains("allow_commands"), "{}", r.text);
+    drop(app2);
+    let r = deploy(&app, &admin, "nope", json!({ "upstreamUrl": up.url })).await;
+    assert_eq!(r.status, 404, "{}", r.text);
     // Nothing half-made: still one deployment, still serving.
     let all = get_as(&app, &admin, "/v1/servers/tools/deployments").await;
     assert_eq!(versions(all.expect(200)), [1]);
