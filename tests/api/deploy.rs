@@ -1079,3 +1079,96 @@ async fn active_deployments_come_back_after_a_restart() {
     drop(app);
     drop(tmp);
 }
+
+#[tokio::test]
+async fn the_old_deployment_serves_while_a_new_one_is_checked() {
+    let (app, admin, _) = world_with("steady", |c| {
+        c.deploy.health_timeout = ezforge::config::Duration::secs(3);
+    })
+    .await;
+    let up = FakeUpstream::start().await;
+    deploy(&app, &admin, "steady", json!({ "upstreamUrl": up.url }))
+        .await
+        .expect(201);
+    let t = token(&app, "steady", "mcp:read");
+    // A process that never listens: its check runs until the timeout.
+    let pending = {
+        let (app, admin) = (&app, admin.clone());
+        async move {
+            let slow = json!({ "command": ["sleep", "30"], "transport": "http" });
+            deploy(app, &admin, "steady", slow).await
+        }
+    };
+    let requests = async {
+        // Wait until the new deployment is being checked, then call the server.
+        eventually("the deployment to start", || {
+            let app = &app;
+            let admin = admin.clone();
+            async move {
+                let l = get_as(app, &admin, "/v1/servers/steady/deployments").await;
+                (l.body["data"][0]["status"] == "building").then_some(())
+            }
+        })
+        .await;
+        let before = up.requests();
+        for _ in 0..3 {
+            let r = mcp(
+                &app,
+                "steady",
+                Some(&t),
+                None,
+                json!({"jsonrpc":"2.0","id":1,"method":"ping"}),
+            )
+            .await;
+            assert_eq!(r.status(), 200);
+        }
+        assert_eq!(up.requests(), before + 3);
+    };
+    let (r, ()) = tokio::join!(pending, requests);
+    assert_failed(&r, "did not accept connections");
+    let r = mcp(
+        &app,
+        "steady",
+        Some(&t),
+        None,
+        json!({"jsonrpc":"2.0","id":1,"method":"ping"}),
+    )
+    .await;
+    assert_eq!(r.status(), 200, "and after");
+}
+
+#[tokio::test]
+async fn log_retention_drops_old_entries_and_keeps_the_newest() {
+    let app = TestApp::spawn().await;
+    let now = ezforge::domain::now_ms();
+    let rows: Vec<ezforge::store::server_log::ServerLogRow> = (0..10)
+        .map(|i| ezforge::store::server_log::ServerLogRow {
+            at_ms: if i < 3 {
+                now - 10 * 86_400_000
+            } else {
+                now - 1000 + i
+            },
+            server_id: "srv_x".into(),
+            level: "info",
+            source: "process",
+            message: format!("line {i}"),
+        })
+        .collect();
+    let left = app
+        .state
+        .store
+        .run(move |c| {
+            ezforge::store::server_log::insert_many(c, &rows)?;
+            // Older than 7 days go; then at most 5 stay.
+            let removed = ezforge::store::server_log::retain(c, now - 7 * 86_400_000, 5)?;
+            assert_eq!(removed, 5);
+            let kept: Vec<String> = c
+                .prepare("SELECT message FROM server_log ORDER BY id")?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok::<_, ezforge::store::StoreError>(kept)
+        })
+        .await
+        .expect("store");
+    assert_eq!(left, ["line 5", "line 6", "line 7", "line 8", "line 9"]);
+}
