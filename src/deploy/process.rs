@@ -355,6 +355,27 @@ impl Supervisor {
         }
     }
 
+    /// After a refused connection: waits (briefly) until the process that was running is seen
+    /// to be gone, then until its successor is ready.
+    pub async fn recover(&self, timeout: Duration) -> Result<(), String> {
+        let mut rx = self.state.subscribe();
+        let seen = match *rx.borrow() {
+            ProcState::Running { pid, .. } => Some(pid),
+            _ => None,
+        };
+        if let Some(seen) = seen {
+            let gone =
+                rx.wait_for(|s| !matches!(s, ProcState::Running { pid, .. } if *pid == seen));
+            if tokio::time::timeout(Duration::from_secs(2), gone)
+                .await
+                .is_err()
+            {
+                return Err("the process refuses connections but is still running".into());
+            }
+        }
+        self.ready(timeout, false).await
+    }
+
     /// Stops the process until the next request.
     pub fn idle_stop(&self) {
         self.sleep.notify_one();

@@ -20,6 +20,7 @@ use super::sessions::Binding;
 use super::verify::{Verified, VerifyError};
 use crate::app::AppState;
 use crate::control::rate_limit::Decision;
+use crate::deploy::process::Supervisor;
 use crate::deploy::{InFlight, TargetKind};
 use crate::gateway::counters::ServerCounters;
 use crate::store::request_log::RequestLogRow;
@@ -448,6 +449,10 @@ async fn process(
         first_id.as_deref(),
         learn,
         inflight,
+        match &target.kind {
+            TargetKind::Process(p) => Some(p),
+            _ => None,
+        },
     )
     .await
     .inspect(|res| {
@@ -711,6 +716,7 @@ async fn forward(
     rpc_id: Option<&str>,
     learn: bool,
     inflight: InFlight,
+    supervised: Option<&Supervisor>,
 ) -> Result<HttpResponse, HttpResponse> {
     let mut target = format!("{}{}", upstream.as_str().trim_end_matches('/'), rest);
     if !req.query_string().is_empty() {
@@ -768,40 +774,58 @@ async fn forward(
     let client = req
         .app_data::<web::Data<super::WorkerUpstream>>()
         .map_or(&state.gateway.upstream, |w| &w.0);
+    // Only a supervised process may be sent the request twice (see below).
+    let retry = supervised.map(|p| (p, method.clone(), headers.clone(), body.clone()));
     let send = client
         .request(method, &target)
         .headers(headers)
         .body(body)
         .send();
-    let upstream_res =
-        match tokio::time::timeout(state.config.gateway.upstream_timeout.0, send).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) if e.is_timeout() => {
-                return Err(rpc_error(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    rpc_id,
-                    -32003,
-                    "the MCP server did not answer in time",
-                ));
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(server = %server.slug, error = %e, "upstream request failed");
-                return Err(rpc_error(
-                    StatusCode::BAD_GATEWAY,
-                    rpc_id,
-                    -32004,
-                    "the MCP server is unavailable",
-                ));
-            }
-            Err(_) => {
-                return Err(rpc_error(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    rpc_id,
-                    -32003,
-                    "the MCP server did not answer in time",
-                ));
-            }
-        };
+    let mut sent = tokio::time::timeout(state.config.gateway.upstream_timeout.0, send).await;
+    // A supervised process that just crashed refuses the connection before its supervisor has
+    // noticed: nothing was delivered, so wait for the restart and send once more.
+    if let Ok(Err(e)) = &sent
+        && e.is_connect()
+        && let Some((p, method, headers, body)) = retry
+        && p.recover(state.config.deploy.health_timeout.0)
+            .await
+            .is_ok()
+    {
+        let again = client
+            .request(method, &target)
+            .headers(headers)
+            .body(body)
+            .send();
+        sent = tokio::time::timeout(state.config.gateway.upstream_timeout.0, again).await;
+    }
+    let upstream_res = match sent {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) if e.is_timeout() => {
+            return Err(rpc_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                rpc_id,
+                -32003,
+                "the MCP server did not answer in time",
+            ));
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(server = %server.slug, error = %e, "upstream request failed");
+            return Err(rpc_error(
+                StatusCode::BAD_GATEWAY,
+                rpc_id,
+                -32004,
+                "the MCP server is unavailable",
+            ));
+        }
+        Err(_) => {
+            return Err(rpc_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                rpc_id,
+                -32003,
+                "the MCP server did not answer in time",
+            ));
+        }
+    };
 
     let status =
         StatusCode::from_u16(upstream_res.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
