@@ -157,6 +157,8 @@ impl App {
         let outbound = Outbound::new(&config.outbound)?;
         let upstream = gateway::upstream_client(config.gateway.upstream_connect_timeout.0)
             .map_err(|e| StartupError::Join(format!("upstream client: {e}")))?;
+        let local = gateway::local_client(config.gateway.upstream_connect_timeout.0)
+            .map_err(|e| StartupError::Join(format!("upstream client: {e}")))?;
         let (log, log_rx) = gateway::access_log::AccessLog::new();
         let (hub, hub_rx) = crate::logs::LogHub::new();
         let log_stop = Arc::new(tokio::sync::Notify::new());
@@ -169,6 +171,7 @@ impl App {
             sessions: gateway::sessions::SessionBindings::default(),
             limiter: Limiter::new(config.gateway.rate_limit),
             upstream,
+            local,
             log,
             log_stop: log_stop.clone(),
         };

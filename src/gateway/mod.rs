@@ -30,6 +30,8 @@ pub struct Gateway {
     pub sessions: sessions::SessionBindings,
     pub limiter: Limiter,
     pub upstream: reqwest::Client,
+    /// For supervised processes (see [`local_client`]).
+    pub local: reqwest::Client,
     pub log: access_log::AccessLog,
     pub log_stop: Arc<tokio::sync::Notify>,
 }
@@ -43,6 +45,18 @@ pub fn upstream_client(connect_timeout: std::time::Duration) -> reqwest::Result<
         .connect_timeout(connect_timeout)
         .pool_idle_timeout(std::time::Duration::from_secs(90))
         .pool_max_idle_per_host(256)
+        .tcp_nodelay(true)
+        .http1_only()
+        .build()
+}
+
+/// A client without idle connections, for processes ezforge supervises: a process restarted
+/// on the same port must never be sent a request over a connection to its predecessor, so
+/// that a refused connection always means "not delivered" and the request can be sent again.
+pub fn local_client(connect_timeout: std::time::Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .pool_max_idle_per_host(0)
         .tcp_nodelay(true)
         .http1_only()
         .build()

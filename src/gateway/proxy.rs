@@ -771,9 +771,12 @@ async fn forward(
     }
     set("x-ezforge-scopes", &who.scopes.join(" "));
 
-    let client = req
-        .app_data::<web::Data<super::WorkerUpstream>>()
-        .map_or(&state.gateway.upstream, |w| &w.0);
+    let client = match supervised {
+        Some(_) => &state.gateway.local,
+        None => req
+            .app_data::<web::Data<super::WorkerUpstream>>()
+            .map_or(&state.gateway.upstream, |w| &w.0),
+    };
     // Only a supervised process may be sent the request twice (see below).
     let retry = supervised.map(|p| (p, method.clone(), headers.clone(), body.clone()));
     let send = client
@@ -783,7 +786,8 @@ async fn forward(
         .send();
     let mut sent = tokio::time::timeout(state.config.gateway.upstream_timeout.0, send).await;
     // A supervised process that just crashed refuses the connection before its supervisor has
-    // noticed: nothing was delivered, so wait for the restart and send once more.
+    // noticed: nothing was delivered (no connection is ever reused across its restarts), so
+    // wait for the restart and send once more.
     if let Ok(Err(e)) = &sent
         && e.is_connect()
         && let Some((p, method, headers, body)) = retry

@@ -90,7 +90,15 @@ impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     /// Blocking: call at start-up, or from a blocking context.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let manager = SqliteConnectionManager::file(path).with_init(configure);
+        // Create the file once; pooled connections then never create one, so a database file
+        // deleted under a running server is an error, not a new empty database.
+        drop(Connection::open(path)?);
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+            | rusqlite::OpenFlags::SQLITE_OPEN_URI
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let manager = SqliteConnectionManager::file(path)
+            .with_flags(flags)
+            .with_init(configure);
         let pool = r2d2::Pool::builder()
             .max_size(8)
             .min_idle(Some(1))
