@@ -111,6 +111,34 @@ where
     }
 }
 
+/// Polls `GET path` until `done` makes something of the answer (at most 15 s).
+async fn poll_get<T>(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    what: &str,
+    done: impl Fn(ApiResponse) -> Option<T>,
+) -> T {
+    let done = &done;
+    eventually(
+        what,
+        move || async move { done(get_as(app, token, path).await) },
+    )
+    .await
+}
+
+/// A tool's text answer, through the front door (`session`: an MCP session id).
+async fn call_tool(
+    app: &TestApp,
+    slug: &str,
+    token: &str,
+    session: Option<&str>,
+    name: &str,
+    args: Value,
+) -> String {
+    tool_text(mcp(app, slug, Some(token), session, tool_call(name, args)).await).await
+}
+
 /// A deployment that ran its pipeline and failed, saying `why`.
 #[track_caller]
 fn assert_failed(r: &ApiResponse, why: &str) {
@@ -418,24 +446,26 @@ async fn a_flooding_process_is_rate_limited_in_the_log_and_still_serves() {
     let r = deploy(&app, &admin, "noisy", http_command(&["--stdout-flood"])).await;
     assert_eq!(r.expect(201)["data"]["status"], "running", "{}", r.text);
     let t = token(&app, "noisy", "mcp:read mcp:write mcp:execute");
-    let res = mcp(
+    let res = call_tool(
         &app,
         "noisy",
-        Some(&t),
+        &t,
         None,
-        tool_call("echo", json!({"text": "still here"})),
+        "echo",
+        json!({"text": "still here"}),
     )
     .await;
-    assert_eq!(tool_text(res).await, "still here");
-    let dropped = eventually("the dropped-lines note", || {
-        let app = &app;
-        let admin = admin.clone();
-        async move {
-            let logs = get_as(app, &admin, "/v1/servers/noisy/logs?search=dropped&limit=5").await;
+    assert_eq!(res, "still here");
+    let dropped = poll_get(
+        &app,
+        &admin,
+        "/v1/servers/noisy/logs?search=dropped&limit=5",
+        "the dropped-lines note",
+        |logs| {
             let n = logs.body["data"].as_array().map_or(0, Vec::len);
             (n > 0).then_some(logs.body.clone())
-        }
-    })
+        },
+    )
     .await;
     assert!(
         dropped.to_string().contains("lines of output dropped"),
@@ -466,20 +496,12 @@ async fn a_supervised_process_gets_env_vars_restarts_after_a_crash_and_keeps_sec
     let pid = process["pid"].as_u64().expect("pid");
 
     let t = token(&app, "super", "mcp:read mcp:write mcp:execute");
-    let env = |name: &str| tool_call("env", json!({ "name": name }));
-    assert_eq!(
-        tool_text(mcp(&app, "super", Some(&t), None, env("API_TOKEN")).await).await,
-        secret
-    );
-    assert_ne!(
-        tool_text(mcp(&app, "super", Some(&t), None, env("PATH")).await).await,
-        "null"
-    );
+    let env =
+        async |name: &str| call_tool(&app, "super", &t, None, "env", json!({ "name": name })).await;
+    assert_eq!(env("API_TOKEN").await, secret);
+    assert_ne!(env("PATH").await, "null");
     // Nothing of ezforge's own environment beyond the harmless basics.
-    assert_eq!(
-        tool_text(mcp(&app, "super", Some(&t), None, env("CARGO_MANIFEST_DIR")).await).await,
-        "null"
-    );
+    assert_eq!(env("CARGO_MANIFEST_DIR").await, "null");
 
     // A change applies at the next deployment, not before.
     put_as(
@@ -490,16 +512,12 @@ async fn a_supervised_process_gets_env_vars_restarts_after_a_crash_and_keeps_sec
     )
     .await
     .expect(200);
-    assert_eq!(
-        tool_text(mcp(&app, "super", Some(&t), None, env("API_TOKEN")).await).await,
-        secret
-    );
+    assert_eq!(env("API_TOKEN").await, secret);
 
     // A crash: the request in flight fails, the next one waits for the restart.
     let res = mcp(&app, "super", Some(&t), None, tool_call("crash", json!({}))).await;
     assert_eq!(res.status(), 502);
-    let again =
-        tool_text(mcp(&app, "super", Some(&t), None, tool_call("pid", json!({}))).await).await;
+    let again = call_tool(&app, "super", &t, None, "pid", json!({})).await;
     assert_ne!(again, pid.to_string(), "a new process");
     let s = get_as(&app, &admin, "/v1/servers/super").await;
     assert!(
@@ -507,14 +525,13 @@ async fn a_supervised_process_gets_env_vars_restarts_after_a_crash_and_keeps_sec
         "{}",
         s.text
     );
-    let logs = eventually("the crash in the log", || {
-        let app = &app;
-        let admin = admin.clone();
-        async move {
-            let l = get_as(app, &admin, "/v1/servers/super/logs?level=error").await;
-            l.text.contains("exited with status 3").then_some(l.text)
-        }
-    })
+    let logs = poll_get(
+        &app,
+        &admin,
+        "/v1/servers/super/logs?level=error",
+        "the crash in the log",
+        |l| l.text.contains("exited with status 3").then_some(l.text),
+    )
     .await;
     assert!(!logs.contains(secret));
 
@@ -554,26 +571,14 @@ async fn idle_processes_stop_and_the_next_request_starts_them() {
     deploy(&app, &admin, "sleepy", http_command(&[]))
         .await
         .expect(201);
-    let stopped = eventually("the idle stop", || {
-        let app = &app;
-        let admin = admin.clone();
-        async move {
-            let s = get_as(app, &admin, "/v1/servers/sleepy").await;
-            (s.body["data"]["process"]["state"] == "stopped").then_some(s.body)
-        }
+    let stopped = poll_get(&app, &admin, "/v1/servers/sleepy", "the idle stop", |s| {
+        (s.body["data"]["process"]["state"] == "stopped").then_some(s.body)
     })
     .await;
     assert_eq!(stopped["data"]["status"], "stopped");
     let t = token(&app, "sleepy", "mcp:read mcp:write mcp:execute");
-    let res = mcp(
-        &app,
-        "sleepy",
-        Some(&t),
-        None,
-        tool_call("echo", json!({"text": "awake"})),
-    )
-    .await;
-    assert_eq!(tool_text(res).await, "awake");
+    let res = call_tool(&app, "sleepy", &t, None, "echo", json!({"text": "awake"})).await;
+    assert_eq!(res, "awake");
     let s = get_as(&app, &admin, "/v1/servers/sleepy").await;
     assert_eq!(s.body["data"]["status"], "running", "{}", s.text);
 }
@@ -626,37 +631,18 @@ async fn a_stdio_server_is_bridged_one_process_per_session() {
             .is_some_and(|t| t.len() >= 5),
         "{list}"
     );
-    let echo = mcp(
+    let echo = call_tool(
         &app,
         "stdio",
-        Some(&t),
+        &t,
         Some(&a),
-        tool_call("echo", json!({"text": "over stdio"})),
+        "echo",
+        json!({"text": "over stdio"}),
     )
     .await;
-    assert_eq!(tool_text(echo).await, "over stdio");
-    let pid_a = tool_text(
-        mcp(
-            &app,
-            "stdio",
-            Some(&t),
-            Some(&a),
-            tool_call("pid", json!({})),
-        )
-        .await,
-    )
-    .await;
-    let pid_b = tool_text(
-        mcp(
-            &app,
-            "stdio",
-            Some(&t),
-            Some(&b),
-            tool_call("pid", json!({})),
-        )
-        .await,
-    )
-    .await;
+    assert_eq!(echo, "over stdio");
+    let pid_a = call_tool(&app, "stdio", &t, Some(&a), "pid", json!({})).await;
+    let pid_b = call_tool(&app, "stdio", &t, Some(&b), "pid", json!({})).await;
     assert_ne!(pid_a, pid_b, "one process per session");
 
     // The cap: a third session waits for one to end.
@@ -768,14 +754,13 @@ async fn metrics_and_logs_describe_a_known_burst() {
         .expect(201);
     burst(&app, "burst").await;
 
-    let m = eventually("ten requests in the metrics", || {
-        let app = &app;
-        let admin = admin.clone();
-        async move {
-            let m = get_as(app, &admin, "/v1/servers/burst/metrics?window=1h").await;
-            (m.body["data"]["requests"] == 10).then_some(m.body["data"].clone())
-        }
-    })
+    let m = poll_get(
+        &app,
+        &admin,
+        "/v1/servers/burst/metrics?window=1h",
+        "ten requests in the metrics",
+        |m| (m.body["data"]["requests"] == 10).then_some(m.body["data"].clone()),
+    )
     .await;
     assert_eq!(m["window"], "1h");
     assert_eq!(m["errors"], json!({"4xx": 3, "5xx": 0}));
@@ -1101,14 +1086,13 @@ async fn the_old_deployment_serves_while_a_new_one_is_checked() {
     };
     let requests = async {
         // Wait until the new deployment is being checked, then call the server.
-        eventually("the deployment to start", || {
-            let app = &app;
-            let admin = admin.clone();
-            async move {
-                let l = get_as(app, &admin, "/v1/servers/steady/deployments").await;
-                (l.body["data"][0]["status"] == "building").then_some(())
-            }
-        })
+        poll_get(
+            &app,
+            &admin,
+            "/v1/servers/steady/deployments",
+            "the deployment to start",
+            |l| (l.body["data"][0]["status"] == "building").then_some(()),
+        )
         .await;
         let before = up.requests();
         for _ in 0..3 {
