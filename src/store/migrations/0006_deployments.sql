@@ -26,7 +26,6 @@ CREATE TABLE server_log (
     message    TEXT NOT NULL
 ) STRICT;
 CREATE INDEX server_log_server_time ON server_log(server_id, at_ms);
-CREATE INDEX request_log_time ON request_log(at_ms);
 
 -- Per server and calendar month (UTC, 'YYYY-MM'): survives log retention.
 CREATE TABLE usage (
