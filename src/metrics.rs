@@ -28,9 +28,13 @@ pub async fn handler(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
                 .body("a valid bearer token is required\n");
         }
     }
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(render(&state))
+    // `render` reads /proc: file I/O, so off the worker.
+    match web::block(move || render(&state)).await {
+        Ok(text) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .body(text),
+        Err(_) => HttpResponse::ServiceUnavailable().body("metrics could not be gathered\n"),
+    }
 }
 
 /// A label value, escaped as the text format requires.

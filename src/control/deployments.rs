@@ -82,7 +82,7 @@ async fn run(
     let row = Deployer::deploy(state, server, req).await?;
     let details = json!({ "version": row.version, "status": row.status, "type": row.kind });
     let did = row.id.clone();
-    state
+    let audited = state
         .store
         .write(move |tx| {
             store::audit::record(
@@ -93,14 +93,12 @@ async fn run(
                 Some(&pid),
                 Some(&details),
             )
-            .map(|_| ())
-            .map_err(ApiError::from)
         })
-        .await
-        .inspect_err(
-            |e| tracing::warn!(deployment = %did, error = %e, "could not audit a deployment"),
-        )
-        .ok();
+        .await;
+    if let Err(e) = audited {
+        // The deployment itself is done; a missing audit row must not turn it into an error.
+        tracing::warn!(deployment = %did, error = %e, "could not audit a deployment");
+    }
     Ok(data(StatusCode::CREATED, deployment_json(&row)))
 }
 

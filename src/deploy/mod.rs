@@ -368,7 +368,8 @@ async fn provision(
         .data_dir
         .join("servers")
         .join(&server.id);
-    std::fs::create_dir_all(&cwd)
+    tokio::fs::create_dir_all(&cwd)
+        .await
         .map_err(|e| format!("cannot create the working directory {}: {e}", cwd.display()))?;
     let config = &state.config.deploy;
     let launch = Launch {

@@ -179,11 +179,6 @@ impl Registry {
         self.maps().by_slug.values().cloned().collect()
     }
 
-    /// A server by id.
-    pub fn by_id(&self, id: &str) -> Option<Arc<ServerEntry>> {
-        self.maps().by_slug.values().find(|e| e.id == id).cloned()
-    }
-
     pub fn replace(&self, state: &AppState, rows: &[ServerRow]) {
         let old = self.maps();
         let mut maps = Maps::default();
