@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
+
+use crate::gateway::access_log::LogQueue;
 
 use crate::store::request_log::RequestLogRow;
 use crate::store::server_log::{LogEntry, ServerLogRow};
@@ -35,16 +37,24 @@ pub struct LiveEntry {
 
 #[derive(Clone)]
 pub struct LogHub {
-    tx: mpsc::Sender<ServerLogRow>,
+    queue: Arc<LogQueue<ServerLogRow>>,
     live: broadcast::Sender<Arc<LiveEntry>>,
 }
 
-impl LogHub {
-    /// The hub, and the receiver for the batch writer.
-    pub fn new() -> (Self, mpsc::Receiver<ServerLogRow>) {
-        let (tx, rx) = mpsc::channel(QUEUE);
+impl Default for LogHub {
+    fn default() -> Self {
         let (live, _) = broadcast::channel(LIVE);
-        (Self { tx, live }, rx)
+        Self {
+            queue: Arc::new(LogQueue::new(QUEUE)),
+            live,
+        }
+    }
+}
+
+impl LogHub {
+    /// The queue [`crate::gateway::access_log::run_writer`] stores.
+    pub fn queue(&self) -> Arc<LogQueue<ServerLogRow>> {
+        self.queue.clone()
     }
 
     /// Records a process line or a deployment event.
@@ -77,9 +87,7 @@ impl LogHub {
             };
             self.offer(&row.server_id, &entry);
         }
-        if self.tx.try_send(row).is_err() {
-            tracing::warn!("server log queue full; an entry was dropped");
-        }
+        self.queue.record(row);
     }
 
     /// Offers an access-log entry to live tails (it is stored by the access log itself).

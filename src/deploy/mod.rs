@@ -21,6 +21,7 @@ use url::Url;
 use crate::app::AppState;
 use crate::domain::{self, Secret};
 use crate::error::ApiError;
+use crate::gateway::upstream::Endpoint;
 use crate::logs::LogHub;
 use crate::store::deployments::{self, DeploymentRow};
 use crate::store::{self, servers::ServerRow};
@@ -31,7 +32,7 @@ use self::stdio::StdioPool;
 
 /// Where requests for a server go.
 pub enum TargetKind {
-    Url(Url),
+    Url(Box<Endpoint>),
     /// An HTTP MCP server process we supervise.
     Process(Arc<Supervisor>),
     /// A stdio MCP server, one process per session.
@@ -354,7 +355,8 @@ async fn provision(
     let (command, transport, port) = match spec {
         Spec::Upstream { upstream_url } => {
             let url = Url::parse(upstream_url).map_err(|e| format!("bad upstream URL: {e}"))?;
-            return Ok(Target::new(TargetKind::Url(url), id));
+            let endpoint = Endpoint::new(url).ok_or("the upstream URL must be http or https")?;
+            return Ok(Target::new(TargetKind::Url(Box::new(endpoint)), id));
         }
         Spec::Command {
             command,
@@ -414,9 +416,9 @@ async fn check(state: &AppState, server: &ServerRow, target: &Target) -> Result<
     let timeout = state.config.deploy.health_timeout.0;
     let path = server.health_check_path.as_deref();
     match &target.kind {
-        TargetKind::Url(u) => health::check(&state.gateway.upstream, u, path, timeout).await,
+        TargetKind::Url(u) => health::check(&state.gateway.upstream, u.url(), path, timeout).await,
         TargetKind::Process(p) => {
-            health::check(&state.gateway.upstream, &p.url, path, timeout).await
+            health::check(&state.gateway.upstream, p.url.url(), path, timeout).await
         }
         TargetKind::Stdio(p) => p.probe(timeout).await,
     }

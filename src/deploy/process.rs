@@ -17,6 +17,7 @@ use tokio::sync::{Notify, watch};
 use url::Url;
 
 use crate::domain::{self, Secret};
+use crate::gateway::upstream::Endpoint;
 use crate::logs::LogHub;
 
 /// Variables of ours a child may see; everything else (our secrets above all) stays out.
@@ -277,7 +278,7 @@ impl ProcState {
 pub struct Supervisor {
     pub launch: Launch,
     pub port: u16,
-    pub url: Url,
+    pub url: Endpoint,
     state: watch::Sender<ProcState>,
     wake: Notify,
     stop: Notify,
@@ -296,7 +297,9 @@ impl Supervisor {
     /// Starts the supervision loop; the process starts at once.
     pub fn start(launch: Launch, port: u16, start_timeout: Duration) -> Arc<Self> {
         let url = Url::parse(&format!("http://127.0.0.1:{port}/mcp"))
-            .unwrap_or_else(|_| Url::parse("http://127.0.0.1/mcp").expect("static URL"));
+            .ok()
+            .and_then(Endpoint::new)
+            .expect("a loopback HTTP URL is a valid endpoint");
         let (state, _) = watch::channel(ProcState::Starting);
         let sup = Arc::new(Self {
             launch,

@@ -1,76 +1,88 @@
-//! The front door's access log: entries go through a bounded channel to one task that writes
-//! them in batches, so the request path never waits for the database.
+//! The logs' write path: entries are appended to an in-memory queue, and one task writes what
+//! has gathered every `FLUSH_EVERY`, in one transaction. Appending wakes nobody (no channel,
+//! no task notification), so a busy front door pays a short uncontended lock per request and
+//! the database a few commits a second. Serves the access log and the server log alike.
 
-use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use crate::store::Store;
 use crate::store::request_log::RequestLogRow;
 
-const QUEUE: usize = 16_384;
+/// Rows per transaction.
 const BATCH: usize = 4096;
 const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
-#[derive(Clone)]
-pub struct AccessLog {
-    tx: mpsc::Sender<RequestLogRow>,
+/// Entries waiting for the writer; beyond `cap` (the writer is far behind), new ones are
+/// dropped and counted.
+pub struct LogQueue<T> {
+    rows: Mutex<Vec<T>>,
+    cap: usize,
+    dropped: AtomicU64,
+    stop: Notify,
 }
 
-impl AccessLog {
-    /// The sender, and the receiver for [`run_writer`].
-    pub fn new() -> (Self, mpsc::Receiver<RequestLogRow>) {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        (Self { tx }, rx)
-    }
+/// The front door's access log.
+pub type AccessLog = LogQueue<RequestLogRow>;
 
-    /// Queues an entry; when the writer is behind, the entry is dropped (and counted in the log).
-    pub fn record(&self, row: RequestLogRow) {
-        if self.tx.try_send(row).is_err() {
-            tracing::warn!("access log queue full; an entry was dropped");
+impl<T> LogQueue<T> {
+    pub fn new(cap: usize) -> Self {
+        Self {
+            rows: Mutex::new(Vec::new()),
+            cap,
+            dropped: AtomicU64::new(0),
+            stop: Notify::new(),
         }
     }
+
+    /// Queues an entry (dropped, and counted, when the queue is full).
+    pub fn record(&self, row: T) {
+        let mut rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
+        if rows.len() < self.cap {
+            rows.push(row);
+        } else {
+            drop(rows);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Asks the writer to write what is queued and return.
+    pub fn stop(&self) {
+        self.stop.notify_one();
+    }
+
+    fn take(&self) -> Vec<T> {
+        std::mem::take(&mut *self.rows.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
-/// Writes queued entries in batches: one transaction per `FLUSH_EVERY` (or per `BATCH`
-/// rows), so a log costs a few commits a second rather than one per entry. On `stop`,
-/// writes what is queued and returns. Serves the access log and the server log alike.
+/// Writes the queue's entries every `FLUSH_EVERY`, `BATCH` rows per transaction, until
+/// [`LogQueue::stop`]; then writes what is left and returns.
 pub async fn run_writer<T: Send + 'static>(
     store: Store,
-    mut rx: mpsc::Receiver<T>,
-    stop: Arc<Notify>,
+    queue: std::sync::Arc<LogQueue<T>>,
+    what: &'static str,
     insert: fn(&mut rusqlite::Connection, &[T]) -> Result<(), crate::store::StoreError>,
 ) {
-    let mut batch = Vec::with_capacity(BATCH);
     let mut last = false;
     while !last {
         tokio::select! {
-            n = rx.recv_many(&mut batch, BATCH) => last = n == 0,
-            () = stop.notified() => last = true,
+            () = tokio::time::sleep(FLUSH_EVERY) => {}
+            () = queue.stop.notified() => last = true,
         }
-        if !last {
-            // Gather more for a moment so each transaction carries many rows.
-            let deadline = tokio::time::sleep(FLUSH_EVERY);
-            tokio::pin!(deadline);
-            while batch.len() < BATCH && !last {
-                let room = BATCH - batch.len();
-                tokio::select! {
-                    n = rx.recv_many(&mut batch, room) => last = n == 0,
-                    () = &mut deadline => break,
-                    () = stop.notified() => last = true,
-                }
-            }
+        let dropped = queue.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            tracing::warn!(dropped, "{what} queue full; entries were dropped");
         }
-        if last {
-            while let Ok(row) = rx.try_recv() {
-                batch.push(row);
-            }
-        }
-        while !batch.is_empty() {
-            let rows: Vec<T> = batch.drain(..batch.len().min(BATCH)).collect();
+        let mut rows = queue.take();
+        while !rows.is_empty() {
+            let rest = rows.split_off(rows.len().min(BATCH));
             if let Err(e) = store.run(move |c| insert(c, &rows)).await {
-                tracing::error!(error = %e, "could not write a log batch");
+                tracing::error!(error = %e, "could not write a {what} batch");
             }
+            rows = rest;
         }
     }
 }

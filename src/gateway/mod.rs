@@ -9,6 +9,7 @@ pub mod policy;
 mod proxy;
 pub mod registry;
 pub mod sessions;
+pub mod upstream;
 pub mod verify;
 
 use std::sync::Arc;
@@ -29,31 +30,16 @@ pub struct Gateway {
     pub tools: policy::ToolTable,
     pub sessions: sessions::SessionBindings,
     pub limiter: Limiter,
+    /// For health checks (the front door's requests go through each worker's
+    /// [`upstream::UpstreamClient`]).
     pub upstream: reqwest::Client,
-    /// For supervised processes (see [`local_client`]).
-    pub local: reqwest::Client,
-    pub log: access_log::AccessLog,
-    pub log_stop: Arc<tokio::sync::Notify>,
+    /// TLS settings of the workers' upstream clients, built once.
+    pub upstream_tls: Arc<rustls::ClientConfig>,
+    pub log: Arc<access_log::AccessLog>,
 }
 
-/// The upstream HTTP client of one actix worker.
-pub struct WorkerUpstream(pub reqwest::Client);
-
-/// A pooled HTTP/1.1 client for upstream MCP servers.
+/// An HTTP/1.1 client for health checks of upstream MCP servers.
 pub fn upstream_client(connect_timeout: std::time::Duration) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
-        .pool_idle_timeout(std::time::Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        .tcp_nodelay(true)
-        .http1_only()
-        .build()
-}
-
-/// A client without idle connections, for processes ezforge supervises: a process restarted
-/// on the same port must never be sent a request over a connection to its predecessor, so
-/// that a refused connection always means "not delivered" and the request can be sent again.
-pub fn local_client(connect_timeout: std::time::Duration) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
         .pool_max_idle_per_host(0)

@@ -12,6 +12,7 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
+use http_body_util::Full;
 use serde_json::json;
 
 use super::policy::{self, ParseError};
@@ -23,6 +24,7 @@ use crate::control::rate_limit::Decision;
 use crate::deploy::process::Supervisor;
 use crate::deploy::{InFlight, TargetKind};
 use crate::gateway::counters::ServerCounters;
+use crate::gateway::upstream::{Endpoint, PooledBody, SendError, UpstreamClient};
 use crate::store::request_log::RequestLogRow;
 
 /// Upstream answers up to this size with a Content-Length are forwarded as one body.
@@ -709,7 +711,7 @@ async fn forward(
     req: &HttpRequest,
     state: &web::Data<AppState>,
     server: &Arc<ServerEntry>,
-    upstream: &url::Url,
+    upstream: &Endpoint,
     rest: &str,
     body: Bytes,
     who: &Verified,
@@ -718,32 +720,56 @@ async fn forward(
     inflight: InFlight,
     supervised: Option<&Supervisor>,
 ) -> Result<HttpResponse, HttpResponse> {
-    let mut target = format!("{}{}", upstream.as_str().trim_end_matches('/'), rest);
-    if !req.query_string().is_empty() {
-        target.push('?');
-        target.push_str(req.query_string());
+    let bad_gateway = |message: &str| rpc_error(StatusCode::BAD_GATEWAY, rpc_id, -32004, message);
+    let timed_out = || {
+        rpc_error(
+            StatusCode::GATEWAY_TIMEOUT,
+            rpc_id,
+            -32003,
+            "the MCP server did not answer in time",
+        )
+    };
+    let query = req.query_string();
+    let mut target =
+        String::with_capacity(upstream.base_path().len() + rest.len() + query.len() + 2);
+    target.push_str(upstream.base_path());
+    target.push_str(rest);
+    if target.is_empty() {
+        target.push('/');
     }
-    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes()).map_err(|_| {
+    if !query.is_empty() {
+        target.push('?');
+        target.push_str(query);
+    }
+    let uri = http::Uri::try_from(target).map_err(|_| {
+        plain_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the request path is not valid",
+        )
+    })?;
+    let method = http::Method::from_bytes(req.method().as_str().as_bytes()).map_err(|_| {
         plain_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "invalid_request",
             "unsupported method",
         )
     })?;
-    let mut headers = reqwest::header::HeaderMap::with_capacity(req.headers().len() + 6);
+    let mut headers = http::HeaderMap::with_capacity(req.headers().len() + 7);
+    headers.insert(http::header::HOST, upstream.host_header().clone());
     for (name, value) in req.headers() {
         if is_dropped_request_header(name.as_str()) {
             continue;
         }
         if let (Ok(n), Ok(v)) = (
-            reqwest::header::HeaderName::from_bytes(name.as_str().as_bytes()),
-            reqwest::header::HeaderValue::from_bytes(value.as_bytes()),
+            http::HeaderName::from_bytes(name.as_str().as_bytes()),
+            http::HeaderValue::from_bytes(value.as_bytes()),
         ) {
             headers.append(n, v);
         }
     }
     let mut set = |name: &'static str, value: &str| {
-        if let Ok(v) = reqwest::header::HeaderValue::from_str(value) {
+        if let Ok(v) = http::HeaderValue::from_str(value) {
             headers.insert(name, v);
         }
     };
@@ -771,76 +797,63 @@ async fn forward(
     }
     set("x-ezforge-scopes", &who.scopes.join(" "));
 
-    let client = match supervised {
-        Some(_) => &state.gateway.local,
-        None => req
-            .app_data::<web::Data<super::WorkerUpstream>>()
-            .map_or(&state.gateway.upstream, |w| &w.0),
+    let Some(client) = req.app_data::<web::Data<UpstreamClient>>() else {
+        return Err(bad_gateway("the MCP server is unavailable"));
     };
-    // Only a supervised process may be sent the request twice (see below).
-    let retry = supervised.map(|p| (p, method.clone(), headers.clone(), body.clone()));
-    let send = client
-        .request(method, &target)
-        .headers(headers)
-        .body(body)
-        .send();
-    let mut sent = tokio::time::timeout(state.config.gateway.upstream_timeout.0, send).await;
+    let build = |method: http::Method, uri: http::Uri, headers: http::HeaderMap, body: Bytes| {
+        let mut r = http::Request::new(Full::new(body));
+        *r.method_mut() = method;
+        *r.uri_mut() = uri;
+        *r.headers_mut() = headers;
+        r
+    };
+    // Only a supervised process may be sent the request twice (see below); it is never sent
+    // over a pooled connection, so that a refused connection means "not delivered".
+    let retry = supervised.map(|p| {
+        (
+            p,
+            method.clone(),
+            uri.clone(),
+            headers.clone(),
+            body.clone(),
+        )
+    });
+    let timeout = state.config.gateway.upstream_timeout.0;
+    let send = client.send(
+        upstream,
+        build(method, uri, headers, body),
+        supervised.is_none(),
+    );
+    let mut sent = tokio::time::timeout(timeout, send).await;
     // A supervised process that just crashed refuses the connection before its supervisor has
-    // noticed: nothing was delivered (no connection is ever reused across its restarts), so
-    // wait for the restart and send once more.
-    if let Ok(Err(e)) = &sent
-        && e.is_connect()
-        && let Some((p, method, headers, body)) = retry
+    // noticed: wait for the restart and send once more.
+    if let Ok(Err(SendError::Connect(_))) = &sent
+        && let Some((p, method, uri, headers, body)) = retry
         && p.recover(state.config.deploy.health_timeout.0)
             .await
             .is_ok()
     {
-        let again = client
-            .request(method, &target)
-            .headers(headers)
-            .body(body)
-            .send();
-        sent = tokio::time::timeout(state.config.gateway.upstream_timeout.0, again).await;
+        let again = client.send(upstream, build(method, uri, headers, body), false);
+        sent = tokio::time::timeout(timeout, again).await;
     }
     let upstream_res = match sent {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) if e.is_timeout() => {
-            return Err(rpc_error(
-                StatusCode::GATEWAY_TIMEOUT,
-                rpc_id,
-                -32003,
-                "the MCP server did not answer in time",
-            ));
-        }
         Ok(Err(e)) => {
             tracing::warn!(server = %server.slug, error = %e, "upstream request failed");
-            return Err(rpc_error(
-                StatusCode::BAD_GATEWAY,
-                rpc_id,
-                -32004,
-                "the MCP server is unavailable",
-            ));
+            return Err(bad_gateway("the MCP server is unavailable"));
         }
-        Err(_) => {
-            return Err(rpc_error(
-                StatusCode::GATEWAY_TIMEOUT,
-                rpc_id,
-                -32003,
-                "the MCP server did not answer in time",
-            ));
-        }
+        Err(_) => return Err(timed_out()),
     };
 
-    let status =
-        StatusCode::from_u16(upstream_res.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let (parts, upstream_body) = upstream_res.into_parts();
+    let status = StatusCode::from_u16(parts.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut res = HttpResponse::build(status);
     let mut is_sse = false;
-    for (name, value) in upstream_res.headers() {
+    for (name, value) in &parts.headers {
         if is_dropped_response_header(name.as_str()) {
             continue;
         }
-        if name == reqwest::header::CONTENT_TYPE
-            && value.as_bytes().starts_with(b"text/event-stream")
+        if name == http::header::CONTENT_TYPE && value.as_bytes().starts_with(b"text/event-stream")
         {
             is_sse = true;
         }
@@ -858,32 +871,14 @@ async fn forward(
     }
     // A small answer of known length (the usual JSON-RPC response) goes out as one body;
     // anything else, SSE above all, streams as it arrives.
-    let small = upstream_res
-        .content_length()
+    let small = upstream_body
+        .exact_len()
         .is_some_and(|n| n <= SMALL_BODY as u64);
     if small && !is_sse {
-        let read = tokio::time::timeout(
-            state.config.gateway.upstream_timeout.0,
-            upstream_res.bytes(),
-        );
-        let body = match read.await {
+        let body = match tokio::time::timeout(timeout, collect(upstream_body)).await {
             Ok(Ok(b)) => b,
-            Ok(Err(_)) => {
-                return Err(rpc_error(
-                    StatusCode::BAD_GATEWAY,
-                    rpc_id,
-                    -32004,
-                    "the MCP server's answer broke off",
-                ));
-            }
-            Err(_) => {
-                return Err(rpc_error(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    rpc_id,
-                    -32003,
-                    "the MCP server did not answer in time",
-                ));
-            }
+            Ok(Err(_)) => return Err(bad_gateway("the MCP server's answer broke off")),
+            Err(_) => return Err(timed_out()),
         };
         if learn {
             learn_tools(state, &server.id, &body, false);
@@ -891,15 +886,14 @@ async fn forward(
         server.counters.add_bytes(body.len());
         return Ok(res.body(body));
     }
-    let stream = upstream_res
-        .bytes_stream()
-        .map(|r| r.map_err(|e| actix_web::error::ErrorBadGateway(e.to_string())));
+    let stream =
+        upstream_body.map(|r| r.map_err(|e| actix_web::error::ErrorBadGateway(e.to_string())));
     // The older SSE transport announces where to POST in an `endpoint` event, as a path on the
     // upstream; clients resolve it against our URL, so it must name our path for this server.
     let stream = EndpointRewrite {
         inner: Box::pin(stream),
         pending: if is_sse { Some(BytesMut::new()) } else { None },
-        from: upstream.path().trim_end_matches('/').to_owned(),
+        from: upstream.base_path().to_owned(),
         to: front_door_prefix(state, server),
     };
     let stream = Heartbeat {
@@ -928,6 +922,23 @@ async fn forward(
     } else {
         Ok(res.streaming(stream))
     }
+}
+
+/// A whole upstream body (one chunk is passed on without copying).
+async fn collect(mut body: PooledBody) -> Result<Bytes, hyper::Error> {
+    let Some(first) = body.next().await.transpose()? else {
+        return Ok(Bytes::new());
+    };
+    let Some(second) = body.next().await.transpose()? else {
+        return Ok(first);
+    };
+    let mut buf = BytesMut::with_capacity(first.len() + second.len());
+    buf.extend_from_slice(&first);
+    buf.extend_from_slice(&second);
+    while let Some(chunk) = body.next().await.transpose()? {
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
 }
 
 /// Passes a stream through; for SSE, while the upstream is quiet between events, emits a

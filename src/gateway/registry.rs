@@ -14,6 +14,7 @@ use crate::control::rate_limit::Limiter;
 use crate::deploy::{Target, TargetKind};
 use crate::domain::scopes::{MCP_READ, MCP_SCOPES};
 use crate::gateway::counters::ServerCounters;
+use crate::gateway::upstream::Endpoint;
 use crate::store::servers::ServerRow;
 
 /// How a server's tokens are checked.
@@ -123,7 +124,8 @@ impl ServerEntry {
                 row.upstream_url
                     .as_deref()
                     .and_then(|u| Url::parse(u).ok())
-                    .map(|u| Target::new(TargetKind::Url(u), None))
+                    .and_then(Endpoint::new)
+                    .map(|u| Target::new(TargetKind::Url(Box::new(u)), None))
             }),
             auto_stop_seconds: row.auto_stop_seconds,
             counters,

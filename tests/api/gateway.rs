@@ -1305,3 +1305,104 @@ async fn a_client_trickling_its_body_gets_408() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert_eq!(up.requests(), 0);
 }
+
+/// A raw keep-alive upstream counting the connections it accepts. The tool a request calls
+/// picks the answer: `plain` (Content-Length), `chunked`, or `close` (answers, then closes).
+async fn keepalive_upstream() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/mcp", listener.local_addr().expect("addr"));
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    // One request: the head, then Content-Length bytes of body.
+                    let head_end = loop {
+                        if let Some(i) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&seen[..head_end]).to_ascii_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while seen.len() < head_end + length {
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let body: Vec<u8> = seen.drain(..head_end + length).skip(head_end).collect();
+                    let body = String::from_utf8_lossy(&body).into_owned();
+                    let answer = r#"{"jsonrpc":"2.0","id":7,"result":{"content":[]}}"#;
+                    let (reply, close) = if body.contains("\"chunked\"") {
+                        let (a, b) = answer.split_at(20);
+                        (
+                            format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+                                a.len(),
+                                b.len()
+                            ),
+                            false,
+                        )
+                    } else {
+                        let close = body.contains("\"close\"");
+                        (
+                            format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{}\r\n{answer}",
+                                answer.len(),
+                                if close { "connection: close\r\n" } else { "" }
+                            ),
+                            close,
+                        )
+                    };
+                    if sock.write_all(reply.as_bytes()).await.is_err() || close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, accepted)
+}
+
+#[tokio::test]
+async fn upstream_connections_are_reused_and_closed_ones_replaced() {
+    let app = TestApp::spawn().await;
+    let (upstream, accepted) = keepalive_upstream().await;
+    add_server(&app, "pool", &upstream, "ezforge_managed", None, json!({})).await;
+    let token = managed_token(&app, "pool", "mcp:read mcp:write mcp:execute", json!({}));
+    let answer = json!({"jsonrpc":"2.0","id":7,"result":{"content":[]}});
+    let accepted_now = || accepted.load(std::sync::atomic::Ordering::SeqCst);
+    for tool in ["plain", "plain", "chunked", "plain", "chunked"] {
+        let res = rpc(&app, "pool", Some(&token), call(tool)).await;
+        assert_eq!(res.status(), 200, "{tool}");
+        assert_eq!(json(res).await, answer, "{tool}");
+    }
+    assert_eq!(
+        accepted_now(),
+        1,
+        "one keep-alive connection served them all"
+    );
+
+    // An upstream closing the connection after its answer: the next request gets a new one.
+    for tool in ["close", "plain", "close", "close", "plain"] {
+        let res = rpc(&app, "pool", Some(&token), call(tool)).await;
+        assert_eq!(res.status(), 200, "{tool}");
+        assert_eq!(json(res).await, answer, "{tool}");
+    }
+    assert_eq!(accepted_now(), 4);
+}

@@ -1,0 +1,330 @@
+//! The front door's HTTP/1.1 client for upstream MCP servers.
+//!
+//! One per actix worker, on hyper's connection API. The upstream's address is worked out once
+//! per registry entry ([`Endpoint`]), so a request costs no URL parsing and no connector
+//! machinery; idle connections are kept per worker. A connection goes back to the pool when its
+//! response body has been read to the end (an abandoned body closes it), and a request that
+//! finds its pooled connection closed before anything was written is sent on another one.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::Stream;
+use http_body_util::Full;
+use hyper::body::{Body, Incoming};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use url::Url;
+
+/// Idle connections are closed after this long (upstreams commonly keep them longer; Node's
+/// default is 5 s, which the retry below covers).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+const MAX_IDLE_PER_HOST: usize = 256;
+
+/// An upstream MCP server's URL, taken apart once.
+pub struct Endpoint {
+    url: Url,
+    /// `scheme://host:port`: the pool's key.
+    key: String,
+    host_header: http::HeaderValue,
+    base_path: String,
+    addr: Addr,
+    tls: Option<ServerName<'static>>,
+}
+
+enum Addr {
+    Ip(SocketAddr),
+    Name(String, u16),
+}
+
+impl Endpoint {
+    /// `None` unless `url` is `http` or `https` with a host.
+    pub fn new(url: Url) -> Option<Self> {
+        let https = match url.scheme() {
+            "http" => false,
+            "https" => true,
+            _ => return None,
+        };
+        let port = url.port_or_known_default()?;
+        let host_str = url.host_str()?.to_owned();
+        let addr = match url.host()? {
+            url::Host::Ipv4(ip) => Addr::Ip(SocketAddr::new(ip.into(), port)),
+            url::Host::Ipv6(ip) => Addr::Ip(SocketAddr::new(ip.into(), port)),
+            url::Host::Domain(d) => Addr::Name(d.to_owned(), port),
+        };
+        let tls = if https {
+            let name = match &addr {
+                Addr::Ip(a) => ServerName::IpAddress(a.ip().into()),
+                Addr::Name(d, _) => ServerName::try_from(d.clone()).ok()?,
+            };
+            Some(name)
+        } else {
+            None
+        };
+        let host_header = match url.port() {
+            Some(p) => format!("{host_str}:{p}"),
+            None => host_str.clone(),
+        };
+        Some(Self {
+            key: format!("{}://{host_str}:{port}", url.scheme()),
+            host_header: http::HeaderValue::from_str(&host_header).ok()?,
+            base_path: url.path().trim_end_matches('/').to_owned(),
+            addr,
+            tls,
+            url,
+        })
+    }
+
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// The URL's path without a trailing slash.
+    pub fn base_path(&self) -> &str {
+        &self.base_path
+    }
+
+    pub fn host_header(&self) -> &http::HeaderValue {
+        &self.host_header
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// No connection could be made: the request was not delivered.
+    #[error("could not connect: {0}")]
+    Connect(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+type Sender = SendRequest<Full<Bytes>>;
+
+struct Idle {
+    sender: Sender,
+    since: Instant,
+}
+
+type IdleMap = Mutex<HashMap<String, Vec<Idle>>>;
+
+/// See the module documentation.
+pub struct UpstreamClient {
+    tls: tokio_rustls::TlsConnector,
+    connect_timeout: Duration,
+    idle: Arc<IdleMap>,
+}
+
+/// The client's TLS settings: the system's roots, HTTP/1.1.
+pub fn tls_config() -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for cert in found.certs {
+        let _ = roots.add(cert);
+    }
+    if roots.is_empty() {
+        tracing::warn!("no system CA certificates found: HTTPS upstreams cannot be verified");
+    }
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+impl UpstreamClient {
+    pub fn new(tls: Arc<rustls::ClientConfig>, connect_timeout: Duration) -> Self {
+        Self {
+            tls: tokio_rustls::TlsConnector::from(tls),
+            connect_timeout,
+            idle: Arc::default(),
+        }
+    }
+
+    /// Sends `req` (origin-form URI, `Host` set) to `ep`. With `reuse`, over a pooled
+    /// connection when there is one, and the connection is pooled again afterwards; without,
+    /// over a new connection used once, so that [`SendError::Connect`] always means "not
+    /// delivered".
+    pub async fn send(
+        &self,
+        ep: &Endpoint,
+        mut req: http::Request<Full<Bytes>>,
+        reuse: bool,
+    ) -> Result<http::Response<PooledBody>, SendError> {
+        if reuse {
+            while let Some(mut sender) = self.checkout(&ep.key) {
+                if sender.ready().await.is_err() {
+                    continue;
+                }
+                match sender.try_send_request(req).await {
+                    Ok(res) => return Ok(self.wrap(res, ep, sender, true)),
+                    Err(mut e) => match e.take_message() {
+                        // Closed before the request was written: another connection.
+                        Some(r) => req = r,
+                        None => return Err(SendError::Failed(e.into_error().to_string())),
+                    },
+                }
+            }
+        }
+        let mut sender = self.connect(ep).await?;
+        let res = sender
+            .send_request(req)
+            .await
+            .map_err(|e| SendError::Failed(e.to_string()))?;
+        Ok(self.wrap(res, ep, sender, reuse))
+    }
+
+    fn wrap(
+        &self,
+        res: http::Response<Incoming>,
+        ep: &Endpoint,
+        sender: Sender,
+        reuse: bool,
+    ) -> http::Response<PooledBody> {
+        let release = reuse.then(|| Release {
+            idle: self.idle.clone(),
+            key: ep.key.clone(),
+            sender,
+        });
+        let (parts, inner) = res.into_parts();
+        let mut body = PooledBody { inner, release };
+        body.release_if_done();
+        http::Response::from_parts(parts, body)
+    }
+
+    fn checkout(&self, key: &str) -> Option<Sender> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.get_mut(key)?;
+        expire(list);
+        while let Some(i) = list.pop() {
+            if !i.sender.is_closed() {
+                return Some(i.sender);
+            }
+        }
+        None
+    }
+
+    async fn connect(&self, ep: &Endpoint) -> Result<Sender, SendError> {
+        let connect = async {
+            let tcp = match &ep.addr {
+                Addr::Ip(a) => TcpStream::connect(a).await,
+                Addr::Name(host, port) => TcpStream::connect((host.as_str(), *port)).await,
+            }
+            .map_err(|e| SendError::Connect(e.to_string()))?;
+            let _ = tcp.set_nodelay(true);
+            let io: Box<dyn Io> = match &ep.tls {
+                None => Box::new(tcp),
+                Some(name) => Box::new(
+                    self.tls
+                        .connect(name.clone(), tcp)
+                        .await
+                        .map_err(|e| SendError::Connect(format!("TLS: {e}")))?,
+                ),
+            };
+            Ok::<_, SendError>(io)
+        };
+        let io = tokio::time::timeout(self.connect_timeout, connect)
+            .await
+            .map_err(|_| SendError::Connect("connect timed out".into()))??;
+        let (sender, conn) = http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| SendError::Connect(e.to_string()))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream connection ended");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+/// Drops connections idle for longer than [`IDLE_TIMEOUT`] (the oldest are first).
+fn expire(list: &mut Vec<Idle>) {
+    let stale = list
+        .iter()
+        .take_while(|i| i.since.elapsed() > IDLE_TIMEOUT)
+        .count();
+    list.drain(..stale);
+}
+
+struct Release {
+    idle: Arc<IdleMap>,
+    key: String,
+    sender: Sender,
+}
+
+impl Release {
+    fn give_back(self) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.entry(self.key).or_default();
+        expire(list);
+        if list.len() < MAX_IDLE_PER_HOST {
+            list.push(Idle {
+                sender: self.sender,
+                since: Instant::now(),
+            });
+        }
+    }
+}
+
+/// An upstream response body: its data as a stream of chunks. Read to the end, its connection
+/// goes back to the pool.
+pub struct PooledBody {
+    inner: Incoming,
+    release: Option<Release>,
+}
+
+impl PooledBody {
+    /// The body's length when known in advance.
+    pub fn exact_len(&self) -> Option<u64> {
+        self.inner.size_hint().exact()
+    }
+
+    fn release_if_done(&mut self) {
+        if self.inner.is_end_stream()
+            && let Some(r) = self.release.take()
+        {
+            r.give_back();
+        }
+    }
+}
+
+impl Stream for PooledBody {
+    type Item = Result<Bytes, hyper::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    // Trailers carry nothing a client of the front door needs.
+                    if let Ok(data) = frame.into_data() {
+                        this.release_if_done();
+                        return Poll::Ready(Some(Ok(data)));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.release = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(None) => {
+                    if let Some(r) = this.release.take() {
+                        r.give_back();
+                    }
+                    return Poll::Ready(None);
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
