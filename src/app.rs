@@ -653,7 +653,27 @@ fn request_id(req: &actix_web::dev::ServiceRequest) -> HeaderValue {
             return v.clone();
         }
     }
-    let bytes: [u8; 12] = crate::crypto::random_bytes();
+    new_request_id()
+}
+
+/// 96 bits as 24 hex digits, from a per-thread SplitMix64 seeded by the OS. Request ids
+/// correlate log lines; they are not secrets, so they need not cost a CSPRNG call each.
+fn new_request_id() -> HeaderValue {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(u64::from_le_bytes(crate::crypto::random_bytes()));
+    }
+    let next = |s: &Cell<u64>| {
+        let x = s.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        s.set(x);
+        let z = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let (a, b) = STATE.with(|s| (next(s), next(s)));
+    let mut bytes = [0u8; 12];
+    bytes[..8].copy_from_slice(&a.to_le_bytes());
+    bytes[8..].copy_from_slice(&b.to_le_bytes()[..4]);
     HeaderValue::from_str(&crate::crypto::hex(&bytes)).unwrap_or(HeaderValue::from_static("-"))
 }
 
@@ -674,7 +694,9 @@ where
     let start = Instant::now();
     let id = request_id(&req);
     let method = req.method().clone();
-    let path = req.path().to_owned();
+    // The path is copied only when the line will be written.
+    let path = tracing::enabled!(target: "ezforge::access", tracing::Level::INFO)
+        .then(|| req.path().to_owned());
     let fut = srv.call(req);
     async move {
         let mut res = fut.await?;
@@ -687,7 +709,7 @@ where
         tracing::info!(
             target: "ezforge::access",
             method = %method,
-            path = %path,
+            path = %path.as_deref().unwrap_or_default(),
             status,
             latency_ms = format_args!("{latency_ms:.2}"),
             request_id = rid,

@@ -54,8 +54,8 @@ impl Limiter {
         }
     }
 
-    pub fn check(&self, key: &str) -> Decision {
-        match self.inner.check_key(&key.to_owned()) {
+    pub fn check(&self, key: String) -> Decision {
+        match self.inner.check_key(&key) {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
                 let per_cell = 60.0 / f64::from(self.per_minute);
@@ -120,7 +120,7 @@ pub async fn limit(
     };
     let limiter = &state.control_limiter;
     let now = crate::domain::now();
-    let decision = limiter.check(&caller_key(&req));
+    let decision = limiter.check(caller_key(&req));
     let (mut res, remaining, reset) = match decision {
         Decision::Allowed {
             remaining,
@@ -231,14 +231,14 @@ mod tests {
             burst: 2,
         });
         assert!(matches!(
-            l.check("k"),
+            l.check("k".into()),
             Decision::Allowed { remaining: 1, .. }
         ));
         assert!(matches!(
-            l.check("k"),
+            l.check("k".into()),
             Decision::Allowed { remaining: 0, .. }
         ));
-        assert!(matches!(l.check("k"), Decision::Limited { .. }));
-        assert!(matches!(l.check("other"), Decision::Allowed { .. }));
+        assert!(matches!(l.check("k".into()), Decision::Limited { .. }));
+        assert!(matches!(l.check("other".into()), Decision::Allowed { .. }));
     }
 }

@@ -67,8 +67,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         "/.well-known/oauth-protected-resource/mcp/{slug}",
         web::method(actix_web::http::Method::OPTIONS).to(preflight_metadata),
     )
-    .route("/mcp/{slug}", web::route().to(path_routed))
-    .route("/mcp/{slug}/{rest:.*}", web::route().to(path_routed));
+    // `/mcp/{slug}[/rest]`: a prefix, split by hand (no pattern matching per request).
+    .service(web::scope("/mcp").default_service(web::to(path_routed)));
 }
 
 /// Under host routing, is this request for `{slug}.{server_domain}`?

@@ -39,11 +39,15 @@ pub async fn path_routed(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
-    path: web::Path<(String,)>,
 ) -> HttpResponse {
-    let slug = path.into_inner().0;
-    let prefix = format!("/mcp/{slug}");
-    let rest = req.path().strip_prefix(&prefix).unwrap_or("").to_owned();
+    let Some(after) = req.path().strip_prefix("/mcp/") else {
+        return super::unknown_server();
+    };
+    let (slug, rest) = after.split_at(after.find('/').unwrap_or(after.len()));
+    if slug.is_empty() {
+        return super::unknown_server();
+    }
+    let (slug, rest) = (slug.to_owned(), rest.to_owned());
     handle(req, payload, state, &slug, rest).await
 }
 
@@ -292,7 +296,7 @@ async fn process(
         verified.client_id.as_deref().unwrap_or("")
     );
     let limiter = server.limiter.as_deref().unwrap_or(&state.gateway.limiter);
-    if let Decision::Limited { retry_after } = limiter.check(&key) {
+    if let Decision::Limited { retry_after } = limiter.check(key) {
         let secs = retry_after.as_secs().max(1);
         let mut res = rpc_error(
             StatusCode::TOO_MANY_REQUESTS,

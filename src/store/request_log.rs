@@ -16,31 +16,59 @@ pub struct RequestLogRow {
     pub request_id: Option<String>,
 }
 
-/// Inserts a batch in one transaction.
+const COLUMNS: &str = "at_ms, server_id, subject, client_id, method, tool, status, latency_ms, auth_failure, request_id";
+/// Rows per multi-row `INSERT` (10 parameters each; SQLite allows 32,766).
+const ROWS_PER_INSERT: usize = 64;
+
+/// Inserts a batch in one transaction, `ROWS_PER_INSERT` rows per statement.
 pub fn insert_many(conn: &mut Connection, rows: &[RequestLogRow]) -> Result<(), StoreError> {
+    static MANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let one = format!("({})", ["?"; 10].join(", "));
+        format!(
+            "INSERT INTO request_log ({COLUMNS}) VALUES {}",
+            vec![one; ROWS_PER_INSERT].join(", ")
+        )
+    });
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     {
-        let mut stmt = tx.prepare_cached(
-            "INSERT INTO request_log (at_ms, server_id, subject, client_id, method, tool, status, latency_ms, auth_failure, request_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        )?;
-        for r in rows {
-            stmt.execute(params![
-                r.at_ms,
-                r.server_id,
-                r.subject,
-                r.client_id,
-                r.method,
-                r.tool,
-                r.status,
-                r.latency_ms,
-                r.auth_failure,
-                r.request_id
-            ])?;
+        let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
+        if rows.len() >= ROWS_PER_INSERT {
+            let mut stmt = tx.prepare_cached(&MANY)?;
+            for chunk in &mut chunks {
+                for (i, r) in chunk.iter().enumerate() {
+                    bind(&mut stmt, i * 10, r)?;
+                }
+                stmt.raw_execute()?;
+            }
+        }
+        let mut stmt = tx.prepare_cached(&format!(
+            "INSERT INTO request_log ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))?;
+        for r in chunks.remainder() {
+            bind(&mut stmt, 0, r)?;
+            stmt.raw_execute()?;
         }
     }
     tx.commit()?;
     Ok(())
+}
+
+/// Binds `r` to parameters `base + 1 ..= base + 10`.
+fn bind(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    base: usize,
+    r: &RequestLogRow,
+) -> rusqlite::Result<()> {
+    stmt.raw_bind_parameter(base + 1, r.at_ms)?;
+    stmt.raw_bind_parameter(base + 2, &r.server_id)?;
+    stmt.raw_bind_parameter(base + 3, &r.subject)?;
+    stmt.raw_bind_parameter(base + 4, &r.client_id)?;
+    stmt.raw_bind_parameter(base + 5, &r.method)?;
+    stmt.raw_bind_parameter(base + 6, &r.tool)?;
+    stmt.raw_bind_parameter(base + 7, r.status)?;
+    stmt.raw_bind_parameter(base + 8, r.latency_ms)?;
+    stmt.raw_bind_parameter(base + 9, r.auth_failure)?;
+    stmt.raw_bind_parameter(base + 10, &r.request_id)
 }
 
 /// What `GET /v1/servers/:id/metrics` reports, over one window.
@@ -113,4 +141,59 @@ pub fn window_stats(
         .query_row(params![server_id, since_ms], |r| r.get(0))
         .optional()?;
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_stores_every_row_in_order_across_statements() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        crate::store::migrations::migrate(&mut conn, ":memory:").expect("migrate");
+        let n = 2 * ROWS_PER_INSERT + 5;
+        let rows: Vec<RequestLogRow> = (0..n)
+            .map(|i| RequestLogRow {
+                at_ms: i as i64,
+                server_id: format!("srv_{}", i % 3),
+                subject: (i % 2 == 0).then(|| format!("usr_{i}")),
+                client_id: None,
+                method: Some("tools/call".into()),
+                tool: Some(format!("tool{i}")),
+                status: if i % 5 == 0 { 401 } else { 200 },
+                latency_ms: i as f64 / 4.0,
+                auth_failure: (i % 5 == 0).then_some("expired"),
+                request_id: Some(format!("req{i}")),
+            })
+            .collect();
+        insert_many(&mut conn, &rows).expect("insert");
+        type Stored = (
+            i64,
+            String,
+            Option<String>,
+            i64,
+            f64,
+            Option<String>,
+            String,
+        );
+        let stored: Vec<Stored> = conn
+            .prepare("SELECT at_ms, server_id, subject, status, latency_ms, auth_failure, request_id FROM request_log ORDER BY id")
+            .expect("prepare")
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+            })
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(stored.len(), n);
+        for (i, (row, s)) in rows.iter().zip(&stored).enumerate() {
+            assert_eq!(s.0, row.at_ms, "row {i}");
+            assert_eq!(s.1, row.server_id, "row {i}");
+            assert_eq!(s.2, row.subject, "row {i}");
+            assert_eq!(s.3, i64::from(row.status), "row {i}");
+            assert_eq!(s.4, row.latency_ms, "row {i}");
+            assert_eq!(s.5.as_deref(), row.auth_failure, "row {i}");
+            assert_eq!(Some(&s.6), row.request_id.as_ref(), "row {i}");
+        }
+    }
 }
