@@ -328,3 +328,125 @@ impl Stream for PooledBody {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// An HTTPS server answering `ok` to every request, counting its connections; and a client
+    /// configuration trusting its certificate.
+    async fn tls_upstream() -> (String, Arc<AtomicUsize>, Arc<rustls::ClientConfig>) {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+        let cert = ck.cert.der().clone();
+        let key = rustls_pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
+        let server = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)
+            .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).expect("root");
+        let client = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match tls.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => seen.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        seen.clear();
+                        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if tls.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (
+            format!("https://localhost:{port}/mcp"),
+            accepted,
+            Arc::new(client),
+        )
+    }
+
+    async fn get(client: &UpstreamClient, ep: &Endpoint) -> Result<String, SendError> {
+        let mut req = http::Request::new(Full::new(Bytes::new()));
+        *req.uri_mut() = http::Uri::from_static("/mcp");
+        req.headers_mut()
+            .insert(http::header::HOST, ep.host_header().clone());
+        let res = client.send(ep, req, true).await?;
+        let mut body = res.into_body();
+        let mut text = Vec::new();
+        while let Some(chunk) = futures_util::StreamExt::next(&mut body).await {
+            text.extend_from_slice(&chunk.map_err(|e| SendError::Failed(e.to_string()))?);
+        }
+        Ok(String::from_utf8_lossy(&text).into_owned())
+    }
+
+    #[tokio::test]
+    async fn https_upstreams_are_verified_and_their_connections_reused() {
+        let (url, accepted, trusting) = tls_upstream().await;
+        let ep = Endpoint::new(Url::parse(&url).expect("url")).expect("endpoint");
+        assert_eq!(
+            ep.host_header(),
+            &format!("localhost:{}", ep.url().port().unwrap_or(0))
+        );
+
+        let client = UpstreamClient::new(trusting, Duration::from_secs(5));
+        for _ in 0..3 {
+            assert_eq!(get(&client, &ep).await.expect("answer"), "ok");
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "one TLS connection, reused"
+        );
+
+        // A client that does not trust the certificate refuses to connect.
+        let strict = rustls::ClientConfig::builder()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let client = UpstreamClient::new(Arc::new(strict), Duration::from_secs(5));
+        assert!(matches!(
+            get(&client, &ep).await,
+            Err(SendError::Connect(_))
+        ));
+    }
+
+    #[test]
+    fn endpoints_take_urls_apart_once() {
+        let ep = Endpoint::new(Url::parse("http://[::1]:8080/a/mcp/").expect("url")).expect("ep");
+        assert_eq!(ep.base_path(), "/a/mcp");
+        assert_eq!(ep.host_header(), "[::1]:8080");
+        assert!(matches!(ep.addr, Addr::Ip(a) if a.port() == 8080 && a.ip().is_loopback()));
+        let ep = Endpoint::new(Url::parse("https://mcp.example.com/").expect("url")).expect("ep");
+        assert_eq!(ep.base_path(), "");
+        assert_eq!(ep.host_header(), "mcp.example.com");
+        assert_eq!(ep.key, "https://mcp.example.com:443");
+        assert!(Endpoint::new(Url::parse("ftp://example.com/").expect("url")).is_none());
+    }
+}
