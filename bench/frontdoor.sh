@@ -71,16 +71,29 @@ row "ezforge, 1,000 BYOA tokens in rotation" "$byoa_rotating" "$(pct "$byoa_rota
 python3 -c "c=1e6*$(nproc)/$direct; u=$direct_up; print(f'model: a proxy costing 2x the upstream ({2*u:.1f} us/request) would reach {100*c/(c+2*u):.0f}% of direct')"
 
 RATE=${RATE:-2000}
+PAIRS=${PAIRS:-3}
 echo
-echo "fixed rate ${RATE}/s for 10 s (open loop; latency from sending; the generator's lag behind its schedule is reported apart):"
-d=$("$TOOL" load --url "$DIRECT" --rate "$RATE" --seconds 10)
-g=$("$TOOL" load --url "$GATE" --rate "$RATE" --seconds 10 --tokens "$WORK/many.txt")
-echo "  direct:  $d"
-echo "  ezforge: $g"
-python3 - "$d" "$g" <<'PY'
+echo "fixed rate ${RATE}/s, ${PAIRS} pairs of 10 s runs (direct, then through ezforge); open loop;"
+echo "latency from sending (the generator's lag behind its schedule is reported apart):"
+added=()
+for i in $(seq 1 "$PAIRS"); do
+  d=$("$TOOL" load --url "$DIRECT" --rate "$RATE" --seconds 10)
+  g=$("$TOOL" load --url "$GATE" --rate "$RATE" --seconds 10 --tokens "$WORK/many.txt")
+  echo "  direct:  $d"
+  echo "  ezforge: $g"
+  added+=("$(python3 - "$d" "$g" <<'PY'
 import sys, re
 def get(s, k): return float(re.search(r"(?<![_a-z])" + k + r"=([0-9.]+)ms", s).group(1))
 d, g = sys.argv[1], sys.argv[2]
-print(f"  added by ezforge: p50 {get(g,'p50')-get(d,'p50'):+.3f} ms, p99 {get(g,'p99')-get(d,'p99'):+.3f} ms")
+print(f"{get(g,'p50')-get(d,'p50'):.3f} {get(g,'p99')-get(d,'p99'):.3f}")
+PY
+)")
+  echo "  added by ezforge: p50 +$(cut -d' ' -f1 <<<"${added[-1]}") ms, p99 +$(cut -d' ' -f2 <<<"${added[-1]}") ms"
+done
+python3 - "${added[@]}" <<'PY'
+import sys, statistics
+pairs = [tuple(map(float, a.split())) for a in sys.argv[1:]]
+p50 = statistics.median(p[0] for p in pairs); p99 = statistics.median(p[1] for p in pairs)
+print(f"median added over {len(pairs)} pairs: p50 {p50:+.3f} ms, p99 {p99:+.3f} ms")
 PY
 echo "ezforge RSS after the runs: $(( $(awk '/VmRSS/ {print $2}' /proc/$EZPID/status) / 1024 )) MB"
