@@ -191,13 +191,24 @@ impl UpstreamClient {
         sender: Sender,
         reuse: bool,
     ) -> http::Response<PooledBody> {
-        let release = reuse.then(|| Release {
-            idle: self.idle.clone(),
-            key: ep.key.clone(),
-            sender,
-        });
+        // Without reuse the sender is still held until the body is done: the connection is
+        // closed only after the answer (dropping it with the body closes it).
+        let (release, hold) = if reuse {
+            let release = Release {
+                idle: self.idle.clone(),
+                key: ep.key.clone(),
+                sender,
+            };
+            (Some(release), None)
+        } else {
+            (None, Some(sender))
+        };
         let (parts, inner) = res.into_parts();
-        let mut body = PooledBody { inner, release };
+        let mut body = PooledBody {
+            inner,
+            release,
+            _hold: hold,
+        };
         body.release_if_done();
         http::Response::from_parts(parts, body)
     }
@@ -282,6 +293,7 @@ impl Release {
 pub struct PooledBody {
     inner: Incoming,
     release: Option<Release>,
+    _hold: Option<Sender>,
 }
 
 impl PooledBody {
