@@ -116,7 +116,33 @@ struct Idle {
     since: Instant,
 }
 
-type IdleMap = Mutex<HashMap<String, Vec<Idle>>>;
+/// Idle connections by origin, oldest first.
+#[derive(Default)]
+struct Pool {
+    idle: HashMap<String, Vec<Idle>>,
+    /// When every origin's list is next swept of expired connections (so that connections to
+    /// an upstream no longer routed to are closed too).
+    next_sweep: Option<Instant>,
+}
+
+impl Pool {
+    fn sweep_if_due(&mut self) {
+        let now = Instant::now();
+        if self.next_sweep.is_some_and(|t| now < t) {
+            return;
+        }
+        self.next_sweep = Some(now + SWEEP_EVERY);
+        self.idle.retain(|_, list| {
+            expire(list);
+            list.retain(|i| !i.sender.is_closed());
+            !list.is_empty()
+        });
+    }
+}
+
+type IdleMap = Mutex<Pool>;
+
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 /// See the module documentation.
 pub struct UpstreamClient {
@@ -214,8 +240,9 @@ impl UpstreamClient {
     }
 
     fn checkout(&self, key: &str) -> Option<Sender> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.get_mut(key)?;
+        let mut pool = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        pool.sweep_if_due();
+        let list = pool.idle.get_mut(key)?;
         expire(list);
         while let Some(i) = list.pop() {
             if !i.sender.is_closed() {
@@ -276,8 +303,9 @@ struct Release {
 
 impl Release {
     fn give_back(self) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.entry(self.key).or_default();
+        let mut pool = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        pool.sweep_if_due();
+        let list = pool.idle.entry(self.key).or_default();
         expire(list);
         if list.len() < MAX_IDLE_PER_HOST {
             list.push(Idle {
