@@ -588,6 +588,16 @@ async fn idle_processes_stop_and_the_next_request_starts_them() {
     let t = token(&app, "sleepy", "mcp:read mcp:write mcp:execute");
     let res = call_tool(&app, "sleepy", &t, None, "echo", json!({"text": "awake"})).await;
     assert_eq!(res, "awake");
+    // An answer larger than the front door buffers (256 KiB) streams from the process whole,
+    // over a connection used once.
+    let big = "x".repeat(300 * 1024);
+    let echoed = call_tool(&app, "sleepy", &t, None, "echo", json!({ "text": big })).await;
+    assert!(
+        echoed == big,
+        "{} of {} bytes came back",
+        echoed.len(),
+        big.len()
+    );
     let s = get_as(&app, &admin, "/v1/servers/sleepy").await;
     assert_eq!(s.body["data"]["status"], "running", "{}", s.text);
 }
