@@ -248,10 +248,12 @@ async fn process(
     };
 
     // The token: only from the Authorization header, only Bearer.
-    let challenge_scope = if needed.is_empty() {
-        server.base_scope().to_owned()
-    } else {
-        needed.join(" ")
+    let challenge_scope = || {
+        if needed.is_empty() {
+            server.base_scope().to_owned()
+        } else {
+            needed.join(" ")
+        }
     };
     let token = match bearer(req) {
         Ok(Some(t)) => t,
@@ -261,7 +263,7 @@ async fn process(
                 "invalid_token",
                 "a bearer token is required",
             );
-            set_challenge(&mut res, server, None, Some(&challenge_scope));
+            set_challenge(&mut res, server, None, Some(&challenge_scope()));
             trace.auth_failure = Some("missing");
             return Err(res);
         }
@@ -269,7 +271,7 @@ async fn process(
             trace.auth_failure = Some("malformed");
             return Err(invalid_token(
                 server,
-                &challenge_scope,
+                &challenge_scope(),
                 "the Authorization header must be `Bearer <token>`",
             ));
         }
@@ -282,19 +284,14 @@ async fn process(
             if matches!(e, VerifyError::IssuerUnavailable) {
                 tracing::warn!(server = %server.slug, "token refused: the issuer's keys are unavailable");
             }
-            return Err(invalid_token(server, &challenge_scope, &status_desc));
+            return Err(invalid_token(server, &challenge_scope(), &status_desc));
         }
     };
     trace.subject = Some(verified.subject.clone());
     trace.client_id = verified.client_id.clone();
 
     // Rate limit per (server, subject + client).
-    let key = format!(
-        "{}|{}|{}",
-        server.id,
-        verified.subject,
-        verified.client_id.as_deref().unwrap_or("")
-    );
+    let key = format!("{}|{}", server.id, verified.owner);
     let limiter = server.limiter.as_deref().unwrap_or(&state.gateway.limiter);
     if let Decision::Limited { retry_after } = limiter.check(key) {
         let secs = retry_after.as_secs().max(1);
@@ -363,18 +360,14 @@ async fn process(
     }
 
     // Session binding.
-    let owner = format!(
-        "{}|{}",
-        verified.subject,
-        verified.client_id.as_deref().unwrap_or("")
-    );
+    let owner = verified.owner.as_str();
     let session = req
         .headers()
         .get(&MCP_SESSION_ID)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     if let Some(s) = &session
-        && let Binding::Other = state.gateway.sessions.check(&server.id, s, &owner)
+        && let Binding::Other = state.gateway.sessions.check(&server.id, s, owner)
     {
         return Err(rpc_error(
             StatusCode::NOT_FOUND,
@@ -437,7 +430,7 @@ async fn process(
                 req,
                 &res,
                 session.as_deref(),
-                &owner,
+                owner,
                 initialize,
             );
             drop(inflight);
@@ -468,7 +461,7 @@ async fn process(
             req,
             res,
             session.as_deref(),
-            &owner,
+            owner,
             initialize,
         )
     })
@@ -799,7 +792,7 @@ async fn forward(
     if let Some(c) = &who.client_id {
         set("x-ezforge-client-id", c);
     }
-    set("x-ezforge-scopes", &who.scopes.join(" "));
+    set("x-ezforge-scopes", &who.scope_header);
 
     let Some(client) = req.app_data::<web::Data<UpstreamClient>>() else {
         return Err(bad_gateway("the MCP server is unavailable"));

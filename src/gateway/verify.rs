@@ -29,6 +29,10 @@ pub struct Verified {
     pub expires_at: i64,
     pub not_before: Option<i64>,
     pub grant_id: Option<String>,
+    /// Worked out once per token rather than per request: the scopes as one header value,
+    /// and `subject|client_id`, whose sessions and rate-limit buckets these are.
+    pub scope_header: String,
+    pub owner: String,
 }
 
 impl Verified {
@@ -250,9 +254,13 @@ impl Verifier {
                 .collect(),
             (None, None) => Vec::new(),
         };
+        let subject = c.sub.unwrap_or_default();
+        let client_id = c.client_id.or(c.azp);
         Ok(Verified {
-            subject: c.sub.unwrap_or_default(),
-            client_id: c.client_id.or(c.azp),
+            owner: format!("{subject}|{}", client_id.as_deref().unwrap_or("")),
+            scope_header: scopes.join(" "),
+            subject,
+            client_id,
             scopes,
             audiences: c.aud.map(OneOrMany::into_vec).unwrap_or_default(),
             issuer: c.iss,
