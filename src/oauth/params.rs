@@ -4,6 +4,9 @@ use actix_web::HttpRequest;
 
 use super::OAuthError;
 
+/// No OAuth request needs more parameters than this (a client sends a dozen at most).
+const MAX_PARAMS: usize = 100;
+
 #[derive(Debug, Default, Clone)]
 pub struct Params {
     pairs: Vec<(String, String)>,
@@ -13,13 +16,20 @@ impl Params {
     /// Parses `application/x-www-form-urlencoded` text. `repeatable` names may appear more
     /// than once (their later values are kept for `all`).
     pub fn parse(text: &[u8]) -> Result<Params, OAuthError> {
-        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(text).into_owned().collect();
-        for (i, (k, _)) in pairs.iter().enumerate() {
-            if k != "resource" && pairs[..i].iter().any(|(other, _)| other == k) {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (k, v) in url::form_urlencoded::parse(text) {
+            if pairs.len() == MAX_PARAMS {
+                return Err(OAuthError::invalid_request(format!(
+                    "too many parameters (at most {MAX_PARAMS})"
+                )));
+            }
+            if k != "resource" && !seen.insert(k.clone()) {
                 return Err(OAuthError::invalid_request(format!(
                     "the parameter {k} appears more than once"
                 )));
             }
+            pairs.push((k.into_owned(), v.into_owned()));
         }
         Ok(Params { pairs })
     }
@@ -62,4 +72,29 @@ pub fn form(req: &HttpRequest, body: &[u8]) -> Result<Params, OAuthError> {
         ));
     }
     Params::parse(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parameter_may_appear_once_except_resource() {
+        let p = Params::parse(b"a=1&resource=x&resource=y&b=").expect("parses");
+        assert_eq!(p.get("a"), Some("1"));
+        assert_eq!(p.get("b"), None, "empty counts as absent");
+        assert_eq!(p.all("resource"), ["x", "y"]);
+        let e = Params::parse(b"a=1&b=2&a=3").expect_err("duplicate");
+        assert!(e.description.contains("a appears more than once"), "{e}");
+    }
+
+    #[test]
+    fn a_form_with_too_many_parameters_is_refused_early() {
+        let ok: String = (0..MAX_PARAMS).map(|i| format!("k{i}=v&")).collect();
+        assert!(Params::parse(ok.as_bytes()).is_ok());
+        // 200,000 distinct names: refused at the 101st, not compared with each other.
+        let hostile: String = (0..200_000).map(|i| format!("{i}=&")).collect();
+        let e = Params::parse(hostile.as_bytes()).expect_err("too many");
+        assert!(e.description.contains("too many parameters"), "{e}");
+    }
 }

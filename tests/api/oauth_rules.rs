@@ -719,6 +719,12 @@ async fn token_endpoint_refuses_bad_input_and_never_500s() {
     )
     .await;
     r.assert_error(400, "invalid_request");
+    // Hundreds of thousands of distinct names in one form: refused at once (this used to be a
+    // quadratic duplicate check, seconds of CPU on a worker per request).
+    let many: String = (0..100_000).map(|i| format!("&{i}=")).collect();
+    let r = raw_token(&w.app, Some(FORM), format!("{base}{many}").into_bytes()).await;
+    r.assert_error(400, "invalid_request");
+    assert!(r.text.contains("too many parameters"), "{}", r.text);
 
     // Missing or unknown grant type.
     let r = raw_token(
