@@ -102,6 +102,9 @@ pub enum SendError {
     /// No connection could be made: the request was not delivered.
     #[error("could not connect: {0}")]
     Connect(String),
+    /// The connection (TCP and TLS) was not made within the connect timeout.
+    #[error("connecting timed out")]
+    ConnectTimedOut,
     #[error("{0}")]
     Failed(String),
 }
@@ -273,7 +276,7 @@ impl UpstreamClient {
         };
         let io = tokio::time::timeout(self.connect_timeout, connect)
             .await
-            .map_err(|_| SendError::Connect("connect timed out".into()))??;
+            .map_err(|_| SendError::ConnectTimedOut)??;
         let (sender, conn) = http1::handshake(TokioIo::new(io))
             .await
             .map_err(|e| SendError::Connect(e.to_string()))?;
