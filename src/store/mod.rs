@@ -30,7 +30,7 @@ pub type Pool = r2d2::Pool<SqliteConnectionManager>;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     #[error("database connection pool: {0}")]
     Pool(#[from] r2d2::Error),
     #[error("the database is busy")]
@@ -53,6 +53,19 @@ pub enum StoreError {
     Corrupt(String),
     #[error("a database task panicked")]
     Panicked,
+}
+
+/// `SQLITE_BUSY` and `SQLITE_LOCKED` (the busy timeout ran out: another writer held the
+/// lock) are [`StoreError::Busy`], which callers answer with 503, not 500.
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                Self::Busy
+            }
+            _ => Self::Sqlite(e),
+        }
+    }
 }
 
 impl StoreError {
@@ -127,7 +140,11 @@ impl Store {
     {
         let pool = self.pool.clone();
         actix_web::web::block(move || {
-            let mut conn = pool.get().map_err(StoreError::from)?;
+            // Every connection stayed taken for the whole pool timeout: busy, not broken.
+            let mut conn = pool.get().map_err(|e| {
+                tracing::warn!(error = %e, "no database connection became free");
+                StoreError::Busy
+            })?;
             f(&mut conn)
         })
         .await

@@ -21,6 +21,7 @@ async fn health_reports_version_and_database() {
 #[tokio::test]
 async fn health_is_503_while_the_database_is_locked_and_recovers() {
     let app = TestApp::spawn().await;
+    let admin = crate::helpers::admin_token(&app).await;
     let db = app.db_path();
     // Another process holding the write lock makes the database unusable for us.
     let (locked_tx, locked_rx) = std::sync::mpsc::channel();
@@ -37,6 +38,16 @@ async fn health_is_503_while_the_database_is_locked_and_recovers() {
     assert_eq!(res.status(), 503);
     let body = json(res).await;
     assert_eq!(body["services"]["database"], "unavailable");
+    // A write that waits out the busy timeout is told to retry (503), not a server error.
+    let res = crate::helpers::post_as(
+        &app,
+        &admin,
+        "/v1/projects",
+        serde_json::json!({"name": "waits"}),
+    )
+    .await;
+    assert_eq!(res.status, 503, "{}", res.text);
+    assert_eq!(res.body["error"]["code"], "UNAVAILABLE", "{}", res.text);
     release_tx.send(()).expect("release");
     locker.join().expect("locker");
     // The health check that timed out may still hold a pooled connection briefly; poll.
