@@ -693,6 +693,9 @@ where
 {
     let start = Instant::now();
     let id = request_id(&req);
+    // Handlers (the access log above all) and upstreams see the id the caller will see.
+    let mut req = req;
+    req.headers_mut().insert(REQUEST_ID.clone(), id.clone());
     let method = req.method().clone();
     // The path is copied only when the line will be written.
     let path = tracing::enabled!(target: "ezforge::access", tracing::Level::INFO)

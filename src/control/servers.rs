@@ -341,10 +341,6 @@ pub async fn update(
         .write(move |tx| {
             let (mut server, _) = server_access(tx, &who, &key)?;
             refuse_if_declared(&st, &server)?;
-            if upstream_set && server.upstream_url.is_none() {
-                // Clearing the upstream ends whatever deployment served.
-                store::deployments::deactivate_all(tx, &server.id)?;
-            }
             if body.slug.take().is_some_and(|s| s != server.slug) {
                 return Err(ApiError::validation(
                     "slug",
@@ -352,6 +348,10 @@ pub async fn update(
                 ));
             }
             body.apply(&mut server)?;
+            if upstream_set && server.upstream_url.is_none() {
+                // Clearing the upstream ends whatever deployment served (also after a restart).
+                store::deployments::deactivate_all(tx, &server.id)?;
+            }
             server.updated_at = domain::now();
             store::servers::update(tx, &server)?;
             store::audit::record(

@@ -59,6 +59,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             )
             .default_service(web::to(host_routed)),
     )
+    // `/mcp/{slug}[/rest]`: a prefix, split by hand, and ahead of every route with a pattern
+    // (actix tries routes in order), so that the front door runs no pattern matching.
+    .service(web::scope("/mcp").default_service(web::to(path_routed)))
     .route(
         "/.well-known/oauth-protected-resource/mcp/{slug}",
         web::get().to(path_metadata),
@@ -66,9 +69,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route(
         "/.well-known/oauth-protected-resource/mcp/{slug}",
         web::method(actix_web::http::Method::OPTIONS).to(preflight_metadata),
-    )
-    // `/mcp/{slug}[/rest]`: a prefix, split by hand (no pattern matching per request).
-    .service(web::scope("/mcp").default_service(web::to(path_routed)));
+    );
 }
 
 /// Under host routing, is this request for `{slug}.{server_domain}`?

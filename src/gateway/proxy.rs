@@ -31,8 +31,21 @@ use crate::store::request_log::RequestLogRow;
 const SMALL_BODY: usize = 256 * 1024;
 /// `tools/list` responses larger than this are passed on without learning from them.
 const LEARN_CAP: usize = 4 * 1024 * 1024;
+/// Longest method or tool name written to the access log (longer ones are cut).
+const LOG_FIELD_MAX: usize = 128;
 
 static MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+
+/// The headers the front door adds to what it forwards (names parsed once, at compile time).
+mod upstream_headers {
+    use http::HeaderName;
+    pub static FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    pub static FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    pub static FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+    pub static SUBJECT: HeaderName = HeaderName::from_static("x-ezforge-subject");
+    pub static CLIENT_ID: HeaderName = HeaderName::from_static("x-ezforge-client-id");
+    pub static SCOPES: HeaderName = HeaderName::from_static("x-ezforge-scopes");
+}
 
 /// `/mcp/{slug}[/rest]`.
 pub async fn path_routed(
@@ -147,6 +160,18 @@ async fn handle(
     response
 }
 
+/// A method or tool name as the access log keeps it: at most [`LOG_FIELD_MAX`] bytes.
+fn log_field(s: &str) -> String {
+    if s.len() <= LOG_FIELD_MAX {
+        return s.to_owned();
+    }
+    let mut end = LOG_FIELD_MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -229,12 +254,14 @@ async fn process(
     let needed: Vec<String> = match &parsed {
         Ok(messages) => {
             if let Some(m) = messages.first() {
-                trace.method = m.method.as_deref().map(str::to_owned);
+                // Recorded even when the token is then refused: bounded, as the caller is not
+                // yet known.
+                trace.method = m.method.as_deref().map(log_field);
                 trace.tool = m
                     .params
                     .as_ref()
                     .and_then(|p| p.name.as_deref())
-                    .map(str::to_owned);
+                    .map(log_field);
             }
             let mut needed: Vec<String> = messages
                 .iter()
@@ -361,11 +388,23 @@ async fn process(
 
     // Session binding.
     let owner = verified.owner.as_str();
-    let session = req
-        .headers()
-        .get(&MCP_SESSION_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    // One session id of visible ASCII (MCP's rule), or the binding could be sidestepped by a
+    // second value the upstream reads instead.
+    let mut ids = req.headers().get_all(&MCP_SESSION_ID);
+    let session = match (ids.next(), ids.next()) {
+        (None, _) => None,
+        (Some(v), None) if !v.is_empty() && v.as_bytes().iter().all(u8::is_ascii_graphic) => {
+            v.to_str().ok().map(str::to_owned)
+        }
+        _ => {
+            return Err(rpc_error(
+                StatusCode::BAD_REQUEST,
+                first_id.as_deref(),
+                -32600,
+                "the Mcp-Session-Id header must be one value of visible ASCII",
+            ));
+        }
+    };
     if let Some(s) = &session
         && let Binding::Other = state.gateway.sessions.check(&server.id, s, owner)
     {
@@ -765,16 +804,16 @@ async fn forward(
             headers.append(n, v);
         }
     }
-    let mut set = |name: &'static str, value: &str| {
+    let mut set = |name: &http::HeaderName, value: &str| {
         if let Ok(v) = http::HeaderValue::from_str(value) {
-            headers.insert(name, v);
+            headers.insert(name.clone(), v);
         }
     };
     if let Some(peer) = req.peer_addr() {
-        set("x-forwarded-for", &peer.ip().to_string());
+        set(&upstream_headers::FORWARDED_FOR, &peer.ip().to_string());
     }
     set(
-        "x-forwarded-proto",
+        &upstream_headers::FORWARDED_PROTO,
         if state.public_url.starts_with("https") {
             "https"
         } else {
@@ -786,13 +825,13 @@ async fn forward(
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
     {
-        set("x-forwarded-host", host);
+        set(&upstream_headers::FORWARDED_HOST, host);
     }
-    set("x-ezforge-subject", &who.subject);
+    set(&upstream_headers::SUBJECT, &who.subject);
     if let Some(c) = &who.client_id {
-        set("x-ezforge-client-id", c);
+        set(&upstream_headers::CLIENT_ID, c);
     }
-    set("x-ezforge-scopes", &who.scope_header);
+    set(&upstream_headers::SCOPES, &who.scope_header);
 
     let Some(client) = req.app_data::<web::Data<UpstreamClient>>() else {
         return Err(bad_gateway("the MCP server is unavailable"));
@@ -837,7 +876,10 @@ async fn forward(
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             tracing::warn!(server = %server.slug, error = %e, "upstream request failed");
-            return Err(bad_gateway("the MCP server is unavailable"));
+            return Err(match e {
+                SendError::ConnectTimedOut => timed_out(),
+                _ => bad_gateway("the MCP server is unavailable"),
+            });
         }
         Err(_) => return Err(timed_out()),
     };

@@ -765,6 +765,44 @@ async fn burst(app: &TestApp, slug: &str) {
 }
 
 #[tokio::test]
+async fn access_log_rows_are_bounded_and_carry_the_answered_request_id() {
+    let (app, admin, _) = world("bounded").await;
+    let up = FakeUpstream::start().await;
+    deploy(&app, &admin, "bounded", json!({ "upstreamUrl": up.url }))
+        .await
+        .expect(201);
+    // No token, a 100 KiB method name and an X-Request-Id too long to be used.
+    let long_method = "m".repeat(100 * 1024);
+    let res = app
+        .client
+        .post(format!("{}/mcp/bounded", app.address))
+        .header("content-type", "application/json")
+        .header("x-request-id", "r".repeat(300))
+        .body(json!({"jsonrpc":"2.0","id":1,"method": long_method}).to_string())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 401);
+    let answered = res.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert_eq!(answered.len(), 24, "a new id: {answered}");
+    let entry = poll_get(
+        &app,
+        &admin,
+        "/v1/servers/bounded/logs?level=warn",
+        "the refused request in the log",
+        |r| r.body["data"].as_array().and_then(|a| a.first().cloned()),
+    )
+    .await;
+    assert_eq!(entry["status"], 401);
+    assert_eq!(entry["requestId"], answered.as_str());
+    let method = entry["method"].as_str().expect("method");
+    assert_eq!(method, "m".repeat(128), "cut to 128 bytes");
+}
+
+#[tokio::test]
 async fn metrics_and_logs_describe_a_known_burst() {
     let (app, admin, server) = world("burst").await;
     let up = FakeUpstream::start().await;
@@ -1080,6 +1118,43 @@ async fn active_deployments_come_back_after_a_restart() {
     let s = get_as(&app, &admin, "/v1/servers/phoenix").await;
     assert_eq!(s.expect(200)["data"]["status"], "running");
     assert_eq!(s.body["data"]["process"]["sessions"], 1);
+    drop(app);
+    drop(tmp);
+}
+
+#[tokio::test]
+async fn a_cleared_upstream_stays_cleared_after_a_restart() {
+    let (mut app, admin, _) = world("cleared").await;
+    let up = FakeUpstream::start().await;
+    deploy(&app, &admin, "cleared", json!({ "upstreamUrl": up.url }))
+        .await
+        .expect(201);
+    let cleared = patch_as(
+        &app,
+        &admin,
+        "/v1/servers/cleared",
+        json!({ "upstreamUrl": null }),
+    )
+    .await;
+    assert_eq!(cleared.expect(200)["data"]["status"], "stopped");
+    let tmp = app.take_tempdir().expect("tmp");
+    let dir = app.data_dir.clone();
+    app.stop().await;
+    let app = TestApp::builder_in(&dir).spawn().await;
+    let admin = admin_token(&app).await;
+    let s = get_as(&app, &admin, "/v1/servers/cleared").await;
+    assert!(s.expect(200)["data"]["upstreamUrl"].is_null());
+    assert_eq!(s.body["data"]["status"], "stopped");
+    let t = token(&app, "cleared", "mcp:read");
+    let res = mcp(
+        &app,
+        "cleared",
+        Some(&t),
+        None,
+        json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}),
+    )
+    .await;
+    assert_eq!(res.status(), 503, "nothing serves the server any more");
     drop(app);
     drop(tmp);
 }

@@ -584,13 +584,56 @@ async fn sessions_are_bound_to_their_subject() {
         2,
         "a JSON-RPC error with the request's id"
     );
+    // Mallory cannot slip alice's session in as a second value, nor send one that is empty.
+    let mut fresh = rpc(
+        &app,
+        "weather",
+        Some(&mallory),
+        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}),
+    )
+    .await;
+    assert_eq!(fresh.status(), 200);
+    let own = fresh.headers_mut().remove("mcp-session-id").expect("sid");
+    let res = app
+        .client
+        .post(resource(&app, "weather"))
+        .bearer_auth(&mallory)
+        .header("mcp-session-id", own)
+        .header("mcp-session-id", &session)
+        .header("content-type", "application/json")
+        .body(json!({"jsonrpc":"2.0","id":3,"method":"tools/list"}).to_string())
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(res.status(), 400);
+    let body = json(res).await;
+    assert_eq!(body["id"], 3);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Mcp-Session-Id")),
+        "{body}"
+    );
+    let res = app
+        .client
+        .post(resource(&app, "weather"))
+        .bearer_auth(&mallory)
+        .header("mcp-session-id", "")
+        .header("content-type", "application/json")
+        .body(json!({"jsonrpc":"2.0","id":4,"method":"tools/list"}).to_string())
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(res.status(), 400);
 }
 
 #[tokio::test]
 async fn upstream_down_is_502_and_slow_is_504_with_json_rpc_bodies() {
     let app = TestApp::builder()
         .config(|c| {
-            c.gateway.upstream_timeout = ezforge::config::Duration(Duration::from_millis(500))
+            c.gateway.upstream_timeout = ezforge::config::Duration(Duration::from_millis(500));
+            c.gateway.upstream_connect_timeout =
+                ezforge::config::Duration(Duration::from_millis(300));
         })
         .spawn()
         .await;
@@ -644,6 +687,31 @@ async fn upstream_down_is_502_and_slow_is_504_with_json_rpc_bodies() {
     .await;
     assert_eq!(res.status(), 504);
     assert_eq!(json(res).await["id"], 9);
+
+    // An upstream that takes the TCP connection but never completes the TLS handshake: the
+    // connect timeout runs out, which is "slow" (504), not "down".
+    let mute = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let mute_url = format!("https://{}/mcp", mute.local_addr().expect("addr"));
+    let held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = mute.accept().await {
+            held.push(sock);
+        }
+    });
+    add_server(&app, "mute", &mute_url, "ezforge_managed", None, json!({})).await;
+    let t = managed_token(&app, "mute", "mcp:read", json!({}));
+    let res = rpc(
+        &app,
+        "mute",
+        Some(&t),
+        json!({"jsonrpc":"2.0","id":3,"method":"tools/list"}),
+    )
+    .await;
+    assert_eq!(res.status(), 504);
+    assert_eq!(json(res).await["id"], 3);
+    held.abort();
 }
 
 #[tokio::test]
