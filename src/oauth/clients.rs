@@ -195,19 +195,36 @@ pub async fn resolve(state: &AppState, client_id: &str) -> Result<Arc<Client>, C
     let ttl = max_age
         .unwrap_or(METADATA_DEFAULT)
         .clamp(METADATA_FLOOR, METADATA_CEILING);
-    let mut cache = lock(&state.oauth_clients.entries);
-    if cache.len() > 10_000 {
-        let now = Instant::now();
-        cache.retain(|_, c| c.until > now);
-    }
-    cache.insert(
-        client_id.to_owned(),
+    remember(
+        &mut lock(&state.oauth_clients.entries),
+        client_id,
         Cached {
             client: client.clone(),
             until: Instant::now() + ttl,
         },
     );
     Ok(client)
+}
+
+/// Most metadata documents kept at once: anyone may name a document URL, so the cache must
+/// not grow with them.
+const METADATA_CACHE_MAX: usize = 10_000;
+
+/// Caches a document. When full, expired entries go first; if that frees too little, half of
+/// the rest (any half: they are fetched again when next used).
+fn remember(cache: &mut HashMap<String, Cached>, client_id: &str, entry: Cached) {
+    if cache.len() >= METADATA_CACHE_MAX {
+        let now = Instant::now();
+        cache.retain(|_, c| c.until > now);
+    }
+    if cache.len() >= METADATA_CACHE_MAX {
+        let mut keep = false;
+        cache.retain(|_, _| {
+            keep = !keep;
+            keep
+        });
+    }
+    cache.insert(client_id.to_owned(), entry);
 }
 
 /// A redirect URI a dynamic client may register: https; http on loopback; or, for native
@@ -363,6 +380,45 @@ pub async fn authenticate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_metadata_cache_stays_bounded() {
+        let client = Arc::new(Client {
+            client_id: "https://c.example/m".into(),
+            name: "c".into(),
+            redirect_uris: vec![],
+            scopes: None,
+            trusted: false,
+            server_id: None,
+            secret_hash: None,
+            auth_method: "none".into(),
+            grant_types: vec![],
+            stored: false,
+        });
+        let entry = |live: bool| Cached {
+            client: client.clone(),
+            until: if live {
+                Instant::now() + Duration::from_secs(3600)
+            } else {
+                Instant::now()
+                    .checked_sub(Duration::from_secs(1))
+                    .unwrap_or_else(Instant::now)
+            },
+        };
+        let mut cache = HashMap::new();
+        // Full of expired entries: they make room.
+        for i in 0..METADATA_CACHE_MAX {
+            remember(&mut cache, &format!("https://x.example/{i}"), entry(false));
+        }
+        remember(&mut cache, "https://new.example/a", entry(true));
+        assert_eq!(cache.len(), 1);
+        // Full of live entries, from distinct URLs without end: never over the cap.
+        for i in 0..3 * METADATA_CACHE_MAX {
+            remember(&mut cache, &format!("https://y.example/{i}"), entry(true));
+            assert!(cache.len() <= METADATA_CACHE_MAX);
+        }
+        assert!(cache.contains_key(&format!("https://y.example/{}", 3 * METADATA_CACHE_MAX - 1)));
+    }
 
     #[test]
     fn redirect_matching() {
