@@ -45,6 +45,11 @@ pub async fn verify_login(
     pw: Secret,
     address: Option<&str>,
 ) -> Result<UserRow, LoginError> {
+    // Longer than any address or password we accept: wrong, and not worth a throttle entry
+    // (whose key would be the email) or a hash.
+    if email.len() > 254 || pw.expose().len() > password::MAX_LENGTH {
+        return Err(LoginError::Invalid);
+    }
     let account_key = format!("acct:{}", email.to_lowercase());
     let address_key = format!("addr:{}", address.unwrap_or("-"));
     if let Err(wait) = state.login_throttle.check(&[&account_key, &address_key]) {
@@ -128,9 +133,6 @@ pub async fn login(
     let pw = body
         .password
         .ok_or_else(|| ApiError::validation("password", "required"))?;
-    if email.len() > 254 || pw.expose().len() > password::MAX_LENGTH {
-        return Err(invalid_credentials());
-    }
     let address = req.peer_addr().map(|a| a.ip().to_string());
     let user = match verify_login(&state, &email, pw, address.as_deref()).await {
         Ok(u) => u,

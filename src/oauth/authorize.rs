@@ -325,6 +325,8 @@ fn login_page(
     status: StatusCode,
 ) -> HttpResponse {
     let (_, csrf) = csrf_token(req, state);
+    // What was typed is shown again, unless it cannot be an address at all.
+    let email = if email.len() <= 254 { email } else { "" };
     let res = pages::render(
         status,
         "login.html",

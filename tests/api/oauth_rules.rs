@@ -463,6 +463,29 @@ async fn login_is_throttled_after_failed_attempts() {
 }
 
 #[tokio::test]
+async fn an_oversized_login_is_wrong_and_not_echoed() {
+    let w = world().await;
+    let client_id = w.public_client().await;
+    let browser = w.browser();
+    let page = browser.get(&w.request(&client_id).url(w.issuer())).await;
+    let form = page.login_form().expect("login form");
+    let long = format!("{}@example.com", "a".repeat(100 * 1024));
+    let fields = form.fields(&[("email", &long), ("password", "x")], None, false);
+    let p = browser.post_form(&page.action_url(&form), &fields).await;
+    assert_eq!(p.status, 401, "{}", p.describe());
+    assert!(
+        p.body.contains("Wrong email or password"),
+        "{}",
+        p.describe()
+    );
+    assert!(
+        !p.body.contains(&long[..300]),
+        "the 100 KiB address is not sent back"
+    );
+    assert!(p.login_form().is_some(), "the form is shown again");
+}
+
+#[tokio::test]
 async fn pages_forbid_framing() {
     let w = world().await;
     let client_id = w.public_client().await;
