@@ -25,8 +25,9 @@ impl Params {
                 )));
             }
             if k != "resource" && !seen.insert(k.clone()) {
+                let name: String = k.chars().take(64).collect();
                 return Err(OAuthError::invalid_request(format!(
-                    "the parameter {k} appears more than once"
+                    "the parameter {name} appears more than once"
                 )));
             }
             pairs.push((k.into_owned(), v.into_owned()));
