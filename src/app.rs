@@ -643,7 +643,7 @@ pub(crate) fn auth_mode_is_managed(state: &AppState) -> bool {
     state.config.auth.mode == AuthMode::Managed
 }
 
-static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// A request id: the caller's `X-Request-Id` if it is short and printable, else a new one.
 fn request_id(req: &actix_web::dev::ServiceRequest) -> HeaderValue {

@@ -140,7 +140,7 @@ async fn handle(
     let latency = trace.start.elapsed();
     server.counters.record(status, latency, trace.auth_failure);
     let row = RequestLogRow {
-        at_ms: now_ms(),
+        at_ms: crate::domain::now_ms(),
         server_id: trace.server_id,
         subject: trace.subject,
         client_id: trace.client_id,
@@ -151,7 +151,7 @@ async fn handle(
         auth_failure: trace.auth_failure,
         request_id: req
             .headers()
-            .get("x-request-id")
+            .get(&crate::app::REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
     };
@@ -170,13 +170,6 @@ fn log_field(s: &str) -> String {
         end -= 1;
     }
     s[..end].to_owned()
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 async fn process(
