@@ -217,19 +217,23 @@ fn presented(req: &HttpRequest) -> Result<Option<(String, bool)>, ApiError> {
         let value = h
             .to_str()
             .map_err(|_| ApiError::Unauthenticated("malformed Authorization header".into()))?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::Unauthenticated("Authorization must be a Bearer token".into())
-            })?;
+        let token = bearer_token(value).ok_or_else(|| {
+            ApiError::Unauthenticated("Authorization must be a Bearer token".into())
+        })?;
         return Ok(Some((token.to_owned(), false)));
     }
     Ok(req
         .cookie(SESSION_COOKIE)
         .map(|c| (c.value().to_owned(), true)))
+}
+
+/// The token of an `Authorization: Bearer …` value.
+pub(super) fn bearer_token(value: &str) -> Option<&str> {
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
 }
 
 fn is_unsafe(method: &Method) -> bool {
@@ -282,15 +286,18 @@ async fn authenticate(state: &web::Data<AppState>, token: String) -> Result<Cred
             .run(move |c| store::sessions::lookup(c, &hash, now).map(|u| (u, hash)))
             .await?;
         return match found {
-            (Some((u, expires_at)), hash) => Ok(Credential::Session(SessionUser {
-                id: u.id,
-                email: u.email,
-                role: u.role,
-                token_hash: hash,
-                expires_at,
-                created_at: u.created_at,
-                updated_at: u.updated_at,
-            })),
+            (Some((u, expires_at)), hash) => {
+                state.control_limiter.verified(&hash);
+                Ok(Credential::Session(SessionUser {
+                    id: u.id,
+                    email: u.email,
+                    role: u.role,
+                    token_hash: hash,
+                    expires_at,
+                    created_at: u.created_at,
+                    updated_at: u.updated_at,
+                }))
+            }
             (None, _) => Err(ApiError::Unauthenticated(
                 "session expired or invalid; sign in again".into(),
             )),
@@ -299,10 +306,11 @@ async fn authenticate(state: &web::Data<AppState>, token: String) -> Result<Cred
     if token.starts_with(LIVE_KEY_PREFIX) || token.starts_with(TEST_KEY_PREFIX) {
         let key = state
             .store
-            .run(move |c| store::api_keys::by_hash(c, &hash, now))
+            .run(move |c| store::api_keys::by_hash(c, &hash, now).map(|k| (k, hash)))
             .await?;
         return match key {
-            Some(k) => {
+            (Some(k), hash) => {
+                state.control_limiter.verified(&hash);
                 state.key_usage.record(&k.id, now);
                 Ok(Credential::Key(KeyPrincipal {
                     scopes: ApiScopes::from_stored(&k.scopes),
@@ -310,7 +318,7 @@ async fn authenticate(state: &web::Data<AppState>, token: String) -> Result<Cred
                     project_id: k.project_id,
                 }))
             }
-            None => Err(ApiError::Unauthenticated(
+            (None, _) => Err(ApiError::Unauthenticated(
                 "API key revoked, expired or unknown".into(),
             )),
         };

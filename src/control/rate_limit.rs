@@ -1,6 +1,7 @@
 //! Request rate limits for the control API (`X-RateLimit-*` on every response, 429 past the
 //! limit), and the failed-login throttle shared with the login page.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Mutex;
@@ -11,6 +12,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{ResponseError, web};
+use dashmap::DashSet;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
@@ -29,7 +31,14 @@ pub struct Limiter {
     clock: DefaultClock,
     per_minute: u32,
     burst: u32,
+    /// Credentials (hash prefixes) known to have verified: only these get a bucket of their
+    /// own. Anything else counts against its address, so that made-up tokens cannot each open
+    /// a fresh bucket.
+    verified: DashSet<String>,
 }
+
+/// Verified credentials remembered at most (the set starts over beyond).
+const VERIFIED_MAX: usize = 100_000;
 
 pub enum Decision {
     Allowed { remaining: u32, reset_in: Duration },
@@ -51,7 +60,21 @@ impl Limiter {
             clock,
             per_minute: per_minute.get(),
             burst: burst.get(),
+            verified: DashSet::new(),
         }
+    }
+
+    /// Notes that the credential whose hash is `token_hash` verified: from now on it is limited
+    /// on its own bucket rather than its caller's address.
+    pub fn verified(&self, token_hash: &str) {
+        let key = bucket_of(token_hash);
+        if self.verified.contains(key) {
+            return;
+        }
+        if self.verified.len() >= VERIFIED_MAX {
+            self.verified.clear();
+        }
+        self.verified.insert(key.to_owned());
     }
 
     pub fn check(&self, key: String) -> Decision {
@@ -84,26 +107,36 @@ impl Limiter {
     }
 }
 
-/// The bucket a request counts against: its credential (hashed), else its address.
-fn caller_key(req: &ServiceRequest) -> String {
-    let token = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| {
-            req.cookie(super::auth::SESSION_COOKIE)
-                .map(|c| c.value().to_owned())
-        });
-    match token {
-        Some(t) => format!("t:{}", &crate::crypto::token_hash(&t)[..32]),
-        None => format!(
-            "a:{}",
-            req.peer_addr()
-                .map(|a| a.ip().to_string())
-                .unwrap_or_default()
-        ),
+fn bucket_of(token_hash: &str) -> &str {
+    token_hash.get(..32).unwrap_or(token_hash)
+}
+
+/// The bucket a request counts against: its credential's when that has verified before, else
+/// its address's.
+fn caller_key(limiter: &Limiter, req: &ServiceRequest) -> String {
+    let token = match req.headers().get(actix_web::http::header::AUTHORIZATION) {
+        Some(h) => h
+            .to_str()
+            .ok()
+            .and_then(super::auth::bearer_token)
+            .map(Cow::Borrowed),
+        None => req
+            .cookie(super::auth::SESSION_COOKIE)
+            .map(|c| Cow::Owned(c.value().to_owned())),
+    };
+    if let Some(t) = token {
+        let hash = crate::crypto::token_hash(&t);
+        let bucket = bucket_of(&hash);
+        if limiter.verified.contains(bucket) {
+            return format!("t:{bucket}");
+        }
     }
+    format!(
+        "a:{}",
+        req.peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default()
+    )
 }
 
 static LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
@@ -120,7 +153,7 @@ pub async fn limit(
     };
     let limiter = &state.control_limiter;
     let now = crate::domain::now();
-    let decision = limiter.check(caller_key(&req));
+    let decision = limiter.check(caller_key(limiter, &req));
     let (mut res, remaining, reset) = match decision {
         Decision::Allowed {
             remaining,

@@ -91,6 +91,8 @@ pub async fn start_session(
 ) -> Result<(Secret, i64), ApiError> {
     let token = crypto::new_token(SESSION_PREFIX);
     let hash = crypto::token_hash(token.expose());
+    // A new session is limited on its own bucket from its first request.
+    state.control_limiter.verified(&hash);
     let now = domain::now();
     let expires_at = now + state.config.auth.session_ttl.as_secs();
     let user_id = user.id.clone();

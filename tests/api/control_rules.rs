@@ -2024,6 +2024,31 @@ async fn requests_past_the_rate_limit_are_429_per_caller() {
     assert_eq!(mirrored.status, 429, "the same caller under /api/v1");
 }
 
+#[tokio::test]
+async fn made_up_credentials_count_against_their_address() {
+    let app = TestApp::builder()
+        .config(|c| {
+            c.control.rate_limit.per_minute = 6;
+            c.control.rate_limit.burst = 4;
+        })
+        .spawn()
+        .await;
+    // The sign-in is the address's first request; the session it opens has its own bucket.
+    let admin = admin_token(&app).await;
+    // Each made-up token would have had a fresh bucket: they all count against the address.
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let res = get_as(&app, &format!("ezf_live_made_up_{i}"), "/v1/projects").await;
+        statuses.push(res.status);
+    }
+    assert_eq!(statuses, [401, 401, 401, 429]);
+    let res = call(&app, "GET", "/v1/health", None, None).await;
+    assert_eq!(res.status, 429, "the address's bucket is spent");
+    // The verified session is not held back by its address.
+    let res = get_as(&app, &admin, "/v1/projects").await;
+    assert_eq!(res.status, 200, "{}", res.text);
+}
+
 // ---------------------------------------------------------------------------------------------
 // /api/v1
 // ---------------------------------------------------------------------------------------------
