@@ -65,8 +65,15 @@ struct MetadataDocument {
     token_endpoint_auth_method: Option<String>,
 }
 
+/// What a usable metadata document says.
+struct Document {
+    name: String,
+    redirect_uris: Vec<String>,
+}
+
 struct Cached {
-    client: Arc<Client>,
+    /// The document, or why it cannot be used.
+    document: Result<Arc<Document>, Arc<str>>,
     until: Instant,
 }
 
@@ -79,6 +86,9 @@ pub struct MetadataCache {
 const METADATA_FLOOR: Duration = Duration::from_secs(60);
 const METADATA_CEILING: Duration = Duration::from_secs(24 * 3600);
 const METADATA_DEFAULT: Duration = Duration::from_secs(3600);
+/// A document that could not be fetched or used is not fetched again for this long: naming it
+/// over and over must not turn into a request to its host each time.
+const METADATA_FAILURE_TTL: Duration = Duration::from_secs(30);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
@@ -134,54 +144,40 @@ pub async fn resolve(state: &AppState, client_id: &str) -> Result<Arc<Client>, C
         };
     }
     // A metadata document client; a pre-registration may mark it trusted or limit its scopes.
-    if let Some(hit) = lock(&state.oauth_clients.entries).get(client_id)
-        && hit.until > Instant::now()
-    {
-        return Ok(hit.client.clone());
-    }
-    let url = Url::parse(client_id)
-        .map_err(|_| ClientError::Metadata("client_id is not a URL".into()))?;
-    if url.path() == "/" || url.fragment().is_some() {
-        return Err(ClientError::Metadata(
-            "a metadata document URL needs a path and no fragment".into(),
-        ));
-    }
-    let (json, max_age) = state
-        .outbound
-        .get_json(client_id)
-        .await
-        .map_err(|e| ClientError::Metadata(e.to_string()))?;
-    let doc: MetadataDocument = serde_json::from_value(json)
-        .map_err(|e| ClientError::Metadata(format!("not a client metadata document: {e}")))?;
-    if doc.client_id != client_id {
-        return Err(ClientError::Metadata(
-            "its client_id is not the URL it was fetched from".into(),
-        ));
-    }
-    if doc.redirect_uris.is_empty() {
-        return Err(ClientError::Metadata("it lists no redirect_uris".into()));
-    }
-    for uri in &doc.redirect_uris {
-        native_or_web_redirect(uri)
-            .map_err(|e| ClientError::Metadata(format!("redirect URI {uri:?} {e}")))?;
-    }
-    if doc
-        .token_endpoint_auth_method
-        .as_deref()
-        .is_some_and(|m| m != "none")
-    {
-        return Err(ClientError::Metadata(
-            "only public clients (token_endpoint_auth_method \"none\") are supported".into(),
-        ));
-    }
+    // The document (or why it cannot be used) is cached; the pre-registration is read each time.
     let pre = stored.filter(|r| r.client_id == client_id);
-    let client = Arc::new(Client {
+    let cached = lock(&state.oauth_clients.entries)
+        .get(client_id)
+        .filter(|hit| hit.until > Instant::now())
+        .map(|hit| hit.document.clone());
+    let document = match cached {
+        Some(d) => d,
+        None => {
+            let (document, ttl) = match fetch_document(state, client_id).await {
+                Ok((doc, max_age)) => (
+                    Ok(doc),
+                    max_age
+                        .unwrap_or(METADATA_DEFAULT)
+                        .clamp(METADATA_FLOOR, METADATA_CEILING),
+                ),
+                Err(why) => (Err(why), METADATA_FAILURE_TTL),
+            };
+            remember(
+                &mut lock(&state.oauth_clients.entries),
+                client_id,
+                Cached {
+                    document: document.clone(),
+                    until: Instant::now() + ttl,
+                },
+            );
+            document
+        }
+    };
+    let document = document.map_err(|why| ClientError::Metadata(why.to_string()))?;
+    Ok(Arc::new(Client {
         client_id: client_id.to_owned(),
-        name: doc
-            .client_name
-            .and_then(|n| validate::name(&n, 255).ok())
-            .unwrap_or_else(|| url.host_str().unwrap_or("client").to_owned()),
-        redirect_uris: doc.redirect_uris,
+        name: document.name.clone(),
+        redirect_uris: document.redirect_uris.clone(),
         scopes: pre
             .as_ref()
             .map(|r| r.scopes.split_whitespace().map(str::to_owned).collect()),
@@ -191,19 +187,51 @@ pub async fn resolve(state: &AppState, client_id: &str) -> Result<Arc<Client>, C
         auth_method: "none".into(),
         grant_types: vec!["authorization_code".into(), "refresh_token".into()],
         stored: pre.is_some(),
-    });
-    let ttl = max_age
-        .unwrap_or(METADATA_DEFAULT)
-        .clamp(METADATA_FLOOR, METADATA_CEILING);
-    remember(
-        &mut lock(&state.oauth_clients.entries),
-        client_id,
-        Cached {
-            client: client.clone(),
-            until: Instant::now() + ttl,
-        },
-    );
-    Ok(client)
+    }))
+}
+
+/// Fetches and checks the metadata document at `client_id`; with how long it may be cached.
+async fn fetch_document(
+    state: &AppState,
+    client_id: &str,
+) -> Result<(Arc<Document>, Option<Duration>), Arc<str>> {
+    let url = Url::parse(client_id).map_err(|_| "client_id is not a URL")?;
+    if url.path() == "/" || url.fragment().is_some() {
+        return Err("a metadata document URL needs a path and no fragment".into());
+    }
+    let (json, max_age) = state
+        .outbound
+        .get_json(client_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let doc: MetadataDocument =
+        serde_json::from_value(json).map_err(|e| format!("not a client metadata document: {e}"))?;
+    if doc.client_id != client_id {
+        return Err("its client_id is not the URL it was fetched from".into());
+    }
+    if doc.redirect_uris.is_empty() {
+        return Err("it lists no redirect_uris".into());
+    }
+    for uri in &doc.redirect_uris {
+        native_or_web_redirect(uri).map_err(|e| format!("redirect URI {uri:?} {e}"))?;
+    }
+    if doc
+        .token_endpoint_auth_method
+        .as_deref()
+        .is_some_and(|m| m != "none")
+    {
+        return Err(
+            "only public clients (token_endpoint_auth_method \"none\") are supported".into(),
+        );
+    }
+    let document = Document {
+        name: doc
+            .client_name
+            .and_then(|n| validate::name(&n, 255).ok())
+            .unwrap_or_else(|| url.host_str().unwrap_or("client").to_owned()),
+        redirect_uris: doc.redirect_uris,
+    };
+    Ok((Arc::new(document), max_age))
 }
 
 /// Most metadata documents kept at once: anyone may name a document URL, so the cache must
@@ -383,20 +411,12 @@ mod tests {
 
     #[test]
     fn the_metadata_cache_stays_bounded() {
-        let client = Arc::new(Client {
-            client_id: "https://c.example/m".into(),
+        let document = Arc::new(Document {
             name: "c".into(),
             redirect_uris: vec![],
-            scopes: None,
-            trusted: false,
-            server_id: None,
-            secret_hash: None,
-            auth_method: "none".into(),
-            grant_types: vec![],
-            stored: false,
         });
         let entry = |live: bool| Cached {
-            client: client.clone(),
+            document: Ok(document.clone()),
             until: if live {
                 Instant::now() + Duration::from_secs(3600)
             } else {

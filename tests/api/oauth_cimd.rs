@@ -182,14 +182,18 @@ async fn redirect_uri_not_in_the_document_is_an_error_page() {
 async fn malformed_documents_are_error_pages() {
     let cimd = CimdServer::start().await;
     let w = cimd_world(&cimd).await;
-    for doc in [
-        json!("not an object"),
-        json!({ "client_id": cimd.url(), "client_name": "No URIs" }),
-        json!({ "client_id": cimd.url(), "client_name": "Bad", "redirect_uris": "http://127.0.0.1/callback" }),
-        json!({ "client_id": cimd.url(), "client_name": "Secret", "redirect_uris": [REDIRECT], "client_secret": "s", "token_endpoint_auth_method": "client_secret_basic" }),
-    ] {
+    // Each at its own URL: a document that cannot be used is not fetched again for a while.
+    let bad: [fn(&str) -> Value; 4] = [
+        |_| json!("not an object"),
+        |url| json!({ "client_id": url, "client_name": "No URIs" }),
+        |url| json!({ "client_id": url, "client_name": "Bad", "redirect_uris": "http://127.0.0.1/callback" }),
+        |url| json!({ "client_id": url, "client_name": "Secret", "redirect_uris": [REDIRECT], "client_secret": "s", "token_endpoint_auth_method": "client_secret_basic" }),
+    ];
+    for (i, make) in bad.iter().enumerate() {
+        let url = format!("{}/client-{i}.json", cimd.origin);
+        let doc = make(&url);
         cimd.set(doc.clone());
-        let out = authorize(&w.browser(), &w.request(&cimd.url())).await;
+        let out = authorize(&w.browser(), &w.request(&url)).await;
         assert!(out.code.is_none(), "{doc}: {}", out.describe());
         assert!(
             out.redirect.is_none(),
@@ -202,6 +206,26 @@ async fn malformed_documents_are_error_pages() {
             out.describe()
         );
     }
+    assert_eq!(cimd.fetches(), bad.len(), "one fetch per document");
+}
+
+#[tokio::test]
+async fn a_document_that_cannot_be_used_is_not_fetched_again_at_once() {
+    let cimd = CimdServer::start().await;
+    let mut doc = cimd.good_doc();
+    doc["redirect_uris"] = json!([]);
+    cimd.set(doc);
+    let w = cimd_world(&cimd).await;
+    for _ in 0..3 {
+        let out = authorize(&w.browser(), &w.request(&cimd.url())).await;
+        out.assert_error_page(400);
+        assert!(
+            out.last().body.contains("lists no redirect_uris"),
+            "the reason is shown each time; {}",
+            out.describe()
+        );
+    }
+    assert_eq!(cimd.fetches(), 1, "the failure is remembered");
 }
 
 #[tokio::test]
