@@ -37,6 +37,8 @@ pub struct AppState {
     pub started_at: Instant,
     pub key_usage: KeyUsage,
     pub control_limiter: Limiter,
+    /// Per address, on `/oauth/*`.
+    pub oauth_limiter: Limiter,
     pub login_throttle: LoginThrottle,
     pub revoked_grants: RevokedGrants,
     pub outbound: Outbound,
@@ -178,6 +180,7 @@ impl App {
         let shutdown_secs = config.server.shutdown_timeout.0.as_secs();
         let state = web::Data::new(AppState {
             control_limiter: Limiter::new(config.control.rate_limit),
+            oauth_limiter: Limiter::new(config.auth.rate_limit),
             login_throttle: LoginThrottle::new(config.control.login_attempts, LOGIN_WINDOW),
             key_usage: KeyUsage::default(),
             config,
@@ -446,6 +449,7 @@ async fn housekeeping(state: web::Data<AppState>) {
             tracing::warn!(error = %ErrorChain(&e), "could not record API key use");
         }
         state.control_limiter.prune();
+        state.oauth_limiter.prune();
         state.gateway.limiter.prune();
         crate::control::billing::flush_usage(&state).await;
         if ticks.is_multiple_of(30) {

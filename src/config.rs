@@ -114,6 +114,8 @@ pub struct AuthConfig {
     pub registration: RegistrationConfig,
     /// The deployment's default external issuer for BYOA servers.
     pub byoa: Option<ByoaConfig>,
+    /// Requests per address to the authorization server's endpoints (`/oauth/*`).
+    pub rate_limit: RateLimit,
 }
 
 impl Default for AuthConfig {
@@ -128,6 +130,10 @@ impl Default for AuthConfig {
             signing: SigningConfig::default(),
             registration: RegistrationConfig::default(),
             byoa: None,
+            rate_limit: RateLimit {
+                per_minute: 1200,
+                burst: 200,
+            },
         }
     }
 }
@@ -803,6 +809,7 @@ impl Config {
         for (key, rl) in [
             ("gateway.rate_limit.per_minute", self.gateway.rate_limit),
             ("control.rate_limit.per_minute", self.control.rate_limit),
+            ("auth.rate_limit.per_minute", self.auth.rate_limit),
         ] {
             if rl.per_minute == 0 || rl.burst == 0 {
                 return Err(ConfigError::rule(

@@ -45,7 +45,11 @@ pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     begin(&req, &state, raw).await
 }
 
-pub async fn post(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+pub async fn post(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    super::Body(body): super::Body,
+) -> HttpResponse {
     let params = match Params::parse(&body) {
         Ok(p) => p,
         Err(e) => return pages::error(StatusCode::BAD_REQUEST, "Invalid request", &e.description),

@@ -12,7 +12,7 @@ use crate::store;
 pub async fn introspect(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Bytes,
+    super::Body(body): super::Body,
 ) -> Result<HttpResponse, OAuthError> {
     let params = params::form(&req, &body)?;
     let client = clients::authenticate(&state, &req, &params).await?;

@@ -16,13 +16,20 @@ mod revoke;
 mod token;
 pub mod tokens;
 
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpResponse, ResponseError, web};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
+use futures_util::future::LocalBoxFuture;
 use serde_json::json;
 
-/// Form bodies larger than this are refused with 413.
-pub const FORM_LIMIT: usize = 1024 * 1024;
+use crate::app::AppState;
+use crate::control::rate_limit::Decision;
+
+/// Request bodies (forms, registration documents) larger than this are refused with 413.
+pub const FORM_LIMIT: usize = 64 * 1024;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route(
@@ -33,12 +40,23 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         "/.well-known/openid-configuration",
         web::get().to(metadata::openid_configuration),
     )
-    .service(web::scope("/oauth").configure(endpoints))
-    .service(web::scope("/api/v1/oauth").configure(endpoints));
+    .service(
+        web::scope("/oauth")
+            .wrap(from_fn(limit))
+            .configure(endpoints),
+    )
+    .service(
+        web::scope("/api/v1/oauth")
+            .wrap(from_fn(limit))
+            .configure(endpoints),
+    );
 }
 
 fn endpoints(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(FORM_LIMIT))
+        .app_data(web::PathConfig::default().error_handler(|e, _| {
+            OAuthError::invalid_request(format!("the request path is not valid: {e}")).into()
+        }))
         .route("/authorize", web::get().to(authorize::get))
         .route("/authorize", web::post().to(authorize::post))
         .route("/token", web::post().to(token::token))
@@ -124,5 +142,63 @@ impl ResponseError for OAuthError {
             ));
         }
         res.json(json!({ "error": self.code, "error_description": self.description }))
+    }
+}
+
+/// Per-address request limit on the authorization server's endpoints (`[auth.rate_limit]`):
+/// past it, 429 with `Retry-After`. Each of these requests may cost a password hash, a
+/// signature, a database write or a metadata-document fetch.
+async fn limit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Some(state) = req.app_data::<web::Data<AppState>>() else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    let address = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    match state.oauth_limiter.check(address) {
+        Decision::Allowed { .. } => Ok(next.call(req).await?.map_into_boxed_body()),
+        Decision::Limited { retry_after } => {
+            let secs = retry_after.as_secs().max(1);
+            let mut res = OAuthError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "temporarily_unavailable",
+                format!("too many requests from this address; retry in {secs} s"),
+            )
+            .error_response();
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            Ok(req.into_response(res))
+        }
+    }
+}
+
+/// A request body of at most [`FORM_LIMIT`] bytes; a larger or broken one is an RFC 6749 error
+/// (413 or 400), not actix's plain-text answer.
+pub struct Body(pub web::Bytes);
+
+impl FromRequest for Body {
+    type Error = OAuthError;
+    type Future = LocalBoxFuture<'static, Result<Self, OAuthError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let bytes = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            bytes.await.map(Body).map_err(|e| {
+                let status = e.as_response_error().status_code();
+                if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    OAuthError::new(
+                        status,
+                        "invalid_request",
+                        format!("the request body is larger than {FORM_LIMIT} bytes"),
+                    )
+                } else {
+                    OAuthError::invalid_request("the request body could not be read")
+                }
+            })
+        })
     }
 }

@@ -213,7 +213,7 @@ fn json_response(status: StatusCode, body: Value) -> HttpResponse {
 pub async fn register(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Bytes,
+    super::Body(body): super::Body,
 ) -> Result<HttpResponse, OAuthError> {
     let reg = &state.config.auth.registration;
     match reg.mode {
@@ -336,7 +336,7 @@ pub async fn update(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Bytes,
+    super::Body(body): super::Body,
 ) -> Result<HttpResponse, OAuthError> {
     let mut row = managed_client(&req, &state, &path).await?;
     let r = validate_metadata(&body)?;

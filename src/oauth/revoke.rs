@@ -27,7 +27,7 @@ pub fn access_token_grant(state: &AppState, token: &str) -> Option<(String, Stri
 pub async fn revoke(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Bytes,
+    super::Body(body): super::Body,
 ) -> Result<HttpResponse, OAuthError> {
     let params = params::form(&req, &body)?;
     let token = params.require("token")?.to_owned();

@@ -22,7 +22,7 @@ pub struct Issued {
 pub async fn token(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Bytes,
+    super::Body(body): super::Body,
 ) -> Result<HttpResponse, OAuthError> {
     let params = params::form(&req, &body)?;
     let grant_type = params.require("grant_type")?.to_owned();

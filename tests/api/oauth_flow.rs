@@ -436,6 +436,27 @@ async fn dynamic_registration_flow_and_rfc7592_management() {
     );
     let out = authorize(&w.browser(), &w.request(&client_id)).await;
     out.assert_error_page(400);
+
+    // An id that is not UTF-8 once decoded, and an oversized document: RFC 6749 errors.
+    let odd = send(
+        &w,
+        "GET",
+        &format!("{}/oauth/register/%FF%FE", w.issuer()),
+        Some(&rat),
+        None,
+    )
+    .await;
+    assert_eq!(odd.status, 401, "{}", odd.text);
+    assert_eq!(odd.body["error"], "invalid_token", "{}", odd.text);
+    let big = post_json(
+        &w,
+        "/oauth/register",
+        None,
+        json!({ "redirect_uris": [REDIRECT], "client_name": "x".repeat(70 * 1024) }),
+    )
+    .await;
+    assert_eq!(big.status, 413, "{}", big.text);
+    assert_eq!(big.body["error"], "invalid_request", "{}", big.text);
 }
 
 #[tokio::test]
