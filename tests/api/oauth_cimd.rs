@@ -229,6 +229,34 @@ async fn a_document_that_cannot_be_used_is_not_fetched_again_at_once() {
 }
 
 #[tokio::test]
+async fn a_pre_registration_applies_to_a_cached_document_at_once() {
+    let cimd = CimdServer::start().await;
+    cimd.set(cimd.good_doc());
+    let w = cimd_world(&cimd).await;
+    let req = w.request(&cimd.url());
+    // The document is fetched and cached by a first visit.
+    let browser = w.browser();
+    let page = browser.get(&req.url(w.issuer())).await;
+    assert!(page.login_form().is_some(), "{}", page.describe());
+    assert_eq!(cimd.fetches(), 1);
+    // Now the operator marks it trusted: no consent page, without fetching it again.
+    let (status, body) = api(
+        &w.app,
+        "POST",
+        &format!("/v1/servers/{}/clients", w.server_id),
+        Some(&w.admin),
+        Some(json!({ "clientMetadataUrl": cimd.url(), "trusted": true })),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let out = authorize(&w.browser(), &req).await;
+    assert!(out.saw_login, "{}", out.describe());
+    assert!(!out.saw_consent, "trusted: {}", out.describe());
+    out.code();
+    assert_eq!(cimd.fetches(), 1, "served from the cache");
+}
+
+#[tokio::test]
 async fn document_server_down_fails_closed() {
     let cimd = CimdServer::start().await;
     cimd.set(cimd.good_doc());
