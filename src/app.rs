@@ -47,6 +47,9 @@ pub struct AppState {
     pub oauth_clients: crate::oauth::clients::MetadataCache,
     /// Active deployments and the processes they run; the server log.
     pub deployer: Deployer,
+    /// Marked after a change that may take access away (a session ended, a key revoked, a
+    /// member removed…): long-lived control streams check their caller again.
+    pub access_changed: tokio::sync::watch::Sender<()>,
 }
 
 impl AppState {
@@ -70,6 +73,11 @@ impl AppState {
             (Routing::Host, Some(domain)) => Some(format!("{slug}.{domain}")),
             _ => None,
         }
+    }
+
+    /// Called after a change that may take access away from a caller of the control API.
+    pub fn access_changed(&self) {
+        self.access_changed.send_replace(());
     }
 
     /// Called after any change to servers, so in-memory routing follows at once.
@@ -194,6 +202,7 @@ impl App {
             gateway,
             oauth_clients: Default::default(),
             deployer: Deployer::new(hub),
+            access_changed: tokio::sync::watch::Sender::new(()),
         });
         Deployer::restore(&state).await?;
         state.gateway.registry.replace(&state, &servers);

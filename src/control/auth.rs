@@ -106,6 +106,41 @@ impl Principal {
     }
 }
 
+impl Principal {
+    /// The caller as it stands now: `None` once its session has ended or its key has been
+    /// revoked or has expired; else with its current role or scopes (blocking).
+    pub fn reload(&self, conn: &Connection, now: i64) -> Result<Option<Principal>, StoreError> {
+        let credential = match &self.credential {
+            Credential::Session(u) => {
+                store::sessions::lookup(conn, &u.token_hash, now)?.map(|(row, expires_at)| {
+                    Credential::Session(SessionUser {
+                        id: row.id,
+                        email: row.email,
+                        role: row.role,
+                        token_hash: u.token_hash.clone(),
+                        expires_at,
+                        created_at: row.created_at,
+                        updated_at: row.updated_at,
+                    })
+                })
+            }
+            Credential::Key(k) => store::api_keys::by_id(conn, &k.id)?
+                .filter(|row| row.expires_at.is_none_or(|at| at > now))
+                .map(|row| {
+                    Credential::Key(KeyPrincipal {
+                        scopes: ApiScopes::from_stored(&row.scopes),
+                        id: row.id,
+                        project_id: row.project_id,
+                    })
+                }),
+        };
+        Ok(credential.map(|credential| Principal {
+            credential,
+            address: self.address.clone(),
+        }))
+    }
+}
+
 /// A project as seen by a caller.
 #[derive(Debug, Clone)]
 pub struct ProjectAccess {

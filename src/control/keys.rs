@@ -190,5 +190,6 @@ pub async fn revoke(
             Ok::<_, ApiError>(())
         })
         .await?;
+    state.access_changed();
     Ok(no_content())
 }

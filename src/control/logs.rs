@@ -133,39 +133,23 @@ pub async fn stream(
     let min_level = min_level(q.level.as_deref())?;
     let needle = search(q.search)?.map(|s| s.to_ascii_lowercase());
     let key = path.into_inner();
+    let caller = who.clone();
     let (server, _) = state
         .store
-        .run(move |c| server_access(c, &who, &key))
+        .run(move |c| server_access(c, &caller, &key))
         .await?;
-    let rx = state.deployer.hub.subscribe();
-    let server_id = server.id;
-    let entries = futures_util::stream::unfold(rx, move |mut rx| {
-        let server_id = server_id.clone();
-        let needle = needle.clone();
-        async move {
-            loop {
-                let next = tokio::time::timeout(KEEPALIVE, rx.recv()).await;
-                let frame = match next {
-                    Err(_) => Bytes::from_static(b": keepalive\n\n"),
-                    Ok(Err(RecvError::Closed)) => return None,
-                    Ok(Err(RecvError::Lagged(n))) => {
-                        Bytes::from(format!(": {n} entries skipped (the tail fell behind)\n\n"))
-                    }
-                    Ok(Ok(e)) => {
-                        let wanted = e.server_id == server_id
-                            && e.rank >= min_level
-                            && needle
-                                .as_ref()
-                                .is_none_or(|n| e.message.to_ascii_lowercase().contains(n));
-                        if !wanted {
-                            continue;
-                        }
-                        Bytes::from(format!("event: log\ndata: {}\n\n", e.json))
-                    }
-                };
-                return Some((Ok::<_, actix_web::Error>(frame), rx));
-            }
-        }
+    let tail = Tail {
+        rx: state.deployer.hub.subscribe(),
+        access: state.access_changed.subscribe(),
+        state: state.clone(),
+        who,
+        server_id: server.id,
+        min_level,
+        needle,
+    };
+    let entries = futures_util::stream::unfold(tail, |mut t| async move {
+        let frame = t.next_frame().await?;
+        Some((Ok::<_, actix_web::Error>(frame), t))
     });
     // An opening comment, so clients see the stream is live before the first entry.
     let opening = futures_util::stream::once(async {
@@ -176,4 +160,83 @@ pub async fn stream(
         .insert_header(("cache-control", "no-cache"))
         .insert_header(("x-accel-buffering", "no"))
         .streaming(opening.chain(entries)))
+}
+
+/// One caller's tail of one server's log.
+struct Tail {
+    rx: tokio::sync::broadcast::Receiver<std::sync::Arc<crate::logs::LiveEntry>>,
+    access: tokio::sync::watch::Receiver<()>,
+    state: web::Data<AppState>,
+    who: Principal,
+    server_id: String,
+    min_level: i64,
+    needle: Option<String>,
+}
+
+impl Tail {
+    /// The next frame to send; `None` ends the stream (the log closed, or the caller may no
+    /// longer read it: checked on every keepalive and whenever access may have been taken away).
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        loop {
+            let next = tokio::select! {
+                next = tokio::time::timeout(KEEPALIVE, self.rx.recv()) => next,
+                _ = self.access.changed() => {
+                    if !self.still_allowed().await {
+                        return None;
+                    }
+                    continue;
+                }
+            };
+            return Some(match next {
+                Err(_) => {
+                    if !self.still_allowed().await {
+                        return None;
+                    }
+                    Bytes::from_static(b": keepalive\n\n")
+                }
+                Ok(Err(RecvError::Closed)) => return None,
+                Ok(Err(RecvError::Lagged(n))) => {
+                    Bytes::from(format!(": {n} entries skipped (the tail fell behind)\n\n"))
+                }
+                Ok(Ok(e)) => {
+                    let wanted = e.server_id == self.server_id
+                        && e.rank >= self.min_level
+                        && self
+                            .needle
+                            .as_ref()
+                            .is_none_or(|n| e.message.to_ascii_lowercase().contains(n));
+                    if !wanted {
+                        continue;
+                    }
+                    Bytes::from(format!("event: log\ndata: {}\n\n", e.json))
+                }
+            });
+        }
+    }
+
+    /// Whether the caller's session or key is still live and may still read this server's log.
+    /// A busy database is given the benefit of the doubt until the next check.
+    async fn still_allowed(&self) -> bool {
+        let who = self.who.clone();
+        let server_id = self.server_id.clone();
+        let now = crate::domain::now();
+        let allowed = self
+            .state
+            .store
+            .run(move |c| {
+                let Some(who) = who.reload(c, now)? else {
+                    return Ok(false);
+                };
+                if who.require(ApiScope::LogsRead).is_err() {
+                    return Ok(false);
+                }
+                match server_access(c, &who, &server_id) {
+                    Ok(_) => Ok(true),
+                    Err(ApiError::NotFound(_) | ApiError::Forbidden { .. }) => Ok(false),
+                    Err(e) => Err(e),
+                }
+            })
+            .await;
+        allowed.unwrap_or(true)
+    }
 }

@@ -354,5 +354,6 @@ pub async fn remove_member(
             Ok(())
         })
         .await?;
+    state.access_changed();
     Ok(no_content())
 }

@@ -437,5 +437,6 @@ pub async fn delete(
         .await
         .map(|id| state.deployer.remove(&id))?;
     state.servers_changed().await;
+    state.access_changed();
     Ok(no_content())
 }

@@ -171,6 +171,7 @@ pub async fn logout(state: web::Data<AppState>, who: Principal) -> Result<HttpRe
             Ok::<_, store::StoreError>(())
         })
         .await?;
+    state.access_changed();
     let mut res = no_content();
     let mut gone = session_cookie(&state, "", 0);
     gone.make_removal();

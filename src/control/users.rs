@@ -150,5 +150,6 @@ pub async fn delete(
             Ok(())
         })
         .await?;
+    state.access_changed();
     Ok(no_content())
 }

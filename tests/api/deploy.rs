@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 
 use crate::fakes::FakeUpstream;
 use crate::helpers::{
-    ApiResponse, TestApp, admin_token, contains_bytes, create_key, create_project, create_server,
-    db_bytes, get_as, patch_as, post_as, put_as,
+    ApiResponse, TestApp, admin_token, contains_bytes, create_key, create_key_data, create_project,
+    create_server, db_bytes, delete_as, get_as, patch_as, post_as, put_as,
 };
 
 fn fixture(name: &str) -> String {
@@ -1005,6 +1005,88 @@ async fn the_log_stream_tails_new_entries() {
         "the ping was filtered out: {entry}"
     );
     assert_eq!(entry["status"], 200);
+}
+
+/// Opens `/logs/stream` for `slug` as `token` and reads its opening comment.
+async fn open_tail(
+    app: &TestApp,
+    token: &str,
+    slug: &str,
+) -> impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin {
+    let res = crate::helpers::plain_client()
+        .get(app.url(&format!("/v1/servers/{slug}/logs/stream")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(res.status(), 200);
+    let mut body = res.bytes_stream();
+    let opening = body.next().await.expect("chunk").expect("bytes");
+    assert!(String::from_utf8_lossy(&opening).starts_with(':'));
+    body
+}
+
+/// Reads until the stream ends (within 10 s).
+async fn ends(mut body: impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(_)) = body.next().await {}
+    })
+    .await
+    .expect("the stream ends");
+}
+
+#[tokio::test]
+async fn a_log_stream_ends_when_its_caller_loses_access() {
+    let (app, admin, server) = world("revoked").await;
+    let project = server["projectId"].as_str().expect("project");
+    let up = FakeUpstream::start().await;
+    deploy(&app, &admin, "revoked", json!({ "upstreamUrl": up.url }))
+        .await
+        .expect(201);
+
+    // A revoked API key.
+    let key = create_key_data(&app, &admin, project, &["logs:read"]).await;
+    let value = key["key"].as_str().expect("key");
+    let tail = open_tail(&app, value, "revoked").await;
+    let other = open_tail(&app, &admin, "revoked").await;
+    let r = delete_as(
+        &app,
+        &admin,
+        &format!("/v1/keys/{}", key["id"].as_str().expect("id")),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    ends(tail).await;
+
+    // A session that signs out.
+    let session = admin_token(&app).await;
+    let tail = open_tail(&app, &session, "revoked").await;
+    let r = post_as(&app, &session, "/v1/auth/logout", json!({})).await;
+    assert!(r.status < 300, "{}", r.text);
+    ends(tail).await;
+
+    // Meanwhile the admin's stream, checked again each time, goes on.
+    let mut other = other;
+    let t = token(&app, "revoked", "mcp:read");
+    let list = json!({"jsonrpc":"2.0","id":1,"method":"tools/list"});
+    assert_eq!(
+        mcp(&app, "revoked", Some(&t), None, list).await.status(),
+        200
+    );
+    let mut text = String::new();
+    while !text.contains("event: log") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), other.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("chunk")
+            .expect("bytes");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+
+    // The server is deleted.
+    let r = delete_as(&app, &admin, "/v1/servers/revoked").await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    ends(other).await;
 }
 
 #[tokio::test]
