@@ -38,6 +38,15 @@ pub async fn list(
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let key = path.into_inner();
+    // Deployment cursors are versions: anything else was not returned by this API.
+    if q.page()?
+        .after
+        .is_some_and(|v| v.parse::<i64>().map_or(true, |n| n < 1))
+    {
+        return Err(ApiError::BadRequest(
+            "cursor: not a cursor this API returned".into(),
+        ));
+    }
     let fetch = store::deployments::list;
     server_list(
         &state,

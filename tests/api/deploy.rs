@@ -291,6 +291,16 @@ async fn deploy_swap_failed_health_check_rollback_and_retention() {
     .await;
     assert_eq!(versions(rest.expect(200)), [1]);
     assert_eq!(rest.body["meta"]["hasMore"], false);
+    // A cursor this API did not return is refused, not taken as "from the start".
+    for forged in ["bm90LWEtbnVtYmVy", "MA", "LTU"] {
+        let r = get_as(
+            &app,
+            &admin,
+            &format!("/v1/servers/weather/deployments?cursor={forged}"),
+        )
+        .await;
+        assert_eq!(r.status, 400, "{forged}: {}", r.text);
+    }
 
     // Retention: only the newest two are kept (the active one always).
     patch_as(
