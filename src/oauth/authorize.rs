@@ -465,7 +465,7 @@ async fn validate(state: &web::Data<AppState>, raw: &str) -> Result<Flow, HttpRe
     let client_id = params
         .get("client_id")
         .ok_or_else(|| bad_page("The request names no client (client_id is missing)."))?;
-    let client = clients::resolve(state, client_id)
+    let mut client = clients::resolve(state, client_id)
         .await
         .map_err(|e| match e {
             ClientError::Store(_) => unavailable(),
@@ -540,10 +540,21 @@ async fn validate(state: &web::Data<AppState>, raw: &str) -> Result<Flow, HttpRe
         )
     })?;
     if client.server_id.as_ref().is_some_and(|id| id != &server.id) {
-        return Err(fail(
-            "invalid_target",
-            "this client is registered for another server",
-        ));
+        if !clients::is_metadata_url(&client.client_id) {
+            return Err(fail(
+                "invalid_target",
+                "this client is registered for another server",
+            ));
+        }
+        // A metadata-document client that another server pre-registered: anyone may name its
+        // document, so here it is an ordinary one (no trust, the server's scopes).
+        client = Arc::new(clients::Client {
+            scopes: None,
+            trusted: false,
+            server_id: None,
+            stored: false,
+            ..(*client).clone()
+        });
     }
     let allowed: &[String] = client.scopes.as_deref().unwrap_or(&server.scopes_supported);
     let scopes: Vec<String> = match params.get("scope") {

@@ -257,6 +257,41 @@ async fn a_pre_registration_applies_to_a_cached_document_at_once() {
 }
 
 #[tokio::test]
+async fn a_pre_registration_for_one_server_does_not_lock_the_document_out_of_others() {
+    let cimd = CimdServer::start().await;
+    cimd.set(cimd.good_doc());
+    let w = cimd_world(&cimd).await;
+    let (status, body) = api(
+        &w.app,
+        "POST",
+        &format!("/v1/servers/{}/clients", w.server_id),
+        Some(&w.admin),
+        Some(json!({ "clientMetadataUrl": cimd.url(), "trusted": true, "scopes": ["mcp:read"] })),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    // At the server that pre-registered it: trusted, no consent.
+    let out = authorize(&w.browser(), &w.request(&cimd.url())).await;
+    assert!(!out.saw_consent, "{}", out.describe());
+    out.code();
+    // At another server: an ordinary metadata-document client, asked for consent.
+    let other = w.add_server("elsewhere").await;
+    let resource = other["url"].as_str().expect("url");
+    let req = w
+        .request(&cimd.url())
+        .set("resource", resource)
+        .set("scope", "mcp:read mcp:execute");
+    let out = authorize(&w.browser(), &req).await;
+    assert!(out.saw_consent, "{}", out.describe());
+    let code = out.code();
+    let reply = exchange(&w.app, &ClientAuth::Public(cimd.url()), &req, &code).await;
+    reply.assert_ok();
+    let (_, claims) = jwt_parts(&reply.access_token());
+    assert_eq!(claims["aud"], resource);
+    assert_eq!(claims["scope"], "mcp:read mcp:execute");
+}
+
+#[tokio::test]
 async fn document_server_down_fails_closed() {
     let cimd = CimdServer::start().await;
     cimd.set(cimd.good_doc());
