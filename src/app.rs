@@ -399,7 +399,11 @@ impl Reloader {
             })
             .await;
         match result {
-            Ok(()) => self.state.servers_changed().await,
+            Ok(()) => {
+                self.state.servers_changed().await;
+                // Declared servers may have been removed.
+                self.state.access_changed();
+            }
             Err(e) => {
                 tracing::error!(error = %e, "config reload failed; declared servers unchanged")
             }

@@ -1,7 +1,7 @@
 //! A server's logs: the front door's access log, process output and deployment events,
 //! newest first, and a live tail as server-sent events.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -138,14 +138,21 @@ pub async fn stream(
         .store
         .run(move |c| server_access(c, &caller, &key))
         .await?;
+    // Access taken away since the caller was authenticated is noticed by a first check.
+    let mut access = state.access_changed.subscribe();
+    access.mark_changed();
+    let now = Instant::now();
     let tail = Tail {
         rx: state.deployer.hub.subscribe(),
-        access: state.access_changed.subscribe(),
+        access,
         state: state.clone(),
         who,
         server_id: server.id,
         min_level,
         needle,
+        next_check: now + ACCESS_CHECK_EVERY,
+        last_check: None,
+        last_sent: now,
     };
     let entries = futures_util::stream::unfold(tail, |mut t| async move {
         let frame = t.next_frame().await?;
@@ -171,34 +178,53 @@ struct Tail {
     server_id: String,
     min_level: i64,
     needle: Option<String>,
+    /// When the caller's access is next checked, whatever the traffic.
+    next_check: Instant,
+    last_check: Option<Instant>,
+    /// When a frame last went out (a keepalive follows `KEEPALIVE` after it).
+    last_sent: Instant,
 }
+
+/// The caller's access is checked this often, so that an expired session or key is noticed.
+const ACCESS_CHECK_EVERY: Duration = KEEPALIVE;
+/// Changes that may take access away are checked at most this often per stream.
+const ACCESS_CHECK_MIN_GAP: Duration = Duration::from_secs(1);
 
 impl Tail {
     /// The next frame to send; `None` ends the stream (the log closed, or the caller may no
-    /// longer read it: checked on every keepalive and whenever access may have been taken away).
+    /// longer read it).
     async fn next_frame(&mut self) -> Option<Bytes> {
         loop {
+            let wake = self.next_check.min(self.last_sent + KEEPALIVE);
             let next = tokio::select! {
-                next = tokio::time::timeout(KEEPALIVE, self.rx.recv()) => next,
-                _ = self.access.changed() => {
-                    if !self.still_allowed().await {
-                        return None;
+                next = self.rx.recv() => next,
+                changed = self.access.changed() => {
+                    changed.ok()?;
+                    // Soon, but not more than once a second whatever the rate of changes.
+                    let soonest = self
+                        .last_check
+                        .map_or_else(Instant::now, |t| t + ACCESS_CHECK_MIN_GAP);
+                    self.next_check = self.next_check.min(soonest);
+                    continue;
+                }
+                () = tokio::time::sleep_until(wake.into()) => {
+                    let now = Instant::now();
+                    if now >= self.next_check {
+                        self.check().await?;
+                    }
+                    if now >= self.last_sent + KEEPALIVE {
+                        self.last_sent = now;
+                        return Some(Bytes::from_static(b": keepalive\n\n"));
                     }
                     continue;
                 }
             };
-            return Some(match next {
-                Err(_) => {
-                    if !self.still_allowed().await {
-                        return None;
-                    }
-                    Bytes::from_static(b": keepalive\n\n")
-                }
-                Ok(Err(RecvError::Closed)) => return None,
-                Ok(Err(RecvError::Lagged(n))) => {
+            let frame = match next {
+                Err(RecvError::Closed) => return None,
+                Err(RecvError::Lagged(n)) => {
                     Bytes::from(format!(": {n} entries skipped (the tail fell behind)\n\n"))
                 }
-                Ok(Ok(e)) => {
+                Ok(e) => {
                     let wanted = e.server_id == self.server_id
                         && e.rank >= self.min_level
                         && self
@@ -210,13 +236,15 @@ impl Tail {
                     }
                     Bytes::from(format!("event: log\ndata: {}\n\n", e.json))
                 }
-            });
+            };
+            self.last_sent = Instant::now();
+            return Some(frame);
         }
     }
 
-    /// Whether the caller's session or key is still live and may still read this server's log.
-    /// A busy database is given the benefit of the doubt until the next check.
-    async fn still_allowed(&self) -> bool {
+    /// Checks that the caller's session or key is still live and may still read this server's
+    /// log (`None` when not). A busy database is asked again a second later.
+    async fn check(&mut self) -> Option<()> {
         let who = self.who.clone();
         let server_id = self.server_id.clone();
         let now = crate::domain::now();
@@ -237,6 +265,18 @@ impl Tail {
                 }
             })
             .await;
-        allowed.unwrap_or(true)
+        let at = Instant::now();
+        self.last_check = Some(at);
+        match allowed {
+            Ok(true) => {
+                self.next_check = at + ACCESS_CHECK_EVERY;
+                Some(())
+            }
+            Ok(false) => None,
+            Err(_) => {
+                self.next_check = at + ACCESS_CHECK_MIN_GAP;
+                Some(())
+            }
+        }
     }
 }
