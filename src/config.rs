@@ -633,7 +633,18 @@ impl Config {
 
     /// Loading with an explicit environment, so tests need not touch the process's.
     pub fn load_from(file: Option<&Path>, env: &[(String, String)]) -> Result<Self, ConfigError> {
-        let mut figment = Figment::new();
+        // The rate limits' defaults underneath, so that setting one of a limit's two keys
+        // keeps the default of the other.
+        let defaults = Config::default();
+        let limit =
+            |l: RateLimit| serde_json::json!({ "per_minute": l.per_minute, "burst": l.burst });
+        let mut figment = Figment::from(figment::providers::Serialized::defaults(
+            serde_json::json!({
+                "auth": { "rate_limit": limit(defaults.auth.rate_limit) },
+                "gateway": { "rate_limit": limit(defaults.gateway.rate_limit) },
+                "control": { "rate_limit": limit(defaults.control.rate_limit) },
+            }),
+        ));
         if let Some(path) = file {
             // Read it ourselves: figment treats a missing file as empty, we treat it as an error.
             std::fs::metadata(path).map_err(|source| ConfigError::Read {
@@ -1105,6 +1116,38 @@ mod tests {
             .expect_err("unknown")
             .to_string();
         assert!(msg.contains("nope"), "{msg}");
+    }
+
+    #[test]
+    fn one_key_of_a_rate_limit_keeps_the_default_of_the_other() {
+        let env = vec![
+            (
+                "EZFORGE_AUTH__RATE_LIMIT__PER_MINUTE".to_owned(),
+                "5".to_owned(),
+            ),
+            (
+                "EZFORGE_CONTROL__RATE_LIMIT__BURST".to_owned(),
+                "7".to_owned(),
+            ),
+        ];
+        let c = Config::load_from(None, &env).expect("valid");
+        assert_eq!(
+            (c.auth.rate_limit.per_minute, c.auth.rate_limit.burst),
+            (5, 200)
+        );
+        assert_eq!(
+            (c.control.rate_limit.per_minute, c.control.rate_limit.burst),
+            (600, 7)
+        );
+        assert_eq!(c.gateway.rate_limit, Config::default().gateway.rate_limit);
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[gateway.rate_limit]\nburst = 9\n").expect("write");
+        let c = Config::load_from(Some(&path), &[]).expect("valid");
+        assert_eq!(
+            (c.gateway.rate_limit.per_minute, c.gateway.rate_limit.burst),
+            (1200, 9)
+        );
     }
 
     #[test]
