@@ -38,6 +38,7 @@ pub async fn list(
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let key = path.into_inner();
+    who.require(ApiScope::DeploymentsRead)?;
     // Deployment cursors are versions: anything else was not returned by this API.
     if q.page()?
         .after
