@@ -146,6 +146,14 @@ pub async fn resolve(state: &AppState, client_id: &str) -> Result<Arc<Client>, C
     // A metadata document client; a pre-registration may mark it trusted or limit its scopes.
     // The document (or why it cannot be used) is cached; the pre-registration is read each time.
     let pre = stored.filter(|r| r.client_id == client_id);
+    // Checks that need no fetch are not cached: they cost nothing to repeat.
+    let url = Url::parse(client_id)
+        .map_err(|_| ClientError::Metadata("client_id is not a URL".into()))?;
+    if url.path() == "/" || url.fragment().is_some() {
+        return Err(ClientError::Metadata(
+            "a metadata document URL needs a path and no fragment".into(),
+        ));
+    }
     let cached = lock(&state.oauth_clients.entries)
         .get(client_id)
         .filter(|hit| hit.until > Instant::now())
@@ -153,7 +161,7 @@ pub async fn resolve(state: &AppState, client_id: &str) -> Result<Arc<Client>, C
     let document = match cached {
         Some(d) => d,
         None => {
-            let (document, ttl) = match fetch_document(state, client_id).await {
+            let (document, ttl) = match fetch_document(state, client_id, &url).await {
                 Ok((doc, max_age)) => (
                     Ok(doc),
                     max_age
@@ -190,15 +198,13 @@ pub async fn resolve(state: &AppState, client_id: &str) -> Result<Arc<Client>, C
     }))
 }
 
-/// Fetches and checks the metadata document at `client_id`; with how long it may be cached.
+/// Fetches and checks the metadata document at `client_id` (`url`, parsed); with how long it
+/// may be cached.
 async fn fetch_document(
     state: &AppState,
     client_id: &str,
+    url: &Url,
 ) -> Result<(Arc<Document>, Option<Duration>), Arc<str>> {
-    let url = Url::parse(client_id).map_err(|_| "client_id is not a URL")?;
-    if url.path() == "/" || url.fragment().is_some() {
-        return Err("a metadata document URL needs a path and no fragment".into());
-    }
     let (json, max_age) = state
         .outbound
         .get_json(client_id)
@@ -238,12 +244,15 @@ async fn fetch_document(
 /// not grow with them.
 const METADATA_CACHE_MAX: usize = 10_000;
 
-/// Caches a document. When full, expired entries go first; if that frees too little, half of
-/// the rest (any half: they are fetched again when next used).
+/// Caches a document. When full, expired entries go first, then failures; if that frees too
+/// little, half of the rest (any half: they are fetched again when next used).
 fn remember(cache: &mut HashMap<String, Cached>, client_id: &str, entry: Cached) {
     if cache.len() >= METADATA_CACHE_MAX {
         let now = Instant::now();
         cache.retain(|_, c| c.until > now);
+    }
+    if cache.len() >= METADATA_CACHE_MAX {
+        cache.retain(|_, c| c.document.is_ok());
     }
     if cache.len() >= METADATA_CACHE_MAX {
         let mut keep = false;
@@ -438,6 +447,22 @@ mod tests {
             assert!(cache.len() <= METADATA_CACHE_MAX);
         }
         assert!(cache.contains_key(&format!("https://y.example/{}", 3 * METADATA_CACHE_MAX - 1)));
+        // Full of live documents and live failures: the failures make room.
+        cache.clear();
+        for i in 0..METADATA_CACHE_MAX {
+            let e = if i % 10 == 0 {
+                entry(true)
+            } else {
+                Cached {
+                    document: Err("down".into()),
+                    ..entry(true)
+                }
+            };
+            remember(&mut cache, &format!("https://z.example/{i}"), e);
+        }
+        remember(&mut cache, "https://new.example/b", entry(true));
+        assert_eq!(cache.len(), METADATA_CACHE_MAX / 10 + 1);
+        assert!(cache.values().all(|c| c.document.is_ok()));
     }
 
     #[test]
