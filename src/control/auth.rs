@@ -312,6 +312,11 @@ impl FromRequest for Principal {
     }
 }
 
+/// Whether `token` is a live session or API key (noting it as verified for the rate limit).
+pub(super) async fn verifies(state: &web::Data<AppState>, token: &str) -> bool {
+    authenticate(state, token.to_owned()).await.is_ok()
+}
+
 async fn authenticate(state: &web::Data<AppState>, token: String) -> Result<Credential, ApiError> {
     let now = crate::domain::now();
     let hash = crypto::token_hash(&token);

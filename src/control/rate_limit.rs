@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -111,10 +112,9 @@ fn bucket_of(token_hash: &str) -> &str {
     token_hash.get(..32).unwrap_or(token_hash)
 }
 
-/// The bucket a request counts against: its credential's when that has verified before, else
-/// its address's.
-fn caller_key(limiter: &Limiter, req: &ServiceRequest) -> String {
-    let token = match req.headers().get(actix_web::http::header::AUTHORIZATION) {
+/// The token a request presents (`Authorization: Bearer`, else the session cookie).
+fn presented(req: &ServiceRequest) -> Option<Cow<'_, str>> {
+    match req.headers().get(actix_web::http::header::AUTHORIZATION) {
         Some(h) => h
             .to_str()
             .ok()
@@ -123,20 +123,40 @@ fn caller_key(limiter: &Limiter, req: &ServiceRequest) -> String {
         None => req
             .cookie(super::auth::SESSION_COOKIE)
             .map(|c| Cow::Owned(c.value().to_owned())),
-    };
-    if let Some(t) = token {
-        let hash = crate::crypto::token_hash(&t);
-        let bucket = bucket_of(&hash);
-        if limiter.verified.contains(bucket) {
-            return format!("t:{bucket}");
-        }
     }
-    format!(
-        "a:{}",
-        req.peer_addr()
-            .map(|a| a.ip().to_string())
-            .unwrap_or_default()
-    )
+}
+
+/// The bucket of a credential that has verified before.
+fn credential_bucket(limiter: &Limiter, token: &str) -> Option<String> {
+    let hash = crate::crypto::token_hash(token);
+    let bucket = bucket_of(&hash);
+    limiter
+        .verified
+        .contains(bucket)
+        .then(|| format!("t:{bucket}"))
+}
+
+/// A remote address's bucket: IPv4 by address, IPv6 by its /64 (one host commonly holds a
+/// whole /64, so per-address buckets there would be endless).
+pub fn address_bucket(peer: Option<SocketAddr>) -> String {
+    match peer.map(|a| a.ip()) {
+        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("a:{v4}"),
+            None => {
+                let s = v6.segments();
+                format!("a:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        Some(IpAddr::V4(v4)) => format!("a:{v4}"),
+        None => "a:".to_owned(),
+    }
+}
+
+/// Seconds to wait before trying again, rounded up (at least 1).
+pub fn retry_secs(wait: Duration) -> u64 {
+    u64::try_from(wait.as_millis().div_ceil(1000))
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 static LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
@@ -153,7 +173,21 @@ pub async fn limit(
     };
     let limiter = &state.control_limiter;
     let now = crate::domain::now();
-    let decision = limiter.check(caller_key(limiter, &req));
+    let token = presented(&req).map(Cow::into_owned);
+    let own = token.as_deref().and_then(|t| credential_bucket(limiter, t));
+    let by_address = own.is_none();
+    let mut decision = match own {
+        Some(bucket) => limiter.check(bucket),
+        None => limiter.check(address_bucket(req.peer_addr())),
+    };
+    // The address is spent (perhaps by someone else behind the same one), but a credential that
+    // verifies is limited on its own bucket, not held back with the address.
+    if let (Decision::Limited { .. }, true, Some(t)) = (&decision, by_address, token.as_deref())
+        && super::auth::verifies(&state, t).await
+        && let Some(bucket) = credential_bucket(limiter, t)
+    {
+        decision = limiter.check(bucket);
+    }
     let (mut res, remaining, reset) = match decision {
         Decision::Allowed {
             remaining,
@@ -163,7 +197,7 @@ pub async fn limit(
             (res, remaining, now + reset_in.as_secs() as i64 + 1)
         }
         Decision::Limited { retry_after } => {
-            let secs = retry_after.as_secs().max(1);
+            let secs = retry_secs(retry_after);
             let err = ApiError::RateLimited { retry_after: secs };
             (
                 req.into_response(err.error_response()),
@@ -255,6 +289,29 @@ mod tests {
         assert!(t.check(&["acct:b", "addr:2"]).is_ok());
         t.succeeded("acct:a");
         assert!(t.check(&["acct:a"]).is_ok());
+    }
+
+    #[test]
+    fn addresses_share_buckets_by_ipv4_address_or_ipv6_slash_64() {
+        let at = |s: &str| Some(SocketAddr::new(s.parse().expect("ip"), 443));
+        assert_eq!(address_bucket(at("192.0.2.7")), "a:192.0.2.7");
+        assert_eq!(address_bucket(at("::ffff:192.0.2.7")), "a:192.0.2.7");
+        assert_eq!(
+            address_bucket(at("2001:db8:1:2:aaaa::1")),
+            address_bucket(at("2001:db8:1:2:bbbb::2"))
+        );
+        assert_ne!(
+            address_bucket(at("2001:db8:1:2::1")),
+            address_bucket(at("2001:db8:1:3::1"))
+        );
+        assert_eq!(address_bucket(None), "a:");
+    }
+
+    #[test]
+    fn retry_after_rounds_up() {
+        assert_eq!(retry_secs(Duration::from_millis(9_700)), 10);
+        assert_eq!(retry_secs(Duration::from_secs(9)), 9);
+        assert_eq!(retry_secs(Duration::ZERO), 1);
     }
 
     #[test]

@@ -314,7 +314,7 @@ async fn process(
     let key = format!("{}|{}", server.id, verified.owner);
     let limiter = server.limiter.as_deref().unwrap_or(&state.gateway.limiter);
     if let Decision::Limited { retry_after } = limiter.check(key) {
-        let secs = retry_after.as_secs().max(1);
+        let secs = crate::control::rate_limit::retry_secs(retry_after);
         let mut res = rpc_error(
             StatusCode::TOO_MANY_REQUESTS,
             first_id.as_deref(),

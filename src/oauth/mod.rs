@@ -26,7 +26,7 @@ use futures_util::future::LocalBoxFuture;
 use serde_json::json;
 
 use crate::app::AppState;
-use crate::control::rate_limit::Decision;
+use crate::control::rate_limit::{Decision, address_bucket, retry_secs};
 
 /// Request bodies (forms, registration documents) larger than this are refused with 413.
 pub const FORM_LIMIT: usize = 64 * 1024;
@@ -54,9 +54,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 fn endpoints(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(FORM_LIMIT))
-        .app_data(web::PathConfig::default().error_handler(|e, _| {
-            OAuthError::invalid_request(format!("the request path is not valid: {e}")).into()
-        }))
         .route("/authorize", web::get().to(authorize::get))
         .route("/authorize", web::post().to(authorize::post))
         .route("/token", web::post().to(token::token))
@@ -155,14 +152,10 @@ async fn limit(
     let Some(state) = req.app_data::<web::Data<AppState>>() else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
-    let address = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
-    match state.oauth_limiter.check(address) {
+    match state.oauth_limiter.check(address_bucket(req.peer_addr())) {
         Decision::Allowed { .. } => Ok(next.call(req).await?.map_into_boxed_body()),
         Decision::Limited { retry_after } => {
-            let secs = retry_after.as_secs().max(1);
+            let secs = retry_secs(retry_after);
             let mut res = OAuthError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "temporarily_unavailable",

@@ -2047,6 +2047,20 @@ async fn made_up_credentials_count_against_their_address() {
     // The verified session is not held back by its address.
     let res = get_as(&app, &admin, "/v1/projects").await;
     assert_eq!(res.status, 200, "{}", res.text);
+    // Nor is a key used for the first time from the spent address: it verifies, and then has a
+    // bucket of its own.
+    let project = create_project(&app, &admin, "limited").await;
+    let key = create_key(
+        &app,
+        &admin,
+        project["id"].as_str().expect("id"),
+        &["servers:read"],
+    )
+    .await;
+    let res = get_as(&app, &key, "/v1/servers").await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let (_, remaining, _) = rate_headers(&res);
+    assert_eq!(remaining, 3, "its own bucket");
 }
 
 // ---------------------------------------------------------------------------------------------

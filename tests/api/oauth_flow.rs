@@ -437,7 +437,8 @@ async fn dynamic_registration_flow_and_rfc7592_management() {
     let out = authorize(&w.browser(), &w.request(&client_id)).await;
     out.assert_error_page(400);
 
-    // An id that is not UTF-8 once decoded, and an oversized document: RFC 6749 errors.
+    // An id that is not UTF-8 once decoded (taken lossily, so simply not this client's), and an
+    // oversized document: RFC 6749 errors.
     let odd = send(
         &w,
         "GET",
