@@ -128,7 +128,14 @@ pub struct Deployer {
     locks: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
     /// Process time not yet added to the usage table, per server (ms).
     compute: Mutex<HashMap<String, u64>>,
+    /// Replaced targets still finishing their requests (stopped at once at shutdown).
+    draining: Mutex<Vec<Arc<Target>>>,
     pub hub: LogHub,
+    /// The runtime the deployer was made on (the process's main one). Pipelines, supervisors,
+    /// stdio sessions and output capture run there rather than on the HTTP worker that asked
+    /// for them: workers end before [`Deployer::shutdown`], and their tasks with them, which
+    /// would kill the processes' leaders outright and leave the rest of their groups running.
+    pub rt: tokio::runtime::Handle,
 }
 
 /// What to deploy, and how.
@@ -144,12 +151,15 @@ pub struct DeployRequest {
 }
 
 impl Deployer {
+    /// Must be called within the runtime that outlives the HTTP workers.
     pub fn new(hub: LogHub) -> Self {
         Self {
             active: DashMap::new(),
             locks: DashMap::new(),
             compute: Mutex::new(HashMap::new()),
+            draining: Mutex::new(Vec::new()),
             hub,
+            rt: tokio::runtime::Handle::current(),
         }
     }
 
@@ -164,7 +174,10 @@ impl Deployer {
         req: DeployRequest,
     ) -> Result<DeploymentRow, ApiError> {
         let st = state.clone();
-        tokio::spawn(async move { pipeline(&st, server, req).await })
+        state
+            .deployer
+            .rt
+            .spawn(async move { pipeline(&st, server, req).await })
             .await
             .map_err(|e| ApiError::Internal(anyhow::anyhow!("deployment task failed: {e}")))?
     }
@@ -267,8 +280,11 @@ impl Deployer {
 
     /// Stops every process (at shutdown) and waits for them a moment.
     pub async fn shutdown(&self) {
-        let targets: Vec<Arc<Target>> = self.active.iter().map(|t| t.clone()).collect();
+        let mut targets: Vec<Arc<Target>> = self.active.iter().map(|t| t.clone()).collect();
         self.active.clear();
+        targets.extend(std::mem::take(
+            &mut *self.draining.lock().unwrap_or_else(|e| e.into_inner()),
+        ));
         let mut waits = Vec::new();
         for t in targets {
             t.stop();
@@ -381,6 +397,7 @@ async fn provision(
         cwd,
         hub: state.deployer.hub.clone(),
         lines_per_second: config.output_lines_per_second,
+        rt: state.deployer.rt.clone(),
     };
     match transport {
         Transport::Http => {
@@ -570,9 +587,32 @@ async fn pipeline(
     if let Some(t) = target {
         if swap {
             let old = deployer.active.insert(server.id.clone(), t);
+            // A delete of the server that committed meanwhile has looked for its target before
+            // this one was in place: stop it here (one that commits later finds it).
+            let sid = server.id.clone();
+            if let Ok(None) = state
+                .store
+                .run(move |c| store::servers::find(c, &sid))
+                .await
+            {
+                deployer.remove(&server.id);
+            }
             state.servers_changed().await;
             if let Some(old) = old {
-                tokio::spawn(drain(old, state.config.deploy.drain_timeout.0));
+                deployer
+                    .draining
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(old.clone());
+                let st = state.clone();
+                tokio::spawn(async move {
+                    drain(&old, st.config.deploy.drain_timeout.0).await;
+                    st.deployer
+                        .draining
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .retain(|t| !Arc::ptr_eq(t, &old));
+                });
             }
         } else {
             t.stop();
@@ -584,7 +624,7 @@ async fn pipeline(
 }
 
 /// Stops a replaced target once the requests still on it have finished (or after `timeout`).
-async fn drain(old: Arc<Target>, timeout: Duration) {
+async fn drain(old: &Target, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     while old.inflight() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;

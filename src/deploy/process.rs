@@ -39,6 +39,9 @@ pub struct Launch {
     pub cwd: PathBuf,
     pub hub: LogHub,
     pub lines_per_second: u32,
+    /// Where the process's tasks run: the runtime that outlives the HTTP workers (see
+    /// [`super::Deployer::runtime`]).
+    pub rt: tokio::runtime::Handle,
 }
 
 impl Launch {
@@ -71,10 +74,10 @@ impl Launch {
         }
         let mut child = cmd.spawn()?;
         if let Some(err) = child.stderr.take() {
-            tokio::spawn(capture(err, self.clone(), "warn"));
+            self.rt.spawn(capture(err, self.clone(), "warn"));
         }
         if !stdio && let Some(out) = child.stdout.take() {
-            tokio::spawn(capture(out, self.clone(), "info"));
+            self.rt.spawn(capture(out, self.clone(), "info"));
         }
         Ok(child)
     }
@@ -217,7 +220,8 @@ fn signal_group(pgid: u32, signal: i32) {
     }
 }
 
-/// Stops a child and everything it started: SIGTERM to its group, SIGKILL after a grace.
+/// Stops a child and everything it started: SIGTERM to its group, SIGKILL after a grace (and
+/// to whatever of the group outlives its leader).
 pub async fn terminate(child: &mut Child) {
     let Some(pid) = child.id() else {
         return;
@@ -230,6 +234,14 @@ pub async fn terminate(child: &mut Child) {
         signal_group(pid, libc::SIGKILL);
         let _ = child.wait().await;
     }
+    end_group(pid);
+}
+
+/// After a group's leader has exited (on its own or stopped): kills what it left running, so
+/// that no orphan keeps the port or runs unsupervised. The group's id cannot have been reused
+/// while any of its members lives.
+pub fn end_group(leader_pid: u32) {
+    signal_group(leader_pid, libc::SIGKILL);
 }
 
 /// How an exit reads in the log.
@@ -313,7 +325,7 @@ impl Supervisor {
             restarts: AtomicU32::new(0),
             start_timeout,
         });
-        tokio::spawn(sup.clone().run());
+        sup.launch.rt.spawn(sup.clone().run());
         sup
     }
 
@@ -429,7 +441,10 @@ impl Supervisor {
             let started = Instant::now();
             // Up when the port accepts connections.
             let up = tokio::select! {
-                status = child.wait() => Err(describe_exit(status)),
+                status = child.wait() => {
+                    end_group(pid);
+                    Err(describe_exit(status))
+                }
                 r = wait_for_port(self.port, self.start_timeout) => r,
                 () = self.stop.notified() => {
                     terminate(&mut child).await;
@@ -444,7 +459,10 @@ impl Supervisor {
                     });
                     self.touch();
                     tokio::select! {
-                        status = child.wait() => describe_exit(status),
+                        status = child.wait() => {
+                            end_group(pid);
+                            describe_exit(status)
+                        }
                         () = self.stop.notified() => {
                             terminate(&mut child).await;
                             self.launch.log("info", format!("process {pid} stopped"));

@@ -141,12 +141,18 @@ impl StdioPool {
         };
         let pool = self.clone();
         let s = session.clone();
-        tokio::spawn(async move {
+        self.launch.rt.clone().spawn(async move {
             let ended = tokio::select! {
                 () = reader => {
                     // Output closed: the process is ending (or must).
+                    let pid = child.id();
                     match tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
-                        Ok(status) => describe_exit(status),
+                        Ok(status) => {
+                            if let Some(pid) = pid {
+                                super::process::end_group(pid);
+                            }
+                            describe_exit(status)
+                        }
                         Err(_) => { terminate(&mut child).await; "closed its output and was stopped".into() }
                     }
                 }

@@ -576,6 +576,66 @@ async fn a_supervised_process_gets_env_vars_restarts_after_a_crash_and_keeps_sec
     drop(tmp);
 }
 
+/// Whether process `pid` is still running (a zombie waiting to be reaped is not).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat.rsplit_once(") ")?.1.chars().next()?;
+            Some(state != 'Z' && state != 'X')
+        })
+        .unwrap_or(false)
+}
+
+/// A command whose process group holds a `sleep` besides the leader; the sleep's pid goes to
+/// `pid_file`. With `then`, the leader becomes that command; without, it exits 1.
+fn with_orphan(pid_file: &std::path::Path, then: Option<&str>) -> Value {
+    let tail = then.map_or_else(|| "exit 1".to_owned(), |c| format!("exec {c}"));
+    let script = format!("sleep 300 & echo $! > '{}'; {tail}", pid_file.display());
+    json!({ "command": ["sh", "-c", script], "transport": "http" })
+}
+
+async fn orphan_pid(pid_file: &std::path::Path) -> u32 {
+    eventually("the sleep's pid", || async {
+        std::fs::read_to_string(pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn nothing_of_a_process_group_outlives_its_leader_or_the_server() {
+    let (app, admin, _) = world_with("group", |c| {
+        c.deploy.health_timeout = ezforge::config::Duration::secs(10);
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tmp");
+
+    // The leader exits on its own: what it started is ended too.
+    let first = dir.path().join("first.pid");
+    let r = deploy(&app, &admin, "group", with_orphan(&first, None)).await;
+    assert_failed(&r, "exited with status 1");
+    let pid = orphan_pid(&first).await;
+    eventually("the orphan ended", || async {
+        (!running(pid)).then_some(())
+    })
+    .await;
+
+    // A deployment made through the API, then the server stops: the whole group ends.
+    let second = dir.path().join("second.pid");
+    let fixture = format!("python3 '{}'", fixture("http_mcp.py"));
+    let r = deploy(&app, &admin, "group", with_orphan(&second, Some(&fixture))).await;
+    assert_eq!(r.expect(201)["data"]["status"], "running", "{}", r.text);
+    let pid = orphan_pid(&second).await;
+    assert!(running(pid), "the group's sleep runs while deployed");
+    app.stop().await;
+    eventually("the group ended at shutdown", || async {
+        (!running(pid)).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn idle_processes_stop_and_the_next_request_starts_them() {
     let (app, admin, _) = world("sleepy").await;
