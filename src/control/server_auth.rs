@@ -117,7 +117,15 @@ pub async fn update(
             let b = body.byoa_config.ok_or_else(|| {
                 ApiError::validation("byoaConfig", "required when authMode is byoa")
             })?;
-            ("byoa", Some(validate_byoa(b)?))
+            let cfg = validate_byoa(b)?;
+            // Tokens naming our issuer are ours: another key set must not vouch for them.
+            if cfg.issuer.trim_end_matches('/') == state.public_url {
+                return Err(ApiError::validation(
+                    "byoaConfig.issuer",
+                    "is this server's own issuer; use authMode ezforge_managed",
+                ));
+            }
+            ("byoa", Some(cfg))
         }
         Some(_) => {
             return Err(ApiError::validation(

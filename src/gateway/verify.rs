@@ -1,9 +1,11 @@
 //! Bearer token validation for the front door. Managed tokens: ES256 with our published keys,
 //! `typ at+jwt`, our issuer. BYOA tokens: the external issuer's JWKS, asymmetric algorithms only.
 //! Both: `aud` must contain the server's URI, `exp`/`nbf` with 60 s leeway. A verified token is
-//! cached (keyed by its SHA-256) until it expires, so each signature is checked once.
+//! cached (keyed by its SHA-256) until it expires, so each signature is checked once; a cached
+//! token counts only at servers that trust the keys that verified it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 use jsonwebtoken::{Algorithm, Validation};
@@ -15,6 +17,12 @@ use crate::app::AppState;
 
 pub const LEEWAY_SECS: i64 = 60;
 const CACHE_CAPACITY: usize = 100_000;
+/// The verified-token cache's size bound, in (estimated) bytes, whatever the tokens hold.
+const CACHE_BYTES: usize = 256 * 1024 * 1024;
+/// Tokens with more scopes or audiences than this are refused: no real token has them, and
+/// each is kept in memory while the token is cached.
+const MAX_SCOPES: usize = 256;
+const MAX_AUDIENCES: usize = 32;
 /// Tokens longer than this are refused without parsing.
 const MAX_TOKEN_LEN: usize = 16 * 1024;
 
@@ -26,6 +34,8 @@ pub struct Verified {
     pub scopes: Vec<String>,
     pub audiences: Vec<String>,
     pub issuer: String,
+    /// The JWKS whose key verified the token; `None`: our own keyring (managed).
+    pub jwks_uri: Option<String>,
     pub expires_at: i64,
     pub not_before: Option<i64>,
     pub grant_id: Option<String>,
@@ -38,6 +48,32 @@ pub struct Verified {
 impl Verified {
     pub fn has_scope(&self, s: &str) -> bool {
         self.scopes.iter().any(|x| x == s)
+    }
+
+    /// Whether `server` trusts what verified this token: the same keys and the same issuer. Any
+    /// project may name any issuer for its BYOA servers, so the issuer alone proves nothing.
+    fn trusted_by(&self, state: &AppState, server: &ServerEntry) -> bool {
+        match &server.auth {
+            ServerAuth::Managed => self.jwks_uri.is_none() && self.issuer == state.public_url,
+            ServerAuth::Byoa(cfg) => {
+                self.jwks_uri.as_deref() == Some(cfg.jwks_uri.as_str()) && self.issuer == cfg.issuer
+            }
+            ServerAuth::Unconfigured => false,
+        }
+    }
+
+    /// Roughly what it takes in memory.
+    fn size(&self) -> usize {
+        let strings = |v: &[String]| v.iter().map(|s| s.len() + 32).sum::<usize>();
+        256 + self.subject.len()
+            + self.client_id.as_ref().map_or(0, String::len)
+            + strings(&self.scopes)
+            + strings(&self.audiences)
+            + self.issuer.len()
+            + self.jwks_uri.as_ref().map_or(0, String::len)
+            + self.grant_id.as_ref().map_or(0, String::len)
+            + self.scope_header.len()
+            + self.owner.len()
     }
 }
 
@@ -121,6 +157,8 @@ struct Claims {
 
 pub struct Verifier {
     cache: DashMap<[u8; 32], Arc<Verified>>,
+    /// The cache's estimated size ([`Verified::size`] summed).
+    bytes: AtomicUsize,
     jwks: JwksCache,
 }
 
@@ -128,7 +166,37 @@ impl Verifier {
     pub fn new(jwks: JwksCache) -> Self {
         Self {
             cache: DashMap::new(),
+            bytes: AtomicUsize::new(0),
             jwks,
+        }
+    }
+
+    fn remember(&self, key: [u8; 32], v: Arc<Verified>, now: i64) {
+        let size = v.size();
+        if self.cache.len() >= CACHE_CAPACITY
+            || self.bytes.load(Ordering::Relaxed) + size > CACHE_BYTES
+        {
+            self.cache
+                .retain(|_, v| v.expires_at.saturating_add(LEEWAY_SECS) > now);
+            if self.cache.len() >= CACHE_CAPACITY {
+                self.cache.clear();
+            }
+            let mut total: usize = self.cache.iter().map(|e| e.value().size()).sum();
+            if total + size > CACHE_BYTES {
+                self.cache.clear();
+                total = 0;
+            }
+            self.bytes.store(total, Ordering::Relaxed);
+        }
+        if let Some(old) = self.cache.insert(key, v) {
+            self.bytes.fetch_sub(old.size(), Ordering::Relaxed);
+        }
+        self.bytes.fetch_add(size, Ordering::Relaxed);
+    }
+
+    fn forget(&self, key: &[u8; 32]) {
+        if let Some((_, old)) = self.cache.remove(key) {
+            self.bytes.fetch_sub(old.size(), Ordering::Relaxed);
         }
     }
 
@@ -146,28 +214,21 @@ impl Verifier {
         let key = crate::crypto::sha256(token.as_bytes());
         let cached = self.cache.get(&key).map(|e| e.value().clone());
         let verified = match cached {
-            // A cached token is good for a server that expects its issuer.
-            Some(v) if server.issuer.as_deref() == Some(v.issuer.as_str()) => v,
+            Some(v) if v.trusted_by(state, server) => v,
             _ => {
                 let v = Arc::new(self.verify_signature(state, server, token).await?);
-                if self.cache.len() >= CACHE_CAPACITY {
-                    self.cache.retain(|_, v| v.expires_at + LEEWAY_SECS > now);
-                    if self.cache.len() >= CACHE_CAPACITY {
-                        self.cache.clear();
-                    }
-                }
-                self.cache.insert(key, v.clone());
+                self.remember(key, v.clone(), now);
                 v
             }
         };
         // Checks that can change after caching: time, audience, revocation.
-        if verified.expires_at + LEEWAY_SECS <= now {
-            self.cache.remove(&key);
+        if verified.expires_at.saturating_add(LEEWAY_SECS) <= now {
+            self.forget(&key);
             return Err(VerifyError::Expired);
         }
         if verified
             .not_before
-            .is_some_and(|nbf| nbf - LEEWAY_SECS > now)
+            .is_some_and(|nbf| nbf.saturating_sub(LEEWAY_SECS) > now)
         {
             return Err(VerifyError::NotYetValid);
         }
@@ -195,7 +256,7 @@ impl Verifier {
         }
         // `jku`, `x5u` and `jwk` headers are never followed: keys come only from our keyring or
         // the server's configured JWKS.
-        let (decoding, issuer) = match &server.auth {
+        let (decoding, issuer, jwks_uri) = match &server.auth {
             ServerAuth::Managed => {
                 if header.alg != Algorithm::ES256 {
                     return Err(VerifyError::Algorithm);
@@ -208,7 +269,7 @@ impl Verifier {
                 let key = kid
                     .and_then(|k| keys.verifier(k))
                     .ok_or(VerifyError::UnknownKey)?;
-                (key.clone(), state.public_url.clone())
+                (key.clone(), state.public_url.clone(), None)
             }
             ServerAuth::Byoa(cfg) => {
                 if !jwks::is_allowed(header.alg) {
@@ -223,7 +284,7 @@ impl Verifier {
                         jwks::JwksError::AlgorithmMismatch(_) => VerifyError::Algorithm,
                         jwks::JwksError::Unavailable(_) => VerifyError::IssuerUnavailable,
                     })?;
-                (key, cfg.issuer.clone())
+                (key, cfg.issuer.clone(), Some(cfg.jwks_uri.clone()))
             }
             ServerAuth::Unconfigured => return Err(VerifyError::Unconfigured),
         };
@@ -254,6 +315,10 @@ impl Verifier {
                 .collect(),
             (None, None) => Vec::new(),
         };
+        let audiences = c.aud.map(OneOrMany::into_vec).unwrap_or_default();
+        if scopes.len() > MAX_SCOPES || audiences.len() > MAX_AUDIENCES {
+            return Err(VerifyError::Malformed);
+        }
         let subject = c.sub.unwrap_or_default();
         let client_id = c.client_id.or(c.azp);
         Ok(Verified {
@@ -262,8 +327,9 @@ impl Verifier {
             subject,
             client_id,
             scopes,
-            audiences: c.aud.map(OneOrMany::into_vec).unwrap_or_default(),
+            audiences,
             issuer: c.iss,
+            jwks_uri,
             expires_at: c.exp,
             not_before: c.nbf,
             grant_id: c.gid,

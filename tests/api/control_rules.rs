@@ -906,6 +906,28 @@ fn byoa() -> Value {
 }
 
 #[tokio::test]
+async fn a_byoa_issuer_may_not_be_our_own() {
+    let app = TestApp::builder()
+        .config(|c| c.server.public_url = Some("https://ezforge.example".into()))
+        .spawn()
+        .await;
+    let (admin, _, server) = basics(&app).await;
+    let path = format!("/v1/servers/{server}/auth");
+    for ours in ["https://ezforge.example", "https://ezforge.example/"] {
+        let mut cfg = byoa();
+        cfg["issuer"] = json!(ours);
+        let res = patch_as(
+            &app,
+            &admin,
+            &path,
+            json!({ "authMode": "byoa", "byoaConfig": cfg }),
+        )
+        .await;
+        res.assert_invalid("byoaConfig.issuer");
+    }
+}
+
+#[tokio::test]
 async fn auth_config_rules() {
     let app = TestApp::spawn().await;
     let (admin, _, server) = basics(&app).await;

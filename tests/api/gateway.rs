@@ -950,6 +950,93 @@ async fn byoa_tokens_validate_against_the_issuer_jwks() {
 }
 
 #[tokio::test]
+async fn a_token_verified_for_one_server_counts_only_where_the_same_keys_are_trusted() {
+    // The victim trusts issuer B; an attacker's server names B's issuer (or ours) but its own
+    // key set A, under which they sign tokens for the victim.
+    let a = TestIssuer::start().await;
+    let b = TestIssuer::start().await;
+    let cas = vec![a.ca_file.clone(), b.ca_file.clone()];
+    let app = TestApp::builder()
+        .config(move |c| {
+            c.outbound.ca_files = cas;
+            c.outbound.allow_private_addresses = true;
+        })
+        .spawn()
+        .await;
+    let up = FakeUpstream::start().await;
+    add_server(
+        &app,
+        "victim",
+        &up.url,
+        "byoa",
+        Some(&b.byoa_config()),
+        json!({}),
+    )
+    .await;
+    add_server(&app, "managed", &up.url, "ezforge_managed", None, json!({})).await;
+    let mut copy_b = a.byoa_config();
+    copy_b.issuer = b.issuer.clone();
+    add_server(&app, "copy-b", &up.url, "byoa", Some(&copy_b), json!({})).await;
+    let mut copy_ours = a.byoa_config();
+    copy_ours.issuer = app.address.clone();
+    add_server(
+        &app,
+        "copy-ours",
+        &up.url,
+        "byoa",
+        Some(&copy_ours),
+        json!({}),
+    )
+    .await;
+
+    let now = ezforge::domain::now();
+    let list = json!({"jsonrpc":"2.0","id":1,"method":"tools/list"});
+    for (decoy, iss, target) in [
+        ("copy-b", b.issuer.clone(), "victim"),
+        ("copy-ours", app.address.clone(), "managed"),
+    ] {
+        let forged = a.sign(&json!({
+            "iss": iss, "sub": "usr_anyone", "aud": [resource(&app, target), resource(&app, decoy)],
+            "scope": "mcp:read mcp:write mcp:execute", "exp": now + 600,
+        }));
+        // Valid at the attacker's own server (its keys, its issuer string)...
+        assert_eq!(
+            rpc(&app, decoy, Some(&forged), list.clone()).await.status(),
+            200
+        );
+        // ...and nothing at the victim's, although it is now in the verified-token cache.
+        assert_eq!(
+            rpc(&app, target, Some(&forged), list.clone())
+                .await
+                .status(),
+            401,
+            "{target}"
+        );
+    }
+    // The victim's own tokens still pass.
+    let good = b.sign(&json!({
+        "iss": b.issuer, "sub": "u", "aud": resource(&app, "victim"), "exp": now + 600,
+        "scope": "mcp:read",
+    }));
+    assert_eq!(
+        rpc(&app, "victim", Some(&good), list.clone())
+            .await
+            .status(),
+        200
+    );
+
+    // Tokens stuffed with scopes or audiences are refused rather than kept in memory.
+    let stuffed = b.sign(&json!({
+        "iss": b.issuer, "sub": "u", "aud": resource(&app, "victim"), "exp": now + 600,
+        "scope": vec!["s"; 1000].join(" "),
+    }));
+    assert_eq!(
+        rpc(&app, "victim", Some(&stuffed), list).await.status(),
+        401
+    );
+}
+
+#[tokio::test]
 async fn switching_a_server_to_byoa_stops_managed_tokens_at_once() {
     let issuer = TestIssuer::start().await;
     let ca = issuer.ca_file.clone();
