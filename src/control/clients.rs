@@ -219,6 +219,7 @@ pub async fn delete(
                 store::grants::revoke_grant(tx, &gid, domain::now())?;
                 st.revoked_grants.revoke(&gid);
             }
+            st.revoked_grants.revoke_client(&client.client_id);
             store::clients::delete(tx, &client.id)?;
             store::audit::record(
                 tx,

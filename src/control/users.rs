@@ -130,11 +130,13 @@ pub async fn delete(
         ));
     }
     let actor = who.actor();
-    state
+    let grants = state
         .store
         .write(move |tx| {
             let user = store::users::by_id(tx, &target)?
                 .ok_or_else(|| ApiError::NotFound("user not found".into()))?;
+            // Their grants go with them: the front door must refuse the tokens still out.
+            let grants = store::grants::grant_ids_of_user(tx, &user.id)?;
             store::users::delete(tx, &user.id)?;
             if user.role == "admin" && store::users::admin_count(tx)? == 0 {
                 return Err(ApiError::Conflict("cannot delete the last admin".into()));
@@ -147,9 +149,10 @@ pub async fn delete(
                 None,
                 Some(&json!({ "email": user.email })),
             )?;
-            Ok(())
+            Ok(grants)
         })
         .await?;
+    state.revoked_grants.extend(grants);
     state.access_changed();
     Ok(no_content())
 }

@@ -235,9 +235,13 @@ impl Verifier {
         if !verified.audiences.iter().any(|a| a == &server.resource) {
             return Err(VerifyError::Audience);
         }
-        if let Some(gid) = &verified.grant_id
-            && state.revoked_grants.is_revoked(gid)
-        {
+        let revoked = match (&verified.grant_id, &verified.client_id) {
+            (Some(gid), _) => state.revoked_grants.is_revoked(gid),
+            // A client_credentials token: revoked with its client.
+            (None, Some(client)) => state.revoked_grants.is_client_revoked(client),
+            (None, None) => false,
+        };
+        if revoked {
             return Err(VerifyError::Revoked);
         }
         Ok(verified)

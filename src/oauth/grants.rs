@@ -7,6 +7,8 @@ use std::sync::RwLock;
 #[derive(Default)]
 pub struct RevokedGrants {
     set: RwLock<HashSet<String>>,
+    /// Deleted clients: their `client_credentials` tokens belong to no grant.
+    clients: RwLock<HashSet<String>>,
 }
 
 impl RevokedGrants {
@@ -14,6 +16,20 @@ impl RevokedGrants {
         self.set
             .read()
             .map(|s| s.contains(grant_id))
+            .unwrap_or(true)
+    }
+
+    /// Ends the tokens a deleted client holds without a grant (`client_credentials`).
+    pub fn revoke_client(&self, client_id: &str) {
+        if let Ok(mut s) = self.clients.write() {
+            s.insert(client_id.to_owned());
+        }
+    }
+
+    pub fn is_client_revoked(&self, client_id: &str) -> bool {
+        self.clients
+            .read()
+            .map(|s| s.contains(client_id))
             .unwrap_or(true)
     }
 

@@ -115,6 +115,14 @@ pub fn live_grant_ids(
         .collect::<Result<Vec<_>, _>>()?)
 }
 
+/// Every grant of a user, revoked or not (they go with the user).
+pub fn grant_ids_of_user(conn: &Connection, user_id: &str) -> Result<Vec<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM grants WHERE user_id = ?1")?
+        .query_map([user_id], |r| r.get(0))?
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
 pub fn touch_grant(conn: &Connection, id: &str, now: i64) -> Result<(), StoreError> {
     conn.prepare_cached("UPDATE grants SET last_used_at = ?2 WHERE id = ?1")?
         .execute(params![id, now])?;

@@ -338,6 +338,19 @@ async fn project_member_may_authorize_and_others_get_a_403_page() {
     reply.assert_ok();
     let (_, claims) = jwt_parts(&reply.access_token());
     assert_eq!(claims["sub"], member_id);
+    assert_eq!(tools_list(&w.resource, &reply.access_token()).await.0, 200);
+
+    // The user is deleted, their grants with them: the token is refused at once.
+    let (status, body) = api(
+        &w.app,
+        "DELETE",
+        &format!("/v1/users/{member_id}"),
+        Some(&w.admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(tools_list(&w.resource, &reply.access_token()).await.0, 401);
 }
 
 #[tokio::test]
@@ -644,6 +657,18 @@ async fn client_credentials_for_a_confidential_client() {
         r.status,
         r.text
     );
+
+    // The client is deleted: its tokens (which belong to no grant) are refused at once.
+    let (status, body) = api(
+        &w.app,
+        "DELETE",
+        &format!("/v1/servers/{}/clients/{id}", w.server_id),
+        Some(&w.admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(tools_list(&w.resource, &reply.access_token()).await.0, 401);
 }
 
 #[tokio::test]
