@@ -119,6 +119,12 @@ impl JwksCache {
             match lookup(&c, kid) {
                 Some(k) if fresh || recently(c.last_attempt) => return check(&k, alg),
                 Some(k) => (false, Some(k)),
+                // No keys were ever fetched: the issuer is unreachable, not the key unknown.
+                None if recently(c.last_kid_refetch) && c.fresh_until.is_none() => {
+                    return Err(JwksError::Unavailable(
+                        "its JWKS could not be fetched".into(),
+                    ));
+                }
                 None if recently(c.last_kid_refetch) => return Err(unknown(kid)),
                 // A refetch for an unknown kid, unless this is the very first fetch.
                 None => (c.last_attempt.is_some(), None),

@@ -216,6 +216,20 @@ async fn process(
         return Err(res);
     }
 
+    // The policy reads the body as sent; an encoded one would reach the upstream as something
+    // else once decoded.
+    if req.method() == Method::POST
+        && req
+            .headers()
+            .get_all(header::CONTENT_ENCODING)
+            .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+    {
+        return Err(plain_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request",
+            "request bodies must not be content-encoded",
+        ));
+    }
     let body = if req.method() == Method::POST {
         let declared = req
             .headers()
@@ -302,7 +316,17 @@ async fn process(
             trace.auth_failure = Some(e.reason());
             let status_desc = e.to_string();
             if matches!(e, VerifyError::IssuerUnavailable) {
-                tracing::warn!(server = %server.slug, "token refused: the issuer's keys are unavailable");
+                // Not the token's fault: a client must not throw it away and sign in again.
+                tracing::warn!(server = %server.slug, "token not checked: the issuer's keys are unavailable");
+                let mut res = rpc_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    first_id.as_deref(),
+                    -32002,
+                    "the token's issuer cannot be reached to check it; try again shortly",
+                );
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+                return Err(res);
             }
             return Err(invalid_token(server, &challenge_scope(), &status_desc));
         }
@@ -732,6 +756,8 @@ fn is_dropped_response_header(name: &str) -> bool {
             | "upgrade"
             | "content-length"
             | "set-cookie"
+            // The front door's challenge is the only one a client may follow.
+            | "www-authenticate"
     ) || name.starts_with("access-control-")
 }
 
@@ -878,6 +904,13 @@ async fn forward(
     };
 
     let (parts, upstream_body) = upstream_res.into_parts();
+    if parts.status == http::StatusCode::UNAUTHORIZED {
+        // The client's token was good here; the upstream wants credentials of its own.
+        tracing::warn!(server = %server.slug, "the upstream answered 401 to the front door");
+        return Err(bad_gateway(
+            "the MCP server refused the front door's request (401)",
+        ));
+    }
     let status = StatusCode::from_u16(parts.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut res = HttpResponse::build(status);
     let mut is_sse = false;

@@ -96,6 +96,13 @@ async fn upstream(
             .content_type("text/event-stream")
             .body(format!("event: message\r\ndata: {}\r\n\r\n", json!({"jsonrpc":"2.0","id":id,"result":tools_list()}))),
         "tools/list" => HttpResponse::Ok().json(json!({"jsonrpc":"2.0","id":id,"result":tools_list()})),
+        // An upstream with auth of its own.
+        "unauthorized" => HttpResponse::Unauthorized()
+            .insert_header(("WWW-Authenticate", "Bearer resource_metadata=\"https://evil.example/.well-known/oauth-protected-resource\""))
+            .finish(),
+        "forbidden" => HttpResponse::Forbidden()
+            .insert_header(("WWW-Authenticate", "Bearer error=\"insufficient_scope\""))
+            .json(json!({"jsonrpc":"2.0","id":id,"error":{"code":-32000,"message":"no"}})),
         "stream" => {
             let release = state.release.clone();
             let first = web::Bytes::from(format!("event: message\ndata: {}\n\n", json!({"jsonrpc":"2.0","method":"notifications/progress","params":{"n":1}})));

@@ -1037,6 +1037,108 @@ async fn a_token_verified_for_one_server_counts_only_where_the_same_keys_are_tru
 }
 
 #[tokio::test]
+async fn an_unreachable_issuer_is_503_not_a_bad_token() {
+    let issuer = TestIssuer::start().await;
+    let ca = issuer.ca_file.clone();
+    let app = TestApp::builder()
+        .config(move |c| {
+            c.outbound.ca_files = vec![ca];
+            c.outbound.allow_private_addresses = true;
+        })
+        .spawn()
+        .await;
+    let up = FakeUpstream::start().await;
+    add_server(
+        &app,
+        "ext",
+        &up.url,
+        "byoa",
+        Some(&issuer.byoa_config()),
+        json!({}),
+    )
+    .await;
+    let now = ezforge::domain::now();
+    let token = issuer.sign(&json!({
+        "iss": issuer.issuer, "sub": "u", "aud": resource(&app, "ext"), "exp": now + 600,
+    }));
+    issuer.stop().await;
+    // Its keys were never fetched: the first try fails, and so does the next (not refetched
+    // within 30 s); neither blames the token.
+    for _ in 0..2 {
+        let res = rpc(
+            &app,
+            "ext",
+            Some(&token),
+            json!({"jsonrpc":"2.0","id":7,"method":"ping"}),
+        )
+        .await;
+        assert_eq!(res.status(), 503);
+        assert!(res.headers().get("www-authenticate").is_none());
+        assert_eq!(res.headers()["retry-after"], "30");
+        let body = json(res).await;
+        assert_eq!(body["id"], 7, "{body}");
+        assert_eq!(body["error"]["code"], -32002, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn upstream_challenges_never_reach_clients_and_encoded_bodies_are_refused() {
+    let app = TestApp::spawn().await;
+    let up = FakeUpstream::start().await;
+    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    let token = managed_token(&app, "weather", "mcp:execute", json!({}));
+    let res = rpc(
+        &app,
+        "weather",
+        Some(&token),
+        json!({"jsonrpc":"2.0","id":1,"method":"unauthorized"}),
+    )
+    .await;
+    assert_eq!(
+        res.status(),
+        502,
+        "the token was good here: the upstream is misconfigured"
+    );
+    assert!(res.headers().get("www-authenticate").is_none());
+    let res = rpc(
+        &app,
+        "weather",
+        Some(&token),
+        json!({"jsonrpc":"2.0","id":1,"method":"forbidden"}),
+    )
+    .await;
+    assert_eq!(res.status(), 403);
+    assert!(res.headers().get("www-authenticate").is_none());
+
+    let requests = up.requests();
+    for encoding in ["gzip", "br", "identity, gzip"] {
+        let res = app
+            .client
+            .post(resource(&app, "weather"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .header("content-encoding", encoding)
+            .body(json!({"jsonrpc":"2.0","id":1,"method":"ping"}).to_string())
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), 415, "{encoding}");
+    }
+    assert_eq!(up.requests(), requests, "nothing reached the upstream");
+    let res = app
+        .client
+        .post(resource(&app, "weather"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .header("content-encoding", "identity")
+        .body(json!({"jsonrpc":"2.0","id":1,"method":"ping"}).to_string())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
 async fn switching_a_server_to_byoa_stops_managed_tokens_at_once() {
     let issuer = TestIssuer::start().await;
     let ca = issuer.ca_file.clone();
