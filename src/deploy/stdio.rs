@@ -57,6 +57,22 @@ impl Session {
     }
 }
 
+/// A request in progress on a session (the count drops when it ends, even if abandoned).
+struct Busy<'a>(&'a Session);
+
+impl<'a> Busy<'a> {
+    fn enter(session: &'a Session) -> Self {
+        session.busy.fetch_add(1, Relaxed);
+        Self(session)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Relaxed);
+    }
+}
+
 /// The key a JSON-RPC id is matched by.
 fn id_key(id: &Value) -> String {
     id.to_string()
@@ -193,8 +209,20 @@ impl StdioPool {
             }
         }
         for m in messages {
-            if session.send(m).await.is_err() {
-                return Err((StatusCode::BAD_GATEWAY, "the MCP server process has ended"));
+            // A process that stops reading its input would hold the write (and the session)
+            // forever: the same deadline as for the answers, then the session ends.
+            match tokio::time::timeout(self.answer_timeout, session.send(m)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    return Err((StatusCode::BAD_GATEWAY, "the MCP server process has ended"));
+                }
+                Err(_) => {
+                    session.end.notify_one();
+                    return Err((
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "the MCP server stopped reading its input; the session was ended",
+                    ));
+                }
             }
         }
         let mut answers = Vec::with_capacity(waits.len());
@@ -325,9 +353,11 @@ impl StdioPool {
         if new {
             self.lock().insert(session.id.clone(), session.clone());
         }
-        session.busy.fetch_add(1, Relaxed);
-        let result = self.exchange(&session, &messages).await;
-        session.busy.fetch_sub(1, Relaxed);
+        let result = {
+            // Counted as busy (not reaped) while this request runs, however it ends.
+            let _busy = Busy::enter(&session);
+            self.exchange(&session, &messages).await
+        };
         session.last_used_ms.store(domain::now_ms(), Relaxed);
         let answers = match result {
             Ok(a) => a,

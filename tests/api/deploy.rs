@@ -637,6 +637,51 @@ async fn nothing_of_a_process_group_outlives_its_leader_or_the_server() {
 }
 
 #[tokio::test]
+async fn a_stdio_process_that_stops_reading_ends_its_session_in_time() {
+    let (app, admin, _) = world_with("deaf", |c| {
+        c.gateway.upstream_timeout = ezforge::config::Duration::secs(2);
+    })
+    .await;
+    let d = deploy(&app, &admin, "deaf", stdio_command(&[])).await;
+    assert_eq!(d.expect(201)["data"]["status"], "running", "{}", d.text);
+    let t = token(&app, "deaf", "mcp:read mcp:write mcp:execute");
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let res = mcp(&app, "deaf", Some(&t), None, init).await;
+    assert_eq!(res.status(), 200);
+    let sid = res.headers()["mcp-session-id"]
+        .to_str()
+        .expect("sid")
+        .to_owned();
+    // The process sleeps without reading: no answer within the timeout.
+    let res = mcp(
+        &app,
+        "deaf",
+        Some(&t),
+        Some(&sid),
+        tool_call("deaf", json!({})),
+    )
+    .await;
+    assert_eq!(res.status(), 504);
+    // A message larger than the pipe's buffer cannot be written: the write gives up in time
+    // too, and the session ends rather than staying busy for ever.
+    let big = tool_call("echo", json!({ "text": "x".repeat(1024 * 1024) }));
+    let res = tokio::time::timeout(
+        Duration::from_secs(20),
+        mcp(&app, "deaf", Some(&t), Some(&sid), big),
+    )
+    .await
+    .expect("an answer, not a hang");
+    assert_eq!(res.status(), 504);
+    eventually("the session ended", || async {
+        let ping = json!({"jsonrpc":"2.0","id":3,"method":"ping"});
+        let res = mcp(&app, "deaf", Some(&t), Some(&sid), ping).await;
+        (res.status() == 404).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn idle_processes_stop_and_the_next_request_starts_them() {
     let (app, admin, _) = world("sleepy").await;
     patch_as(
