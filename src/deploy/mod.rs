@@ -219,7 +219,14 @@ impl Deployer {
                 tracing::error!(deployment = %d.id, "stored deployment target is unreadable");
                 continue;
             };
-            let env = open_env(state, &d.id, d.env_sealed.as_deref());
+            if matches!(spec, Spec::Command { .. }) && !state.config.deploy.allow_commands {
+                tracing::warn!(server = %server.slug, "not restoring a command deployment: deploy.allow_commands is off");
+                continue;
+            }
+            let Some(env) = open_env(state, &d.id, d.env_sealed.as_deref()) else {
+                tracing::error!(server = %server.slug, deployment = %d.id, "not restoring a deployment whose env vars cannot be decrypted (another master key?)");
+                continue;
+            };
             match provision(state, &server, &d.id, &spec, env, false).await {
                 Ok(t) => {
                     state.deployer.active.insert(server.id.clone(), t);
@@ -342,19 +349,25 @@ fn seal_env(state: &AppState, deployment_id: &str, env: &[(String, Secret)]) -> 
     Some(state.master_key.seal(&plain, &env_context(deployment_id)))
 }
 
-fn open_env(state: &AppState, deployment_id: &str, sealed: Option<&str>) -> Vec<(String, Secret)> {
+/// A deployment's env vars as deployed; `None` when they cannot be opened (the process must not
+/// start without them).
+fn open_env(
+    state: &AppState,
+    deployment_id: &str,
+    sealed: Option<&str>,
+) -> Option<Vec<(String, Secret)>> {
     let Some(sealed) = sealed else {
-        return Vec::new();
+        return Some(Vec::new());
     };
-    let Ok(plain) = state.master_key.open(sealed, &env_context(deployment_id)) else {
-        tracing::error!(deployment = %deployment_id, "deployment env vars cannot be decrypted");
-        return Vec::new();
-    };
-    let map: HashMap<String, String> = serde_json::from_slice(&plain).unwrap_or_default();
+    let plain = state
+        .master_key
+        .open(sealed, &env_context(deployment_id))
+        .ok()?;
+    let map: HashMap<String, String> = serde_json::from_slice(&plain).ok()?;
     let mut env: Vec<(String, Secret)> =
         map.into_iter().map(|(k, v)| (k, Secret::new(v))).collect();
     env.sort_by(|a, b| a.0.cmp(&b.0));
-    env
+    Some(env)
 }
 
 /// Starts what `spec` needs. `first`: a new deployment, which fails at the process's first

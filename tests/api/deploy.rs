@@ -1315,6 +1315,18 @@ async fn active_deployments_come_back_after_a_restart() {
     let s = get_as(&app, &admin, "/v1/servers/phoenix").await;
     assert_eq!(s.expect(200)["data"]["status"], "running");
     assert_eq!(s.body["data"]["process"]["sessions"], 1);
+    // Commands turned off meanwhile: the command deployment is not started again.
+    app.stop().await;
+    let app = TestApp::builder_in(&dir)
+        .config(|c| c.deploy.allow_commands = false)
+        .spawn()
+        .await;
+    let t = token(&app, "phoenix", "mcp:read");
+    let ping = json!({"jsonrpc":"2.0","id":1,"method":"ping"});
+    assert_eq!(
+        mcp(&app, "phoenix", Some(&t), None, ping).await.status(),
+        503
+    );
     drop(app);
     drop(tmp);
 }
