@@ -57,6 +57,18 @@ async fn add_server(
     app.state.servers_changed().await;
 }
 
+/// An app whose outbound client trusts these issuers' certificates and may reach loopback.
+async fn app_trusting(issuers: &[&TestIssuer]) -> TestApp {
+    let cas: Vec<_> = issuers.iter().map(|i| i.ca_file.clone()).collect();
+    TestApp::builder()
+        .config(move |c| {
+            c.outbound.ca_files = cas;
+            c.outbound.allow_private_addresses = true;
+        })
+        .spawn()
+        .await
+}
+
 fn resource(app: &TestApp, slug: &str) -> String {
     format!("{}/mcp/{slug}", app.address)
 }
@@ -857,14 +869,7 @@ async fn rate_limits_answer_429_then_recover() {
 #[tokio::test]
 async fn byoa_tokens_validate_against_the_issuer_jwks() {
     let issuer = TestIssuer::start().await;
-    let ca = issuer.ca_file.clone();
-    let app = TestApp::builder()
-        .config(move |c| {
-            c.outbound.ca_files = vec![ca];
-            c.outbound.allow_private_addresses = true;
-        })
-        .spawn()
-        .await;
+    let app = app_trusting(&[&issuer]).await;
     let up = FakeUpstream::start().await;
     let cfg = issuer.byoa_config();
     add_server(&app, "ext", &up.url, "byoa", Some(&cfg), json!({})).await;
@@ -955,14 +960,7 @@ async fn a_token_verified_for_one_server_counts_only_where_the_same_keys_are_tru
     // key set A, under which they sign tokens for the victim.
     let a = TestIssuer::start().await;
     let b = TestIssuer::start().await;
-    let cas = vec![a.ca_file.clone(), b.ca_file.clone()];
-    let app = TestApp::builder()
-        .config(move |c| {
-            c.outbound.ca_files = cas;
-            c.outbound.allow_private_addresses = true;
-        })
-        .spawn()
-        .await;
+    let app = app_trusting(&[&a, &b]).await;
     let up = FakeUpstream::start().await;
     add_server(
         &app,
@@ -1039,14 +1037,7 @@ async fn a_token_verified_for_one_server_counts_only_where_the_same_keys_are_tru
 #[tokio::test]
 async fn an_unreachable_issuer_is_503_not_a_bad_token() {
     let issuer = TestIssuer::start().await;
-    let ca = issuer.ca_file.clone();
-    let app = TestApp::builder()
-        .config(move |c| {
-            c.outbound.ca_files = vec![ca];
-            c.outbound.allow_private_addresses = true;
-        })
-        .spawn()
-        .await;
+    let app = app_trusting(&[&issuer]).await;
     let up = FakeUpstream::start().await;
     add_server(
         &app,
@@ -1141,14 +1132,7 @@ async fn upstream_challenges_never_reach_clients_and_encoded_bodies_are_refused(
 #[tokio::test]
 async fn switching_a_server_to_byoa_stops_managed_tokens_at_once() {
     let issuer = TestIssuer::start().await;
-    let ca = issuer.ca_file.clone();
-    let app = TestApp::builder()
-        .config(move |c| {
-            c.outbound.ca_files = vec![ca];
-            c.outbound.allow_private_addresses = true;
-        })
-        .spawn()
-        .await;
+    let app = app_trusting(&[&issuer]).await;
     let up = FakeUpstream::start().await;
     add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
     let token = managed_token(&app, "weather", "mcp:read", json!({}));
