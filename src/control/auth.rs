@@ -246,8 +246,8 @@ impl KeyUsage {
     }
 }
 
-/// The token a request presents: `Authorization: Bearer …`, else the session cookie.
-fn presented(req: &HttpRequest) -> Result<Option<(String, bool)>, ApiError> {
+/// The token a request presents: `Authorization: Bearer …`, else the session cookie (`true`).
+pub(super) fn presented(req: &HttpRequest) -> Result<Option<(String, bool)>, ApiError> {
     if let Some(h) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
         let value = h
             .to_str()
@@ -263,7 +263,7 @@ fn presented(req: &HttpRequest) -> Result<Option<(String, bool)>, ApiError> {
 }
 
 /// The token of an `Authorization: Bearer …` value.
-pub(super) fn bearer_token(value: &str) -> Option<&str> {
+fn bearer_token(value: &str) -> Option<&str> {
     value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))

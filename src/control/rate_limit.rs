@@ -1,7 +1,6 @@
 //! Request rate limits for the control API (`X-RateLimit-*` on every response, 429 past the
 //! limit), and the failed-login throttle shared with the login page.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -112,20 +111,6 @@ fn bucket_of(token_hash: &str) -> &str {
     token_hash.get(..32).unwrap_or(token_hash)
 }
 
-/// The token a request presents (`Authorization: Bearer`, else the session cookie).
-fn presented(req: &ServiceRequest) -> Option<Cow<'_, str>> {
-    match req.headers().get(actix_web::http::header::AUTHORIZATION) {
-        Some(h) => h
-            .to_str()
-            .ok()
-            .and_then(super::auth::bearer_token)
-            .map(Cow::Borrowed),
-        None => req
-            .cookie(super::auth::SESSION_COOKIE)
-            .map(|c| Cow::Owned(c.value().to_owned())),
-    }
-}
-
 /// The bucket of a credential that has verified before.
 fn credential_bucket(limiter: &Limiter, token: &str) -> Option<String> {
     let hash = crate::crypto::token_hash(token);
@@ -173,7 +158,11 @@ pub async fn limit(
     };
     let limiter = &state.control_limiter;
     let now = crate::domain::now();
-    let token = presented(&req).map(Cow::into_owned);
+    // A malformed credential is the extractor's to refuse; here it counts as none.
+    let token = super::auth::presented(req.request())
+        .ok()
+        .flatten()
+        .map(|(t, _)| t);
     let own = token.as_deref().and_then(|t| credential_bucket(limiter, t));
     let by_address = own.is_none();
     let mut decision = match own {
