@@ -189,6 +189,36 @@ impl Deployer {
         }
     }
 
+    /// Stops this server's serving process, and any draining one, that listen on `port`, and
+    /// waits until they have exited. The serving one it stopped, if any.
+    async fn release_port(&self, server_id: &str, port: u16) -> Option<Arc<Target>> {
+        let holds = |t: &Arc<Target>| matches!(&t.kind, TargetKind::Process(p) if p.port == port);
+        let active = self.target(server_id).filter(holds);
+        let draining: Vec<Arc<Target>> = self
+            .draining
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|t| holds(t))
+            .cloned()
+            .collect();
+        let mut waits = Vec::new();
+        for t in active.iter().chain(&draining) {
+            t.stop();
+            if let TargetKind::Process(p) = &t.kind {
+                let p = p.clone();
+                waits.push(async move { p.exited().await });
+            }
+        }
+        // SIGTERM, then SIGKILL after the grace: bounded.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(10),
+            futures_util::future::join_all(waits),
+        )
+        .await;
+        active
+    }
+
     /// Brings back every server's active deployment at start-up.
     pub async fn restore(state: &web::Data<AppState>) -> Result<(), store::StoreError> {
         let at = domain::now();
@@ -415,7 +445,11 @@ async fn provision(
     match transport {
         Transport::Http => {
             let port = match port {
-                Some(p) => p,
+                // Its health check must not be answered by whatever else listens there.
+                Some(p) => match std::net::TcpListener::bind(("127.0.0.1", p)) {
+                    Ok(_) => p,
+                    Err(e) => return Err(format!("port {p} is not free: {e}")),
+                },
                 None => process::free_port().map_err(|e| format!("no free port: {e}"))?,
             };
             let sup = Supervisor::start(launch, port, config.health_timeout.0);
@@ -511,6 +545,18 @@ async fn pipeline(
         format!("deployment v{version} started: {}", req.spec.describe()),
     );
     let started = Instant::now();
+    // A fixed port is held by the version serving now: it stops first (the server answers 503
+    // until the new one is up) and starts again if the new one fails with rollback on.
+    let stopped = match req.spec.fixed_port() {
+        Some(port) => deployer.release_port(&server.id, port).await,
+        None => None,
+    };
+    if stopped.is_some() {
+        log(
+            "info",
+            "the previous deployment was stopped first: it holds the fixed port".into(),
+        );
+    }
 
     let provisioned = provision(state, &server, &id, &req.spec, env, true).await;
     let (target, failure) = match provisioned {
@@ -589,7 +635,9 @@ async fn pipeline(
             "error",
             format!(
                 "deployment v{version} failed: {f}; {}",
-                if had_target {
+                if stopped.is_some() {
+                    "starting the previous deployment again"
+                } else if had_target {
                     "the previous deployment keeps serving"
                 } else {
                     "nothing to serve"
@@ -597,20 +645,12 @@ async fn pipeline(
             ),
         ),
     }
+    if let (Some(old), false) = (&stopped, swap) {
+        restart(state, &server, old).await;
+    }
     if let Some(t) = target {
         if swap {
-            let old = deployer.active.insert(server.id.clone(), t);
-            // A delete of the server that committed meanwhile has looked for its target before
-            // this one was in place: stop it here (one that commits later finds it).
-            let sid = server.id.clone();
-            if let Ok(None) = state
-                .store
-                .run(move |c| store::servers::find(c, &sid))
-                .await
-            {
-                deployer.remove(&server.id);
-            }
-            state.servers_changed().await;
+            let old = install(state, &server.id, t).await;
             if let Some(old) = old {
                 deployer
                     .draining
@@ -634,6 +674,74 @@ async fn pipeline(
         state.servers_changed().await;
     }
     Ok(row)
+}
+
+/// Makes `t` the server's target; the one it replaces, if any.
+async fn install(
+    state: &web::Data<AppState>,
+    server_id: &str,
+    t: Arc<Target>,
+) -> Option<Arc<Target>> {
+    let deployer = &state.deployer;
+    let old = deployer.active.insert(server_id.to_owned(), t);
+    // A delete of the server that committed meanwhile has looked for its target before this
+    // one was in place: stop it here (one that commits later finds it).
+    let sid = server_id.to_owned();
+    if let Ok(None) = state
+        .store
+        .run(move |c| store::servers::find(c, &sid))
+        .await
+    {
+        deployer.remove(server_id);
+    }
+    state.servers_changed().await;
+    old
+}
+
+/// Starts again a deployment that was stopped to free its fixed port for a successor that
+/// failed. If it cannot start either, the server is marked `error`.
+async fn restart(state: &web::Data<AppState>, server: &ServerRow, old: &Target) {
+    let log =
+        |level: &'static str, m: String| state.deployer.hub.write(&server.id, level, "deploy", m);
+    let Some(did) = old.deployment_id.clone() else {
+        return;
+    };
+    let sid = server.id.clone();
+    let row = state
+        .store
+        .run(move |c| deployments::find(c, &sid, Some(&did), None))
+        .await;
+    let started = match row {
+        Ok(Some(d)) => match (
+            Spec::from_json(&d.target),
+            open_env(state, &d.id, d.env_sealed.as_deref()),
+        ) {
+            (Some(spec), Some(env)) => provision(state, server, &d.id, &spec, env, true)
+                .await
+                .map(|t| (t, d.version)),
+            _ => Err("its stored target or env vars cannot be read".into()),
+        },
+        Ok(None) => Err("it no longer exists".into()),
+        Err(e) => Err(e.to_string()),
+    };
+    match started {
+        Ok((t, v)) => {
+            install(state, &server.id, t).await;
+            log("info", format!("deployment v{v} is serving again"));
+        }
+        Err(e) => {
+            log(
+                "error",
+                format!("the previous deployment could not be started again: {e}"),
+            );
+            let sid = server.id.clone();
+            let _ = state
+                .store
+                .write(move |tx| store::servers::set_status(tx, &sid, "error", None))
+                .await;
+            state.servers_changed().await;
+        }
+    }
 }
 
 /// Stops a replaced target once the requests still on it have finished (or after `timeout`).

@@ -35,6 +35,18 @@ impl Spec {
         serde_json::from_str(s).ok()
     }
 
+    /// The port an HTTP command was told to listen on, when it names one.
+    pub fn fixed_port(&self) -> Option<u16> {
+        match self {
+            Spec::Command {
+                transport: Transport::Http,
+                port,
+                ..
+            } => *port,
+            _ => None,
+        }
+    }
+
     /// One line for logs: the URL, or the command.
     pub fn describe(&self) -> String {
         match self {

@@ -1459,3 +1459,54 @@ async fn log_retention_drops_old_entries_and_keeps_the_newest() {
         .expect("store");
     assert_eq!(left, ["line 5", "line 6", "line 7", "line 8", "line 9"]);
 }
+
+/// A deployment body with a fixed `port`.
+fn on_port(mut body: Value, port: u16) -> Value {
+    body["port"] = json!(port);
+    body
+}
+
+#[tokio::test]
+async fn a_fixed_port_is_handed_over_and_given_back_when_the_successor_fails() {
+    let (app, admin, _) = world_with("fixed", |c| {
+        c.deploy.health_timeout = ezforge::config::Duration::secs(3);
+    })
+    .await;
+    let port = ezforge::deploy::process::free_port().expect("a free port");
+    let t = token(&app, "fixed", "mcp:execute");
+    let pid = |app, t| call_tool(app, "fixed", t, None, "pid", json!({}));
+
+    let v1 = deploy(&app, &admin, "fixed", on_port(http_command(&[]), port)).await;
+    assert_eq!(v1.expect(201)["data"]["status"], "running");
+    let first = pid(&app, &t).await;
+
+    // v2 never listens. It used to pass its check on v1's answers (v1 held the port), take the
+    // traffic, and leave nothing serving once v1 was stopped.
+    let never = on_port(
+        json!({ "command": ["sleep", "30"], "transport": "http" }),
+        port,
+    );
+    let v2 = deploy(&app, &admin, "fixed", never).await;
+    assert_failed(&v2, "did not accept connections");
+    // v1 was stopped to free the port, and started again.
+    let again = pid(&app, &t).await;
+    assert_ne!(again, first);
+    let list = get_as(&app, &admin, "/v1/servers/fixed/deployments").await;
+    assert_eq!(list.expect(200)["data"][1]["active"], true, "{}", list.text);
+    let s = get_as(&app, &admin, "/v1/servers/fixed").await;
+    assert_eq!(s.expect(200)["data"]["status"], "running");
+
+    // A working v3 takes the port over.
+    let v3 = deploy(&app, &admin, "fixed", on_port(http_command(&[]), port)).await;
+    assert_eq!(v3.expect(201)["data"]["status"], "running", "{}", v3.text);
+    assert_eq!(v3.body["data"]["active"], true);
+    let third = pid(&app, &t).await;
+    assert_ne!(third, again);
+
+    // A port held by another program fails the deployment before anything is started.
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind");
+    let taken = squatter.local_addr().expect("addr").port();
+    let v4 = deploy(&app, &admin, "fixed", on_port(http_command(&[]), taken)).await;
+    assert_failed(&v4, &format!("port {taken} is not free"));
+    assert_eq!(pid(&app, &t).await, third, "v3 serves on");
+}
