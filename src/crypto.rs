@@ -155,6 +155,12 @@ impl MasterKey {
         format!("{SEALED_PREFIX}{}", URL_SAFE_NO_PAD.encode(out))
     }
 
+    /// The length of what a sealed value of `sealed_len` characters holds.
+    pub fn plaintext_len(sealed_len: usize) -> usize {
+        (sealed_len.saturating_sub(SEALED_PREFIX.len()) * 3 / 4)
+            .saturating_sub(NONCE_LEN + AES_256_GCM.tag_len())
+    }
+
     pub fn open(&self, sealed: &str, context: &str) -> Result<Vec<u8>, OpenError> {
         let body = sealed.strip_prefix(SEALED_PREFIX).ok_or(OpenError)?;
         let mut bytes = URL_SAFE_NO_PAD.decode(body).map_err(|_| OpenError)?;
@@ -188,6 +194,15 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plaintext_len_reads_the_sealed_length() {
+        let key = MasterKey::from_bytes(&[7u8; 32]);
+        for n in [0, 1, 2, 3, 4, 31, 32, 33, 1000, 32 * 1024] {
+            let sealed = key.seal(&vec![b'a'; n], "ctx");
+            assert_eq!(MasterKey::plaintext_len(sealed.len()), n, "{n} bytes");
+        }
+    }
 
     #[test]
     fn seal_and_open_round_trip_with_context() {

@@ -14,6 +14,10 @@ use crate::error::ApiError;
 use crate::store::{self, env_vars::EnvVarRow};
 
 const MAX_VALUE: usize = 32 * 1024;
+/// Per server. A process's environment shares the kernel's ~2 MiB exec limit with its
+/// arguments; past it the process would not start at all.
+const MAX_VARS: usize = 500;
+const MAX_TOTAL: usize = 256 * 1024;
 
 fn env_json(e: &EnvVarRow) -> serde_json::Value {
     json!({ "name": e.name, "createdAt": domain::rfc3339(e.created_at), "updatedAt": domain::rfc3339(e.updated_at) })
@@ -41,6 +45,43 @@ fn check_value(v: &Secret) -> Result<(), ApiError> {
         return Err(ApiError::validation(
             "value",
             "must be at most 32 KiB, without NUL characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether the server's variables, with `name` set to a value of `len` bytes, stay within
+/// [`MAX_VARS`] and [`MAX_TOTAL`] (names and values).
+fn check_room(
+    tx: &rusqlite::Connection,
+    server_id: &str,
+    name: &str,
+    len: usize,
+) -> Result<(), ApiError> {
+    let others: Vec<(String, usize)> = store::env_vars::sealed_lengths(tx, server_id)?
+        .into_iter()
+        .filter(|(n, _)| n != name)
+        .collect();
+    if others.len() >= MAX_VARS {
+        return Err(ApiError::validation(
+            "name",
+            format!("a server has at most {MAX_VARS} env vars; delete one first"),
+        ));
+    }
+    let total = others
+        .iter()
+        .map(|(n, sealed)| n.len() + crate::crypto::MasterKey::plaintext_len(*sealed))
+        .sum::<usize>()
+        + name.len()
+        + len;
+    if total > MAX_TOTAL {
+        return Err(ApiError::validation(
+            "value",
+            format!(
+                "a server's env vars (names and values) total at most {} KiB; this would make {} bytes",
+                MAX_TOTAL / 1024,
+                total
+            ),
         ));
     }
     Ok(())
@@ -98,6 +139,7 @@ async fn write(
                     "{name} is already set; use PUT to replace it"
                 )));
             }
+            check_room(tx, &server.id, &name, value.expose().len())?;
             let sealed = st
                 .master_key
                 .seal(value.expose().as_bytes(), &seal_context(&server.id, &name));

@@ -79,6 +79,17 @@ pub fn delete(conn: &Connection, server_id: &str, name: &str) -> Result<bool, St
         > 0)
 }
 
+/// Each variable's name and the length of its sealed value.
+pub fn sealed_lengths(
+    conn: &Connection,
+    server_id: &str,
+) -> Result<Vec<(String, usize)>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT name, length(value) FROM env_vars WHERE server_id = ?1")?
+        .query_map([server_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
 /// Sealed values for a server, for the next deployment.
 pub fn sealed_values(
     conn: &Connection,

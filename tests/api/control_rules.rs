@@ -1312,6 +1312,52 @@ async fn env_var_rules() {
             .status,
         404
     );
+
+    // Names and values total at most 256 KiB per server (a process must still be able to
+    // start with them): six more 32 KiB values fit, a seventh does not.
+    let big = "x".repeat(32 * 1024);
+    for i in 2..8 {
+        put(&format!("BIG_{i}"), &big).await.expect(201);
+    }
+    let over = put("BIG_8", &big).await;
+    over.assert_invalid("value");
+    assert!(over.text.contains("256 KiB"), "{}", over.text);
+    // Replacing a value counts it once, and making room lets the new one in.
+    put("BIG_7", &big).await.expect(200);
+    delete_as(&app, &admin, &format!("{path}/BIG_7"))
+        .await
+        .expect(204);
+    put("BIG_8", &big).await.expect(201);
+}
+
+#[tokio::test]
+async fn a_server_holds_at_most_500_env_vars() {
+    let app = roomy().await;
+    let (admin, _, server) = basics(&app).await;
+    let path = format!("/v1/servers/{server}/env");
+    for i in 0..500 {
+        put_as(
+            &app,
+            &admin,
+            &format!("{path}/V{i}"),
+            json!({ "value": "1" }),
+        )
+        .await
+        .expect(201);
+    }
+    let over = put_as(
+        &app,
+        &admin,
+        &format!("{path}/V500"),
+        json!({ "value": "1" }),
+    )
+    .await;
+    over.assert_invalid("name");
+    assert!(over.text.contains("at most 500"), "{}", over.text);
+    // An existing one can still be replaced.
+    put_as(&app, &admin, &format!("{path}/V0"), json!({ "value": "2" }))
+        .await
+        .expect(200);
 }
 
 #[tokio::test]
