@@ -80,7 +80,6 @@ fn validate_metadata(body: &[u8]) -> Result<Registration, OAuthError> {
     for g in &grant_types {
         match g.as_str() {
             "authorization_code" | "refresh_token" => {}
-            "client_credentials" if auth_method != "none" => {}
             other => {
                 return Err(invalid(
                     "invalid_client_metadata",

@@ -501,6 +501,12 @@ async fn dynamic_registration_validates_metadata() {
             json!({ "redirect_uris": [REDIRECT], "grant_types": ["password"] }),
             &["invalid_client_metadata"][..],
         ),
+        // A machine identity for any server, with no user to consent: never by registration.
+        (
+            json!({ "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "client_secret_basic",
+                    "grant_types": ["authorization_code", "client_credentials"] }),
+            &["invalid_client_metadata"][..],
+        ),
     ] {
         let r = post_json(&w, "/oauth/register", None, body.clone()).await;
         assert_eq!(r.status, 400, "{body} -> {}", r.text);

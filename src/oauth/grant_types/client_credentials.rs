@@ -37,10 +37,20 @@ pub async fn exchange(
                 "resource is not an MCP server protected by this authorization server",
             )
         })?;
-    if client.server_id.as_ref().is_some_and(|id| id != &server.id) {
-        return Err(OAuthError::invalid_target(
-            "this client is registered for another server",
-        ));
+    // A machine identity is given by the server's project (`POST /v1/servers/:id/clients`),
+    // never taken by anonymous registration: no user consents to this grant.
+    match &client.server_id {
+        Some(id) if id == &server.id => {}
+        Some(_) => {
+            return Err(OAuthError::invalid_target(
+                "this client is registered for another server",
+            ));
+        }
+        None => {
+            return Err(OAuthError::unauthorized_client(
+                "client_credentials is for clients registered for the server in the control API",
+            ));
+        }
     }
     let allowed: &[String] = client.scopes.as_deref().unwrap_or(&server.scopes_supported);
     let scopes: Vec<String> = match params.get("scope") {
