@@ -256,6 +256,19 @@ pub struct RateLimit {
     pub burst: u32,
 }
 
+impl RateLimit {
+    /// The most either number may be (beyond, the limiter's arithmetic would overflow, and
+    /// no limit that large means anything).
+    pub const MAX: u32 = 1_000_000;
+
+    /// Why this limit cannot be used, if it cannot.
+    pub fn problem(&self) -> Option<String> {
+        let range = 1..=Self::MAX;
+        (!range.contains(&self.per_minute) || !range.contains(&self.burst))
+            .then(|| format!("per_minute and burst must be between 1 and {}", Self::MAX))
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ControlConfig {
@@ -822,11 +835,8 @@ impl Config {
             ("control.rate_limit.per_minute", self.control.rate_limit),
             ("auth.rate_limit.per_minute", self.auth.rate_limit),
         ] {
-            if rl.per_minute == 0 || rl.burst == 0 {
-                return Err(ConfigError::rule(
-                    key,
-                    "per_minute and burst must be at least 1",
-                ));
+            if let Some(problem) = rl.problem() {
+                return Err(ConfigError::rule(key, problem));
             }
         }
         if self.gateway.body_limit.0 == 0 {
@@ -889,14 +899,8 @@ impl Config {
                 validate::https_url(&b.jwks_uri).map_err(|e| err(i, "byoa.jwks_uri", e))?;
                 validate::issuer(&b.issuer).map_err(|e| err(i, "byoa.issuer", e))?;
             }
-            if d.rate_limit
-                .is_some_and(|r| r.per_minute == 0 || r.burst == 0)
-            {
-                return Err(err(
-                    i,
-                    "rate_limit",
-                    "per_minute and burst must be at least 1".into(),
-                ));
+            if let Some(problem) = d.rate_limit.and_then(|r| r.problem()) {
+                return Err(err(i, "rate_limit", problem));
             }
             for (tool, scope) in &d.tool_scopes {
                 validate::scope_token(scope)
@@ -1148,6 +1152,16 @@ mod tests {
             (c.gateway.rate_limit.per_minute, c.gateway.rate_limit.burst),
             (1200, 9)
         );
+        // Zero, and sizes the limiter cannot represent, are refused by name.
+        for (key, value) in [
+            ("EZFORGE_GATEWAY__RATE_LIMIT__BURST", "0"),
+            ("EZFORGE_CONTROL__RATE_LIMIT__BURST", "4294967295"),
+            ("EZFORGE_AUTH__RATE_LIMIT__PER_MINUTE", "1000001"),
+        ] {
+            let env = vec![(key.to_owned(), value.to_owned())];
+            let msg = Config::load_from(None, &env).expect_err(key).to_string();
+            assert!(msg.contains("between 1 and 1000000"), "{key}: {msg}");
+        }
     }
 
     #[test]

@@ -195,19 +195,22 @@ impl ServerFields {
         if let Some(limit) = self.rate_limit {
             s.rate_limit = match limit {
                 None => None,
-                Some(r) if r.per_minute == 0 || r.burst == 0 => {
-                    return Err(ApiError::validation(
-                        "rateLimit",
-                        "perMinute and burst must be at least 1",
-                    ));
-                }
-                Some(r) => Some(
-                    serde_json::to_string(&crate::config::RateLimit {
+                Some(r) => {
+                    let limit = crate::config::RateLimit {
                         per_minute: r.per_minute,
                         burst: r.burst,
-                    })
-                    .map_err(|e| ApiError::Internal(e.into()))?,
-                ),
+                    };
+                    if limit.problem().is_some() {
+                        return Err(ApiError::validation(
+                            "rateLimit",
+                            format!(
+                                "perMinute and burst must be between 1 and {}",
+                                crate::config::RateLimit::MAX
+                            ),
+                        ));
+                    }
+                    Some(serde_json::to_string(&limit).map_err(|e| ApiError::Internal(e.into()))?)
+                }
             };
         }
         if let Some(map) = self.tool_scopes {

@@ -1342,6 +1342,27 @@ async fn a_server_can_have_its_own_rate_limit() {
     }
     // Through the API: rateLimit on a server.
     let session = crate::helpers::admin_token(&app).await;
+    // Zero, and sizes that overflowed the limiter's arithmetic (a panic on every routing-table
+    // rebuild in debug builds), are refused.
+    for bad in [
+        json!({"perMinute": 0, "burst": 1}),
+        json!({"perMinute": 1, "burst": 4_294_967_295_u32}),
+        json!({"perMinute": 1_000_001, "burst": 1}),
+    ] {
+        let res = reqwest::Client::new()
+            .patch(app.url("/v1/servers/roomy"))
+            .bearer_auth(&session)
+            .json(&json!({ "rateLimit": bad }))
+            .send()
+            .await
+            .expect("patch");
+        assert_eq!(res.status(), 422, "{bad}");
+        let body = json(res).await;
+        assert!(
+            body["error"]["details"].to_string().contains("rateLimit"),
+            "{body}"
+        );
+    }
     let res = reqwest::Client::new()
         .patch(app.url("/v1/servers/roomy"))
         .bearer_auth(&session)
