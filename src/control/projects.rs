@@ -328,9 +328,10 @@ pub async fn remove_member(
     who.session()?;
     let (key, user_id) = path.into_inner();
     let actor = who.actor();
-    state
+    let revoked = state
         .store
         .write(move |tx| {
+            let mut revoked = Vec::new();
             let access = project_access(tx, &who, &key)?;
             if !access.owner {
                 return Err(owner_only());
@@ -343,6 +344,17 @@ pub async fn remove_member(
                     "a project must keep at least one owner".into(),
                 ));
             }
+            // What they authorized on the project's servers ends with their membership (an
+            // admin keeps access through their role).
+            if store::users::by_id(tx, &user_id)?.is_none_or(|u| u.role != "admin") {
+                let now = domain::now();
+                for gid in
+                    store::grants::live_grant_ids_in_project(tx, &user_id, &access.project.id)?
+                {
+                    store::grants::revoke_grant(tx, &gid, now)?;
+                    revoked.push(gid);
+                }
+            }
             store::audit::record(
                 tx,
                 &actor,
@@ -351,9 +363,10 @@ pub async fn remove_member(
                 Some(&access.project.id),
                 None,
             )?;
-            Ok(())
+            Ok(revoked)
         })
         .await?;
+    state.revoked_grants.extend(revoked);
     state.access_changed();
     Ok(no_content())
 }

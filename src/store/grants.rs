@@ -123,6 +123,21 @@ pub fn grant_ids_of_user(conn: &Connection, user_id: &str) -> Result<Vec<String>
         .collect::<Result<Vec<_>, _>>()?)
 }
 
+/// The live grants `user_id` holds on the servers of one project.
+pub fn live_grant_ids_in_project(
+    conn: &Connection,
+    user_id: &str,
+    project_id: &str,
+) -> Result<Vec<String>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT g.id FROM grants g JOIN servers s ON s.id = g.server_id
+             WHERE g.user_id = ?1 AND s.project_id = ?2 AND g.revoked_at IS NULL",
+        )?
+        .query_map([user_id, project_id], |r| r.get(0))?
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
 pub fn touch_grant(conn: &Connection, id: &str, now: i64) -> Result<(), StoreError> {
     conn.prepare_cached("UPDATE grants SET last_used_at = ?2 WHERE id = ?1")?
         .execute(params![id, now])?;

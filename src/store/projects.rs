@@ -107,6 +107,22 @@ pub fn member_role(
         .optional()?)
 }
 
+/// Whether `user_id` may still use `server_id` through OAuth: an admin, or a member of the
+/// server's project.
+pub fn may_use_server(
+    conn: &Connection,
+    user_id: &str,
+    server_id: &str,
+) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM users WHERE id = ?1 AND role = 'admin')
+                 OR EXISTS (SELECT 1 FROM servers s JOIN project_members m ON m.project_id = s.project_id
+                            WHERE s.id = ?2 AND m.user_id = ?1)",
+        )?
+        .query_row([user_id, server_id], |r| r.get(0))?)
+}
+
 pub fn add_member(
     conn: &Connection,
     project_id: &str,

@@ -354,6 +354,42 @@ async fn project_member_may_authorize_and_others_get_a_403_page() {
 }
 
 #[tokio::test]
+async fn a_member_removed_from_the_project_loses_their_grants_at_once() {
+    let w = world().await;
+    let client_id = w.public_client().await;
+    let (member_id, pw) = w.user("leaver@example.com", "member").await;
+    let members = format!("/v1/projects/{}/members", w.project);
+    let body = json!({ "email": "leaver@example.com", "role": "member" });
+    let (status, body) = api(&w.app, "POST", &members, Some(&w.admin), Some(body)).await;
+    assert_eq!(status, 201, "{body}");
+    let req = w.request(&client_id).scope("mcp:read offline_access");
+    let person = Person::new("leaver@example.com", &pw);
+    let code = authorize_as(&w.browser(), &req, &person).await.code();
+    let reply = exchange(&w.app, &public(&client_id), &req, &code).await;
+    reply.assert_ok();
+    assert_eq!(tools_list(&w.resource, &reply.access_token()).await.0, 200);
+
+    let member = format!("{members}/{member_id}");
+    let (status, body) = api(&w.app, "DELETE", &member, Some(&w.admin), None).await;
+    assert_eq!(status, 204, "{body}");
+    // Before, the refresh token kept working (and renewed itself) for as long as it was used.
+    assert_eq!(tools_list(&w.resource, &reply.access_token()).await.0, 401);
+    refresh(&w.app, &public(&client_id), &reply.refresh_token())
+        .await
+        .assert_error(400, "invalid_grant");
+    let (status, grants) = api(&w.app, "GET", "/v1/grants", Some(&w.admin), None).await;
+    assert_eq!(status, 200, "{grants}");
+    assert!(
+        grants["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .all(|g| g["userId"] != json!(member_id)),
+        "live grants are listed, theirs no longer: {grants}"
+    );
+}
+
+#[tokio::test]
 async fn dynamic_registration_flow_and_rfc7592_management() {
     let w = world().await;
     let reg = post_json(

@@ -68,6 +68,17 @@ pub async fn exchange(
                     )));
                 }
             };
+            // Access comes from being an admin or a member of the server's project: a user
+            // who lost it loses the grant (removal revokes it too; this covers the rest).
+            if let Some(uid) = &grant.user_id
+                && !store::projects::may_use_server(&tx, uid, &grant.server_id)?
+            {
+                revoke_now(&st, &tx, &grant.id)?;
+                tx.commit().map_err(StoreError::from)?;
+                return Ok(Outcome::Refused(OAuthError::invalid_grant(
+                    "the user no longer has access to this server; the grant is revoked",
+                )));
+            }
             if row.expires_at <= now {
                 tx.commit().map_err(StoreError::from)?;
                 return Ok(Outcome::Refused(OAuthError::invalid_grant(
