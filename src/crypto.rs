@@ -71,6 +71,10 @@ pub enum MasterKeyError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "no master key: {path} does not exist and EZFORGE_MASTER_KEY (or EZFORGE_MASTER_KEY_FILE) is not set; give this command the key the server uses"
+    )]
+    Missing { path: PathBuf },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +135,22 @@ impl MasterKey {
                         source,
                     })?;
                 Ok(Self::from_bytes(&bytes))
+            }
+            Err(source) => Err(MasterKeyError::Read { path, source }),
+        }
+    }
+
+    /// The key the server uses, for an operator command: never creates one (a new key would
+    /// seal what the command writes with a key the server does not have).
+    pub fn load(explicit: Option<&Secret>, data_dir: &Path) -> Result<Self, MasterKeyError> {
+        if let Some(secret) = explicit {
+            return Self::parse(secret.expose(), "EZFORGE_MASTER_KEY");
+        }
+        let path = data_dir.join("master.key");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Self::parse(&text, &path.display().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(MasterKeyError::Missing { path })
             }
             Err(source) => Err(MasterKeyError::Read { path, source }),
         }

@@ -141,7 +141,7 @@ fn open_keys(config: &Config) -> anyhow::Result<(Store, MasterKey)> {
         );
     }
     let store = Store::open(&db)?;
-    let master = MasterKey::load_or_create(config.master_key.as_ref(), dir)?;
+    let master = MasterKey::load(config.master_key.as_ref(), dir)?;
     Ok((store, master))
 }
 
@@ -178,6 +178,12 @@ pub fn keys_rotate(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
     let (store, master) = open_keys(&config)?;
     let now = crate::domain::now();
     let ttl = config.auth.access_token_ttl.as_secs();
+    // The key must be the server's: the keys in force must open with it.
+    store
+        .run_blocking(|c| keys::load(c, &master, now))
+        .context(
+            "the master key given does not open the signing keys in force; nothing was changed",
+        )?;
     let kid = store.run_blocking(|c| keys::rotate(c, &master, now, ttl))?;
     println!("new active signing key {kid}");
     println!(

@@ -307,6 +307,46 @@ async fn keys_rotate_and_list_and_backup_work_from_the_command_line() {
 }
 
 #[tokio::test]
+async fn key_commands_use_the_servers_master_key_and_never_make_one() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    let mut child = ezforge(dir.path())
+        .arg("serve")
+        .env("EZFORGE_SERVER__LISTEN", "127.0.0.1:0")
+        .env("EZFORGE_MASTER_KEY", key)
+        .spawn()
+        .expect("spawn");
+    wait_ready(&mut child).await;
+    assert!(terminate(&mut child).await.success());
+    let master_file = dir.path().join("ezforge-data/master.key");
+    // Without the key (an operator's shell lacks the service's environment): refused, and no
+    // new master.key, which used to seal the new signing key so the server could not start.
+    let line = start_error(ezforge(dir.path()).args(["keys", "rotate"])).await;
+    assert!(line.contains("no master key"), "{line}");
+    assert!(!master_file.exists(), "no master key was made up");
+    // Another key: refused before anything changes.
+    let other = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+    let line = start_error(
+        ezforge(dir.path())
+            .args(["keys", "rotate"])
+            .env("EZFORGE_MASTER_KEY", other),
+    )
+    .await;
+    assert!(line.contains("does not open"), "{line}");
+    let rotate = ezforge(dir.path())
+        .args(["keys", "rotate"])
+        .env("EZFORGE_MASTER_KEY", key)
+        .output()
+        .await
+        .expect("rotate");
+    assert!(
+        rotate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotate.stderr)
+    );
+}
+
+#[tokio::test]
 async fn healthcheck_subcommand_reports_status() {
     let dir = tempfile::tempdir().expect("tmp");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
