@@ -46,6 +46,8 @@ pub struct KeyPrincipal {
     pub id: String,
     pub project_id: String,
     pub scopes: ApiScopes,
+    /// When the key stops working (unix seconds), if ever.
+    pub expires_at: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -131,6 +133,7 @@ impl Principal {
                         scopes: ApiScopes::from_stored(&row.scopes),
                         id: row.id,
                         project_id: row.project_id,
+                        expires_at: row.expires_at,
                     })
                 }),
         };
@@ -356,6 +359,7 @@ async fn authenticate(state: &web::Data<AppState>, token: String) -> Result<Cred
                     scopes: ApiScopes::from_stored(&k.scopes),
                     id: k.id,
                     project_id: k.project_id,
+                    expires_at: k.expires_at,
                 }))
             }
             (None, _) => Err(ApiError::Unauthenticated(

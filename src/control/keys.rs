@@ -112,6 +112,18 @@ pub async fn create(
             Some(at)
         }
     };
+    // Nor one that outlives it: a key's keys expire with it at the latest (and are revoked
+    // with it).
+    let expires_at = match (&who.credential, expires_at) {
+        (Credential::Key(k), Some(at)) if k.expires_at.is_some_and(|parent| at > parent) => {
+            return Err(ApiError::validation(
+                "expiresAt",
+                "must not be later than the expiry of the key making it",
+            ));
+        }
+        (Credential::Key(k), None) => k.expires_at,
+        (_, at) => at,
+    };
     let (environment, prefix) = match body.environment.as_deref().unwrap_or("live") {
         "live" => ("live", LIVE_KEY_PREFIX),
         "test" => ("test", TEST_KEY_PREFIX),
@@ -178,14 +190,19 @@ pub async fn revoke(
             // Visible only to those who can see its project.
             project_access(tx, &who, &key.project_id)
                 .map_err(|_| ApiError::NotFound("API key not found".into()))?;
-            store::api_keys::delete(tx, &key.id)?;
+            // The keys it made (and theirs) go with it: whoever held it may have made them.
+            let minted = store::api_keys::minted_by(tx, &key.id)?;
+            for id in minted.iter().chain([&key.id]) {
+                store::api_keys::delete(tx, id)?;
+            }
+            let details = (!minted.is_empty()).then(|| json!({ "alsoRevoked": minted }));
             store::audit::record(
                 tx,
                 &actor,
                 "api_key.revoke",
                 Some(&key.id),
                 Some(&key.project_id),
-                None,
+                details.as_ref(),
             )?;
             Ok::<_, ApiError>(())
         })

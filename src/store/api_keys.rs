@@ -83,6 +83,20 @@ pub fn list(
     Ok(Page::from_rows(rows, page.limit, total, |k| k.id.clone()))
 }
 
+/// The keys made with key `id`, and the keys made with those, and so on.
+pub fn minted_by(conn: &Connection, id: &str) -> Result<Vec<String>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "WITH RECURSIVE minted(id) AS (
+                 SELECT id FROM api_keys WHERE created_by = ?1
+                 UNION SELECT k.id FROM api_keys k JOIN minted m ON k.created_by = m.id
+             )
+             SELECT id FROM minted",
+        )?
+        .query_map([id], |r| r.get(0))?
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
 pub fn delete(conn: &Connection, id: &str) -> Result<(), StoreError> {
     conn.prepare_cached("DELETE FROM api_keys WHERE id = ?1")?
         .execute([id])?;

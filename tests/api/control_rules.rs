@@ -2336,6 +2336,61 @@ async fn a_key_cannot_mint_a_key_with_scopes_it_lacks() {
     );
 }
 
+#[tokio::test]
+async fn a_key_cannot_mint_a_key_that_outlives_it() {
+    let app = TestApp::spawn().await;
+    let (admin, project, _) = basics(&app).await;
+    let path = format!("/v1/projects/{project}/keys");
+    let in_hours = |h: u64| {
+        humantime::format_rfc3339_seconds(
+            SystemTime::now() + std::time::Duration::from_secs(h * 3600),
+        )
+        .to_string()
+    };
+    let parent = post_as(
+        &app,
+        &admin,
+        &path,
+        json!({ "name": "ci", "scopes": ["servers:read", "servers:write"], "expiresAt": in_hours(1) }),
+    )
+    .await;
+    let parent_data = parent.expect(201)["data"].clone();
+    let parent_key = parent_data["key"].as_str().expect("key").to_owned();
+    // Later than its own expiry: refused. None given: it gets the parent's.
+    let res = post_as(
+        &app,
+        &parent_key,
+        &path,
+        json!({ "name": "x", "scopes": ["servers:read"], "expiresAt": in_hours(2) }),
+    )
+    .await;
+    res.assert_invalid("expiresAt");
+    let child = post_as(
+        &app,
+        &parent_key,
+        &path,
+        json!({ "name": "child", "scopes": ["servers:read", "servers:write"] }),
+    )
+    .await;
+    let child = child.expect(201)["data"].clone();
+    assert_eq!(child["expiresAt"], parent_data["expiresAt"], "{child}");
+    let child_key = child["key"].as_str().expect("key").to_owned();
+    let grandchild = create_key(&app, &child_key, &project, &["servers:read"]).await;
+    // A session's keys are unaffected by all this.
+    let sibling = create_key(&app, &admin, &project, &["servers:read"]).await;
+
+    // Revoking the parent revokes what was made with it, down the line.
+    let id = parent_data["id"].as_str().expect("id");
+    delete_as(&app, &admin, &format!("/v1/keys/{id}"))
+        .await
+        .expect(204);
+    for (what, key) in [("child", &child_key), ("grandchild", &grandchild)] {
+        let res = get_as(&app, key, "/v1/servers").await;
+        assert_eq!(res.status, 401, "{what}: {}", res.text);
+    }
+    get_as(&app, &sibling, "/v1/servers").await.expect(200);
+}
+
 /// Sessions act within their projects only; a member cannot reach into another project by id.
 #[tokio::test]
 async fn a_member_sees_only_their_projects() {
