@@ -118,8 +118,9 @@ pub async fn create(
     path: web::Path<String>,
     body: web::Json<DeployBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let parsed = body.into_inner().parse()?;
+    // Who may deploy here comes first: a caller who may not learns nothing from validation.
     let server = writable_server(&state, who.clone(), path.into_inner()).await?;
+    let parsed = body.into_inner().parse()?;
     let req = DeployRequest {
         spec: parsed.spec,
         label: parsed.label,
@@ -144,13 +145,13 @@ pub async fn rollback(
     body: web::Json<RollbackBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
+    let server = writable_server(&state, who.clone(), path.into_inner()).await?;
     if body.version.is_none() == body.deployment_id.is_none() {
         return Err(ApiError::validation(
             "version",
             "give either version (an integer) or deploymentId",
         ));
     }
-    let server = writable_server(&state, who.clone(), path.into_inner()).await?;
     let sid = server.id.clone();
     let to = state
         .store

@@ -336,6 +336,10 @@ pub async fn update(
     who.require(ApiScope::ServersWrite)?;
     let mut body = body.into_inner();
     let upstream_set = body.upstream_url.is_some();
+    // Changing (or clearing) where a live server's traffic goes is a deployment.
+    if upstream_set {
+        who.require(ApiScope::DeploymentsWrite)?;
+    }
     let key = path.into_inner();
     let actor = who.actor();
     let st = state.clone();

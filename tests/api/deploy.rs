@@ -340,6 +340,36 @@ async fn deployment_scopes_and_bad_input() {
         r.body["error"]["details"]["requiredScope"],
         "deployments:write"
     );
+    // Scope before validation: an empty body from a reader is a 403, not a 422.
+    for (path, body) in [
+        ("/v1/servers/tools/deployments", json!({})),
+        ("/v1/servers/tools/rollback", json!({})),
+    ] {
+        let r = post_as(&app, &reader, path, body).await;
+        assert_eq!(r.status, 403, "{path}: {}", r.text);
+    }
+    // Repointing a server's traffic through PATCH is a deployment too.
+    let server_writer = create_key(&app, &admin, project, &["servers:write"]).await;
+    let r = patch_as(
+        &app,
+        &server_writer,
+        "/v1/servers/tools",
+        json!({ "upstreamUrl": up.url }),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(
+        r.body["error"]["details"]["requiredScope"],
+        "deployments:write"
+    );
+    patch_as(
+        &app,
+        &server_writer,
+        "/v1/servers/tools",
+        json!({ "healthCheckPath": "/healthz" }),
+    )
+    .await
+    .expect(200);
     deploy(&app, &writer, "tools", json!({ "upstreamUrl": up.url }))
         .await
         .expect(201);
