@@ -215,18 +215,27 @@ pub async fn accept_invite(
         .password
         .ok_or_else(|| ApiError::validation("password", "required"))?;
     check_password_rules(&pw)?;
+    let token_hash = crypto::token_hash(token.expose());
+    let now = domain::now();
+    // A made-up token must not cost a password hash (19 MiB and tens of ms each).
+    let th = token_hash.clone();
+    if !state
+        .store
+        .run(move |c| store::users::invite_exists(c, &th, now))
+        .await?
+    {
+        return Err(invite_not_found());
+    }
     let hash = web::block(move || password::hash(&pw))
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?;
-    let token_hash = crypto::token_hash(token.expose());
     let address = req.peer_addr().map(|a| a.ip().to_string());
-    let now = domain::now();
     let user = state
         .store
         .write(move |tx| {
-            let user_id = store::users::take_invite(tx, &token_hash, now)?
-                .ok_or_else(|| ApiError::NotFound("invite not found or expired".into()))?;
+            let user_id =
+                store::users::take_invite(tx, &token_hash, now)?.ok_or_else(invite_not_found)?;
             store::users::set_password(tx, &user_id, &hash, now)?;
             let actor = Actor {
                 id: user_id.clone(),
@@ -239,6 +248,10 @@ pub async fn accept_invite(
         })
         .await?;
     Ok(data(StatusCode::OK, user_json(&user)))
+}
+
+fn invite_not_found() -> ApiError {
+    ApiError::NotFound("invite not found or expired".into())
 }
 
 pub fn check_password_rules(pw: &Secret) -> Result<(), ApiError> {

@@ -111,6 +111,15 @@ pub fn create_invite(
 }
 
 /// Consumes an invite: returns its user if it was valid.
+/// Whether an unexpired invite has this token (without taking it).
+pub fn invite_exists(conn: &Connection, token_hash: &str, now: i64) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM invites WHERE token_hash = ?1 AND expires_at > ?2)",
+        )?
+        .query_row(params![token_hash, now], |r| r.get(0))?)
+}
+
 pub fn take_invite(
     conn: &Connection,
     token_hash: &str,
