@@ -980,6 +980,12 @@ fn env_vars(env: &[(String, String)]) -> Result<Vec<EnvVar>, ConfigError> {
                 key,
                 figment::value::Value::from(read_secret_file(name, value)?),
             ),
+            // A secret is taken as written: `00123`, `true` or `[x]` are passwords too.
+            None if SECRET_KEYS
+                .contains(&rest.to_ascii_lowercase().replace("__", ".").as_str()) =>
+            {
+                (rest, figment::value::Value::from(value.to_owned()))
+            }
             None => (rest, parse_env_value(value)),
         };
         out.push(EnvVar {
@@ -1190,6 +1196,34 @@ mod tests {
             c.tls.cert_file.as_deref(),
             Some(Path::new("/etc/ssl/cert.pem"))
         );
+    }
+
+    #[test]
+    fn secrets_in_the_environment_are_taken_as_written() {
+        for value in ["0123456789012", "true", "1.5e3", "[1,2]", "inf"] {
+            let env = vec![
+                (
+                    "EZFORGE_BOOTSTRAP__ADMIN_PASSWORD".to_owned(),
+                    value.to_owned(),
+                ),
+                ("EZFORGE_METRICS__BEARER_TOKEN".to_owned(), value.to_owned()),
+            ];
+            let c = Config::load_from(None, &env).expect(value);
+            assert_eq!(
+                c.bootstrap.admin_password.as_ref().map(Secret::expose),
+                Some(value)
+            );
+            assert_eq!(
+                c.metrics.bearer_token.as_ref().map(Secret::expose),
+                Some(value)
+            );
+        }
+        // Other values still read as TOML.
+        let env = vec![(
+            "EZFORGE_SERVER__LISTEN".to_owned(),
+            "127.0.0.1:9999".to_owned(),
+        )];
+        assert!(Config::load_from(None, &env).is_ok());
     }
 
     #[test]
