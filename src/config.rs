@@ -447,6 +447,9 @@ pub struct ServerDecl {
 pub struct Duration(pub std::time::Duration);
 
 impl Duration {
+    /// The longest a setting may be: 10 years (3,650 days).
+    pub const MAX: Duration = Duration::secs(3650 * 86_400);
+
     pub const fn secs(s: u64) -> Self {
         Self(std::time::Duration::from_secs(s))
     }
@@ -494,11 +497,16 @@ impl<'de> Deserialize<'de> for Duration {
                 f.write_str("a duration string such as \"90s\", \"15m\" or \"30d\"")
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
-                humantime::parse_duration(v.trim())
-                    .map(Duration)
-                    .map_err(|e| {
-                        E::custom(format!("invalid duration {v:?}: {e}; write e.g. \"15m\""))
-                    })
+                let d = humantime::parse_duration(v.trim()).map_err(|e| {
+                    E::custom(format!("invalid duration {v:?}: {e}; write e.g. \"15m\""))
+                })?;
+                // Longer is never meant, and dates that far out cannot be written.
+                if d > Duration::MAX.0 {
+                    return Err(E::custom(format!(
+                        "invalid duration {v:?}: at most 10 years"
+                    )));
+                }
+                Ok(Duration(d))
             }
         }
         d.deserialize_str(V)
@@ -1168,6 +1176,17 @@ mod tests {
             let msg = Config::load_from(None, &env).expect_err(key).to_string();
             assert!(msg.contains("between 1 and 1000000"), "{key}: {msg}");
         }
+    }
+
+    #[test]
+    fn durations_are_at_most_ten_years() {
+        let env = vec![("EZFORGE_AUTH__SESSION_TTL".to_owned(), "8000y".to_owned())];
+        let msg = Config::load_from(None, &env)
+            .expect_err("too long")
+            .to_string();
+        assert!(msg.contains("at most 10 years"), "{msg}");
+        let env = vec![("EZFORGE_AUTH__SESSION_TTL".to_owned(), "3650d".to_owned())];
+        assert!(Config::load_from(None, &env).is_ok());
     }
 
     #[test]

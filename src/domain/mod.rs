@@ -53,7 +53,8 @@ pub fn now_ms() -> i64 {
 
 /// RFC 3339 UTC with millisecond precision (`2026-01-15T10:00:00.123Z`).
 pub fn rfc3339_ms(epoch_ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(epoch_ms.max(0) as u64);
+    let ms = epoch_ms.clamp(0, 253_402_300_799_999) as u64;
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
     humantime::format_rfc3339_millis(t).to_string()
 }
 
@@ -93,13 +94,22 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 
 /// RFC 3339 UTC with second precision (`2026-01-15T10:00:00Z`).
 pub fn rfc3339(epoch_seconds: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch_seconds.max(0) as u64);
+    // Clamped to what the format can write (up to 9999-12-31T23:59:59Z).
+    let secs = epoch_seconds.clamp(0, 253_402_300_799) as u64;
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_past_year_9999_are_clamped_not_a_panic() {
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339_ms(i64::MAX), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(-5), "1970-01-01T00:00:00Z");
+    }
 
     #[test]
     fn months_have_their_bounds() {
