@@ -51,11 +51,20 @@ pub fn is_forbidden(ip: IpAddr) -> bool {
                 return is_forbidden(IpAddr::V4(v4));
             }
             let seg = v6.segments();
+            let embedded = |hi: u16, lo: u16| {
+                is_forbidden(IpAddr::V4(std::net::Ipv4Addr::from(
+                    (u32::from(hi) << 16) | u32::from(lo),
+                )))
+            };
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
+                || seg[..6] == [0; 6] // IPv4-compatible (::a.b.c.d), deprecated
+                || (seg[0] == 0x2002 && embedded(seg[1], seg[2])) // 6to4 of a forbidden address
+                || (seg[0] == 0x2001 && seg[1] == 0) // Teredo tunnels to anything
                 || (seg[0] & 0xFE00) == 0xFC00 // unique local
                 || (seg[0] & 0xFFC0) == 0xFE80 // link-local
+                || (seg[0] & 0xFFC0) == 0xFEC0 // site-local, deprecated
                 || (seg[0] == 0x64 && seg[1] == 0xFF9B) // NAT64 can reach anything
                 || (seg[0] == 0x2001 && seg[1] == 0x0DB8) // documentation
         }
@@ -135,7 +144,11 @@ impl Outbound {
                 }
             }));
         if !allow_private {
-            builder = builder.dns_resolver(Arc::new(GuardedResolver));
+            // Through a proxy (HTTPS_PROXY…) the proxy would resolve the host, out of the
+            // guard's sight: guarded fetches go direct.
+            builder = builder
+                .dns_resolver(Arc::new(GuardedResolver))
+                .no_proxy();
         }
         for path in &config.ca_files {
             let ca_err = |reason: String| FetchError::CaFile {
@@ -264,6 +277,12 @@ mod tests {
             "fd00::1",
             "::ffff:127.0.0.1",
             "64:ff9b::7f00:1",
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "2002:7f00:1::1",
+            "2002:a9fe:a9fe::",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "fec0::1",
         ] {
             assert!(is_forbidden(ip.parse().expect("ip")), "{ip}");
         }
@@ -271,6 +290,7 @@ mod tests {
             "93.184.216.34",
             "2606:2800:220:1:248:1893:25c8:1946",
             "1.1.1.1",
+            "2002:5db8:d822::1",
         ] {
             assert!(!is_forbidden(ip.parse().expect("ip")), "{ip}");
         }
