@@ -154,6 +154,17 @@ pub async fn resolve(state: &AppState, client_id: &str) -> Result<Arc<Client>, C
             "a metadata document URL needs a path and no fragment".into(),
         ));
     }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ClientError::Metadata(
+            "a metadata document URL must not contain a username or password".into(),
+        ));
+    }
+    // One client, one spelling: `/a/../b` would be fetched as `/b` under another identity.
+    if url.as_str() != client_id {
+        return Err(ClientError::Metadata(format!(
+            "a metadata document URL must be in normal form (no dot segments, lowercase host, no default port): {url}"
+        )));
+    }
     let cached = lock(&state.oauth_clients.entries)
         .get(client_id)
         .filter(|hit| hit.until > Instant::now())

@@ -368,9 +368,16 @@ async fn plain_http_and_odd_client_id_urls_are_refused() {
         format!("{}/", cimd.origin),
         format!("{}/client.json#frag", cimd.origin),
         format!("https://user:pw@127.0.0.1:{}/client.json", cimd.port),
+        format!("https://user@127.0.0.1:{}/client.json", cimd.port),
+        // Another spelling of the same document would be another client identity.
+        format!("{}/x/../client.json", cimd.origin),
+        format!("{}/./client.json", cimd.origin),
+        format!("{}/x/%2e%2e/client.json", cimd.origin),
+        format!("https://127.0.0.1:{}/client.json", cimd.port).replace("https", "HTTPS"),
     ] {
         let out = authorize(&w.browser(), &w.request(&client_id)).await;
         assert!(out.code.is_none(), "{client_id}: {}", out.describe());
         out.assert_error_page(400);
     }
+    assert_eq!(cimd.fetches(), 0, "refused before any fetch");
 }
