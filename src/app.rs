@@ -479,10 +479,11 @@ async fn housekeeping(state: web::Data<AppState>) {
             }
         }
         if ticks.is_multiple_of(360) {
-            let before = domain::now() - state.config.auth.registration.reap_unused_after.as_secs();
+            let now = domain::now();
+            let before = now - state.config.auth.registration.reap_unused_after.as_secs();
             match state
                 .store
-                .run(move |c| store::clients::reap_unused(c, before))
+                .write(move |tx| store::clients::reap_unused(tx, before, now))
                 .await
             {
                 Ok(0) => {}

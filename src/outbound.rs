@@ -146,9 +146,7 @@ impl Outbound {
         if !allow_private {
             // Through a proxy (HTTPS_PROXY…) the proxy would resolve the host, out of the
             // guard's sight: guarded fetches go direct.
-            builder = builder
-                .dns_resolver(Arc::new(GuardedResolver))
-                .no_proxy();
+            builder = builder.dns_resolver(Arc::new(GuardedResolver)).no_proxy();
         }
         for path in &config.ca_files {
             let ca_err = |reason: String| FetchError::CaFile {

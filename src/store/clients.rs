@@ -104,13 +104,18 @@ pub fn update_registration(conn: &Connection, c: &ClientRow) -> Result<(), Store
     Ok(())
 }
 
-/// Dynamic (RFC 7591) clients not used since `before`; returns how many were deleted.
-pub fn reap_unused(conn: &Connection, before: i64) -> Result<usize, StoreError> {
+/// Dynamic (RFC 7591) clients not used (no code exchanged, no token refreshed) since
+/// `before` are deleted, and what they were granted is revoked; returns how many went.
+pub fn reap_unused(conn: &Connection, before: i64, now: i64) -> Result<usize, StoreError> {
+    const UNUSED: &str = "is_dynamic = 1 AND metadata_url IS NULL AND server_id IS NULL
+                          AND COALESCE(last_used_at, created_at) < ?1";
+    conn.prepare_cached(&format!(
+        "UPDATE grants SET revoked_at = ?2 WHERE revoked_at IS NULL
+           AND client_id IN (SELECT client_id FROM oauth_clients WHERE {UNUSED})"
+    ))?
+    .execute(params![before, now])?;
     Ok(conn
-        .prepare_cached(
-            "DELETE FROM oauth_clients WHERE is_dynamic = 1 AND metadata_url IS NULL AND server_id IS NULL
-               AND COALESCE(last_used_at, created_at) < ?1",
-        )?
+        .prepare_cached(&format!("DELETE FROM oauth_clients WHERE {UNUSED}"))?
         .execute([before])?)
 }
 
@@ -143,4 +148,75 @@ pub fn delete(conn: &Connection, id: &str) -> Result<(), StoreError> {
     conn.prepare_cached("DELETE FROM oauth_clients WHERE id = ?1")?
         .execute([id])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::grants::{self, GrantRow};
+
+    fn dynamic(id: &str, created_at: i64, last_used_at: Option<i64>) -> ClientRow {
+        ClientRow {
+            id: format!("oac_{id}"),
+            client_id: id.to_owned(),
+            server_id: None,
+            name: id.to_owned(),
+            redirect_uris: "[]".into(),
+            scopes: String::new(),
+            trusted: false,
+            is_dynamic: true,
+            secret_hash: None,
+            metadata_url: None,
+            created_at,
+            updated_at: created_at,
+            last_used_at,
+            registration_token_hash: None,
+            auth_method: "none".into(),
+            grant_types: "authorization_code refresh_token".into(),
+            application_type: "web".into(),
+            metadata: None,
+        }
+    }
+
+    fn grant(id: &str, client_id: &str) -> GrantRow {
+        GrantRow {
+            id: id.to_owned(),
+            user_id: None,
+            client_id: client_id.to_owned(),
+            client_name: client_id.to_owned(),
+            server_id: "srv_x".into(),
+            resource: "https://h/mcp/x".into(),
+            scopes: "mcp:read".into(),
+            created_at: 0,
+            last_used_at: None,
+            revoked_at: None,
+        }
+    }
+
+    #[test]
+    fn reaping_spares_clients_in_use_and_revokes_what_the_reaped_ones_held() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        crate::store::migrations::migrate(&mut conn, ":memory:").expect("migrate");
+        // Grants name a server; this test is about clients only.
+        conn.execute_batch("PRAGMA foreign_keys = OFF")
+            .expect("pragma");
+        insert(&conn, &dynamic("old", 10, None)).expect("insert");
+        insert(&conn, &dynamic("refreshed", 10, Some(10))).expect("insert");
+        insert(&conn, &dynamic("new", 90, None)).expect("insert");
+        for (g, c) in [
+            ("g_old", "old"),
+            ("g_refreshed", "refreshed"),
+            ("g_new", "new"),
+        ] {
+            grants::insert_grant(&conn, &grant(g, c)).expect("grant");
+        }
+        // A refresh marks its client used.
+        touch(&conn, "refreshed", 95).expect("touch");
+        assert_eq!(reap_unused(&conn, 50, 100).expect("reap"), 1);
+        assert!(find(&conn, "old").expect("find").is_none());
+        for (id, revoked) in [("g_old", true), ("g_refreshed", false), ("g_new", false)] {
+            let g = grants::grant(&conn, id).expect("grant").expect("row");
+            assert_eq!(g.revoked_at.is_some(), revoked, "{id}");
+        }
+    }
 }

@@ -101,6 +101,8 @@ pub async fn exchange(
             let (refresh, new_row) = new_refresh(&st, &grant.id, &grant.client_id, &row.scopes);
             store::grants::insert_refresh(&tx, &new_row)?;
             store::grants::touch_grant(&tx, &grant.id, now)?;
+            // In use: not a dynamic client to reap.
+            store::clients::touch(&tx, &grant.client_id, now)?;
             tx.commit().map_err(StoreError::from)?;
             Ok(Outcome::Granted {
                 grant: Box::new(grant),
