@@ -144,6 +144,9 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    if !matches!(cli.command, Command::Serve) {
+        quiet_on_closed_pipe();
+    }
     let config_path = cli.config.as_deref();
     match cli.command {
         Command::Serve => local::serve(config_path),
@@ -165,5 +168,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs { opts, args } => client::run(opts, client::Group::Logs(args)),
         Command::Metrics { opts, args } => client::run(opts, client::Group::Metrics(args)),
         Command::Env { opts, command } => client::run(opts, client::Group::Env(command)),
+    }
+}
+
+/// A command whose output is piped into something that stops reading (`| head`) ends quietly,
+/// as Unix tools do, instead of panicking in `println!`. Not for `serve`: it must survive
+/// anything. (Sockets are unaffected: Rust writes to them with `MSG_NOSIGNAL`.)
+#[allow(unsafe_code)]
+fn quiet_on_closed_pipe() {
+    // SAFETY: restores the default disposition of one signal, before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

@@ -378,3 +378,29 @@ async fn healthcheck_subcommand_reports_status() {
         .expect("run");
     assert!(!down.status.success());
 }
+
+#[tokio::test]
+async fn output_into_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().expect("tmp");
+    // A reader that has already gone, as with `ezforge config check | head -0`.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    // (`output()` would replace the pipe with its own.)
+    let out = ezforge(dir.path())
+        .args(["config", "check"])
+        .stdout(writer)
+        .spawn()
+        .expect("spawn")
+        .wait_with_output()
+        .await
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?} {stderr}",
+        out.status
+    );
+}
