@@ -899,6 +899,18 @@ impl Config {
                     ));
                 }
             }
+            let byoa = match d.auth_mode.as_deref() {
+                Some(mode) => mode == "byoa",
+                None => self.auth.mode == AuthMode::Byoa,
+            };
+            if byoa && d.byoa.is_none() && self.auth.byoa.is_none() {
+                return Err(err(
+                    i,
+                    "byoa",
+                    "a byoa server needs its issuer: set servers.byoa, or [auth.byoa] for all"
+                        .into(),
+                ));
+            }
             if let Some(b) = &d.byoa {
                 validate::https_url(&b.authorization_endpoint)
                     .map_err(|e| err(i, "byoa.authorization_endpoint", e))?;
@@ -1187,6 +1199,23 @@ mod tests {
         assert!(msg.contains("at most 10 years"), "{msg}");
         let env = vec![("EZFORGE_AUTH__SESSION_TTL".to_owned(), "3650d".to_owned())];
         assert!(Config::load_from(None, &env).is_ok());
+    }
+
+    #[test]
+    fn a_declared_byoa_server_needs_an_issuer() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("c.toml");
+        let server = "[[servers]]\nproject = \"p\"\nslug = \"s\"\nauth_mode = \"byoa\"\n";
+        std::fs::write(&path, server).expect("write");
+        let msg = Config::load_from(Some(&path), &[])
+            .expect_err("no issuer")
+            .to_string();
+        assert!(msg.contains("servers[0].byoa"), "{msg}");
+        let issuer = "[servers.byoa]\nauthorization_endpoint = \"https://idp.example/authorize\"\n\
+            token_endpoint = \"https://idp.example/token\"\njwks_uri = \"https://idp.example/jwks\"\n\
+            issuer = \"https://idp.example\"\n";
+        std::fs::write(&path, format!("{server}{issuer}")).expect("write");
+        Config::load_from(Some(&path), &[]).expect("its own issuer");
     }
 
     #[test]
