@@ -34,6 +34,9 @@ struct Flow {
     raw: String,
     client: Arc<Client>,
     redirect_uri: String,
+    /// Whether the request named it (else it is the client's only one): the token request
+    /// must repeat it only then (RFC 6749 §4.1.3).
+    redirect_uri_given: bool,
     state: Option<String>,
     challenge: String,
     server: Arc<ServerEntry>,
@@ -435,7 +438,12 @@ async fn issue_code(
         user_id: user.id.clone(),
         server_id: flow.server.id.clone(),
         resource: flow.server.resource.clone(),
-        redirect_uri: flow.redirect_uri.clone(),
+        // Empty: the request named none, so the token request need not either.
+        redirect_uri: if flow.redirect_uri_given {
+            flow.redirect_uri.clone()
+        } else {
+            String::new()
+        },
         code_challenge: flow.challenge.clone(),
         scopes: flow.scopes.join(" "),
         created_at: now,
@@ -590,6 +598,7 @@ async fn validate(state: &web::Data<AppState>, raw: &str) -> Result<Flow, HttpRe
     }
     Ok(Flow {
         raw: raw.to_owned(),
+        redirect_uri_given: params.get("redirect_uri").is_some(),
         client,
         redirect_uri,
         state: st,

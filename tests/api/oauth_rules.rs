@@ -168,6 +168,52 @@ async fn redirect_uri_tricks_get_an_error_page() {
 }
 
 #[tokio::test]
+async fn a_redirect_uri_left_out_of_the_request_may_be_left_out_of_the_exchange() {
+    let w = world().await;
+    let client_id = w.public_client().await;
+    // The client's only redirect URI is used; the token request need not repeat it
+    // (RFC 6749 §4.1.3: required only if it was in the authorization request).
+    let req = w.request(&client_id).without("redirect_uri");
+    let code = authorize(&w.browser(), &req).await.code();
+    let reply = token(
+        &w.app,
+        &public(&client_id),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("code_verifier", &req.verifier),
+        ],
+    )
+    .await;
+    reply.assert_ok();
+    // Repeating the registered one is fine too; another is not.
+    for (given, ok) in [(REDIRECT, true), ("https://other.example/cb", false)] {
+        let req = w.request(&client_id).without("redirect_uri");
+        let code = authorize(&w.browser(), &req).await.code();
+        let reply = exchange_with(&w.app, &public(&client_id), given, &code, &req.verifier).await;
+        if ok {
+            reply.assert_ok();
+        } else {
+            reply.assert_error(400, "invalid_grant");
+        }
+    }
+    // Named in the request: it must be repeated, exactly.
+    let req = w.request(&client_id);
+    let code = authorize(&w.browser(), &req).await.code();
+    let reply = token(
+        &w.app,
+        &public(&client_id),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("code_verifier", &req.verifier),
+        ],
+    )
+    .await;
+    reply.assert_error(400, "invalid_grant");
+}
+
+#[tokio::test]
 async fn loopback_redirect_uris_match_on_any_port() {
     let w = world().await;
     for (registered, used) in [

@@ -36,6 +36,7 @@ pub async fn exchange(
         .map(str::to_owned)
         .collect::<Vec<_>>();
     let client_id = client.client_id.clone();
+    let registered = client.redirect_uris.clone();
     let st = state.clone();
     let outcome = state
         .store
@@ -76,7 +77,13 @@ pub async fn exchange(
             if row.expires_at <= now {
                 return refuse(tx, OAuthError::invalid_grant("the code has expired"));
             }
-            if redirect_uri.as_deref() != Some(row.redirect_uri.as_str()) {
+            let redirect_ok = match redirect_uri.as_deref() {
+                Some(r) if row.redirect_uri.is_empty() => {
+                    crate::oauth::clients::redirect_matches(&registered, r)
+                }
+                given => row.redirect_uri.is_empty() || given == Some(row.redirect_uri.as_str()),
+            };
+            if !redirect_ok {
                 return refuse(
                     tx,
                     OAuthError::invalid_grant(
