@@ -490,8 +490,37 @@ async fn housekeeping(state: web::Data<AppState>) {
                 Ok(n) => tracing::info!(clients = n, "removed unused dynamic clients"),
                 Err(e) => tracing::warn!(error = %ErrorChain(&e), "could not reap dynamic clients"),
             }
+            purge_expired_refresh_tokens(&state, now).await;
         }
         ticks += 1;
+    }
+}
+
+/// Expired refresh tokens (every rotation leaves one behind) are deleted in short
+/// transactions, so that writers are never held up for long.
+async fn purge_expired_refresh_tokens(state: &web::Data<AppState>, now: i64) {
+    const BATCH: i64 = 5_000;
+    let mut total = 0;
+    loop {
+        match state
+            .store
+            .write(move |tx| store::grants::purge_expired_refresh(tx, now, BATCH))
+            .await
+        {
+            Ok(n) => {
+                total += n;
+                if (n as i64) < BATCH {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %ErrorChain(&e), "could not purge expired refresh tokens");
+                break;
+            }
+        }
+    }
+    if total > 0 {
+        tracing::info!(tokens = total, "expired refresh tokens removed");
     }
 }
 

@@ -138,6 +138,21 @@ pub fn live_grant_ids_in_project(
         .collect::<Result<Vec<_>, _>>()?)
 }
 
+/// Deletes up to `batch` refresh tokens that expired before `before` (used or not: past its
+/// expiry a token is refused either way, so a replay of it no longer needs recognising).
+pub fn purge_expired_refresh(
+    conn: &Connection,
+    before: i64,
+    batch: i64,
+) -> Result<usize, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "DELETE FROM refresh_tokens WHERE rowid IN
+               (SELECT rowid FROM refresh_tokens WHERE expires_at < ?1 LIMIT ?2)",
+        )?
+        .execute(params![before, batch])?)
+}
+
 pub fn touch_grant(conn: &Connection, id: &str, now: i64) -> Result<(), StoreError> {
     conn.prepare_cached("UPDATE grants SET last_used_at = ?2 WHERE id = ?1")?
         .execute(params![id, now])?;
@@ -291,4 +306,34 @@ pub fn remember_consent(
     )?
     .execute(params![user_id, client_id, resource, scopes, expires_at])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expired_refresh_tokens_are_purged_in_batches_and_live_ones_kept() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        crate::store::migrations::migrate(&mut conn, ":memory:").expect("migrate");
+        conn.execute_batch("PRAGMA foreign_keys = OFF").expect("pragma");
+        for (i, expires_at) in [10, 20, 30, 200, 300].into_iter().enumerate() {
+            let row = RefreshRow {
+                token_hash: format!("h{i}"),
+                grant_id: "g".into(),
+                client_id: "c".into(),
+                scopes: String::new(),
+                created_at: 0,
+                expires_at,
+                rotated_at: (i % 2 == 0).then_some(5),
+            };
+            insert_refresh(&conn, &row).expect("insert");
+        }
+        assert_eq!(purge_expired_refresh(&conn, 100, 2).expect("purge"), 2);
+        assert_eq!(purge_expired_refresh(&conn, 100, 2).expect("purge"), 1);
+        assert_eq!(purge_expired_refresh(&conn, 100, 2).expect("purge"), 0);
+        for (hash, kept) in [("h2", false), ("h3", true), ("h4", true)] {
+            assert_eq!(refresh(&conn, hash).expect("read").is_some(), kept, "{hash}");
+        }
+    }
 }
