@@ -40,10 +40,19 @@ pub async fn introspect(
             return Ok(inactive());
         };
         let c = data.claims;
-        if c.get("gid")
-            .and_then(|g| g.as_str())
-            .is_some_and(|g| state.revoked_grants.is_revoked(g))
-        {
+        let revoked = match c.get("gid").and_then(|g| g.as_str()) {
+            Some(g) => state.revoked_grants.is_revoked(g),
+            None => c
+                .get("client_id")
+                .and_then(|id| id.as_str())
+                .is_some_and(|id| state.revoked_grants.is_client_revoked(id)),
+        };
+        let audiences: Vec<&str> = match &c["aud"] {
+            serde_json::Value::String(a) => vec![a.as_str()],
+            serde_json::Value::Array(a) => a.iter().filter_map(|a| a.as_str()).collect(),
+            _ => Vec::new(),
+        };
+        if revoked || !may_see(&state, &client, c["client_id"].as_str(), &audiences) {
             return Ok(inactive());
         }
         return Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(json!({
@@ -65,7 +74,12 @@ pub async fn introspect(
         })
         .await?;
     match found {
-        Some((r, g)) if r.rotated_at.is_none() && r.expires_at > now && g.revoked_at.is_none() => {
+        Some((r, g))
+            if r.rotated_at.is_none()
+                && r.expires_at > now
+                && g.revoked_at.is_none()
+                && may_see(&state, &client, Some(&r.client_id), &[g.resource.as_str()]) =>
+        {
             Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(json!({
                 "active": true, "token_type": "refresh_token", "scope": r.scopes, "client_id": r.client_id,
                 "sub": g.user_id, "aud": g.resource, "iss": state.public_url, "exp": r.expires_at, "iat": r.created_at,
@@ -73,4 +87,28 @@ pub async fn introspect(
         }
         _ => Ok(inactive()),
     }
+}
+
+/// RFC 7662 §2.1: a caller learns about a token only if it was issued to it, or if the caller
+/// is registered for the server the token is for (a resource server checking its own tokens).
+/// Any other token reads as inactive.
+fn may_see(
+    state: &AppState,
+    caller: &clients::Client,
+    issued_to: Option<&str>,
+    audiences: &[&str],
+) -> bool {
+    if issued_to == Some(caller.client_id.as_str()) {
+        return true;
+    }
+    let Some(own) = &caller.server_id else {
+        return false;
+    };
+    audiences.iter().any(|aud| {
+        state
+            .gateway
+            .registry
+            .by_resource(aud)
+            .is_some_and(|s| &s.id == own)
+    })
 }

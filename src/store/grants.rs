@@ -316,7 +316,8 @@ mod tests {
     fn expired_refresh_tokens_are_purged_in_batches_and_live_ones_kept() {
         let mut conn = Connection::open_in_memory().expect("open");
         crate::store::migrations::migrate(&mut conn, ":memory:").expect("migrate");
-        conn.execute_batch("PRAGMA foreign_keys = OFF").expect("pragma");
+        conn.execute_batch("PRAGMA foreign_keys = OFF")
+            .expect("pragma");
         for (i, expires_at) in [10, 20, 30, 200, 300].into_iter().enumerate() {
             let row = RefreshRow {
                 token_hash: format!("h{i}"),
@@ -333,7 +334,11 @@ mod tests {
         assert_eq!(purge_expired_refresh(&conn, 100, 2).expect("purge"), 1);
         assert_eq!(purge_expired_refresh(&conn, 100, 2).expect("purge"), 0);
         for (hash, kept) in [("h2", false), ("h3", true), ("h4", true)] {
-            assert_eq!(refresh(&conn, hash).expect("read").is_some(), kept, "{hash}");
+            assert_eq!(
+                refresh(&conn, hash).expect("read").is_some(),
+                kept,
+                "{hash}"
+            );
         }
     }
 }

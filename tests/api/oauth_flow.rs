@@ -799,6 +799,34 @@ async fn introspection_for_confidential_clients() {
         r.assert_error(401, "invalid_client");
     }
 
+    // RFC 7662 2.1: another client registered for this server (a resource server) may look;
+    // a dynamically registered one (anyone) learns nothing of tokens not issued to it.
+    let (other, other_secret) = w.confidential_client().await;
+    let peer = ClientAuth::Basic(other, other_secret);
+    for token in [&access, &reply.refresh_token()] {
+        let r = introspect(&w.app, &peer, token).await;
+        assert_eq!(r.body["active"], true, "{}", r.text);
+    }
+    let reg = post_json(
+        &w,
+        "/oauth/register",
+        None,
+        json!({ "redirect_uris": ["https://app.example/cb"], "token_endpoint_auth_method": "client_secret_basic" }),
+    )
+    .await;
+    assert_eq!(reg.status, 201, "{}", reg.text);
+    let stranger = ClientAuth::Basic(
+        reg.body["client_id"].as_str().expect("id").to_owned(),
+        reg.body["client_secret"]
+            .as_str()
+            .expect("secret")
+            .to_owned(),
+    );
+    for token in [&access, &reply.refresh_token()] {
+        let r = introspect(&w.app, &stranger, token).await;
+        assert_eq!(r.body, json!({ "active": false }), "{}", r.text);
+    }
+
     // After revocation: inactive.
     let r = revoke(&w.app, &auth, &reply.refresh_token()).await;
     assert_eq!(r.status, 200, "{}", r.text);
