@@ -160,9 +160,13 @@ impl App {
             admin_created,
             servers,
             revoked,
+            revoked_clients,
         } = prepared;
         let revoked_grants = RevokedGrants::default();
         revoked_grants.extend(revoked);
+        for client in &revoked_clients {
+            revoked_grants.revoke_client(client);
+        }
         let outbound = Outbound::new(&config.outbound)?;
         let upstream = gateway::upstream_client(config.gateway.upstream_connect_timeout.0)
             .map_err(|e| StartupError::Join(format!("upstream client: {e}")))?;
@@ -491,6 +495,15 @@ async fn housekeeping(state: web::Data<AppState>) {
                 Err(e) => tracing::warn!(error = %ErrorChain(&e), "could not reap dynamic clients"),
             }
             purge_expired_refresh_tokens(&state, now).await;
+            // Recorded revocations outlive every token they cover by a day.
+            let before = now - state.config.auth.access_token_ttl.as_secs() - 86_400;
+            if let Err(e) = state
+                .store
+                .write(move |tx| store::grants::purge_revocations(tx, before))
+                .await
+            {
+                tracing::warn!(error = %ErrorChain(&e), "could not purge old revocations");
+            }
         }
         ticks += 1;
     }
@@ -556,6 +569,8 @@ struct Prepared {
     servers: Vec<store::servers::ServerRow>,
     /// Grants revoked recently enough that their access tokens may still be unexpired.
     revoked: Vec<String>,
+    /// Deleted clients, likewise (their client_credentials tokens).
+    revoked_clients: Vec<String>,
 }
 
 /// The blocking part of start-up.
@@ -591,9 +606,15 @@ fn prepare(config: Config, public_url: &str) -> Result<Prepared, StartupError> {
     let servers = store.run_blocking(|c| store::servers::all(c))?;
     let since =
         now - config.auth.access_token_ttl.as_secs() - 2 * crate::gateway::verify::LEEWAY_SECS;
-    let revoked = store.run_blocking(|c| store::grants::recently_revoked(c, since))?;
+    let (revoked, revoked_clients) = store.run_blocking(|c| {
+        let mut grants = store::grants::recently_revoked(c, since)?;
+        grants.extend(store::grants::recorded_revocations(c, "grant", since)?);
+        let clients = store::grants::recorded_revocations(c, "client", since)?;
+        Ok::<_, store::StoreError>((grants, clients))
+    })?;
     Ok(Prepared {
         revoked,
+        revoked_clients,
         store,
         master_key,
         keyring: Keyring::new(keyring),

@@ -219,6 +219,13 @@ pub async fn delete(
                 store::grants::revoke_grant(tx, &gid, domain::now())?;
                 st.revoked_grants.revoke(&gid);
             }
+            // Its client_credentials tokens belong to no grant: remembered by client.
+            store::grants::record_revocations(
+                tx,
+                "client",
+                std::slice::from_ref(&client.client_id),
+                domain::now(),
+            )?;
             st.revoked_grants.revoke_client(&client.client_id);
             store::clients::delete(tx, &client.id)?;
             store::audit::record(

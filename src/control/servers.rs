@@ -426,10 +426,11 @@ pub async fn delete(
         .write(move |tx| {
             let (server, _) = server_access(tx, &who, &key)?;
             refuse_if_declared(&st, &server)?;
-            // Its grants end now: the front door refuses their tokens even if the slug returns.
-            for gid in store::grants::live_grant_ids(tx, Some(&server.id), None)? {
-                st.revoked_grants.revoke(&gid);
-            }
+            // Its grants end now: the front door refuses their tokens even if the slug returns
+            // (also after a restart: the grant rows go with the server, the record stays).
+            let grants = store::grants::live_grant_ids(tx, Some(&server.id), None)?;
+            store::grants::record_revocations(tx, "grant", &grants, domain::now())?;
+            st.revoked_grants.extend(grants);
             store::servers::delete(tx, &server.id)?;
             store::audit::record(
                 tx,

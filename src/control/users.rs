@@ -137,6 +137,7 @@ pub async fn delete(
                 .ok_or_else(|| ApiError::NotFound("user not found".into()))?;
             // Their grants go with them: the front door must refuse the tokens still out.
             let grants = store::grants::grant_ids_of_user(tx, &user.id)?;
+            store::grants::record_revocations(tx, "grant", &grants, domain::now())?;
             store::users::delete(tx, &user.id)?;
             if user.role == "admin" && store::users::admin_count(tx)? == 0 {
                 return Err(ApiError::Conflict("cannot delete the last admin".into()));

@@ -101,6 +101,42 @@ pub fn recently_revoked(conn: &Connection, since: i64) -> Result<Vec<String>, St
         .collect::<Result<Vec<_>, _>>()?)
 }
 
+/// Remembers revocations whose rows are about to be deleted (`kind`: `grant` or `client`).
+pub fn record_revocations(
+    conn: &Connection,
+    kind: &str,
+    subjects: &[String],
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO revocations (subject, kind, revoked_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (kind, subject) DO UPDATE SET revoked_at = excluded.revoked_at",
+    )?;
+    for s in subjects {
+        stmt.execute(params![s, kind, now])?;
+    }
+    Ok(())
+}
+
+/// Subjects of `kind` revoked at or after `since` (recorded revocations only).
+pub fn recorded_revocations(
+    conn: &Connection,
+    kind: &str,
+    since: i64,
+) -> Result<Vec<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT subject FROM revocations WHERE kind = ?1 AND revoked_at >= ?2")?
+        .query_map(params![kind, since], |r| r.get(0))?
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Forgets recorded revocations older than `before` (their tokens have all expired).
+pub fn purge_revocations(conn: &Connection, before: i64) -> Result<usize, StoreError> {
+    Ok(conn
+        .prepare_cached("DELETE FROM revocations WHERE revoked_at < ?1")?
+        .execute([before])?)
+}
+
 /// Live grant ids of a server or of a client (before deleting them).
 pub fn live_grant_ids(
     conn: &Connection,

@@ -21,6 +21,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "deployments",
         include_str!("migrations/0006_deployments.sql"),
     ),
+    (
+        "revocations",
+        include_str!("migrations/0007_revocations.sql"),
+    ),
 ];
 
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;

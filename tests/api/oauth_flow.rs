@@ -1039,3 +1039,84 @@ async fn send(
     }
     Reply::read(req.send().await.expect("request")).await
 }
+
+#[tokio::test]
+async fn a_deleted_clients_tokens_stay_refused_after_a_restart() {
+    use crate::helpers::{
+        TestApp, admin_token, create_project, create_server, delete_as, patch_as, post_as,
+    };
+    // A fixed public URL: tokens issued before the restart name the same resource after it.
+    let public_url = "http://127.0.0.1:9";
+    let fixed = |c: &mut ezforge::Config| c.server.public_url = Some(public_url.into());
+    let mut app = TestApp::builder().config(fixed).spawn().await;
+    let up = crate::fakes::FakeUpstream::start().await;
+    let admin = admin_token(&app).await;
+    let project = create_project(&app, &admin, "Restarts").await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let server = create_server(&app, &admin, &project, "phoenix").await;
+    let (sid, slug) = (
+        server["id"].as_str().expect("id").to_owned(),
+        server["slug"].as_str().expect("slug").to_owned(),
+    );
+    patch_as(
+        &app,
+        &admin,
+        &format!("/v1/servers/{sid}"),
+        json!({ "upstreamUrl": up.url }),
+    )
+    .await
+    .expect(200);
+    let client = post_as(
+        &app,
+        &admin,
+        &format!("/v1/servers/{sid}/clients"),
+        json!({ "name": "agent", "redirectUris": ["https://agent.example/cb"], "confidential": true }),
+    )
+    .await
+    .expect(201)["data"]
+        .clone();
+    let resource = format!("{public_url}/mcp/{slug}");
+    let reply = token(
+        &app,
+        &ClientAuth::Basic(
+            client["clientId"].as_str().expect("id").to_owned(),
+            client["clientSecret"].as_str().expect("secret").to_owned(),
+        ),
+        &[
+            ("grant_type", "client_credentials"),
+            ("resource", &resource),
+        ],
+    )
+    .await;
+    reply.assert_ok();
+    let access = reply.access_token();
+    let call = |app: &TestApp| {
+        app.client
+            .post(app.url(&format!("/mcp/{slug}")))
+            .bearer_auth(&access)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+            .send()
+    };
+    assert_eq!(call(&app).await.expect("call").status(), 200);
+    let cid = client["id"].as_str().expect("id");
+    delete_as(&app, &admin, &format!("/v1/servers/{sid}/clients/{cid}"))
+        .await
+        .expect(204);
+    assert_eq!(call(&app).await.expect("call").status(), 401);
+
+    // The client's row is gone; its revocation is not.
+    let tmp = app.take_tempdir().expect("tmp");
+    let dir = app.data_dir.clone();
+    app.stop().await;
+    let app = TestApp::builder_in(&dir).config(fixed).spawn().await;
+    assert_eq!(
+        call(&app).await.expect("call").status(),
+        401,
+        "after the restart"
+    );
+    drop(tmp);
+}
