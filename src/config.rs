@@ -714,6 +714,28 @@ impl Config {
 
     /// Rules that span keys or that serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(email) = &self.bootstrap.admin_email
+            && (!email.contains('@') || email.len() > 254 || email.chars().any(char::is_whitespace))
+        {
+            return Err(ConfigError::rule(
+                "bootstrap.admin_email",
+                format!("{email:?} is not an email address"),
+            ));
+        }
+        if self
+            .bootstrap
+            .admin_password
+            .as_ref()
+            .is_some_and(|p| p.expose().chars().count() < crate::domain::password::MIN_LENGTH)
+        {
+            return Err(ConfigError::rule(
+                "bootstrap.admin_password",
+                format!(
+                    "must be at least {} characters",
+                    crate::domain::password::MIN_LENGTH
+                ),
+            ));
+        }
         if let Some(url) = &self.server.public_url {
             let parsed = Url::parse(url).map_err(|e| {
                 ConfigError::rule("server.public_url", format!("{url:?} is not a URL: {e}"))

@@ -104,6 +104,19 @@ pub fn server_config(
     Ok(Some((server, resolver)))
 }
 
+/// For `config check`: the certificate and key files of `tls.mode = "files"` can be read
+/// and belong together.
+pub fn check_files(config: &TlsConfig) -> Result<(), TlsError> {
+    if config.mode != TlsMode::Files {
+        return Ok(());
+    }
+    load_pair(&Source {
+        cert: config.cert_file.clone().unwrap_or_default(),
+        key: config.key_file.clone().unwrap_or_default(),
+    })
+    .map(|_| ())
+}
+
 /// Makes `data_dir/tls/{cert,key}.pem` on first use; reuses them afterwards.
 fn self_signed(data_dir: &Path, names: &[String]) -> Result<Source, TlsError> {
     let dir = data_dir.join("tls");

@@ -106,6 +106,9 @@ impl Signals {
 
 pub fn config_check(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
     let config = load(config_path)?;
+    // What `serve` reads at start, read now: a check that passes must mean a start that does.
+    crate::tls::check_files(&config.tls)?;
+    crate::outbound::Outbound::new(&config.outbound)?;
     match &config.source_file {
         Some(p) => println!("# config OK: {} (+ environment)", p.display()),
         None => println!("# config OK: built-in defaults (+ environment)"),

@@ -168,6 +168,39 @@ async fn unknown_key_from_the_environment_names_the_variable() {
 }
 
 #[tokio::test]
+async fn config_check_catches_what_serve_would_fail_on() {
+    let dir = tempfile::tempdir().expect("tmp");
+    for (vars, names) in [
+        (&[("EZFORGE_ADMIN_PASSWORD", "short")][..], "admin_password"),
+        (
+            &[("EZFORGE_ADMIN_EMAIL", "not an email")][..],
+            "admin_email",
+        ),
+        (
+            &[
+                ("EZFORGE_TLS__MODE", "files"),
+                ("EZFORGE_TLS__CERT_FILE", "/nonexistent/cert.pem"),
+                ("EZFORGE_TLS__KEY_FILE", "/nonexistent/key.pem"),
+            ][..],
+            "/nonexistent/cert.pem",
+        ),
+        (
+            &[("EZFORGE_OUTBOUND__CA_FILES", r#"["/nonexistent/ca.pem"]"#)][..],
+            "/nonexistent/ca.pem",
+        ),
+    ] {
+        let mut cmd = ezforge(dir.path());
+        cmd.args(["config", "check"]).envs(vars.iter().copied());
+        let line = start_error(&mut cmd).await;
+        assert!(line.contains(names), "{vars:?}: {line}");
+    }
+    assert!(
+        !dir.path().join("ezforge-data").exists(),
+        "a check writes nothing"
+    );
+}
+
+#[tokio::test]
 async fn an_occupied_port_is_reported() {
     let dir = tempfile::tempdir().expect("tmp");
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
