@@ -117,7 +117,8 @@ pub fn check_files(config: &TlsConfig) -> Result<(), TlsError> {
     .map(|_| ())
 }
 
-/// Makes `data_dir/tls/{cert,key}.pem` on first use; reuses them afterwards.
+/// Makes `data_dir/tls/{cert,key}.pem` on first use; reuses them afterwards while they cover
+/// every name asked for (a new public URL or `tls.names` entry makes a new pair).
 fn self_signed(data_dir: &Path, names: &[String]) -> Result<Source, TlsError> {
     let dir = data_dir.join("tls");
     let source = Source {
@@ -125,7 +126,13 @@ fn self_signed(data_dir: &Path, names: &[String]) -> Result<Source, TlsError> {
         key: dir.join("key.pem"),
     };
     if source.cert.exists() && source.key.exists() {
-        return Ok(source);
+        match missing_name(&source.cert, names) {
+            None => return Ok(source),
+            Some(name) => tracing::warn!(
+                name,
+                "the self-signed certificate does not cover this name: making a new one"
+            ),
+        }
     }
     std::fs::create_dir_all(&dir).map_err(|e| TlsError::Write {
         path: dir.clone(),
@@ -153,6 +160,21 @@ fn self_signed(data_dir: &Path, names: &[String]) -> Result<Source, TlsError> {
         source: e,
     })?;
     Ok(source)
+}
+
+/// A name of `names` the certificate in `cert` is not valid for (`None` when it covers all,
+/// or cannot be read: loading it reports that).
+fn missing_name(cert: &Path, names: &[String]) -> Option<String> {
+    let der = CertificateDer::pem_file_iter(cert).ok()?.next()?.ok()?;
+    let cert = webpki::EndEntityCert::try_from(&der).ok()?;
+    names
+        .iter()
+        .filter(|n| !n.is_empty())
+        .find(|n| {
+            rustls_pki_types::ServerName::try_from(n.as_str())
+                .is_ok_and(|sn| cert.verify_is_valid_for_subject_name(&sn).is_err())
+        })
+        .cloned()
 }
 
 fn load_pair(source: &Source) -> Result<(CertifiedKey, String), TlsError> {

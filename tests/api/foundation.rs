@@ -264,9 +264,40 @@ async fn self_signed_tls_is_made_once_and_reused() {
         .await;
     assert_eq!(
         again.tls_fingerprint(),
-        Some(fingerprint),
+        Some(fingerprint.clone()),
         "certificate reused"
     );
+    again.stop().await;
+    // A name the certificate lacks (a new tls.names entry or public URL host): a new one that
+    // covers it.
+    let named = TestApp::builder_in(tmp.path())
+        .config(|c| {
+            c.tls.mode = TlsMode::SelfSigned;
+            c.tls.names = vec!["ezforge.internal".into()];
+        })
+        .spawn()
+        .await;
+    assert_ne!(
+        named.tls_fingerprint(),
+        Some(fingerprint),
+        "a new certificate"
+    );
+    let pem = std::fs::read(&cert_path).expect("cert");
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("pem"))
+        .resolve(
+            "ezforge.internal",
+            std::net::SocketAddr::from(([127, 0, 0, 1], named.port)),
+        )
+        .build()
+        .expect("client");
+    let res = client
+        .get(format!("https://ezforge.internal:{}/v1/health", named.port))
+        .send()
+        .await
+        .expect("https request for the new name");
+    assert_eq!(res.status(), 200);
+    drop(tmp);
 }
 
 fn write_cert(
