@@ -50,6 +50,11 @@ pub async fn get(
     let to = domain::now_ms();
     let from = to - secs * 1000;
     let key = path.into_inner();
+    let _turn = state
+        .metrics_queries
+        .acquire()
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
     let (server, stats) = state
         .store
         .run(move |c| {

@@ -88,6 +88,20 @@ pub struct WindowStats {
     pub last_status: Option<i64>,
 }
 
+/// p50, p95 and p99 by nearest rank: the smallest value with at least q of the samples at
+/// or below it. Reorders `samples`.
+fn percentiles(samples: &mut [f64]) -> Option<[f64; 3]> {
+    let n = samples.len();
+    if n == 0 {
+        return None;
+    }
+    let mut at = |q: f64| {
+        let rank = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
+        *samples.select_nth_unstable_by(rank, f64::total_cmp).1
+    };
+    Some([at(0.50), at(0.95), at(0.99)])
+}
+
 pub fn window_stats(
     conn: &Connection,
     server_id: &str,
@@ -109,16 +123,15 @@ pub fn window_stats(
         Ok(())
     })?;
     if s.requests > 0 {
-        let mut stmt = conn.prepare_cached(
-            "SELECT latency_ms FROM request_log WHERE server_id = ?1 AND at_ms >= ?2
-             ORDER BY latency_ms LIMIT 1 OFFSET ?3",
-        )?;
-        let mut at = |q: f64| -> Result<f64, StoreError> {
-            // Nearest rank: the smallest value with at least q of the requests at or below it.
-            let rank = ((q * s.requests as f64).ceil() as i64).clamp(1, s.requests) - 1;
-            Ok(stmt.query_row(params![server_id, since_ms, rank], |r| r.get(0))?)
-        };
-        s.latency = Some([at(0.50)?, at(0.95)?, at(0.99)?]);
+        // One scan, then selection in memory: no sort of the window (three ORDER BY … OFFSET
+        // queries sorted it three times).
+        let mut latencies: Vec<f64> = conn
+            .prepare_cached(
+                "SELECT latency_ms FROM request_log WHERE server_id = ?1 AND at_ms >= ?2",
+            )?
+            .query_map(params![server_id, since_ms], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        s.latency = percentiles(&mut latencies);
     }
     let counts = |column: &str| -> Result<Vec<(String, i64)>, StoreError> {
         Ok(conn
@@ -146,6 +159,15 @@ pub fn window_stats(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let mut v: Vec<f64> = (1..=100).rev().map(f64::from).collect();
+        assert_eq!(percentiles(&mut v), Some([50.0, 95.0, 99.0]));
+        assert_eq!(percentiles(&mut [7.0]), Some([7.0, 7.0, 7.0]));
+        assert_eq!(percentiles(&mut [2.0, 1.0]), Some([1.0, 2.0, 2.0]));
+        assert_eq!(percentiles(&mut []), None);
+    }
 
     #[test]
     fn a_batch_stores_every_row_in_order_across_statements() {
