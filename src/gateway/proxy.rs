@@ -596,15 +596,16 @@ async fn read_body(
     }
 }
 
-/// `Authorization: Bearer <token>`: `Ok(None)` without one, `Err` when malformed.
+/// `Authorization: Bearer <token>`: `Ok(None)` without one (or with another scheme: RFC 6750
+/// §3.1 answers an unsupported method like a missing one), `Err` when malformed.
 fn bearer(req: &HttpRequest) -> Result<Option<&str>, ()> {
     let Some(h) = req.headers().get(header::AUTHORIZATION) else {
         return Ok(None);
     };
     let v = h.to_str().map_err(|_| ())?;
-    let (scheme, token) = v.split_once(' ').ok_or(())?;
+    let (scheme, token) = v.split_once(' ').unwrap_or((v, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(());
+        return Ok(None);
     }
     let token = token.trim();
     if token.is_empty() {

@@ -187,6 +187,25 @@ async fn challenges_for_missing_bad_and_insufficient_tokens() {
     );
     assert!(h.contains("scope=\"mcp:read\""), "{h}");
     assert!(!h.contains("error="), "no error without a token: {h}");
+    // Another scheme is an unsupported method, answered like a missing token (RFC 6750 3.1).
+    for auth in ["Basic dXNlcjpwdw==", "Token abc", "Negotiate"] {
+        let res = app
+            .client
+            .post(resource(&app, "weather"))
+            .header("authorization", auth)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(res.status(), 401, "{auth}");
+        let h = www_authenticate(&res);
+        assert!(
+            h.starts_with("Bearer ") && !h.contains("error="),
+            "{auth}: {h}"
+        );
+    }
 
     let res = rpc(
         &app,
