@@ -104,6 +104,9 @@ fn prefix(f: Failure, what: &str) -> Failure {
     }
 }
 
+/// The most of an answer the check reads.
+const MAX_ANSWER: usize = 1 << 20;
+
 /// One JSON-RPC message; the answer is the JSON body, or the first SSE `data:` that is a
 /// response. Returns the session id the server set, if any.
 async fn rpc(
@@ -151,17 +154,27 @@ async fn rpc(
                 .filter_map(|l| l.strip_prefix("data:"))
                 .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
                 .find(|v| v.get("id") == msg.get("id"));
-            if found.is_some() || buf.len() > 1 << 20 {
+            if found.is_some() || buf.len() > MAX_ANSWER {
                 break;
             }
         }
         found
     } else {
-        let bytes = res
-            .bytes()
-            .await
-            .map_err(|e| Failure::Final(format!("reading the answer: {e}")))?;
-        serde_json::from_slice(&bytes).ok()
+        // As much as a JSON-RPC answer to initialize or ping can need, and no more.
+        use futures_util::StreamExt;
+        let mut stream = res.bytes_stream();
+        let mut buf = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| Failure::Final(format!("reading the answer: {e}")))?;
+            buf.extend_from_slice(&chunk);
+            if buf.len() > MAX_ANSWER {
+                return Err(Failure::Final(format!(
+                    "the answer is larger than {} KiB",
+                    MAX_ANSWER >> 10
+                )));
+            }
+        }
+        serde_json::from_slice(&buf).ok()
     };
     match answer {
         Some(a) => Ok((session, Some(a))),

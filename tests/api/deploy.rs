@@ -1399,6 +1399,20 @@ async fn a_cleared_upstream_stays_cleared_after_a_restart() {
 }
 
 #[tokio::test]
+async fn a_health_check_reads_a_bounded_answer() {
+    let (app, admin, _) = world("bloated").await;
+    let up = FakeUpstream::start().await;
+    let r = deploy(
+        &app,
+        &admin,
+        "bloated",
+        json!({ "upstreamUrl": format!("{}/bloated", up.url) }),
+    )
+    .await;
+    assert_failed(&r, "larger than 1024 KiB");
+}
+
+#[tokio::test]
 async fn the_old_deployment_serves_while_a_new_one_is_checked() {
     let (app, admin, _) = world_with("steady", |c| {
         c.deploy.health_timeout = ezforge::config::Duration::secs(3);

@@ -88,6 +88,12 @@ async fn upstream(
         return HttpResponse::Ok().json(answers);
     }
     let id = msg["id"].clone();
+    if req.path().ends_with("/bloated") {
+        // An upstream whose every answer is 2 MiB of JSON.
+        let padding = "x".repeat(2 << 20);
+        return HttpResponse::Ok()
+            .json(json!({"jsonrpc":"2.0","id":id,"result":{"padding":padding}}));
+    }
     match msg["method"].as_str().unwrap_or("") {
         "initialize" => HttpResponse::Ok()
             .insert_header(("Mcp-Session-Id", "sess-123"))
