@@ -35,6 +35,8 @@ const LEARN_CAP: usize = 4 * 1024 * 1024;
 const LOG_FIELD_MAX: usize = 128;
 
 static MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+static MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
+static MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
 
 /// The headers the front door adds to what it forwards (names parsed once, at compile time).
 mod upstream_headers {
@@ -368,6 +370,17 @@ async fn process(
         });
     }
 
+    // Headers that restate the body must say what it says: an upstream routing on them would
+    // otherwise act on a method or tool the policy never saw.
+    if let Some(why) = restated_mismatch(req, parsed.as_deref().unwrap_or(&[])) {
+        return Err(rpc_error(
+            StatusCode::BAD_REQUEST,
+            first_id.as_deref(),
+            -32600,
+            why,
+        ));
+    }
+
     // Scope policy.
     let missing: Vec<&String> = needed
         .iter()
@@ -593,6 +606,38 @@ async fn read_body(
             -32600,
             "the request body took too long to arrive",
         )),
+    }
+}
+
+/// Why `Mcp-Method` / `Mcp-Name` disagree with the body, if they do: each, when present, must
+/// be one value equal to the one message's `method` / `params.name` (`Mcp-Name` is left to
+/// messages that name nothing, such as `resources/read`).
+fn restated_mismatch(req: &HttpRequest, messages: &[policy::Message<'_>]) -> Option<&'static str> {
+    let one = |name: &HeaderName| -> Result<Option<&str>, ()> {
+        let mut values = req.headers().get_all(name);
+        match (values.next(), values.next()) {
+            (None, _) => Ok(None),
+            (Some(v), None) => v.to_str().map(Some).map_err(|_| ()),
+            _ => Err(()),
+        }
+    };
+    let single = match messages {
+        [m] => Some(m),
+        _ => None,
+    };
+    match one(&MCP_METHOD) {
+        Ok(None) => {}
+        Ok(Some(m)) if single.and_then(|s| s.method.as_deref()) == Some(m) => {}
+        _ => return Some("the Mcp-Method header must be the body's method"),
+    }
+    let body_name = single
+        .and_then(|s| s.params.as_ref())
+        .and_then(|p| p.name.as_deref());
+    match (one(&MCP_NAME), body_name) {
+        (Ok(None), _) => None,
+        (Ok(Some(_)), None) if single.is_some() => None,
+        (Ok(Some(n)), Some(b)) if n == b => None,
+        _ => Some("the Mcp-Name header must be the body's params.name"),
     }
 }
 

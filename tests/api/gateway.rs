@@ -545,6 +545,63 @@ async fn batches_need_every_scope() {
 }
 
 #[tokio::test]
+async fn mcp_method_and_name_headers_must_restate_the_body() {
+    let app = TestApp::spawn().await;
+    let up = FakeUpstream::start().await;
+    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    let t = managed_token(&app, "weather", "mcp:read mcp:execute", json!({}));
+    let send = |headers: &'static [(&'static str, &'static str)], body: Value| {
+        let mut req = app
+            .client
+            .post(resource(&app, "weather"))
+            .bearer_auth(&t)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body.to_string());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send()
+    };
+    let get = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_weather"}});
+    for (headers, status) in [
+        (
+            &[("mcp-method", "tools/call"), ("mcp-name", "get_weather")][..],
+            200,
+        ),
+        (&[("mcp-method", "tools/call")][..], 200),
+        // Saying one thing to the upstream while the policy reads another.
+        (&[("mcp-method", "tools/list")][..], 400),
+        (
+            &[("mcp-method", "tools/call"), ("mcp-name", "mystery")][..],
+            400,
+        ),
+        (
+            &[("mcp-name", "get_weather"), ("mcp-name", "get_weather")][..],
+            400,
+        ),
+    ] {
+        let res = send(headers, get.clone()).await.expect("send");
+        assert_eq!(res.status(), status, "{headers:?}");
+        if status == 400 {
+            let body = json(res).await;
+            assert_eq!(body["error"]["code"], -32600, "{body}");
+            assert_eq!(body["id"], 1, "{body}");
+        }
+    }
+    let before = up.requests();
+    let batch =
+        json!([{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"ping"}]);
+    let res = send(&[("mcp-method", "ping")], batch).await.expect("send");
+    assert_eq!(res.status(), 400, "a batch has no one method");
+    assert_eq!(
+        up.requests(),
+        before,
+        "nothing refused reached the upstream"
+    );
+}
+
+#[tokio::test]
 async fn sse_events_stream_without_buffering() {
     let app = TestApp::spawn().await;
     let up = FakeUpstream::start().await;
