@@ -1150,7 +1150,7 @@ mod tests {
             ),
             (
                 "EZFORGE_BOOTSTRAP__ADMIN_PASSWORD".to_owned(),
-                "12345678".to_owned(),
+                "123456789012".to_owned(),
             ),
             ("EZFORGE_URL".to_owned(), "http://ignored".to_owned()),
         ];
@@ -1158,7 +1158,7 @@ mod tests {
         assert_eq!(c.server.listen.port(), 9999);
         assert_eq!(
             c.bootstrap.admin_password.as_ref().map(Secret::expose),
-            Some("12345678")
+            Some("123456789012")
         );
         let bad = vec![("EZFORGE_AUTH__SESSION_TTL".to_owned(), "forever".to_owned())];
         let msg = Config::load_from(None, &bad).expect_err("bad").to_string();
@@ -1271,20 +1271,21 @@ mod tests {
     #[test]
     fn secrets_in_the_environment_are_taken_as_written() {
         for value in ["0123456789012", "true", "1.5e3", "[1,2]", "inf"] {
-            let env = vec![
-                (
-                    "EZFORGE_BOOTSTRAP__ADMIN_PASSWORD".to_owned(),
-                    value.to_owned(),
-                ),
-                ("EZFORGE_METRICS__BEARER_TOKEN".to_owned(), value.to_owned()),
-            ];
+            let env = vec![("EZFORGE_METRICS__BEARER_TOKEN".to_owned(), value.to_owned())];
+            let c = Config::load_from(None, &env).expect(value);
+            assert_eq!(
+                c.metrics.bearer_token.as_ref().map(Secret::expose),
+                Some(value)
+            );
+        }
+        for value in ["0123456789012", "[1,2,3,4,5,6]", "1.000000000e3"] {
+            let env = vec![(
+                "EZFORGE_BOOTSTRAP__ADMIN_PASSWORD".to_owned(),
+                value.to_owned(),
+            )];
             let c = Config::load_from(None, &env).expect(value);
             assert_eq!(
                 c.bootstrap.admin_password.as_ref().map(Secret::expose),
-                Some(value)
-            );
-            assert_eq!(
-                c.metrics.bearer_token.as_ref().map(Secret::expose),
                 Some(value)
             );
         }
@@ -1300,7 +1301,7 @@ mod tests {
     fn file_secret_variables_are_read() {
         let dir = tempfile::tempdir().expect("tempdir");
         let secret = dir.path().join("pw");
-        std::fs::write(&secret, "s3cret-pass\n").expect("write");
+        std::fs::write(&secret, "s3cret-pass-phrase\n").expect("write");
         let env = vec![(
             "EZFORGE_BOOTSTRAP__ADMIN_PASSWORD_FILE".to_owned(),
             secret.display().to_string(),
@@ -1308,7 +1309,7 @@ mod tests {
         let c = Config::load_from(None, &env).expect("valid");
         assert_eq!(
             c.bootstrap.admin_password.as_ref().map(Secret::expose),
-            Some("s3cret-pass")
+            Some("s3cret-pass-phrase")
         );
     }
 }
