@@ -57,6 +57,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 "/.well-known/oauth-protected-resource",
                 web::get().to(host_metadata),
             )
+            .route(
+                "/.well-known/oauth-protected-resource",
+                web::method(actix_web::http::Method::OPTIONS).to(preflight_metadata),
+            )
             .default_service(web::to(host_routed)),
     )
     // `/mcp/{slug}[/rest]`: a prefix, split by hand, and ahead of every route with a pattern

@@ -1282,6 +1282,26 @@ async fn host_routing_serves_root_metadata_and_proxies_sub_paths() {
     assert_eq!(res.status(), 200);
     let doc = json(res).await;
     assert_eq!(doc["resource"], "https://weather.mcp.example.test");
+    // A browser client's preflight for it is answered too (it was proxied, and refused 401).
+    let res = app
+        .client
+        .request(
+            reqwest::Method::OPTIONS,
+            app.url("/.well-known/oauth-protected-resource"),
+        )
+        .header("host", host)
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .expect("preflight");
+    assert_eq!(res.status(), 204);
+    assert_eq!(
+        res.headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("*")
+    );
     // The control API is not reachable on a server's host.
     let res = app
         .client
