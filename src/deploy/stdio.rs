@@ -22,6 +22,8 @@ use crate::domain;
 /// The largest message a stdio server may write (one line).
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 const SESSION_HEADER: &str = "mcp-session-id";
+/// The most a session's GET stream may have waiting for its reader.
+const MAX_QUEUED: usize = 2 * MAX_MESSAGE;
 
 pub struct StdioPool {
     launch: Launch,
@@ -36,7 +38,8 @@ struct Session {
     id: String,
     stdin: tokio::sync::Mutex<ChildStdin>,
     pending: Mutex<HashMap<String, oneshot::Sender<Value>>>,
-    events: Mutex<Option<mpsc::Sender<Bytes>>>,
+    /// The open GET stream, and the bytes queued for it.
+    events: Mutex<Option<(mpsc::Sender<Bytes>, Arc<AtomicUsize>)>>,
     last_used_ms: AtomicI64,
     busy: AtomicUsize,
     end: Notify,
@@ -74,6 +77,24 @@ impl Drop for Busy<'_> {
 }
 
 /// The key a JSON-RPC id is matched by.
+/// The ids a request waits answers for; removed from the pending map when it ends.
+struct Awaiting<'a> {
+    session: &'a Session,
+    keys: Vec<String>,
+}
+
+impl Drop for Awaiting<'_> {
+    fn drop(&mut self) {
+        if self.keys.is_empty() {
+            return;
+        }
+        let mut pending = self.session.lock_pending();
+        for k in &self.keys {
+            pending.remove(k);
+        }
+    }
+}
+
 fn id_key(id: &Value) -> String {
     id.to_string()
 }
@@ -199,12 +220,20 @@ impl StdioPool {
         messages: &[Value],
     ) -> Result<Vec<Value>, (StatusCode, &'static str)> {
         let mut waits = Vec::new();
+        // Whatever ends this request, its ids leave the pending map (a timed-out request's
+        // answer would otherwise be waited for forever).
+        let mut awaiting = Awaiting {
+            session,
+            keys: Vec::new(),
+        };
         for m in messages {
             if m.get("method").is_some()
                 && let Some(id) = m.get("id")
             {
                 let (tx, rx) = oneshot::channel();
-                session.lock_pending().insert(id_key(id), tx);
+                let key = id_key(id);
+                session.lock_pending().insert(key.clone(), tx);
+                awaiting.keys.push(key);
                 waits.push(rx);
             }
         }
@@ -280,9 +309,16 @@ impl StdioPool {
             Method::GET => match session {
                 Some(s) => {
                     let (tx, rx) = mpsc::channel::<Bytes>(256);
-                    *s.events.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
-                    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-                        rx.recv().await.map(|b| (Ok::<_, actix_web::Error>(b), rx))
+                    let queued = Arc::new(AtomicUsize::new(0));
+                    *s.events.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some((tx, queued.clone()));
+                    let stream = futures_util::stream::unfold(rx, move |mut rx| {
+                        let queued = queued.clone();
+                        async move {
+                            let b = rx.recv().await?;
+                            queued.fetch_sub(b.len(), Relaxed);
+                            Some((Ok::<_, actix_web::Error>(b), rx))
+                        }
                     });
                     HttpResponse::Ok()
                         .content_type("text/event-stream")
@@ -320,7 +356,10 @@ impl StdioPool {
         let (session, new) = match session {
             Some(s) => (s, false),
             None if initialize => {
-                if self.session_count() >= self.max_sessions {
+                // Counted and registered under one lock: concurrent initializes cannot pass
+                // the limit together.
+                let mut sessions = self.lock();
+                if sessions.len() >= self.max_sessions {
                     return rpc_error(
                         StatusCode::SERVICE_UNAVAILABLE,
                         first_id.as_ref(),
@@ -329,7 +368,10 @@ impl StdioPool {
                     );
                 }
                 match self.start() {
-                    Ok(s) => (s, true),
+                    Ok(s) => {
+                        sessions.insert(s.id.clone(), s.clone());
+                        (s, true)
+                    }
                     Err(e) => {
                         self.launch.log("error", format!("stdio process {e}"));
                         return rpc_error(
@@ -350,9 +392,6 @@ impl StdioPool {
                 );
             }
         };
-        if new {
-            self.lock().insert(session.id.clone(), session.clone());
-        }
         let result = {
             // Counted as busy (not reaped) while this request runs, however it ends.
             let _busy = Busy::enter(&session);
@@ -482,8 +521,15 @@ fn route(session: &Session, launch: &Launch, line: &[u8], junk: &mut OutputLimit
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    if let Some(tx) = events {
+    if let Some((tx, queued)) = events {
+        // A reader slower than the process loses messages rather than holding them without
+        // bound: at most MAX_QUEUED bytes wait for it (and 256 messages).
         let frame = format!("event: message\ndata: {msg}\n\n");
-        let _ = tx.try_send(Bytes::from(frame));
+        let len = frame.len();
+        if queued.fetch_add(len, Relaxed) + len > MAX_QUEUED
+            || tx.try_send(Bytes::from(frame)).is_err()
+        {
+            queued.fetch_sub(len, Relaxed);
+        }
     }
 }
