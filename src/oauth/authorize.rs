@@ -498,9 +498,20 @@ async fn validate(state: &web::Data<AppState>, raw: &str) -> Result<Flow, HttpRe
             ));
         }
     };
-    // From here on, errors go back to the client.
+    // From here on, errors go back to the client — if a project registered it. Anyone can
+    // register a client (or publish a metadata document) naming any redirect URI, so for those
+    // an automatic redirect would make this server an open redirector (RFC 9700 §4.11.2): the
+    // error is shown here instead, before the user has done anything.
     let st = params.get("state").map(str::to_owned);
+    let redirect_trusted = client.server_id.is_some();
     let fail = |code: &str, desc: &str| {
+        if !redirect_trusted {
+            return pages::error(
+                StatusCode::BAD_REQUEST,
+                "Invalid request",
+                &format!("The application's request cannot be served ({code}): {desc}."),
+            );
+        }
         redirect_error(
             state,
             &redirect_uri,

@@ -381,3 +381,34 @@ async fn plain_http_and_odd_client_id_urls_are_refused() {
     }
     assert_eq!(cimd.fetches(), 0, "refused before any fetch");
 }
+
+#[tokio::test]
+async fn request_errors_of_an_unregistered_client_are_shown_not_redirected() {
+    let cimd = CimdServer::start().await;
+    // Anyone may publish a document naming any redirect URI.
+    cimd.set(cimd.good_doc());
+    let w = cimd_world(&cimd).await;
+    for req in [
+        w.request(&cimd.url()).without("response_type"),
+        w.request(&cimd.url()).set("scope", "admin:everything"),
+        w.request(&cimd.url()).without("code_challenge"),
+    ] {
+        let out = authorize(&w.browser(), &req).await;
+        assert!(
+            out.redirect.is_none(),
+            "no automatic redirect (an open redirector): {}",
+            out.describe()
+        );
+        out.assert_error_page(400);
+        assert!(!out.saw_login, "{}", out.describe());
+    }
+    // A client a project registered still gets its errors by redirect (RFC 6749 4.1.2.1).
+    let client_id = w.public_client().await;
+    let out = authorize(
+        &w.browser(),
+        &w.request(&client_id).without("response_type"),
+    )
+    .await;
+    let to = out.redirect.as_ref().expect("redirect");
+    assert!(to.as_str().contains("error=invalid_request"), "{to}");
+}
