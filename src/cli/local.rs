@@ -196,6 +196,74 @@ pub fn keys_rotate(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn users_create(
+    config_path: Option<&Path>,
+    email: &str,
+    admin: bool,
+    password_stdin: bool,
+) -> anyhow::Result<ExitCode> {
+    use crate::domain::{Secret, password, validate};
+    let config = load(config_path)?;
+    let email = validate::email(email).map_err(|e| anyhow::anyhow!("--email: {e}"))?;
+    let (secret, generated) = if password_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("reading the password from stdin")?;
+        let pw = Secret::new(line.trim_end_matches(['\r', '\n']).to_owned());
+        crate::control::sessions::check_password_rules(&pw).map_err(|e| anyhow::anyhow!("{e}"))?;
+        (pw, false)
+    } else {
+        (password::generate(), true)
+    };
+    let db = config.server.data_dir.join("ezforge.db");
+    if !db.exists() {
+        bail!(
+            "no database at {}; start the server once first",
+            db.display()
+        );
+    }
+    let store = Store::open(&db)?;
+    let hash = password::hash(&secret).map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?;
+    let now = crate::domain::now();
+    let row = crate::store::users::UserRow {
+        id: crate::domain::new_id("usr_"),
+        email: email.clone(),
+        role: if admin { "admin" } else { "member" }.into(),
+        password_hash: Some(hash),
+        created_at: now,
+        updated_at: now,
+    };
+    let created = row.clone();
+    store
+        .run_blocking(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            if crate::store::users::by_email(&tx, &created.email)?.is_some() {
+                return Ok::<_, anyhow::Error>(false);
+            }
+            crate::store::users::insert(&tx, &created)?;
+            let actor = crate::store::audit::Actor::system("cli");
+            let details = serde_json::json!({ "email": created.email, "role": created.role });
+            crate::store::audit::record(
+                &tx,
+                &actor,
+                "user.create",
+                Some(&created.id),
+                None,
+                Some(&details),
+            )?;
+            tx.commit()?;
+            Ok(true)
+        })?
+        .then_some(())
+        .ok_or_else(|| anyhow::anyhow!("a user with the email {email} already exists"))?;
+    println!("created {} {} ({})", row.role, row.email, row.id);
+    if generated {
+        println!("password (shown once): {}", secret.expose());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn healthcheck(config_path: Option<&Path>, url: Option<String>) -> anyhow::Result<ExitCode> {
     let base = match url {
         Some(u) => u.trim_end_matches('/').to_owned(),

@@ -42,6 +42,12 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Users, on this machine's data directory (e.g. another admin when the first one's
+    /// password is lost).
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
     /// Exit 0 when the local server answers /v1/health (for container health checks).
     Healthcheck {
         /// Base URL to check instead of the configured listener.
@@ -120,6 +126,21 @@ pub enum ConfigCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user who can sign in at once. The password is read from stdin with
+    /// --password-stdin, else generated and printed once.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// An admin (may manage users, sees every project); else a member.
+        #[arg(long)]
+        admin: bool,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// List published signing keys.
     List {
@@ -158,6 +179,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             KeysCommand::List { json } => local::keys_list(config_path, json),
             KeysCommand::Rotate => local::keys_rotate(config_path),
         },
+        Command::Users {
+            command:
+                UsersCommand::Create {
+                    email,
+                    admin,
+                    password_stdin,
+                },
+        } => local::users_create(config_path, &email, admin, password_stdin),
         Command::Healthcheck { url } => local::healthcheck(config_path, url),
         Command::Auth { opts, command } => client::run(opts, client::Group::Auth(command)),
         Command::Project { opts, command } => client::run(opts, client::Group::Project(command)),

@@ -437,3 +437,77 @@ async fn output_into_a_closed_pipe_ends_quietly() {
         out.status
     );
 }
+
+#[tokio::test]
+async fn users_create_makes_an_admin_who_can_sign_in() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().expect("tmp");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = ezforge(dir.path())
+        .arg("serve")
+        .env("EZFORGE_SERVER__LISTEN", &listen)
+        .spawn()
+        .expect("spawn");
+    wait_ready(&mut child).await;
+    // While the server runs (the first admin's password lost, say).
+    let mut create = ezforge(dir.path())
+        .args([
+            "users",
+            "create",
+            "--admin",
+            "--email",
+            "second@example.com",
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = create.stdin.take().expect("stdin");
+    stdin
+        .write_all(b"a-long-enough-password\n")
+        .await
+        .expect("write");
+    drop(stdin);
+    let out = create.wait_with_output().await.expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("created admin second@example.com"),
+        "{stdout}"
+    );
+    let login = crate::helpers::plain_client()
+        .post(format!("http://{listen}/v1/auth/login"))
+        .json(&serde_json::json!({"email": "second@example.com", "password": "a-long-enough-password"}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status(), 200);
+    let session: serde_json::Value = login.json().await.expect("json");
+    assert_eq!(session["data"]["user"]["role"], "admin", "{session}");
+    // The same email again, a bad email, a short password: refused.
+    let line =
+        start_error(ezforge(dir.path()).args(["users", "create", "--email", "second@example.com"]))
+            .await;
+    assert!(line.contains("already exists"), "{line}");
+    let line = start_error(ezforge(dir.path()).args(["users", "create", "--email", "nope"])).await;
+    assert!(line.contains("--email"), "{line}");
+    // Without --password-stdin, a generated password is printed once.
+    let out = ezforge(dir.path())
+        .args(["users", "create", "--email", "third@example.com"])
+        .output()
+        .await
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("password (shown once): "),
+        "{stdout}"
+    );
+    assert!(terminate(&mut child).await.success());
+}
