@@ -568,6 +568,22 @@ async fn servers_their_auth_mode_and_clients_are_managed_end_to_end() {
     assert_eq!(err.lines().filter(|l| l.starts_with("error:")).count(), 1);
     let got = sh.json(&["servers", "get", "weather"]).await;
     assert_eq!(got["authMode"], "byoa", "the key could not change it");
+    // With a rename too: refused before the rename (it used to rename, then fail).
+    let before = got["name"].clone();
+    let err = keyed
+        .fails(&[
+            "servers",
+            "update",
+            "weather",
+            "--name",
+            "Renamed",
+            "--auth-mode",
+            "ezforge_managed",
+        ])
+        .await;
+    assert!(err.contains("nothing was changed"), "{err}");
+    let got = sh.json(&["servers", "get", "weather"]).await;
+    assert_eq!(got["name"], before, "{got}");
 
     // delete
     sh.ok(&["servers", "delete", "weather"]).await;

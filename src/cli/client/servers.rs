@@ -170,6 +170,12 @@ pub async fn update(ctx: &Ctx, args: &UpdateArgs) -> anyhow::Result<()> {
     if general.is_empty() && auth.is_none() {
         bail!("nothing to change: pass --name, --upstream or --auth-mode");
     }
+    // The auth config is session-only: refuse before changing anything else.
+    if auth.is_some() && ctx.api_key.is_some() {
+        bail!(
+            "--auth-mode needs a signed-in session (a server's auth config cannot be changed with an API key); nothing was changed"
+        );
+    }
     let api = ctx.api()?;
     let mut target = args.server.clone();
     let mut server = None;
@@ -189,7 +195,14 @@ pub async fn update(ctx: &Ctx, args: &UpdateArgs) -> anyhow::Result<()> {
     let auth = match auth {
         Some(body) => Some(
             api.patch(&format!("/servers/{}/auth", seg(&target)), &body)
-                .await?,
+                .await
+                .map_err(|e| {
+                    if server.is_some() {
+                        e.context("the name and upstream were changed, but the auth change failed")
+                    } else {
+                        e
+                    }
+                })?,
         ),
         None => None,
     };
