@@ -724,3 +724,23 @@ async fn deployments_env_logs_and_metrics_from_the_cli() {
     assert!(!sh.ok(&["env", "list", "tools"]).await.contains("GREETING"));
     sh.fails(&["env", "unset", "tools", "GREETING"]).await;
 }
+
+#[tokio::test]
+async fn ctrl_c_at_the_password_prompt_gives_the_terminal_its_echo_back() {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pty_interrupt.py");
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        Command::new("python3").arg(script).arg(BIN).output(),
+    )
+    .await
+    .expect("finishes")
+    .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.trim(),
+        "prompt=True echo_during=False echo_after=True exit=130",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

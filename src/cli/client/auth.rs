@@ -100,28 +100,67 @@ fn read_password(from_stdin: bool) -> anyhow::Result<Secret> {
     Ok(Secret::new(password))
 }
 
-/// Reads one line from the terminal with echo turned off by `stty` (no extra dependency, no
-/// unsafe code). `instead` tells the user what to do where that cannot work.
+/// Reads one line from the terminal with echo turned off. Echo comes back however the read
+/// ends, Ctrl-C included. `instead` tells the user what to do where that cannot work.
 pub(super) fn prompt_without_echo(prompt: &str, instead: &str) -> anyhow::Result<String> {
-    let stty = |arg: &str| {
-        std::process::Command::new("stty")
-            .arg(arg)
-            .stdin(std::process::Stdio::inherit())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    };
-    if !stty("-echo") {
-        bail!("cannot turn off terminal echo (no stty?): {instead}");
+    if !terminal::echo(false) {
+        bail!("cannot turn off terminal echo (stdin is not a terminal?): {instead}");
     }
     eprint!("{prompt}");
     let mut line = String::new();
     let read = std::io::stdin().lock().read_line(&mut line);
-    stty("echo");
+    terminal::echo(true);
     eprintln!();
     read.context("cannot read from the terminal")?;
     Ok(line)
+}
+
+/// Terminal echo on stdin, by termios.
+#[allow(unsafe_code)]
+mod terminal {
+    /// Turns echo on or off; false when stdin is not a terminal. While it is off, Ctrl-C turns
+    /// it back on before the process ends.
+    pub fn echo(on: bool) -> bool {
+        if !set_echo(on) {
+            return false;
+        }
+        let handler: extern "C" fn(libc::c_int) = restore_and_exit;
+        // SAFETY: installs or removes a handler that only makes async-signal-safe calls.
+        unsafe {
+            libc::signal(
+                libc::SIGINT,
+                if on {
+                    libc::SIG_DFL
+                } else {
+                    handler as libc::sighandler_t
+                },
+            );
+        }
+        true
+    }
+
+    fn set_echo(on: bool) -> bool {
+        // SAFETY: termios is plain data; tcgetattr fills it, tcsetattr reads it; both only
+        // touch that struct and file descriptor 0.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(libc::STDIN_FILENO, &mut t) != 0 {
+                return false;
+            }
+            if on {
+                t.c_lflag |= libc::ECHO;
+            } else {
+                t.c_lflag &= !libc::ECHO;
+            }
+            libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &t) == 0
+        }
+    }
+
+    extern "C" fn restore_and_exit(_: libc::c_int) {
+        set_echo(true);
+        // SAFETY: _exit is async-signal-safe; 130 is the shell's code for an interrupt.
+        unsafe { libc::_exit(130) }
+    }
 }
 
 pub async fn logout(ctx: &Ctx) -> anyhow::Result<()> {
