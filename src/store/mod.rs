@@ -210,8 +210,15 @@ pub fn backup(source: &Path, dest: &Path) -> Result<(), StoreError> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     src.busy_timeout(Duration::from_secs(5))?;
-    let tmp = dest.with_extension("partial");
-    let _ = std::fs::remove_file(&tmp);
+    // A name of our own (never a file of the user's), made private before anything is in it.
+    let mut name = dest.file_name().unwrap_or_default().to_owned();
+    name.push(format!(
+        ".{}.partial",
+        crate::crypto::hex(&crate::crypto::random_bytes::<6>())
+    ));
+    let tmp = dest.with_file_name(name);
+    crate::crypto::write_private_file(&tmp, b"")
+        .map_err(|e| StoreError::corrupt(format!("cannot create {}: {e}", tmp.display())))?;
     let result = (|| {
         let mut dst = Connection::open(&tmp)?;
         {
@@ -225,13 +232,10 @@ pub fn backup(source: &Path, dest: &Path) -> Result<(), StoreError> {
         let _ = std::fs::remove_file(&tmp);
         return Err(e.into());
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600));
-    }
-    std::fs::rename(&tmp, dest)
-        .map_err(|e| StoreError::corrupt(format!("cannot move backup into place: {e}")))
+    std::fs::rename(&tmp, dest).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        StoreError::corrupt(format!("cannot move backup into place: {e}"))
+    })
 }
 
 /// One page of a keyset-paginated list.

@@ -317,6 +317,9 @@ async fn keys_rotate_and_list_and_backup_work_from_the_command_line() {
         .collect();
     assert_eq!(statuses, ["active", "retired"]);
     let backup = dir.path().join("copy.db");
+    // A file of the user's that an earlier version took for its temporary file.
+    let unrelated = dir.path().join("copy.partial");
+    std::fs::write(&unrelated, "mine").expect("write");
     let out = ezforge(dir.path())
         .arg("backup")
         .arg(&backup)
@@ -328,6 +331,22 @@ async fn keys_rotate_and_list_and_backup_work_from_the_command_line() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert_eq!(
+        std::fs::read_to_string(&unrelated).ok().as_deref(),
+        Some("mine")
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&backup)
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the copy holds secrets' hashes: private"
+        );
+    }
     let conn = rusqlite::Connection::open(&backup).expect("open");
     let n: i64 = conn
         .query_row("SELECT COUNT(*) FROM signing_keys", [], |r| r.get(0))
