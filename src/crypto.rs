@@ -121,13 +121,8 @@ impl MasterKey {
         explicit: Option<&Secret>,
         data_dir: &Path,
     ) -> Result<Self, MasterKeyError> {
-        if let Some(secret) = explicit {
-            return Self::parse(secret.expose(), "EZFORGE_MASTER_KEY");
-        }
-        let path = data_dir.join("master.key");
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Self::parse(&text, &path.display().to_string()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        match Self::load(explicit, data_dir) {
+            Err(MasterKeyError::Missing { path }) => {
                 let bytes: [u8; 32] = random_bytes();
                 write_private_file(&path, format!("{}\n", STANDARD.encode(bytes)).as_bytes())
                     .map_err(|source| MasterKeyError::Create {
@@ -136,7 +131,7 @@ impl MasterKey {
                     })?;
                 Ok(Self::from_bytes(&bytes))
             }
-            Err(source) => Err(MasterKeyError::Read { path, source }),
+            other => other,
         }
     }
 

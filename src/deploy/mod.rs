@@ -202,20 +202,8 @@ impl Deployer {
             .filter(|t| holds(t))
             .cloned()
             .collect();
-        let mut waits = Vec::new();
-        for t in active.iter().chain(&draining) {
-            t.stop();
-            if let TargetKind::Process(p) = &t.kind {
-                let p = p.clone();
-                waits.push(async move { p.exited().await });
-            }
-        }
         // SIGTERM, then SIGKILL after the grace: bounded.
-        let _ = tokio::time::timeout(
-            Duration::from_secs(10),
-            futures_util::future::join_all(waits),
-        )
-        .await;
+        stop_all(active.iter().chain(&draining), Duration::from_secs(10)).await;
         active
     }
 
@@ -322,20 +310,21 @@ impl Deployer {
         targets.extend(std::mem::take(
             &mut *self.draining.lock().unwrap_or_else(|e| e.into_inner()),
         ));
-        let mut waits = Vec::new();
-        for t in targets {
-            t.stop();
-            if let TargetKind::Process(p) = &t.kind {
-                let p = p.clone();
-                waits.push(async move { p.exited().await });
-            }
-        }
-        let _ = tokio::time::timeout(
-            Duration::from_secs(7),
-            futures_util::future::join_all(waits),
-        )
-        .await;
+        stop_all(targets.iter(), Duration::from_secs(7)).await;
     }
+}
+
+/// Stops `targets` and waits (at most `wait`) until their processes have exited.
+async fn stop_all(targets: impl Iterator<Item = &Arc<Target>>, wait: Duration) {
+    let mut waits = Vec::new();
+    for t in targets {
+        t.stop();
+        if let TargetKind::Process(p) = &t.kind {
+            let p = p.clone();
+            waits.push(async move { p.exited().await });
+        }
+    }
+    let _ = tokio::time::timeout(wait, futures_util::future::join_all(waits)).await;
 }
 
 /// The server's env vars, decrypted.

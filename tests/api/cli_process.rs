@@ -36,6 +36,20 @@ async fn start_error(cmd: &mut Command) -> String {
     lines[0].to_owned()
 }
 
+/// Runs a command that must succeed; returns its output.
+async fn succeeds(cmd: &mut Command) -> std::process::Output {
+    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+        .await
+        .expect("exits promptly")
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 const BANNER_END: &str = "SIGTERM stops the server";
 
 /// Reads stdout until the banner's last line; returns everything read.
@@ -293,16 +307,7 @@ async fn keys_rotate_and_list_and_backup_work_from_the_command_line() {
         .expect("spawn");
     wait_ready(&mut child).await;
     // While the server runs: rotate, list, back up.
-    let rotate = ezforge(dir.path())
-        .args(["keys", "rotate"])
-        .output()
-        .await
-        .expect("rotate");
-    assert!(
-        rotate.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rotate.stderr)
-    );
+    succeeds(ezforge(dir.path()).args(["keys", "rotate"])).await;
     let list = ezforge(dir.path())
         .args(["keys", "list", "--json"])
         .output()
@@ -320,17 +325,7 @@ async fn keys_rotate_and_list_and_backup_work_from_the_command_line() {
     // A file of the user's that an earlier version took for its temporary file.
     let unrelated = dir.path().join("copy.partial");
     std::fs::write(&unrelated, "mine").expect("write");
-    let out = ezforge(dir.path())
-        .arg("backup")
-        .arg(&backup)
-        .output()
-        .await
-        .expect("backup");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeds(ezforge(dir.path()).arg("backup").arg(&backup)).await;
     assert_eq!(
         std::fs::read_to_string(&unrelated).ok().as_deref(),
         Some("mine")
@@ -385,17 +380,12 @@ async fn key_commands_use_the_servers_master_key_and_never_make_one() {
     )
     .await;
     assert!(line.contains("does not open"), "{line}");
-    let rotate = ezforge(dir.path())
-        .args(["keys", "rotate"])
-        .env("EZFORGE_MASTER_KEY", key)
-        .output()
-        .await
-        .expect("rotate");
-    assert!(
-        rotate.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rotate.stderr)
-    );
+    succeeds(
+        ezforge(dir.path())
+            .args(["keys", "rotate"])
+            .env("EZFORGE_MASTER_KEY", key),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -518,15 +508,10 @@ async fn users_create_makes_an_admin_who_can_sign_in() {
     let line = start_error(ezforge(dir.path()).args(["users", "create", "--email", "nope"])).await;
     assert!(line.contains("--email"), "{line}");
     // Without --password-stdin, a generated password is printed once.
-    let out = ezforge(dir.path())
-        .args(["users", "create", "--email", "third@example.com"])
-        .output()
-        .await
-        .expect("run");
+    let out =
+        succeeds(ezforge(dir.path()).args(["users", "create", "--email", "third@example.com"]))
+            .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("password (shown once): "),
-        "{stdout}"
-    );
+    assert!(stdout.contains("password (shown once): "), "{stdout}");
     assert!(terminate(&mut child).await.success());
 }

@@ -171,46 +171,33 @@ async fn redirect_uri_tricks_get_an_error_page() {
 async fn a_redirect_uri_left_out_of_the_request_may_be_left_out_of_the_exchange() {
     let w = world().await;
     let client_id = w.public_client().await;
-    // The client's only redirect URI is used; the token request need not repeat it
-    // (RFC 6749 §4.1.3: required only if it was in the authorization request).
-    let req = w.request(&client_id).without("redirect_uri");
-    let code = authorize(&w.browser(), &req).await.code();
-    let reply = token(
-        &w.app,
-        &public(&client_id),
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("code_verifier", &req.verifier),
-        ],
-    )
-    .await;
-    reply.assert_ok();
-    // Repeating the registered one is fine too; another is not.
-    for (given, ok) in [(REDIRECT, true), ("https://other.example/cb", false)] {
-        let req = w.request(&client_id).without("redirect_uri");
-        let code = authorize(&w.browser(), &req).await.code();
-        let reply = exchange_with(&w.app, &public(&client_id), given, &code, &req.verifier).await;
-        if ok {
-            reply.assert_ok();
-        } else {
-            reply.assert_error(400, "invalid_grant");
+    // A code for `req`, exchanged with `redirect_uri` (or without one).
+    let exchange_as = |req: AuthRequest, redirect_uri: Option<&'static str>| {
+        let (w, client_id) = (&w, &client_id);
+        async move {
+            let code = authorize(&w.browser(), &req).await.code();
+            let mut form = vec![
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("code_verifier", req.verifier.as_str()),
+            ];
+            form.extend(redirect_uri.map(|r| ("redirect_uri", r)));
+            token(&w.app, &public(client_id), &form).await
         }
-    }
+    };
+    // The client's only redirect URI is used; the token request need not repeat it
+    // (RFC 6749 §4.1.3: required only if it was in the authorization request). Repeating the
+    // registered one is fine too; another is not.
+    let omitted = || w.request(&client_id).without("redirect_uri");
+    exchange_as(omitted(), None).await.assert_ok();
+    exchange_as(omitted(), Some(REDIRECT)).await.assert_ok();
+    exchange_as(omitted(), Some("https://other.example/cb"))
+        .await
+        .assert_error(400, "invalid_grant");
     // Named in the request: it must be repeated, exactly.
-    let req = w.request(&client_id);
-    let code = authorize(&w.browser(), &req).await.code();
-    let reply = token(
-        &w.app,
-        &public(&client_id),
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("code_verifier", &req.verifier),
-        ],
-    )
-    .await;
-    reply.assert_error(400, "invalid_grant");
+    exchange_as(w.request(&client_id), None)
+        .await
+        .assert_error(400, "invalid_grant");
 }
 
 #[tokio::test]
