@@ -111,6 +111,8 @@ pub enum StartupError {
     Tls(#[from] crate::tls::TlsError),
     #[error("config key `bootstrap.{field}`: {reason}")]
     Bootstrap { field: &'static str, reason: String },
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("cannot listen: {0}")]
     Listen(std::io::Error),
     #[error(transparent)]
@@ -494,8 +496,12 @@ async fn housekeeping(state: web::Data<AppState>) {
                 .write(move |tx| store::clients::reap_unused(tx, before, now))
                 .await
             {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(clients = n, "removed unused dynamic clients"),
+                Ok((n, revoked)) => {
+                    state.revoked_grants.extend(revoked);
+                    if n > 0 {
+                        tracing::info!(clients = n, "removed unused dynamic clients");
+                    }
+                }
                 Err(e) => tracing::warn!(error = %ErrorChain(&e), "could not reap dynamic clients"),
             }
             purge_expired_refresh_tokens(&state, now).await;
@@ -653,24 +659,15 @@ fn bootstrap_admin(config: &Config, store: &Store) -> Result<Option<AdminCreated
     if store.run_blocking(|c| store::users::count(c))? > 0 {
         return Ok(None);
     }
+    if let Some(problem) = config.bootstrap_problem() {
+        return Err(problem.into());
+    }
     let email = config
         .bootstrap
         .admin_email
         .clone()
         .unwrap_or_else(|| "admin@localhost".to_owned());
-    if !email.contains('@') || email.len() > 254 || email.chars().any(char::is_whitespace) {
-        return Err(StartupError::Bootstrap {
-            field: "admin_email",
-            reason: format!("{email:?} is not an email address"),
-        });
-    }
     let (secret, generated) = match &config.bootstrap.admin_password {
-        Some(p) if p.expose().chars().count() < password::MIN_LENGTH => {
-            return Err(StartupError::Bootstrap {
-                field: "admin_password",
-                reason: format!("must be at least {} characters", password::MIN_LENGTH),
-            });
-        }
         Some(p) => (p.clone(), None),
         None => {
             let p = password::generate();

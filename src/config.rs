@@ -713,29 +713,34 @@ impl Config {
     }
 
     /// Rules that span keys or that serde cannot express.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// What is wrong with the `[bootstrap]` admin, if anything. Checked where it is used: on a
+    /// first start (an existing installation ignores these settings) and by `config check`
+    /// before one.
+    pub fn bootstrap_problem(&self) -> Option<ConfigError> {
         if let Some(email) = &self.bootstrap.admin_email
             && (!email.contains('@') || email.len() > 254 || email.chars().any(char::is_whitespace))
         {
-            return Err(ConfigError::rule(
+            return Some(ConfigError::rule(
                 "bootstrap.admin_email",
                 format!("{email:?} is not an email address"),
             ));
         }
-        if self
-            .bootstrap
+        self.bootstrap
             .admin_password
             .as_ref()
             .is_some_and(|p| p.expose().chars().count() < crate::domain::password::MIN_LENGTH)
-        {
-            return Err(ConfigError::rule(
-                "bootstrap.admin_password",
-                format!(
-                    "must be at least {} characters",
-                    crate::domain::password::MIN_LENGTH
-                ),
-            ));
-        }
+            .then(|| {
+                ConfigError::rule(
+                    "bootstrap.admin_password",
+                    format!(
+                        "must be at least {} characters",
+                        crate::domain::password::MIN_LENGTH
+                    ),
+                )
+            })
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(url) = &self.server.public_url {
             let parsed = Url::parse(url).map_err(|e| {
                 ConfigError::rule("server.public_url", format!("{url:?} is not a URL: {e}"))

@@ -107,6 +107,12 @@ impl Signals {
 pub fn config_check(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
     let config = load(config_path)?;
     // What `serve` reads at start, read now: a check that passes must mean a start that does.
+    // (The bootstrap admin matters only while there is no database yet.)
+    if !config.server.data_dir.join("ezforge.db").exists()
+        && let Some(problem) = config.bootstrap_problem()
+    {
+        return Err(problem.into());
+    }
     crate::tls::check_files(&config.tls)?;
     crate::outbound::Outbound::new(&config.outbound)?;
     match &config.source_file {

@@ -426,11 +426,21 @@ pub async fn delete(
         .write(move |tx| {
             let (server, _) = server_access(tx, &who, &key)?;
             refuse_if_declared(&st, &server)?;
-            // Its grants end now: the front door refuses their tokens even if the slug returns
-            // (also after a restart: the grant rows go with the server, the record stays).
-            let grants = store::grants::live_grant_ids(tx, Some(&server.id), None)?;
-            store::grants::record_revocations(tx, "grant", &grants, domain::now())?;
+            // Its grants and its clients' machine tokens end now: the front door refuses them
+            // even if the slug returns (also after a restart: the rows go with the server, the
+            // records stay). Grants revoked earlier are recorded too, for the same reason.
+            let now = domain::now();
+            let grants = store::grants::grant_ids_of_server(tx, &server.id)?;
+            store::grants::record_revocations(tx, "grant", &grants, now)?;
             st.revoked_grants.extend(grants);
+            let clients: Vec<String> = store::clients::for_server(tx, &server.id)?
+                .into_iter()
+                .map(|c| c.client_id)
+                .collect();
+            store::grants::record_revocations(tx, "client", &clients, now)?;
+            for c in &clients {
+                st.revoked_grants.revoke_client(c);
+            }
             store::servers::delete(tx, &server.id)?;
             store::audit::record(
                 tx,

@@ -443,7 +443,9 @@ async fn provision(
             };
             let sup = Supervisor::start(launch, port, config.health_timeout.0);
             if first && let Err(e) = sup.ready(config.health_timeout.0, true).await {
+                // Gone before this returns: a fixed port must be free for whoever is next.
                 sup.shutdown();
+                let _ = tokio::time::timeout(Duration::from_secs(10), sup.exited()).await;
                 return Err(e);
             }
             Ok(Target::new(TargetKind::Process(sup), id))
@@ -635,6 +637,8 @@ async fn pipeline(
         ),
     }
     if let (Some(old), false) = (&stopped, swap) {
+        // The new version may hold the port (it listens, but failed its check): it goes first.
+        stop_all(target.iter(), Duration::from_secs(10)).await;
         restart(state, &server, old).await;
     }
     if let Some(t) = target {

@@ -76,7 +76,6 @@ impl Drop for Busy<'_> {
     }
 }
 
-/// The key a JSON-RPC id is matched by.
 /// The ids a request waits answers for; removed from the pending map when it ends.
 struct Awaiting<'a> {
     session: &'a Session,
@@ -95,6 +94,7 @@ impl Drop for Awaiting<'_> {
     }
 }
 
+/// The key a JSON-RPC id is matched by.
 fn id_key(id: &Value) -> String {
     id.to_string()
 }

@@ -610,8 +610,8 @@ async fn read_body(
 }
 
 /// Why `Mcp-Method` / `Mcp-Name` disagree with the body, if they do: each, when present, must
-/// be one value equal to the one message's `method` / `params.name` (`Mcp-Name` is left to
-/// messages that name nothing, such as `resources/read`).
+/// be one value equal to the one message's `method` / `params.name` (`Mcp-Name` is left
+/// unchecked only on methods that name nothing, such as `resources/read`).
 fn restated_mismatch(req: &HttpRequest, messages: &[policy::Message<'_>]) -> Option<&'static str> {
     let one = |name: &HeaderName| -> Result<Option<&str>, ()> {
         let mut values = req.headers().get_all(name);
@@ -635,7 +635,15 @@ fn restated_mismatch(req: &HttpRequest, messages: &[policy::Message<'_>]) -> Opt
         .and_then(|p| p.name.as_deref());
     match (one(&MCP_NAME), body_name) {
         (Ok(None), _) => None,
-        (Ok(Some(_)), None) if single.is_some() => None,
+        // Only a message of a method that names nothing (`resources/read` names a URI) may
+        // carry it unchecked: a `tools/call` without a name must not pick its tool by header.
+        (Ok(Some(_)), None)
+            if single.is_some_and(|s| {
+                !matches!(s.method.as_deref(), Some("tools/call" | "prompts/get"))
+            }) =>
+        {
+            None
+        }
         (Ok(Some(n)), Some(b)) if n == b => None,
         _ => Some("the Mcp-Name header must be the body's params.name"),
     }

@@ -503,9 +503,9 @@ async fn validate(state: &web::Data<AppState>, raw: &str) -> Result<Flow, HttpRe
     // an automatic redirect would make this server an open redirector (RFC 9700 §4.11.2): the
     // error is shown here instead, before the user has done anything.
     let st = params.get("state").map(str::to_owned);
-    let redirect_trusted = client.server_id.is_some();
+    let redirect_trusted = std::cell::Cell::new(client.server_id.is_some());
     let fail = |code: &str, desc: &str| {
-        if !redirect_trusted {
+        if !redirect_trusted.get() {
             return pages::error(
                 StatusCode::BAD_REQUEST,
                 "Invalid request",
@@ -566,7 +566,9 @@ async fn validate(state: &web::Data<AppState>, raw: &str) -> Result<Flow, HttpRe
             ));
         }
         // A metadata-document client that another server pre-registered: anyone may name its
-        // document, so here it is an ordinary one (no trust, the server's scopes).
+        // document, so here it is an ordinary one (no trust, the server's scopes, no error
+        // redirects).
+        redirect_trusted.set(false);
         client = Arc::new(clients::Client {
             scopes: None,
             trusted: false,

@@ -105,18 +105,27 @@ pub fn update_registration(conn: &Connection, c: &ClientRow) -> Result<(), Store
 }
 
 /// Dynamic (RFC 7591) clients not used (no code exchanged, no token refreshed) since
-/// `before` are deleted, and what they were granted is revoked; returns how many went.
-pub fn reap_unused(conn: &Connection, before: i64, now: i64) -> Result<usize, StoreError> {
+/// `before` are deleted, and what they were granted is revoked; returns how many went, and the
+/// grants revoked.
+pub fn reap_unused(
+    conn: &Connection,
+    before: i64,
+    now: i64,
+) -> Result<(usize, Vec<String>), StoreError> {
     const UNUSED: &str = "is_dynamic = 1 AND metadata_url IS NULL AND server_id IS NULL
                           AND COALESCE(last_used_at, created_at) < ?1";
-    conn.prepare_cached(&format!(
-        "UPDATE grants SET revoked_at = ?2 WHERE revoked_at IS NULL
-           AND client_id IN (SELECT client_id FROM oauth_clients WHERE {UNUSED})"
-    ))?
-    .execute(params![before, now])?;
-    Ok(conn
+    let revoked = conn
+        .prepare_cached(&format!(
+            "UPDATE grants SET revoked_at = ?2 WHERE revoked_at IS NULL
+               AND client_id IN (SELECT client_id FROM oauth_clients WHERE {UNUSED})
+             RETURNING id"
+        ))?
+        .query_map(params![before, now], |r| r.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    let deleted = conn
         .prepare_cached(&format!("DELETE FROM oauth_clients WHERE {UNUSED}"))?
-        .execute([before])?)
+        .execute([before])?;
+    Ok((deleted, revoked))
 }
 
 pub fn touch(conn: &Connection, client_id: &str, now: i64) -> Result<(), StoreError> {
@@ -212,7 +221,10 @@ mod tests {
         }
         // A refresh marks its client used.
         touch(&conn, "refreshed", 95).expect("touch");
-        assert_eq!(reap_unused(&conn, 50, 100).expect("reap"), 1);
+        assert_eq!(
+            reap_unused(&conn, 50, 100).expect("reap"),
+            (1, vec!["g_old".to_owned()])
+        );
         assert!(find(&conn, "old").expect("find").is_none());
         for (id, revoked) in [("g_old", true), ("g_refreshed", false), ("g_new", false)] {
             let g = grants::grant(&conn, id).expect("grant").expect("row");

@@ -151,6 +151,14 @@ pub fn live_grant_ids(
         .collect::<Result<Vec<_>, _>>()?)
 }
 
+/// Every grant of a server, revoked or not (they go with the server).
+pub fn grant_ids_of_server(conn: &Connection, server_id: &str) -> Result<Vec<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM grants WHERE server_id = ?1")?
+        .query_map([server_id], |r| r.get(0))?
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
 /// Every grant of a user, revoked or not (they go with the user).
 pub fn grant_ids_of_user(conn: &Connection, user_id: &str) -> Result<Vec<String>, StoreError> {
     Ok(conn

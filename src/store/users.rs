@@ -110,7 +110,6 @@ pub fn create_invite(
     Ok(())
 }
 
-/// Consumes an invite: returns its user if it was valid.
 /// Whether an unexpired invite has this token (without taking it).
 pub fn invite_exists(conn: &Connection, token_hash: &str, now: i64) -> Result<bool, StoreError> {
     Ok(conn
@@ -120,6 +119,7 @@ pub fn invite_exists(conn: &Connection, token_hash: &str, now: i64) -> Result<bo
         .query_row(params![token_hash, now], |r| r.get(0))?)
 }
 
+/// Consumes an invite: returns its user if it was valid.
 pub fn take_invite(
     conn: &Connection,
     token_hash: &str,

@@ -215,6 +215,34 @@ async fn config_check_catches_what_serve_would_fail_on() {
 }
 
 #[tokio::test]
+async fn bootstrap_settings_are_ignored_once_there_are_users() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut child = ezforge(dir.path())
+        .arg("serve")
+        .env("EZFORGE_SERVER__LISTEN", "127.0.0.1:0")
+        .spawn()
+        .expect("spawn");
+    wait_ready(&mut child).await;
+    assert!(terminate(&mut child).await.success());
+    // A short password left in the environment of an existing installation: not a reason to
+    // refuse to start (it is used on a first start only), nor for the check to fail.
+    succeeds(
+        ezforge(dir.path())
+            .args(["config", "check"])
+            .env("EZFORGE_ADMIN_PASSWORD", "short"),
+    )
+    .await;
+    let mut child = ezforge(dir.path())
+        .arg("serve")
+        .env("EZFORGE_SERVER__LISTEN", "127.0.0.1:0")
+        .env("EZFORGE_ADMIN_PASSWORD", "short")
+        .spawn()
+        .expect("spawn");
+    wait_ready(&mut child).await;
+    assert!(terminate(&mut child).await.success());
+}
+
+#[tokio::test]
 async fn an_occupied_port_is_reported() {
     let dir = tempfile::tempdir().expect("tmp");
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

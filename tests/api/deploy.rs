@@ -1540,6 +1540,18 @@ async fn a_fixed_port_is_handed_over_and_given_back_when_the_successor_fails() {
     let s = get_as(&app, &admin, "/v1/servers/fixed").await;
     assert_eq!(s.expect(200)["data"]["status"], "running");
 
+    // v2b listens on the port but fails its check: stopped, and v1 comes back again.
+    let failing = on_port(http_command(&["--fail-health"]), port);
+    assert_failed(
+        &deploy(&app, &admin, "fixed", failing).await,
+        "health check failed",
+    );
+    let back = pid(&app, &t).await;
+    assert_ne!(back, again);
+    let s = get_as(&app, &admin, "/v1/servers/fixed").await;
+    assert_eq!(s.expect(200)["data"]["status"], "running");
+    let again = back;
+
     // A working v3 takes the port over.
     let v3 = deploy(&app, &admin, "fixed", on_port(http_command(&[]), port)).await;
     assert_eq!(v3.expect(201)["data"]["status"], "running", "{}", v3.text);

@@ -589,6 +589,12 @@ async fn mcp_method_and_name_headers_must_restate_the_body() {
             assert_eq!(body["id"], 1, "{body}");
         }
     }
+    // A tools/call that names no tool cannot pick one by header.
+    let nameless = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}});
+    let res = send(&[("mcp-name", "delete_repo")], nameless)
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 400);
     let before = up.requests();
     let batch =
         json!([{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"ping"}]);

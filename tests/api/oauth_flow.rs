@@ -1042,9 +1042,43 @@ async fn send(
 
 #[tokio::test]
 async fn a_deleted_clients_tokens_stay_refused_after_a_restart() {
-    use crate::helpers::{
-        TestApp, admin_token, create_project, create_server, delete_as, patch_as, post_as,
-    };
+    machine_token_refused_after(Deleted::Client).await;
+}
+
+#[tokio::test]
+async fn a_deleted_servers_machine_tokens_stay_refused_even_where_its_slug_returns() {
+    machine_token_refused_after(Deleted::Server).await;
+}
+
+enum Deleted {
+    Client,
+    Server,
+}
+
+/// A server `phoenix` in `project`, served by `upstream`; its id.
+async fn phoenix(
+    app: &crate::helpers::TestApp,
+    admin: &str,
+    project: &str,
+    upstream: &str,
+) -> String {
+    let server = crate::helpers::create_server(app, admin, project, "phoenix").await;
+    let sid = server["id"].as_str().expect("id").to_owned();
+    crate::helpers::patch_as(
+        app,
+        admin,
+        &format!("/v1/servers/{sid}"),
+        json!({ "upstreamUrl": upstream }),
+    )
+    .await
+    .expect(200);
+    sid
+}
+
+/// A client_credentials token stays refused after its client (or its whole server, whose slug
+/// is then taken by a new server) is deleted, and after a restart.
+async fn machine_token_refused_after(deleted: Deleted) {
+    use crate::helpers::{TestApp, admin_token, create_project, delete_as, post_as};
     // A fixed public URL: tokens issued before the restart name the same resource after it.
     let public_url = "http://127.0.0.1:9";
     let fixed = |c: &mut ezforge::Config| c.server.public_url = Some(public_url.into());
@@ -1055,19 +1089,7 @@ async fn a_deleted_clients_tokens_stay_refused_after_a_restart() {
         .as_str()
         .expect("id")
         .to_owned();
-    let server = create_server(&app, &admin, &project, "phoenix").await;
-    let (sid, slug) = (
-        server["id"].as_str().expect("id").to_owned(),
-        server["slug"].as_str().expect("slug").to_owned(),
-    );
-    patch_as(
-        &app,
-        &admin,
-        &format!("/v1/servers/{sid}"),
-        json!({ "upstreamUrl": up.url }),
-    )
-    .await
-    .expect(200);
+    let sid = phoenix(&app, &admin, &project, &up.url).await;
     let client = post_as(
         &app,
         &admin,
@@ -1077,7 +1099,7 @@ async fn a_deleted_clients_tokens_stay_refused_after_a_restart() {
     .await
     .expect(201)["data"]
         .clone();
-    let resource = format!("{public_url}/mcp/{slug}");
+    let resource = format!("{public_url}/mcp/phoenix");
     let reply = token(
         &app,
         &ClientAuth::Basic(
@@ -1094,7 +1116,7 @@ async fn a_deleted_clients_tokens_stay_refused_after_a_restart() {
     let access = reply.access_token();
     let call = |app: &TestApp| {
         app.client
-            .post(app.url(&format!("/mcp/{slug}")))
+            .post(app.url("/mcp/phoenix"))
             .bearer_auth(&access)
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
@@ -1102,13 +1124,24 @@ async fn a_deleted_clients_tokens_stay_refused_after_a_restart() {
             .send()
     };
     assert_eq!(call(&app).await.expect("call").status(), 200);
-    let cid = client["id"].as_str().expect("id");
-    delete_as(&app, &admin, &format!("/v1/servers/{sid}/clients/{cid}"))
-        .await
-        .expect(204);
+    match deleted {
+        Deleted::Client => {
+            let cid = client["id"].as_str().expect("id");
+            delete_as(&app, &admin, &format!("/v1/servers/{sid}/clients/{cid}"))
+                .await
+                .expect(204);
+        }
+        Deleted::Server => {
+            delete_as(&app, &admin, &format!("/v1/servers/{sid}"))
+                .await
+                .expect(204);
+            // The slug is taken again: same URL, so the old token's audience matches.
+            phoenix(&app, &admin, &project, &up.url).await;
+        }
+    }
     assert_eq!(call(&app).await.expect("call").status(), 401);
 
-    // The client's row is gone; its revocation is not.
+    // The rows are gone; the revocation is not.
     let tmp = app.take_tempdir().expect("tmp");
     let dir = app.data_dir.clone();
     app.stop().await;
