@@ -257,9 +257,10 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
-    /// The most either number may be (beyond, the limiter's arithmetic would overflow, and
-    /// no limit that large means anything).
-    pub const MAX: u32 = 1_000_000;
+    /// The most either number may be: large enough for a benchmark to lift a limit out of
+    /// the way, small enough that the limiter's arithmetic (a refill period times the burst,
+    /// in nanoseconds) cannot overflow.
+    pub const MAX: u32 = 100_000_000;
 
     /// Why this limit cannot be used, if it cannot.
     pub fn problem(&self) -> Option<String> {
@@ -1209,11 +1210,11 @@ mod tests {
         for (key, value) in [
             ("EZFORGE_GATEWAY__RATE_LIMIT__BURST", "0"),
             ("EZFORGE_CONTROL__RATE_LIMIT__BURST", "4294967295"),
-            ("EZFORGE_AUTH__RATE_LIMIT__PER_MINUTE", "1000001"),
+            ("EZFORGE_AUTH__RATE_LIMIT__PER_MINUTE", "100000001"),
         ] {
             let env = vec![(key.to_owned(), value.to_owned())];
             let msg = Config::load_from(None, &env).expect_err(key).to_string();
-            assert!(msg.contains("between 1 and 1000000"), "{key}: {msg}");
+            assert!(msg.contains("between 1 and 100000000"), "{key}: {msg}");
         }
     }
 

@@ -267,6 +267,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_extreme_limits_the_config_allows_work_without_overflow() {
+        let max = RateLimit::MAX;
+        for (per_minute, burst) in [(max, max), (1, max), (max, 1), (1, 1)] {
+            let l = Limiter::new(RateLimit { per_minute, burst });
+            assert!(
+                matches!(l.check("k".into()), Decision::Allowed { .. }),
+                "{per_minute}/{burst}"
+            );
+        }
+    }
+
+    #[test]
     fn throttle_locks_after_max_failures_per_key() {
         let t = LoginThrottle::new(3, Duration::from_secs(900));
         for _ in 0..3 {
