@@ -128,9 +128,14 @@ pub fn reap_unused(
     Ok((deleted, revoked))
 }
 
+/// Marks a client used. At most once an hour per client (reaping counts in days): most calls
+/// then write nothing, which keeps the token endpoint's transactions short.
 pub fn touch(conn: &Connection, client_id: &str, now: i64) -> Result<(), StoreError> {
-    conn.prepare_cached("UPDATE oauth_clients SET last_used_at = ?2 WHERE client_id = ?1")?
-        .execute(params![client_id, now])?;
+    conn.prepare_cached(
+        "UPDATE oauth_clients SET last_used_at = ?2
+         WHERE client_id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2 - 3600)",
+    )?
+    .execute(params![client_id, now])?;
     Ok(())
 }
 
@@ -211,7 +216,7 @@ mod tests {
             .expect("pragma");
         insert(&conn, &dynamic("old", 10, None)).expect("insert");
         insert(&conn, &dynamic("refreshed", 10, Some(10))).expect("insert");
-        insert(&conn, &dynamic("new", 90, None)).expect("insert");
+        insert(&conn, &dynamic("new", 9_000, None)).expect("insert");
         for (g, c) in [
             ("g_old", "old"),
             ("g_refreshed", "refreshed"),
@@ -219,10 +224,13 @@ mod tests {
         ] {
             grants::insert_grant(&conn, &grant(g, c)).expect("grant");
         }
-        // A refresh marks its client used.
-        touch(&conn, "refreshed", 95).expect("touch");
+        // A refresh marks its client used (and within the hour, writes nothing more).
+        touch(&conn, "refreshed", 9_500).expect("touch");
+        touch(&conn, "refreshed", 9_600).expect("touch");
+        let used = find(&conn, "refreshed").expect("find").expect("row");
+        assert_eq!(used.last_used_at, Some(9_500));
         assert_eq!(
-            reap_unused(&conn, 50, 100).expect("reap"),
+            reap_unused(&conn, 5_000, 10_000).expect("reap"),
             (1, vec!["g_old".to_owned()])
         );
         assert!(find(&conn, "old").expect("find").is_none());
