@@ -604,8 +604,10 @@ async fn pipeline(
     let row = match written {
         Ok(Some(row)) => row,
         Ok(None) | Err(_) => {
-            if let Some(t) = &target {
-                t.stop();
+            stop_all(target.iter(), Duration::from_secs(10)).await;
+            // The store refused the outcome: the version stopped for the port serves again.
+            if let (Some(old), Err(_)) = (&stopped, &written) {
+                restart(state, &server, old).await;
             }
             return Err(written.err().unwrap_or_else(|| {
                 ApiError::NotFound("the server was deleted during the deployment".into())
