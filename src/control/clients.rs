@@ -220,13 +220,12 @@ pub async fn delete(
                 st.revoked_grants.revoke(&gid);
             }
             // Its client_credentials tokens belong to no grant: remembered by client.
-            store::grants::record_revocations(
+            crate::oauth::grant_types::revoke_deleted(
+                &st,
                 tx,
-                "client",
+                Vec::new(),
                 std::slice::from_ref(&client.client_id),
-                domain::now(),
             )?;
-            st.revoked_grants.revoke_client(&client.client_id);
             store::clients::delete(tx, &client.id)?;
             store::audit::record(
                 tx,

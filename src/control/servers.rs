@@ -429,18 +429,12 @@ pub async fn delete(
             // Its grants and its clients' machine tokens end now: the front door refuses them
             // even if the slug returns (also after a restart: the rows go with the server, the
             // records stay). Grants revoked earlier are recorded too, for the same reason.
-            let now = domain::now();
             let grants = store::grants::grant_ids_of_server(tx, &server.id)?;
-            store::grants::record_revocations(tx, "grant", &grants, now)?;
-            st.revoked_grants.extend(grants);
             let clients: Vec<String> = store::clients::for_server(tx, &server.id)?
                 .into_iter()
                 .map(|c| c.client_id)
                 .collect();
-            store::grants::record_revocations(tx, "client", &clients, now)?;
-            for c in &clients {
-                st.revoked_grants.revoke_client(c);
-            }
+            crate::oauth::grant_types::revoke_deleted(&st, tx, grants, &clients)?;
             store::servers::delete(tx, &server.id)?;
             store::audit::record(
                 tx,

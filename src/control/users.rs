@@ -130,18 +130,19 @@ pub async fn delete(
         ));
     }
     let actor = who.actor();
-    let grants = state
+    let st = state.clone();
+    state
         .store
         .write(move |tx| {
             let user = store::users::by_id(tx, &target)?
                 .ok_or_else(|| ApiError::NotFound("user not found".into()))?;
             // Their grants go with them: the front door must refuse the tokens still out.
             let grants = store::grants::grant_ids_of_user(tx, &user.id)?;
-            store::grants::record_revocations(tx, "grant", &grants, domain::now())?;
             store::users::delete(tx, &user.id)?;
             if user.role == "admin" && store::users::admin_count(tx)? == 0 {
                 return Err(ApiError::Conflict("cannot delete the last admin".into()));
             }
+            crate::oauth::grant_types::revoke_deleted(&st, tx, grants, &[])?;
             store::audit::record(
                 tx,
                 &actor,
@@ -150,10 +151,9 @@ pub async fn delete(
                 None,
                 Some(&json!({ "email": user.email })),
             )?;
-            Ok(grants)
+            Ok(())
         })
         .await?;
-    state.revoked_grants.extend(grants);
     state.access_changed();
     Ok(no_content())
 }

@@ -3,7 +3,7 @@
 
 mod authorize;
 pub mod clients;
-mod grant_types;
+pub(crate) mod grant_types;
 pub mod grants;
 mod introspect;
 pub mod keys;

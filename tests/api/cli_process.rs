@@ -36,6 +36,19 @@ async fn start_error(cmd: &mut Command) -> String {
     lines[0].to_owned()
 }
 
+/// `ezforge serve` in `dir` (on 127.0.0.1:0 unless `env` says otherwise), once ready; with
+/// what it printed until then.
+async fn serving(dir: &Path, env: &[(&str, &str)]) -> (Child, String) {
+    let mut child = ezforge(dir)
+        .arg("serve")
+        .env("EZFORGE_SERVER__LISTEN", "127.0.0.1:0")
+        .envs(env.iter().copied())
+        .spawn()
+        .expect("spawn");
+    let banner = wait_ready(&mut child).await;
+    (child, banner)
+}
+
 /// Runs a command that must succeed; returns its output.
 async fn succeeds(cmd: &mut Command) -> std::process::Output {
     let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
@@ -89,12 +102,7 @@ async fn terminate(child: &mut Child) -> std::process::ExitStatus {
 #[tokio::test]
 async fn zero_config_start_prints_admin_once_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("tmp");
-    let mut child = ezforge(dir.path())
-        .arg("serve")
-        .env("EZFORGE_SERVER__LISTEN", "127.0.0.1:0")
-        .spawn()
-        .expect("spawn");
-    let banner = wait_ready(&mut child).await;
+    let (mut child, banner) = serving(dir.path(), &[]).await;
     assert!(banner.contains("is ready"), "{banner}");
     assert!(banner.contains("admin@localhost"), "{banner}");
     let password_line = banner
@@ -110,12 +118,7 @@ async fn zero_config_start_prints_admin_once_and_stops_on_sigterm() {
     );
 
     // Second start: the same data, and the password is not shown again.
-    let mut child = ezforge(dir.path())
-        .arg("serve")
-        .env("EZFORGE_SERVER__LISTEN", "127.0.0.1:0")
-        .spawn()
-        .expect("spawn");
-    let seen = wait_ready(&mut child).await;
+    let (mut child, seen) = serving(dir.path(), &[]).await;
     assert!(seen.contains("is ready"), "{seen}");
     assert!(
         !seen.contains(password) && !seen.contains("First start"),
@@ -127,14 +130,14 @@ async fn zero_config_start_prints_admin_once_and_stops_on_sigterm() {
 #[tokio::test]
 async fn admin_credentials_come_from_the_environment() {
     let dir = tempfile::tempdir().expect("tmp");
-    let mut child = ezforge(dir.path())
-        .arg("serve")
-        .env("EZFORGE_SERVER__LISTEN", "127.0.0.1:0")
-        .env("EZFORGE_ADMIN_EMAIL", "ops@example.com")
-        .env("EZFORGE_ADMIN_PASSWORD", "a-long-enough-password")
-        .spawn()
-        .expect("spawn");
-    let banner = wait_ready(&mut child).await;
+    let (mut child, banner) = serving(
+        dir.path(),
+        &[
+            ("EZFORGE_ADMIN_EMAIL", "ops@example.com"),
+            ("EZFORGE_ADMIN_PASSWORD", "a-long-enough-password"),
+        ],
+    )
+    .await;
     assert!(banner.contains("ops@example.com"), "{banner}");
     assert!(!banner.contains("a-long-enough-password"), "{banner}");
     assert!(terminate(&mut child).await.success());
@@ -217,12 +220,7 @@ async fn config_check_catches_what_serve_would_fail_on() {
 #[tokio::test]
 async fn bootstrap_settings_are_ignored_once_there_are_users() {
     let dir = tempfile::tempdir().expect("tmp");
-    let mut child = ezforge(dir.path())
-        .arg("serve")
-        .env("EZFORGE_SERVER__LISTEN", "127.0.0.1:0")
-        .spawn()
-        .expect("spawn");
-    wait_ready(&mut child).await;
+    let (mut child, _) = serving(dir.path(), &[]).await;
     assert!(terminate(&mut child).await.success());
     // A short password left in the environment of an existing installation: not a reason to
     // refuse to start (it is used on a first start only), nor for the check to fail.
@@ -232,13 +230,7 @@ async fn bootstrap_settings_are_ignored_once_there_are_users() {
             .env("EZFORGE_ADMIN_PASSWORD", "short"),
     )
     .await;
-    let mut child = ezforge(dir.path())
-        .arg("serve")
-        .env("EZFORGE_SERVER__LISTEN", "127.0.0.1:0")
-        .env("EZFORGE_ADMIN_PASSWORD", "short")
-        .spawn()
-        .expect("spawn");
-    wait_ready(&mut child).await;
+    let (mut child, _) = serving(dir.path(), &[("EZFORGE_ADMIN_PASSWORD", "short")]).await;
     assert!(terminate(&mut child).await.success());
 }
 
@@ -328,12 +320,7 @@ async fn config_check_prints_effective_config_with_secrets_redacted() {
 #[tokio::test]
 async fn keys_rotate_and_list_and_backup_work_from_the_command_line() {
     let dir = tempfile::tempdir().expect("tmp");
-    let mut child = ezforge(dir.path())
-        .arg("serve")
-        .env("EZFORGE_SERVER__LISTEN", "127.0.0.1:0")
-        .spawn()
-        .expect("spawn");
-    wait_ready(&mut child).await;
+    let (mut child, _) = serving(dir.path(), &[]).await;
     // While the server runs: rotate, list, back up.
     succeeds(ezforge(dir.path()).args(["keys", "rotate"])).await;
     let list = ezforge(dir.path())
@@ -385,13 +372,7 @@ async fn keys_rotate_and_list_and_backup_work_from_the_command_line() {
 async fn key_commands_use_the_servers_master_key_and_never_make_one() {
     let dir = tempfile::tempdir().expect("tmp");
     let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
-    let mut child = ezforge(dir.path())
-        .arg("serve")
-        .env("EZFORGE_SERVER__LISTEN", "127.0.0.1:0")
-        .env("EZFORGE_MASTER_KEY", key)
-        .spawn()
-        .expect("spawn");
-    wait_ready(&mut child).await;
+    let (mut child, _) = serving(dir.path(), &[("EZFORGE_MASTER_KEY", key)]).await;
     assert!(terminate(&mut child).await.success());
     let master_file = dir.path().join("ezforge-data/master.key");
     // Without the key (an operator's shell lacks the service's environment): refused, and no
@@ -422,12 +403,11 @@ async fn healthcheck_subcommand_reports_status() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     drop(listener);
-    let mut child = ezforge(dir.path())
-        .arg("serve")
-        .env("EZFORGE_SERVER__LISTEN", format!("127.0.0.1:{port}"))
-        .spawn()
-        .expect("spawn");
-    wait_ready(&mut child).await;
+    let (mut child, _) = serving(
+        dir.path(),
+        &[("EZFORGE_SERVER__LISTEN", &format!("127.0.0.1:{port}"))],
+    )
+    .await;
     let ok = ezforge(dir.path())
         .arg("healthcheck")
         .env("EZFORGE_SERVER__LISTEN", format!("127.0.0.1:{port}"))
@@ -483,12 +463,7 @@ async fn users_create_makes_an_admin_who_can_sign_in() {
     let port = listener.local_addr().expect("addr").port();
     drop(listener);
     let listen = format!("127.0.0.1:{port}");
-    let mut child = ezforge(dir.path())
-        .arg("serve")
-        .env("EZFORGE_SERVER__LISTEN", &listen)
-        .spawn()
-        .expect("spawn");
-    wait_ready(&mut child).await;
+    let (mut child, _) = serving(dir.path(), &[("EZFORGE_SERVER__LISTEN", &listen)]).await;
     // While the server runs (the first admin's password lost, say).
     let mut create = ezforge(dir.path())
         .args([
