@@ -47,7 +47,7 @@ pub struct Launch {
 impl Launch {
     /// Starts the process in its own process group. `stdio`: stdin and stdout are piped for
     /// the MCP protocol (stderr is captured); otherwise both outputs are captured.
-    pub fn spawn(&self, extra_env: &[(&str, String)], stdio: bool) -> std::io::Result<Child> {
+    pub fn spawn(&self, extra_env: &[(&str, String)], stdio: bool) -> std::io::Result<Group> {
         let (program, args) = self
             .command
             .split_first()
@@ -79,7 +79,8 @@ impl Launch {
         if !stdio && let Some(out) = child.stdout.take() {
             self.rt.spawn(capture(out, self.clone(), "info"));
         }
-        Ok(child)
+        let pgid = child.id();
+        Ok(Group { child, pgid })
     }
 
     pub fn log(&self, level: &'static str, message: String) {
@@ -220,27 +221,62 @@ fn signal_group(pgid: u32, signal: i32) {
     }
 }
 
-/// Stops a child and everything it started: SIGTERM to its group, SIGKILL after a grace (and
-/// to whatever of the group outlives its leader).
-pub async fn terminate(child: &mut Child) {
-    let Some(pid) = child.id() else {
-        return;
-    };
-    signal_group(pid, libc::SIGTERM);
-    if tokio::time::timeout(TERM_GRACE, child.wait())
-        .await
-        .is_err()
-    {
-        signal_group(pid, libc::SIGKILL);
-        let _ = child.wait().await;
+/// A started process, the leader of its own process group. Dropped before its leader was
+/// reaped (the runtime going away at exit, a start-up that failed half-way), it kills the whole
+/// group: `kill_on_drop` alone would end the leader and leave what it started running.
+pub struct Group {
+    pub child: Child,
+    /// The group's id, until its leader has been reaped and the group ended.
+    pgid: Option<u32>,
+}
+
+impl Group {
+    /// The leader's pid (0 once it has been reaped).
+    pub fn pid(&self) -> u32 {
+        self.pgid.unwrap_or(0)
     }
-    end_group(pid);
+
+    /// Waits for the leader to exit, then ends what it left running.
+    pub async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        let status = self.child.wait().await;
+        if let Some(pgid) = self.pgid.take() {
+            end_group(pgid);
+        }
+        status
+    }
+
+    /// Stops the process and everything it started: SIGTERM to its group, SIGKILL after a
+    /// grace (and to whatever of the group outlives its leader).
+    pub async fn terminate(&mut self) {
+        let Some(pgid) = self.pgid else {
+            return;
+        };
+        signal_group(pgid, libc::SIGTERM);
+        if tokio::time::timeout(TERM_GRACE, self.child.wait())
+            .await
+            .is_err()
+        {
+            signal_group(pgid, libc::SIGKILL);
+            let _ = self.child.wait().await;
+        }
+        self.pgid = None;
+        end_group(pgid);
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // The leader has not been reaped, so the group's id is still this group's.
+        if let Some(pgid) = self.pgid.take() {
+            signal_group(pgid, libc::SIGKILL);
+        }
+    }
 }
 
 /// After a group's leader has exited (on its own or stopped): kills what it left running, so
 /// that no orphan keeps the port or runs unsupervised. The group's id cannot have been reused
 /// while any of its members lives.
-pub fn end_group(leader_pid: u32) {
+fn end_group(leader_pid: u32) {
     signal_group(leader_pid, libc::SIGKILL);
 }
 
@@ -433,7 +469,7 @@ impl Supervisor {
                     continue;
                 }
             };
-            let pid = child.id().unwrap_or(0);
+            let pid = child.pid();
             self.launch.log(
                 "info",
                 format!("process {pid} started: {}", self.launch.command.join(" ")),
@@ -441,13 +477,10 @@ impl Supervisor {
             let started = Instant::now();
             // Up when the port accepts connections.
             let up = tokio::select! {
-                status = child.wait() => {
-                    end_group(pid);
-                    Err(describe_exit(status))
-                }
+                status = child.wait() => Err(describe_exit(status)),
                 r = wait_for_port(self.port, self.start_timeout) => r,
                 () = self.stop.notified() => {
-                    terminate(&mut child).await;
+                    child.terminate().await;
                     break;
                 }
             };
@@ -459,17 +492,14 @@ impl Supervisor {
                     });
                     self.touch();
                     tokio::select! {
-                        status = child.wait() => {
-                            end_group(pid);
-                            describe_exit(status)
-                        }
+                        status = child.wait() => describe_exit(status),
                         () = self.stop.notified() => {
-                            terminate(&mut child).await;
+                            child.terminate().await;
                             self.launch.log("info", format!("process {pid} stopped"));
                             break;
                         }
                         () = self.sleep.notified() => {
-                            terminate(&mut child).await;
+                            child.terminate().await;
                             self.launch.log("info", format!("process {pid} stopped after {} s without requests", self.idle_ms() / 1000));
                             self.state.send_replace(ProcState::Stopped);
                             continue;
@@ -477,7 +507,7 @@ impl Supervisor {
                     }
                 }
                 Err(reason) => {
-                    terminate(&mut child).await;
+                    child.terminate().await;
                     reason
                 }
             };
@@ -542,6 +572,58 @@ pub fn free_port() -> std::io::Result<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn alive(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let state = stat.rsplit_once(") ")?.1.chars().next()?;
+                Some(state != 'Z' && state != 'X')
+            })
+            .unwrap_or(false)
+    }
+
+    /// The runtime going away at exit drops a supervisor's task with its process: the whole
+    /// group must end then, not only its leader.
+    #[tokio::test]
+    async fn a_group_dropped_unwaited_is_killed_whole() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let pid_file = dir.path().join("sleep.pid");
+        let script = format!("sleep 300 & echo $! > '{}'; wait", pid_file.display());
+        let launch = Launch {
+            server_id: "srv_test".into(),
+            command: vec!["sh".into(), "-c".into(), script],
+            env: Vec::new(),
+            cwd: dir.path().to_path_buf(),
+            hub: LogHub::default(),
+            lines_per_second: 10,
+            rt: tokio::runtime::Handle::current(),
+        };
+        let group = launch.spawn(&[], false).expect("spawn");
+        let leader = group.pid();
+        let mut sleeper = None;
+        for _ in 0..500 {
+            sleeper = std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok());
+            if sleeper.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let sleeper = sleeper.expect("the group's sleep started");
+        assert!(alive(sleeper) && alive(leader));
+        drop(group);
+        let mut gone = false;
+        for _ in 0..500 {
+            if !alive(sleeper) {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(gone, "the leader's child outlived the dropped group");
+    }
 
     #[tokio::test]
     async fn long_lines_are_cut_and_the_rest_skipped() {

@@ -16,7 +16,7 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::process::ChildStdin;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::process::{Launch, OutputLimit, describe_exit, read_line_capped, terminate};
+use super::process::{Launch, OutputLimit, describe_exit, read_line_capped};
 use crate::domain;
 
 /// The largest message a stdio server may write (one line).
@@ -136,7 +136,8 @@ impl StdioPool {
             .launch
             .spawn(&[], true)
             .map_err(|e| format!("could not be started: {e}"))?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        let (Some(stdin), Some(stdout)) = (child.child.stdin.take(), child.child.stdout.take())
+        else {
             return Err("its pipes could not be opened".into());
         };
         let session = Arc::new(Session {
@@ -149,7 +150,7 @@ impl StdioPool {
             end: Notify::new(),
             ended: AtomicBool::new(false),
         });
-        let pid = child.id().unwrap_or(0);
+        let pid = child.pid();
         self.launch.log(
             "info",
             format!("stdio process {pid} started for a new MCP session"),
@@ -182,19 +183,13 @@ impl StdioPool {
             let ended = tokio::select! {
                 () = reader => {
                     // Output closed: the process is ending (or must).
-                    let pid = child.id();
                     match tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
-                        Ok(status) => {
-                            if let Some(pid) = pid {
-                                super::process::end_group(pid);
-                            }
-                            describe_exit(status)
-                        }
-                        Err(_) => { terminate(&mut child).await; "closed its output and was stopped".into() }
+                        Ok(status) => describe_exit(status),
+                        Err(_) => { child.terminate().await; "closed its output and was stopped".into() }
                     }
                 }
                 () = s.end.notified() => {
-                    terminate(&mut child).await;
+                    child.terminate().await;
                     "was stopped".into()
                 }
             };
