@@ -29,6 +29,20 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         workers: usize,
     },
+    /// A bare reverse proxy to `upstream` on actix-web and the front door's upstream client,
+    /// with none of the front door's own work (no token, policy, rate limit or log): the floor
+    /// any actix-based front door stands on.
+    Proxy {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        upstream: String,
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// `actix` (the front door's stack) or `hyper` (hyper's own HTTP/1 server instead).
+        #[arg(long, default_value = "actix")]
+        server: String,
+    },
     /// Mint `count` managed access tokens for `resource` with the data dir's active key.
     ManagedTokens {
         #[arg(long)]
@@ -120,6 +134,20 @@ fn main() -> anyhow::Result<()> {
         Command::Upstream { port, workers } => {
             actix_web::rt::System::new().block_on(upstream(port, workers))
         }
+        Command::Proxy {
+            port,
+            upstream,
+            workers,
+            server,
+        } => match server.as_str() {
+            "actix" => actix_web::rt::System::new().block_on(proxy(port, &upstream, workers)),
+            "hyper" => tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .enable_all()
+                .build()?
+                .block_on(hyper_proxy(port, &upstream)),
+            other => anyhow::bail!("unknown server {other}: actix or hyper"),
+        },
         Command::ManagedTokens {
             data_dir,
             issuer,
@@ -214,6 +242,122 @@ async fn upstream(port: u16, workers: usize) -> anyhow::Result<()> {
     .run()
     .await?;
     Ok(())
+}
+
+async fn proxy(port: u16, upstream: &str, workers: usize) -> anyhow::Result<()> {
+    use ezforge::gateway::upstream::{Endpoint, UpstreamClient, tls_config};
+    let endpoint = Arc::new(
+        Endpoint::new(upstream.parse()?).ok_or_else(|| anyhow::anyhow!("bad upstream URL"))?,
+    );
+    let tls = tls_config();
+    let listener = TcpListener::bind(("127.0.0.1", port))?;
+    println!("proxy listening on 127.0.0.1:{port}");
+    actix_web::HttpServer::new(move || {
+        let client = web::Data::new(UpstreamClient::new(tls.clone(), Duration::from_secs(5)));
+        let endpoint = endpoint.clone();
+        actix_web::App::new()
+            .app_data(client)
+            .default_service(web::to(
+                move |req: actix_web::HttpRequest,
+                      body: web::Bytes,
+                      client: web::Data<UpstreamClient>| {
+                    let endpoint = endpoint.clone();
+                    async move {
+                        let mut r = http::Request::new(http_body_util::Full::new(body));
+                        *r.method_mut() = http::Method::POST;
+                        *r.uri_mut() = http::Uri::from_static("/mcp");
+                        let h = r.headers_mut();
+                        h.insert(http::header::HOST, endpoint.host_header().clone());
+                        for name in ["content-type", "accept"] {
+                            if let Some(v) = req.headers().get(name)
+                                && let Ok(v) = http::HeaderValue::from_bytes(v.as_bytes())
+                            {
+                                h.insert(name, v);
+                            }
+                        }
+                        let Ok(res) = client.send(&endpoint, r, true).await else {
+                            return HttpResponse::BadGateway().finish();
+                        };
+                        let (parts, mut body) = res.into_parts();
+                        let mut out = bytes::BytesMut::new();
+                        while let Some(Ok(chunk)) = body.next().await {
+                            out.extend_from_slice(&chunk);
+                        }
+                        let mut res = HttpResponse::build(
+                            actix_web::http::StatusCode::from_u16(parts.status.as_u16())
+                                .unwrap_or(actix_web::http::StatusCode::BAD_GATEWAY),
+                        );
+                        if let Some(ct) = parts.headers.get(http::header::CONTENT_TYPE) {
+                            res.insert_header(("content-type", ct.as_bytes()));
+                        }
+                        res.body(out.freeze())
+                    }
+                },
+            ))
+    })
+    .workers(workers)
+    .listen(listener)?
+    .run()
+    .await?;
+    Ok(())
+}
+
+/// The same bare proxy on hyper's HTTP/1 server (one task per connection).
+async fn hyper_proxy(port: u16, upstream: &str) -> anyhow::Result<()> {
+    use ezforge::gateway::upstream::{Endpoint, UpstreamClient, tls_config};
+    use http_body_util::BodyExt;
+    let endpoint = Arc::new(
+        Endpoint::new(upstream.parse()?).ok_or_else(|| anyhow::anyhow!("bad upstream URL"))?,
+    );
+    let client = Arc::new(UpstreamClient::new(tls_config(), Duration::from_secs(5)));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    println!("proxy listening on 127.0.0.1:{port}");
+    loop {
+        let (tcp, _) = listener.accept().await?;
+        let _ = tcp.set_nodelay(true);
+        let (endpoint, client) = (endpoint.clone(), client.clone());
+        let service =
+            hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let (endpoint, client) = (endpoint.clone(), client.clone());
+                async move {
+                    let (head, body) = req.into_parts();
+                    let body = body.collect().await?.to_bytes();
+                    let mut r = http::Request::new(http_body_util::Full::new(body));
+                    *r.method_mut() = http::Method::POST;
+                    *r.uri_mut() = http::Uri::from_static("/mcp");
+                    let h = r.headers_mut();
+                    h.insert(http::header::HOST, endpoint.host_header().clone());
+                    for name in [http::header::CONTENT_TYPE, http::header::ACCEPT] {
+                        if let Some(v) = head.headers.get(&name) {
+                            h.insert(name, v.clone());
+                        }
+                    }
+                    let mut out =
+                        http::Response::new(http_body_util::Full::new(bytes::Bytes::new()));
+                    let Ok(res) = client.send(&endpoint, r, true).await else {
+                        *out.status_mut() = http::StatusCode::BAD_GATEWAY;
+                        return Ok::<_, hyper::Error>(out);
+                    };
+                    let (parts, mut body) = res.into_parts();
+                    let mut buf = bytes::BytesMut::new();
+                    while let Some(Ok(chunk)) = body.next().await {
+                        buf.extend_from_slice(&chunk);
+                    }
+                    *out.status_mut() = parts.status;
+                    if let Some(ct) = parts.headers.get(http::header::CONTENT_TYPE) {
+                        out.headers_mut()
+                            .insert(http::header::CONTENT_TYPE, ct.clone());
+                    }
+                    *out.body_mut() = http_body_util::Full::new(buf.freeze());
+                    Ok(out)
+                }
+            });
+        tokio::spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                .await;
+        });
+    }
 }
 
 fn managed_tokens(
