@@ -1132,37 +1132,63 @@ struct EndpointRewrite<S> {
     to: String,
 }
 
+/// SSE lines with their ends: CRLF, LF or a lone CR, mixed as they come (WHATWG SSE).
+fn sse_lines(text: &str) -> impl Iterator<Item = (&str, &str)> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let (line, end) = match rest.find(['\r', '\n']) {
+            None => (rest, ""),
+            Some(i) if rest[i..].starts_with("\r\n") => (&rest[..i], &rest[i..i + 2]),
+            Some(i) => (&rest[..i], &rest[i..=i]),
+        };
+        rest = &rest[line.len() + end.len()..];
+        Some((line, end))
+    })
+}
+
+/// Where the first SSE event ends: just past the blank line that closes it, if it has come.
+fn first_event_end(buf: &[u8]) -> Option<usize> {
+    let mut at_line_start = true;
+    let mut i = 0;
+    while i < buf.len() {
+        let end = match buf[i] {
+            b'\r' if buf.get(i + 1) == Some(&b'\n') => 2,
+            b'\r' | b'\n' => 1,
+            _ => {
+                at_line_start = false;
+                i += 1;
+                continue;
+            }
+        };
+        i += end;
+        if at_line_start {
+            return Some(i);
+        }
+        at_line_start = true;
+    }
+    None
+}
+
 fn rewrite_endpoint_event(event: &str, from: &str, to: &str) -> Option<String> {
-    let lines: Vec<&str> = event.split('\n').collect();
-    if !lines.iter().any(|l| {
-        l.trim_end_matches('\r') == "event: endpoint"
-            || l.trim_end_matches('\r') == "event:endpoint"
-    }) {
+    if !sse_lines(event).any(|(l, _)| l == "event: endpoint" || l == "event:endpoint") {
         return None;
     }
-    let out: Vec<String> = lines
-        .iter()
-        .map(|l| {
-            let (data, cr) = match l.strip_suffix('\r') {
-                Some(d) => (d, "\r"),
-                None => (*l, ""),
-            };
-            match data.strip_prefix("data:") {
-                Some(value) => {
-                    let value = value.strip_prefix(' ').unwrap_or(value);
-                    match value.strip_prefix(from).filter(|rest| {
-                        value.starts_with('/')
-                            && (rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'))
-                    }) {
-                        Some(rest) => format!("data: {to}{rest}{cr}"),
-                        None => (*l).to_owned(),
-                    }
-                }
-                None => (*l).to_owned(),
-            }
-        })
-        .collect();
-    Some(out.join("\n"))
+    let mut out = String::with_capacity(event.len() + to.len());
+    for (line, end) in sse_lines(event) {
+        let rewritten = line.strip_prefix("data:").and_then(|value| {
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            let rest = value.strip_prefix(from)?;
+            (value.starts_with('/')
+                && (rest.is_empty() || rest.starts_with('/') || rest.starts_with('?')))
+            .then(|| format!("data: {to}{rest}"))
+        });
+        out.push_str(rewritten.as_deref().unwrap_or(line));
+        out.push_str(end);
+    }
+    Some(out)
 }
 
 impl<S: Stream<Item = Result<Bytes, actix_web::Error>>> Stream for EndpointRewrite<S> {
@@ -1177,7 +1203,7 @@ impl<S: Stream<Item = Result<Bytes, actix_web::Error>>> Stream for EndpointRewri
             match this.inner.as_mut().poll_next(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
                     pending.extend_from_slice(&chunk);
-                    let end = pending.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+                    let end = first_event_end(pending);
                     if end.is_none() && pending.len() < 16 * 1024 {
                         continue;
                     }
@@ -1276,7 +1302,18 @@ fn learn_tools(state: &AppState, server_id: &str, body: &[u8], is_sse: bool) {
 
 #[cfg(test)]
 mod tests {
-    use super::rewrite_endpoint_event;
+    use super::{first_event_end, rewrite_endpoint_event};
+
+    #[test]
+    fn an_sse_event_ends_at_its_blank_line_whatever_the_line_ends() {
+        assert_eq!(first_event_end(b"data: a\n\nnext"), Some(9));
+        assert_eq!(first_event_end(b"data: a\r\n\r\nnext"), Some(11));
+        assert_eq!(first_event_end(b"data: a\r\rnext"), Some(9));
+        assert_eq!(first_event_end(b"data: a\r\n\nx"), Some(10));
+        assert_eq!(first_event_end(b"\r\ndata: a"), Some(2));
+        assert_eq!(first_event_end(b"data: a\r\ndata: b\r\n"), None);
+        assert_eq!(first_event_end(b"data: a"), None);
+    }
 
     #[test]
     fn endpoint_events_are_rewritten_under_the_front_door() {
@@ -1299,6 +1336,11 @@ mod tests {
         assert_eq!(
             rewrite_endpoint_event("event: message\ndata: /x\n\n", "", "/mcp/w"),
             None
+        );
+        // Lone CRs end lines too.
+        assert_eq!(
+            rewrite_endpoint_event("event: endpoint\rdata: /m?s=1\r\r", "", "/mcp/w").as_deref(),
+            Some("event: endpoint\rdata: /mcp/w/m?s=1\r\r")
         );
     }
 }

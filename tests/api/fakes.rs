@@ -109,10 +109,12 @@ async fn upstream(
         "forbidden" => HttpResponse::Forbidden()
             .insert_header(("WWW-Authenticate", "Bearer error=\"insufficient_scope\""))
             .json(json!({"jsonrpc":"2.0","id":id,"error":{"code":-32000,"message":"no"}})),
-        "stream" => {
+        // Events framed with LF, or CRLF (as Python's sse-starlette writes them).
+        m @ ("stream" | "stream_crlf") => {
             let release = state.release.clone();
-            let first = web::Bytes::from(format!("event: message\ndata: {}\n\n", json!({"jsonrpc":"2.0","method":"notifications/progress","params":{"n":1}})));
-            let second = web::Bytes::from(format!("event: message\ndata: {}\n\n", json!({"jsonrpc":"2.0","id":id,"result":{"done":true}})));
+            let nl = if m == "stream" { "\n" } else { "\r\n" };
+            let first = web::Bytes::from(format!("event: message{nl}data: {}{nl}{nl}", json!({"jsonrpc":"2.0","method":"notifications/progress","params":{"n":1}})));
+            let second = web::Bytes::from(format!("event: message{nl}data: {}{nl}{nl}", json!({"jsonrpc":"2.0","id":id,"result":{"done":true}})));
             let stream = futures_util::stream::unfold(0u8, move |step| {
                 let release = release.clone();
                 let (first, second) = (first.clone(), second.clone());

@@ -613,33 +613,36 @@ async fn sse_events_stream_without_buffering() {
     let up = FakeUpstream::start().await;
     add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
     let token = managed_token(&app, "weather", "mcp:execute", json!({}));
-    let mut res = rpc(
-        &app,
-        "weather",
-        Some(&token),
-        json!({"jsonrpc":"2.0","id":5,"method":"stream"}),
-    )
-    .await;
-    assert_eq!(res.status(), 200);
-    assert!(
-        res.headers()["content-type"]
-            .to_str()
-            .expect("ct")
-            .starts_with("text/event-stream")
-    );
-    // The first event arrives while the upstream is still holding back the second.
-    let first = tokio::time::timeout(Duration::from_secs(10), res.chunk())
-        .await
-        .expect("first event arrives without waiting for the rest")
-        .expect("chunk")
-        .expect("some bytes");
-    assert!(String::from_utf8_lossy(&first).contains("notifications/progress"));
-    up.release.notify_one();
-    let mut rest = Vec::new();
-    while let Some(chunk) = res.chunk().await.expect("chunk") {
-        rest.extend_from_slice(&chunk);
+    // LF-framed events, then CRLF-framed ones: each event is passed on as it comes.
+    for method in ["stream", "stream_crlf"] {
+        let mut res = rpc(
+            &app,
+            "weather",
+            Some(&token),
+            json!({"jsonrpc":"2.0","id":5,"method":method}),
+        )
+        .await;
+        assert_eq!(res.status(), 200);
+        assert!(
+            res.headers()["content-type"]
+                .to_str()
+                .expect("ct")
+                .starts_with("text/event-stream")
+        );
+        // The first event arrives while the upstream is still holding back the second.
+        let first = tokio::time::timeout(Duration::from_secs(10), res.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("{method}: the first event waited for the rest"))
+            .expect("chunk")
+            .expect("some bytes");
+        assert!(String::from_utf8_lossy(&first).contains("notifications/progress"));
+        up.release.notify_one();
+        let mut rest = Vec::new();
+        while let Some(chunk) = res.chunk().await.expect("chunk") {
+            rest.extend_from_slice(&chunk);
+        }
+        assert!(String::from_utf8_lossy(&rest).contains("\"done\":true"));
     }
-    assert!(String::from_utf8_lossy(&rest).contains("\"done\":true"));
 }
 
 #[tokio::test]
