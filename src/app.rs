@@ -474,6 +474,11 @@ async fn housekeeping(state: web::Data<AppState>) {
         state.control_limiter.prune();
         state.oauth_limiter.prune();
         state.gateway.limiter.prune();
+        for server in state.gateway.registry.all() {
+            if let Some(limiter) = &server.limiter {
+                limiter.prune();
+            }
+        }
         crate::control::billing::flush_usage(&state).await;
         if ticks.is_multiple_of(30) {
             let before = domain::now_ms() - state.config.logs.retention.0.as_millis() as i64;

@@ -77,6 +77,20 @@ impl Verified {
     }
 }
 
+/// Longest `subject|client_id` kept as it is in rate-limit keys and session bindings.
+const OWNER_MAX: usize = 128;
+
+/// `subject|client_id`, or its digest when long: it keys rate-limit buckets and session
+/// bindings, which must not grow with whatever a token's issuer puts in it.
+fn owner_of(subject: &str, client_id: Option<&str>) -> String {
+    let owner = format!("{subject}|{}", client_id.unwrap_or(""));
+    if owner.len() <= OWNER_MAX {
+        owner
+    } else {
+        format!("h:{}", crate::crypto::token_hash(&owner))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     #[error("the token is malformed")]
@@ -326,7 +340,7 @@ impl Verifier {
         let subject = c.sub.unwrap_or_default();
         let client_id = c.client_id.or(c.azp);
         Ok(Verified {
-            owner: format!("{subject}|{}", client_id.as_deref().unwrap_or("")),
+            owner: owner_of(&subject, client_id.as_deref()),
             scope_header: scopes.join(" "),
             subject,
             client_id,
@@ -338,5 +352,20 @@ impl Verifier {
             not_before: c.nbf,
             grant_id: c.gid,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{OWNER_MAX, owner_of};
+
+    #[test]
+    fn long_owners_are_kept_as_a_digest() {
+        assert_eq!(owner_of("usr_1", Some("cl_1")), "usr_1|cl_1");
+        assert_eq!(owner_of("usr_1", None), "usr_1|");
+        let long = "s".repeat(16 * 1024);
+        let owner = owner_of(&long, Some("c"));
+        assert!(owner.len() <= OWNER_MAX && owner.starts_with("h:"));
+        assert_ne!(owner, owner_of(&long, Some("d")), "the client still counts");
     }
 }
