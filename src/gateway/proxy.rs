@@ -771,6 +771,32 @@ fn rpc_error(status: StatusCode, id: Option<&str>, code: i64, message: &str) -> 
         .body(body)
 }
 
+/// Whether a path below the server could reach above the upstream's base path once the
+/// upstream resolves it: a `.` or `..` segment (also percent-encoded), an encoded slash or
+/// backslash, or a backslash (which some servers read as a slash).
+fn leaves_base(rest: &str) -> bool {
+    let dot_segment = |seg: &[u8]| {
+        let (mut i, mut dots) = (0, 0);
+        while i < seg.len() {
+            if seg[i] == b'.' {
+                i += 1;
+            } else if seg[i..].len() >= 3 && seg[i..i + 2] == *b"%2" && seg[i + 2] | 0x20 == b'e' {
+                i += 3;
+            } else {
+                return false;
+            }
+            dots += 1;
+        }
+        dots == 1 || dots == 2
+    };
+    let encoded_slash = |w: &[u8]| {
+        w[0] == b'%' && matches!((w[1], w[2] | 0x20), (b'2', b'f') | (b'5', b'c'))
+    };
+    rest.contains('\\')
+        || rest.as_bytes().windows(3).any(encoded_slash)
+        || rest.split('/').any(|seg| dot_segment(seg.as_bytes()))
+}
+
 /// Request headers never passed upstream: credentials, hop-by-hop, and identity headers a
 /// client might try to forge.
 fn is_dropped_request_header(name: &str) -> bool {
@@ -838,6 +864,13 @@ async fn forward(
             "the MCP server did not answer in time",
         )
     };
+    if leaves_base(rest) {
+        return Err(plain_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the request path must not hold dot segments or encoded slashes",
+        ));
+    }
     let query = req.query_string();
     let mut target =
         String::with_capacity(upstream.base_path().len() + rest.len() + query.len() + 2);
@@ -1302,7 +1335,26 @@ fn learn_tools(state: &AppState, server_id: &str, body: &[u8], is_sse: bool) {
 
 #[cfg(test)]
 mod tests {
-    use super::{first_event_end, rewrite_endpoint_event};
+    use super::{first_event_end, leaves_base, rewrite_endpoint_event};
+
+    #[test]
+    fn paths_that_could_climb_above_the_base_are_caught() {
+        for bad in [
+            "/../admin",
+            "/a/..",
+            "/.",
+            "/%2e%2e/admin",
+            "/%2E./x",
+            "/a%2fb",
+            "/a%5Cb",
+            "/a\\..\\b",
+        ] {
+            assert!(leaves_base(bad), "{bad}");
+        }
+        for good in ["", "/", "/messages", "/a/b.c", "/..a", "/a..", "/%2e%2ex"] {
+            assert!(!leaves_base(good), "{good}");
+        }
+    }
 
     #[test]
     fn an_sse_event_ends_at_its_blank_line_whatever_the_line_ends() {

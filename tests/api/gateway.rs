@@ -1673,6 +1673,36 @@ async fn a_client_trickling_its_body_gets_408() {
     assert_eq!(up.requests(), 0);
 }
 
+#[tokio::test]
+async fn paths_climbing_above_the_upstreams_base_are_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn().await;
+    let up = FakeUpstream::start().await;
+    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    let token = managed_token(&app, "weather", "mcp:read", json!({}));
+    // Sent raw: HTTP clients resolve dot segments before sending.
+    for path in ["/mcp/weather/../../admin", "/mcp/weather/%2E%2e/admin", "/mcp/weather/a%2Fb"] {
+        let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+            .await
+            .expect("connect");
+        let body = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        sock.write_all(req.as_bytes()).await.expect("write");
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), sock.read_to_end(&mut answer))
+            .await
+            .expect("an answer")
+            .expect("read");
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 400"), "{path}: {text}");
+        assert!(text.contains("dot segments"), "{path}: {text}");
+    }
+    assert_eq!(up.requests(), 0, "nothing reached the upstream");
+}
+
 /// A raw keep-alive upstream counting the connections it accepts. The tool a request calls
 /// picks the answer: `plain` (Content-Length), `chunked`, or `close` (answers, then closes).
 async fn keepalive_upstream() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
