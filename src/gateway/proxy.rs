@@ -797,31 +797,41 @@ fn leaves_base(rest: &str) -> bool {
         || rest.split('/').any(|seg| dot_segment(seg.as_bytes()))
 }
 
-/// Request headers never passed upstream: credentials, hop-by-hop, and identity headers a
-/// client might try to forge.
+/// Request headers never passed upstream: credentials, hop-by-hop, and identity and routing
+/// headers a client might try to forge. `_` counts as `-`: CGI-style servers read both alike.
 fn is_dropped_request_header(name: &str) -> bool {
-    matches!(
-        name,
-        "authorization"
-            | "cookie"
-            | "host"
-            | "connection"
-            | "keep-alive"
-            | "proxy-authorization"
-            | "proxy-authenticate"
-            | "proxy-connection"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "content-length"
-            | "forwarded"
-            | "x-forwarded-for"
-            | "x-forwarded-proto"
-            | "x-forwarded-host"
-            | "x-real-ip"
-            | "origin"
-    ) || name.starts_with("x-ezforge-")
+    let dropped = |name: &str| {
+        matches!(
+            name,
+            "authorization"
+                | "cookie"
+                | "host"
+                | "connection"
+                | "keep-alive"
+                | "proxy-authorization"
+                | "proxy-authenticate"
+                | "proxy-connection"
+                | "te"
+                | "trailer"
+                | "transfer-encoding"
+                | "upgrade"
+                | "content-length"
+                | "forwarded"
+                | "x-real-ip"
+                | "x-client-ip"
+                | "true-client-ip"
+                | "cf-connecting-ip"
+                | "x-original-url"
+                | "x-rewrite-url"
+                | "origin"
+        ) || name.starts_with("x-ezforge-")
+            || name.starts_with("x-forwarded-")
+    };
+    if name.contains('_') {
+        dropped(&name.replace('_', "-"))
+    } else {
+        dropped(name)
+    }
 }
 
 fn is_dropped_response_header(name: &str) -> bool {
@@ -838,6 +848,10 @@ fn is_dropped_response_header(name: &str) -> bool {
             | "set-cookie"
             // The front door's challenge is the only one a client may follow.
             | "www-authenticate"
+            // These reach past the response, to the whole origin every server shares.
+            | "clear-site-data"
+            | "strict-transport-security"
+            | "alt-svc"
     ) || name.starts_with("access-control-")
 }
 
@@ -1335,7 +1349,22 @@ fn learn_tools(state: &AppState, server_id: &str, body: &[u8], is_sse: bool) {
 
 #[cfg(test)]
 mod tests {
-    use super::{first_event_end, leaves_base, rewrite_endpoint_event};
+    use super::{
+        first_event_end, is_dropped_request_header, is_dropped_response_header, leaves_base,
+        rewrite_endpoint_event,
+    };
+
+    #[test]
+    fn forged_and_origin_wide_headers_are_dropped() {
+        for name in ["x-ezforge-subject", "x_ezforge_scopes", "x-forwarded-port", "x_real_ip"] {
+            assert!(is_dropped_request_header(name), "{name}");
+        }
+        assert!(!is_dropped_request_header("mcp-session-id"));
+        for name in ["clear-site-data", "strict-transport-security", "alt-svc", "set-cookie"] {
+            assert!(is_dropped_response_header(name), "{name}");
+        }
+        assert!(!is_dropped_response_header("content-type"));
+    }
 
     #[test]
     fn paths_that_could_climb_above_the_base_are_caught() {

@@ -250,6 +250,8 @@ async fn valid_token_is_proxied_without_credentials_and_with_identity() {
         .header("content-type", "application/json")
         .header("cookie", "ezf_session=secret-cookie")
         .header("x-ezforge-subject", "forged")
+        .header("x_ezforge_subject", "forged, read by CGI-style servers as the same")
+        .header("x-forwarded-port", "1")
         .header("mcp-protocol-version", "2025-06-18")
         .body(json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}).to_string())
         .send()
@@ -266,6 +268,8 @@ async fn valid_token_is_proxied_without_credentials_and_with_identity() {
         "the client's token is never forwarded"
     );
     assert_eq!(get("cookie"), None, "cookies are never forwarded");
+    assert_eq!(get("x_ezforge_subject"), None, "no alias of an identity header");
+    assert_eq!(get("x-forwarded-port"), None, "no forwarding header of the client's");
     assert_eq!(get("x-ezforge-subject").as_deref(), Some("usr_alice"));
     assert_eq!(get("x-ezforge-client-id").as_deref(), Some("client_test"));
     assert_eq!(get("x-ezforge-scopes").as_deref(), Some("mcp:read"));
