@@ -88,6 +88,14 @@ impl ToolTable {
             .copied()
     }
 
+    /// Forgets what was learned of the servers `keep` says no to: a new upstream (another
+    /// deployment, another URL) may annotate the same tools otherwise.
+    pub fn retain(&self, mut keep: impl FnMut(&str) -> bool) {
+        if let Ok(mut map) = self.by_server.write() {
+            map.retain(|id, _| keep(id));
+        }
+    }
+
     /// Learns from a `tools/list` result (`{"tools":[{"name","annotations":{…}}]}`).
     pub fn learn(&self, server_id: &str, result: &serde_json::Value) {
         let Some(tools) = result.get("tools").and_then(|t| t.as_array()) else {

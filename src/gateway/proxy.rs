@@ -789,9 +789,8 @@ fn leaves_base(rest: &str) -> bool {
         }
         dots == 1 || dots == 2
     };
-    let encoded_slash = |w: &[u8]| {
-        w[0] == b'%' && matches!((w[1], w[2] | 0x20), (b'2', b'f') | (b'5', b'c'))
-    };
+    let encoded_slash =
+        |w: &[u8]| w[0] == b'%' && matches!((w[1], w[2] | 0x20), (b'2', b'f') | (b'5', b'c'));
     rest.contains('\\')
         || rest.as_bytes().windows(3).any(encoded_slash)
         || rest.split('/').any(|seg| dot_segment(seg.as_bytes()))
@@ -1356,11 +1355,21 @@ mod tests {
 
     #[test]
     fn forged_and_origin_wide_headers_are_dropped() {
-        for name in ["x-ezforge-subject", "x_ezforge_scopes", "x-forwarded-port", "x_real_ip"] {
+        for name in [
+            "x-ezforge-subject",
+            "x_ezforge_scopes",
+            "x-forwarded-port",
+            "x_real_ip",
+        ] {
             assert!(is_dropped_request_header(name), "{name}");
         }
         assert!(!is_dropped_request_header("mcp-session-id"));
-        for name in ["clear-site-data", "strict-transport-security", "alt-svc", "set-cookie"] {
+        for name in [
+            "clear-site-data",
+            "strict-transport-security",
+            "alt-svc",
+            "set-cookie",
+        ] {
             assert!(is_dropped_response_header(name), "{name}");
         }
         assert!(!is_dropped_response_header("content-type"));

@@ -154,6 +154,19 @@ struct Maps {
     by_resource: HashMap<String, Arc<ServerEntry>>,
 }
 
+/// Whether two versions of a server's entry forward to the same upstream.
+fn same_upstream(a: &ServerEntry, b: &ServerEntry) -> bool {
+    match (&a.target, &b.target) {
+        (Some(x), Some(y)) => {
+            Arc::ptr_eq(x, y)
+                || matches!((&x.kind, &y.kind),
+                    (TargetKind::Url(u), TargetKind::Url(v)) if u.url() == v.url())
+        }
+        (None, None) => true,
+        _ => false,
+    }
+}
+
 #[derive(Default)]
 pub struct Registry {
     maps: RwLock<Arc<Maps>>,
@@ -211,6 +224,22 @@ impl Registry {
                 .insert(entry.resource.clone(), entry.clone());
             maps.by_slug.insert(r.slug.clone(), entry);
         }
+        // Tool annotations are the upstream's word: a new upstream, or a server gone, starts
+        // from nothing again.
+        let by_id = |m: &Maps| -> HashMap<String, Arc<ServerEntry>> {
+            m.by_slug
+                .values()
+                .map(|e| (e.id.clone(), e.clone()))
+                .collect()
+        };
+        let (was, now) = (by_id(&old), by_id(&maps));
+        state
+            .gateway
+            .tools
+            .retain(|id| match (was.get(id), now.get(id)) {
+                (Some(a), Some(b)) => same_upstream(a, b),
+                _ => false,
+            });
         match self.maps.write() {
             Ok(mut g) => *g = Arc::new(maps),
             Err(p) => *p.into_inner() = Arc::new(maps),

@@ -250,7 +250,10 @@ async fn valid_token_is_proxied_without_credentials_and_with_identity() {
         .header("content-type", "application/json")
         .header("cookie", "ezf_session=secret-cookie")
         .header("x-ezforge-subject", "forged")
-        .header("x_ezforge_subject", "forged, read by CGI-style servers as the same")
+        .header(
+            "x_ezforge_subject",
+            "forged, read by CGI-style servers as the same",
+        )
         .header("x-forwarded-port", "1")
         .header("mcp-protocol-version", "2025-06-18")
         .body(json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}).to_string())
@@ -268,8 +271,16 @@ async fn valid_token_is_proxied_without_credentials_and_with_identity() {
         "the client's token is never forwarded"
     );
     assert_eq!(get("cookie"), None, "cookies are never forwarded");
-    assert_eq!(get("x_ezforge_subject"), None, "no alias of an identity header");
-    assert_eq!(get("x-forwarded-port"), None, "no forwarding header of the client's");
+    assert_eq!(
+        get("x_ezforge_subject"),
+        None,
+        "no alias of an identity header"
+    );
+    assert_eq!(
+        get("x-forwarded-port"),
+        None,
+        "no forwarding header of the client's"
+    );
     assert_eq!(get("x-ezforge-subject").as_deref(), Some("usr_alice"));
     assert_eq!(get("x-ezforge-client-id").as_deref(), Some("client_test"));
     assert_eq!(get("x-ezforge-scopes").as_deref(), Some("mcp:read"));
@@ -476,6 +487,64 @@ async fn tool_policy_follows_annotations_and_overrides() {
             "{tool}"
         );
     }
+}
+
+#[tokio::test]
+async fn annotations_learned_from_one_upstream_do_not_carry_over_to_the_next() {
+    let app = TestApp::spawn().await;
+    let (first, second) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    add_server(
+        &app,
+        "weather",
+        &first.url,
+        "ezforge_managed",
+        None,
+        json!({}),
+    )
+    .await;
+    let read = managed_token(&app, "weather", "mcp:read", json!({}));
+    let call =
+        json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"get_weather"}});
+    let list = json!({"jsonrpc":"2.0","id":1,"method":"tools/list"});
+    assert_eq!(
+        rpc(&app, "weather", Some(&read), list.clone())
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        rpc(&app, "weather", Some(&read), call.clone())
+            .await
+            .status(),
+        200,
+        "read-only as the first upstream says"
+    );
+    // Another upstream: what the first said no longer counts.
+    let url = second.url.clone();
+    app.state
+        .store
+        .run(move |c| {
+            let mut row = ezforge::store::servers::find(c, "weather")?.expect("server");
+            row.upstream_url = Some(url);
+            ezforge::store::servers::update(c, &row)
+        })
+        .await
+        .expect("update");
+    app.state.servers_changed().await;
+    assert_eq!(
+        rpc(&app, "weather", Some(&read), call.clone())
+            .await
+            .status(),
+        403,
+        "unknown again until the new upstream lists its tools"
+    );
+    assert_eq!(rpc(&app, "weather", Some(&read), list).await.status(), 200);
+    assert_eq!(rpc(&app, "weather", Some(&read), call).await.status(), 200);
+    assert_eq!(
+        second.requests(),
+        2,
+        "the new upstream answered what was let through"
+    );
 }
 
 #[tokio::test]
@@ -1685,7 +1754,11 @@ async fn paths_climbing_above_the_upstreams_base_are_refused() {
     add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
     let token = managed_token(&app, "weather", "mcp:read", json!({}));
     // Sent raw: HTTP clients resolve dot segments before sending.
-    for path in ["/mcp/weather/../../admin", "/mcp/weather/%2E%2e/admin", "/mcp/weather/a%2Fb"] {
+    for path in [
+        "/mcp/weather/../../admin",
+        "/mcp/weather/%2E%2e/admin",
+        "/mcp/weather/a%2Fb",
+    ] {
         let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
             .await
             .expect("connect");
