@@ -81,14 +81,16 @@ fn is_server_host(ctx: &GuardContext<'_>) -> bool {
     let Some(state) = ctx.app_data::<web::Data<AppState>>() else {
         return false;
     };
-    server_slug_from_host(
-        state,
-        ctx.head()
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok()),
-    )
-    .is_some()
+    server_slug_from_host(state, request_host(ctx.head())).is_some()
+}
+
+/// The host a request is for: the URI's authority (HTTP/2's `:authority`, or an absolute-form
+/// HTTP/1.1 target, which RFC 9112 §3.2.2 puts before `Host`), else the `Host` header.
+pub fn request_host(head: &actix_web::dev::RequestHead) -> Option<&str> {
+    match head.uri.authority() {
+        Some(a) => Some(a.as_str()),
+        None => head.headers.get(header::HOST)?.to_str().ok(),
+    }
 }
 
 pub fn server_slug_from_host(state: &AppState, host: Option<&str>) -> Option<String> {
@@ -123,11 +125,9 @@ async fn path_metadata(state: web::Data<AppState>, slug: web::Path<String>) -> H
 }
 
 async fn host_metadata(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok());
-    match server_slug_from_host(&state, host).and_then(|s| state.gateway.registry.get(&s)) {
+    match server_slug_from_host(&state, request_host(req.head()))
+        .and_then(|s| state.gateway.registry.get(&s))
+    {
         Some(entry) => metadata_response(&entry),
         None => unknown_server(),
     }

@@ -72,11 +72,7 @@ pub async fn host_routed(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok());
-    let Some(slug) = super::server_slug_from_host(&state, host) else {
+    let Some(slug) = super::server_slug_from_host(&state, super::request_host(req.head())) else {
         return super::unknown_server();
     };
     let rest = match req.path() {
@@ -939,11 +935,7 @@ async fn forward(
             "http"
         },
     );
-    if let Some(host) = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-    {
+    if let Some(host) = super::request_host(req.head()) {
         set(&upstream_headers::FORWARDED_HOST, host);
     }
     set(&upstream_headers::SUBJECT, &who.subject);

@@ -1416,6 +1416,65 @@ async fn host_routing_serves_root_metadata_and_proxies_sub_paths() {
 }
 
 #[tokio::test]
+async fn host_routing_works_over_http2() {
+    // Over HTTP/2 the host comes as `:authority`, with no Host header.
+    let host = "weather.mcp.example.test";
+    let app = TestApp::builder()
+        .config(|c| {
+            c.gateway.routing = ezforge::config::Routing::Host;
+            c.gateway.server_domain = Some("mcp.example.test".into());
+            c.tls.mode = ezforge::config::TlsMode::SelfSigned;
+            c.tls.names = vec![host.into()];
+        })
+        .spawn()
+        .await;
+    let up = FakeUpstream::start().await;
+    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    let pem = std::fs::read(app.data_dir.join("tls/cert.pem")).expect("cert");
+    let h2 = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("pem"))
+        .resolve(host, ([127, 0, 0, 1], app.port).into())
+        .build()
+        .expect("client");
+    let res = h2
+        .get(format!(
+            "https://{host}:{}/.well-known/oauth-protected-resource",
+            app.port
+        ))
+        .send()
+        .await
+        .expect("metadata over HTTP/2");
+    assert_eq!(res.version(), reqwest::Version::HTTP_2);
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        json(res).await["resource"],
+        "https://weather.mcp.example.test"
+    );
+    let now = ezforge::domain::now();
+    let keys = app.state.keys.current();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some(keys.active.kid.clone());
+    header.typ = Some("at+jwt".into());
+    let claims = json!({"iss": app.address, "sub": "u", "aud": "https://weather.mcp.example.test", "scope": "mcp:read", "exp": now + 600});
+    let token = jsonwebtoken::encode(&header, &claims, &keys.active.encoding).expect("sign");
+    let res = h2
+        .post(format!("https://{host}:{}/messages", app.port))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}).to_string())
+        .send()
+        .await
+        .expect("proxied over HTTP/2");
+    assert_eq!(res.status(), 200);
+    let seen = up.last_headers();
+    let forwarded = seen.iter().find(|(k, _)| k == "x-forwarded-host");
+    assert_eq!(
+        forwarded.map(|(_, v)| v.as_str()),
+        Some(format!("{host}:{}", app.port).as_str())
+    );
+}
+
+#[tokio::test]
 async fn the_access_log_records_requests_in_batches() {
     let mut app = TestApp::spawn().await;
     let up = FakeUpstream::start().await;
