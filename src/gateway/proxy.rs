@@ -214,6 +214,25 @@ async fn process(
         return Err(res);
     }
 
+    // Requests without a token are limited by address (the token's subject and client once
+    // it verifies), before their body is read.
+    let limiter = server.limiter.as_deref().unwrap_or(&state.gateway.limiter);
+    let by_address = || {
+        let key = format!(
+            "{}|{}",
+            server.id,
+            crate::control::rate_limit::address_bucket(req.peer_addr())
+        );
+        limiter.check(key)
+    };
+    let presented = bearer(req);
+    if !matches!(presented, Ok(Some(_)))
+        && let Decision::Limited { retry_after } = by_address()
+    {
+        trace.auth_failure = Some("throttled");
+        return Err(too_many(None, retry_after));
+    }
+
     // The policy reads the body as sent; an encoded one would reach the upstream as something
     // else once decoded.
     if req.method() == Method::POST
@@ -287,7 +306,7 @@ async fn process(
             needed.join(" ")
         }
     };
-    let token = match bearer(req) {
+    let token = match presented {
         Ok(Some(t)) => t,
         Ok(None) => {
             let mut res = plain_error(
@@ -308,8 +327,27 @@ async fn process(
             ));
         }
     };
-    let verified: Arc<Verified> = match state.gateway.verifier.verify(state, server, token).await {
+    // A token not seen before costs a signature check: those are limited by address.
+    let mut wait = None;
+    let may_check = || match by_address() {
+        Decision::Limited { retry_after } => {
+            wait = Some(retry_after);
+            false
+        }
+        Decision::Allowed { .. } => true,
+    };
+    let verified = match state
+        .gateway
+        .verifier
+        .verify(state, server, token, may_check)
+        .await
+    {
         Ok(v) => v,
+        Err(VerifyError::Throttled) => {
+            trace.auth_failure = Some("throttled");
+            let retry_after = wait.unwrap_or(Duration::from_secs(1));
+            return Err(too_many(first_id.as_deref(), retry_after));
+        }
         Err(e) => {
             trace.auth_failure = Some(e.reason());
             let status_desc = e.to_string();
@@ -334,18 +372,8 @@ async fn process(
 
     // Rate limit per (server, subject + client).
     let key = format!("{}|{}", server.id, verified.owner);
-    let limiter = server.limiter.as_deref().unwrap_or(&state.gateway.limiter);
     if let Decision::Limited { retry_after } = limiter.check(key) {
-        let secs = crate::control::rate_limit::retry_secs(retry_after);
-        let mut res = rpc_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            first_id.as_deref(),
-            -32000,
-            "rate limit exceeded; retry later",
-        );
-        res.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        return Err(res);
+        return Err(too_many(first_id.as_deref(), retry_after));
     }
 
     // Only now is a malformed body worth an answer: after authentication.
@@ -748,6 +776,20 @@ fn set_challenge(
 fn invalid_token(server: &ServerEntry, scope: &str, desc: &str) -> HttpResponse {
     let mut res = plain_error(StatusCode::UNAUTHORIZED, "invalid_token", desc);
     set_challenge(&mut res, server, Some(("invalid_token", desc)), Some(scope));
+    res
+}
+
+/// 429 with `Retry-After`.
+fn too_many(rpc_id: Option<&str>, retry_after: Duration) -> HttpResponse {
+    let secs = crate::control::rate_limit::retry_secs(retry_after);
+    let mut res = rpc_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        rpc_id,
+        -32000,
+        "rate limit exceeded; retry later",
+    );
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     res
 }
 

@@ -117,6 +117,8 @@ pub enum VerifyError {
     IssuerUnavailable,
     #[error("the server has no issuer configured")]
     Unconfigured,
+    #[error("too many tokens to check from this address")]
+    Throttled,
 }
 
 impl VerifyError {
@@ -135,6 +137,7 @@ impl VerifyError {
             Self::Revoked => "revoked",
             Self::IssuerUnavailable => "issuer_unavailable",
             Self::Unconfigured => "unconfigured",
+            Self::Throttled => "throttled",
         }
     }
 }
@@ -214,12 +217,14 @@ impl Verifier {
         }
     }
 
-    /// Validates `token` for `server`.
+    /// Validates `token` for `server`. `may_check` is asked before a signature is checked (a
+    /// token not seen before): `false` answers [`VerifyError::Throttled`] instead.
     pub async fn verify(
         &self,
         state: &AppState,
         server: &ServerEntry,
         token: &str,
+        may_check: impl FnOnce() -> bool,
     ) -> Result<Arc<Verified>, VerifyError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(VerifyError::Malformed);
@@ -230,6 +235,9 @@ impl Verifier {
         let verified = match cached {
             Some(v) if v.trusted_by(state, server) => v,
             _ => {
+                if !may_check() {
+                    return Err(VerifyError::Throttled);
+                }
                 let v = Arc::new(self.verify_signature(state, server, token).await?);
                 self.remember(key, v.clone(), now);
                 v

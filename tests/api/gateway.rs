@@ -1025,6 +1025,61 @@ async fn rate_limits_answer_429_then_recover() {
 }
 
 #[tokio::test]
+async fn requests_without_a_good_token_are_limited_by_address() {
+    let app = TestApp::builder()
+        .config(|c| {
+            c.gateway.rate_limit = ezforge::config::RateLimit {
+                per_minute: 1,
+                burst: 3,
+            }
+        })
+        .spawn()
+        .await;
+    let up = FakeUpstream::start().await;
+    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    let ping = json!({"jsonrpc":"2.0","id":3,"method":"ping"});
+    // A good token, seen once: from then on it is limited on its own bucket.
+    let good = managed_token(&app, "weather", "mcp:read", json!({}));
+    assert_eq!(
+        rpc(&app, "weather", Some(&good), ping.clone())
+            .await
+            .status(),
+        200
+    );
+    // No token: 401 while the address has room, then 429.
+    assert_eq!(rpc(&app, "weather", None, ping.clone()).await.status(), 401);
+    assert_eq!(rpc(&app, "weather", None, ping.clone()).await.status(), 401);
+    let res = rpc(&app, "weather", None, ping.clone()).await;
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+    // Tokens never seen are not checked (no signature work) while the address is spent.
+    let forged = format!(
+        "{}x",
+        managed_token(&app, "weather", "mcp:read", json!({"sub": "usr_x"}))
+    );
+    assert_eq!(
+        rpc(&app, "weather", Some(&forged), ping.clone())
+            .await
+            .status(),
+        429
+    );
+    let fresh = managed_token(&app, "weather", "mcp:read", json!({"sub": "usr_new"}));
+    assert_eq!(
+        rpc(&app, "weather", Some(&fresh), ping.clone())
+            .await
+            .status(),
+        429
+    );
+    // The token already verified goes on, on its own bucket.
+    assert_eq!(rpc(&app, "weather", Some(&good), ping).await.status(), 200);
+    assert_eq!(
+        up.requests(),
+        2,
+        "only the good token's requests went through"
+    );
+}
+
+#[tokio::test]
 async fn byoa_tokens_validate_against_the_issuer_jwks() {
     let issuer = TestIssuer::start().await;
     let app = app_trusting(&[&issuer]).await;
