@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{Notify, watch};
@@ -486,6 +487,12 @@ impl Supervisor {
             };
             let ended = match up {
                 Ok(()) => {
+                    // Asked for before it ran, these are answered now: a stop for idleness
+                    // noted while the last process was being stopped, a wake-up from a request
+                    // that waited for this start. Kept, they would stop this process at once
+                    // or start the next one unasked.
+                    let _ = self.sleep.notified().now_or_never();
+                    let _ = self.wake.notified().now_or_never();
                     self.state.send_replace(ProcState::Running {
                         pid,
                         since_ms: domain::now_ms(),
@@ -581,6 +588,57 @@ mod tests {
                 Some(state != 'Z' && state != 'X')
             })
             .unwrap_or(false)
+    }
+
+    /// A stop for idleness asked for again while the last process was still stopping must not
+    /// stop the next one as soon as it runs.
+    #[tokio::test]
+    async fn a_stale_idle_stop_does_not_stop_the_next_process() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        // Listens on $PORT; takes a second to stop on SIGTERM.
+        let script = "import os,signal,socket,sys,time\n\
+            signal.signal(signal.SIGTERM, lambda *a: (time.sleep(1), sys.exit(0)))\n\
+            s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+            s.bind(('127.0.0.1', int(os.environ['PORT']))); s.listen()\n\
+            while True: time.sleep(1)\n";
+        let launch = Launch {
+            server_id: "srv_test".into(),
+            command: vec!["python3".into(), "-c".into(), script.into()],
+            env: Vec::new(),
+            cwd: dir.path().to_path_buf(),
+            hub: LogHub::default(),
+            lines_per_second: 10,
+            rt: tokio::runtime::Handle::current(),
+        };
+        let sup = Supervisor::start(launch, port, Duration::from_secs(10));
+        sup.ready(Duration::from_secs(10), true).await.expect("up");
+        // Idle: stopped, and asked again while it is stopping (as the deployer's tick does).
+        let mut rx = sup.state.subscribe();
+        sup.idle_stop();
+        // Let the loop take the first and begin stopping (this runtime has one thread).
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        sup.idle_stop();
+        rx.wait_for(|s| *s == ProcState::Stopped)
+            .await
+            .expect("stopped");
+        // A request starts it again; it stays up.
+        sup.ready(Duration::from_secs(10), false)
+            .await
+            .expect("up again");
+        let stopped = tokio::time::timeout(
+            Duration::from_secs(2),
+            rx.wait_for(|s| *s == ProcState::Stopped),
+        )
+        .await;
+        assert!(stopped.is_err(), "the new process was stopped at once");
+        sup.shutdown();
+        sup.exited().await;
     }
 
     /// The runtime going away at exit drops a supervisor's task with its process: the whole
