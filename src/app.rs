@@ -50,9 +50,9 @@ pub struct AppState {
     /// Marked after a change that may take access away (a session ended, a key revoked, a
     /// member removed…): long-lived control streams check their caller again.
     pub access_changed: tokio::sync::watch::Sender<()>,
-    /// Metrics windows scan up to the whole access log: at most two at a time, so that a burst
-    /// of them cannot take every store connection.
-    pub metrics_queries: tokio::sync::Semaphore,
+    /// Metrics windows and log lists may scan a server's whole log: at most two at a time, so
+    /// that a burst of them cannot take every store connection.
+    pub log_scans: tokio::sync::Semaphore,
 }
 
 impl AppState {
@@ -212,7 +212,7 @@ impl App {
             oauth_clients: Default::default(),
             deployer: Deployer::new(hub),
             access_changed: tokio::sync::watch::Sender::new(()),
-            metrics_queries: tokio::sync::Semaphore::new(2),
+            log_scans: tokio::sync::Semaphore::new(2),
         });
         Deployer::restore(&state).await?;
         state.gateway.registry.replace(&state, &servers);

@@ -85,6 +85,11 @@ pub async fn list(
     let min_level = min_level(q.level.as_deref())?;
     let search = search(q.search)?;
     let key = path.into_inner();
+    let _turn = state
+        .log_scans
+        .acquire()
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
     let mut rows = state
         .store
         .run(move |c| {

@@ -51,7 +51,7 @@ pub async fn get(
     let from = to - secs * 1000;
     let key = path.into_inner();
     let _turn = state
-        .metrics_queries
+        .log_scans
         .acquire()
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
