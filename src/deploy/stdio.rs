@@ -32,6 +32,8 @@ pub struct StdioPool {
     /// How long a request may wait for its response.
     answer_timeout: Duration,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Set (under the sessions' lock) once the pool is shut down: no session starts after.
+    closed: AtomicBool,
 }
 
 struct Session {
@@ -119,6 +121,7 @@ impl StdioPool {
             idle,
             answer_timeout,
             sessions: Mutex::new(HashMap::new()),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -354,6 +357,15 @@ impl StdioPool {
                 // Counted and registered under one lock: concurrent initializes cannot pass
                 // the limit together.
                 let mut sessions = self.lock();
+                if self.closed.load(Relaxed) {
+                    // Replaced or removed while this request was on its way.
+                    return rpc_error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        first_id.as_ref(),
+                        -32002,
+                        "this MCP server was replaced or removed; retry",
+                    );
+                }
                 if sessions.len() >= self.max_sessions {
                     return rpc_error(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -437,7 +449,9 @@ impl StdioPool {
 
     /// Ends every session.
     pub fn shutdown(&self) {
-        for (_, s) in self.lock().drain() {
+        let mut sessions = self.lock();
+        self.closed.store(true, Relaxed);
+        for (_, s) in sessions.drain() {
             s.end.notify_one();
         }
     }
@@ -526,5 +540,33 @@ fn route(session: &Session, launch: &Launch, line: &[u8], junk: &mut OutputLimit
         {
             queued.fetch_sub(len, Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request that was on its way while its pool was shut down (the server redeployed or
+    /// deleted) must not start a process nobody will stop.
+    #[tokio::test]
+    async fn a_shut_down_pool_starts_no_session() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let launch = Launch {
+            server_id: "srv_test".into(),
+            command: vec![dir.path().join("no-such-command").display().to_string()],
+            env: Vec::new(),
+            cwd: dir.path().to_path_buf(),
+            hub: crate::logs::LogHub::default(),
+            lines_per_second: 10,
+            rt: tokio::runtime::Handle::current(),
+        };
+        let pool = StdioPool::new(launch, 4, Duration::from_secs(60), Duration::from_secs(5));
+        pool.shutdown();
+        let init =
+            Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#);
+        let res = pool.handle(&Method::POST, None, &init).await;
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(pool.session_count(), 0);
     }
 }
