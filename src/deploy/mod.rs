@@ -435,10 +435,21 @@ async fn provision(
         Transport::Http => {
             let port = match port {
                 // Its health check must not be answered by whatever else listens there.
-                Some(p) => match std::net::TcpListener::bind(("127.0.0.1", p)) {
-                    Ok(_) => p,
-                    Err(e) => return Err(format!("port {p} is not free: {e}")),
-                },
+                Some(p) => {
+                    // A version stopped for it may leave members of its group dying a moment
+                    // longer: wait for the port a little.
+                    let mut tries = 0;
+                    loop {
+                        match std::net::TcpListener::bind(("127.0.0.1", p)) {
+                            Ok(_) => break p,
+                            Err(_) if tries < 20 => {
+                                tries += 1;
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                            Err(e) => return Err(format!("port {p} is not free: {e}")),
+                        }
+                    }
+                }
                 None => process::free_port().map_err(|e| format!("no free port: {e}"))?,
             };
             let sup = Supervisor::start(launch, port, config.health_timeout.0);

@@ -458,6 +458,17 @@ impl Supervisor {
                 }
             }
             self.state.send_replace(ProcState::Starting);
+            // Whatever listens on the port would pass for this process (another server's, one
+            // that took it while this one was stopped): it must be free before each start.
+            if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", self.port)) {
+                let reason = format!("could not be started: port {} is not free: {e}", self.port);
+                self.launch.log("error", format!("process {reason}"));
+                failures += 1;
+                if !self.back_off(failures, reason).await {
+                    break;
+                }
+                continue;
+            }
             let mut child = match self.launch.spawn(&env, false) {
                 Ok(c) => c,
                 Err(e) => {
@@ -637,6 +648,46 @@ mod tests {
         )
         .await;
         assert!(stopped.is_err(), "the new process was stopped at once");
+        sup.shutdown();
+        sup.exited().await;
+    }
+
+    /// A stopped process's port taken by someone else: starting it again must not take that
+    /// listener for the process (its requests would go to another program).
+    #[tokio::test]
+    async fn a_process_whose_port_is_taken_is_not_up() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let port = free_port().expect("port");
+        let script = "import os,socket,time\n\
+            s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+            s.bind(('127.0.0.1', int(os.environ['PORT']))); s.listen()\n\
+            while True: time.sleep(1)\n";
+        let launch = Launch {
+            server_id: "srv_test".into(),
+            command: vec!["python3".into(), "-c".into(), script.into()],
+            env: Vec::new(),
+            cwd: dir.path().to_path_buf(),
+            hub: LogHub::default(),
+            lines_per_second: 10,
+            rt: tokio::runtime::Handle::current(),
+        };
+        let sup = Supervisor::start(launch, port, Duration::from_secs(10));
+        sup.ready(Duration::from_secs(10), true).await.expect("up");
+        let mut rx = sup.state.subscribe();
+        sup.idle_stop();
+        rx.wait_for(|s| *s == ProcState::Stopped)
+            .await
+            .expect("stopped");
+        let squatter = std::net::TcpListener::bind(("127.0.0.1", port)).expect("take the port");
+        let woke = sup.ready(Duration::from_millis(1500), false).await;
+        assert!(
+            woke.is_err(),
+            "another program's listener passed for the process"
+        );
+        assert!(
+            matches!(sup.state(), ProcState::Backoff { reason, .. } if reason.contains("not free"))
+        );
+        drop(squatter);
         sup.shutdown();
         sup.exited().await;
     }
