@@ -144,21 +144,31 @@ async fn rpc(
         // Read events until the response arrives (the stream may stay open afterwards).
         use futures_util::StreamExt;
         let mut stream = res.bytes_stream();
+        let answer_in = |line: &[u8]| {
+            let line = String::from_utf8_lossy(line);
+            let data = line.trim_end_matches('\r').strip_prefix("data:")?;
+            serde_json::from_str::<Value>(data.trim())
+                .ok()
+                .filter(|v| v.get("id") == msg.get("id"))
+        };
         let mut buf = Vec::new();
+        // Each line is read once: `buf[..scanned]` holds whole lines already looked at.
+        let mut scanned = 0;
         let mut found = None;
         while let Some(Ok(chunk)) = stream.next().await {
             buf.extend_from_slice(&chunk);
-            let text = String::from_utf8_lossy(&buf);
-            found = text
-                .lines()
-                .filter_map(|l| l.strip_prefix("data:"))
-                .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
-                .find(|v| v.get("id") == msg.get("id"));
+            while found.is_none()
+                && let Some(end) = buf[scanned..].iter().position(|b| *b == b'\n')
+            {
+                found = answer_in(&buf[scanned..scanned + end]);
+                scanned += end + 1;
+            }
             if found.is_some() || buf.len() > MAX_ANSWER {
                 break;
             }
         }
-        found
+        // A last line the stream ended without closing.
+        found.or_else(|| answer_in(&buf[scanned..]))
     } else {
         // As much as a JSON-RPC answer to initialize or ping can need, and no more.
         use futures_util::StreamExt;

@@ -1413,6 +1413,20 @@ async fn a_health_check_reads_a_bounded_answer() {
 }
 
 #[tokio::test]
+async fn a_health_check_reads_answers_sent_as_sse() {
+    let (app, admin, _) = world("streamy").await;
+    let up = FakeUpstream::start().await;
+    let r = deploy(
+        &app,
+        &admin,
+        "streamy",
+        json!({ "upstreamUrl": format!("{}/sse", up.url) }),
+    )
+    .await;
+    assert_eq!(r.expect(201)["data"]["status"], "running", "{}", r.text);
+}
+
+#[tokio::test]
 async fn the_old_deployment_serves_while_a_new_one_is_checked() {
     let (app, admin, _) = world_with("steady", |c| {
         c.deploy.health_timeout = ezforge::config::Duration::secs(3);

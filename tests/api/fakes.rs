@@ -88,6 +88,22 @@ async fn upstream(
         return HttpResponse::Ok().json(answers);
     }
     let id = msg["id"].clone();
+    if req.path().ends_with("/sse") && !id.is_null() {
+        // Every answer as an SSE stream, after a notification, CRLF-framed.
+        let result = match msg["method"].as_str() {
+            Some("initialize") => {
+                json!({"protocolVersion":"2025-06-18","capabilities":{},"serverInfo":{"name":"fake","version":"1"}})
+            }
+            _ => json!({}),
+        };
+        let note = json!({"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"hi"}});
+        let answer = json!({"jsonrpc":"2.0","id":id,"result":result});
+        return HttpResponse::Ok()
+            .content_type("text/event-stream")
+            .body(format!(
+                "event: message\r\ndata: {note}\r\n\r\nevent: message\r\ndata: {answer}\r\n\r\n"
+            ));
+    }
     if req.path().ends_with("/bloated") {
         // An upstream whose every answer is 2 MiB of JSON.
         let padding = "x".repeat(2 << 20);
