@@ -168,10 +168,15 @@ pub async fn rollback(
             to.version
         )));
     }
-    if to.status == "failed" {
+    if matches!(to.status.as_str(), "failed" | "pending" | "building") {
         return Err(ApiError::Conflict(format!(
-            "deployment v{} failed; roll back to one that ran",
-            to.version
+            "deployment v{} {}; roll back to one that ran",
+            to.version,
+            if to.status == "failed" {
+                "failed"
+            } else {
+                "has not finished"
+            }
         )));
     }
     let spec = Spec::from_json(&to.target).ok_or_else(|| {

@@ -214,6 +214,7 @@ impl Deployer {
             .store
             .write(move |tx| {
                 let n = deployments::fail_unfinished(tx, at)?;
+                store::servers::fail_provisioning(tx)?;
                 if n > 0 {
                     tracing::warn!(
                         deployments = n,
@@ -232,17 +233,21 @@ impl Deployer {
                 )
             })
             .await?;
+        let mut not_restored = Vec::new();
         for (server, d) in rows {
             let Some(spec) = Spec::from_json(&d.target) else {
                 tracing::error!(deployment = %d.id, "stored deployment target is unreadable");
+                not_restored.push(server.id);
                 continue;
             };
             if matches!(spec, Spec::Command { .. }) && !state.config.deploy.allow_commands {
                 tracing::warn!(server = %server.slug, "not restoring a command deployment: deploy.allow_commands is off");
+                not_restored.push(server.id);
                 continue;
             }
             let Some(env) = open_env(state, &d.id, d.env_sealed.as_deref()) else {
                 tracing::error!(server = %server.slug, deployment = %d.id, "not restoring a deployment whose env vars cannot be decrypted (another master key?)");
+                not_restored.push(server.id);
                 continue;
             };
             match provision(state, &server, &d.id, &spec, env, false).await {
@@ -250,9 +255,22 @@ impl Deployer {
                     state.deployer.active.insert(server.id.clone(), t);
                 }
                 Err(e) => {
-                    tracing::error!(server = %server.slug, error = %e, "could not restore a deployment")
+                    tracing::error!(server = %server.slug, error = %e, "could not restore a deployment");
+                    not_restored.push(server.id);
                 }
             }
+        }
+        // Nothing serves them: their status says so, rather than `running`.
+        if !not_restored.is_empty() {
+            state
+                .store
+                .write(move |tx| {
+                    for id in &not_restored {
+                        store::servers::set_status(tx, id, "error", None)?;
+                    }
+                    Ok::<_, store::StoreError>(())
+                })
+                .await?;
         }
         Ok(())
     }
@@ -616,6 +634,27 @@ async fn pipeline(
         Ok(Some(row)) => row,
         Ok(None) | Err(_) => {
             stop_all(target.iter(), Duration::from_secs(10)).await;
+            if written.is_err() {
+                // At least the row should not stay `building` (nor the server `provisioning`):
+                // one more try, which may fail for the same reason.
+                let (sid, did) = (server.id.clone(), id.clone());
+                let _ = state
+                    .store
+                    .write(move |tx| {
+                        deployments::finish(
+                            tx,
+                            &did,
+                            "failed",
+                            Some("the deployment's outcome could not be stored"),
+                            domain::now(),
+                        )?;
+                        if !had_target {
+                            store::servers::set_status(tx, &sid, "error", None)?;
+                        }
+                        Ok::<_, store::StoreError>(())
+                    })
+                    .await;
+            }
             // The store refused the outcome: the version stopped for the port serves again.
             if let (Some(old), Err(_)) = (&stopped, &written) {
                 restart(state, &server, old).await;

@@ -149,6 +149,14 @@ pub fn delete(conn: &Connection, id: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// At start-up: servers left `provisioning` by a first deployment that a stop cut short have
+/// nothing serving.
+pub fn fail_provisioning(conn: &Connection) -> Result<usize, StoreError> {
+    Ok(conn
+        .prepare_cached("UPDATE servers SET status = 'error' WHERE status = 'provisioning'")?
+        .execute([])?)
+}
+
 /// Sets a server's status, and (`Some`) the upstream URL it shows.
 pub fn set_status(
     conn: &Connection,

@@ -1357,6 +1357,36 @@ async fn active_deployments_come_back_after_a_restart() {
         mcp(&app, "phoenix", Some(&t), None, ping).await.status(),
         503
     );
+    let admin = admin_token(&app).await;
+    let s = get_as(&app, &admin, "/v1/servers/phoenix").await;
+    assert_eq!(
+        s.expect(200)["data"]["status"],
+        "error",
+        "nothing serves it, so it does not read running"
+    );
+    drop(app);
+    drop(tmp);
+}
+
+#[tokio::test]
+async fn a_first_deployment_cut_short_by_a_stop_leaves_no_server_provisioning() {
+    let (mut app, admin, server) = world("cut").await;
+    // As a stop in the middle of the server's first deployment leaves it.
+    let id = server["id"].as_str().expect("id").to_owned();
+    app.state
+        .store
+        .write(move |tx| ezforge::store::servers::set_status(tx, &id, "provisioning", None))
+        .await
+        .expect("status");
+    let s = get_as(&app, &admin, "/v1/servers/cut").await;
+    assert_eq!(s.expect(200)["data"]["status"], "provisioning");
+    let tmp = app.take_tempdir().expect("tmp");
+    let dir = app.data_dir.clone();
+    app.stop().await;
+    let app = TestApp::builder_in(&dir).spawn().await;
+    let admin = admin_token(&app).await;
+    let s = get_as(&app, &admin, "/v1/servers/cut").await;
+    assert_eq!(s.expect(200)["data"]["status"], "error");
     drop(app);
     drop(tmp);
 }
@@ -1455,6 +1485,16 @@ async fn the_old_deployment_serves_while_a_new_one_is_checked() {
             |l| (l.body["data"][0]["status"] == "building").then_some(()),
         )
         .await;
+        // Not a version to roll back to while it is being checked.
+        let r = post_as(
+            &app,
+            &admin,
+            "/v1/servers/steady/rollback",
+            json!({ "version": 2 }),
+        )
+        .await;
+        assert_eq!(r.status, 409, "{}", r.text);
+        assert!(r.text.contains("has not finished"), "{}", r.text);
         let before = up.requests();
         for _ in 0..3 {
             let r = mcp(
