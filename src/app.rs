@@ -183,7 +183,7 @@ impl App {
                 outbound.clone(),
             )),
             tools: gateway::policy::ToolTable::default(),
-            sessions: gateway::sessions::SessionBindings::default(),
+            sessions: gateway::sessions::SessionSeal::new(master_key.mac_key("mcp session ids")),
             limiter: Limiter::new(config.gateway.rate_limit),
             upstream,
             upstream_tls: gateway::upstream::tls_config(),

@@ -84,7 +84,7 @@ pub struct OpenError;
 /// The key that encrypts secrets at rest (private signing keys, env var values):
 /// AES-256-GCM, a random 96-bit nonce per value, and the value's context as associated data
 /// so a sealed value cannot be moved to another row.
-pub struct MasterKey(LessSafeKey);
+pub struct MasterKey(LessSafeKey, [u8; 32]);
 
 impl fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -97,10 +97,27 @@ const SEALED_PREFIX: &str = "v1.";
 impl MasterKey {
     pub fn from_bytes(bytes: &[u8; 32]) -> Self {
         // A 32-byte slice is always a valid AES-256 key.
+        // A second key for MACs, derived so that it never equals the sealing key.
+        let tag = aws_lc_rs::hmac::sign(
+            &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, bytes),
+            b"ezforge mac key v1",
+        );
+        let mut mac_key = [0u8; 32];
+        mac_key.copy_from_slice(tag.as_ref());
         match UnboundKey::new(&AES_256_GCM, bytes) {
-            Ok(k) => Self(LessSafeKey::new(k)),
+            Ok(k) => Self(LessSafeKey::new(k), mac_key),
             Err(_) => unreachable!("AES-256 accepts every 32-byte key"),
         }
+    }
+
+    /// An HMAC-SHA256 key for `purpose`, derived from the master key: stable across restarts
+    /// while the master key is.
+    pub fn mac_key(&self, purpose: &str) -> aws_lc_rs::hmac::Key {
+        let tag = aws_lc_rs::hmac::sign(
+            &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &self.1),
+            purpose.as_bytes(),
+        );
+        aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, tag.as_ref())
     }
 
     fn parse(text: &str, source_name: &str) -> Result<Self, MasterKeyError> {

@@ -28,7 +28,7 @@ pub struct Gateway {
     pub registry: registry::Registry,
     pub verifier: verify::Verifier,
     pub tools: policy::ToolTable,
-    pub sessions: sessions::SessionBindings,
+    pub sessions: sessions::SessionSeal,
     pub limiter: Limiter,
     /// For health checks (the front door's requests go through each worker's
     /// [`upstream::UpstreamClient`]).

@@ -17,7 +17,6 @@ use serde_json::json;
 
 use super::policy::{self, ParseError};
 use super::registry::ServerEntry;
-use super::sessions::Binding;
 use super::verify::{Verified, VerifyError};
 use crate::app::AppState;
 use crate::control::rate_limit::Decision;
@@ -47,6 +46,7 @@ mod upstream_headers {
     pub static SUBJECT: HeaderName = HeaderName::from_static("x-ezforge-subject");
     pub static CLIENT_ID: HeaderName = HeaderName::from_static("x-ezforge-client-id");
     pub static SCOPES: HeaderName = HeaderName::from_static("x-ezforge-scopes");
+    pub static SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 }
 
 /// `/mcp/{slug}[/rest]`.
@@ -445,10 +445,10 @@ async fn process(
     // One session id of visible ASCII (MCP's rule), or the binding could be sidestepped by a
     // second value the upstream reads instead.
     let mut ids = req.headers().get_all(&MCP_SESSION_ID);
-    let session = match (ids.next(), ids.next()) {
+    let presented = match (ids.next(), ids.next()) {
         (None, _) => None,
         (Some(v), None) if !v.is_empty() && v.as_bytes().iter().all(u8::is_ascii_graphic) => {
-            v.to_str().ok().map(str::to_owned)
+            v.to_str().ok()
         }
         _ => {
             return Err(rpc_error(
@@ -459,25 +459,26 @@ async fn process(
             ));
         }
     };
-    if let Some(s) = &session
-        && let Binding::Other = state.gateway.sessions.check(&server.id, s, owner)
-    {
-        return Err(rpc_error(
-            StatusCode::NOT_FOUND,
-            first_id.as_deref(),
-            -32001,
-            "session not found",
-        ));
-    }
+    // The id the client holds is the upstream's, sealed for this owner at this server.
+    let session = match presented {
+        None => None,
+        Some(p) => match state.gateway.sessions.open(&server.id, owner, p) {
+            Some(s) => Some(s),
+            None => {
+                return Err(rpc_error(
+                    StatusCode::NOT_FOUND,
+                    first_id.as_deref(),
+                    -32001,
+                    "session not found",
+                ));
+            }
+        },
+    };
 
     let learn = parsed
         .as_ref()
         .ok()
         .is_some_and(|m| m.iter().any(|m| m.method.as_deref() == Some("tools/list")));
-    let initialize = parsed
-        .as_ref()
-        .ok()
-        .is_some_and(|m| m.iter().any(|m| m.method.as_deref() == Some("initialize")));
     let Some(target) = &server.target else {
         return Err(rpc_error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -504,7 +505,7 @@ async fn process(
             &p.url
         }
         TargetKind::Stdio(pool) => {
-            let res = pool.handle(req.method(), session.as_deref(), &body).await;
+            let res = pool.handle(req.method(), session, &body).await;
             let res = if req.method() == Method::POST {
                 // The bridge's answers to POSTs are whole bodies: learn from them, count them.
                 let (res, body) = res.into_parts();
@@ -517,15 +518,8 @@ async fn process(
             } else {
                 res
             };
-            bind_session(
-                state,
-                server,
-                req,
-                &res,
-                session.as_deref(),
-                owner,
-                initialize,
-            );
+            let mut res = res;
+            seal_session(state, server, &mut res, owner);
             drop(inflight);
             return Ok(res);
         }
@@ -539,6 +533,7 @@ async fn process(
         body,
         &verified,
         first_id.as_deref(),
+        session,
         learn,
         inflight,
         match &target.kind {
@@ -547,42 +542,30 @@ async fn process(
         },
     )
     .await
-    .inspect(|res| {
-        bind_session(
-            state,
-            server,
-            req,
-            res,
-            session.as_deref(),
-            owner,
-            initialize,
-        )
+    .map(|mut res| {
+        seal_session(state, server, &mut res, owner);
+        res
     })
 }
 
-/// Binds a new MCP session to the token's owner; forgets one that was deleted.
-fn bind_session(
-    state: &AppState,
-    server: &ServerEntry,
-    req: &HttpRequest,
-    res: &HttpResponse,
-    session: Option<&str>,
-    owner: &str,
-    initialize: bool,
-) {
-    if let Some(s) = res
+/// Seals the session id an answer sets for the token's owner (see [`super::sessions`]).
+fn seal_session(state: &AppState, server: &ServerEntry, res: &mut HttpResponse, owner: &str) {
+    let Some(sealed) = res
         .headers()
         .get(&MCP_SESSION_ID)
         .and_then(|v| v.to_str().ok())
-        && (initialize || session.is_none())
-    {
-        state.gateway.sessions.bind(&server.id, s, owner);
-    }
-    if req.method() == Method::DELETE
-        && res.status().is_success()
-        && let Some(s) = session
-    {
-        state.gateway.sessions.unbind(&server.id, s);
+        .map(|s| state.gateway.sessions.seal(&server.id, owner, s))
+    else {
+        return;
+    };
+    match HeaderValue::from_str(&sealed) {
+        Ok(v) => {
+            res.headers_mut().insert(MCP_SESSION_ID.clone(), v);
+        }
+        // Not a header value: the upstream's id was not one either.
+        Err(_) => {
+            res.headers_mut().remove(&MCP_SESSION_ID);
+        }
     }
 }
 
@@ -902,6 +885,7 @@ async fn forward(
     body: Bytes,
     who: &Verified,
     rpc_id: Option<&str>,
+    session: Option<&str>,
     learn: bool,
     inflight: InFlight,
     supervised: Option<&Supervisor>,
@@ -951,7 +935,7 @@ async fn forward(
     let mut headers = http::HeaderMap::with_capacity(req.headers().len() + 7);
     headers.insert(http::header::HOST, upstream.host_header().clone());
     for (name, value) in req.headers() {
-        if is_dropped_request_header(name.as_str()) {
+        if is_dropped_request_header(name.as_str()) || name == MCP_SESSION_ID {
             continue;
         }
         if let (Ok(n), Ok(v)) = (
@@ -985,6 +969,10 @@ async fn forward(
         set(&upstream_headers::CLIENT_ID, c);
     }
     set(&upstream_headers::SCOPES, &who.scope_header);
+    // The upstream's own session id, unsealed.
+    if let Some(s) = session {
+        set(&upstream_headers::SESSION_ID, s);
+    }
 
     let Some(client) = req.app_data::<web::Data<UpstreamClient>>() else {
         return Err(bad_gateway("the MCP server is unavailable"));

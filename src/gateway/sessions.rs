@@ -1,63 +1,52 @@
 //! `Mcp-Session-Id` binding: a session belongs to the subject (and client) that opened it.
-//! Another subject presenting it gets 404, as if the session did not exist.
+//!
+//! The front door hands clients the upstream's session id sealed with a MAC over the server,
+//! the token's owner and the id (`{id}.{tag}`), and opens it again on the way in: the upstream
+//! only ever sees its own id, and a session presented by anyone else, or made up, is 404 as if
+//! it did not exist. Nothing is kept per session, so there is no table to fill or to evict
+//! from, and bindings outlive restarts (the key derives from the master key).
 
-use std::time::{Duration, Instant};
+use aws_lc_rs::hmac;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use dashmap::DashMap;
+/// Bytes of the MAC kept in a sealed id (128 bits).
+const TAG_BYTES: usize = 16;
 
-const IDLE: Duration = Duration::from_secs(24 * 3600);
-const CAPACITY: usize = 200_000;
-
-#[derive(Default)]
-pub struct SessionBindings {
-    map: DashMap<(String, String), (String, Instant)>,
+pub struct SessionSeal {
+    key: hmac::Key,
 }
 
-pub enum Binding {
-    /// Unknown to us (opened before a restart, or never): the upstream decides.
-    Unknown,
-    Owner,
-    Other,
-}
-
-impl SessionBindings {
-    pub fn check(&self, server_id: &str, session: &str, owner: &str) -> Binding {
-        match self
-            .map
-            .get_mut(&(server_id.to_owned(), session.to_owned()))
-        {
-            None => Binding::Unknown,
-            Some(mut e) if e.0 == owner => {
-                e.1 = Instant::now();
-                Binding::Owner
-            }
-            Some(_) => Binding::Other,
-        }
+impl SessionSeal {
+    pub fn new(key: hmac::Key) -> Self {
+        Self { key }
     }
 
-    /// Binds a new session. When the table is full, idle bindings go first; if that frees too
-    /// little (sessions opened faster than they idle out), any half of the rest, so that the
-    /// table stays bounded and binding stays cheap. A forgotten session is `Unknown`.
-    pub fn bind(&self, server_id: &str, session: &str, owner: &str) {
-        if self.map.len() >= CAPACITY {
-            let now = Instant::now();
-            self.map
-                .retain(|_, (_, seen)| now.duration_since(*seen) < IDLE);
-            if self.map.len() >= CAPACITY {
-                let mut keep = false;
-                self.map.retain(|_, _| {
-                    keep = !keep;
-                    keep
-                });
-            }
+    fn tag(&self, server_id: &str, owner: &str, session: &str) -> hmac::Tag {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        for part in [server_id, owner, session] {
+            ctx.update(&(part.len() as u64).to_be_bytes());
+            ctx.update(part.as_bytes());
         }
-        self.map
-            .entry((server_id.to_owned(), session.to_owned()))
-            .or_insert_with(|| (owner.to_owned(), Instant::now()));
+        ctx.sign()
     }
 
-    pub fn unbind(&self, server_id: &str, session: &str) {
-        self.map.remove(&(server_id.to_owned(), session.to_owned()));
+    /// The id the client gets for the upstream's `session`.
+    pub fn seal(&self, server_id: &str, owner: &str, session: &str) -> String {
+        let tag = self.tag(server_id, owner, session);
+        format!(
+            "{session}.{}",
+            URL_SAFE_NO_PAD.encode(&tag.as_ref()[..TAG_BYTES])
+        )
+    }
+
+    /// The upstream's session id in `presented`, if this owner was given it for this server.
+    pub fn open<'a>(&self, server_id: &str, owner: &str, presented: &'a str) -> Option<&'a str> {
+        let (session, tag) = presented.rsplit_once('.')?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        let expected = self.tag(server_id, owner, session);
+        (tag.len() == TAG_BYTES && crate::crypto::ct_eq(&tag, &expected.as_ref()[..TAG_BYTES]))
+            .then_some(session)
     }
 }
 
@@ -65,15 +54,26 @@ impl SessionBindings {
 mod tests {
     use super::*;
 
+    fn seal() -> SessionSeal {
+        SessionSeal::new(hmac::Key::new(hmac::HMAC_SHA256, b"test key"))
+    }
+
     #[test]
-    fn the_table_stays_bounded_when_sessions_open_faster_than_they_idle_out() {
-        let t = SessionBindings::default();
-        for i in 0..CAPACITY + 10 {
-            t.bind("srv", &format!("s{i}"), "alice|c");
-            assert!(t.map.len() <= CAPACITY);
-        }
-        let last = format!("s{}", CAPACITY + 9);
-        assert!(matches!(t.check("srv", &last, "alice|c"), Binding::Owner));
-        assert!(matches!(t.check("srv", &last, "mallory|c"), Binding::Other));
+    fn a_sealed_session_opens_only_for_its_owner_and_server() {
+        let s = seal();
+        let id = s.seal("srv_a", "alice|c", "upstream-1.2");
+        assert_eq!(s.open("srv_a", "alice|c", &id), Some("upstream-1.2"));
+        assert!(id.bytes().all(|b| b.is_ascii_graphic()));
+        assert_eq!(s.open("srv_a", "mallory|c", &id), None);
+        assert_eq!(s.open("srv_b", "alice|c", &id), None);
+        assert_eq!(s.open("srv_a", "alice|c", "upstream-1.2"), None);
+        assert_eq!(
+            s.open("srv_a", "alice|c", "made-up.AAAAAAAAAAAAAAAAAAAAAA"),
+            None
+        );
+        // The parts cannot be shifted into one another.
+        let sealed = s.seal("srv_a", "alice|", "c");
+        let (_, tag) = sealed.rsplit_once('.').expect("a tag");
+        assert_eq!(s.open("srv_a", "alice", &format!("|c.{tag}")), None);
     }
 }

@@ -746,9 +746,32 @@ async fn sessions_are_bound_to_their_subject() {
             .body(json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}).to_string())
             .send()
     };
+    assert_ne!(session, "sess-123", "the client holds a sealed id");
     assert_eq!(with_session(&alice).await.expect("req").status(), 200);
+    let seen = up.last_headers();
+    assert_eq!(
+        seen.iter()
+            .find(|(k, _)| k == "mcp-session-id")
+            .map(|(_, v)| v.as_str()),
+        Some("sess-123"),
+        "the upstream sees its own id"
+    );
     let res = with_session(&mallory).await.expect("req");
     assert_eq!(res.status(), 404);
+    // The upstream's bare id, or one made up, is no session of anyone's here.
+    for made_up in ["sess-123", "sess-123.AAAAAAAAAAAAAAAAAAAAAA"] {
+        let res = app
+            .client
+            .post(resource(&app, "weather"))
+            .bearer_auth(&alice)
+            .header("mcp-session-id", made_up)
+            .header("content-type", "application/json")
+            .body(json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}).to_string())
+            .send()
+            .await
+            .expect("req");
+        assert_eq!(res.status(), 404, "{made_up}");
+    }
     assert_eq!(
         json(res).await["id"],
         2,
@@ -795,6 +818,39 @@ async fn sessions_are_bound_to_their_subject() {
         .await
         .expect("req");
     assert_eq!(res.status(), 400);
+}
+
+#[tokio::test]
+async fn a_session_stays_bound_across_a_restart() {
+    let mut app = TestApp::spawn().await;
+    let up = FakeUpstream::start().await;
+    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    let alice = managed_token(&app, "weather", "mcp:read", json!({}));
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{}});
+    let res = rpc(&app, "weather", Some(&alice), init).await;
+    let session = res.headers()["mcp-session-id"]
+        .to_str()
+        .expect("sid")
+        .to_owned();
+    let tmp = app.take_tempdir().expect("tmp");
+    let dir = app.data_dir.clone();
+    app.stop().await;
+    let app = TestApp::builder_in(&dir).spawn().await;
+    let alice = managed_token(&app, "weather", "mcp:read", json!({}));
+    let mallory = managed_token(&app, "weather", "mcp:read", json!({"sub": "usr_mallory"}));
+    let with_session = |token: &str| {
+        app.client
+            .post(resource(&app, "weather"))
+            .bearer_auth(token)
+            .header("mcp-session-id", &session)
+            .header("content-type", "application/json")
+            .body(json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}).to_string())
+            .send()
+    };
+    assert_eq!(with_session(&alice).await.expect("req").status(), 200);
+    assert_eq!(with_session(&mallory).await.expect("req").status(), 404);
+    drop(app);
+    drop(tmp);
 }
 
 #[tokio::test]
