@@ -233,7 +233,7 @@ impl Deployer {
                 )
             })
             .await?;
-        let mut not_restored = Vec::new();
+        let (mut restored, mut not_restored) = (Vec::new(), Vec::new());
         for (server, d) in rows {
             let Some(spec) = Spec::from_json(&d.target) else {
                 tracing::error!(deployment = %d.id, "stored deployment target is unreadable");
@@ -253,6 +253,9 @@ impl Deployer {
             match provision(state, &server, &d.id, &spec, env, false).await {
                 Ok(t) => {
                     state.deployer.active.insert(server.id.clone(), t);
+                    if server.status != "running" {
+                        restored.push(server.id);
+                    }
                 }
                 Err(e) => {
                     tracing::error!(server = %server.slug, error = %e, "could not restore a deployment");
@@ -260,13 +263,17 @@ impl Deployer {
                 }
             }
         }
-        // Nothing serves them: their status says so, rather than `running`.
-        if !not_restored.is_empty() {
+        // Statuses say what serves now: nothing for those not restored (rather than
+        // `running`), and those a previous start could not restore serve again.
+        if !not_restored.is_empty() || !restored.is_empty() {
             state
                 .store
                 .write(move |tx| {
                     for id in &not_restored {
                         store::servers::set_status(tx, id, "error", None)?;
+                    }
+                    for id in &restored {
+                        store::servers::set_status(tx, id, "running", None)?;
                     }
                     Ok::<_, store::StoreError>(())
                 })

@@ -96,14 +96,25 @@ impl ToolTable {
         }
     }
 
-    /// Learns from a `tools/list` result (`{"tools":[{"name","annotations":{…}}]}`).
-    pub fn learn(&self, server_id: &str, result: &serde_json::Value) {
+    /// Learns from a `tools/list` result (`{"tools":[{"name","annotations":{…}}]}`) if
+    /// `still_current`, asked under the table's lock: a registry rebuild that forgets this
+    /// server's annotations (see [`Self::retain`]) cannot come between the question and the
+    /// learning.
+    pub fn learn(
+        &self,
+        server_id: &str,
+        result: &serde_json::Value,
+        still_current: impl FnOnce() -> bool,
+    ) {
         let Some(tools) = result.get("tools").and_then(|t| t.as_array()) else {
             return;
         };
         let Ok(mut map) = self.by_server.write() else {
             return;
         };
+        if !still_current() {
+            return;
+        }
         let table = map.entry(server_id.to_owned()).or_default();
         for tool in tools.iter().take(10_000) {
             let Some(name) = tool.get("name").and_then(|n| n.as_str()) else {
@@ -250,6 +261,7 @@ mod tests {
         t.learn(
             "srv_1",
             &serde_json::json!({"tools":[{"name":"get","annotations":{"readOnlyHint":true}},{"name":"put","annotations":{"readOnlyHint":false}}]}),
+            || true,
         );
         assert_eq!(
             need(

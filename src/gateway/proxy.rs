@@ -214,8 +214,8 @@ async fn process(
         return Err(res);
     }
 
-    // Requests without a token are limited by address (the token's subject and client once
-    // it verifies), before their body is read.
+    // Requests without a token (and refused tokens, below) are limited by the caller's address
+    // (a good token by its subject and client), those without one before their body is read.
     let limiter = server.limiter.as_deref().unwrap_or(&state.gateway.limiter);
     let by_address = || {
         let key = format!(
@@ -327,27 +327,8 @@ async fn process(
             ));
         }
     };
-    // A token not seen before costs a signature check: those are limited by address.
-    let mut wait = None;
-    let may_check = || match by_address() {
-        Decision::Limited { retry_after } => {
-            wait = Some(retry_after);
-            false
-        }
-        Decision::Allowed { .. } => true,
-    };
-    let verified = match state
-        .gateway
-        .verifier
-        .verify(state, server, token, may_check)
-        .await
-    {
+    let verified = match state.gateway.verifier.verify(state, server, token).await {
         Ok(v) => v,
-        Err(VerifyError::Throttled) => {
-            trace.auth_failure = Some("throttled");
-            let retry_after = wait.unwrap_or(Duration::from_secs(1));
-            return Err(too_many(first_id.as_deref(), retry_after));
-        }
         Err(e) => {
             trace.auth_failure = Some(e.reason());
             let status_desc = e.to_string();
@@ -363,6 +344,10 @@ async fn process(
                 res.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
                 return Err(res);
+            }
+            // A refused token counts like none against the caller's address.
+            if let Decision::Limited { retry_after } = by_address() {
+                return Err(too_many(first_id.as_deref(), retry_after));
             }
             return Err(invalid_token(server, &challenge_scope(), &status_desc));
         }
@@ -511,7 +496,7 @@ async fn process(
                 let (res, body) = res.into_parts();
                 let body = actix_web::body::to_bytes(body).await.unwrap_or_default();
                 if learn && res.status().is_success() {
-                    learn_tools(state, &server.id, &body, false);
+                    learn_tools(state, server, &body, false);
                 }
                 server.counters.add_bytes(body.len());
                 res.set_body(body).map_into_boxed_body()
@@ -548,22 +533,23 @@ async fn process(
     })
 }
 
-/// Seals the session id an answer sets for the token's owner (see [`super::sessions`]).
+/// Seals the session id an answer sets for the token's owner (see [`super::sessions`]). An id
+/// that is empty or not text is not one to hand out, and never goes out as the upstream's own.
 fn seal_session(state: &AppState, server: &ServerEntry, res: &mut HttpResponse, owner: &str) {
-    let Some(sealed) = res
-        .headers()
-        .get(&MCP_SESSION_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| state.gateway.sessions.seal(&server.id, owner, s))
-    else {
+    let Some(upstream_id) = res.headers().get(&MCP_SESSION_ID) else {
         return;
     };
-    match HeaderValue::from_str(&sealed) {
-        Ok(v) => {
+    let sealed = upstream_id
+        .to_str()
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(|s| state.gateway.sessions.seal(&server.id, owner, s))
+        .and_then(|sealed| HeaderValue::from_str(&sealed).ok());
+    match sealed {
+        Some(v) => {
             res.headers_mut().insert(MCP_SESSION_ID.clone(), v);
         }
-        // Not a header value: the upstream's id was not one either.
-        Err(_) => {
+        None => {
             res.headers_mut().remove(&MCP_SESSION_ID);
         }
     }
@@ -812,13 +798,29 @@ fn leaves_base(rest: &str) -> bool {
     };
     let encoded_slash =
         |w: &[u8]| w[0] == b'%' && matches!((w[1], w[2] | 0x20), (b'2', b'f') | (b'5', b'c'));
+    // Path parameters (`..;x`, which Java servers strip before resolving) do not hide a dot
+    // segment either.
+    let without_params = |seg: &str| -> usize {
+        let lower_semicolon = seg
+            .as_bytes()
+            .windows(3)
+            .position(|w| w[0] == b'%' && w[1] == b'3' && w[2] | 0x20 == b'b');
+        let semicolon = seg.find(';');
+        match (semicolon, lower_semicolon) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => seg.len(),
+        }
+    };
     rest.contains('\\')
         || rest.as_bytes().windows(3).any(encoded_slash)
-        || rest.split('/').any(|seg| dot_segment(seg.as_bytes()))
+        || rest
+            .split('/')
+            .any(|seg| dot_segment(&seg.as_bytes()[..without_params(seg)]))
 }
 
 /// Request headers never passed upstream: credentials, hop-by-hop, and identity and routing
-/// headers a client might try to forge. `_` counts as `-`: CGI-style servers read both alike.
+/// headers a client might try to forge, and any name spelt with `_`.
 fn is_dropped_request_header(name: &str) -> bool {
     let dropped = |name: &str| {
         matches!(
@@ -847,11 +849,9 @@ fn is_dropped_request_header(name: &str) -> bool {
         ) || name.starts_with("x-ezforge-")
             || name.starts_with("x-forwarded-")
     };
-    if name.contains('_') {
-        dropped(&name.replace('_', "-"))
-    } else {
-        dropped(name)
-    }
+    // A `_` spelling of any header (nginx drops them too): CGI-style servers read it as the
+    // `-` one, which may be checked (`Mcp-Method`), rewritten (`Mcp-Session-Id`) or ours.
+    name.contains('_') || dropped(name)
 }
 
 fn is_dropped_response_header(name: &str) -> bool {
@@ -1068,7 +1068,7 @@ async fn forward(
             Err(_) => return Err(timed_out()),
         };
         if learn {
-            learn_tools(state, &server.id, &body, false);
+            learn_tools(state, server, &body, false);
         }
         server.counters.add_bytes(body.len());
         return Ok(res.body(body));
@@ -1097,12 +1097,12 @@ async fn forward(
     };
     if learn {
         let st = state.clone();
-        let server_id = server.id.clone();
+        let entry = server.clone();
         let learner = Learn {
             inner: Box::pin(stream),
             buf: Vec::new(),
             done: Some(Box::new(move |body: &[u8]| {
-                learn_tools(&st, &server_id, body, is_sse)
+                learn_tools(&st, &entry, body, is_sse)
             })),
         };
         Ok(res.streaming(learner))
@@ -1152,7 +1152,7 @@ impl<S: Stream<Item = Result<Bytes, actix_web::Error>>> Stream for Heartbeat<S> 
             Poll::Ready(Some(Ok(chunk))) => {
                 this.counters.add_bytes(chunk.len());
                 if !chunk.is_empty() {
-                    this.at_boundary = chunk.ends_with(b"\n\n") || chunk.ends_with(b"\r\n\r\n");
+                    this.at_boundary = ends_at_blank_line(&chunk);
                 }
                 this.timer = None;
                 Poll::Ready(Some(Ok(chunk)))
@@ -1218,8 +1218,10 @@ fn sse_lines(text: &str) -> impl Iterator<Item = (&str, &str)> {
 }
 
 /// Where the first SSE event ends: just past the blank line that closes it, if it has come.
+/// Blank lines before any field end nothing (an empty event is not dispatched).
 fn first_event_end(buf: &[u8]) -> Option<usize> {
     let mut at_line_start = true;
+    let mut seen_field = false;
     let mut i = 0;
     while i < buf.len() {
         let end = match buf[i] {
@@ -1227,17 +1229,28 @@ fn first_event_end(buf: &[u8]) -> Option<usize> {
             b'\r' | b'\n' => 1,
             _ => {
                 at_line_start = false;
+                seen_field = true;
                 i += 1;
                 continue;
             }
         };
         i += end;
-        if at_line_start {
+        if at_line_start && seen_field {
             return Some(i);
         }
         at_line_start = true;
     }
     None
+}
+
+/// Whether `chunk` ends with a blank line, the end of an SSE event (lines end in CRLF, LF or
+/// CR, mixed as they come).
+fn ends_at_blank_line(chunk: &[u8]) -> bool {
+    let rest = chunk
+        .strip_suffix(b"\r\n")
+        .or_else(|| chunk.strip_suffix(b"\n"))
+        .or_else(|| chunk.strip_suffix(b"\r"));
+    rest.is_some_and(|r| r.ends_with(b"\n") || r.ends_with(b"\r"))
 }
 
 fn rewrite_endpoint_event(event: &str, from: &str, to: &str) -> Option<String> {
@@ -1337,8 +1350,16 @@ impl<S: Stream<Item = Result<Bytes, actix_web::Error>>> Stream for Learn<S> {
     }
 }
 
-/// Reads tool annotations from a `tools/list` answer, JSON or SSE.
-fn learn_tools(state: &AppState, server_id: &str, body: &[u8], is_sse: bool) {
+/// Reads tool annotations from a `tools/list` answer, JSON or SSE, unless the server has
+/// another upstream by now (what this one says must not outlive it).
+fn learn_tools(state: &AppState, server: &ServerEntry, body: &[u8], is_sse: bool) {
+    let still_current = || {
+        state
+            .gateway
+            .registry
+            .get(&server.slug)
+            .is_some_and(|now| super::registry::same_upstream(&now, server))
+    };
     let learn_value = |v: &serde_json::Value| {
         let items: Vec<&serde_json::Value> = match v {
             serde_json::Value::Array(a) => a.iter().collect(),
@@ -1346,23 +1367,29 @@ fn learn_tools(state: &AppState, server_id: &str, body: &[u8], is_sse: bool) {
         };
         for item in items {
             if let Some(result) = item.get("result") {
-                state.gateway.tools.learn(server_id, result);
+                state.gateway.tools.learn(&server.id, result, still_current);
             }
         }
     };
     if is_sse {
-        let text = String::from_utf8_lossy(body).replace("\r\n", "\n");
-        for event in text.split("\n\n") {
-            let data: String = event
-                .lines()
-                .filter_map(|l| l.strip_prefix("data:"))
-                .map(|d| d.strip_prefix(' ').unwrap_or(d))
-                .collect::<Vec<_>>()
-                .join("\n");
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&data) {
-                learn_value(&v);
+        let text = String::from_utf8_lossy(body);
+        let mut data: Vec<&str> = Vec::new();
+        let dispatch = |data: &mut Vec<&str>| {
+            if !data.is_empty() {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&data.join("\n")) {
+                    learn_value(&v);
+                }
+                data.clear();
+            }
+        };
+        for (line, _) in sse_lines(&text) {
+            if line.is_empty() {
+                dispatch(&mut data);
+            } else if let Some(d) = line.strip_prefix("data:") {
+                data.push(d.strip_prefix(' ').unwrap_or(d));
             }
         }
+        dispatch(&mut data);
     } else if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
         learn_value(&v);
     }
@@ -1371,8 +1398,8 @@ fn learn_tools(state: &AppState, server_id: &str, body: &[u8], is_sse: bool) {
 #[cfg(test)]
 mod tests {
     use super::{
-        first_event_end, is_dropped_request_header, is_dropped_response_header, leaves_base,
-        rewrite_endpoint_event,
+        ends_at_blank_line, first_event_end, is_dropped_request_header, is_dropped_response_header,
+        leaves_base, rewrite_endpoint_event,
     };
 
     #[test]
@@ -1408,6 +1435,8 @@ mod tests {
             "/a%2fb",
             "/a%5Cb",
             "/a\\..\\b",
+            "/..;/admin",
+            "/.%3Bx/y",
         ] {
             assert!(leaves_base(bad), "{bad}");
         }
@@ -1422,9 +1451,25 @@ mod tests {
         assert_eq!(first_event_end(b"data: a\r\n\r\nnext"), Some(11));
         assert_eq!(first_event_end(b"data: a\r\rnext"), Some(9));
         assert_eq!(first_event_end(b"data: a\r\n\nx"), Some(10));
-        assert_eq!(first_event_end(b"\r\ndata: a"), Some(2));
+        assert_eq!(
+            first_event_end(b"\r\ndata: a\n\n"),
+            Some(11),
+            "leading blank lines"
+        );
         assert_eq!(first_event_end(b"data: a\r\ndata: b\r\n"), None);
         assert_eq!(first_event_end(b"data: a"), None);
+        for end in [
+            &b"x\n\n"[..],
+            b"x\r\n\r\n",
+            b"x\r\r",
+            b"x\n\r\n",
+            b"x\r\n\n",
+        ] {
+            assert!(ends_at_blank_line(end), "{end:?}");
+        }
+        for not in [&b"x\n"[..], b"x\r\n", b"x", b"\n"] {
+            assert!(!ends_at_blank_line(not), "{not:?}");
+        }
     }
 
     #[test]

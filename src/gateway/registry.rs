@@ -155,7 +155,7 @@ struct Maps {
 }
 
 /// Whether two versions of a server's entry forward to the same upstream.
-fn same_upstream(a: &ServerEntry, b: &ServerEntry) -> bool {
+pub fn same_upstream(a: &ServerEntry, b: &ServerEntry) -> bool {
     match (&a.target, &b.target) {
         (Some(x), Some(y)) => {
             Arc::ptr_eq(x, y)
@@ -224,8 +224,6 @@ impl Registry {
                 .insert(entry.resource.clone(), entry.clone());
             maps.by_slug.insert(r.slug.clone(), entry);
         }
-        // Tool annotations are the upstream's word: a new upstream, or a server gone, starts
-        // from nothing again.
         let by_id = |m: &Maps| -> HashMap<String, Arc<ServerEntry>> {
             m.by_slug
                 .values()
@@ -233,6 +231,12 @@ impl Registry {
                 .collect()
         };
         let (was, now) = (by_id(&old), by_id(&maps));
+        match self.maps.write() {
+            Ok(mut g) => *g = Arc::new(maps),
+            Err(p) => *p.into_inner() = Arc::new(maps),
+        }
+        // Tool annotations are the upstream's word: a new upstream, or a server gone, starts
+        // from nothing again. After the swap: a learner that asked before it is undone here.
         state
             .gateway
             .tools
@@ -240,9 +244,5 @@ impl Registry {
                 (Some(a), Some(b)) => same_upstream(a, b),
                 _ => false,
             });
-        match self.maps.write() {
-            Ok(mut g) => *g = Arc::new(maps),
-            Err(p) => *p.into_inner() = Arc::new(maps),
-        }
     }
 }

@@ -1364,6 +1364,12 @@ async fn active_deployments_come_back_after_a_restart() {
         "error",
         "nothing serves it, so it does not read running"
     );
+    // Commands allowed again: it serves, and says so.
+    app.stop().await;
+    let app = TestApp::builder_in(&dir).spawn().await;
+    let admin = admin_token(&app).await;
+    let s = get_as(&app, &admin, "/v1/servers/phoenix").await;
+    assert_eq!(s.expect(200)["data"]["status"], "running");
     drop(app);
     drop(tmp);
 }
