@@ -588,8 +588,36 @@ pub fn free_port() -> std::io::Result<u16> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A launch of `command` in `dir`, for tests.
+    pub(crate) fn launch(dir: &std::path::Path, command: &[&str]) -> Launch {
+        Launch {
+            server_id: "srv_test".into(),
+            command: command.iter().map(|s| (*s).to_owned()).collect(),
+            env: Vec::new(),
+            cwd: dir.to_path_buf(),
+            hub: LogHub::default(),
+            lines_per_second: 10,
+            rt: tokio::runtime::Handle::current(),
+        }
+    }
+
+    /// Python that listens on `$PORT` (and, `slow_stop`, takes a second to stop on SIGTERM).
+    fn listener(slow_stop: bool) -> String {
+        let on_term = if slow_stop {
+            "signal.signal(signal.SIGTERM, lambda *a: (time.sleep(1), sys.exit(0)))\n"
+        } else {
+            ""
+        };
+        format!(
+            "import os,signal,socket,sys,time\n{on_term}\
+             s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             s.bind(('127.0.0.1', int(os.environ['PORT']))); s.listen()\n\
+             while True: time.sleep(1)\n"
+        )
+    }
 
     fn alive(pid: u32) -> bool {
         std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -610,21 +638,7 @@ mod tests {
             .and_then(|l| l.local_addr())
             .expect("port")
             .port();
-        // Listens on $PORT; takes a second to stop on SIGTERM.
-        let script = "import os,signal,socket,sys,time\n\
-            signal.signal(signal.SIGTERM, lambda *a: (time.sleep(1), sys.exit(0)))\n\
-            s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-            s.bind(('127.0.0.1', int(os.environ['PORT']))); s.listen()\n\
-            while True: time.sleep(1)\n";
-        let launch = Launch {
-            server_id: "srv_test".into(),
-            command: vec!["python3".into(), "-c".into(), script.into()],
-            env: Vec::new(),
-            cwd: dir.path().to_path_buf(),
-            hub: LogHub::default(),
-            lines_per_second: 10,
-            rt: tokio::runtime::Handle::current(),
-        };
+        let launch = launch(dir.path(), &["python3", "-c", &listener(true)]);
         let sup = Supervisor::start(launch, port, Duration::from_secs(10));
         sup.ready(Duration::from_secs(10), true).await.expect("up");
         // Idle: stopped, and asked again while it is stopping (as the deployer's tick does).
@@ -658,19 +672,7 @@ mod tests {
     async fn a_process_whose_port_is_taken_is_not_up() {
         let dir = tempfile::tempdir().expect("tmp");
         let port = free_port().expect("port");
-        let script = "import os,socket,time\n\
-            s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-            s.bind(('127.0.0.1', int(os.environ['PORT']))); s.listen()\n\
-            while True: time.sleep(1)\n";
-        let launch = Launch {
-            server_id: "srv_test".into(),
-            command: vec!["python3".into(), "-c".into(), script.into()],
-            env: Vec::new(),
-            cwd: dir.path().to_path_buf(),
-            hub: LogHub::default(),
-            lines_per_second: 10,
-            rt: tokio::runtime::Handle::current(),
-        };
+        let launch = launch(dir.path(), &["python3", "-c", &listener(false)]);
         let sup = Supervisor::start(launch, port, Duration::from_secs(10));
         sup.ready(Duration::from_secs(10), true).await.expect("up");
         let mut rx = sup.state.subscribe();
@@ -699,16 +701,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let pid_file = dir.path().join("sleep.pid");
         let script = format!("sleep 300 & echo $! > '{}'; wait", pid_file.display());
-        let launch = Launch {
-            server_id: "srv_test".into(),
-            command: vec!["sh".into(), "-c".into(), script],
-            env: Vec::new(),
-            cwd: dir.path().to_path_buf(),
-            hub: LogHub::default(),
-            lines_per_second: 10,
-            rt: tokio::runtime::Handle::current(),
-        };
-        let group = launch.spawn(&[], false).expect("spawn");
+        let group = launch(dir.path(), &["sh", "-c", &script])
+            .spawn(&[], false)
+            .expect("spawn");
         let leader = group.pid();
         let mut sleeper = None;
         for _ in 0..500 {

@@ -552,15 +552,8 @@ mod tests {
     #[tokio::test]
     async fn a_shut_down_pool_starts_no_session() {
         let dir = tempfile::tempdir().expect("tmp");
-        let launch = Launch {
-            server_id: "srv_test".into(),
-            command: vec![dir.path().join("no-such-command").display().to_string()],
-            env: Vec::new(),
-            cwd: dir.path().to_path_buf(),
-            hub: crate::logs::LogHub::default(),
-            lines_per_second: 10,
-            rt: tokio::runtime::Handle::current(),
-        };
+        let missing = dir.path().join("no-such-command").display().to_string();
+        let launch = super::super::process::tests::launch(dir.path(), &[&missing]);
         let pool = StdioPool::new(launch, 4, Duration::from_secs(60), Duration::from_secs(5));
         pool.shutdown();
         let init =
