@@ -1034,19 +1034,20 @@ async fn foreign_origins_are_refused_and_preflight_is_answered() {
     assert!(expose.contains("WWW-Authenticate"), "{expose}");
 }
 
-#[tokio::test]
-async fn rate_limits_answer_429_then_recover() {
+/// An app whose front door allows `per_minute` with bursts of `burst`, serving `weather`.
+async fn weather_limited_to(per_minute: u32, burst: u32) -> (TestApp, FakeUpstream) {
     let app = TestApp::builder()
-        .config(|c| {
-            c.gateway.rate_limit = ezforge::config::RateLimit {
-                per_minute: 6000,
-                burst: 3,
-            }
-        })
+        .config(move |c| c.gateway.rate_limit = ezforge::config::RateLimit { per_minute, burst })
         .spawn()
         .await;
     let up = FakeUpstream::start().await;
     add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    (app, up)
+}
+
+#[tokio::test]
+async fn rate_limits_answer_429_then_recover() {
+    let (app, _up) = weather_limited_to(6000, 3).await;
     let t = managed_token(&app, "weather", "mcp:read", json!({}));
     let ping = json!({"jsonrpc":"2.0","id":3,"method":"ping"});
     for _ in 0..3 {
@@ -1083,17 +1084,7 @@ async fn rate_limits_answer_429_then_recover() {
 
 #[tokio::test]
 async fn requests_without_a_good_token_are_limited_by_address() {
-    let app = TestApp::builder()
-        .config(|c| {
-            c.gateway.rate_limit = ezforge::config::RateLimit {
-                per_minute: 1,
-                burst: 3,
-            }
-        })
-        .spawn()
-        .await;
-    let up = FakeUpstream::start().await;
-    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    let (app, up) = weather_limited_to(1, 3).await;
     let ping = json!({"jsonrpc":"2.0","id":3,"method":"ping"});
     let good = managed_token(&app, "weather", "mcp:read", json!({}));
     assert_eq!(
