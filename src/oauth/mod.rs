@@ -18,8 +18,8 @@ pub mod tokens;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
 use futures_util::future::LocalBoxFuture;
@@ -53,17 +53,85 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 fn endpoints(cfg: &mut web::ServiceConfig) {
+    // Browser-based MCP clients call these with `fetch`: they answer any origin (no cookies
+    // are involved; PKCE, client credentials or a registration token authenticate). The
+    // authorization pages are navigated to, not fetched, and get no CORS.
+    let cors = || {
+        actix_web::middleware::DefaultHeaders::new()
+            .add((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+            .add((header::ACCESS_CONTROL_EXPOSE_HEADERS, "WWW-Authenticate"))
+    };
+    let preflight = || web::method(Method::OPTIONS).to(cors_preflight);
+    // Another method on an endpoint: 405 in the OAuth shape, not actix's empty one.
+    let endpoint = |path: &str| web::resource(path).default_service(web::to(not_an_endpoint));
     cfg.app_data(web::PayloadConfig::new(FORM_LIMIT))
-        .route("/authorize", web::get().to(authorize::get))
-        .route("/authorize", web::post().to(authorize::post))
-        .route("/token", web::post().to(token::token))
-        .route("/register", web::post().to(register::register))
-        .route("/register/{client_id}", web::get().to(register::read))
-        .route("/register/{client_id}", web::put().to(register::update))
-        .route("/register/{client_id}", web::delete().to(register::delete))
-        .route("/revoke", web::post().to(revoke::revoke))
-        .route("/introspect", web::post().to(introspect::introspect))
-        .route("/jwks.json", web::get().to(metadata::jwks));
+        .service(
+            endpoint("/authorize")
+                .route(web::get().to(authorize::get))
+                .route(web::post().to(authorize::post)),
+        )
+        .service(
+            endpoint("/token")
+                .wrap(cors())
+                .route(web::post().to(token::token))
+                .route(preflight()),
+        )
+        .service(
+            endpoint("/register")
+                .wrap(cors())
+                .route(web::post().to(register::register))
+                .route(preflight()),
+        )
+        .service(
+            endpoint("/register/{client_id}")
+                .wrap(cors())
+                .route(web::get().to(register::read))
+                .route(web::put().to(register::update))
+                .route(web::delete().to(register::delete))
+                .route(preflight()),
+        )
+        .service(
+            endpoint("/revoke")
+                .wrap(cors())
+                .route(web::post().to(revoke::revoke))
+                .route(preflight()),
+        )
+        .service(endpoint("/introspect").route(web::post().to(introspect::introspect)))
+        .service(endpoint("/jwks.json").route(web::get().to(metadata::jwks)))
+        .default_service(web::to(not_an_endpoint));
+}
+
+async fn cors_preflight() -> HttpResponse {
+    HttpResponse::NoContent()
+        .insert_header((
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            "GET, POST, PUT, DELETE, OPTIONS",
+        ))
+        .insert_header((
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            "Authorization, Content-Type, MCP-Protocol-Version",
+        ))
+        .insert_header((header::ACCESS_CONTROL_MAX_AGE, "86400"))
+        .finish()
+}
+
+/// Anything else under `/oauth`: an RFC 6749-shaped answer, 405 for a known endpoint's other
+/// methods, else 404.
+async fn not_an_endpoint(req: HttpRequest) -> Result<HttpResponse, OAuthError> {
+    // Under a resource (its other methods) the route's pattern is known.
+    if req.match_pattern().is_some() {
+        Err(OAuthError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request",
+            format!("{} is not allowed here", req.method()),
+        ))
+    } else {
+        Err(OAuthError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request",
+            "no such endpoint",
+        ))
+    }
 }
 
 /// An RFC 6749 §5.2 error: `{"error", "error_description"}` with the right status.

@@ -989,3 +989,80 @@ async fn authorize_refuses_bad_input_and_never_500s() {
         page.describe()
     );
 }
+
+#[tokio::test]
+async fn browser_clients_may_call_the_token_and_registration_endpoints() {
+    let w = world().await;
+    let client = bare_client();
+    // Preflights are answered for what a browser-based client fetches.
+    for path in ["/oauth/token", "/oauth/register", "/oauth/revoke"] {
+        let res = client
+            .request(reqwest::Method::OPTIONS, w.app.url(path))
+            .header("origin", "http://localhost:6274")
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+            .await
+            .expect("preflight");
+        assert_eq!(res.status(), 204, "{path}");
+        let h = |n: &str| {
+            res.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            h("access-control-allow-origin").as_deref(),
+            Some("*"),
+            "{path}"
+        );
+        assert!(
+            h("access-control-allow-headers").is_some_and(|v| v.contains("Content-Type")),
+            "{path}"
+        );
+    }
+    // The answers themselves, errors included, may be read by any origin.
+    let reply = Reply::read(
+        client
+            .post(w.app.url("/oauth/register"))
+            .header("origin", "http://localhost:6274")
+            .json(&json!({"redirect_uris": ["http://localhost:6274/oauth/callback"], "client_name": "Inspector"}))
+            .send()
+            .await
+            .expect("register"),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    assert_eq!(reply.header("access-control-allow-origin"), Some("*"));
+    let reply = raw_token(&w.app, Some(FORM), b"grant_type=nope".to_vec()).await;
+    assert_eq!(reply.status, 401, "no client: {}", reply.text);
+    assert_eq!(reply.header("access-control-allow-origin"), Some("*"));
+    // The pages are navigated to, not fetched: no CORS there.
+    let page = client
+        .get(w.app.url("/oauth/authorize"))
+        .send()
+        .await
+        .expect("authorize");
+    assert!(page.headers().get("access-control-allow-origin").is_none());
+    // Other methods and paths answer in the OAuth shape.
+    let reply = Reply::read(
+        client
+            .get(w.app.url("/oauth/token"))
+            .send()
+            .await
+            .expect("get"),
+    )
+    .await;
+    assert_eq!(reply.status, 405, "{}", reply.text);
+    assert_eq!(reply.error(), "invalid_request");
+    let reply = Reply::read(
+        client
+            .get(w.app.url("/oauth/nothing"))
+            .send()
+            .await
+            .expect("get"),
+    )
+    .await;
+    assert_eq!(reply.status, 404, "{}", reply.text);
+    assert_eq!(reply.error(), "invalid_request");
+}
