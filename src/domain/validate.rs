@@ -109,6 +109,11 @@ pub fn upstream_url(s: &str) -> Result<Url, String> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err("must be an http or https URL".into());
     }
+    // What the front door's client can connect to: for https, a host name TLS accepts (the
+    // URL parser allows `-a.example` or labels over 63 characters, which no certificate names).
+    if crate::gateway::upstream::Endpoint::new(url.clone()).is_none() {
+        return Err("must have a host name the front door can connect to over TLS".into());
+    }
     Ok(url)
 }
 
@@ -208,6 +213,11 @@ mod tests {
         assert!(issuer("https://auth.example.com?x=1").is_err());
         assert!(upstream_url("http://127.0.0.1:3001/mcp").is_ok());
         assert!(upstream_url("ftp://x").is_err());
+        assert!(upstream_url("https://mcp.example.com/mcp").is_ok());
+        assert!(upstream_url("https://[::1]:8443/mcp").is_ok());
+        // Hosts the URL parser takes but TLS does not.
+        assert!(upstream_url("https://-a.example/mcp").is_err());
+        assert!(upstream_url(&format!("https://{}.example/mcp", "a".repeat(64))).is_err());
         assert!(redirect_uri("http://127.0.0.1:9999/cb").is_ok());
         assert!(redirect_uri("http://localhost/cb").is_ok());
         assert!(redirect_uri("http://[::1]:1/cb").is_ok());

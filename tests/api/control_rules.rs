@@ -762,6 +762,8 @@ async fn server_rules() {
         "http://",
         "javascript:alert(1)",
         "",
+        // A host the URL parser takes but TLS cannot name: it could never serve.
+        "https://-a.example/mcp",
     ] {
         create(json!({ "name": "up", "upstreamUrl": bad }))
             .await
@@ -859,9 +861,11 @@ async fn server_rules() {
     patch_as(&app, &admin, sp, json!({ "slug": "renamed" }))
         .await
         .assert_invalid("slug");
-    patch_as(&app, &admin, sp, json!({ "upstreamUrl": "ftp://x" }))
-        .await
-        .assert_invalid("upstreamUrl");
+    for bad in ["ftp://x", "https://-a.example/mcp"] {
+        patch_as(&app, &admin, sp, json!({ "upstreamUrl": bad }))
+            .await
+            .assert_invalid("upstreamUrl");
+    }
     patch_as(&app, &admin, sp, json!({ "deploymentRetentionCount": 0 }))
         .await
         .assert_invalid("deploymentRetentionCount");
