@@ -103,6 +103,15 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Busy => Self::Unavailable("the database is busy; try again".into()),
+            // Every reference a client names is looked up first, in the same transaction; one
+            // that fails here was deleted by a request that committed in between.
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+                if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
+            {
+                Self::Conflict(
+                    "something this request refers to was deleted meanwhile; try again".into(),
+                )
+            }
             other => Self::Internal(other.into()),
         }
     }
@@ -159,5 +168,26 @@ impl fmt::Display for ErrorChain<'_> {
             source = s.source();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reference_deleted_meanwhile_is_a_conflict_not_a_500() {
+        let conn = rusqlite::Connection::open_in_memory().expect("db");
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON;
+             CREATE TABLE a (id TEXT PRIMARY KEY);
+             CREATE TABLE b (a_id TEXT NOT NULL REFERENCES a(id));",
+        )
+        .expect("schema");
+        let e = conn
+            .execute("INSERT INTO b (a_id) VALUES ('gone')", [])
+            .expect_err("a foreign key failure");
+        let api = ApiError::from(StoreError::Sqlite(e));
+        assert_eq!(api.status_code(), StatusCode::CONFLICT);
     }
 }

@@ -557,6 +557,11 @@ async fn pipeline(
     row = state
         .store
         .write(move |tx| {
+            if store::servers::find(tx, &row.server_id)?.is_none() {
+                return Err(ApiError::NotFound(
+                    "the server was deleted before the deployment began".into(),
+                ));
+            }
             row.version = deployments::next_version(tx, &row.server_id)?;
             deployments::insert(tx, &row)?;
             if !had_target {
