@@ -101,11 +101,12 @@ pub async fn create(
     let expires_at = match body.expires_at.as_deref() {
         None => None,
         Some(t) => {
-            let at = humantime::parse_rfc3339_weak(t)
-                .map_err(|_| ApiError::validation("expiresAt", "must be an RFC 3339 time"))?
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_err(|_| ApiError::validation("expiresAt", "must be after 1970"))?
-                .as_secs() as i64;
+            let at = domain::parse_rfc3339(t).ok_or_else(|| {
+                ApiError::validation(
+                    "expiresAt",
+                    "must be an RFC 3339 time with Z or an offset (2030-01-01T00:00:00Z)",
+                )
+            })?;
             if at <= now {
                 return Err(ApiError::validation("expiresAt", "must be in the future"));
             }

@@ -100,9 +100,99 @@ pub fn rfc3339(epoch_seconds: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// Parses an RFC 3339 date-time (§5.6: `T`/`t` or a space between date and time, fractional
+/// seconds, `Z`/`z` or a `±hh:mm` offset, which is applied) to Unix seconds (fractions dropped).
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let num = |from: usize, len: usize| -> Option<i64> {
+        let digits = b.get(from..from + len)?;
+        digits.iter().all(u8::is_ascii_digit).then(|| {
+            digits
+                .iter()
+                .fold(0i64, |n, d| n * 10 + i64::from(d - b'0'))
+        })
+    };
+    let sep = |at: usize, c: u8| b.get(at) == Some(&c);
+    let (y, mo, d) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    if !(sep(4, b'-') && sep(7, b'-') && matches!(b.get(10), Some(b'T' | b't' | b' '))) {
+        return None;
+    }
+    let (h, mi, sec) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    if !(sep(13, b':') && sep(16, b':')) {
+        return None;
+    }
+    let leap = |y: i64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days_in_month = match mo {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap(y) => 29,
+        2 => 28,
+        _ => return None,
+    };
+    // A leap second (60) reads as the second before the next minute.
+    if d < 1 || d > days_in_month || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut i = 19;
+    if sep(i, b'.') {
+        i += 1;
+        let start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+    }
+    let offset = match b.get(i)? {
+        b'Z' | b'z' if i + 1 == b.len() => 0,
+        sign @ (b'+' | b'-') if i + 6 == b.len() && sep(i + 3, b':') => {
+            let (oh, om) = (num(i + 1, 2)?, num(i + 4, 2)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let o = oh * 3600 + om * 60;
+            if *sign == b'+' { o } else { -o }
+        }
+        _ => return None,
+    };
+    Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec.min(59) - offset)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_times_are_read_with_their_offsets() {
+        let utc = parse_rfc3339("2030-01-01T00:00:00Z").expect("utc");
+        assert_eq!(rfc3339(utc), "2030-01-01T00:00:00Z");
+        assert_eq!(parse_rfc3339("2030-01-01T02:00:00+02:00"), Some(utc));
+        assert_eq!(parse_rfc3339("2029-12-31t19:00:00.123-05:00"), Some(utc));
+        assert_eq!(parse_rfc3339("2030-01-01 00:00:00z"), Some(utc));
+        assert_eq!(
+            parse_rfc3339("2028-02-29T00:00:00Z")
+                .map(rfc3339)
+                .as_deref(),
+            Some("2028-02-29T00:00:00Z")
+        );
+        for bad in [
+            "2030-01-01T00:00:00",
+            "2030-01-01",
+            "2030-02-30T00:00:00Z",
+            "2029-02-29T00:00:00Z",
+            "2030-13-01T00:00:00Z",
+            "2030-01-01T24:00:00Z",
+            "2030-01-01T00:00:00.Z",
+            "2030-01-01T00:00:00+2:00",
+            "2030-01-01T00:00:00+02:00x",
+            "2030-01-01T00:00:00+24:00",
+            "２030-01-01T00:00:00Z",
+            "",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn times_past_year_9999_are_clamped_not_a_panic() {

@@ -674,7 +674,13 @@ async fn api_key_rules() {
     create(json!({ "name": "k", "scopes": ["mcp:read"] }))
         .await
         .assert_invalid("scopes");
-    for bad in ["tomorrow", "2020-01-01T00:00:00Z", "", "1700000000"] {
+    for bad in [
+        "tomorrow",
+        "2020-01-01T00:00:00Z",
+        "",
+        "1700000000",
+        "2090-01-01T00:00:00",
+    ] {
         create(json!({ "name": "k", "scopes": ["servers:read"], "expiresAt": bad }))
             .await
             .assert_invalid("expiresAt");
@@ -683,6 +689,15 @@ async fn api_key_rules() {
         .await
         .assert_invalid("environment");
 
+    // An offset is applied: this is 2090-01-01T00:00:00Z.
+    let offset = create(
+        json!({ "name": "tz", "scopes": ["servers:read"], "expiresAt": "2090-01-01T02:00:00+02:00" }),
+    )
+    .await;
+    assert_eq!(
+        offset.expect(201)["data"]["expiresAt"],
+        "2090-01-01T00:00:00Z"
+    );
     let k =
         create(json!({ "name": "k".repeat(255), "scopes": ["servers:read", "logs:read"] })).await;
     let data = k.expect(201)["data"].clone();
