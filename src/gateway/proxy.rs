@@ -822,8 +822,10 @@ fn leaves_base(rest: &str) -> bool {
 /// Request headers never passed upstream: credentials, hop-by-hop, and identity and routing
 /// headers a client might try to forge, and any name spelt with `_`.
 fn is_dropped_request_header(name: &str) -> bool {
-    let dropped = |name: &str| {
-        matches!(
+    // A `_` spelling of any header (nginx drops them too): CGI-style servers read it as the
+    // `-` one, which may be checked (`Mcp-Method`), rewritten (`Mcp-Session-Id`) or ours.
+    name.contains('_')
+        || matches!(
             name,
             "authorization"
                 | "cookie"
@@ -846,12 +848,9 @@ fn is_dropped_request_header(name: &str) -> bool {
                 | "x-original-url"
                 | "x-rewrite-url"
                 | "origin"
-        ) || name.starts_with("x-ezforge-")
-            || name.starts_with("x-forwarded-")
-    };
-    // A `_` spelling of any header (nginx drops them too): CGI-style servers read it as the
-    // `-` one, which may be checked (`Mcp-Method`), rewritten (`Mcp-Session-Id`) or ours.
-    name.contains('_') || dropped(name)
+        )
+        || name.starts_with("x-ezforge-")
+        || name.starts_with("x-forwarded-")
 }
 
 fn is_dropped_response_header(name: &str) -> bool {
