@@ -166,6 +166,7 @@ impl App {
             servers,
             revoked,
             revoked_clients,
+            sandbox,
         } = prepared;
         let revoked_grants = RevokedGrants::default();
         revoked_grants.extend(revoked);
@@ -210,7 +211,7 @@ impl App {
             outbound,
             gateway,
             oauth_clients: Default::default(),
-            deployer: Deployer::new(hub),
+            deployer: Deployer::new(hub, sandbox),
             access_changed: tokio::sync::watch::Sender::new(()),
             log_scans: tokio::sync::Semaphore::new(2),
         });
@@ -586,6 +587,7 @@ struct Prepared {
     revoked: Vec<String>,
     /// Deleted clients, likewise (their client_credentials tokens).
     revoked_clients: Vec<String>,
+    sandbox: crate::deploy::sandbox::Sandbox,
 }
 
 /// The blocking part of start-up.
@@ -627,7 +629,12 @@ fn prepare(config: Config, public_url: &str) -> Result<Prepared, StartupError> {
         let clients = store::grants::recorded_revocations(c, "client", since)?;
         Ok::<_, store::StoreError>((grants, clients))
     })?;
+    let sandbox = crate::deploy::sandbox::Sandbox::new(&config, true);
+    for line in sandbox.describe() {
+        tracing::info!("{line}");
+    }
     Ok(Prepared {
+        sandbox,
         revoked,
         revoked_clients,
         store,

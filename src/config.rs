@@ -13,6 +13,9 @@ use url::Url;
 
 use crate::domain::Secret;
 
+mod sandbox;
+pub use sandbox::{SandboxConfig, SandboxConfigOrMode, SandboxMode};
+
 /// Where the config file was found, for messages and for `managedBy: "config"` answers.
 pub const SYSTEM_CONFIG_PATH: &str = "/etc/ezforge/config.toml";
 
@@ -341,9 +344,14 @@ impl Default for LoggingConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeployConfig {
-    /// Allow deployments that run a command (as the user ezforge runs as). Off: only
+    /// Allow deployments that run a command (confined by `sandbox`). Off: only
     /// `upstreamUrl` deployments.
     pub allow_commands: bool,
+    /// How command deployments are confined.
+    pub sandbox: SandboxConfigOrMode,
+    /// When ezforge runs as root, deployed programs run as this user (a name from
+    /// /etc/passwd, or `uid:gid`); never as root.
+    pub run_as: String,
     /// How long a deployment's health check may take (process start included).
     pub health_timeout: Duration,
     /// After a traffic swap, how long requests still running on the old target may take
@@ -362,6 +370,8 @@ impl Default for DeployConfig {
     fn default() -> Self {
         Self {
             allow_commands: true,
+            sandbox: SandboxConfigOrMode::default(),
+            run_as: "nobody".into(),
             health_timeout: Duration::secs(30),
             drain_timeout: Duration::secs(30),
             max_stdio_sessions: 16,
@@ -879,6 +889,15 @@ impl Config {
             return Err(ConfigError::rule(
                 "gateway.body_limit",
                 "must be at least 1 byte",
+            ));
+        }
+        if let Some((key, problem)) = self.deploy.sandbox.problem() {
+            return Err(ConfigError::rule(key, problem));
+        }
+        if self.deploy.run_as.trim().is_empty() {
+            return Err(ConfigError::rule(
+                "deploy.run_as",
+                "must name a user (or uid:gid)",
             ));
         }
         self.validate_servers()?;

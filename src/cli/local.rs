@@ -119,6 +119,9 @@ pub fn config_check(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
         Some(p) => println!("# config OK: {} (+ environment)", p.display()),
         None => println!("# config OK: built-in defaults (+ environment)"),
     }
+    for line in crate::deploy::sandbox::Sandbox::new(&config, false).describe() {
+        println!("# {line}");
+    }
     print!("{}", config.to_redacted_toml());
     Ok(ExitCode::SUCCESS)
 }

@@ -117,6 +117,14 @@ pub enum Command {
         #[command(subcommand)]
         command: client::EnvCommand,
     },
+    /// Internal: what `serve` runs in place of a deployed program, to confine it first.
+    #[command(name = "sandbox-exec", hide = true)]
+    SandboxExec {
+        #[arg(long)]
+        policy: String,
+        #[arg(last = true, required = true)]
+        command: Vec<std::ffi::OsString>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -197,6 +205,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs { opts, args } => client::run(opts, client::Group::Logs(args)),
         Command::Metrics { opts, args } => client::run(opts, client::Group::Metrics(args)),
         Command::Env { opts, command } => client::run(opts, client::Group::Env(command)),
+        Command::SandboxExec { policy, command } => {
+            Ok(crate::deploy::sandbox::launcher_main(&policy, &command))
+        }
     }
 }
 

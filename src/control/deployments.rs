@@ -87,6 +87,14 @@ async fn run(
             required_scope: None,
         });
     }
+    if matches!(req.spec, Spec::Command { .. })
+        && let Some(why) = state.deployer.sandbox.refusal()
+    {
+        return Err(ApiError::Forbidden {
+            message: why,
+            required_scope: None,
+        });
+    }
     let actor = who.actor();
     let (sid, pid) = (server.id.clone(), server.project_id.clone());
     let row = Deployer::deploy(state, server, req).await?;

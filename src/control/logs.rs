@@ -85,6 +85,12 @@ pub async fn list(
     let min_level = min_level(q.level.as_deref())?;
     let search = search(q.search)?;
     let key = path.into_inner();
+    // What just happened (a deployment that failed a moment ago) is in the list.
+    futures_util::future::join(
+        state.deployer.hub.queue().flush(),
+        state.gateway.log.flush(),
+    )
+    .await;
     let _turn = state
         .log_scans
         .acquire()

@@ -5,6 +5,7 @@
 
 pub mod health;
 pub mod process;
+pub mod sandbox;
 mod spec;
 pub mod stdio;
 
@@ -27,6 +28,7 @@ use crate::store::deployments::{self, DeploymentRow};
 use crate::store::{self, servers::ServerRow};
 
 use self::process::{Launch, ProcState, Supervisor};
+use self::sandbox::Sandbox;
 pub use self::spec::{DeployBody, Spec, Transport};
 use self::stdio::StdioPool;
 
@@ -131,6 +133,8 @@ pub struct Deployer {
     /// Replaced targets still finishing their requests (stopped at once at shutdown).
     draining: Mutex<Vec<Arc<Target>>>,
     pub hub: LogHub,
+    /// How command deployments' programs are confined.
+    pub sandbox: Arc<Sandbox>,
     /// The runtime the deployer was made on (the process's main one). Pipelines, supervisors,
     /// stdio sessions and output capture run there rather than on the HTTP worker that asked
     /// for them: workers end before [`Deployer::shutdown`], and their tasks with them, which
@@ -152,8 +156,9 @@ pub struct DeployRequest {
 
 impl Deployer {
     /// Must be called within the runtime that outlives the HTTP workers.
-    pub fn new(hub: LogHub) -> Self {
+    pub fn new(hub: LogHub, sandbox: Sandbox) -> Self {
         Self {
+            sandbox: Arc::new(sandbox),
             active: DashMap::new(),
             locks: DashMap::new(),
             compute: Mutex::new(HashMap::new()),
@@ -437,21 +442,18 @@ async fn provision(
             port,
         } => (command, *transport, *port),
     };
-    let cwd = state
-        .config
-        .server
-        .data_dir
-        .join("servers")
-        .join(&server.id);
-    tokio::fs::create_dir_all(&cwd)
+    let sandbox = state.deployer.sandbox.clone();
+    let sid = server.id.clone();
+    let (dirs, confinement) = tokio::task::spawn_blocking(move || sandbox.prepare(&sid))
         .await
-        .map_err(|e| format!("cannot create the working directory {}: {e}", cwd.display()))?;
+        .map_err(|e| format!("could not prepare the sandbox: {e}"))??;
     let config = &state.config.deploy;
     let launch = Launch {
         server_id: server.id.clone(),
         command: command.clone(),
         env,
-        cwd,
+        dirs,
+        confinement: confinement.map(Arc::new),
         hub: state.deployer.hub.clone(),
         lines_per_second: config.output_lines_per_second,
         rt: state.deployer.rt.clone(),

@@ -5,7 +5,6 @@
 //! [`Supervisor`] keeps one HTTP MCP server process running: restarts it after a crash with
 //! exponential backoff, stops it when idle and starts it again on the next request.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering::Relaxed};
@@ -17,13 +16,15 @@ use tokio::process::{Child, Command};
 use tokio::sync::{Notify, watch};
 use url::Url;
 
+use super::sandbox::{Confinement, Dirs, cgroup};
 use crate::domain::{self, Secret};
 use crate::gateway::upstream::Endpoint;
 use crate::logs::LogHub;
 
 /// Variables of ours a child may see; everything else (our secrets above all) stays out.
+/// A confined child gets its own `HOME` and user names; every child its own `TMPDIR`.
 const INHERITED: &[&str] = &[
-    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ",
 ];
 
 /// The longest line of output stored; longer ones are cut.
@@ -37,7 +38,10 @@ pub struct Launch {
     pub server_id: String,
     pub command: Vec<String>,
     pub env: Vec<(String, Secret)>,
-    pub cwd: PathBuf,
+    /// Its working directory and private temporary directory.
+    pub dirs: Dirs,
+    /// How it is confined; `None` with `deploy.sandbox = "off"`.
+    pub confinement: Option<Arc<Confinement>>,
     pub hub: LogHub,
     pub lines_per_second: u32,
     /// Where the process's tasks run: the runtime that outlives the HTTP workers (see
@@ -46,17 +50,30 @@ pub struct Launch {
 }
 
 impl Launch {
-    /// Starts the process in its own process group. `stdio`: stdin and stdout are piped for
-    /// the MCP protocol (stderr is captured); otherwise both outputs are captured.
-    pub fn spawn(&self, extra_env: &[(&str, String)], stdio: bool) -> std::io::Result<Group> {
-        let (program, args) = self
-            .command
-            .split_first()
-            .ok_or_else(|| std::io::Error::other("empty command"))?;
-        let mut cmd = Command::new(program);
-        cmd.args(args)
-            .env_clear()
-            .current_dir(&self.cwd)
+    /// Starts the process in its own process group. `port`: an HTTP server's, the one port it
+    /// may listen on (given as `PORT`). `stdio`: stdin and stdout are piped for the MCP
+    /// protocol (stderr is captured); otherwise both outputs are captured.
+    pub fn spawn(&self, port: Option<u16>, stdio: bool) -> std::io::Result<Group> {
+        if self.command.is_empty() {
+            return Err(std::io::Error::other("empty command"));
+        }
+        let mut cmd = match &self.confinement {
+            Some(c) => {
+                // The launcher would only say so in the log, as an exit status.
+                find_program(&self.command[0])?;
+                let (program, args) = c.wrap(&self.command, port);
+                let mut cmd = Command::new(program);
+                cmd.args(args);
+                cmd
+            }
+            None => {
+                let mut cmd = Command::new(&self.command[0]);
+                cmd.args(&self.command[1..]);
+                cmd
+            }
+        };
+        cmd.env_clear()
+            .current_dir(&self.dirs.work)
             .stdin(if stdio { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -67,11 +84,21 @@ impl Launch {
                 cmd.env(name, v);
             }
         }
+        for name in ["TMPDIR", "TMP", "TEMP"] {
+            cmd.env(name, &self.dirs.tmp);
+        }
+        if let Some(c) = &self.confinement {
+            // Its home is its own directory: what it caches (npm, pip) stays there.
+            cmd.env("HOME", &self.dirs.work);
+            if let Some(user) = &c.user {
+                cmd.env("USER", &user.name).env("LOGNAME", &user.name);
+            }
+        }
         for (name, value) in &self.env {
             cmd.env(name, value.expose());
         }
-        for (name, value) in extra_env {
-            cmd.env(name, value);
+        if let Some(port) = port {
+            cmd.env("PORT", port.to_string()).env("HOST", "127.0.0.1");
         }
         let mut child = cmd.spawn()?;
         if let Some(err) = child.stderr.take() {
@@ -81,11 +108,43 @@ impl Launch {
             self.rt.spawn(capture(out, self.clone(), "info"));
         }
         let pgid = child.id();
-        Ok(Group { child, pgid })
+        let cgroup = self
+            .confinement
+            .as_ref()
+            .and_then(|c| c.cgroup())
+            .map(std::path::Path::to_path_buf);
+        Ok(Group {
+            child,
+            pgid,
+            cgroup,
+        })
     }
 
     pub fn log(&self, level: &'static str, message: String) {
         self.hub.write(&self.server_id, level, "process", message);
+    }
+}
+
+/// Fails as running it would, when `program` is not an executable file (looked up in our
+/// `PATH`, which the child inherits, when it names no directory).
+fn find_program(program: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let is_exe = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let found = if program.contains('/') {
+        is_exe(std::path::Path::new(program))
+    } else {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|d| is_exe(&d.join(program))))
+    };
+    if found {
+        Ok(())
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{program}: no such executable"),
+        ))
     }
 }
 
@@ -229,6 +288,8 @@ pub struct Group {
     pub child: Child,
     /// The group's id, until its leader has been reaped and the group ended.
     pgid: Option<u32>,
+    /// The server's cgroup, when the process was started in a cgroup of its own below it.
+    cgroup: Option<std::path::PathBuf>,
 }
 
 impl Group {
@@ -241,7 +302,7 @@ impl Group {
     pub async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
         let status = self.child.wait().await;
         if let Some(pgid) = self.pgid.take() {
-            end_group(pgid);
+            self.end(pgid);
         }
         status
     }
@@ -261,7 +322,17 @@ impl Group {
             let _ = self.child.wait().await;
         }
         self.pgid = None;
-        end_group(pgid);
+        self.end(pgid);
+    }
+
+    /// After the leader has exited (on its own or stopped): kills what it left running, so
+    /// that no orphan keeps the port or runs unsupervised (the group's id cannot have been
+    /// reused while any of its members lives), and, with a cgroup, what left the group too.
+    fn end(&self, leader_pid: u32) {
+        signal_group(leader_pid, libc::SIGKILL);
+        if let Some(server) = &self.cgroup {
+            cgroup::kill_process(server, leader_pid);
+        }
     }
 }
 
@@ -269,16 +340,9 @@ impl Drop for Group {
     fn drop(&mut self) {
         // The leader has not been reaped, so the group's id is still this group's.
         if let Some(pgid) = self.pgid.take() {
-            signal_group(pgid, libc::SIGKILL);
+            self.end(pgid);
         }
     }
-}
-
-/// After a group's leader has exited (on its own or stopped): kills what it left running, so
-/// that no orphan keeps the port or runs unsupervised. The group's id cannot have been reused
-/// while any of its members lives.
-fn end_group(leader_pid: u32) {
-    signal_group(leader_pid, libc::SIGKILL);
 }
 
 /// How an exit reads in the log.
@@ -446,10 +510,6 @@ impl Supervisor {
 
     async fn run(self: Arc<Self>) {
         let mut failures: u32 = 0;
-        let env = [
-            ("PORT", self.port.to_string()),
-            ("HOST", "127.0.0.1".to_owned()),
-        ];
         loop {
             if *self.state.borrow() == ProcState::Stopped {
                 tokio::select! {
@@ -469,7 +529,7 @@ impl Supervisor {
                 }
                 continue;
             }
-            let mut child = match self.launch.spawn(&env, false) {
+            let mut child = match self.launch.spawn(Some(self.port), false) {
                 Ok(c) => c,
                 Err(e) => {
                     let reason = format!("could not be started: {e}");
@@ -597,7 +657,11 @@ pub(crate) mod tests {
             server_id: "srv_test".into(),
             command: command.iter().map(|s| (*s).to_owned()).collect(),
             env: Vec::new(),
-            cwd: dir.to_path_buf(),
+            dirs: Dirs {
+                work: dir.to_path_buf(),
+                tmp: dir.to_path_buf(),
+            },
+            confinement: None,
             hub: LogHub::default(),
             lines_per_second: 10,
             rt: tokio::runtime::Handle::current(),
@@ -702,7 +766,7 @@ pub(crate) mod tests {
         let pid_file = dir.path().join("sleep.pid");
         let script = format!("sleep 300 & echo $! > '{}'; wait", pid_file.display());
         let group = launch(dir.path(), &["sh", "-c", &script])
-            .spawn(&[], false)
+            .spawn(None, false)
             .expect("spawn");
         let leader = group.pid();
         let mut sleeper = None;

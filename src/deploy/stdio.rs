@@ -137,7 +137,7 @@ impl StdioPool {
     fn start(self: &Arc<Self>) -> Result<Arc<Session>, String> {
         let mut child = self
             .launch
-            .spawn(&[], true)
+            .spawn(None, true)
             .map_err(|e| format!("could not be started: {e}"))?;
         let (Some(stdin), Some(stdout)) = (child.child.stdin.take(), child.child.stdout.take())
         else {

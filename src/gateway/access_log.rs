@@ -22,6 +22,10 @@ pub struct LogQueue<T> {
     cap: usize,
     dropped: AtomicU64,
     stop: Notify,
+    /// Flushes asked for ([`LogQueue::flush`]), and the last one the writer has done.
+    requested: AtomicU64,
+    wake: Notify,
+    done: tokio::sync::watch::Sender<u64>,
 }
 
 /// The front door's access log.
@@ -34,7 +38,23 @@ impl<T> LogQueue<T> {
             cap,
             dropped: AtomicU64::new(0),
             stop: Notify::new(),
+            requested: AtomicU64::new(0),
+            wake: Notify::new(),
+            done: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Waits (at most a second) until what was queued before the call is stored: a reader
+    /// of the log then sees what just happened.
+    pub async fn flush(&self) {
+        let asked = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut done = self.done.subscribe();
+        self.wake.notify_one();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            done.wait_for(|d| *d >= asked),
+        )
+        .await;
     }
 
     /// Queues an entry (dropped, and counted, when the queue is full).
@@ -70,8 +90,12 @@ pub async fn run_writer<T: Send + 'static>(
     while !last {
         tokio::select! {
             () = tokio::time::sleep(FLUSH_EVERY) => {}
+            () = queue.wake.notified() => {}
             () = queue.stop.notified() => last = true,
         }
+        // Read before taking the rows: every flush asked for up to here then finds its
+        // entries in this batch.
+        let asked = queue.requested.load(Ordering::SeqCst);
         let dropped = queue.dropped.swap(0, Ordering::Relaxed);
         if dropped > 0 {
             tracing::warn!(dropped, "{what} queue full; entries were dropped");
@@ -84,5 +108,10 @@ pub async fn run_writer<T: Send + 'static>(
             }
             rows = rest;
         }
+        queue.done.send_if_modified(|d| {
+            let newer = asked > *d;
+            *d = (*d).max(asked);
+            newer
+        });
     }
 }

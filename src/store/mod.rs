@@ -53,6 +53,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("a database task panicked")]
     Panicked,
+    #[error("database file {0}")]
+    Io(String),
 }
 
 /// `SQLITE_BUSY` and `SQLITE_LOCKED` (the busy timeout ran out: another writer held the
@@ -106,6 +108,14 @@ impl Store {
         // Create the file once; pooled connections then never create one, so a database file
         // deleted under a running server is an error, not a new empty database.
         drop(Connection::open(path)?);
+        // Only ezforge's user may read it (SQLite creates files with the umask's mode, and
+        // makes its -wal and -shm files with the database's).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| StoreError::Io(format!("{}: {e}", path.display())))?;
+        }
         let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
             | rusqlite::OpenFlags::SQLITE_OPEN_URI
             | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;

@@ -619,9 +619,10 @@ fn running(pid: u32) -> bool {
 
 /// A command whose process group holds a `sleep` besides the leader; the sleep's pid goes to
 /// `pid_file`. With `then`, the leader becomes that command; without, it exits 1.
-fn with_orphan(pid_file: &std::path::Path, then: Option<&str>) -> Value {
+/// `pid_file`: a name in the server's own directory (the only place it may write).
+fn with_orphan(pid_file: &str, then: Option<&str>) -> Value {
     let tail = then.map_or_else(|| "exit 1".to_owned(), |c| format!("exec {c}"));
-    let script = format!("sleep 300 & echo $! > '{}'; {tail}", pid_file.display());
+    let script = format!("sleep 300 & echo $! > '{pid_file}'; {tail}");
     json!({ "command": ["sh", "-c", script], "transport": "http" })
 }
 
@@ -636,15 +637,18 @@ async fn orphan_pid(pid_file: &std::path::Path) -> u32 {
 
 #[tokio::test]
 async fn nothing_of_a_process_group_outlives_its_leader_or_the_server() {
-    let (app, admin, _) = world_with("group", |c| {
+    let (app, admin, server) = world_with("group", |c| {
         c.deploy.health_timeout = ezforge::config::Duration::secs(10);
     })
     .await;
-    let dir = tempfile::tempdir().expect("tmp");
+    let dir = app
+        .data_dir
+        .join("servers")
+        .join(server["id"].as_str().expect("id"));
 
     // The leader exits on its own: what it started is ended too.
-    let first = dir.path().join("first.pid");
-    let r = deploy(&app, &admin, "group", with_orphan(&first, None)).await;
+    let first = dir.join("first.pid");
+    let r = deploy(&app, &admin, "group", with_orphan("first.pid", None)).await;
     assert_failed(&r, "exited with status 1");
     let pid = orphan_pid(&first).await;
     eventually("the orphan ended", || async {
@@ -653,9 +657,15 @@ async fn nothing_of_a_process_group_outlives_its_leader_or_the_server() {
     .await;
 
     // A deployment made through the API, then the server stops: the whole group ends.
-    let second = dir.path().join("second.pid");
+    let second = dir.join("second.pid");
     let fixture = format!("python3 '{}'", fixture("http_mcp.py"));
-    let r = deploy(&app, &admin, "group", with_orphan(&second, Some(&fixture))).await;
+    let r = deploy(
+        &app,
+        &admin,
+        "group",
+        with_orphan("second.pid", Some(&fixture)),
+    )
+    .await;
     assert_eq!(r.expect(201)["data"]["status"], "running", "{}", r.text);
     let pid = orphan_pid(&second).await;
     assert!(running(pid), "the group's sleep runs while deployed");

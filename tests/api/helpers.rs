@@ -36,7 +36,50 @@ pub fn test_config(data_dir: &Path) -> Config {
     config.server.shutdown_timeout = ezforge::config::Duration::secs(1);
     config.bootstrap.admin_email = Some(ADMIN_EMAIL.into());
     config.bootstrap.admin_password = Some(ezforge::domain::Secret::new(ADMIN_PASSWORD));
+    sandbox_for_tests(&mut config);
     config
+}
+
+/// Deployed programs run confined, as in production: through the ezforge binary as launcher,
+/// reading the test fixtures and tools below `tests/`. Without Landlock on this kernel they run
+/// unconfined, and the output says so.
+fn sandbox_for_tests(config: &mut Config) {
+    static NOTE: std::sync::Once = std::sync::Once::new();
+    let tests = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests");
+    config.deploy.sandbox.launcher = Some(PathBuf::from(env!("CARGO_BIN_EXE_ezforge")));
+    config.deploy.sandbox.read_paths = vec![tests.clone()];
+    match ezforge::deploy::sandbox::probe::landlock_abi() {
+        Ok(_) => NOTE.call_once(|| reachable_by_others(&tests)),
+        Err(why) => {
+            NOTE.call_once(|| {
+                println!("NOTE: {why}: deployed programs in these tests run unconfined")
+            });
+            config.deploy.sandbox.mode = ezforge::config::SandboxMode::Off;
+        }
+    }
+}
+
+/// When the tests run as root, deployed programs run as `nobody`, who must be able to reach
+/// the fixtures: directories above them that others cannot search are opened for searching
+/// (not listing), and the output says so.
+fn reachable_by_others(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if !ezforge::deploy::sandbox::probe::is_root() {
+        return;
+    }
+    for d in dir.ancestors() {
+        let Ok(meta) = std::fs::metadata(d) else {
+            continue;
+        };
+        let mode = meta.permissions().mode();
+        if mode & 0o001 == 0 {
+            println!(
+                "NOTE: {} was not searchable by other users; made it so (o+x) for the sandboxed fixtures",
+                d.display()
+            );
+            let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode | 0o001));
+        }
+    }
 }
 
 impl TestApp {

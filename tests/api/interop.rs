@@ -1246,7 +1246,8 @@ async fn typescript_sdk_client_uses_a_stdio_server_everything_through_the_bridge
 #[tokio::test]
 async fn server_filesystem_over_stdio_reads_a_file_through_the_front_door() {
     let tc = toolchain().await;
-    let app = TestApp::spawn().await;
+    // The files it serves: a directory the operator lets deployed programs read
+    // (deploy.sandbox.read_paths), readable by the user they run as.
     let root = tempfile::tempdir().expect("tempdir");
     let root_path = root.path().canonicalize().expect("canonical");
     std::fs::write(
@@ -1254,6 +1255,16 @@ async fn server_filesystem_over_stdio_reads_a_file_through_the_front_door() {
         "hello from the filesystem server\n",
     )
     .expect("write");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&root_path, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+    }
+    let shared = root_path.clone();
+    let app = TestApp::builder()
+        .config(move |c| c.deploy.sandbox.read_paths.push(shared))
+        .spawn()
+        .await;
     let script = tc
         .dir
         .join("node_modules/@modelcontextprotocol/server-filesystem/dist/index.js");
