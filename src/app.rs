@@ -553,15 +553,21 @@ async fn purge_expired_refresh_tokens(state: &web::Data<AppState>, now: i64) {
     }
 }
 
-/// Every second: idle processes stopped, process time counted.
+/// Every second: idle processes stopped, process time counted; every 5 s, processes found
+/// listening beyond loopback.
 async fn deploy_ticks(state: web::Data<AppState>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = Instant::now();
+    let mut ticks: u64 = 0;
     loop {
         tick.tick().await;
         state.deployer.tick(&state, last.elapsed());
         last = Instant::now();
+        if ticks.is_multiple_of(5) {
+            state.deployer.check_exposure(&state).await;
+        }
+        ticks += 1;
     }
 }
 

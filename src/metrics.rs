@@ -163,6 +163,21 @@ pub fn render(state: &AppState) -> String {
             label(&s.slug)
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP ezforge_process_exposed Supervised processes listening beyond loopback (reachable without the front door)."
+    );
+    let _ = writeln!(out, "# TYPE ezforge_process_exposed gauge");
+    for s in &servers {
+        if let Some(TargetKind::Process(p)) = s.target.as_deref().map(|t| &t.kind) {
+            let _ = writeln!(
+                out,
+                "ezforge_process_exposed{{server=\"{}\"}} {}",
+                label(&s.slug),
+                u8::from(!p.exposed().is_empty())
+            );
+        }
+    }
     process_metrics(&mut out, state);
     out
 }

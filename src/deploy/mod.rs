@@ -93,12 +93,14 @@ impl Target {
                     ProcState::Running { pid, since_ms } => (Some(*pid), Some(*since_ms)),
                     _ => (None, None),
                 };
+                let exposed: Vec<String> = p.exposed().iter().map(ToString::to_string).collect();
                 json!({
                     "state": state.name(),
                     "pid": pid,
                     "restarts": p.restarts.load(Relaxed),
                     "startedAt": since.map(domain::rfc3339_ms),
                     "sessions": null,
+                    "exposedOn": exposed,
                 })
             }
             TargetKind::Stdio(p) => {
@@ -106,6 +108,7 @@ impl Target {
                 json!({
                     "state": if n > 0 { "running" } else { "stopped" },
                     "pid": null, "restarts": 0, "startedAt": null, "sessions": n,
+                    "exposedOn": [],
                 })
             }
         }
@@ -117,6 +120,8 @@ impl Target {
             TargetKind::Process(p) => match p.state() {
                 ProcState::Stopped | ProcState::Exited => Some("stopped"),
                 ProcState::Backoff { .. } => Some("error"),
+                // Reachable around the front door.
+                ProcState::Running { .. } if !p.exposed().is_empty() => Some("error"),
                 _ => None,
             },
             _ => None,
@@ -322,6 +327,32 @@ impl Deployer {
             for (id, ms) in used {
                 *c.entry(id).or_default() += ms;
             }
+        }
+    }
+
+    /// Finds supervised processes listening beyond loopback (see [`sandbox::exposure`]).
+    pub async fn check_exposure(&self, state: &AppState) {
+        let running: Vec<Arc<Supervisor>> = state
+            .gateway
+            .registry
+            .all()
+            .iter()
+            .filter_map(|e| match e.target.as_deref().map(|t| &t.kind) {
+                Some(TargetKind::Process(p)) if matches!(p.state(), ProcState::Running { .. }) => {
+                    Some(p.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        if running.is_empty() {
+            return;
+        }
+        let Ok(listeners) = tokio::task::spawn_blocking(sandbox::exposure::exposed_listeners).await
+        else {
+            return;
+        };
+        for p in running {
+            p.set_exposed(listeners.get(&p.port).cloned().unwrap_or_default());
         }
     }
 

@@ -399,6 +399,9 @@ pub struct Supervisor {
     last_used_ms: AtomicI64,
     pub restarts: AtomicU32,
     start_timeout: Duration,
+    /// Addresses beyond loopback it was last seen listening on (reachable without the front
+    /// door); empty when it listens on loopback only.
+    exposed: std::sync::Mutex<Vec<std::net::SocketAddr>>,
 }
 
 /// A crash-loop's longest pause between restarts.
@@ -425,6 +428,7 @@ impl Supervisor {
             last_used_ms: AtomicI64::new(domain::now_ms()),
             restarts: AtomicU32::new(0),
             start_timeout,
+            exposed: std::sync::Mutex::new(Vec::new()),
         });
         sup.launch.rt.spawn(sup.clone().run());
         sup
@@ -432,6 +436,42 @@ impl Supervisor {
 
     pub fn state(&self) -> ProcState {
         self.state.borrow().clone()
+    }
+
+    /// Where it listens beyond loopback, if anywhere.
+    pub fn exposed(&self) -> Vec<std::net::SocketAddr> {
+        self.exposed.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+
+    /// Records what a scan of the machine's listeners found on its port, and says so in the
+    /// server's log when that changed.
+    pub fn set_exposed(&self, mut found: Vec<std::net::SocketAddr>) {
+        found.sort();
+        let Ok(mut exposed) = self.exposed.lock() else {
+            return;
+        };
+        if *exposed == found {
+            return;
+        }
+        if found.is_empty() {
+            self.launch.log(
+                "info",
+                format!(
+                    "the process listens on loopback only again (port {})",
+                    self.port
+                ),
+            );
+        } else {
+            let on: Vec<String> = found.iter().map(ToString::to_string).collect();
+            self.launch.log(
+                "error",
+                format!(
+                    "the process listens beyond loopback ({}): reachable without the front door, its token checks and scope policy; make it listen on 127.0.0.1 (it is given HOST=127.0.0.1)",
+                    on.join(", ")
+                ),
+            );
+        }
+        *exposed = found;
     }
 
     pub fn touch(&self) {

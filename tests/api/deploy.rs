@@ -14,7 +14,7 @@ use crate::helpers::{
     create_server, db_bytes, delete_as, get_as, patch_as, post_as, put_as,
 };
 
-fn fixture(name: &str) -> String {
+pub(crate) fn fixture(name: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name)
@@ -40,7 +40,10 @@ async fn world(slug: &str) -> (TestApp, String, Value) {
     world_with(slug, |_| {}).await
 }
 
-async fn world_with(slug: &str, f: impl FnOnce(&mut ezforge::Config)) -> (TestApp, String, Value) {
+pub(crate) async fn world_with(
+    slug: &str,
+    f: impl FnOnce(&mut ezforge::Config),
+) -> (TestApp, String, Value) {
     let app = TestApp::builder().config(f).spawn().await;
     let admin = admin_token(&app).await;
     let project = create_project(&app, &admin, &format!("p-{slug}")).await;
@@ -48,7 +51,7 @@ async fn world_with(slug: &str, f: impl FnOnce(&mut ezforge::Config)) -> (TestAp
     (app, admin, server)
 }
 
-async fn deploy(app: &TestApp, token: &str, slug: &str, body: Value) -> ApiResponse {
+pub(crate) async fn deploy(app: &TestApp, token: &str, slug: &str, body: Value) -> ApiResponse {
     post_as(app, token, &format!("/v1/servers/{slug}/deployments"), body).await
 }
 
@@ -58,7 +61,7 @@ pub(crate) fn token(app: &TestApp, slug: &str, scope: &str) -> String {
 }
 
 /// One JSON-RPC message through the front door.
-async fn mcp(
+pub(crate) async fn mcp(
     app: &TestApp,
     slug: &str,
     token: Option<&str>,
@@ -96,7 +99,7 @@ async fn tool_text(res: reqwest::Response) -> String {
 }
 
 /// Polls `check` until it returns Some (the condition holds), at most 15 s.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -112,7 +115,7 @@ where
 }
 
 /// Polls `GET path` until `done` makes something of the answer (at most 15 s).
-async fn poll_get<T>(
+pub(crate) async fn poll_get<T>(
     app: &TestApp,
     token: &str,
     path: &str,
@@ -128,7 +131,7 @@ async fn poll_get<T>(
 }
 
 /// A tool's text answer, through the front door (`session`: an MCP session id).
-async fn call_tool(
+pub(crate) async fn call_tool(
     app: &TestApp,
     slug: &str,
     token: &str,
@@ -141,7 +144,7 @@ async fn call_tool(
 
 /// A deployment that ran its pipeline and failed, saying `why`.
 #[track_caller]
-fn assert_failed(r: &ApiResponse, why: &str) {
+pub(crate) fn assert_failed(r: &ApiResponse, why: &str) {
     let d = &r.expect(201)["data"];
     assert_eq!(d["status"], "failed", "{d}");
     let message = d["errorMessage"].as_str().unwrap_or_default();

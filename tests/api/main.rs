@@ -17,3 +17,4 @@ mod interop;
 mod oauth_cimd;
 mod oauth_flow;
 mod oauth_rules;
+mod sandbox;
