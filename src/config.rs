@@ -1100,6 +1100,27 @@ mod tests {
     }
 
     #[test]
+    fn the_sandbox_is_set_as_a_table_a_shorthand_or_from_the_environment() {
+        let c = load_toml("[deploy]\nsandbox = \"off\"\n").expect("shorthand");
+        assert_eq!(c.deploy.sandbox.mode, SandboxMode::Off);
+        let c = load_toml("[deploy.sandbox]\nmode = \"off\"\nread_paths = [\"/srv\"]\n")
+            .expect("table");
+        assert_eq!(c.deploy.sandbox.mode, SandboxMode::Off);
+        for var in ["EZFORGE_DEPLOY__SANDBOX", "EZFORGE_DEPLOY__SANDBOX__MODE"] {
+            let c = Config::load_from(None, &[(var.into(), "off".into())]).expect(var);
+            assert_eq!(c.deploy.sandbox.mode, SandboxMode::Off, "{var}");
+        }
+        let err =
+            load_toml("[deploy.sandbox]\nread_paths = [\"relative\"]\n").expect_err("relative");
+        assert!(
+            err.to_string().contains("deploy.sandbox.read_paths"),
+            "{err}"
+        );
+        let err = load_toml("[deploy]\nrun_as = \" \"\n").expect_err("empty user");
+        assert!(err.to_string().contains("deploy.run_as"), "{err}");
+    }
+
+    #[test]
     fn unknown_key_names_key_and_file() {
         let err = load_toml("[server]\nlisen = \"127.0.0.1:1\"\n").expect_err("unknown key");
         let msg = err.to_string();

@@ -315,6 +315,24 @@ async fn config_check_prints_effective_config_with_secrets_redacted() {
     assert!(stdout.contains("access_token_ttl = \"10m\""), "{stdout}");
     assert!(!stdout.contains("super-secret-value"), "{stdout}");
     assert!(stdout.contains("***"), "{stdout}");
+    // What this kernel gives deployed programs.
+    let sandbox: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("# sandbox:"))
+        .collect();
+    match ezforge::deploy::sandbox::probe::landlock_abi() {
+        Ok(abi) => assert!(
+            sandbox
+                .iter()
+                .any(|l| l.contains(&format!("Landlock ABI {abi}"))),
+            "{stdout}"
+        ),
+        Err(_) => assert!(
+            sandbox.iter().any(|l| l.contains("unavailable")),
+            "{stdout}"
+        ),
+    }
+    assert!(sandbox.iter().any(|l| l.contains("cgroup")), "{stdout}");
 }
 
 #[tokio::test]
