@@ -121,6 +121,8 @@ pub enum StartupError {
     Outbound(#[from] crate::outbound::FetchError),
     #[error("start-up task failed: {0}")]
     Join(String),
+    #[error(transparent)]
+    Locked(#[from] crate::data_dir::LockError),
 }
 
 /// What a first start created, for the banner.
@@ -140,6 +142,8 @@ pub struct App {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     log_writers: Vec<tokio::task::JoinHandle<()>>,
     metrics_handle: Option<ServerHandle>,
+    /// The data directory is this server's until it has stopped.
+    _lock: crate::data_dir::DataDirLock,
 }
 
 impl App {
@@ -167,6 +171,7 @@ impl App {
             revoked,
             revoked_clients,
             sandbox,
+            lock,
         } = prepared;
         let revoked_grants = RevokedGrants::default();
         revoked_grants.extend(revoked);
@@ -296,6 +301,7 @@ impl App {
             tasks,
             log_writers: vec![log_writer, server_log_writer],
             metrics_handle,
+            _lock: lock,
         })
     }
 
@@ -594,12 +600,14 @@ struct Prepared {
     /// Deleted clients, likewise (their client_credentials tokens).
     revoked_clients: Vec<String>,
     sandbox: crate::deploy::sandbox::Sandbox,
+    lock: crate::data_dir::DataDirLock,
 }
 
 /// The blocking part of start-up.
 fn prepare(config: Config, public_url: &str) -> Result<Prepared, StartupError> {
     let data_dir = config.server.data_dir.clone();
     create_data_dir(&data_dir)?;
+    let lock = crate::data_dir::lock(&data_dir)?;
     let store = Store::open(&data_dir.join("ezforge.db"))?;
     let master_key = MasterKey::load_or_create(config.master_key.as_ref(), &data_dir)?;
     let now = domain::now();
@@ -640,6 +648,7 @@ fn prepare(config: Config, public_url: &str) -> Result<Prepared, StartupError> {
         tracing::info!("{line}");
     }
     Ok(Prepared {
+        lock,
         sandbox,
         revoked,
         revoked_clients,

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod crypto;
+pub mod data_dir;
 pub mod deploy;
 pub mod domain;
 pub mod error;

@@ -403,3 +403,25 @@ async fn graceful_stop_finishes_and_closes_the_store() {
     assert_eq!(wal_len, 0, "WAL checkpointed on shutdown");
     drop(tmp);
 }
+
+#[tokio::test]
+async fn a_second_server_on_the_same_data_dir_exits_at_once_naming_the_first() {
+    let mut first = TestApp::spawn().await;
+    let tmp = first.take_tempdir().expect("tmp");
+    let err = TestApp::builder_in(tmp.path())
+        .try_spawn()
+        .await
+        .err()
+        .expect("a second server on the same data dir");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!("pid {}", std::process::id())) && msg.contains("data directory"),
+        "{msg}"
+    );
+    // The first one is untouched, and once it has stopped the directory is free.
+    assert_eq!(first.get("/v1/health").await.status(), 200);
+    first.stop().await;
+    let again = TestApp::builder_in(tmp.path()).spawn().await;
+    assert_eq!(again.get("/v1/health").await.status(), 200);
+    again.stop().await;
+}
