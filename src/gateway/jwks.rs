@@ -179,38 +179,64 @@ impl JwksCache {
             .get_json(uri)
             .await
             .map_err(|e| e.to_string())?;
-        let set: JwkSet = serde_json::from_value(json).map_err(|e| format!("not a JWKS: {e}"))?;
-        let mut keys = HashMap::new();
-        let mut anonymous = Vec::new();
-        for jwk in &set.keys {
-            if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
-                continue;
-            }
-            let family = match &jwk.algorithm {
-                AlgorithmParameters::RSA(_) => Family::Rsa,
-                AlgorithmParameters::EllipticCurve(_) => Family::Ec,
-                AlgorithmParameters::OctetKeyPair(_) => Family::Okp,
-                AlgorithmParameters::OctetKey(_) => continue,
-            };
-            let Ok(decoding) = DecodingKey::from_jwk(jwk) else {
-                continue;
-            };
-            let alg = jwk.common.key_algorithm.and_then(key_algorithm);
-            let key = Arc::new(Key {
-                decoding,
-                alg,
-                family,
-            });
-            match &jwk.common.key_id {
-                Some(kid) => {
-                    keys.insert(kid.clone(), key);
-                }
-                None => anonymous.push(key),
-            }
-        }
+        let (keys, anonymous) = parse_set(json)?;
         let ttl = max_age.unwrap_or(DEFAULT_TTL).clamp(FLOOR, CEILING);
         Ok((keys, anonymous, ttl))
     }
+}
+
+/// The verification keys of a JWKS document, by `kid` and without one.
+#[allow(clippy::type_complexity)]
+fn parse_set(
+    json: serde_json::Value,
+) -> Result<(HashMap<String, Arc<Key>>, Vec<Arc<Key>>), String> {
+    let set: JwkSet = serde_json::from_value(json).map_err(|e| format!("not a JWKS: {e}"))?;
+    let mut keys = HashMap::new();
+    let mut anonymous = Vec::new();
+    for jwk in &set.keys {
+        if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+            continue;
+        }
+        let family = match &jwk.algorithm {
+            AlgorithmParameters::RSA(_) => Family::Rsa,
+            AlgorithmParameters::EllipticCurve(_) => Family::Ec,
+            AlgorithmParameters::OctetKeyPair(_) => Family::Okp,
+            AlgorithmParameters::OctetKey(_) => continue,
+        };
+        let Ok(decoding) = DecodingKey::from_jwk(jwk) else {
+            continue;
+        };
+        let alg = jwk.common.key_algorithm.and_then(key_algorithm);
+        let key = Arc::new(Key {
+            decoding,
+            alg,
+            family,
+        });
+        match &jwk.common.key_id {
+            Some(kid) => {
+                keys.insert(kid.clone(), key);
+            }
+            None => anonymous.push(key),
+        }
+    }
+    Ok((keys, anonymous))
+}
+
+/// The key for `kid` that may verify `alg` in a JWKS given inline (a client's `jwks`).
+pub fn key_in_set(
+    set: &serde_json::Value,
+    kid: Option<&str>,
+    alg: Algorithm,
+) -> Result<DecodingKey, JwksError> {
+    let (keys, anonymous) = parse_set(set.clone()).map_err(JwksError::Unavailable)?;
+    let cached = Cached {
+        keys,
+        anonymous,
+        ..Cached::default()
+    };
+    lookup(&cached, kid)
+        .ok_or_else(|| unknown(kid))
+        .and_then(|k| check(&k, alg))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
