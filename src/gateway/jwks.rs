@@ -65,7 +65,12 @@ struct Entry {
 pub struct JwksCache {
     outbound: Outbound,
     entries: Mutex<HashMap<String, Arc<Entry>>>,
+    /// Most URIs kept at once: anyone may register a client naming any `jwks_uri`.
+    capacity: usize,
 }
+
+/// URIs a cache keeps by default (BYOA issuers are few; clients' `jwks_uri`s are not).
+const CAPACITY: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JwksError {
@@ -82,6 +87,7 @@ impl JwksCache {
         Self {
             outbound,
             entries: Mutex::new(HashMap::new()),
+            capacity: CAPACITY,
         }
     }
 
@@ -90,6 +96,15 @@ impl JwksCache {
             Ok(m) => m,
             Err(p) => p.into_inner(),
         };
+        if map.len() >= self.capacity && !map.contains_key(uri) {
+            // Full: drop half (any half; a dropped issuer's keys are fetched again when used,
+            // and a fetch under way finishes on its own entry).
+            let mut keep = false;
+            map.retain(|_, _| {
+                keep = !keep;
+                keep
+            });
+        }
         map.entry(uri.to_owned())
             .or_insert_with(|| {
                 Arc::new(Entry {
@@ -283,4 +298,30 @@ fn key_algorithm(a: KeyAlgorithm) -> Option<Algorithm> {
         K::EdDSA => Algorithm::EdDSA,
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_keeps_a_bounded_number_of_uris() {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let outbound =
+            Outbound::new(&crate::config::OutboundConfig::default()).expect("outbound client");
+        let cache = JwksCache {
+            capacity: 8,
+            ..JwksCache::new(outbound)
+        };
+        let len = |c: &JwksCache| lock(&c.entries).len();
+        for i in 0..1000 {
+            cache.entry(&format!("https://c{i}.example/jwks.json"));
+            assert!(len(&cache) <= 8, "{}", len(&cache));
+        }
+        // A URI already held is not a new one.
+        let held = lock(&cache.entries).keys().next().cloned().expect("one");
+        let before = len(&cache);
+        cache.entry(&held);
+        assert_eq!(len(&cache), before);
+    }
 }

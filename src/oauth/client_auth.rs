@@ -159,10 +159,20 @@ pub async fn authenticate(
                 "this client has no secret (it is public, or uses private_key_jwt)",
             ));
         }
-        (None, None) if client.auth_method == PRIVATE_KEY_JWT && !client.public_allowed => {
-            return Err(OAuthError::invalid_client(
-                "this client must authenticate with private_key_jwt (a client_assertion)",
-            ));
+        (None, None) if client.auth_method == PRIVATE_KEY_JWT => {
+            if !client.public_allowed {
+                return Err(OAuthError::invalid_client(
+                    "this client must authenticate with private_key_jwt (a client_assertion)",
+                ));
+            }
+            // A document that also lists `none`, used without an assertion: a public client
+            // for this request (nothing here proves it holds the keys).
+            return Ok(Arc::new(Client {
+                auth_method: "none".into(),
+                jwks: None,
+                jwks_uri: None,
+                ..(*client).clone()
+            }));
         }
         (None, None) => {}
     }

@@ -407,9 +407,24 @@ async fn chatgpt_authenticates_with_private_key_jwt_from_its_jwks_uri() {
     // The document also lists `none`: served as a public client too.
     let req = AuthRequest::new(&client_id, redirect, &w.resource);
     let code = sign_in(&w, &d, &req).await.code();
-    exchange_at(&w, &d, &ClientAuth::Public(client_id), &req, &code, &[])
-        .await
-        .assert_ok();
+    let public = exchange_at(
+        &w,
+        &d,
+        &ClientAuth::Public(client_id.clone()),
+        &req,
+        &code,
+        &[],
+    )
+    .await;
+    public.assert_ok();
+    // Without an assertion it proves nothing: not a confidential client, no introspection.
+    introspect(
+        &w.app,
+        &ClientAuth::Public(client_id),
+        &public.access_token(),
+    )
+    .await
+    .assert_error(401, "invalid_client");
 }
 
 #[tokio::test]
