@@ -234,6 +234,25 @@ impl SigningKey {
     }
 }
 
+/// A self-signed certificate for 127.0.0.1 and localhost: (its directory, the PEM file to trust
+/// through `outbound.ca_files`, a server config presenting it).
+pub fn self_signed_tls() -> (tempfile::TempDir, std::path::PathBuf, rustls::ServerConfig) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("cert");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ck.cert.pem()).expect("write ca");
+    let cert = rustls_pki_types::CertificateDer::from(ck.cert.der().to_vec());
+    let key =
+        rustls_pki_types::PrivateKeyDer::try_from(ck.signing_key.serialize_der()).expect("key");
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let tls = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .expect("tls");
+    (dir, ca_file, tls)
+}
+
 /// An external OpenID issuer over https with a self-signed certificate: serves a JWKS whose
 /// keys tests sign with; it can rotate keys and go down.
 pub struct TestIssuer {
@@ -255,19 +274,7 @@ impl Drop for TestIssuer {
 
 impl TestIssuer {
     pub async fn start() -> TestIssuer {
-        let dir = tempfile::tempdir().expect("tmp");
-        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-            .expect("cert");
-        let ca_file = dir.path().join("issuer-ca.pem");
-        std::fs::write(&ca_file, ck.cert.pem()).expect("write ca");
-        let cert = rustls_pki_types::CertificateDer::from(ck.cert.der().to_vec());
-        let key =
-            rustls_pki_types::PrivateKeyDer::try_from(ck.signing_key.serialize_der()).expect("key");
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let tls = rustls::ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert], key)
-            .expect("tls");
+        let (dir, ca_file, tls) = self_signed_tls();
         let keys = Arc::new(Mutex::new(vec![SigningKey::generate("key-1")]));
         let fetches = Arc::new(Mutex::new(0usize));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -357,19 +364,7 @@ impl Drop for DocServer {
 
 impl DocServer {
     pub async fn start() -> DocServer {
-        let dir = tempfile::tempdir().expect("tmp");
-        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-            .expect("cert");
-        let ca_file = dir.path().join("docs-ca.pem");
-        std::fs::write(&ca_file, ck.cert.pem()).expect("write ca");
-        let cert = rustls_pki_types::CertificateDer::from(ck.cert.der().to_vec());
-        let key =
-            rustls_pki_types::PrivateKeyDer::try_from(ck.signing_key.serialize_der()).expect("key");
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let tls = rustls::ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert], key)
-            .expect("tls");
+        let (dir, ca_file, tls) = self_signed_tls();
         let docs: Arc<Mutex<std::collections::HashMap<String, Value>>> = Arc::default();
         let fetches: Arc<Mutex<Vec<String>>> = Arc::default();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

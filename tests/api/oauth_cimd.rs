@@ -30,19 +30,7 @@ impl Drop for CimdServer {
 
 impl CimdServer {
     async fn start() -> CimdServer {
-        let dir = tempfile::tempdir().expect("tmp");
-        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-            .expect("cert");
-        let ca_file = dir.path().join("cimd-ca.pem");
-        std::fs::write(&ca_file, ck.cert.pem()).expect("write ca");
-        let cert = rustls_pki_types::CertificateDer::from(ck.cert.der().to_vec());
-        let key =
-            rustls_pki_types::PrivateKeyDer::try_from(ck.signing_key.serialize_der()).expect("key");
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let tls = rustls::ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert], key)
-            .expect("tls");
+        let (dir, ca_file, tls) = crate::fakes::self_signed_tls();
         let doc = Arc::new(Mutex::new(Value::Null));
         let fetches = Arc::new(Mutex::new(Vec::new()));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

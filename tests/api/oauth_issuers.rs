@@ -12,6 +12,19 @@ fn public(id: &str) -> ClientAuth {
     ClientAuth::Public(id.to_owned())
 }
 
+/// `POST /oauth/register` with a JSON body.
+async fn register_json(w: &World, body: &Value) -> Reply {
+    Reply::read(
+        bare_client()
+            .post(w.app.url("/oauth/register"))
+            .json(body)
+            .send()
+            .await
+            .expect("register"),
+    )
+    .await
+}
+
 /// The flow at the discovered issuer: (request, token reply).
 async fn flow_at(w: &World, d: &Discovered, req: AuthRequest) -> (AuthRequest, Reply) {
     let out = sign_in(w, d, &req).await;
@@ -175,6 +188,21 @@ async fn codes_and_refresh_tokens_stay_with_their_issuer() {
     assert_eq!(tools_list(&w.resource, &root.access_token()).await.0, 200);
 }
 
+/// Makes a server BYOA with `cfg`'s endpoints and `issuer`.
+async fn set_byoa(
+    w: &World,
+    server_id: &str,
+    issuer: &str,
+    cfg: &ezforge::config::ByoaConfig,
+) -> (u16, Value) {
+    let body = json!({ "authMode": "byoa", "byoaConfig": {
+        "issuer": issuer, "jwksUri": cfg.jwks_uri,
+        "authorizationEndpoint": cfg.authorization_endpoint, "tokenEndpoint": cfg.token_endpoint,
+    }});
+    let path = format!("/v1/servers/{server_id}/auth");
+    api(&w.app, "PATCH", &path, Some(&w.admin), Some(body)).await
+}
+
 #[tokio::test]
 async fn no_issuer_for_byoa_or_unknown_servers_and_none_of_ours_for_byoa() {
     let issuer = TestIssuer::start().await;
@@ -182,18 +210,7 @@ async fn no_issuer_for_byoa_or_unknown_servers_and_none_of_ours_for_byoa() {
     let byoa = w.add_server("external").await;
     let id = byoa["id"].as_str().expect("id");
     let cfg = issuer.byoa_config();
-    let body = json!({ "authMode": "byoa", "byoaConfig": {
-        "issuer": cfg.issuer, "jwksUri": cfg.jwks_uri,
-        "authorizationEndpoint": cfg.authorization_endpoint, "tokenEndpoint": cfg.token_endpoint,
-    }});
-    let (status, res) = api(
-        &w.app,
-        "PATCH",
-        &format!("/v1/servers/{id}/auth"),
-        Some(&w.admin),
-        Some(body),
-    )
-    .await;
+    let (status, res) = set_byoa(&w, id, &cfg.issuer, &cfg).await;
     assert_eq!(status, 200, "{res}");
     let slug = byoa["slug"].as_str().expect("slug");
     for path in [
@@ -246,18 +263,7 @@ async fn no_issuer_for_byoa_or_unknown_servers_and_none_of_ours_for_byoa() {
     let other = w.add_server("impostor").await;
     let oid = other["id"].as_str().expect("id");
     let ours = format!("{}/oauth/mcp/{}", w.issuer(), w.slug);
-    let body = json!({ "authMode": "byoa", "byoaConfig": {
-        "issuer": ours, "jwksUri": cfg.jwks_uri,
-        "authorizationEndpoint": cfg.authorization_endpoint, "tokenEndpoint": cfg.token_endpoint,
-    }});
-    let (status, res) = api(
-        &w.app,
-        "PATCH",
-        &format!("/v1/servers/{oid}/auth"),
-        Some(&w.admin),
-        Some(body),
-    )
-    .await;
+    let (status, res) = set_byoa(&w, oid, &ours, &cfg).await;
     assert_eq!(status, 422, "{res}");
 }
 
@@ -498,18 +504,11 @@ async fn a_replay_after_the_grace_revokes_the_grant() {
 /// A world with a dynamic `private_key_jwt` client holding `key` inline; (world, client_id).
 async fn jwt_client(key: &ClientKey, private: bool) -> (World, String) {
     let w = world_with(move |c| c.outbound.allow_private_addresses = private).await;
-    let reg = Reply::read(
-        bare_client()
-            .post(w.app.url("/oauth/register"))
-            .json(&json!({
-                "redirect_uris": [REDIRECT], "client_name": "Signed",
-                "token_endpoint_auth_method": "private_key_jwt", "jwks": key.jwks(),
-            }))
-            .send()
-            .await
-            .expect("register"),
-    )
-    .await;
+    let body = json!({
+        "redirect_uris": [REDIRECT], "client_name": "Signed",
+        "token_endpoint_auth_method": "private_key_jwt", "jwks": key.jwks(),
+    });
+    let reg = register_json(&w, &body).await;
     assert_eq!(reg.status, 201, "{}", reg.text);
     assert!(
         reg.body.get("client_secret").is_none(),
@@ -687,16 +686,12 @@ async fn a_jwks_uri_on_a_private_address_is_never_fetched() {
     let jwks_uri = docs.set("/jwks.json", key.jwks());
     // The SSRF guard is on (the default): loopback is out of reach.
     let w = world().await;
-    let reg = Reply::read(
-        bare_client()
-            .post(w.app.url("/oauth/register"))
-            .json(&json!({
-                "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "private_key_jwt",
-                "jwks_uri": jwks_uri,
-            }))
-            .send()
-            .await
-            .expect("register"),
+    let reg = register_json(
+        &w,
+        &json!({
+            "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "private_key_jwt",
+            "jwks_uri": jwks_uri,
+        }),
     )
     .await;
     assert_eq!(reg.status, 201, "{}", reg.text);
@@ -733,15 +728,7 @@ async fn a_jwks_uri_on_a_private_address_is_never_fetched() {
             "keys for a public client",
         ),
     ] {
-        let r = Reply::read(
-            bare_client()
-                .post(w.app.url("/oauth/register"))
-                .json(&body)
-                .send()
-                .await
-                .expect("register"),
-        )
-        .await;
+        let r = register_json(&w, &body).await;
         assert_eq!(
             (r.status, r.error()),
             (400, "invalid_client_metadata"),
@@ -765,15 +752,7 @@ async fn native_schemes_register_and_dangerous_ones_do_not() {
         (json!(["http://localhost:8787/callback"]), "native"),
         (json!(["https://app.example/cb"]), "web"),
     ] {
-        let r = Reply::read(
-            bare_client()
-                .post(w.app.url("/oauth/register"))
-                .json(&json!({ "redirect_uris": uris }))
-                .send()
-                .await
-                .expect("register"),
-        )
-        .await;
+        let r = register_json(&w, &json!({ "redirect_uris": uris })).await;
         assert_eq!(r.status, 201, "{uris}: {}", r.text);
         assert_eq!(r.body["application_type"], app_type, "{uris}");
     }
@@ -787,15 +766,7 @@ async fn native_schemes_register_and_dangerous_ones_do_not() {
         json!({ "redirect_uris": ["http://evil.example/cb"] }),
         json!({ "redirect_uris": ["cursor://anysphere.cursor-mcp/oauth/callback"], "application_type": "web" }),
     ] {
-        let r = Reply::read(
-            bare_client()
-                .post(w.app.url("/oauth/register"))
-                .json(&bad)
-                .send()
-                .await
-                .expect("register"),
-        )
-        .await;
+        let r = register_json(&w, &bad).await;
         assert_eq!(
             (r.status, r.error()),
             (400, "invalid_redirect_uri"),
