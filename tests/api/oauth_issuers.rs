@@ -268,6 +268,85 @@ async fn no_issuer_for_byoa_or_unknown_servers_and_none_of_ours_for_byoa() {
 }
 
 #[tokio::test]
+async fn hostile_input_at_the_new_endpoints_is_a_4xx() {
+    let w = world().await;
+    let d = discover(&w).await;
+    let client_id = w.public_client().await;
+    // Two resources, or an oversized one, at a server's issuer: invalid_target by redirect.
+    let other = format!("{}/mcp/other", w.issuer());
+    let huge = format!("{}/{}", w.resource, "r".repeat(10 * 1024));
+    for req in [
+        AuthRequest::new(&client_id, REDIRECT, &w.resource).add("resource", &other),
+        AuthRequest::new(&client_id, REDIRECT, &huge),
+    ] {
+        sign_in(&w, &d, &req)
+            .await
+            .assert_redirect_error("invalid_target", &req, &d.issuer);
+    }
+    let token_path = d.path("token_endpoint");
+    for form in [
+        vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "x"),
+            ("resource", "::"),
+        ],
+        vec![
+            ("grant_type", "authorization_code"),
+            ("code", "x"),
+            ("resource", huge.as_str()),
+        ],
+        vec![("grant_type", "nope")],
+    ] {
+        let r = post_endpoint(&w.app, &token_path, &public(&client_id), &form).await;
+        assert!((400..500).contains(&r.status), "{form:?}: {}", r.text);
+        assert!(r.body["error"].is_string(), "{}", r.text);
+    }
+    // userinfo: a huge token, a token twice, a form that is not one.
+    let ui = d.endpoint("userinfo_endpoint");
+    let huge_token = "t".repeat(64 * 1024);
+    let r = Reply::read(
+        bare_client()
+            .get(&ui)
+            .bearer_auth(&huge_token)
+            .send()
+            .await
+            .expect("ui"),
+    )
+    .await;
+    assert_eq!(r.status, 401, "{}", r.text);
+    let r = Reply::read(
+        bare_client()
+            .post(&ui)
+            .bearer_auth("a")
+            .form(&[("access_token", "b")])
+            .send()
+            .await
+            .expect("ui"),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r = Reply::read(
+        bare_client()
+            .post(&ui)
+            .body(vec![0xff; 100])
+            .send()
+            .await
+            .expect("ui"),
+    )
+    .await;
+    assert_eq!(r.status, 401, "{}", r.text);
+    // Registration: keys that are no key set.
+    for body in [
+        json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "private_key_jwt", "jwks": "x"}),
+        json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": []}}),
+        json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": 5}),
+    ] {
+        let r = register_json(&w, &body).await;
+        assert_eq!(r.status, 400, "{body}: {}", r.text);
+    }
+}
+
+#[tokio::test]
 async fn machine_clients_use_a_servers_issuer_without_resource() {
     let w = world().await;
     let d = discover(&w).await;
