@@ -854,3 +854,69 @@ async fn native_schemes_register_and_dangerous_ones_do_not() {
         );
     }
 }
+
+#[tokio::test]
+async fn under_host_routing_a_servers_issuer_stays_on_the_public_url() {
+    let w = world_with(|c| {
+        c.gateway.routing = ezforge::config::Routing::Host;
+        c.gateway.server_domain = Some("mcp.example.test".into());
+    })
+    .await;
+    assert_eq!(w.resource, "https://weather.mcp.example.test");
+    let prm: Value = bare_client()
+        .get(w.app.url("/.well-known/oauth-protected-resource"))
+        .header("host", "weather.mcp.example.test")
+        .send()
+        .await
+        .expect("prm")
+        .json()
+        .await
+        .expect("json");
+    let issuer = prm["authorization_servers"][0]
+        .as_str()
+        .expect("issuer")
+        .to_owned();
+    assert_eq!(issuer, format!("{}/oauth/mcp/weather", w.issuer()));
+    let meta: Value = bare_client()
+        .get(
+            w.app
+                .url("/.well-known/oauth-authorization-server/oauth/mcp/weather"),
+        )
+        .send()
+        .await
+        .expect("meta")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(meta["issuer"], issuer);
+    let d = Discovered {
+        challenge_scope: "mcp:read".into(),
+        prm,
+        issuer,
+        meta,
+    };
+    let client_id = w.public_client().await;
+    for resource in [None, Some("https://WEATHER.mcp.example.test:443/")] {
+        let req = match resource {
+            Some(r) => AuthRequest::new(&client_id, REDIRECT, r),
+            None => AuthRequest::new(&client_id, REDIRECT, "").without("resource"),
+        };
+        let (_, reply) = flow_at(&w, &d, req).await;
+        reply.assert_ok();
+        assert_eq!(
+            jwt_parts(&reply.access_token()).1["aud"],
+            "https://weather.mcp.example.test"
+        );
+        let res = bare_client()
+            .post(w.app.url("/mcp"))
+            .header("host", "weather.mcp.example.test")
+            .bearer_auth(reply.access_token())
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}).to_string())
+            .send()
+            .await
+            .expect("front door");
+        assert_eq!(res.status(), 200, "{resource:?}");
+    }
+}
