@@ -636,6 +636,8 @@ fn seed(
                         expires_at: now + 3600,
                         used_at: None,
                         grant_id: None,
+                        nonce: None,
+                        auth_time: None,
                     },
                 )?;
             } else {

@@ -45,6 +45,10 @@ pub struct AppState {
     pub gateway: Gateway,
     /// Client ID Metadata Documents, cached.
     pub oauth_clients: crate::oauth::clients::MetadataCache,
+    /// The keys of `private_key_jwt` clients that publish a `jwks_uri`, cached.
+    pub client_jwks: gateway::jwks::JwksCache,
+    /// Replays of just-rotated refresh tokens, by outcome (Prometheus).
+    pub refresh_reuse: crate::oauth::grant_types::ReuseCounters,
     /// Active deployments and the processes they run; the server log.
     pub deployer: Deployer,
     /// Marked after a change that may take access away (a session ended, a key revoked, a
@@ -201,6 +205,7 @@ impl App {
             n => n,
         };
         let shutdown_secs = config.server.shutdown_timeout.0.as_secs();
+        let client_jwks = gateway::jwks::JwksCache::new(outbound.clone());
         let state = web::Data::new(AppState {
             control_limiter: Limiter::new(config.control.rate_limit),
             oauth_limiter: Limiter::new(config.auth.rate_limit),
@@ -216,6 +221,8 @@ impl App {
             outbound,
             gateway,
             oauth_clients: Default::default(),
+            client_jwks,
+            refresh_reuse: Default::default(),
             deployer: Deployer::new(hub, sandbox),
             access_changed: tokio::sync::watch::Sender::new(()),
             log_scans: tokio::sync::Semaphore::new(2),

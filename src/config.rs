@@ -113,6 +113,9 @@ pub struct AuthConfig {
     pub session_ttl: Duration,
     /// How long a remembered consent stays valid.
     pub consent_ttl: Duration,
+    /// How long a just-rotated refresh token may be replayed (while its successor is unused)
+    /// and answered with that same successor; `"0s"`: never (strict rotation).
+    pub refresh_reuse_grace: Duration,
     pub signing: SigningConfig,
     pub registration: RegistrationConfig,
     /// The deployment's default external issuer for BYOA servers.
@@ -130,6 +133,7 @@ impl Default for AuthConfig {
             auth_code_ttl: Duration::secs(5 * 60),
             session_ttl: Duration::secs(3600),
             consent_ttl: Duration::secs(90 * 86_400),
+            refresh_reuse_grace: Duration::secs(60),
             signing: SigningConfig::default(),
             registration: RegistrationConfig::default(),
             byoa: None,
@@ -843,6 +847,12 @@ impl Config {
             if d.0.is_zero() {
                 return Err(ConfigError::rule(key, "must be longer than zero"));
             }
+        }
+        if self.auth.refresh_reuse_grace.as_secs() > 3600 {
+            return Err(ConfigError::rule(
+                "auth.refresh_reuse_grace",
+                "must be at most 1h (\"0s\" turns the grace off)",
+            ));
         }
         let rotate = self.auth.signing.rotate_after;
         if !rotate.0.is_zero() && rotate.as_secs() < 3600 {

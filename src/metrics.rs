@@ -133,6 +133,21 @@ pub fn render(state: &AppState) -> String {
     }
     let _ = writeln!(
         out,
+        "# HELP ezforge_refresh_token_reuse_total Refresh tokens presented again after rotation: answered within the grace, or the grant revoked."
+    );
+    let _ = writeln!(out, "# TYPE ezforge_refresh_token_reuse_total counter");
+    for (outcome, n) in [
+        ("grace", &state.refresh_reuse.grace),
+        ("revoked", &state.refresh_reuse.revoked),
+    ] {
+        let _ = writeln!(
+            out,
+            "ezforge_refresh_token_reuse_total{{outcome=\"{outcome}\"}} {}",
+            n.load(Relaxed)
+        );
+    }
+    let _ = writeln!(
+        out,
         "# HELP ezforge_bytes_total Request and response bytes through the front door."
     );
     let _ = writeln!(out, "# TYPE ezforge_bytes_total counter");

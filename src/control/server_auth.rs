@@ -118,8 +118,9 @@ pub async fn update(
                 ApiError::validation("byoaConfig", "required when authMode is byoa")
             })?;
             let cfg = validate_byoa(b)?;
-            // Tokens naming our issuer are ours: another key set must not vouch for them.
-            if cfg.issuer.trim_end_matches('/') == state.public_url {
+            // Tokens naming our issuer (the root one, or a managed server's own) are ours:
+            // another key set must not vouch for them.
+            if crate::oauth::tokens::is_our_issuer(&state, cfg.issuer.trim_end_matches('/')) {
                 return Err(ApiError::validation(
                     "byoaConfig.issuer",
                     "is this server's own issuer; use authMode ezforge_managed",

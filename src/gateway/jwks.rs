@@ -65,7 +65,12 @@ struct Entry {
 pub struct JwksCache {
     outbound: Outbound,
     entries: Mutex<HashMap<String, Arc<Entry>>>,
+    /// Most URIs kept at once: anyone may register a client naming any `jwks_uri`.
+    capacity: usize,
 }
+
+/// URIs a cache keeps by default (BYOA issuers are few; clients' `jwks_uri`s are not).
+const CAPACITY: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JwksError {
@@ -82,6 +87,7 @@ impl JwksCache {
         Self {
             outbound,
             entries: Mutex::new(HashMap::new()),
+            capacity: CAPACITY,
         }
     }
 
@@ -90,6 +96,15 @@ impl JwksCache {
             Ok(m) => m,
             Err(p) => p.into_inner(),
         };
+        if map.len() >= self.capacity && !map.contains_key(uri) {
+            // Full: drop half (any half; a dropped issuer's keys are fetched again when used,
+            // and a fetch under way finishes on its own entry).
+            let mut keep = false;
+            map.retain(|_, _| {
+                keep = !keep;
+                keep
+            });
+        }
         map.entry(uri.to_owned())
             .or_insert_with(|| {
                 Arc::new(Entry {
@@ -179,38 +194,64 @@ impl JwksCache {
             .get_json(uri)
             .await
             .map_err(|e| e.to_string())?;
-        let set: JwkSet = serde_json::from_value(json).map_err(|e| format!("not a JWKS: {e}"))?;
-        let mut keys = HashMap::new();
-        let mut anonymous = Vec::new();
-        for jwk in &set.keys {
-            if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
-                continue;
-            }
-            let family = match &jwk.algorithm {
-                AlgorithmParameters::RSA(_) => Family::Rsa,
-                AlgorithmParameters::EllipticCurve(_) => Family::Ec,
-                AlgorithmParameters::OctetKeyPair(_) => Family::Okp,
-                AlgorithmParameters::OctetKey(_) => continue,
-            };
-            let Ok(decoding) = DecodingKey::from_jwk(jwk) else {
-                continue;
-            };
-            let alg = jwk.common.key_algorithm.and_then(key_algorithm);
-            let key = Arc::new(Key {
-                decoding,
-                alg,
-                family,
-            });
-            match &jwk.common.key_id {
-                Some(kid) => {
-                    keys.insert(kid.clone(), key);
-                }
-                None => anonymous.push(key),
-            }
-        }
+        let (keys, anonymous) = parse_set(json)?;
         let ttl = max_age.unwrap_or(DEFAULT_TTL).clamp(FLOOR, CEILING);
         Ok((keys, anonymous, ttl))
     }
+}
+
+/// The verification keys of a JWKS document, by `kid` and without one.
+#[allow(clippy::type_complexity)]
+fn parse_set(
+    json: serde_json::Value,
+) -> Result<(HashMap<String, Arc<Key>>, Vec<Arc<Key>>), String> {
+    let set: JwkSet = serde_json::from_value(json).map_err(|e| format!("not a JWKS: {e}"))?;
+    let mut keys = HashMap::new();
+    let mut anonymous = Vec::new();
+    for jwk in &set.keys {
+        if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+            continue;
+        }
+        let family = match &jwk.algorithm {
+            AlgorithmParameters::RSA(_) => Family::Rsa,
+            AlgorithmParameters::EllipticCurve(_) => Family::Ec,
+            AlgorithmParameters::OctetKeyPair(_) => Family::Okp,
+            AlgorithmParameters::OctetKey(_) => continue,
+        };
+        let Ok(decoding) = DecodingKey::from_jwk(jwk) else {
+            continue;
+        };
+        let alg = jwk.common.key_algorithm.and_then(key_algorithm);
+        let key = Arc::new(Key {
+            decoding,
+            alg,
+            family,
+        });
+        match &jwk.common.key_id {
+            Some(kid) => {
+                keys.insert(kid.clone(), key);
+            }
+            None => anonymous.push(key),
+        }
+    }
+    Ok((keys, anonymous))
+}
+
+/// The key for `kid` that may verify `alg` in a JWKS given inline (a client's `jwks`).
+pub fn key_in_set(
+    set: &serde_json::Value,
+    kid: Option<&str>,
+    alg: Algorithm,
+) -> Result<DecodingKey, JwksError> {
+    let (keys, anonymous) = parse_set(set.clone()).map_err(JwksError::Unavailable)?;
+    let cached = Cached {
+        keys,
+        anonymous,
+        ..Cached::default()
+    };
+    lookup(&cached, kid)
+        .ok_or_else(|| unknown(kid))
+        .and_then(|k| check(&k, alg))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -257,4 +298,30 @@ fn key_algorithm(a: KeyAlgorithm) -> Option<Algorithm> {
         K::EdDSA => Algorithm::EdDSA,
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_keeps_a_bounded_number_of_uris() {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let outbound =
+            Outbound::new(&crate::config::OutboundConfig::default()).expect("outbound client");
+        let cache = JwksCache {
+            capacity: 8,
+            ..JwksCache::new(outbound)
+        };
+        let len = |c: &JwksCache| lock(&c.entries).len();
+        for i in 0..1000 {
+            cache.entry(&format!("https://c{i}.example/jwks.json"));
+            assert!(len(&cache) <= 8, "{}", len(&cache));
+        }
+        // A URI already held is not a new one.
+        let held = lock(&cache.entries).keys().next().cloned().expect("one");
+        let before = len(&cache);
+        cache.entry(&held);
+        assert_eq!(len(&cache), before);
+    }
 }

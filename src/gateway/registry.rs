@@ -17,10 +17,16 @@ use crate::gateway::counters::ServerCounters;
 use crate::gateway::upstream::Endpoint;
 use crate::store::servers::ServerRow;
 
+/// The issuer of a managed server's own authorization server (see `oauth::issuer`).
+pub fn managed_issuer(public_url: &str, slug: &str) -> String {
+    format!("{public_url}/oauth/mcp/{slug}")
+}
+
 /// How a server's tokens are checked.
 #[derive(Debug, Clone)]
 pub enum ServerAuth {
-    /// Signed by this server's own keys; issuer = `public_url`.
+    /// Signed by this server's own keys; issuer = the server's own ([`managed_issuer`]) or
+    /// `public_url` (the root issuer, which serves every managed server).
     Managed,
     /// An external issuer's tokens, verified against its JWKS.
     Byoa(Arc<ByoaConfig>),
@@ -47,7 +53,8 @@ pub struct ServerEntry {
     pub scopes_supported: Vec<String>,
     /// The RFC 9728 document, serialized once.
     pub metadata: Bytes,
-    /// The issuer its tokens must carry.
+    /// The issuer its protected-resource metadata names (managed: its own; the front door
+    /// also accepts the root issuer's tokens).
     pub issuer: Option<String>,
     /// This server's own rate limit, when it has one (else the gateway's).
     pub limiter: Option<Arc<Limiter>>,
@@ -102,7 +109,7 @@ impl ServerEntry {
             ServerAuth::Managed
         };
         let issuer = match &auth {
-            ServerAuth::Managed => Some(state_public_url.to_owned()),
+            ServerAuth::Managed => Some(managed_issuer(state_public_url, &row.slug)),
             ServerAuth::Byoa(b) => Some(b.issuer.clone()),
             ServerAuth::Unconfigured => None,
         };
@@ -184,9 +191,11 @@ impl Registry {
         self.maps().by_slug.get(slug).cloned()
     }
 
-    /// The server whose canonical URI is exactly `resource`.
+    /// The server whose canonical URI is `resource`, both normalised (case of scheme and host,
+    /// default port, a trailing slash: `oauth::issuer::normalize`).
     pub fn by_resource(&self, resource: &str) -> Option<Arc<ServerEntry>> {
-        self.maps().by_resource.get(resource).cloned()
+        let key = crate::oauth::issuer::normalize(resource)?;
+        self.maps().by_resource.get(&key).cloned()
     }
 
     /// Every server, in no particular order.
@@ -220,8 +229,9 @@ impl Registry {
                 entry.limiter = Some(previous.unwrap_or_else(|| Arc::new(Limiter::new(limit))));
             }
             let entry = Arc::new(entry);
-            maps.by_resource
-                .insert(entry.resource.clone(), entry.clone());
+            let key = crate::oauth::issuer::normalize(&entry.resource)
+                .unwrap_or_else(|| entry.resource.clone());
+            maps.by_resource.insert(key, entry.clone());
             maps.by_slug.insert(r.slug.clone(), entry);
         }
         let by_id = |m: &Maps| -> HashMap<String, Arc<ServerEntry>> {

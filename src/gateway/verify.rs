@@ -1,5 +1,5 @@
 //! Bearer token validation for the front door. Managed tokens: ES256 with our published keys,
-//! `typ at+jwt`, our issuer. BYOA tokens: the external issuer's JWKS, asymmetric algorithms only.
+//! `typ at+jwt`, our root issuer or the server's own. BYOA tokens: the external issuer's JWKS, asymmetric algorithms only.
 //! Both: `aud` must contain the server's URI, `exp`/`nbf` with 60 s leeway. A verified token is
 //! cached (keyed by its SHA-256) until it expires, so each signature is checked once; a cached
 //! token counts only at servers that trust the keys that verified it.
@@ -54,7 +54,11 @@ impl Verified {
     /// project may name any issuer for its BYOA servers, so the issuer alone proves nothing.
     fn trusted_by(&self, state: &AppState, server: &ServerEntry) -> bool {
         match &server.auth {
-            ServerAuth::Managed => self.jwks_uri.is_none() && self.issuer == state.public_url,
+            ServerAuth::Managed => {
+                self.jwks_uri.is_none()
+                    && (self.issuer == state.public_url
+                        || server.issuer.as_deref() == Some(self.issuer.as_str()))
+            }
             ServerAuth::Byoa(cfg) => {
                 self.jwks_uri.as_deref() == Some(cfg.jwks_uri.as_str()) && self.issuer == cfg.issuer
             }
@@ -274,7 +278,7 @@ impl Verifier {
         }
         // `jku`, `x5u` and `jwk` headers are never followed: keys come only from our keyring or
         // the server's configured JWKS.
-        let (decoding, issuer, jwks_uri) = match &server.auth {
+        let (decoding, issuers, jwks_uri) = match &server.auth {
             ServerAuth::Managed => {
                 if header.alg != Algorithm::ES256 {
                     return Err(VerifyError::Algorithm);
@@ -287,7 +291,9 @@ impl Verifier {
                 let key = kid
                     .and_then(|k| keys.verifier(k))
                     .ok_or(VerifyError::UnknownKey)?;
-                (key.clone(), state.public_url.clone(), None)
+                // The root issuer's tokens, or the server's own issuer's.
+                let own = server.issuer.clone().unwrap_or_default();
+                (key.clone(), vec![state.public_url.clone(), own], None)
             }
             ServerAuth::Byoa(cfg) => {
                 if !jwks::is_allowed(header.alg) {
@@ -302,7 +308,7 @@ impl Verifier {
                         jwks::JwksError::AlgorithmMismatch(_) => VerifyError::Algorithm,
                         jwks::JwksError::Unavailable(_) => VerifyError::IssuerUnavailable,
                     })?;
-                (key, cfg.issuer.clone(), Some(cfg.jwks_uri.clone()))
+                (key, vec![cfg.issuer.clone()], Some(cfg.jwks_uri.clone()))
             }
             ServerAuth::Unconfigured => return Err(VerifyError::Unconfigured),
         };
@@ -311,7 +317,7 @@ impl Verifier {
         validation.validate_aud = false;
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "iss"]);
-        validation.set_issuer(&[issuer.as_str()]);
+        validation.set_issuer(&issuers);
         let data = jsonwebtoken::decode::<Claims>(token, &decoding, &validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
             match e.kind() {

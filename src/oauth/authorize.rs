@@ -16,6 +16,8 @@ use minijinja::context;
 use url::Url;
 
 use super::clients::{self, Client, ClientError};
+use super::issuer::Issuer;
+use super::oidc;
 use super::pages;
 use super::params::Params;
 use super::pkce;
@@ -24,7 +26,7 @@ use crate::control::auth::SESSION_COOKIE;
 use crate::control::sessions::{LoginError, start_session, verify_login};
 use crate::crypto;
 use crate::domain::{self, Secret, validate};
-use crate::gateway::registry::{ServerAuth, ServerEntry};
+use crate::gateway::registry::ServerEntry;
 use crate::store::{self, grants::CodeRow, users::UserRow};
 
 const HOST_SESSION_COOKIE: &str = "__Host-ezf_session";
@@ -41,11 +43,30 @@ struct Flow {
     challenge: String,
     server: Arc<ServerEntry>,
     scopes: Vec<String>,
+    /// The authorization server the request came to (RFC 9207 `iss` of every redirect).
+    issuer: Issuer,
+    /// OpenID Connect's `nonce`, for the ID token.
+    nonce: Option<String>,
+}
+
+/// The signed-in user and when they signed in (OpenID's `auth_time`).
+struct SignedIn {
+    user: UserRow,
+    auth_time: i64,
 }
 
 pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let raw = req.query_string().to_owned();
     begin(&req, &state, raw).await
+}
+
+/// The page for an authorization server that does not exist.
+fn no_such_issuer() -> HttpResponse {
+    pages::error(
+        StatusCode::NOT_FOUND,
+        "No such server",
+        "This authorization server does not exist (the MCP server may have been removed or renamed).",
+    )
 }
 
 pub async fn post(
@@ -77,7 +98,10 @@ pub async fn post(
         );
     }
     let raw = params.get("request").unwrap_or("").to_owned();
-    let flow = match validate(&state, &raw).await {
+    let Ok(issuer) = Issuer::of(&req, &state) else {
+        return no_such_issuer();
+    };
+    let flow = match validate(&state, &raw, issuer).await {
         Ok(f) => f,
         Err(page) => return page,
     };
@@ -118,16 +142,21 @@ pub async fn post(
             Ok(t) => t,
             Err(_) => return unavailable(),
         };
-        let mut res = after_login(&req, &state, &flow, &user).await;
+        let who = SignedIn {
+            user,
+            auth_time: domain::now(),
+        };
+        let mut res = after_login(&req, &state, &flow, &who).await;
         let _ = res.add_cookie(&session_cookie(&state, token.expose()));
         return res;
     }
-    let Some(user) = signed_in(&req, &state).await else {
+    let Some(who) = signed_in(&req, &state).await else {
         return login_page(&req, &state, &flow, "", None, StatusCode::OK);
     };
+    let user = &who.user;
     match params.get("decision") {
         Some("approve") => {
-            if !may_use(&state, &user, &flow.server).await {
+            if !may_use(&state, user, &flow.server).await {
                 return not_a_member(&flow);
             }
             let (uid, cid, res_uri, scopes) = (
@@ -147,28 +176,31 @@ pub async fn post(
             {
                 return unavailable();
             }
-            issue_code(&state, &flow, &user, StatusCode::SEE_OTHER).await
+            issue_code(&state, &flow, &who, StatusCode::SEE_OTHER).await
         }
         Some("deny") => redirect_error(
-            &state,
+            &flow.issuer,
             &flow.redirect_uri,
             "access_denied",
             "the user denied access",
             flow.state.as_deref(),
             StatusCode::SEE_OTHER,
         ),
-        _ => consent_page(&req, &state, &flow, &user),
+        _ => consent_page(&req, &state, &flow, user),
     }
 }
 
 async fn begin(req: &HttpRequest, state: &web::Data<AppState>, raw: String) -> HttpResponse {
-    let flow = match validate(state, &raw).await {
+    let Ok(issuer) = Issuer::of(req, state) else {
+        return no_such_issuer();
+    };
+    let flow = match validate(state, &raw, issuer).await {
         Ok(f) => f,
         Err(page) => return page,
     };
     match signed_in(req, state).await {
         None => login_page(req, state, &flow, "", None, StatusCode::OK),
-        Some(user) => after_login(req, state, &flow, &user).await,
+        Some(who) => after_login(req, state, &flow, &who).await,
     }
 }
 
@@ -177,13 +209,14 @@ async fn after_login(
     req: &HttpRequest,
     state: &web::Data<AppState>,
     flow: &Flow,
-    user: &UserRow,
+    who: &SignedIn,
 ) -> HttpResponse {
+    let user = &who.user;
     if !may_use(state, user, &flow.server).await {
         return not_a_member(flow);
     }
     if flow.client.trusted {
-        return issue_code(state, flow, user, StatusCode::SEE_OTHER).await;
+        return issue_code(state, flow, who, StatusCode::SEE_OTHER).await;
     }
     let (uid, cid, res_uri, now) = (
         user.id.clone(),
@@ -202,7 +235,7 @@ async fn after_login(
                 .iter()
                 .all(|s| scopes.split_whitespace().any(|r| r == s)) =>
         {
-            issue_code(state, flow, user, StatusCode::SEE_OTHER).await
+            issue_code(state, flow, who, StatusCode::SEE_OTHER).await
         }
         Ok(_) => consent_page(req, state, flow, user),
         Err(_) => unavailable(),
@@ -243,8 +276,9 @@ async fn may_use(state: &web::Data<AppState>, user: &UserRow, server: &ServerEnt
     )
 }
 
-/// The user of a session cookie (`ezf_session` from the control API, or ours).
-async fn signed_in(req: &HttpRequest, state: &web::Data<AppState>) -> Option<UserRow> {
+/// The user of a session cookie (`ezf_session` from the control API, or ours), and when the
+/// session began.
+async fn signed_in(req: &HttpRequest, state: &web::Data<AppState>) -> Option<SignedIn> {
     let token = req
         .cookie(HOST_SESSION_COOKIE)
         .or_else(|| req.cookie(SESSION_COOKIE))
@@ -253,11 +287,16 @@ async fn signed_in(req: &HttpRequest, state: &web::Data<AppState>) -> Option<Use
     let now = domain::now();
     state
         .store
-        .run(move |c| store::sessions::lookup(c, &hash, now))
+        .run(move |c| {
+            let Some((user, _)) = store::sessions::lookup(c, &hash, now)? else {
+                return Ok(None);
+            };
+            let auth_time = store::sessions::started_at(c, &hash)?.unwrap_or(now);
+            Ok::<_, store::StoreError>(Some(SignedIn { user, auth_time }))
+        })
         .await
         .ok()
         .flatten()
-        .map(|(u, _)| u)
 }
 
 fn secure(state: &AppState) -> bool {
@@ -319,8 +358,8 @@ fn with_csrf_cookie(
     res
 }
 
-fn form_action(state: &AppState) -> String {
-    format!("{}/oauth/authorize", state.public_url)
+fn form_action(flow: &Flow) -> String {
+    flow.issuer.endpoint("authorize")
 }
 
 fn login_page(
@@ -338,7 +377,7 @@ fn login_page(
         status,
         "login.html",
         context! {
-            action => form_action(state), csrf => &csrf, request => &flow.raw, email, error,
+            action => form_action(flow), csrf => &csrf, request => &flow.raw, email, error,
             client_name => &flow.client.name, server_name => &flow.server.name,
         },
     );
@@ -347,10 +386,16 @@ fn login_page(
 
 fn consent_page(req: &HttpRequest, state: &AppState, flow: &Flow, user: &UserRow) -> HttpResponse {
     let (_, csrf) = csrf_token(req, state);
-    let scopes: Vec<minijinja::Value> = flow
-        .scopes
+    // What the MCP server's token allows, and apart from it what the client learns about you.
+    let (identity, access): (Vec<&String>, Vec<&String>) =
+        flow.scopes.iter().partition(|s| oidc::is_oidc_scope(s));
+    let scopes: Vec<minijinja::Value> = access
         .iter()
         .map(|s| context! { name => s, text => pages::describe_scope(s) })
+        .collect();
+    let shared: Vec<minijinja::Value> = identity
+        .iter()
+        .filter_map(|s| oidc::describe(s, &user.email).map(|text| context! { name => s, text }))
         .collect();
     let redirect_host = Url::parse(&flow.redirect_uri)
         .ok()
@@ -372,9 +417,9 @@ fn consent_page(req: &HttpRequest, state: &AppState, flow: &Flow, user: &UserRow
         StatusCode::OK,
         "consent.html",
         context! {
-            action => form_action(state), csrf => &csrf, request => &flow.raw,
+            action => form_action(flow), csrf => &csrf, request => &flow.raw,
             client_name => &flow.client.name, server_name => &flow.server.name, server_uri => &flow.server.resource,
-            redirect_host, scopes, user_email => &user.email, client_origin,
+            redirect_host, scopes, shared, user_email => &user.email, client_origin,
         },
     );
     with_csrf_cookie(req, state, res, &csrf)
@@ -382,7 +427,7 @@ fn consent_page(req: &HttpRequest, state: &AppState, flow: &Flow, user: &UserRow
 
 /// Redirects to the client with `pairs` added to its redirect URI's query, plus `iss`.
 fn redirect_with(
-    state: &AppState,
+    issuer: &Issuer,
     redirect_uri: &str,
     pairs: &[(&str, &str)],
     status: StatusCode,
@@ -399,7 +444,7 @@ fn redirect_with(
         for (k, v) in pairs {
             q.append_pair(k, v);
         }
-        q.append_pair("iss", &state.public_url);
+        q.append_pair("iss", &issuer.url);
     }
     HttpResponse::build(status)
         .insert_header((header::LOCATION, url.as_str()))
@@ -409,7 +454,7 @@ fn redirect_with(
 }
 
 fn redirect_error(
-    state: &AppState,
+    issuer: &Issuer,
     redirect_uri: &str,
     code: &str,
     desc: &str,
@@ -420,15 +465,16 @@ fn redirect_error(
     if let Some(s) = st {
         pairs.push(("state", s));
     }
-    redirect_with(state, redirect_uri, &pairs, status)
+    redirect_with(issuer, redirect_uri, &pairs, status)
 }
 
 async fn issue_code(
     state: &web::Data<AppState>,
     flow: &Flow,
-    user: &UserRow,
+    who: &SignedIn,
     status: StatusCode,
 ) -> HttpResponse {
+    let user = &who.user;
     let code = crypto::new_token("");
     let now = domain::now();
     let row = CodeRow {
@@ -450,6 +496,8 @@ async fn issue_code(
         expires_at: now + state.config.auth.auth_code_ttl.as_secs(),
         used_at: None,
         grant_id: None,
+        nonce: flow.nonce.clone(),
+        auth_time: Some(who.auth_time),
     };
     if state
         .store
@@ -463,11 +511,15 @@ async fn issue_code(
     if let Some(s) = &flow.state {
         pairs.push(("state", s));
     }
-    redirect_with(state, &flow.redirect_uri, &pairs, status)
+    redirect_with(&flow.issuer, &flow.redirect_uri, &pairs, status)
 }
 
 /// Validates an authorization request; the `Err` is the page or redirect to answer with.
-async fn validate(state: &web::Data<AppState>, raw: &str) -> Result<Flow, HttpResponse> {
+async fn validate(
+    state: &web::Data<AppState>,
+    raw: &str,
+    issuer: Issuer,
+) -> Result<Flow, HttpResponse> {
     let bad_page = |msg: &str| pages::error(StatusCode::BAD_REQUEST, "Invalid request", msg);
     let params = Params::parse(raw.as_bytes()).map_err(|e| bad_page(&e.description))?;
     let client_id = params
@@ -498,12 +550,14 @@ async fn validate(state: &web::Data<AppState>, raw: &str) -> Result<Flow, HttpRe
             ));
         }
     };
-    // From here on, errors go back to the client — if a project registered it. Anyone can
-    // register a client (or publish a metadata document) naming any redirect URI, so for those
-    // an automatic redirect would make this server an open redirector (RFC 9700 §4.11.2): the
-    // error is shown here instead, before the user has done anything.
+    // From here on, errors go back to the client — if a project registered it, or if it waits
+    // on a loopback or an app's own scheme (the user's own machine: no open redirect there).
+    // Anyone can register a client (or publish a metadata document) naming any web redirect
+    // URI, so for those an automatic redirect would make this server an open redirector
+    // (RFC 9700 §4.11.2): the error is shown here instead, before the user has done anything.
     let st = params.get("state").map(str::to_owned);
-    let redirect_trusted = std::cell::Cell::new(client.server_id.is_some());
+    let native = clients::is_native_redirect(&redirect_uri);
+    let redirect_trusted = std::cell::Cell::new(client.server_id.is_some() || native);
     let fail = |code: &str, desc: &str| {
         if !redirect_trusted.get() {
             return pages::error(
@@ -513,7 +567,7 @@ async fn validate(state: &web::Data<AppState>, raw: &str) -> Result<Flow, HttpRe
             );
         }
         redirect_error(
-            state,
+            &issuer,
             &redirect_uri,
             code,
             desc,
@@ -546,18 +600,9 @@ async fn validate(state: &web::Data<AppState>, raw: &str) -> Result<Flow, HttpRe
     if !pkce::well_formed(challenge) {
         return Err(fail("invalid_request", "code_challenge is malformed"));
     }
-    let resources = params.all("resource");
-    let server = match resources.as_slice() {
-        [one] => state.gateway.registry.by_resource(one),
-        _ => None,
-    }
-    .filter(|s| matches!(s.auth, ServerAuth::Managed))
-    .ok_or_else(|| {
-        fail(
-            "invalid_target",
-            "resource must be the URI of one MCP server protected by this authorization server",
-        )
-    })?;
+    let server = issuer
+        .target(state, &params.all("resource"))
+        .map_err(|e| fail(e.code, &e.description))?;
     if client.server_id.as_ref().is_some_and(|id| id != &server.id) {
         if !clients::is_metadata_url(&client.client_id) {
             return Err(fail(
@@ -567,8 +612,8 @@ async fn validate(state: &web::Data<AppState>, raw: &str) -> Result<Flow, HttpRe
         }
         // A metadata-document client that another server pre-registered: anyone may name its
         // document, so here it is an ordinary one (no trust, the server's scopes, no error
-        // redirects).
-        redirect_trusted.set(false);
+        // redirects but to the user's own machine).
+        redirect_trusted.set(native);
         client = Arc::new(clients::Client {
             scopes: None,
             trusted: false,
@@ -577,38 +622,17 @@ async fn validate(state: &web::Data<AppState>, raw: &str) -> Result<Flow, HttpRe
             ..(*client).clone()
         });
     }
-    let allowed: &[String] = client.scopes.as_deref().unwrap_or(&server.scopes_supported);
-    let scopes: Vec<String> = match params.get("scope") {
-        Some(s) => {
-            let mut v: Vec<String> = Vec::new();
-            for token in s.split(' ').filter(|t| !t.is_empty()) {
-                validate::scope_token(token).map_err(|e| fail("invalid_scope", &e))?;
-                if !server.scopes_supported.iter().any(|x| x == token)
-                    || !allowed.iter().any(|x| x == token)
-                {
-                    return Err(fail(
-                        "invalid_scope",
-                        &format!("the scope {token} is not available to this client"),
-                    ));
-                }
-                if !v.iter().any(|x| x == token) {
-                    v.push(token.to_owned());
-                }
-            }
-            v
+    let scopes = requested_scopes(&client, &server, params.get("scope"))
+        .map_err(|e| fail("invalid_scope", &e))?;
+    let nonce = match params.get("nonce") {
+        Some(n) if !oidc::valid_nonce(n) => {
+            return Err(fail(
+                "invalid_request",
+                "nonce must be printable ASCII of at most 512 characters",
+            ));
         }
-        None => match &client.scopes {
-            Some(own) => own
-                .iter()
-                .filter(|s| server.scopes_supported.contains(s))
-                .cloned()
-                .collect(),
-            None => vec![server.base_scope().to_owned()],
-        },
+        n => n.map(str::to_owned),
     };
-    if scopes.is_empty() {
-        return Err(fail("invalid_scope", "no scope requested"));
-    }
     Ok(Flow {
         raw: raw.to_owned(),
         redirect_uri_given: params.get("redirect_uri").is_some(),
@@ -618,5 +642,47 @@ async fn validate(state: &web::Data<AppState>, raw: &str) -> Result<Flow, HttpRe
         challenge: challenge.to_owned(),
         server,
         scopes,
+        issuer,
+        nonce,
     })
+}
+
+/// The scopes a request asks for, each available to this client at this server: the MCP
+/// scopes the server offers (and the client may ask for) and OpenID Connect's, which describe
+/// the user. Without any MCP scope (no `scope`, or `openid email profile` alone) the request
+/// gets the client's own scopes, or the server's base scope.
+fn requested_scopes(
+    client: &Client,
+    server: &ServerEntry,
+    scope: Option<&str>,
+) -> Result<Vec<String>, String> {
+    let allowed: &[String] = client.scopes.as_deref().unwrap_or(&server.scopes_supported);
+    let mut v: Vec<String> = Vec::new();
+    for token in scope.unwrap_or("").split(' ').filter(|t| !t.is_empty()) {
+        validate::scope_token(token)?;
+        let mcp = server.scopes_supported.iter().any(|x| x == token)
+            && allowed.iter().any(|x| x == token);
+        if !mcp && !oidc::is_oidc_scope(token) {
+            return Err(format!("the scope {token} is not available to this client"));
+        }
+        if !v.iter().any(|x| x == token) {
+            v.push(token.to_owned());
+        }
+    }
+    if v.iter().all(|s| oidc::is_oidc_scope(s)) {
+        let base: Vec<String> = match &client.scopes {
+            Some(own) => own
+                .iter()
+                .filter(|s| server.scopes_supported.contains(s))
+                .cloned()
+                .collect(),
+            None => vec![server.base_scope().to_owned()],
+        };
+        if base.is_empty() {
+            return Err("no scope requested".into());
+        }
+        // MCP scopes first, as the token's scope lists them.
+        v.splice(0..0, base);
+    }
+    Ok(v)
 }

@@ -1,21 +1,15 @@
 //! Who a client is: pre-registered or dynamically registered (in the store), or a Client ID
-//! Metadata Document (an https URL as `client_id`, fetched, validated and cached). Also client
-//! authentication at the token, revocation and introspection endpoints, and redirect URI matching.
+//! Metadata Document (an https URL as `client_id`, fetched, validated and cached). Also redirect
+//! URI rules and matching; client authentication is `client_auth`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::HttpRequest;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use url::Url;
 
-use super::OAuthError;
-use super::params::Params;
 use crate::app::AppState;
-use crate::crypto;
 use crate::domain::validate;
 use crate::store;
 
@@ -34,11 +28,17 @@ pub struct Client {
     pub grant_types: Vec<String>,
     /// Registered in the store (rather than known only by its metadata document).
     pub stored: bool,
+    /// `private_key_jwt` (RFC 7523): the client's keys, inline or at a URL.
+    pub jwks: Option<Arc<serde_json::Value>>,
+    pub jwks_uri: Option<String>,
+    /// A `private_key_jwt` metadata document that also lists `none` among its methods: it may
+    /// be served as a public client too.
+    pub public_allowed: bool,
 }
 
 impl Client {
     pub fn is_confidential(&self) -> bool {
-        self.secret_hash.is_some()
+        self.secret_hash.is_some() || self.auth_method == PRIVATE_KEY_JWT
     }
 
     pub fn may_use_grant(&self, grant: &str) -> bool {
@@ -57,18 +57,31 @@ pub enum ClientError {
     Store(#[from] crate::store::StoreError),
 }
 
+pub const PRIVATE_KEY_JWT: &str = "private_key_jwt";
+
 #[derive(Debug, Deserialize)]
 struct MetadataDocument {
     client_id: String,
     client_name: Option<String>,
     redirect_uris: Vec<String>,
     token_endpoint_auth_method: Option<String>,
+    /// Not in RFC 7591: the methods a client can use (ChatGPT lists `none` and
+    /// `private_key_jwt`).
+    token_endpoint_auth_methods_supported: Option<Vec<String>>,
+    grant_types: Option<Vec<String>>,
+    jwks: Option<serde_json::Value>,
+    jwks_uri: Option<String>,
 }
 
 /// What a usable metadata document says.
 struct Document {
     name: String,
     redirect_uris: Vec<String>,
+    grant_types: Vec<String>,
+    auth_method: String,
+    jwks: Option<Arc<serde_json::Value>>,
+    jwks_uri: Option<String>,
+    public_allowed: bool,
 }
 
 struct Cached {
@@ -104,7 +117,25 @@ pub fn is_metadata_url(client_id: &str) -> bool {
 
 fn from_row(r: store::clients::ClientRow) -> Client {
     let scopes: Vec<String> = r.scopes.split_whitespace().map(str::to_owned).collect();
+    // A dynamic client's keys, for private_key_jwt, are in its registered metadata.
+    let registered: serde_json::Value = r
+        .metadata
+        .as_deref()
+        .and_then(|m| serde_json::from_str(m).ok())
+        .unwrap_or_default();
+    let jwt = r.auth_method == PRIVATE_KEY_JWT;
     Client {
+        jwks: registered
+            .get("jwks")
+            .filter(|_| jwt)
+            .cloned()
+            .map(Arc::new),
+        jwks_uri: registered
+            .get("jwks_uri")
+            .and_then(|u| u.as_str())
+            .filter(|_| jwt)
+            .map(str::to_owned),
+        public_allowed: false,
         redirect_uris: serde_json::from_str(&r.redirect_uris).unwrap_or_default(),
         // Dynamic clients may ask for any scope the server offers; pre-registered ones for theirs.
         scopes: if r.server_id.is_some() {
@@ -203,9 +234,12 @@ pub async fn resolve(state: &AppState, client_id: &str) -> Result<Arc<Client>, C
         trusted: pre.as_ref().is_some_and(|r| r.trusted),
         server_id: pre.as_ref().and_then(|r| r.server_id.clone()),
         secret_hash: None,
-        auth_method: "none".into(),
-        grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+        auth_method: document.auth_method.clone(),
+        grant_types: document.grant_types.clone(),
         stored: pre.is_some(),
+        jwks: document.jwks.clone(),
+        jwks_uri: document.jwks_uri.clone(),
+        public_allowed: document.public_allowed,
     }))
 }
 
@@ -232,23 +266,83 @@ async fn fetch_document(
     for uri in &doc.redirect_uris {
         native_or_web_redirect(uri).map_err(|e| format!("redirect URI {uri:?} {e}"))?;
     }
-    if doc
-        .token_endpoint_auth_method
-        .as_deref()
-        .is_some_and(|m| m != "none")
-    {
-        return Err(
-            "only public clients (token_endpoint_auth_method \"none\") are supported".into(),
-        );
-    }
+    let method = doc.token_endpoint_auth_method.as_deref().unwrap_or("none");
+    let lists_none = doc
+        .token_endpoint_auth_methods_supported
+        .as_ref()
+        .is_some_and(|m| m.iter().any(|m| m == "none"));
+    let (auth_method, public_allowed) = match method {
+        "none" => ("none", true),
+        PRIVATE_KEY_JWT => (PRIVATE_KEY_JWT, lists_none),
+        // A secret cannot be shared through a public document; a client that can also be
+        // public is served as one.
+        _ if lists_none => ("none", true),
+        other => {
+            return Err(format!(
+                "token_endpoint_auth_method {other:?} is not supported for metadata documents (none or private_key_jwt)"
+            )
+            .into());
+        }
+    };
+    let (jwks, jwks_uri) = if auth_method == PRIVATE_KEY_JWT {
+        client_keys(doc.jwks, doc.jwks_uri)?
+    } else {
+        (None, None)
+    };
+    // RFC 7591's default is the authorization code grant alone.
+    let grant_types: Vec<String> = match doc.grant_types {
+        Some(g) => g
+            .into_iter()
+            .filter(|g| matches!(g.as_str(), "authorization_code" | "refresh_token"))
+            .collect(),
+        None => vec!["authorization_code".into()],
+    };
     let document = Document {
         name: doc
             .client_name
             .and_then(|n| validate::name(&n, 255).ok())
             .unwrap_or_else(|| url.host_str().unwrap_or("client").to_owned()),
         redirect_uris: doc.redirect_uris,
+        grant_types,
+        auth_method: auth_method.to_owned(),
+        jwks,
+        jwks_uri,
+        public_allowed,
     };
     Ok((Arc::new(document), max_age))
+}
+
+/// A `private_key_jwt` client's keys: exactly one of `jwks` (public keys only) and `jwks_uri`
+/// (https; fetched through the SSRF guard when used).
+#[allow(clippy::type_complexity)]
+pub fn client_keys(
+    jwks: Option<serde_json::Value>,
+    jwks_uri: Option<String>,
+) -> Result<(Option<Arc<serde_json::Value>>, Option<String>), String> {
+    match (jwks, jwks_uri) {
+        (Some(_), Some(_)) => Err("give jwks or jwks_uri, not both".into()),
+        (None, None) => Err("private_key_jwt needs jwks or jwks_uri".into()),
+        (None, Some(uri)) => {
+            validate::https_url(&uri).map_err(|e| format!("jwks_uri {e}"))?;
+            Ok((None, Some(uri)))
+        }
+        (Some(set), None) => {
+            let keys = set
+                .get("keys")
+                .and_then(|k| k.as_array())
+                .filter(|k| !k.is_empty() && k.len() <= 20)
+                .ok_or("jwks must be a JWK Set with 1 to 20 keys")?;
+            // Public keys only: a private or symmetric key has no place in a public document.
+            if keys.iter().any(|k| {
+                k.get("d").is_some()
+                    || k.get("k").is_some()
+                    || k.get("kty").and_then(|t| t.as_str()) == Some("oct")
+            }) {
+                return Err("jwks must hold public keys only".into());
+            }
+            Ok((Some(Arc::new(set)), None))
+        }
+    }
 }
 
 /// Most metadata documents kept at once: anyone may name a document URL, so the cache must
@@ -275,39 +369,48 @@ fn remember(cache: &mut HashMap<String, Cached>, client_id: &str, entry: Cached)
     cache.insert(client_id.to_owned(), entry);
 }
 
+/// Schemes a browser must never be sent to as a redirect (or that are not native apps').
+const DANGEROUS_SCHEMES: [&str; 8] = [
+    "javascript",
+    "data",
+    "file",
+    "vbscript",
+    "about",
+    "blob",
+    "ws",
+    "wss",
+];
+
+/// Is `uri` a native app's redirect (RFC 8252): a private-use scheme or an http loopback?
+pub fn is_native_redirect(uri: &str) -> bool {
+    Url::parse(uri).is_ok_and(|u| match u.scheme() {
+        "http" => validate::is_loopback_host(&u),
+        "https" => false,
+        scheme => !DANGEROUS_SCHEMES.contains(&scheme),
+    })
+}
+
 /// A redirect URI a dynamic client may register: https; http on loopback; or, for native
-/// apps, a private-use scheme (`com.example.app:/callback`, RFC 8252 §7.1). Never a fragment.
+/// apps, a private-use scheme (`com.example.app:/callback`, `cursor://…`, RFC 8252 §7.1) other
+/// than those dangerous in a browser. Never a fragment.
 pub fn native_or_web_redirect(uri: &str) -> Result<(), String> {
-    if validate::redirect_uri(uri).is_ok() {
-        return Ok(());
+    if uri.len() > 2048 {
+        return Err("must be at most 2048 characters".into());
     }
     let url = Url::parse(uri).map_err(|_| "is not an absolute URI".to_owned())?;
-    let scheme = url.scheme();
     if url.fragment().is_some() {
         return Err("must not have a fragment".into());
     }
-    if matches!(
-        scheme,
-        "http"
-            | "https"
-            | "javascript"
-            | "data"
-            | "file"
-            | "vbscript"
-            | "about"
-            | "blob"
-            | "ws"
-            | "wss"
-    ) {
-        return validate::redirect_uri(uri).map(|_| ());
+    match url.scheme() {
+        "http" | "https" => validate::redirect_uri(uri).map(|_| ()),
+        s if DANGEROUS_SCHEMES.contains(&s) => Err(format!(
+            "must not use the {s}: scheme (https, http on loopback, or an app's private-use scheme)"
+        )),
+        _ if !url.username().is_empty() || url.password().is_some() => {
+            Err("must not contain a username or password".into())
+        }
+        _ => Ok(()),
     }
-    if !scheme.contains('.') {
-        return Err(
-            "must be https, http on loopback, or a private-use scheme such as com.example.app"
-                .into(),
-        );
-    }
-    Ok(())
 }
 
 /// Does the requested redirect URI match a registered one? Exact match, except that a
@@ -319,8 +422,11 @@ pub fn redirect_matches(registered: &[String], requested: &str) -> bool {
     let Ok(mut req) = Url::parse(requested) else {
         return false;
     };
-    // Parsing must not have changed anything (`/a/../b`, `%2e`, case): compare what was sent.
-    if req.as_str() != requested
+    // Parsing must not have changed anything (`/a/../b`, `%2e`, case) but add the empty path's
+    // `/` (`http://127.0.0.1:33418`, as VS Code registers it): compare what was sent.
+    let as_sent = req.as_str() == requested
+        || (req.path() == "/" && req.query().is_none() && req.as_str() == format!("{requested}/"));
+    if !as_sent
         || req.scheme() != "http"
         || !validate::is_loopback_host(&req)
         || !req.username().is_empty()
@@ -341,90 +447,6 @@ pub fn redirect_matches(registered: &[String], requested: &str) -> bool {
     })
 }
 
-/// Authenticates the client of a token, revocation or introspection request:
-/// `client_secret_basic`, `client_secret_post`, or `none` (public clients: `client_id` only).
-pub async fn authenticate(
-    state: &AppState,
-    req: &HttpRequest,
-    params: &Params,
-) -> Result<Arc<Client>, OAuthError> {
-    let basic = match req.headers().get(actix_web::http::header::AUTHORIZATION) {
-        Some(h) => {
-            let v = h
-                .to_str()
-                .map_err(|_| OAuthError::invalid_client("malformed Authorization header"))?;
-            let encoded = v
-                .strip_prefix("Basic ")
-                .or_else(|| v.strip_prefix("basic "))
-                .ok_or_else(|| {
-                    OAuthError::invalid_client("client authentication must use HTTP Basic")
-                })?;
-            let decoded = STANDARD
-                .decode(encoded.trim())
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials"))?;
-            let (id, secret) = decoded
-                .split_once(':')
-                .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials"))?;
-            let unescape = |s: &str| {
-                url::form_urlencoded::parse(format!("x={s}").as_bytes())
-                    .next()
-                    .map(|(_, v)| v.into_owned())
-                    .unwrap_or_default()
-            };
-            Some((unescape(id), unescape(secret)))
-        }
-        None => None,
-    };
-    let (client_id, secret) = match (basic, params.get("client_secret")) {
-        (Some(_), Some(_)) => {
-            return Err(OAuthError::invalid_request(
-                "use one client authentication method, not two",
-            ));
-        }
-        (Some((id, secret)), None) => {
-            if params.get("client_id").is_some_and(|c| c != id) {
-                return Err(OAuthError::invalid_client(
-                    "client_id does not match the credentials",
-                ));
-            }
-            (id, Some(secret))
-        }
-        (None, Some(secret)) => (
-            params.require("client_id")?.to_owned(),
-            Some(secret.to_owned()),
-        ),
-        (None, None) => (
-            params
-                .require("client_id")
-                .map_err(|_| OAuthError::invalid_client("client_id is required"))?
-                .to_owned(),
-            None,
-        ),
-    };
-    let client = resolve(state, &client_id).await.map_err(|e| match e {
-        ClientError::Store(s) => s.into(),
-        other => OAuthError::invalid_client(other.to_string()),
-    })?;
-    match (&client.secret_hash, secret) {
-        (Some(hash), Some(secret)) => {
-            // Both secret methods are accepted; the registered one is only a preference.
-            if !crypto::ct_eq(crypto::token_hash(&secret).as_bytes(), hash.as_bytes()) {
-                return Err(OAuthError::invalid_client("client authentication failed"));
-            }
-        }
-        (Some(_), None) => return Err(OAuthError::invalid_client("this client must authenticate")),
-        (None, Some(_)) => {
-            return Err(OAuthError::invalid_client(
-                "this client is public and has no secret",
-            ));
-        }
-        (None, None) => {}
-    }
-    Ok(client)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,6 +456,11 @@ mod tests {
         let document = Arc::new(Document {
             name: "c".into(),
             redirect_uris: vec![],
+            grant_types: vec![],
+            auth_method: "none".into(),
+            jwks: None,
+            jwks_uri: None,
+            public_allowed: true,
         });
         let entry = |live: bool| Cached {
             document: Ok(document.clone()),
@@ -484,6 +511,12 @@ mod tests {
         ];
         assert!(redirect_matches(&reg, "http://127.0.0.1:54321/callback"));
         assert!(redirect_matches(&reg, "https://app.example.com/cb"));
+        let vscode = vec!["http://127.0.0.1:33418".to_owned()];
+        assert!(redirect_matches(&vscode, "http://127.0.0.1:33418"));
+        assert!(redirect_matches(&vscode, "http://127.0.0.1:40001"));
+        assert!(redirect_matches(&vscode, "http://127.0.0.1:40001/"));
+        assert!(!redirect_matches(&vscode, "http://127.0.0.1:40001/x"));
+        assert!(!redirect_matches(&vscode, "http://127.0.0.1:40001?x"));
         for bad in [
             "https://app.example.com/cb?x=1",
             "https://app.example.com/cb/",
@@ -508,7 +541,29 @@ mod tests {
         assert!(native_or_web_redirect("http://127.0.0.1:3000/cb").is_ok());
         assert!(native_or_web_redirect("http://example.com/cb").is_err());
         assert!(native_or_web_redirect("javascript:alert(1)").is_err());
-        assert!(native_or_web_redirect("myapp:/cb").is_err());
+        assert!(native_or_web_redirect("myapp:/cb").is_ok());
+        assert!(native_or_web_redirect("cursor://anysphere.cursor-mcp/oauth/callback").is_ok());
         assert!(native_or_web_redirect("com.example.app:/cb#x").is_err());
+        for bad in [
+            "JavaScript:alert(1)",
+            "data:text/html,x",
+            "file:///etc/passwd",
+            "vbscript:x",
+            "blob:https://a.example/x",
+            "about:blank",
+            "wss://a.example/x",
+            "x-app://user:pw@host/cb",
+        ] {
+            assert!(native_or_web_redirect(bad).is_err(), "{bad}");
+        }
+        assert!(is_native_redirect(
+            "cursor://anysphere.cursor-mcp/oauth/callback"
+        ));
+        assert!(is_native_redirect("http://localhost:8787/callback"));
+        assert!(is_native_redirect("http://127.0.0.1/cb"));
+        assert!(!is_native_redirect(
+            "https://claude.ai/api/mcp/auth_callback"
+        ));
+        assert!(!is_native_redirect("javascript:alert(1)"));
     }
 }

@@ -4,7 +4,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
 use super::params;
-use super::{OAuthError, clients};
+use super::{OAuthError, client_auth, clients};
 use crate::app::AppState;
 use crate::crypto;
 use crate::store;
@@ -15,7 +15,8 @@ pub async fn introspect(
     super::Body(body): super::Body,
 ) -> Result<HttpResponse, OAuthError> {
     let params = params::form(&req, &body)?;
-    let client = clients::authenticate(&state, &req, &params).await?;
+    let issuer = super::issuer::Issuer::of(&req, &state)?;
+    let client = client_auth::authenticate(&state, &req, &params, &issuer).await?;
     if !client.is_confidential() {
         return Err(OAuthError::invalid_client(
             "introspection is for confidential clients",
@@ -28,18 +29,14 @@ pub async fn introspect(
             .json(json!({ "active": false }))
     };
     // An access token of ours?
-    if let Ok(header) = jsonwebtoken::decode_header(&token) {
-        let keys = state.keys.current();
-        let Some(key) = header.kid.as_deref().and_then(|k| keys.verifier(k)) else {
+    if jsonwebtoken::decode_header(&token).is_ok() {
+        let Some(c) = super::tokens::verify_ours(&state, &token, true) else {
             return Ok(inactive());
         };
-        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
-        v.validate_aud = false;
-        v.set_issuer(&[state.public_url.as_str()]);
-        let Ok(data) = jsonwebtoken::decode::<serde_json::Value>(&token, key, &v) else {
+        // An ID token is not an access token.
+        if c.get("scope").is_none() {
             return Ok(inactive());
-        };
-        let c = data.claims;
+        }
         let revoked = match c.get("gid").and_then(|g| g.as_str()) {
             Some(g) => state.revoked_grants.is_revoked(g),
             None => c

@@ -1,34 +1,51 @@
-//! RFC 8414 authorization server metadata (also served as OpenID discovery) and the JWKS.
+//! RFC 8414 authorization server metadata (also served as OpenID discovery) and the JWKS: for
+//! the root issuer, and for each managed server's own issuer.
 
 use actix_web::http::header;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
+use super::client_auth::{ASSERTION_ALGORITHMS, AUTH_METHODS};
+use super::issuer::Issuer;
+use super::oidc::{CLAIMS_SUPPORTED, OIDC_SCOPES};
 use crate::app::AppState;
 use crate::domain::scopes::MCP_SCOPES;
 
-fn document(state: &AppState) -> serde_json::Value {
-    let iss = &state.public_url;
+fn document(state: &AppState, issuer: &Issuer) -> serde_json::Value {
+    let iss = &issuer.url;
+    let scopes: Vec<&str> = MCP_SCOPES
+        .iter()
+        .chain(OIDC_SCOPES.iter())
+        .copied()
+        .collect();
     json!({
         "issuer": iss,
-        "authorization_endpoint": format!("{iss}/oauth/authorize"),
-        "token_endpoint": format!("{iss}/oauth/token"),
-        "registration_endpoint": format!("{iss}/oauth/register"),
-        "revocation_endpoint": format!("{iss}/oauth/revoke"),
-        "introspection_endpoint": format!("{iss}/oauth/introspect"),
-        "jwks_uri": format!("{iss}/oauth/jwks.json"),
-        "scopes_supported": MCP_SCOPES,
+        "authorization_endpoint": issuer.endpoint("authorize"),
+        "token_endpoint": issuer.endpoint("token"),
+        "registration_endpoint": issuer.endpoint("register"),
+        "revocation_endpoint": issuer.endpoint("revoke"),
+        "introspection_endpoint": issuer.endpoint("introspect"),
+        "userinfo_endpoint": issuer.endpoint("userinfo"),
+        "jwks_uri": format!("{}/oauth/jwks.json", state.public_url),
+        "scopes_supported": scopes,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
-        "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": AUTH_METHODS,
+        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
+        "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
+        "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
+        "introspection_endpoint_auth_methods_supported": &AUTH_METHODS[1..],
+        "introspection_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
         "client_id_metadata_document_supported": true,
         "authorization_response_iss_parameter_supported": true,
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["ES256"],
+        "claims_supported": CLAIMS_SUPPORTED,
+        "claims_parameter_supported": false,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
     })
 }
 
@@ -39,12 +56,14 @@ fn respond(body: serde_json::Value) -> HttpResponse {
         .json(body)
 }
 
-pub async fn authorization_server(state: web::Data<AppState>) -> HttpResponse {
-    respond(document(&state))
-}
-
-pub async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
-    respond(document(&state))
+/// The metadata of the root issuer, or of the managed server the path names (RFC 8414 §3's
+/// path-inserted form, and the OpenID form appended to the issuer). One document serves both
+/// names: OAuth and OpenID discovery say the same.
+pub async fn authorization_server(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    match Issuer::of(&req, &state) {
+        Ok(issuer) => respond(document(&state, &issuer)),
+        Err(e) => actix_web::ResponseError::error_response(&e),
+    }
 }
 
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {

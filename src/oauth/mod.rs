@@ -1,13 +1,17 @@
 //! The built-in authorization server (managed mode): OAuth 2.1 with PKCE S256 for MCP clients.
 //! Routes exist only when `auth.mode = "managed"`.
 
+mod assertion;
 mod authorize;
+mod client_auth;
 pub mod clients;
 pub(crate) mod grant_types;
 pub mod grants;
 mod introspect;
+pub mod issuer;
 pub mod keys;
 mod metadata;
+mod oidc;
 mod pages;
 mod params;
 pub mod pkce;
@@ -32,15 +36,18 @@ use crate::control::rate_limit::{Decision, address_bucket, retry_secs};
 pub const FORM_LIMIT: usize = 64 * 1024;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route(
-        "/.well-known/oauth-authorization-server",
-        web::get().to(metadata::authorization_server),
-    )
-    .route(
-        "/.well-known/openid-configuration",
-        web::get().to(metadata::openid_configuration),
-    )
-    .service(
+    // Metadata of the root issuer, and (RFC 8414 §3, path inserted) of each managed server's.
+    for name in ["oauth-authorization-server", "openid-configuration"] {
+        cfg.route(
+            &format!("/.well-known/{name}"),
+            web::get().to(metadata::authorization_server),
+        )
+        .route(
+            &format!("/.well-known/{name}/oauth/mcp/{{slug}}"),
+            web::get().to(metadata::authorization_server),
+        );
+    }
+    cfg.service(
         web::scope("/oauth")
             .wrap(from_fn(limit))
             .configure(endpoints),
@@ -53,35 +60,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 fn endpoints(cfg: &mut web::ServiceConfig) {
-    // Browser-based MCP clients call these with `fetch`: they answer any origin (no cookies
-    // are involved; PKCE, client credentials or a registration token authenticate). The
-    // authorization pages are navigated to, not fetched, and get no CORS.
-    let cors = || {
-        actix_web::middleware::DefaultHeaders::new()
-            .add((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
-            .add((header::ACCESS_CONTROL_EXPOSE_HEADERS, "WWW-Authenticate"))
-    };
-    let preflight = || web::method(Method::OPTIONS).to(cors_preflight);
-    // Another method on an endpoint: 405 in the OAuth shape, not actix's empty one.
-    let endpoint = |path: &str| web::resource(path).default_service(web::to(not_an_endpoint));
     cfg.app_data(web::PayloadConfig::new(FORM_LIMIT))
         .service(
-            endpoint("/authorize")
-                .route(web::get().to(authorize::get))
-                .route(web::post().to(authorize::post)),
+            // A managed server's own issuer: the same endpoints, for that one server.
+            web::scope("/mcp/{slug}")
+                .configure(issuer_endpoints)
+                .route(
+                    "/.well-known/openid-configuration",
+                    web::get().to(metadata::authorization_server),
+                )
+                .route(
+                    "/.well-known/oauth-authorization-server",
+                    web::get().to(metadata::authorization_server),
+                )
+                .default_service(web::to(not_an_endpoint)),
         )
-        .service(
-            endpoint("/token")
-                .wrap(cors())
-                .route(web::post().to(token::token))
-                .route(preflight()),
-        )
-        .service(
-            endpoint("/register")
-                .wrap(cors())
-                .route(web::post().to(register::register))
-                .route(preflight()),
-        )
+        .configure(issuer_endpoints)
         .service(
             endpoint("/register/{client_id}")
                 .wrap(cors())
@@ -90,15 +84,61 @@ fn endpoints(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(register::delete))
                 .route(preflight()),
         )
-        .service(
-            endpoint("/revoke")
-                .wrap(cors())
-                .route(web::post().to(revoke::revoke))
-                .route(preflight()),
-        )
-        .service(endpoint("/introspect").route(web::post().to(introspect::introspect)))
         .service(endpoint("/jwks.json").route(web::get().to(metadata::jwks)))
         .default_service(web::to(not_an_endpoint));
+}
+
+// Browser-based MCP clients call these with `fetch`: they answer any origin (no cookies are
+// involved; PKCE, client credentials or a registration token authenticate). The authorization
+// pages are navigated to, not fetched, and get no CORS.
+fn cors() -> actix_web::middleware::DefaultHeaders {
+    actix_web::middleware::DefaultHeaders::new()
+        .add((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .add((header::ACCESS_CONTROL_EXPOSE_HEADERS, "WWW-Authenticate"))
+}
+
+fn preflight() -> actix_web::Route {
+    web::method(Method::OPTIONS).to(cors_preflight)
+}
+
+/// Another method on an endpoint: 405 in the OAuth shape, not actix's empty one.
+fn endpoint(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(not_an_endpoint))
+}
+
+/// What every issuer serves.
+fn issuer_endpoints(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        endpoint("/authorize")
+            .route(web::get().to(authorize::get))
+            .route(web::post().to(authorize::post)),
+    )
+    .service(
+        endpoint("/token")
+            .wrap(cors())
+            .route(web::post().to(token::token))
+            .route(preflight()),
+    )
+    .service(
+        endpoint("/register")
+            .wrap(cors())
+            .route(web::post().to(register::register))
+            .route(preflight()),
+    )
+    .service(
+        endpoint("/revoke")
+            .wrap(cors())
+            .route(web::post().to(revoke::revoke))
+            .route(preflight()),
+    )
+    .service(
+        endpoint("/userinfo")
+            .wrap(cors())
+            .route(web::get().to(oidc::userinfo))
+            .route(web::post().to(oidc::userinfo))
+            .route(preflight()),
+    )
+    .service(endpoint("/introspect").route(web::post().to(introspect::introspect)));
 }
 
 async fn cors_preflight() -> HttpResponse {

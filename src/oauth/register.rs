@@ -34,6 +34,13 @@ struct Metadata {
     software_id: Option<String>,
     software_version: Option<String>,
     contacts: Option<Vec<String>>,
+    jwks: Option<Value>,
+    jwks_uri: Option<String>,
+}
+
+/// Whether a client of `auth_method` gets a secret.
+fn uses_secret(auth_method: &str) -> bool {
+    matches!(auth_method, "client_secret_basic" | "client_secret_post")
 }
 
 /// Validated metadata, ready to store.
@@ -67,11 +74,20 @@ fn validate_metadata(body: &[u8]) -> Result<Registration, OAuthError> {
         .unwrap_or_else(|| "none".into());
     if !matches!(
         auth_method.as_str(),
-        "none" | "client_secret_basic" | "client_secret_post"
+        "none" | "client_secret_basic" | "client_secret_post" | clients::PRIVATE_KEY_JWT
     ) {
         return Err(invalid(
             "invalid_client_metadata",
             format!("token_endpoint_auth_method {auth_method:?} is not supported"),
+        ));
+    }
+    if auth_method == clients::PRIVATE_KEY_JWT {
+        clients::client_keys(m.jwks.clone(), m.jwks_uri.clone())
+            .map_err(|e| invalid("invalid_client_metadata", e))?;
+    } else if m.jwks.is_some() || m.jwks_uri.is_some() {
+        return Err(invalid(
+            "invalid_client_metadata",
+            "jwks and jwks_uri are for token_endpoint_auth_method \"private_key_jwt\"",
         ));
     }
     let grant_types = m
@@ -97,14 +113,22 @@ fn validate_metadata(body: &[u8]) -> Result<Registration, OAuthError> {
             "only the response type \"code\" is supported",
         ));
     }
-    let application_type = m.application_type.unwrap_or_else(|| "web".into());
+    let redirect_uris = m.redirect_uris.unwrap_or_default();
+    // Without application_type, a client naming an app's scheme or a loopback is a native app
+    // (as Cursor, Claude Code and others register), else a web one.
+    let application_type = m.application_type.unwrap_or_else(|| {
+        if redirect_uris.iter().any(|u| clients::is_native_redirect(u)) {
+            "native".into()
+        } else {
+            "web".into()
+        }
+    });
     if !matches!(application_type.as_str(), "web" | "native") {
         return Err(invalid(
             "invalid_client_metadata",
             "application_type must be \"web\" or \"native\"",
         ));
     }
-    let redirect_uris = m.redirect_uris.unwrap_or_default();
     if grant_types.iter().any(|g| g == "authorization_code") && redirect_uris.is_empty() {
         return Err(invalid("invalid_redirect_uri", "redirect_uris is required"));
     }
@@ -240,8 +264,7 @@ pub async fn register(
     }
     let r = validate_metadata(&body)?;
     let now = domain::now();
-    let confidential = r.auth_method != "none";
-    let secret = confidential.then(|| crypto::new_token("ezf_cs_"));
+    let secret = uses_secret(&r.auth_method).then(|| crypto::new_token("ezf_cs_"));
     let registration_token = crypto::new_token("ezf_rat_");
     let row = ClientRow {
         id: domain::new_id("oac_"),
@@ -339,10 +362,11 @@ pub async fn update(
 ) -> Result<HttpResponse, OAuthError> {
     let mut row = managed_client(&req, &state, &path).await?;
     let r = validate_metadata(&body)?;
-    if (r.auth_method == "none") != row.secret_hash.is_none() {
+    let kind = |m: &str| (uses_secret(m), m == clients::PRIVATE_KEY_JWT);
+    if kind(&r.auth_method) != kind(&row.auth_method) {
         return Err(invalid(
             "invalid_client_metadata",
-            "token_endpoint_auth_method cannot change between public and confidential",
+            "token_endpoint_auth_method cannot change between none, a client secret and private_key_jwt",
         ));
     }
     row.name = r.name;

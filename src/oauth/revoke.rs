@@ -4,23 +4,16 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::params;
-use super::{OAuthError, clients};
+use super::{OAuthError, client_auth};
 use crate::app::AppState;
 use crate::crypto;
 use crate::store;
 
 /// The grant an access token of ours belongs to, if its signature checks out.
 pub fn access_token_grant(state: &AppState, token: &str) -> Option<(String, String)> {
-    let header = jsonwebtoken::decode_header(token).ok()?;
-    let keys = state.keys.current();
-    let key = keys.verifier(header.kid.as_deref()?)?;
-    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
-    v.validate_aud = false;
-    v.validate_exp = false;
-    v.set_issuer(&[state.public_url.as_str()]);
-    let data = jsonwebtoken::decode::<serde_json::Value>(token, key, &v).ok()?;
-    let gid = data.claims.get("gid")?.as_str()?.to_owned();
-    let client = data.claims.get("client_id")?.as_str()?.to_owned();
+    let claims = super::tokens::verify_ours(state, token, false)?;
+    let gid = claims.get("gid")?.as_str()?.to_owned();
+    let client = claims.get("client_id")?.as_str()?.to_owned();
     Some((gid, client))
 }
 
@@ -31,7 +24,8 @@ pub async fn revoke(
 ) -> Result<HttpResponse, OAuthError> {
     let params = params::form(&req, &body)?;
     let token = params.require("token")?.to_owned();
-    let client = clients::authenticate(&state, &req, &params).await?;
+    let issuer = super::issuer::Issuer::of(&req, &state)?;
+    let client = client_auth::authenticate(&state, &req, &params, &issuer).await?;
     let client_id = client.client_id.clone();
     let access_grant = access_token_grant(&state, &token);
     let st = state.clone();

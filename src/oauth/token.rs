@@ -6,8 +6,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
 use super::OAuthError;
-use super::clients;
+use super::client_auth;
 use super::grant_types;
+use super::issuer::Issuer;
 use super::params;
 use crate::app::AppState;
 
@@ -17,6 +18,8 @@ pub struct Issued {
     pub expires_in: i64,
     pub scope: String,
     pub refresh_token: Option<String>,
+    /// OpenID Connect, when `openid` was granted.
+    pub id_token: Option<String>,
 }
 
 pub async fn token(
@@ -24,13 +27,15 @@ pub async fn token(
     state: web::Data<AppState>,
     super::Body(body): super::Body,
 ) -> Result<HttpResponse, OAuthError> {
+    let issuer = Issuer::of(&req, &state)?;
     let params = params::form(&req, &body)?;
     let grant_type = params.require("grant_type")?.to_owned();
-    let client = clients::authenticate(&state, &req, &params).await?;
+    let client = client_auth::authenticate(&state, &req, &params, &issuer).await?;
+    // refresh_token: checked against the grant (offline_access gives one to any client).
     if !client.may_use_grant(&grant_type)
         && matches!(
             grant_type.as_str(),
-            "authorization_code" | "refresh_token" | "client_credentials"
+            "authorization_code" | "client_credentials"
         )
     {
         return Err(OAuthError::unauthorized_client(format!(
@@ -39,11 +44,13 @@ pub async fn token(
     }
     let issued = match grant_type.as_str() {
         "authorization_code" => {
-            grant_types::authorization_code::exchange(&state, &client, &params).await?
+            grant_types::authorization_code::exchange(&state, &client, &params, &issuer).await?
         }
-        "refresh_token" => grant_types::refresh_token::exchange(&state, &client, &params).await?,
+        "refresh_token" => {
+            grant_types::refresh_token::exchange(&state, &client, &params, &issuer).await?
+        }
         "client_credentials" => {
-            grant_types::client_credentials::exchange(&state, &client, &params).await?
+            grant_types::client_credentials::exchange(&state, &client, &params, &issuer).await?
         }
         other => {
             return Err(OAuthError::new(
@@ -61,6 +68,9 @@ pub async fn token(
     });
     if let Some(rt) = issued.refresh_token {
         body["refresh_token"] = json!(rt);
+    }
+    if let Some(id) = issued.id_token {
+        body["id_token"] = json!(id);
     }
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))

@@ -21,9 +21,11 @@ struct AccessClaims<'a> {
     gid: Option<&'a str>,
 }
 
-/// An ES256 access token for `resource`, valid `access_token_ttl`.
+/// An ES256 access token from issuer `iss` for `resource`, valid `access_token_ttl`.
+#[allow(clippy::too_many_arguments)]
 pub fn access_token(
     state: &AppState,
+    iss: &str,
     sub: &str,
     client_id: &str,
     resource: &str,
@@ -37,7 +39,7 @@ pub fn access_token(
     header.typ = Some("at+jwt".into());
     header.kid = Some(keys.active.kid.clone());
     let claims = AccessClaims {
-        iss: &state.public_url,
+        iss,
         sub,
         aud: resource,
         client_id,
@@ -58,4 +60,34 @@ pub fn refresh_token() -> (Secret, String) {
     let token = crypto::new_token("ezf_rt_");
     let hash = crypto::token_hash(token.expose());
     (token, hash)
+}
+
+/// Is `iss` one of ours: the root issuer or a managed server's own?
+pub fn is_our_issuer(state: &AppState, iss: &str) -> bool {
+    iss == state.public_url
+        || iss
+            .strip_prefix(state.public_url.as_str())
+            .and_then(|rest| rest.strip_prefix("/oauth/mcp/"))
+            .is_some_and(|slug| !slug.is_empty() && !slug.contains('/'))
+}
+
+/// The claims of a JWT signed with one of our published keys (ES256) by one of our issuers;
+/// `check_exp`: refused once expired (with the usual leeway).
+pub fn verify_ours(state: &AppState, token: &str, check_exp: bool) -> Option<serde_json::Value> {
+    let header = jsonwebtoken::decode_header(token).ok()?;
+    let keys = state.keys.current();
+    let key = keys.verifier(header.kid.as_deref()?)?;
+    let mut v = jsonwebtoken::Validation::new(Algorithm::ES256);
+    v.validate_aud = false;
+    v.validate_exp = check_exp;
+    v.leeway = crate::gateway::verify::LEEWAY_SECS as u64;
+    v.set_required_spec_claims(&["iss"]);
+    let claims = jsonwebtoken::decode::<serde_json::Value>(token, key, &v)
+        .ok()?
+        .claims;
+    claims
+        .get("iss")
+        .and_then(|i| i.as_str())
+        .is_some_and(|iss| is_our_issuer(state, iss))
+        .then_some(claims)
 }

@@ -218,16 +218,20 @@ pub struct CodeRow {
     pub expires_at: i64,
     pub used_at: Option<i64>,
     pub grant_id: Option<String>,
+    /// OpenID Connect: the request's `nonce`, and when the user signed in.
+    pub nonce: Option<String>,
+    pub auth_time: Option<i64>,
 }
 
 pub fn insert_code(conn: &Connection, c: &CodeRow) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO auth_codes (code_hash, client_id, client_name, user_id, server_id, resource, redirect_uri,
-            code_challenge, scopes, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            code_challenge, scopes, created_at, expires_at, nonce, auth_time)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
     .execute(params![
         c.code_hash, c.client_id, c.client_name, c.user_id, c.server_id, c.resource, c.redirect_uri, c.code_challenge,
-        c.scopes, c.created_at, c.expires_at
+        c.scopes, c.created_at, c.expires_at, c.nonce, c.auth_time
     ])?;
     // Expired codes are worthless: drop them as we go.
     conn.prepare_cached("DELETE FROM auth_codes WHERE expires_at < ?1")?
@@ -239,7 +243,7 @@ pub fn code(conn: &Connection, code_hash: &str) -> Result<Option<CodeRow>, Store
     Ok(conn
         .prepare_cached(
             "SELECT code_hash, client_id, client_name, user_id, server_id, resource, redirect_uri, code_challenge, scopes,
-                created_at, expires_at, used_at, grant_id FROM auth_codes WHERE code_hash = ?1",
+                created_at, expires_at, used_at, grant_id, nonce, auth_time FROM auth_codes WHERE code_hash = ?1",
         )?
         .query_row([code_hash], |r| {
             Ok(CodeRow {
@@ -256,6 +260,8 @@ pub fn code(conn: &Connection, code_hash: &str) -> Result<Option<CodeRow>, Store
                 expires_at: r.get(10)?,
                 used_at: r.get(11)?,
                 grant_id: r.get(12)?,
+                nonce: r.get(13)?,
+                auth_time: r.get(14)?,
             })
         })
         .optional()?)
@@ -317,6 +323,27 @@ pub fn rotate_refresh(conn: &Connection, token_hash: &str, now: i64) -> Result<b
     Ok(conn
         .prepare_cached("UPDATE refresh_tokens SET rotated_at = ?2 WHERE token_hash = ?1 AND rotated_at IS NULL")?
         .execute(params![token_hash, now])?
+        > 0)
+}
+
+/// Records a client assertion's `jti` (as `jti_hash`) until `expires_at`: false if it was
+/// already recorded (a replay).
+pub fn use_assertion(
+    conn: &Connection,
+    jti_hash: &str,
+    expires_at: i64,
+    now: i64,
+) -> Result<bool, StoreError> {
+    // A recorded jti whose assertion has expired cannot be replayed (the assertion is refused
+    // for its `exp`); dropping such rows as we go keeps the table small.
+    conn.prepare_cached("DELETE FROM client_assertions WHERE expires_at < ?1")?
+        .execute([now - 3600])?;
+    Ok(conn
+        .prepare_cached(
+            "INSERT INTO client_assertions (jti_hash, expires_at) VALUES (?1, ?2)
+             ON CONFLICT (jti_hash) DO NOTHING",
+        )?
+        .execute(params![jti_hash, expires_at])?
         > 0)
 }
 

@@ -25,6 +25,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "revocations",
         include_str!("migrations/0007_revocations.sql"),
     ),
+    (
+        "clients_tested",
+        include_str!("migrations/0009_clients_tested.sql"),
+    ),
 ];
 
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;

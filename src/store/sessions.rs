@@ -51,3 +51,11 @@ pub fn delete(conn: &Connection, token_hash: &str) -> Result<(), StoreError> {
         .execute([token_hash])?;
     Ok(())
 }
+
+/// When a session began (its user signed in then).
+pub fn started_at(conn: &Connection, token_hash: &str) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT created_at FROM sessions WHERE token_hash = ?1")?
+        .query_row([token_hash], |r| r.get(0))
+        .optional()?)
+}

@@ -569,7 +569,12 @@ impl AuthRequest {
     }
 
     pub fn url(&self, origin: &str) -> String {
-        let mut u = url::Url::parse(&format!("{origin}/oauth/authorize")).expect("url");
+        self.url_at(&format!("{origin}/oauth/authorize"))
+    }
+
+    /// The request sent to the authorization endpoint `endpoint`.
+    pub fn url_at(&self, endpoint: &str) -> String {
+        let mut u = url::Url::parse(endpoint).expect("url");
         {
             let mut q = u.query_pairs_mut();
             for (k, v) in &self.params {
@@ -730,8 +735,13 @@ pub async fn authorize(browser: &Browser, req: &AuthRequest) -> Outcome {
 /// answers a consent form, follows redirects that stay on the server, and stops at the first
 /// redirect that leaves for the client, or at any other page.
 pub async fn authorize_as(browser: &Browser, req: &AuthRequest, who: &Person) -> Outcome {
+    authorize_url(browser, &req.url(&browser.origin), who).await
+}
+
+/// [`authorize_as`] from a whole authorization URL (another issuer's endpoint).
+pub async fn authorize_url(browser: &Browser, url: &str, who: &Person) -> Outcome {
     let mut out = Outcome::default();
-    let mut page = browser.get(&req.url(&browser.origin)).await;
+    let mut page = browser.get(url).await;
     let mut logins = 0;
     let mut consents = 0;
     for _ in 0..12 {
@@ -811,6 +821,8 @@ pub enum ClientAuth {
     Basic(String, String),
     /// `client_secret_post`.
     Post(String, String),
+    /// `private_key_jwt`: `client_id` and a signed client assertion.
+    Assertion(String, String),
 }
 
 #[derive(Debug, Clone)]
@@ -908,6 +920,14 @@ pub async fn post_endpoint(
         ClientAuth::Post(id, secret) => {
             fields.push(("client_id".into(), id.clone()));
             fields.push(("client_secret".into(), secret.clone()));
+        }
+        ClientAuth::Assertion(id, jwt) => {
+            fields.push(("client_id".into(), id.clone()));
+            fields.push((
+                "client_assertion_type".into(),
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+            ));
+            fields.push(("client_assertion".into(), jwt.clone()));
         }
     }
     Reply::read(req.form(&fields).send().await.expect("request")).await

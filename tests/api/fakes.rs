@@ -234,6 +234,25 @@ impl SigningKey {
     }
 }
 
+/// A self-signed certificate for 127.0.0.1 and localhost: (its directory, the PEM file to trust
+/// through `outbound.ca_files`, a server config presenting it).
+pub fn self_signed_tls() -> (tempfile::TempDir, std::path::PathBuf, rustls::ServerConfig) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("cert");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ck.cert.pem()).expect("write ca");
+    let cert = rustls_pki_types::CertificateDer::from(ck.cert.der().to_vec());
+    let key =
+        rustls_pki_types::PrivateKeyDer::try_from(ck.signing_key.serialize_der()).expect("key");
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let tls = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .expect("tls");
+    (dir, ca_file, tls)
+}
+
 /// An external OpenID issuer over https with a self-signed certificate: serves a JWKS whose
 /// keys tests sign with; it can rotate keys and go down.
 pub struct TestIssuer {
@@ -255,19 +274,7 @@ impl Drop for TestIssuer {
 
 impl TestIssuer {
     pub async fn start() -> TestIssuer {
-        let dir = tempfile::tempdir().expect("tmp");
-        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-            .expect("cert");
-        let ca_file = dir.path().join("issuer-ca.pem");
-        std::fs::write(&ca_file, ck.cert.pem()).expect("write ca");
-        let cert = rustls_pki_types::CertificateDer::from(ck.cert.der().to_vec());
-        let key =
-            rustls_pki_types::PrivateKeyDer::try_from(ck.signing_key.serialize_der()).expect("key");
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let tls = rustls::ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert], key)
-            .expect("tls");
+        let (dir, ca_file, tls) = self_signed_tls();
         let keys = Arc::new(Mutex::new(vec![SigningKey::generate("key-1")]));
         let fetches = Arc::new(Mutex::new(0usize));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -334,5 +341,144 @@ impl TestIssuer {
             authorization_endpoint: format!("{}/authorize", self.issuer),
             token_endpoint: format!("{}/token", self.issuer),
         }
+    }
+}
+
+/// An https server (self-signed, trusted through `outbound.ca_files`) serving JSON documents by
+/// path — client metadata documents, a client's JWKS — and counting what it was asked for.
+pub struct DocServer {
+    /// `https://127.0.0.1:PORT`
+    pub origin: String,
+    pub ca_file: std::path::PathBuf,
+    docs: Arc<Mutex<std::collections::HashMap<String, Value>>>,
+    pub fetches: Arc<Mutex<Vec<String>>>,
+    handle: ServerHandle,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for DocServer {
+    fn drop(&mut self) {
+        drop(self.handle.stop(false));
+    }
+}
+
+impl DocServer {
+    pub async fn start() -> DocServer {
+        let (dir, ca_file, tls) = self_signed_tls();
+        let docs: Arc<Mutex<std::collections::HashMap<String, Value>>> = Arc::default();
+        let fetches: Arc<Mutex<Vec<String>>> = Arc::default();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (d, f) = (docs.clone(), fetches.clone());
+        let server = actix_web::HttpServer::new(move || {
+            let (d, f) = (d.clone(), f.clone());
+            actix_web::App::new().default_service(web::to(move |req: HttpRequest| {
+                let (d, f) = (d.clone(), f.clone());
+                async move {
+                    f.lock().expect("lock").push(req.path().to_owned());
+                    match d.lock().expect("lock").get(req.path()) {
+                        Some(doc) => HttpResponse::Ok()
+                            .content_type("application/json")
+                            .body(doc.to_string()),
+                        None => HttpResponse::NotFound().finish(),
+                    }
+                }
+            }))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen_rustls_0_23(listener, tls)
+        .expect("listen")
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        DocServer {
+            origin: format!("https://127.0.0.1:{port}"),
+            ca_file,
+            docs,
+            fetches,
+            handle,
+            _dir: dir,
+        }
+    }
+
+    /// Serves `doc` at `path`; returns its URL.
+    pub fn set(&self, path: &str, doc: Value) -> String {
+        self.docs.lock().expect("lock").insert(path.to_owned(), doc);
+        format!("{}{path}", self.origin)
+    }
+
+    pub fn fetches_of(&self, path: &str) -> usize {
+        self.fetches
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|p| *p == path)
+            .count()
+    }
+}
+
+/// A client's key pair for `private_key_jwt`: RS256, PS256 (RSA), ES256 or EdDSA.
+pub struct ClientKey {
+    pub alg: jsonwebtoken::Algorithm,
+    pub kid: String,
+    pub encoding: jsonwebtoken::EncodingKey,
+    /// The public JWK, with `kid`, `alg` and `use`.
+    pub jwk: Value,
+}
+
+impl ClientKey {
+    pub fn generate(alg: jsonwebtoken::Algorithm, kid: &str) -> ClientKey {
+        use jsonwebtoken::{Algorithm, EncodingKey};
+        let (sig, pem) = match alg {
+            Algorithm::RS256 | Algorithm::PS256 => (&rcgen::PKCS_RSA_SHA256, "rsa"),
+            Algorithm::ES256 => (&rcgen::PKCS_ECDSA_P256_SHA256, "ec"),
+            Algorithm::EdDSA => (&rcgen::PKCS_ED25519, "ed"),
+            other => panic!("no client keys for {other:?}"),
+        };
+        let pair = rcgen::KeyPair::generate_for(sig).expect("key");
+        let pem_text = pair.serialize_pem();
+        let encoding = match pem {
+            "rsa" => EncodingKey::from_rsa_pem(pem_text.as_bytes()),
+            "ec" => EncodingKey::from_ec_pem(pem_text.as_bytes()),
+            _ => EncodingKey::from_ed_pem(pem_text.as_bytes()),
+        }
+        .expect("encoding key");
+        let mut jwk = if pem == "ed" {
+            // jsonwebtoken builds no Ed25519 JWK: the raw public key is `x`.
+            json!({ "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "x": URL_SAFE_NO_PAD.encode(pair.public_key_raw()) })
+        } else {
+            serde_json::to_value(
+                jsonwebtoken::jwk::Jwk::from_encoding_key(&encoding, alg).expect("jwk"),
+            )
+            .expect("jwk json")
+        };
+        jwk["kid"] = json!(kid);
+        jwk["use"] = json!("sig");
+        ClientKey {
+            alg,
+            kid: kid.to_owned(),
+            encoding,
+            jwk,
+        }
+    }
+
+    pub fn jwks(&self) -> Value {
+        json!({ "keys": [self.jwk.clone()] })
+    }
+
+    /// A client assertion: `iss` = `sub` = `client_id`, `aud`, a fresh `jti`, 60 s to live;
+    /// `tweak` changes the claims before signing.
+    pub fn assertion(&self, client_id: &str, aud: &str, tweak: impl FnOnce(&mut Value)) -> String {
+        let now = ezforge::domain::now();
+        let mut claims = json!({
+            "iss": client_id, "sub": client_id, "aud": aud,
+            "iat": now, "exp": now + 60,
+            "jti": URL_SAFE_NO_PAD.encode(ezforge::crypto::random_bytes::<16>()),
+        });
+        tweak(&mut claims);
+        let mut header = jsonwebtoken::Header::new(self.alg);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, &claims, &self.encoding).expect("sign")
     }
 }

@@ -140,7 +140,11 @@ async fn protected_resource_metadata_names_server_and_issuer() {
     assert_eq!(res.status(), 200);
     let doc = json(res).await;
     assert_eq!(doc["resource"], resource(&app, "weather"));
-    assert_eq!(doc["authorization_servers"], json!([app.address]));
+    // The server's own issuer (issue 19): its endpoints serve this one server.
+    assert_eq!(
+        doc["authorization_servers"],
+        json!([format!("{}/oauth/mcp/weather", app.address)])
+    );
     assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
     assert_eq!(doc["resource_name"], "weather");
     assert_eq!(

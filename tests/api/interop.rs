@@ -540,7 +540,9 @@ async fn assert_client_left_a_working_grant(
     let token = result["refreshedAccessToken"].as_str().expect("token");
     let (header, claims) = jwt_parts(token);
     assert_eq!(header["typ"], "at+jwt");
-    assert_eq!(claims["iss"], app.address);
+    // The server's own issuer, the one its protected-resource metadata names.
+    let slug = resource.rsplit('/').next().expect("slug");
+    assert_eq!(claims["iss"], format!("{}/oauth/mcp/{slug}", app.address));
     assert_eq!(claims["aud"], resource);
     assert_eq!(claims["client_id"], client_id);
     let tools = session_tools_list(resource, token).await;
@@ -566,10 +568,10 @@ async fn typescript_sdk_client_authorizes_calls_tools_steps_up_and_refreshes() {
     out.assert_success();
     let result = out.result();
     assert_eq!(result["ok"], true);
-    // The SDK asks for what the 401 names (mcp:read), so its own authorization gets no refresh
-    // token: it never adds offline_access (the script asks for it through the SDK's auth()).
+    // The SDK asks for what the 401 names (mcp:read), never offline_access; it registered the
+    // refresh_token grant, so it gets a refresh token all the same (issue 19).
     assert_eq!(result["firstScope"], "mcp:read", "{result}");
-    assert_eq!(result["firstRefresh"], false, "{result}");
+    assert_eq!(result["firstRefresh"], true, "{result}");
     let www = result["stepUpChallenge"].as_str().expect("challenge");
     assert!(
         www.contains("error=\"insufficient_scope\"") && www.contains("mcp:execute"),
@@ -579,9 +581,12 @@ async fn typescript_sdk_client_authorizes_calls_tools_steps_up_and_refreshes() {
         scopes(&result["authorizationScopes"][1]).contains(&"mcp:execute".to_owned()),
         "re-authorized with the added scope: {result}"
     );
+    // SDK 1.x holding a refresh token refreshes on a 403 instead of re-authorizing
+    // (typescript-sdk #2255): the script re-authorizes as an application must.
+    assert_eq!(result["stepUpBy"], "application", "{result}");
     assert!(
-        scopes(&result["offlineScope"]).contains(&"offline_access".to_owned()),
-        "{result}"
+        scopes(&result["refreshScope"]).contains(&"mcp:execute".to_owned()),
+        "the refresh keeps the stepped-up scope: {result}"
     );
     assert_eq!(
         result["logins"], 1,

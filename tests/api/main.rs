@@ -4,6 +4,7 @@
 mod browser;
 mod cli_client;
 mod cli_process;
+mod clients_tested;
 mod control_declared;
 mod control_matrix;
 mod control_rules;
@@ -16,5 +17,6 @@ mod helpers;
 mod interop;
 mod oauth_cimd;
 mod oauth_flow;
+mod oauth_issuers;
 mod oauth_rules;
 mod sandbox;

@@ -30,19 +30,7 @@ impl Drop for CimdServer {
 
 impl CimdServer {
     async fn start() -> CimdServer {
-        let dir = tempfile::tempdir().expect("tmp");
-        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-            .expect("cert");
-        let ca_file = dir.path().join("cimd-ca.pem");
-        std::fs::write(&ca_file, ck.cert.pem()).expect("write ca");
-        let cert = rustls_pki_types::CertificateDer::from(ck.cert.der().to_vec());
-        let key =
-            rustls_pki_types::PrivateKeyDer::try_from(ck.signing_key.serialize_der()).expect("key");
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let tls = rustls::ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert], key)
-            .expect("tls");
+        let (dir, ca_file, tls) = crate::fakes::self_signed_tls();
         let doc = Arc::new(Mutex::new(Value::Null));
         let fetches = Arc::new(Mutex::new(Vec::new()));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -385,13 +373,17 @@ async fn plain_http_and_odd_client_id_urls_are_refused() {
 #[tokio::test]
 async fn request_errors_of_an_unregistered_client_are_shown_not_redirected() {
     let cimd = CimdServer::start().await;
-    // Anyone may publish a document naming any redirect URI.
-    cimd.set(cimd.good_doc());
+    // Anyone may publish a document naming any (web) redirect URI.
+    let web = "https://app.cimd.example/cb";
+    let mut doc = cimd.good_doc();
+    doc["redirect_uris"] = json!([web, REDIRECT]);
+    cimd.set(doc);
     let w = cimd_world(&cimd).await;
+    let request = || w.request(&cimd.url()).set("redirect_uri", web);
     for req in [
-        w.request(&cimd.url()).without("response_type"),
-        w.request(&cimd.url()).set("scope", "admin:everything"),
-        w.request(&cimd.url()).without("code_challenge"),
+        request().without("response_type"),
+        request().set("scope", "admin:everything"),
+        request().without("code_challenge"),
     ] {
         let out = authorize(&w.browser(), &req).await;
         assert!(
@@ -411,4 +403,10 @@ async fn request_errors_of_an_unregistered_client_are_shown_not_redirected() {
     .await;
     let to = out.redirect.as_ref().expect("redirect");
     assert!(to.as_str().contains("error=invalid_request"), "{to}");
+    // So does one waiting on a loopback (or an app's own scheme): the user's own machine, where
+    // the client would otherwise wait for its callback for ever.
+    let req = w.request(&cimd.url()).without("code_challenge");
+    authorize(&w.browser(), &req)
+        .await
+        .assert_redirect_error("invalid_request", &req, w.issuer());
 }

@@ -122,9 +122,13 @@ async fn whole_flow_over_http_reaches_the_upstream() {
     assert_eq!(reply.body["expires_in"], 900, "{}", reply.text);
     assert_eq!(reply.body["scope"], "mcp:read", "{}", reply.text);
     assert!(
-        reply.body.get("refresh_token").is_none(),
-        "no refresh token without offline_access: {}",
+        reply.body["refresh_token"].is_string(),
+        "a client that registered the refresh_token grant gets a refresh token without asking for offline_access: {}",
         reply.text
+    );
+    assert!(
+        reply.body.get("id_token").is_none(),
+        "no openid, no ID token"
     );
 
     // 5. The front door accepts it and proxies to the upstream.
@@ -169,7 +173,8 @@ async fn access_token_is_a_jwt_for_the_server() {
 
 #[tokio::test]
 async fn refresh_rotates_and_reuse_revokes_the_family() {
-    let w = world().await;
+    // Strict rotation: any reuse revokes (the grace is `refresh_reuse_grace`'s own test).
+    let w = world_with(|c| c.auth.refresh_reuse_grace = ezforge::config::Duration::secs(0)).await;
     let client_id = w.public_client().await;
     let first = w.tokens(&client_id, "mcp:read offline_access").await;
     let r1 = first.refresh_token();
@@ -198,15 +203,28 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
 }
 
 #[tokio::test]
-async fn no_refresh_token_without_offline_access() {
+async fn no_refresh_token_for_a_client_without_the_grant_unless_offline_access() {
     let w = world().await;
-    let client_id = w.public_client().await;
+    let reg = post_json(
+        &w,
+        "/oauth/register",
+        None,
+        json!({ "redirect_uris": [REDIRECT], "client_name": "Codes only", "grant_types": ["authorization_code"] }),
+    )
+    .await;
+    assert_eq!(reg.status, 201, "{}", reg.text);
+    let client_id = reg.str("client_id");
     let reply = w.tokens(&client_id, "mcp:read").await;
     assert!(reply.body.get("refresh_token").is_none(), "{}", reply.text);
     // Nor from a refresh-less grant with a made-up refresh token.
     refresh(&w.app, &public(&client_id), "not-a-refresh-token")
         .await
         .assert_error(400, "invalid_grant");
+    // offline_access still guarantees one, and it can be used.
+    let reply = w.tokens(&client_id, "mcp:read offline_access").await;
+    refresh(&w.app, &public(&client_id), &reply.refresh_token())
+        .await
+        .assert_ok();
 }
 
 #[tokio::test]
@@ -867,11 +885,14 @@ async fn metadata_matches_the_contract() {
         "registration_endpoint": format!("{iss}/oauth/register"),
         "revocation_endpoint": format!("{iss}/oauth/revoke"),
         "introspection_endpoint": format!("{iss}/oauth/introspect"),
+        "userinfo_endpoint": format!("{iss}/oauth/userinfo"),
         "jwks_uri": format!("{iss}/oauth/jwks.json"),
         "response_types_supported": ["code"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "PS256", "ES256", "EdDSA"],
+        "id_token_signing_alg_values_supported": ["ES256"],
         "client_id_metadata_document_supported": true,
         "authorization_response_iss_parameter_supported": true,
     });
@@ -895,7 +916,15 @@ async fn metadata_matches_the_contract() {
             .iter()
             .filter_map(Value::as_str)
             .collect();
-        for s in ["mcp:read", "mcp:write", "mcp:execute", "offline_access"] {
+        for s in [
+            "mcp:read",
+            "mcp:write",
+            "mcp:execute",
+            "offline_access",
+            "openid",
+            "profile",
+            "email",
+        ] {
             assert!(
                 scopes.contains(&s),
                 "{path}: scopes_supported has {s}: {scopes:?}"
@@ -909,7 +938,8 @@ async fn metadata_matches_the_contract() {
 #[tokio::test]
 async fn issuer_is_byte_identical_in_both_metadata_documents() {
     let w = world().await;
-    let asm = send(
+    // The root issuer is the public URL.
+    let root = send(
         &w,
         "GET",
         &w.app.url("/.well-known/oauth-authorization-server"),
@@ -917,7 +947,10 @@ async fn issuer_is_byte_identical_in_both_metadata_documents() {
         None,
     )
     .await;
-    assert_eq!(asm.status, 200, "{}", asm.text);
+    assert_eq!(root.status, 200, "{}", root.text);
+    assert_eq!(root.body["issuer"], w.issuer());
+    // A server's protected-resource metadata names its own issuer, whose RFC 8414 metadata
+    // (path inserted) says the same issuer, byte for byte.
     let prm = send(
         &w,
         "GET",
@@ -930,13 +963,24 @@ async fn issuer_is_byte_identical_in_both_metadata_documents() {
     )
     .await;
     assert_eq!(prm.status, 200, "{}", prm.text);
-    let a = asm.body["issuer"].as_str().expect("issuer");
     let b = prm.body["authorization_servers"][0]
         .as_str()
         .expect("authorization_servers[0]");
-    assert_eq!(a.as_bytes(), b.as_bytes());
-    assert_eq!(a, w.issuer());
-    assert!(!a.ends_with('/'));
+    assert_eq!(b, format!("{}/oauth/mcp/{}", w.issuer(), w.slug));
+    let path = url::Url::parse(b).expect("issuer").path().to_owned();
+    for doc in [
+        format!("/.well-known/oauth-authorization-server{path}"),
+        format!("/.well-known/openid-configuration{path}"),
+        format!("{path}/.well-known/openid-configuration"),
+    ] {
+        let asm = send(&w, "GET", &w.app.url(&doc), None, None).await;
+        assert_eq!(asm.status, 200, "{doc}: {}", asm.text);
+        let a = asm.body["issuer"].as_str().expect("issuer");
+        assert_eq!(a.as_bytes(), b.as_bytes(), "{doc}");
+        assert!(!a.ends_with('/'));
+        assert_eq!(asm.body["authorization_endpoint"], format!("{b}/authorize"));
+        assert_eq!(asm.body["token_endpoint"], format!("{b}/token"));
+    }
 }
 
 #[tokio::test]

@@ -255,8 +255,10 @@ async fn resource_must_be_a_server_the_client_may_use() {
     for bad in [
         format!("{}/mcp/nope", w.issuer()),
         "https://evil.example/mcp".to_owned(),
-        format!("{}/mcp/{}/", w.issuer(), w.slug),
         format!("{}/mcp/{}#x", w.issuer(), w.slug),
+        format!("{}/mcp/{}?x=1", w.issuer(), w.slug),
+        // The bare origin names no one server at the root issuer.
+        w.issuer().to_owned(),
         "not a url".to_owned(),
     ] {
         let req = w.request(&client_id).set("resource", &bad);
@@ -365,8 +367,8 @@ async fn refresh_may_narrow_but_never_widen_scope() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn parallel_refresh_exactly_one_wins() {
-    let w = world().await;
+async fn parallel_refresh_exactly_one_wins_when_strict() {
+    let w = world_with(|c| c.auth.refresh_reuse_grace = ezforge::config::Duration::secs(0)).await;
     let client_id = w.public_client().await;
     let reply = w.tokens(&client_id, "mcp:read offline_access").await;
     let rt = reply.refresh_token();
@@ -942,7 +944,8 @@ async fn authorize_refuses_bad_input_and_never_500s() {
     for req in [
         w.request(&client_id).add("state", "second"),
         w.request(&client_id).add("code_challenge", "x"),
-        w.request(&client_id).add("resource", &w.resource),
+        w.request(&client_id)
+            .add("resource", &format!("{}/mcp/other", w.issuer())),
         w.request(&client_id).add("response_type", "code"),
     ] {
         let out = authorize(&w.browser(), &req).await;

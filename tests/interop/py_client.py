@@ -208,7 +208,7 @@ async def main(mcp_url: str, step_up_tool: str) -> None:
         assert 'resource_metadata="' in (first_401["www_authenticate"] or "")
         assert any("/.well-known/oauth-protected-resource" in w["url"] and w["status"] == 200 for w in wire), "PRM"
         assert any("/.well-known/oauth-authorization-server" in w["url"] and w["status"] == 200 for w in wire), "ASM"
-        assert any(w["url"].endswith("/oauth/register") and w["status"] == 201 for w in wire), "DCR"
+        assert any(w["url"].endswith("/register") and w["status"] == 201 for w in wire), "DCR"
         assert len(authorizations) == 1
         a1 = parse_qs(urlparse(authorizations[0]).query)
         assert a1["code_challenge_method"] == ["S256"] and a1.get("code_challenge"), a1

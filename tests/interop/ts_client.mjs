@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { StreamableHTTPClientTransport, StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { auth, UnauthorizedError } from "@modelcontextprotocol/sdk/client/auth.js";
 import { Browser, startCallbackServer } from "./lib/browser.mjs";
 
@@ -137,14 +137,17 @@ const asMeta = wire.find(
   (w) => (w.url.includes("/.well-known/oauth-authorization-server") || w.url.includes("/.well-known/openid-configuration")) && w.status === 200,
 );
 assert.ok(asMeta, "authorization server metadata discovered");
-const registration = wire.find((w) => w.url.endsWith("/oauth/register"));
+const registration = wire.find((w) => w.method === "POST" && w.url.endsWith("/register"));
 assert.equal(registration?.status, 201, "dynamic client registration");
 assert.equal(authorizations.length, 1, "one authorization");
 const a1 = new URL(authorizations[0]);
 assert.equal(a1.searchParams.get("code_challenge_method"), "S256");
 assert.ok(a1.searchParams.get("code_challenge"), "PKCE challenge");
 assert.equal(a1.searchParams.get("resource"), mcpUrl, "resource indicator is the MCP URL");
-const issuer = new URL(a1).origin;
+// The issuer the protected-resource metadata names (the server's own): RFC 9207's iss.
+const prmUrl = /resource_metadata="([^"]+)"/.exec(first401.wwwAuthenticate)[1];
+const issuer = (await (await fetch(prmUrl)).json()).authorization_servers[0];
+assert.ok(a1.href.startsWith(`${issuer}/`), `authorized at the issuer's endpoint: ${a1.href}`);
 step("authorized", { clientId: provider._client?.client_id, scope: scopeOf(authorizations[0]), logins: browser.logins, consents: browser.consents });
 await transport.finishAuth(await receivedCode(issuer));
 const firstTokens = provider.tokens();
@@ -167,20 +170,32 @@ assert.match(textOf(echoed), /hello through ezForge/);
 step("tools/call echo", { text: textOf(echoed) });
 
 // 3. Step-up: a tool that needs a scope the token lacks. The SDK gets 403 insufficient_scope and
-// starts a new authorization with the scope the challenge names.
+// starts a new authorization with the scope the challenge names. SDK 1.x holding a refresh token
+// refreshes instead (typescript-sdk #2255; 2.x re-authorizes, #2346): a refresh cannot widen the
+// scope, the retry gets the same 403 and the SDK gives up. The application then re-authorizes
+// with the challenged scope itself, as applications on SDK 1.x do.
 const before = wire.length;
+let stepUpBy = "sdk";
 try {
   await client.callTool({ name: stepUpTool, arguments: { a: 2, b: 3 } });
   throw new Error(`${stepUpTool} succeeded with scope ${firstTokens.scope}`);
 } catch (e) {
-  if (!(e instanceof UnauthorizedError)) throw e;
+  if (e instanceof StreamableHTTPError && e.code === 403 && provider.tokens()?.refresh_token) {
+    stepUpBy = "application";
+    const challenged = /scope="([^"]+)"/.exec(wire.slice(before).find((w) => w.status === 403).wwwAuthenticate)[1];
+    const { refresh_token: _dropped, ...withoutRefresh } = provider.tokens();
+    provider.saveTokens(withoutRefresh);
+    assert.equal(await auth(provider, { serverUrl: mcpUrl, scope: challenged, fetchFn: loggingFetch }), "REDIRECT");
+  } else if (!(e instanceof UnauthorizedError)) {
+    throw e;
+  }
 }
 const forbidden = wire.slice(before).find((w) => w.status === 403);
 assert.ok(forbidden, "the front door answered 403");
 assert.match(forbidden.wwwAuthenticate ?? "", /error="insufficient_scope"/);
 assert.equal(authorizations.length, 2, "a second authorization");
 const stepUpScope = scopeOf(authorizations[1]);
-step("step-up challenge", { wwwAuthenticate: forbidden.wwwAuthenticate, requestedScope: stepUpScope });
+step("step-up challenge", { wwwAuthenticate: forbidden.wwwAuthenticate, requestedScope: stepUpScope, by: stepUpBy });
 await transport.finishAuth(await receivedCode(issuer));
 const summed = await client.callTool({ name: stepUpTool, arguments: { a: 2, b: 3 } });
 assert.match(textOf(summed), /5/, JSON.stringify(summed));
@@ -188,23 +203,11 @@ const stepped = provider.tokens();
 assert.notEqual(stepped.access_token, firstTokens.access_token);
 step("step-up success", { scope: stepped.scope, text: textOf(summed) });
 
-// 4. Refresh. The SDK asks for exactly the scope in the challenge, never `offline_access`, so an
-// authorization it starts on its own never yields a refresh token from ezForge. Its public
-// `auth()` lets the application ask for more: `offline_access` on top of what it has.
-const wantScope = [...new Set([...(stepped.scope ?? "").split(" "), "offline_access"])].filter(Boolean).join(" ");
-const started = await auth(provider, { serverUrl: mcpUrl, scope: wantScope, fetchFn: loggingFetch });
-assert.equal(started, "REDIRECT");
-assert.equal(authorizations.length, 3);
-const authorized = await auth(provider, {
-  serverUrl: mcpUrl,
-  scope: wantScope,
-  authorizationCode: await receivedCode(issuer),
-  fetchFn: loggingFetch,
-});
-assert.equal(authorized, "AUTHORIZED");
+// 4. Refresh. The SDK asks for exactly the scope in the challenge, never `offline_access`; it
+// registered the refresh_token grant, so ezForge gave it a refresh token all the same.
 const offline = provider.tokens();
-assert.ok(offline.refresh_token, `a refresh token with offline_access: ${JSON.stringify({ ...offline, access_token: "…" })}`);
-step("offline_access", { scope: offline.scope });
+assert.ok(offline.refresh_token, `a refresh token: ${JSON.stringify({ ...offline, access_token: "…" })}`);
+step("refresh token", { scope: offline.scope });
 
 // The access token stops being accepted (as when it expires): the SDK's transport gets 401,
 // refreshes with the refresh token, and retries on its own.
@@ -217,7 +220,7 @@ assert.ok(refreshCall, "the SDK refreshed");
 assert.equal(refreshCall.status, 200);
 const refreshed = provider.tokens();
 assert.notEqual(refreshed.refresh_token, offline.refresh_token, "refresh tokens rotate");
-assert.equal(authorizations.length, 3, "no new authorization for a refresh");
+assert.equal(authorizations.length, 2, "no new authorization for a refresh");
 step("refresh", { status: refreshCall.status });
 
 await transport.terminateSession().catch(() => {});
@@ -233,8 +236,9 @@ console.log(
       firstRefresh: Boolean(firstTokens.refresh_token),
       authorizationScopes: authorizations.map(scopeOf),
       stepUpChallenge: forbidden.wwwAuthenticate,
+      stepUpBy,
       steppedScope: stepped.scope,
-      offlineScope: offline.scope,
+      refreshScope: offline.scope,
       refreshedAccessToken: refreshed.access_token,
       logins: browser.logins,
       consents: browser.consents,

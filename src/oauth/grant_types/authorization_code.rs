@@ -7,6 +7,8 @@ use crate::app::AppState;
 use crate::crypto;
 use crate::domain;
 use crate::oauth::clients::Client;
+use crate::oauth::issuer::Issuer;
+use crate::oauth::oidc::{self, IdToken};
 use crate::oauth::params::Params;
 use crate::oauth::token::Issued;
 use crate::oauth::{OAuthError, pkce, tokens};
@@ -16,8 +18,12 @@ use super::{has_offline_access, new_refresh, revoke_now, sign_error};
 
 enum Outcome {
     Granted {
-        grant: GrantRow,
+        grant: Box<GrantRow>,
         refresh: Option<String>,
+        /// For an ID token: the user's email, the request's nonce, when they signed in.
+        email: String,
+        nonce: Option<String>,
+        auth_time: Option<i64>,
     },
     Refused(OAuthError),
 }
@@ -26,15 +32,22 @@ pub async fn exchange(
     state: &actix_web::web::Data<AppState>,
     client: &Arc<Client>,
     params: &Params,
+    issuer: &Issuer,
 ) -> Result<Issued, OAuthError> {
     let code = params.require("code")?.to_owned();
     let verifier = params.get("code_verifier").map(str::to_owned);
     let redirect_uri = params.get("redirect_uri").map(str::to_owned);
-    let resource = params
-        .all("resource")
-        .into_iter()
-        .map(str::to_owned)
-        .collect::<Vec<_>>();
+    // A `resource`, if sent, must name the code's server (normalised); a server's own issuer
+    // exchanges that server's codes only.
+    let resources = params.all("resource");
+    let named = match resources.is_empty() {
+        true => None,
+        false => Some(issuer.target(state, &resources).map(|s| s.id.clone())),
+    };
+    let only_server = issuer.server.as_ref().map(|s| s.id.clone());
+    // Clients that registered the refresh_token grant get refresh tokens; offline_access
+    // guarantees one to any client.
+    let refresh_registered = client.may_use_grant("refresh_token");
     let client_id = client.client_id.clone();
     let registered = client.redirect_uris.clone();
     let st = state.clone();
@@ -105,10 +118,22 @@ pub async fn exchange(
                 }
                 Some(_) => {}
             }
-            if !resource.is_empty() && (resource.len() != 1 || resource[0] != row.resource) {
+            match &named {
+                Some(Ok(id)) if id == &row.server_id => {}
+                None => {}
+                Some(_) => {
+                    return refuse(
+                        tx,
+                        OAuthError::invalid_target("resource must match the authorization request"),
+                    );
+                }
+            }
+            if only_server.as_ref().is_some_and(|id| id != &row.server_id) {
                 return refuse(
                     tx,
-                    OAuthError::invalid_target("resource must match the authorization request"),
+                    OAuthError::invalid_grant(
+                        "the code was issued for a server another authorization server serves",
+                    ),
                 );
             }
             let grant = GrantRow {
@@ -125,7 +150,7 @@ pub async fn exchange(
             };
             store::grants::insert_grant(&tx, &grant)?;
             store::grants::use_code(&tx, &hash, now, Some(&grant.id))?;
-            let refresh = if has_offline_access(&grant.scopes) {
+            let refresh = if refresh_registered || has_offline_access(&grant.scopes) {
                 let (token, refresh_row) =
                     new_refresh(&st, &grant.id, &grant.client_id, &grant.scopes);
                 store::grants::insert_refresh(&tx, &refresh_row)?;
@@ -134,17 +159,33 @@ pub async fn exchange(
                 None
             };
             store::clients::touch(&tx, &grant.client_id, now)?;
+            let email = store::users::by_id(&tx, &row.user_id)?
+                .map(|u| u.email)
+                .unwrap_or_default();
             tx.commit().map_err(StoreError::from)?;
-            Ok(Outcome::Granted { grant, refresh })
+            Ok(Outcome::Granted {
+                grant: Box::new(grant),
+                refresh,
+                email,
+                nonce: row.nonce,
+                auth_time: row.auth_time,
+            })
         })
         .await?;
-    let (grant, refresh) = match outcome {
-        Outcome::Granted { grant, refresh } => (grant, refresh),
+    let (grant, refresh, email, nonce, auth_time) = match outcome {
+        Outcome::Granted {
+            grant,
+            refresh,
+            email,
+            nonce,
+            auth_time,
+        } => (grant, refresh, email, nonce, auth_time),
         Outcome::Refused(e) => return Err(e),
     };
     let sub = grant.user_id.as_deref().unwrap_or(&grant.client_id);
     let (access_token, expires_in) = tokens::access_token(
         state,
+        &issuer.url,
         sub,
         &grant.client_id,
         &grant.resource,
@@ -152,10 +193,23 @@ pub async fn exchange(
         Some(&grant.id),
     )
     .map_err(sign_error)?;
+    let id_token = oidc::id_token(
+        state,
+        &IdToken {
+            iss: &issuer.url,
+            client_id: &grant.client_id,
+            user_id: sub,
+            email: &email,
+            scopes: &grant.scopes,
+            nonce: nonce.as_deref(),
+            auth_time,
+        },
+    )?;
     Ok(Issued {
         access_token,
         expires_in,
         scope: grant.scopes,
         refresh_token: refresh,
+        id_token,
     })
 }

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use crate::app::AppState;
-use crate::gateway::registry::ServerAuth;
 use crate::oauth::clients::Client;
+use crate::oauth::issuer::Issuer;
 use crate::oauth::params::Params;
 use crate::oauth::token::Issued;
 use crate::oauth::{OAuthError, tokens};
@@ -16,27 +16,14 @@ pub async fn exchange(
     state: &actix_web::web::Data<AppState>,
     client: &Arc<Client>,
     params: &Params,
+    issuer: &Issuer,
 ) -> Result<Issued, OAuthError> {
     if !client.is_confidential() {
         return Err(OAuthError::unauthorized_client(
             "client_credentials is for confidential clients",
         ));
     }
-    let resource = match params.all("resource").as_slice() {
-        [one] => (*one).to_owned(),
-        [] => return Err(OAuthError::invalid_target("resource is required")),
-        _ => return Err(OAuthError::invalid_target("give exactly one resource")),
-    };
-    let server = state
-        .gateway
-        .registry
-        .by_resource(&resource)
-        .filter(|s| matches!(s.auth, ServerAuth::Managed))
-        .ok_or_else(|| {
-            OAuthError::invalid_target(
-                "resource is not an MCP server protected by this authorization server",
-            )
-        })?;
+    let server = issuer.target(state, &params.all("resource"))?;
     // A machine identity is given by the server's project (`POST /v1/servers/:id/clients`),
     // never taken by anonymous registration: no user consents to this grant.
     match &client.server_id {
@@ -76,6 +63,7 @@ pub async fn exchange(
     let scope = scopes.join(" ");
     let (access_token, expires_in) = tokens::access_token(
         state,
+        &issuer.url,
         &client.client_id,
         &client.client_id,
         &server.resource,
@@ -88,5 +76,6 @@ pub async fn exchange(
         expires_in,
         scope,
         refresh_token: None,
+        id_token: None,
     })
 }

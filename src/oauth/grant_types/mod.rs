@@ -4,7 +4,13 @@ pub mod authorization_code;
 pub mod client_credentials;
 pub mod refresh_token;
 
+use std::sync::atomic::AtomicU64;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
 use crate::app::AppState;
+use crate::crypto;
 use crate::domain;
 use crate::store::{self, StoreError, grants::RefreshRow};
 
@@ -48,20 +54,45 @@ pub fn new_refresh(
     client_id: &str,
     scopes: &str,
 ) -> (String, RefreshRow) {
-    let (token, hash) = tokens::refresh_token();
+    let (token, _) = tokens::refresh_token();
+    let row = refresh_row(state, token.expose(), grant_id, client_id, scopes);
+    (token.expose().to_owned(), row)
+}
+
+/// The stored row (its hash) of refresh token `token`.
+pub fn refresh_row(
+    state: &AppState,
+    token: &str,
+    grant_id: &str,
+    client_id: &str,
+    scopes: &str,
+) -> RefreshRow {
     let now = domain::now();
-    (
-        token.expose().to_owned(),
-        RefreshRow {
-            token_hash: hash,
-            grant_id: grant_id.to_owned(),
-            client_id: client_id.to_owned(),
-            scopes: scopes.to_owned(),
-            created_at: now,
-            expires_at: now + state.config.auth.refresh_token_ttl.as_secs(),
-            rotated_at: None,
-        },
-    )
+    RefreshRow {
+        token_hash: crypto::token_hash(token),
+        grant_id: grant_id.to_owned(),
+        client_id: client_id.to_owned(),
+        scopes: scopes.to_owned(),
+        created_at: now,
+        expires_at: now + state.config.auth.refresh_token_ttl.as_secs(),
+        rotated_at: None,
+    }
+}
+
+/// The token that replaces refresh token `token` when it is used: derived from it with a key
+/// only this server holds (an HMAC under the master key), so that a replay of a just-rotated
+/// token can be answered with the same successor without any token being stored but hashed.
+pub fn successor(state: &AppState, token: &str) -> String {
+    let key = state.master_key.mac_key("refresh token successors");
+    let tag = aws_lc_rs::hmac::sign(&key, token.as_bytes());
+    format!("ezf_rt_{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+}
+
+/// Replays of just-rotated refresh tokens: answered within the grace, or the grant revoked.
+#[derive(Default)]
+pub struct ReuseCounters {
+    pub grace: AtomicU64,
+    pub revoked: AtomicU64,
 }
 
 pub fn has_offline_access(scopes: &str) -> bool {

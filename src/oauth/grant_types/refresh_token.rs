@@ -1,18 +1,24 @@
-//! `grant_type=refresh_token`: rotated on every use and bound to its client. Using a rotated
-//! token again (a replay, or the loser of a race) revokes the whole grant. Scope may narrow.
+//! `grant_type=refresh_token`: rotated on every use and bound to its client. The token just
+//! rotated, replayed within `auth.refresh_reuse_grace` while its successor is unused (processes
+//! of one client refreshing at once), gets that same successor again: the family never
+//! branches. Any other reuse of a rotated token revokes the whole grant. Scope may narrow.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use serde_json::json;
 
 use crate::app::AppState;
 use crate::crypto;
 use crate::domain;
 use crate::oauth::clients::Client;
+use crate::oauth::issuer::Issuer;
 use crate::oauth::params::Params;
 use crate::oauth::token::Issued;
 use crate::oauth::{OAuthError, tokens};
 use crate::store::{self, StoreError, grants::GrantRow};
 
-use super::{new_refresh, revoke_now, sign_error};
+use super::{has_offline_access, refresh_row, revoke_now, sign_error, successor};
 
 enum Outcome {
     Granted {
@@ -23,16 +29,46 @@ enum Outcome {
     Refused(OAuthError),
 }
 
+/// Records a replay of a rotated refresh token in the audit log (in the grant's transaction).
+fn audit_reuse(
+    tx: &rusqlite::Transaction<'_>,
+    grant_id: &str,
+    client_id: &str,
+    outcome: &str,
+) -> Result<(), StoreError> {
+    store::audit::record(
+        tx,
+        &store::audit::Actor::system("oauth"),
+        "grant.refresh_reuse",
+        Some(grant_id),
+        None,
+        Some(&json!({ "clientId": client_id, "outcome": outcome })),
+    )
+}
+
 pub async fn exchange(
     state: &actix_web::web::Data<AppState>,
     client: &Arc<Client>,
     params: &Params,
+    issuer: &Issuer,
 ) -> Result<Issued, OAuthError> {
     let token = params.require("refresh_token")?.to_owned();
     let requested: Option<Vec<String>> = params
         .get("scope")
         .map(|s| s.split_whitespace().map(str::to_owned).collect());
+    // A server's own issuer serves that server's grants only; a `resource`, if sent, must name
+    // the grant's server.
+    let only_server = issuer.server.as_ref().map(|s| s.id.clone());
+    let resources = params.all("resource");
+    let named = if resources.is_empty() {
+        None
+    } else {
+        Some(issuer.target(state, &resources)?.id.clone())
+    };
     let client_id = client.client_id.clone();
+    let may_refresh = client.may_use_grant("refresh_token");
+    let grace = state.config.auth.refresh_reuse_grace.as_secs();
+    let next = successor(state, &token);
     let st = state.clone();
     let outcome = state
         .store
@@ -52,13 +88,25 @@ pub async fn exchange(
                     "the refresh token was issued to another client",
                 )));
             }
-            // Claim the token; if it was already used, this is a replay: revoke the grant.
-            if row.rotated_at.is_some() || !store::grants::rotate_refresh(&tx, &hash, now)? {
-                revoke_now(&st, &tx, &row.grant_id)?;
-                tx.commit().map_err(StoreError::from)?;
-                return Ok(Outcome::Refused(OAuthError::invalid_grant(
-                    "the refresh token was already used; the grant is revoked",
-                )));
+            let next_hash = crypto::token_hash(&next);
+            // Claim the token. Used already: the same successor within the grace while that is
+            // unused (a race between a client's own processes), else a replay that revokes.
+            let replayed = row.rotated_at.is_some() || !store::grants::rotate_refresh(&tx, &hash, now)?;
+            if replayed {
+                let rotated_at = row.rotated_at.unwrap_or(now);
+                let within = grace > 0
+                    && now - rotated_at <= grace
+                    && store::grants::refresh(&tx, &next_hash)?.is_some_and(|s| s.rotated_at.is_none());
+                if !within {
+                    revoke_now(&st, &tx, &row.grant_id)?;
+                    audit_reuse(&tx, &row.grant_id, &row.client_id, "revoked")?;
+                    tx.commit().map_err(StoreError::from)?;
+                    st.refresh_reuse.revoked.fetch_add(1, Relaxed);
+                    tracing::warn!(grant = %row.grant_id, client_id = %row.client_id, "a rotated refresh token was used again; the grant is revoked");
+                    return Ok(Outcome::Refused(OAuthError::invalid_grant(
+                        "the refresh token was already used; the grant is revoked",
+                    )));
+                }
             }
             let grant = match store::grants::grant(&tx, &row.grant_id)? {
                 Some(g) if g.revoked_at.is_none() => g,
@@ -68,6 +116,16 @@ pub async fn exchange(
                     )));
                 }
             };
+            if only_server.as_ref().is_some_and(|id| id != &grant.server_id) {
+                return Ok(Outcome::Refused(OAuthError::invalid_grant(
+                    "the refresh token is for a server another authorization server serves",
+                )));
+            }
+            if named.as_ref().is_some_and(|id| id != &grant.server_id) {
+                return Ok(Outcome::Refused(OAuthError::invalid_target(
+                    "resource must name the server the refresh token is for",
+                )));
+            }
             // Access comes from being an admin or a member of the server's project: a user
             // who lost it loses the grant (removal revokes it too; this covers the rest).
             if let Some(uid) = &grant.user_id
@@ -85,6 +143,12 @@ pub async fn exchange(
                     "the refresh token has expired",
                 )));
             }
+            // A client that did not register the grant refreshes only what offline_access gave.
+            if !may_refresh && !has_offline_access(&row.scopes) {
+                return Ok(Outcome::Refused(OAuthError::unauthorized_client(
+                    "this client may not use the refresh_token grant",
+                )));
+            }
             let granted: Vec<&str> = row.scopes.split_whitespace().collect();
             let scopes = match &requested {
                 Some(req) => {
@@ -97,17 +161,24 @@ pub async fn exchange(
                 }
                 None => row.scopes.clone(),
             };
-            // The refresh token keeps the grant's scopes; only the access token narrows.
-            let (refresh, new_row) = new_refresh(&st, &grant.id, &grant.client_id, &row.scopes);
-            store::grants::insert_refresh(&tx, &new_row)?;
+            if replayed {
+                audit_reuse(&tx, &grant.id, &grant.client_id, "grace")?;
+            } else {
+                // The refresh token keeps the grant's scopes; only the access token narrows.
+                let new_row = refresh_row(&st, &next, &grant.id, &grant.client_id, &row.scopes);
+                store::grants::insert_refresh(&tx, &new_row)?;
+            }
             store::grants::touch_grant(&tx, &grant.id, now)?;
             // In use: not a dynamic client to reap.
             store::clients::touch(&tx, &grant.client_id, now)?;
             tx.commit().map_err(StoreError::from)?;
+            if replayed {
+                st.refresh_reuse.grace.fetch_add(1, Relaxed);
+            }
             Ok(Outcome::Granted {
                 grant: Box::new(grant),
                 scopes,
-                refresh,
+                refresh: next,
             })
         })
         .await?;
@@ -122,6 +193,7 @@ pub async fn exchange(
     let sub = grant.user_id.as_deref().unwrap_or(&grant.client_id);
     let (access_token, expires_in) = tokens::access_token(
         state,
+        &issuer.url,
         sub,
         &grant.client_id,
         &grant.resource,
@@ -134,5 +206,6 @@ pub async fn exchange(
         expires_in,
         scope: scopes,
         refresh_token: Some(refresh),
+        id_token: None,
     })
 }

@@ -1,0 +1,180 @@
+//! Client authentication at the token, revocation and introspection endpoints:
+//! `client_secret_basic`, `client_secret_post`, `private_key_jwt` (RFC 7523, see `assertion`),
+//! or `none` (public clients: `client_id` only).
+
+use std::sync::Arc;
+
+use actix_web::HttpRequest;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use super::OAuthError;
+use super::assertion;
+use super::clients::{self, Client, ClientError, PRIVATE_KEY_JWT};
+use super::issuer::Issuer;
+use super::params::Params;
+use crate::app::AppState;
+use crate::crypto;
+
+/// What the metadata documents list (`none` first: the introspection endpoint takes the rest).
+pub const AUTH_METHODS: [&str; 4] = [
+    "none",
+    "client_secret_basic",
+    "client_secret_post",
+    PRIVATE_KEY_JWT,
+];
+
+/// Algorithms a client assertion may be signed with.
+pub const ASSERTION_ALGORITHMS: [&str; 4] = ["RS256", "PS256", "ES256", "EdDSA"];
+
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// `Authorization: Basic` credentials, if sent.
+fn basic(req: &HttpRequest) -> Result<Option<(String, String)>, OAuthError> {
+    let Some(h) = req.headers().get(actix_web::http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let v = h
+        .to_str()
+        .map_err(|_| OAuthError::invalid_client("malformed Authorization header"))?;
+    let encoded = v
+        .strip_prefix("Basic ")
+        .or_else(|| v.strip_prefix("basic "))
+        .ok_or_else(|| OAuthError::invalid_client("client authentication must use HTTP Basic"))?;
+    let decoded = STANDARD
+        .decode(encoded.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials"))?;
+    let (id, secret) = decoded
+        .split_once(':')
+        .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials"))?;
+    let unescape = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Ok(Some((unescape(id), unescape(secret))))
+}
+
+async fn client(state: &AppState, client_id: &str) -> Result<Arc<Client>, OAuthError> {
+    clients::resolve(state, client_id)
+        .await
+        .map_err(|e| match e {
+            ClientError::Store(s) => s.into(),
+            other => OAuthError::invalid_client(other.to_string()),
+        })
+}
+
+/// Authenticates the client of a request to one of `issuer`'s endpoints.
+pub async fn authenticate(
+    state: &AppState,
+    req: &HttpRequest,
+    params: &Params,
+    issuer: &Issuer,
+) -> Result<Arc<Client>, OAuthError> {
+    let basic = basic(req)?;
+    let assertion = match (
+        params.get("client_assertion_type"),
+        params.get("client_assertion"),
+    ) {
+        (None, None) => None,
+        (Some(JWT_BEARER), Some(a)) => Some(a),
+        (Some(_), Some(_)) => {
+            return Err(OAuthError::invalid_client(format!(
+                "client_assertion_type must be {JWT_BEARER}"
+            )));
+        }
+        _ => {
+            return Err(OAuthError::invalid_request(
+                "client_assertion and client_assertion_type go together",
+            ));
+        }
+    };
+    let methods = usize::from(basic.is_some())
+        + usize::from(params.get("client_secret").is_some())
+        + usize::from(assertion.is_some());
+    if methods > 1 {
+        return Err(OAuthError::invalid_request(
+            "use one client authentication method, not two",
+        ));
+    }
+    if let Some(jwt) = assertion {
+        let claimed = assertion::claimed_client(jwt)?;
+        if params.get("client_id").is_some_and(|c| c != claimed) {
+            return Err(OAuthError::invalid_client(
+                "client_id does not match the client assertion",
+            ));
+        }
+        let client = client(state, &claimed).await?;
+        if client.auth_method != PRIVATE_KEY_JWT {
+            return Err(OAuthError::invalid_client(
+                "this client does not authenticate with private_key_jwt",
+            ));
+        }
+        // RFC 7523 §3: the authorization server's issuer or token endpoint; also this endpoint.
+        let audiences = [
+            issuer.url.clone(),
+            issuer.endpoint("token"),
+            state.public_url.clone(),
+            format!("{}/oauth/token", state.public_url),
+            format!("{}{}", state.public_url, req.path()),
+        ];
+        assertion::verify(state, &client, jwt, &audiences).await?;
+        return Ok(client);
+    }
+    let (client_id, secret) = match (basic, params.get("client_secret")) {
+        (Some((id, secret)), _) => {
+            if params.get("client_id").is_some_and(|c| c != id) {
+                return Err(OAuthError::invalid_client(
+                    "client_id does not match the credentials",
+                ));
+            }
+            (id, Some(secret))
+        }
+        (None, Some(secret)) => (
+            params.require("client_id")?.to_owned(),
+            Some(secret.to_owned()),
+        ),
+        (None, None) => (
+            params
+                .require("client_id")
+                .map_err(|_| OAuthError::invalid_client("client_id is required"))?
+                .to_owned(),
+            None,
+        ),
+    };
+    let client = client(state, &client_id).await?;
+    match (&client.secret_hash, secret) {
+        (Some(hash), Some(secret)) => {
+            // Both secret methods are accepted; the registered one is only a preference.
+            if !crypto::ct_eq(crypto::token_hash(&secret).as_bytes(), hash.as_bytes()) {
+                return Err(OAuthError::invalid_client("client authentication failed"));
+            }
+        }
+        (Some(_), None) => return Err(OAuthError::invalid_client("this client must authenticate")),
+        (None, Some(_)) => {
+            return Err(OAuthError::invalid_client(
+                "this client has no secret (it is public, or uses private_key_jwt)",
+            ));
+        }
+        (None, None) if client.auth_method == PRIVATE_KEY_JWT => {
+            if !client.public_allowed {
+                return Err(OAuthError::invalid_client(
+                    "this client must authenticate with private_key_jwt (a client_assertion)",
+                ));
+            }
+            // A document that also lists `none`, used without an assertion: a public client
+            // for this request (nothing here proves it holds the keys).
+            return Ok(Arc::new(Client {
+                auth_method: "none".into(),
+                jwks: None,
+                jwks_uri: None,
+                ..(*client).clone()
+            }));
+        }
+        (None, None) => {}
+    }
+    Ok(client)
+}

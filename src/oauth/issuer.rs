@@ -1,0 +1,195 @@
+//! Which authorization server a request speaks to, and which MCP server its token is for.
+//!
+//! Every managed server has an issuer of its own, `{public_url}/oauth/mcp/{slug}` (listed in the
+//! server's protected-resource metadata, with RFC 8414 metadata at
+//! `/.well-known/oauth-authorization-server/oauth/mcp/{slug}`), whose endpoints serve that one
+//! server: a client that discovered server X gets a token for X even when it names no
+//! `resource`. The deployment's root issuer (`public_url`) serves every managed server, named
+//! by `resource`. The issuer string is byte-identical in the metadata's `issuer`, the
+//! protected-resource metadata, the tokens' `iss` and the `iss` of every redirect (RFC 9207).
+
+use std::sync::Arc;
+
+use actix_web::HttpRequest;
+use actix_web::http::StatusCode;
+use url::Url;
+
+use super::OAuthError;
+use crate::app::AppState;
+use crate::gateway::registry::{ServerAuth, ServerEntry, managed_issuer};
+
+/// The authorization server of one request.
+#[derive(Clone)]
+pub struct Issuer {
+    /// The issuer identifier.
+    pub url: String,
+    /// The one managed server this issuer serves; `None`: the root issuer.
+    pub server: Option<Arc<ServerEntry>>,
+}
+
+impl Issuer {
+    pub fn root(state: &AppState) -> Issuer {
+        Issuer {
+            url: state.public_url.clone(),
+            server: None,
+        }
+    }
+
+    /// The issuer of a request: a managed server's when the route names one (`{slug}`), else
+    /// the root. A slug that names no managed server is a 404: no such authorization server.
+    pub fn of(req: &HttpRequest, state: &AppState) -> Result<Issuer, OAuthError> {
+        let Some(slug) = req.match_info().get("slug") else {
+            return Ok(Issuer::root(state));
+        };
+        state
+            .gateway
+            .registry
+            .get(slug)
+            .filter(|s| matches!(s.auth, ServerAuth::Managed))
+            .map(|server| Issuer {
+                url: managed_issuer(&state.public_url, &server.slug),
+                server: Some(server),
+            })
+            .ok_or_else(|| {
+                OAuthError::new(
+                    StatusCode::NOT_FOUND,
+                    "invalid_request",
+                    "no such authorization server",
+                )
+            })
+    }
+
+    /// The URL of one of this issuer's endpoints (`authorize`, `token`…).
+    pub fn endpoint(&self, name: &str) -> String {
+        match self.server {
+            Some(_) => format!("{}/{name}", self.url),
+            None => format!("{}/oauth/{name}", self.url),
+        }
+    }
+
+    /// The server a request's `resource` parameters (RFC 8707) name, normalised (case of the
+    /// scheme and host, default port, one trailing slash). At a server's own issuer they may be
+    /// left out, or name its bare origin; at the root issuer exactly one is required. Either
+    /// way only a managed server of this issuer can be named (`invalid_target` otherwise).
+    pub fn target(
+        &self,
+        state: &AppState,
+        resources: &[&str],
+    ) -> Result<Arc<ServerEntry>, OAuthError> {
+        let mut named: Vec<String> = Vec::new();
+        for r in resources {
+            let n = normalize(r).ok_or_else(|| {
+                OAuthError::invalid_target(
+                    "resource must be an absolute http(s) URI without query or fragment",
+                )
+            })?;
+            if !named.contains(&n) {
+                named.push(n);
+            }
+        }
+        match (&self.server, named.as_slice()) {
+            (Some(server), []) => Ok(server.clone()),
+            (Some(server), [one]) => {
+                let own = normalize(&server.resource).unwrap_or_else(|| server.resource.clone());
+                if *one == own || Some(one.as_str()) == origin_of(&own).as_deref() {
+                    Ok(server.clone())
+                } else {
+                    Err(OAuthError::invalid_target(
+                        "resource names another server than the one this authorization server serves",
+                    ))
+                }
+            }
+            (None, []) => Err(OAuthError::invalid_target(
+                "resource is required here: name the MCP server, or use the authorization server its protected-resource metadata lists",
+            )),
+            (None, [one]) => state
+                .gateway
+                .registry
+                .by_resource(one)
+                .filter(|s| matches!(s.auth, ServerAuth::Managed))
+                .ok_or_else(|| {
+                    OAuthError::invalid_target(
+                        "resource must be the URI of one MCP server protected by this authorization server",
+                    )
+                }),
+            (_, _) => Err(OAuthError::invalid_target("give one resource")),
+        }
+    }
+}
+
+/// A resource URI in the form servers are looked up by: an absolute http(s) URI without query,
+/// fragment or credentials, its scheme and host lowercase, no default port, and no trailing
+/// slash (a bare origin is `scheme://host[:port]`). `None` when it cannot name a server.
+pub fn normalize(resource: &str) -> Option<String> {
+    if resource.len() > 2048 {
+        return None;
+    }
+    let url = Url::parse(resource).ok()?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host_str().is_none_or(str::is_empty)
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return None;
+    }
+    let path = url.path();
+    let path = path.strip_suffix('/').unwrap_or(path);
+    Some(format!("{}{path}", url.origin().ascii_serialization()))
+}
+
+/// The origin of a normalised resource URI.
+fn origin_of(normalized: &str) -> Option<String> {
+    Url::parse(normalized)
+        .ok()
+        .map(|u| u.origin().ascii_serialization())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+
+    #[test]
+    fn resources_are_normalised() {
+        let n = |s: &str| normalize(s);
+        let want = Some("https://h.example/mcp/x".to_owned());
+        for same in [
+            "https://h.example/mcp/x",
+            "https://h.example/mcp/x/",
+            "HTTPS://H.Example/mcp/x",
+            "https://h.example:443/mcp/x",
+        ] {
+            assert_eq!(n(same), want, "{same}");
+        }
+        assert_eq!(
+            n("http://127.0.0.1:8080/"),
+            Some("http://127.0.0.1:8080".into())
+        );
+        assert_eq!(n("https://a.example"), Some("https://a.example".into()));
+        assert_eq!(
+            n("http://a.example:80/m"),
+            Some("http://a.example/m".into())
+        );
+        // The path keeps its case; one trailing slash goes, not two.
+        assert_eq!(
+            n("https://h.example/MCP/x"),
+            Some("https://h.example/MCP/x".into())
+        );
+        assert_eq!(
+            n("https://h.example/mcp/x//"),
+            Some("https://h.example/mcp/x/".into())
+        );
+        for bad in [
+            "https://h.example/mcp/x#f",
+            "https://h.example/mcp/x?q=1",
+            "https://u:p@h.example/mcp/x",
+            "ftp://h.example/x",
+            "urn:x:y",
+            "not a url",
+            "",
+        ] {
+            assert_eq!(n(bad), None, "{bad}");
+        }
+    }
+}
