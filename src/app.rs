@@ -204,7 +204,15 @@ impl App {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
-        let shutdown_secs = config.server.shutdown_timeout.0.as_secs();
+        // In-flight requests get all but a second of the stop's time; the rest is for the
+        // processes, the logs and the database (`serve` ends the process at the timeout).
+        let shutdown_secs = config
+            .server
+            .shutdown_timeout
+            .0
+            .as_secs()
+            .saturating_sub(1)
+            .max(1);
         let client_jwks = gateway::jwks::JwksCache::new(outbound.clone());
         let state = web::Data::new(AppState {
             control_limiter: Limiter::new(config.control.rate_limit),

@@ -193,6 +193,16 @@ pub fn render(state: &AppState) -> String {
             );
         }
     }
+    let _ = writeln!(
+        out,
+        "# HELP ezforge_log_lines_dropped_total Log lines not written: stderr's reader too slow or gone."
+    );
+    let _ = writeln!(out, "# TYPE ezforge_log_lines_dropped_total counter");
+    let _ = writeln!(
+        out,
+        "ezforge_log_lines_dropped_total {}",
+        crate::telemetry::dropped_lines()
+    );
     process_metrics(&mut out, state);
     out
 }

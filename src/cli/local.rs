@@ -1,5 +1,6 @@
 //! Commands that run on the server's own machine: serve, config check, backup, keys, healthcheck.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -17,8 +18,9 @@ fn load(config_path: Option<&Path>) -> anyhow::Result<Config> {
 
 pub fn serve(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
     let config = load(config_path)?;
-    crate::telemetry::init(&config.logging);
+    let _log = crate::telemetry::init(&config.logging);
     let listen = config.server.listen;
+    let shutdown_timeout = config.server.shutdown_timeout.0;
     let listener = std::net::TcpListener::bind(listen)
         .with_context(|| format!("cannot listen on {listen}"))?;
     actix_web::rt::System::new().block_on(async move {
@@ -27,7 +29,7 @@ pub fn serve(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
         let mut app = App::build(config, listener).await?;
         let handle = app.handle();
         let reloader = app.reloader();
-        actix_web::rt::spawn(signals.run(handle, reloader));
+        actix_web::rt::spawn(signals.run(handle, reloader, shutdown_timeout));
         print_banner(&mut app);
         app.run_until_stopped().await?;
         tracing::info!("stopped");
@@ -36,39 +38,53 @@ pub fn serve(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
 }
 
 fn print_banner(app: &mut App) {
+    use std::fmt::Write;
+    let mut b = String::new();
     let url = app.public_url().to_owned();
-    println!("ezForge Server {} is ready", env!("CARGO_PKG_VERSION"));
-    println!("  control API     {url}/v1   (health: {url}/v1/health)");
+    let _ = writeln!(b, "ezForge Server {} is ready", env!("CARGO_PKG_VERSION"));
+    let _ = writeln!(b, "  control API     {url}/v1   (health: {url}/v1/health)");
     if crate::app::auth_mode_is_managed(app.state()) {
-        println!(
+        let _ = writeln!(
+            b,
             "  OAuth issuer    {url}   (metadata: {url}/.well-known/oauth-authorization-server)"
         );
     } else {
-        println!("  auth mode       byoa (no built-in authorization server)");
+        let _ = writeln!(
+            b,
+            "  auth mode       byoa (no built-in authorization server)"
+        );
     }
-    println!("  MCP servers     {url}/mcp/<slug>");
+    let _ = writeln!(b, "  MCP servers     {url}/mcp/<slug>");
     if let Some(fp) = app.tls_fingerprint() {
-        println!("  TLS certificate SHA-256 {fp}");
+        let _ = writeln!(b, "  TLS certificate SHA-256 {fp}");
     }
     if let Some(admin) = app.take_admin_created() {
-        println!();
+        let _ = writeln!(b);
         match admin.generated_password {
             Some(pw) => {
-                println!("  First start: created the admin user.");
-                println!("    email     {}", admin.email);
-                println!("    password  {}", pw.expose());
-                println!(
+                let _ = writeln!(b, "  First start: created the admin user.");
+                let _ = writeln!(b, "    email     {}", admin.email);
+                let _ = writeln!(b, "    password  {}", pw.expose());
+                let _ = writeln!(
+                    b,
                     "  This password is shown only this once. Sign in with `ezforge auth login`."
                 );
             }
-            None => println!(
-                "  First start: created the admin user {} with the configured password.",
-                admin.email
-            ),
+            None => {
+                let _ = writeln!(
+                    b,
+                    "  First start: created the admin user {} with the configured password.",
+                    admin.email
+                );
+            }
         }
     }
-    println!();
-    println!("  Ctrl-C or SIGTERM stops the server; SIGHUP reloads TLS files and signing keys.");
+    let _ = writeln!(b);
+    let _ = writeln!(
+        b,
+        "  Ctrl-C or SIGTERM stops the server (a second one at once); SIGHUP reloads TLS files and signing keys."
+    );
+    crate::telemetry::print_detached(b);
 }
 
 struct Signals {
@@ -87,8 +103,15 @@ impl Signals {
         })
     }
 
-    /// SIGTERM/SIGINT: stop accepting, finish in-flight requests; SIGHUP: reload.
-    async fn run(mut self, handle: actix_web::dev::ServerHandle, reloader: crate::app::Reloader) {
+    /// SIGTERM/SIGINT: stop accepting, finish in-flight requests, and be gone within
+    /// `shutdown_timeout` whatever holds the stop up; a second SIGTERM/SIGINT: at once.
+    /// SIGHUP: reload.
+    async fn run(
+        mut self,
+        handle: actix_web::dev::ServerHandle,
+        reloader: crate::app::Reloader,
+        shutdown_timeout: std::time::Duration,
+    ) {
         loop {
             tokio::select! {
                 _ = self.term.recv() => break,
@@ -100,8 +123,34 @@ impl Signals {
             }
         }
         tracing::info!("shutting down: finishing in-flight requests");
-        handle.stop(true).await;
+        let watchdog = std::thread::Builder::new()
+            .name("ezforge-stop".into())
+            .spawn(move || {
+                std::thread::sleep(shutdown_timeout);
+                stop_now("the server did not stop within server.shutdown_timeout");
+            });
+        if watchdog.is_err() {
+            stop_now("no thread could be started to watch the shutdown");
+        }
+        let stopping = handle.stop(true);
+        tokio::pin!(stopping);
+        let mut stopped = false;
+        loop {
+            tokio::select! {
+                () = &mut stopping, if !stopped => stopped = true,
+                _ = self.term.recv() => stop_now("a second signal"),
+                _ = self.int.recv() => stop_now("a second signal"),
+            }
+        }
     }
+}
+
+/// Ends the process now: every process group it started is killed first (nothing of theirs
+/// outlives it), then the process exits. The database is left as SQLite's WAL guarantees.
+fn stop_now(why: &str) -> ! {
+    crate::deploy::process::kill_all_groups();
+    let _ = writeln!(std::io::stderr(), "ezforge: stopping at once: {why}");
+    std::process::exit(1)
 }
 
 pub fn config_check(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {

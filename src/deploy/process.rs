@@ -108,6 +108,12 @@ impl Launch {
             self.rt.spawn(capture(out, self.clone(), "info"));
         }
         let pgid = child.id();
+        if let Some(id) = pgid {
+            LIVE_GROUPS
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id);
+        }
         let cgroup = self
             .confinement
             .as_ref()
@@ -281,6 +287,19 @@ fn signal_group(pgid: u32, signal: i32) {
     }
 }
 
+/// Process groups started and not yet ended: what a stop that cannot wait must kill.
+static LIVE_GROUPS: std::sync::Mutex<std::collections::BTreeSet<u32>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// Kills every process group this process started that still runs (the last resort of a stop
+/// that cannot wait for supervisors: a second signal, a shutdown past its timeout).
+pub fn kill_all_groups() {
+    let groups = std::mem::take(&mut *LIVE_GROUPS.lock().unwrap_or_else(|e| e.into_inner()));
+    for pgid in groups {
+        signal_group(pgid, libc::SIGKILL);
+    }
+}
+
 /// A started process, the leader of its own process group. Dropped before its leader was
 /// reaped (the runtime going away at exit, a start-up that failed half-way), it kills the whole
 /// group: `kill_on_drop` alone would end the leader and leave what it started running.
@@ -329,6 +348,10 @@ impl Group {
     /// that no orphan keeps the port or runs unsupervised (the group's id cannot have been
     /// reused while any of its members lives), and, with a cgroup, what left the group too.
     fn end(&self, leader_pid: u32) {
+        LIVE_GROUPS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&leader_pid);
         signal_group(leader_pid, libc::SIGKILL);
         if let Some(server) = &self.cgroup {
             cgroup::kill_process(server, leader_pid);
