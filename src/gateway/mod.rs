@@ -4,6 +4,7 @@
 
 pub mod access_log;
 pub mod counters;
+pub mod jsonrpc;
 pub mod jwks;
 pub mod policy;
 mod proxy;

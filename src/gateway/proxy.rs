@@ -32,10 +32,15 @@ const SMALL_BODY: usize = 256 * 1024;
 const LEARN_CAP: usize = 4 * 1024 * 1024;
 /// Longest method or tool name written to the access log (longer ones are cut).
 const LOG_FIELD_MAX: usize = 128;
+/// Longest refusal reason written to the access log.
+const REFUSAL_MAX: usize = 256;
 
 static MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 static MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
 static MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
+
+/// JSON-RPC error for headers that contradict the body.
+const HEADER_MISMATCH: i64 = -32600;
 
 /// The headers the front door adds to what it forwards (names parsed once, at compile time).
 mod upstream_headers {
@@ -91,6 +96,14 @@ struct Trace {
     method: Option<String>,
     tool: Option<String>,
     auth_failure: Option<&'static str>,
+    /// Why the front door refused the request, when it did (`code: detail`).
+    refusal: Option<String>,
+}
+
+impl Trace {
+    fn refuse(&mut self, code: &str, detail: &str) {
+        self.refusal = Some(cut(&format!("{code}: {detail}"), REFUSAL_MAX));
+    }
 }
 
 async fn handle(
@@ -111,6 +124,7 @@ async fn handle(
         method: None,
         tool: None,
         auth_failure: None,
+        refusal: None,
     };
     let origin = req
         .headers()
@@ -152,6 +166,7 @@ async fn handle(
             .get(&crate::app::REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
+        refusal: trace.refusal,
     };
     state.deployer.hub.access(&row);
     state.gateway.log.record(row);
@@ -160,10 +175,15 @@ async fn handle(
 
 /// A method or tool name as the access log keeps it: at most [`LOG_FIELD_MAX`] bytes.
 fn log_field(s: &str) -> String {
-    if s.len() <= LOG_FIELD_MAX {
+    cut(s, LOG_FIELD_MAX)
+}
+
+/// `s`, cut to at most `max` bytes on a character boundary.
+fn cut(s: &str, max: usize) -> String {
+    if s.len() <= max {
         return s.to_owned();
     }
-    let mut end = LOG_FIELD_MAX;
+    let mut end = max;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
@@ -263,10 +283,11 @@ async fn process(
     } else {
         Bytes::new()
     };
-    let parsed = if body.is_empty() {
-        Ok(Vec::new())
-    } else {
+    // Every POST carries JSON-RPC (an empty body is not JSON either); other methods no body.
+    let parsed = if req.method() == Method::POST {
         policy::parse(&body)
+    } else {
+        Ok(Vec::new())
     };
     let first_id = parsed.as_ref().ok().and_then(|m| {
         if m.len() == 1 {
@@ -363,6 +384,8 @@ async fn process(
 
     // Only now is a malformed body worth an answer: after authentication.
     if let Err(e) = &parsed {
+        let (ParseError::NotJson(d) | ParseError::NotJsonRpc(d)) = e;
+        trace.refuse(e.reason(), d);
         return Err(match e {
             ParseError::NotJson(d) => rpc_error(
                 StatusCode::BAD_REQUEST,
@@ -382,10 +405,11 @@ async fn process(
     // Headers that restate the body must say what it says: an upstream routing on them would
     // otherwise act on a method or tool the policy never saw.
     if let Some(why) = restated_mismatch(req, parsed.as_deref().unwrap_or(&[])) {
+        trace.refuse("header_mismatch", why);
         return Err(rpc_error(
             StatusCode::BAD_REQUEST,
             first_id.as_deref(),
-            -32600,
+            HEADER_MISMATCH,
             why,
         ));
     }
@@ -436,11 +460,13 @@ async fn process(
             v.to_str().ok()
         }
         _ => {
+            let why = "the Mcp-Session-Id header must be one value of visible ASCII";
+            trace.refuse("invalid_session", why);
             return Err(rpc_error(
                 StatusCode::BAD_REQUEST,
                 first_id.as_deref(),
                 -32600,
-                "the Mcp-Session-Id header must be one value of visible ASCII",
+                why,
             ));
         }
     };
@@ -450,12 +476,11 @@ async fn process(
         Some(p) => match state.gateway.sessions.open(&server.id, owner, p) {
             Some(s) => Some(s),
             None => {
-                return Err(rpc_error(
-                    StatusCode::NOT_FOUND,
-                    first_id.as_deref(),
-                    -32001,
-                    "session not found",
-                ));
+                trace.refuse(
+                    "unknown_session",
+                    "Mcp-Session-Id is not one this caller was given",
+                );
+                return Err(session_not_found(first_id.as_deref()));
             }
         },
     };
@@ -764,6 +789,10 @@ fn too_many(rpc_id: Option<&str>, retry_after: Duration) -> HttpResponse {
 
 fn plain_error(status: StatusCode, code: &str, desc: &str) -> HttpResponse {
     HttpResponse::build(status).json(json!({ "error": code, "error_description": desc }))
+}
+
+fn session_not_found(rpc_id: Option<&str>) -> HttpResponse {
+    rpc_error(StatusCode::NOT_FOUND, rpc_id, -32001, "session not found")
 }
 
 /// A JSON-RPC error body carrying the request's id (raw JSON) when there was one.

@@ -25,6 +25,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "revocations",
         include_str!("migrations/0007_revocations.sql"),
     ),
+    (
+        "invitations",
+        include_str!("migrations/0008_invitations.sql"),
+    ),
 ];
 
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -22,6 +22,8 @@ pub struct FakeUpstream {
     pub seen: Seen,
     /// Bodies it received.
     pub bodies: Arc<Mutex<Vec<Value>>>,
+    /// The bytes of every POST body it received, as they came.
+    pub raw: Arc<Mutex<Vec<web::Bytes>>>,
     /// Lets the SSE `stream` method send its second event.
     pub release: Arc<Notify>,
     handle: ServerHandle,
@@ -37,6 +39,7 @@ impl Drop for FakeUpstream {
 struct UpstreamState {
     seen: Seen,
     bodies: Arc<Mutex<Vec<Value>>>,
+    raw: Arc<Mutex<Vec<web::Bytes>>>,
     release: Arc<Notify>,
 }
 
@@ -74,6 +77,7 @@ async fn upstream(
     if req.method() == actix_web::http::Method::DELETE {
         return HttpResponse::Ok().finish();
     }
+    state.raw.lock().expect("lock").push(body.clone());
     let Ok(msg) = serde_json::from_slice::<Value>(&body) else {
         return HttpResponse::BadRequest().body("upstream: not json");
     };
@@ -162,6 +166,7 @@ impl FakeUpstream {
         let state = UpstreamState {
             seen: Arc::default(),
             bodies: Arc::default(),
+            raw: Arc::default(),
             release: Arc::new(Notify::new()),
         };
         let data = web::Data::new(state.clone());
@@ -182,6 +187,7 @@ impl FakeUpstream {
             port,
             seen: state.seen,
             bodies: state.bodies,
+            raw: state.raw,
             release: state.release,
             handle,
         }

@@ -10,7 +10,7 @@ use ezforge::config::AuthMode;
 
 /// A server `weather` routed to `upstream`, created straight in the store (the control API is
 /// tested elsewhere), and the routing table reloaded.
-async fn add_server(
+pub(crate) async fn add_server(
     app: &TestApp,
     slug: &str,
     upstream: &str,

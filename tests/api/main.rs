@@ -12,6 +12,7 @@ mod deploy;
 mod fakes;
 mod foundation;
 mod gateway;
+mod gateway_confusion;
 mod helpers;
 mod interop;
 mod oauth_cimd;
