@@ -39,8 +39,8 @@ static MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 static MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
 static MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
 
-/// JSON-RPC error for headers that contradict the body.
-const HEADER_MISMATCH: i64 = -32600;
+/// JSON-RPC error for headers that contradict the body (MCP 2026-07-28, SEP-2243).
+const HEADER_MISMATCH: i64 = -32020;
 
 /// The headers the front door adds to what it forwards (names parsed once, at compile time).
 mod upstream_headers {

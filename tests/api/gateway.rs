@@ -659,7 +659,7 @@ async fn mcp_method_and_name_headers_must_restate_the_body() {
         assert_eq!(res.status(), status, "{headers:?}");
         if status == 400 {
             let body = json(res).await;
-            assert_eq!(body["error"]["code"], -32600, "{body}");
+            assert_eq!(body["error"]["code"], -32020, "HeaderMismatch: {body}");
             assert_eq!(body["id"], 1, "{body}");
         }
     }
@@ -674,6 +674,7 @@ async fn mcp_method_and_name_headers_must_restate_the_body() {
         json!([{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"ping"}]);
     let res = send(&[("mcp-method", "ping")], batch).await.expect("send");
     assert_eq!(res.status(), 400, "a batch has no one method");
+    assert_eq!(json(res).await["error"]["code"], -32020);
     assert_eq!(
         up.requests(),
         before,
