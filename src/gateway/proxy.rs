@@ -15,6 +15,7 @@ use futures_util::{Stream, StreamExt};
 use http_body_util::Full;
 use serde_json::json;
 
+use super::legacy;
 use super::policy::{self, ParseError};
 use super::registry::ServerEntry;
 use super::verify::{Verified, VerifyError};
@@ -484,6 +485,20 @@ async fn process(
             }
         },
     };
+    // The 2024 SSE transport's session travels in the query, sealed the same way.
+    let Ok(query) = legacy::open_query(req.query_string(), |sealed| {
+        state
+            .gateway
+            .sessions
+            .open(&server.id, owner, sealed)
+            .map(str::to_owned)
+    }) else {
+        trace.refuse(
+            "unknown_session",
+            "the query's session id is not one this caller was given",
+        );
+        return Err(session_not_found(first_id.as_deref()));
+    };
 
     let learn = parsed
         .as_ref()
@@ -540,6 +555,7 @@ async fn process(
         server,
         upstream,
         &rest,
+        &query,
         body,
         &verified,
         first_id.as_deref(),
@@ -910,6 +926,7 @@ async fn forward(
     server: &Arc<ServerEntry>,
     upstream: &Endpoint,
     rest: &str,
+    query: &str,
     body: Bytes,
     who: &Verified,
     rpc_id: Option<&str>,
@@ -934,7 +951,6 @@ async fn forward(
             "the request path must not hold dot segments or encoded slashes",
         ));
     }
-    let query = req.query_string();
     let mut target =
         String::with_capacity(upstream.base_path().len() + rest.len() + query.len() + 2);
     target.push_str(upstream.base_path());
@@ -1104,12 +1120,20 @@ async fn forward(
     let stream =
         upstream_body.map(|r| r.map_err(|e| actix_web::error::ErrorBadGateway(e.to_string())));
     // The older SSE transport announces where to POST in an `endpoint` event, as a path on the
-    // upstream; clients resolve it against our URL, so it must name our path for this server.
+    // upstream; clients resolve it against our URL, so it must name our path for this server,
+    // and its session id is sealed for this caller.
+    let seal: Box<dyn Fn(&str) -> String> = if is_sse {
+        let (st, id, owner) = (state.clone(), server.id.clone(), who.owner.clone());
+        Box::new(move |session| st.gateway.sessions.seal(&id, &owner, session))
+    } else {
+        Box::new(str::to_owned)
+    };
     let stream = EndpointRewrite {
         inner: Box::pin(stream),
         pending: if is_sse { Some(BytesMut::new()) } else { None },
         from: upstream.base_path().to_owned(),
         to: front_door_prefix(state, server),
+        seal,
     };
     let stream = Heartbeat {
         inner: Box::pin(stream),
@@ -1218,14 +1242,17 @@ fn front_door_prefix(state: &AppState, server: &ServerEntry) -> String {
 }
 
 /// Rewrites the first SSE event if it is `event: endpoint` with a path under the upstream's
-/// base (`from`), so it names the same place under the front door (`to`); then passes the
-/// stream through untouched. At most 16 KiB is held back while waiting for that first event.
+/// base (`from`), so it names the same place under the front door (`to`) with its session
+/// sealed; then passes the stream through untouched. At most 16 KiB is held back while waiting
+/// for that first event.
 struct EndpointRewrite<S> {
     inner: Pin<Box<S>>,
     /// Bytes of the first event, until it is complete; `None` once passed on.
     pending: Option<BytesMut>,
     from: String,
     to: String,
+    /// Seals the upstream's session id for the caller.
+    seal: Box<dyn Fn(&str) -> String>,
 }
 
 /// SSE lines with their ends: CRLF, LF or a lone CR, mixed as they come (WHATWG SSE).
@@ -1281,7 +1308,12 @@ fn ends_at_blank_line(chunk: &[u8]) -> bool {
     rest.is_some_and(|r| r.ends_with(b"\n") || r.ends_with(b"\r"))
 }
 
-fn rewrite_endpoint_event(event: &str, from: &str, to: &str) -> Option<String> {
+fn rewrite_endpoint_event(
+    event: &str,
+    from: &str,
+    to: &str,
+    seal: &dyn Fn(&str) -> String,
+) -> Option<String> {
     if !sse_lines(event).any(|(l, _)| l == "event: endpoint" || l == "event:endpoint") {
         return None;
     }
@@ -1292,7 +1324,12 @@ fn rewrite_endpoint_event(event: &str, from: &str, to: &str) -> Option<String> {
             let rest = value.strip_prefix(from)?;
             (value.starts_with('/')
                 && (rest.is_empty() || rest.starts_with('/') || rest.starts_with('?')))
-            .then(|| format!("data: {to}{rest}"))
+            .then(|| match rest.split_once('?') {
+                Some((path, query)) => {
+                    format!("data: {to}{path}?{}", legacy::seal_query(query, seal))
+                }
+                None => format!("data: {to}{rest}"),
+            })
         });
         out.push_str(rewritten.as_deref().unwrap_or(line));
         out.push_str(end);
@@ -1322,8 +1359,9 @@ impl<S: Stream<Item = Result<Bytes, actix_web::Error>>> Stream for EndpointRewri
                     };
                     let rest = held.split_off(end);
                     let first = String::from_utf8_lossy(&held).into_owned();
-                    let rewritten = rewrite_endpoint_event(&first, &this.from, &this.to)
-                        .map_or(held.freeze(), Bytes::from);
+                    let rewritten =
+                        rewrite_endpoint_event(&first, &this.from, &this.to, &this.seal)
+                            .map_or(held.freeze(), Bytes::from);
                     let mut out = BytesMut::from(&rewritten[..]);
                     out.extend_from_slice(&rest);
                     return Poll::Ready(Some(Ok(out.freeze())));
@@ -1502,29 +1540,36 @@ mod tests {
 
     #[test]
     fn endpoint_events_are_rewritten_under_the_front_door() {
+        let seal = |id: &str| format!("{id}.sealed");
         let e = "event: endpoint\ndata: /messages?sessionId=1\n\n";
         assert_eq!(
-            rewrite_endpoint_event(e, "", "/mcp/w").as_deref(),
-            Some("event: endpoint\ndata: /mcp/w/messages?sessionId=1\n\n")
+            rewrite_endpoint_event(e, "", "/mcp/w", &seal).as_deref(),
+            Some("event: endpoint\ndata: /mcp/w/messages?sessionId=1.sealed\n\n")
         );
         let e = "event: endpoint\r\ndata: /base/messages?x=1\r\n\r\n";
         assert_eq!(
-            rewrite_endpoint_event(e, "/base", "/mcp/w").as_deref(),
+            rewrite_endpoint_event(e, "/base", "/mcp/w", &seal).as_deref(),
             Some("event: endpoint\r\ndata: /mcp/w/messages?x=1\r\n\r\n")
         );
         // Not under the base, or not an endpoint event: untouched.
         assert_eq!(
-            rewrite_endpoint_event("event: endpoint\ndata: /other/m\n\n", "/base", "/mcp/w")
-                .as_deref(),
-            Some("event: endpoint\ndata: /other/m\n\n")
+            rewrite_endpoint_event(
+                "event: endpoint\ndata: /other/m?sessionId=1\n\n",
+                "/base",
+                "/mcp/w",
+                &seal
+            )
+            .as_deref(),
+            Some("event: endpoint\ndata: /other/m?sessionId=1\n\n")
         );
         assert_eq!(
-            rewrite_endpoint_event("event: message\ndata: /x\n\n", "", "/mcp/w"),
+            rewrite_endpoint_event("event: message\ndata: /x\n\n", "", "/mcp/w", &seal),
             None
         );
         // Lone CRs end lines too.
         assert_eq!(
-            rewrite_endpoint_event("event: endpoint\rdata: /m?s=1\r\r", "", "/mcp/w").as_deref(),
+            rewrite_endpoint_event("event: endpoint\rdata: /m?s=1\r\r", "", "/mcp/w", &seal)
+                .as_deref(),
             Some("event: endpoint\rdata: /mcp/w/m?s=1\r\r")
         );
     }

@@ -63,11 +63,20 @@ async fn upstream(
         .collect();
     headers.push((":path".into(), req.uri().to_string()));
     state.seen.lock().expect("lock").push(headers);
-    if req.method() == actix_web::http::Method::GET && req.headers().contains_key("x-test-legacy") {
-        // The 2024 SSE transport: the first event says where to POST, as a path on this server.
+    if let Some(legacy) = req.headers().get("x-test-legacy")
+        && req.method() == actix_web::http::Method::GET
+    {
+        // The 2024 SSE transport: the first event says where to POST, as a path on this server,
+        // with the session in the query (`x-test-legacy` names its parameter, else `sessionId`).
+        let param = match legacy.to_str().unwrap_or("1") {
+            "1" => "sessionId",
+            other => other,
+        };
         return HttpResponse::Ok()
             .content_type("text/event-stream")
-            .body("event: endpoint\ndata: /mcp/messages?sessionId=abc\n\n");
+            .body(format!(
+                "event: endpoint\ndata: /mcp/messages?{param}=abc\n\n"
+            ));
     }
     if req.method() == actix_web::http::Method::GET {
         return HttpResponse::Ok()

@@ -1842,15 +1842,17 @@ async fn the_old_sse_transport_works_through_the_front_door() {
         Some("/mcp/sse")
     );
     let body = res.text().await.expect("body");
-    // The endpoint now names the front door's path for this server, not the upstream's.
-    assert!(
-        body.contains("data: /mcp/legacy/messages?sessionId=abc"),
-        "{body}"
-    );
+    // The endpoint now names the front door's path for this server, not the upstream's, and
+    // the session sealed for this caller (see gateway_confusion.rs).
+    let endpoint = body
+        .lines()
+        .find_map(|l| l.strip_prefix("data: /mcp/legacy/messages?sessionId="))
+        .unwrap_or_else(|| panic!("{body}"));
+    assert!(endpoint.starts_with("abc."), "{body}");
     let res = app
         .client
         .post(format!(
-            "{}/messages?sessionId=abc",
+            "{}/messages?sessionId={endpoint}",
             resource(&app, "legacy")
         ))
         .bearer_auth(&token)
@@ -1866,7 +1868,7 @@ async fn the_old_sse_transport_works_through_the_front_door() {
             .find(|(k, _)| k == ":path")
             .map(|(_, v)| v.as_str()),
         Some("/mcp/messages?sessionId=abc"),
-        "forwarded under the upstream's base"
+        "forwarded under the upstream's base, with the upstream's own id"
     );
 }
 

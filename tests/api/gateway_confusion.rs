@@ -303,3 +303,91 @@ async fn refusals_are_in_the_access_log_with_their_reason() {
     assert!(reasons.iter().all(|(s, _)| (400..500).contains(s)));
     drop(tmp);
 }
+
+/// Opens the 2024 transport's stream at `legacy` as `token`; the endpoint it announces.
+async fn legacy_endpoint(app: &TestApp, token: &str, param: &str) -> String {
+    let res = app
+        .client
+        .get(format!("{}/mcp/legacy/sse", app.address))
+        .bearer_auth(token)
+        .header("accept", "text/event-stream")
+        .header("x-test-legacy", param)
+        .send()
+        .await
+        .expect("sse");
+    assert_eq!(res.status(), 200);
+    let body = res.text().await.expect("body");
+    body.lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap_or_else(|| panic!("no endpoint event: {body}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn legacy_sse_sessions_are_bound_to_the_subject_that_opened_them() {
+    let app = TestApp::spawn().await;
+    let up = FakeUpstream::start().await;
+    add_server(&app, "legacy", &up.url, "ezforge_managed", None, json!({})).await;
+    let alice = managed_token(&app, "legacy", "mcp:execute", json!({}));
+    let mallory = managed_token(&app, "legacy", "mcp:execute", json!({"sub": "usr_mallory"}));
+    let post = |token: &str, path: &str| {
+        app.client
+            .post(format!("{}{path}", app.address))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#)
+            .send()
+    };
+    let upstream_query = |up: &FakeUpstream| {
+        up.last_headers()
+            .into_iter()
+            .find(|(k, _)| k == ":path")
+            .map(|(_, v)| v)
+            .unwrap_or_default()
+    };
+    // The TypeScript SDK's spelling and the Python SDK's.
+    for param in ["sessionId", "session_id"] {
+        let alices = legacy_endpoint(&app, &alice, param).await;
+        let prefix = format!("/mcp/legacy/messages?{param}=");
+        let sealed = alices
+            .strip_prefix(&prefix)
+            .unwrap_or_else(|| panic!("{alices}"));
+        assert!(
+            sealed.starts_with("abc.") && sealed.len() > "abc.".len() + 16,
+            "the upstream's id, sealed: {alices}"
+        );
+        let res = post(&alice, &alices).await.expect("post");
+        assert_eq!(res.status(), 200, "{alices}");
+        assert_eq!(
+            upstream_query(&up),
+            format!("/mcp/messages?{param}=abc"),
+            "the upstream gets its own id"
+        );
+        let before = up.requests();
+        // Another subject cannot post into alice's stream, with her sealed id or the bare one;
+        // nor can alice with the bare id or a made-up one.
+        for (who, path) in [
+            (&mallory, alices.clone()),
+            (&mallory, format!("{prefix}abc")),
+            (&alice, format!("{prefix}abc")),
+            (&alice, format!("{prefix}abc.AAAAAAAAAAAAAAAAAAAAAA")),
+            (&alice, format!("{alices}&SessionID=abc")),
+        ] {
+            let res = post(who, &path).await.expect("post");
+            assert_eq!(res.status(), 404, "{path}");
+            let answer = json(res).await;
+            assert_eq!(answer["error"]["code"], -32001, "{answer}");
+            assert_eq!(answer["id"], 5, "{answer}");
+        }
+        assert_eq!(
+            up.requests(),
+            before,
+            "no refused message reached the upstream"
+        );
+        // Mallory's own stream gets her own sealed id, which works for her only.
+        let mallorys = legacy_endpoint(&app, &mallory, param).await;
+        assert_ne!(mallorys, alices);
+        assert_eq!(post(&mallory, &mallorys).await.expect("post").status(), 200);
+        assert_eq!(post(&alice, &mallorys).await.expect("post").status(), 404);
+    }
+}
