@@ -3,6 +3,7 @@
 
 mod authorize;
 pub mod clients;
+mod cross_site;
 pub(crate) mod grant_types;
 pub mod grants;
 mod introspect;

@@ -16,5 +16,6 @@ mod gateway_confusion;
 mod helpers;
 mod interop;
 mod oauth_cimd;
+mod oauth_cross_site;
 mod oauth_flow;
 mod oauth_rules;
