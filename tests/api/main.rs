@@ -5,6 +5,7 @@ mod browser;
 mod cli_client;
 mod cli_process;
 mod control_declared;
+mod control_invitations;
 mod control_matrix;
 mod control_rules;
 mod control_secrets;
