@@ -12,11 +12,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::{Principal, project_access};
-use super::projects::project_json;
+use super::projects::{owner_only, project_json};
 use super::{ListQuery, data, list as list_page, no_content};
 use crate::app::AppState;
 use crate::crypto;
-use crate::domain::{self, Secret, validate};
+use crate::domain::{self, Secret};
 use crate::error::ApiError;
 use crate::store::audit::Actor;
 use crate::store::invitations::{InvitationRow, InvitationView};
@@ -39,13 +39,6 @@ fn invitation_json(v: &InvitationView, now: i64) -> serde_json::Value {
         "createdAt": domain::rfc3339(i.created_at),
         "expiresAt": domain::rfc3339(i.expires_at),
     })
-}
-
-fn owner_only() -> ApiError {
-    ApiError::Forbidden {
-        message: "only a project owner may do this".into(),
-        required_scope: None,
-    }
 }
 
 /// One answer for every invitation a caller cannot use, so a token tells nothing about why.
@@ -71,12 +64,7 @@ pub async fn invite(
 ) -> Result<HttpResponse, ApiError> {
     let inviter = who.session()?.clone();
     let body = body.into_inner();
-    let email = validate::email(
-        body.email
-            .as_deref()
-            .ok_or_else(|| ApiError::validation("email", "required"))?,
-    )
-    .map_err(|e| ApiError::validation("email", e))?;
+    let email = super::users::required_email(body.email.as_deref())?;
     let role = match body.role.as_deref().unwrap_or("member") {
         r @ ("owner" | "member") => r.to_owned(),
         _ => {

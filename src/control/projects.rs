@@ -185,7 +185,7 @@ pub async fn update(
     ))
 }
 
-fn owner_only() -> ApiError {
+pub(super) fn owner_only() -> ApiError {
     ApiError::Forbidden {
         message: "only a project owner may do this".into(),
         required_scope: None,

@@ -4,15 +4,20 @@
 //! given the id sealed for the subject that opened the stream, and every request carrying one
 //! must present it sealed for its own subject: anyone else's, or the upstream's bare id, is 404.
 
+use std::borrow::Cow;
+
 use url::form_urlencoded;
 
 /// Whether a query parameter (still percent-encoded) names a session, however it is spelt:
 /// upstreams differ, and some read names loosely.
 fn is_session_param(raw_name: &str) -> bool {
-    let name: String = form_urlencoded::parse(raw_name.as_bytes())
-        .next()
-        .map(|(n, _)| n.into_owned())
-        .unwrap_or_default();
+    let name: Cow<'_, str> = if raw_name.contains(['%', '+']) {
+        form_urlencoded::parse(raw_name.as_bytes())
+            .next()
+            .map_or(Cow::Borrowed(""), |(n, _)| Cow::Owned(n.into_owned()))
+    } else {
+        Cow::Borrowed(raw_name)
+    };
     let mut letters = name.chars().filter(|c| !matches!(c, '_' | '-'));
     "sessionid"
         .chars()
@@ -51,14 +56,16 @@ pub fn seal_query(query: &str, seal: impl Fn(&str) -> String) -> String {
 
 /// The query to forward: a session parameter's sealed value opened by `open` (the upstream's
 /// own id), the rest as it came. `Err` when one does not open for this caller.
-pub fn open_query(query: &str, open: impl Fn(&str) -> Option<String>) -> Result<String, ()> {
+pub fn open_query(query: &str, open: impl Fn(&str) -> Option<String>) -> Result<Cow<'_, str>, ()> {
     if !query
         .split('&')
         .any(|p| is_session_param(p.split('=').next().unwrap_or("")))
     {
-        return Ok(query.to_owned());
+        return Ok(Cow::Borrowed(query));
     }
-    map_sessions(query, |sealed| open(sealed)).ok_or(())
+    map_sessions(query, |sealed| open(sealed))
+        .map(Cow::Owned)
+        .ok_or(())
 }
 
 #[cfg(test)]
@@ -100,7 +107,7 @@ mod tests {
 
     #[test]
     fn only_a_sealed_session_opens() {
-        assert_eq!(open_query("", open), Ok(String::new()));
+        assert_eq!(open_query("", open), Ok("".into()));
         assert_eq!(open_query("a=1&b", open), Ok("a=1&b".into()));
         assert_eq!(
             open_query("sessionId=abc.SEALED&x=%20", open),

@@ -394,11 +394,12 @@ async fn process(
                 -32700,
                 &format!("parse error: {d}"),
             ),
+            // serde's messages quote the offending value: at most a few lines of it go back.
             ParseError::NotJsonRpc(d) => rpc_error(
                 StatusCode::BAD_REQUEST,
                 None,
                 -32600,
-                &format!("invalid request: {d}"),
+                &format!("invalid request: {}", cut(d, 512)),
             ),
         });
     }

@@ -6,18 +6,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, USER_PASSWORD, add_member, admin_token, call, create_key,
-    create_project, create_user, delete_as, get_as, invite, login, post_as, user_session,
+    create_project, create_user, delete_as, get_as, invite, login, post_as, roomy, user_session,
 };
-
-async fn roomy() -> TestApp {
-    TestApp::builder()
-        .config(|c| {
-            c.control.rate_limit.per_minute = 1_000_000;
-            c.control.rate_limit.burst = 1_000_000;
-        })
-        .spawn()
-        .await
-}
 
 /// An app, the admin's session, an owner's session and their project's id.
 async fn project_with_owner() -> (TestApp, String, String, String) {

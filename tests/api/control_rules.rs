@@ -9,19 +9,9 @@ use serde_json::{Value, json};
 use crate::helpers::{
     ADMIN_EMAIL, ADMIN_PASSWORD, ApiResponse, TestApp, USER_PASSWORD, add_member, admin_token,
     call, create_key, create_key_data, create_project, create_server, delete_as, get_as, invite,
-    invite_user, login, patch_as, plain_client, post_as, put_as, send_raw, user_session, walk,
+    invite_user, login, patch_as, plain_client, post_as, put_as, roomy, send_raw, user_session,
+    walk,
 };
-
-/// An app whose control rate limit never gets in the way.
-async fn roomy() -> TestApp {
-    TestApp::builder()
-        .config(|c| {
-            c.control.rate_limit.per_minute = 1_000_000;
-            c.control.rate_limit.burst = 1_000_000;
-        })
-        .spawn()
-        .await
-}
 
 /// Admin token, a project id and a server id in it.
 async fn basics(app: &TestApp) -> (String, String, String) {

@@ -142,6 +142,17 @@ impl TestAppBuilder {
     }
 }
 
+/// An app whose control rate limit never gets in the way.
+pub async fn roomy() -> TestApp {
+    TestApp::builder()
+        .config(|c| {
+            c.control.rate_limit.per_minute = 1_000_000;
+            c.control.rate_limit.burst = 1_000_000;
+        })
+        .spawn()
+        .await
+}
+
 /// A client that keeps cookies and never follows redirects (tests look at each hop).
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
