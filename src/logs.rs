@@ -144,6 +144,9 @@ fn access_message(r: &RequestLogRow) -> String {
     if let Some(f) = r.auth_failure {
         m.push_str(&format!(" ({f})"));
     }
+    if let Some(f) = &r.refusal {
+        m.push_str(&format!(" ({f})"));
+    }
     m.push_str(&format!(" {:.1} ms", r.latency_ms));
     m
 }

@@ -9,6 +9,7 @@ mod deployments;
 mod env;
 mod grants;
 mod logs;
+mod members;
 mod metrics;
 mod output;
 mod project;
@@ -59,6 +60,18 @@ pub enum AuthCommand {
     Logout,
     /// Show whom the current credentials (API key or session) belong to.
     Whoami,
+    /// Set your password with an invite token: one an admin gave you, or a project invitation
+    /// to an email that has no account yet (which makes the account and joins the project).
+    ///
+    /// The password is read like `login`'s. With an account already, sign in and use
+    /// `ezforge project join TOKEN` instead.
+    AcceptInvite {
+        /// The token (ezf_inv_…).
+        token: String,
+        /// Read the password from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,6 +103,39 @@ pub enum ProjectCommand {
         /// Make a test key (ezf_test_…) instead of a live one (ezf_live_…).
         #[arg(long)]
         test: bool,
+    },
+    /// List a project's members (owners).
+    Members {
+        /// Project id or slug.
+        project: String,
+    },
+    /// Invite an email to a project (owners). Nobody joins unasked: the invitation's token,
+    /// printed once, is for you to hand to them.
+    Invite {
+        /// Project id or slug.
+        project: String,
+        /// Whom to invite.
+        email: String,
+        /// Their role once they accept: member or owner.
+        #[arg(long, default_value = "member")]
+        role: String,
+    },
+    /// A project's invitations (owners); without a project, the ones addressed to you.
+    Invitations {
+        /// Project id or slug.
+        project: Option<String>,
+    },
+    /// Withdraw an invitation (owners): its token stops working.
+    Withdraw {
+        /// Project id or slug.
+        project: String,
+        /// Invitation id (inv_…).
+        invitation: String,
+    },
+    /// Join a project with an invitation's token, signed in as the invited email.
+    Join {
+        /// The token (ezf_inv_…).
+        token: String,
     },
 }
 
@@ -353,6 +399,10 @@ pub fn run(opts: ClientOpts, group: Group) -> anyhow::Result<ExitCode> {
             } => block_on(auth::login(&ctx, &email, password_stdin)),
             AuthCommand::Logout => block_on(auth::logout(&ctx)),
             AuthCommand::Whoami => block_on(auth::whoami(&ctx)),
+            AuthCommand::AcceptInvite {
+                token,
+                password_stdin,
+            } => block_on(auth::accept_invite(&ctx, &token, password_stdin)),
         },
         Group::Grants(cmd) => match cmd {
             GrantsCommand::List => block_on(grants::list(&ctx)),
@@ -377,6 +427,20 @@ pub fn run(opts: ClientOpts, group: Group) -> anyhow::Result<ExitCode> {
                 expires_at.as_deref(),
                 test,
             )),
+            ProjectCommand::Members { project } => block_on(members::members(&ctx, &project)),
+            ProjectCommand::Invite {
+                project,
+                email,
+                role,
+            } => block_on(members::invite(&ctx, &project, &email, &role)),
+            ProjectCommand::Invitations { project } => {
+                block_on(members::invitations(&ctx, project.as_deref()))
+            }
+            ProjectCommand::Withdraw {
+                project,
+                invitation,
+            } => block_on(members::withdraw(&ctx, &project, &invitation)),
+            ProjectCommand::Join { token } => block_on(members::join(&ctx, &token)),
         },
         Group::Servers(cmd) => match cmd {
             ServersCommand::Create {

@@ -10,6 +10,7 @@ mod deployments;
 pub(crate) mod env;
 mod grants;
 mod health;
+mod invitations;
 mod keys;
 mod logs;
 mod metrics;
@@ -81,7 +82,19 @@ fn v1(cfg: &mut web::ServiceConfig) {
         .service(
             resource("/projects/{project}/members")
                 .route(web::get().to(projects::members))
-                .route(web::post().to(projects::add_member)),
+                .route(web::post().to(invitations::invite)),
+        )
+        .service(
+            resource("/projects/{project}/invitations").route(web::get().to(invitations::list)),
+        )
+        .service(
+            resource("/projects/{project}/invitations/{invitation}")
+                .route(web::delete().to(invitations::withdraw)),
+        )
+        .service(resource("/invitations").route(web::get().to(invitations::mine)))
+        .service(resource("/invitations/accept").route(web::post().to(invitations::accept)))
+        .service(
+            resource("/invitations/{invitation}").route(web::delete().to(invitations::decline)),
         )
         .service(
             resource("/projects/{project}/members/{user}")

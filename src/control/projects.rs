@@ -185,7 +185,7 @@ pub async fn update(
     ))
 }
 
-fn owner_only() -> ApiError {
+pub(super) fn owner_only() -> ApiError {
     ApiError::Forbidden {
         message: "only a project owner may do this".into(),
         required_scope: None,
@@ -254,72 +254,6 @@ pub async fn members(
     Ok(list_page(members, member_json))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AddMember {
-    email: Option<String>,
-    role: Option<String>,
-}
-
-pub async fn add_member(
-    state: web::Data<AppState>,
-    who: Principal,
-    path: web::Path<String>,
-    body: web::Json<AddMember>,
-) -> Result<HttpResponse, ApiError> {
-    who.session()?;
-    let body = body.into_inner();
-    let email = body
-        .email
-        .ok_or_else(|| ApiError::validation("email", "required"))?;
-    let role = match body.role.as_deref().unwrap_or("member") {
-        r @ ("owner" | "member") => r.to_owned(),
-        _ => {
-            return Err(ApiError::validation(
-                "role",
-                "must be \"owner\" or \"member\"",
-            ));
-        }
-    };
-    let key = path.into_inner();
-    let actor = who.actor();
-    let member = state
-        .store
-        .write(move |tx| {
-            let access = project_access(tx, &who, &key)?;
-            if !access.owner {
-                return Err(owner_only());
-            }
-            let user = store::users::by_email(tx, &email)?
-                .ok_or_else(|| ApiError::validation("email", "no user has this email"))?;
-            if store::projects::member_role(tx, &access.project.id, &user.id)?.is_some() {
-                return Err(ApiError::Conflict(format!(
-                    "{} is already a member",
-                    user.email
-                )));
-            }
-            let now = domain::now();
-            store::projects::add_member(tx, &access.project.id, &user.id, &role, now)?;
-            let details = json!({ "userId": user.id, "role": role });
-            store::audit::record(
-                tx,
-                &actor,
-                "project.member.add",
-                Some(&user.id),
-                Some(&access.project.id),
-                Some(&details),
-            )?;
-            Ok(store::projects::MemberRow {
-                user_id: user.id,
-                email: user.email,
-                role,
-                created_at: now,
-            })
-        })
-        .await?;
-    Ok(data(StatusCode::CREATED, member_json(&member)))
-}
-
 pub async fn remove_member(
     state: web::Data<AppState>,
     who: Principal,
@@ -344,8 +278,10 @@ pub async fn remove_member(
                     "a project must keep at least one owner".into(),
                 ));
             }
-            // What they authorized on the project's servers ends with their membership (an
-            // admin keeps access through their role).
+            // What they authorized on the project's servers ends with their membership, and
+            // the invitations they sent as its owner are withdrawn (an admin keeps both through
+            // their role).
+            let mut withdrawn = 0;
             if store::users::by_id(tx, &user_id)?.is_none_or(|u| u.role != "admin") {
                 let now = domain::now();
                 for gid in
@@ -354,6 +290,7 @@ pub async fn remove_member(
                     store::grants::revoke_grant(tx, &gid, now)?;
                     revoked.push(gid);
                 }
+                withdrawn = store::invitations::delete_sent_by(tx, &access.project.id, &user_id)?;
             }
             store::audit::record(
                 tx,
@@ -361,7 +298,7 @@ pub async fn remove_member(
                 "project.member.remove",
                 Some(&user_id),
                 Some(&access.project.id),
-                None,
+                Some(&json!({ "invitationsWithdrawn": withdrawn })),
             )?;
             Ok(revoked)
         })

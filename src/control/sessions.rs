@@ -201,7 +201,9 @@ pub struct InviteBody {
     password: Option<Secret>,
 }
 
-/// `POST /v1/auth/invite {token, password}`: sets the password of an invited user.
+/// `POST /v1/auth/invite {token, password}`: sets the password of a user an admin created
+/// without one; or, with a project invitation's token, creates the account of its email (which
+/// no account has yet) and joins the project.
 pub async fn accept_invite(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -221,7 +223,12 @@ pub async fn accept_invite(
     let th = token_hash.clone();
     if !state
         .store
-        .run(move |c| store::users::invite_exists(c, &th, now))
+        .run(move |c| {
+            Ok::<_, ApiError>(
+                store::users::invite_exists(c, &th, now)?
+                    || super::invitations::token_exists(c, &th, now)?,
+            )
+        })
         .await?
     {
         return Err(invite_not_found());
@@ -234,8 +241,15 @@ pub async fn accept_invite(
     let user = state
         .store
         .write(move |tx| {
-            let user_id =
-                store::users::take_invite(tx, &token_hash, now)?.ok_or_else(invite_not_found)?;
+            let Some(user_id) = store::users::take_invite(tx, &token_hash, now)? else {
+                return super::invitations::join_as_new_account(
+                    tx,
+                    &token_hash,
+                    &hash,
+                    now,
+                    address,
+                );
+            };
             store::users::set_password(tx, &user_id, &hash, now)?;
             let actor = Actor {
                 id: user_id.clone(),

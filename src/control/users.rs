@@ -45,12 +45,7 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     who.admin()?;
     let body = body.into_inner();
-    let email = validate::email(
-        body.email
-            .as_deref()
-            .ok_or_else(|| ApiError::validation("email", "required"))?,
-    )
-    .map_err(|e| ApiError::validation("email", e))?;
+    let email = required_email(body.email.as_deref())?;
     let role = match body.role.as_deref().unwrap_or("member") {
         r @ ("admin" | "member") => r.to_owned(),
         _ => {
@@ -115,6 +110,12 @@ pub async fn create(
         body["inviteToken"] = json!(t.expose());
     }
     Ok(data(StatusCode::CREATED, body))
+}
+
+/// A body's `email`: present, and an address (422 naming the field otherwise).
+pub(super) fn required_email(email: Option<&str>) -> Result<String, ApiError> {
+    let email = email.ok_or_else(|| ApiError::validation("email", "required"))?;
+    validate::email(email).map_err(|e| ApiError::validation("email", e))
 }
 
 pub async fn delete(

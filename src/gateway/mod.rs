@@ -4,7 +4,9 @@
 
 pub mod access_log;
 pub mod counters;
+pub mod jsonrpc;
 pub mod jwks;
+mod legacy;
 pub mod policy;
 mod proxy;
 pub mod registry;

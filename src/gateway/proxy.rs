@@ -15,6 +15,7 @@ use futures_util::{Stream, StreamExt};
 use http_body_util::Full;
 use serde_json::json;
 
+use super::legacy;
 use super::policy::{self, ParseError};
 use super::registry::ServerEntry;
 use super::verify::{Verified, VerifyError};
@@ -32,10 +33,15 @@ const SMALL_BODY: usize = 256 * 1024;
 const LEARN_CAP: usize = 4 * 1024 * 1024;
 /// Longest method or tool name written to the access log (longer ones are cut).
 const LOG_FIELD_MAX: usize = 128;
+/// Longest refusal reason written to the access log.
+const REFUSAL_MAX: usize = 256;
 
 static MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 static MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
 static MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
+
+/// JSON-RPC error for headers that contradict the body (MCP 2026-07-28, SEP-2243).
+const HEADER_MISMATCH: i64 = -32020;
 
 /// The headers the front door adds to what it forwards (names parsed once, at compile time).
 mod upstream_headers {
@@ -91,6 +97,14 @@ struct Trace {
     method: Option<String>,
     tool: Option<String>,
     auth_failure: Option<&'static str>,
+    /// Why the front door refused the request, when it did (`code: detail`).
+    refusal: Option<String>,
+}
+
+impl Trace {
+    fn refuse(&mut self, code: &str, detail: &str) {
+        self.refusal = Some(cut(&format!("{code}: {detail}"), REFUSAL_MAX));
+    }
 }
 
 async fn handle(
@@ -111,6 +125,7 @@ async fn handle(
         method: None,
         tool: None,
         auth_failure: None,
+        refusal: None,
     };
     let origin = req
         .headers()
@@ -152,6 +167,7 @@ async fn handle(
             .get(&crate::app::REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
+        refusal: trace.refusal,
     };
     state.deployer.hub.access(&row);
     state.gateway.log.record(row);
@@ -160,10 +176,15 @@ async fn handle(
 
 /// A method or tool name as the access log keeps it: at most [`LOG_FIELD_MAX`] bytes.
 fn log_field(s: &str) -> String {
-    if s.len() <= LOG_FIELD_MAX {
+    cut(s, LOG_FIELD_MAX)
+}
+
+/// `s`, cut to at most `max` bytes on a character boundary.
+fn cut(s: &str, max: usize) -> String {
+    if s.len() <= max {
         return s.to_owned();
     }
-    let mut end = LOG_FIELD_MAX;
+    let mut end = max;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
@@ -263,10 +284,11 @@ async fn process(
     } else {
         Bytes::new()
     };
-    let parsed = if body.is_empty() {
-        Ok(Vec::new())
-    } else {
+    // Every POST carries JSON-RPC (an empty body is not JSON either); other methods no body.
+    let parsed = if req.method() == Method::POST {
         policy::parse(&body)
+    } else {
+        Ok(Vec::new())
     };
     let first_id = parsed.as_ref().ok().and_then(|m| {
         if m.len() == 1 {
@@ -363,6 +385,8 @@ async fn process(
 
     // Only now is a malformed body worth an answer: after authentication.
     if let Err(e) = &parsed {
+        let (ParseError::NotJson(d) | ParseError::NotJsonRpc(d)) = e;
+        trace.refuse(e.reason(), d);
         return Err(match e {
             ParseError::NotJson(d) => rpc_error(
                 StatusCode::BAD_REQUEST,
@@ -370,11 +394,12 @@ async fn process(
                 -32700,
                 &format!("parse error: {d}"),
             ),
+            // serde's messages quote the offending value: at most a few lines of it go back.
             ParseError::NotJsonRpc(d) => rpc_error(
                 StatusCode::BAD_REQUEST,
                 None,
                 -32600,
-                &format!("invalid request: {d}"),
+                &format!("invalid request: {}", cut(d, 512)),
             ),
         });
     }
@@ -382,10 +407,11 @@ async fn process(
     // Headers that restate the body must say what it says: an upstream routing on them would
     // otherwise act on a method or tool the policy never saw.
     if let Some(why) = restated_mismatch(req, parsed.as_deref().unwrap_or(&[])) {
+        trace.refuse("header_mismatch", why);
         return Err(rpc_error(
             StatusCode::BAD_REQUEST,
             first_id.as_deref(),
-            -32600,
+            HEADER_MISMATCH,
             why,
         ));
     }
@@ -436,11 +462,13 @@ async fn process(
             v.to_str().ok()
         }
         _ => {
+            let why = "the Mcp-Session-Id header must be one value of visible ASCII";
+            trace.refuse("invalid_session", why);
             return Err(rpc_error(
                 StatusCode::BAD_REQUEST,
                 first_id.as_deref(),
                 -32600,
-                "the Mcp-Session-Id header must be one value of visible ASCII",
+                why,
             ));
         }
     };
@@ -450,14 +478,27 @@ async fn process(
         Some(p) => match state.gateway.sessions.open(&server.id, owner, p) {
             Some(s) => Some(s),
             None => {
-                return Err(rpc_error(
-                    StatusCode::NOT_FOUND,
-                    first_id.as_deref(),
-                    -32001,
-                    "session not found",
-                ));
+                trace.refuse(
+                    "unknown_session",
+                    "Mcp-Session-Id is not one this caller was given",
+                );
+                return Err(session_not_found(first_id.as_deref()));
             }
         },
+    };
+    // The 2024 SSE transport's session travels in the query, sealed the same way.
+    let Ok(query) = legacy::open_query(req.query_string(), |sealed| {
+        state
+            .gateway
+            .sessions
+            .open(&server.id, owner, sealed)
+            .map(str::to_owned)
+    }) else {
+        trace.refuse(
+            "unknown_session",
+            "the query's session id is not one this caller was given",
+        );
+        return Err(session_not_found(first_id.as_deref()));
     };
 
     let learn = parsed
@@ -515,6 +556,7 @@ async fn process(
         server,
         upstream,
         &rest,
+        &query,
         body,
         &verified,
         first_id.as_deref(),
@@ -766,6 +808,10 @@ fn plain_error(status: StatusCode, code: &str, desc: &str) -> HttpResponse {
     HttpResponse::build(status).json(json!({ "error": code, "error_description": desc }))
 }
 
+fn session_not_found(rpc_id: Option<&str>) -> HttpResponse {
+    rpc_error(StatusCode::NOT_FOUND, rpc_id, -32001, "session not found")
+}
+
 /// A JSON-RPC error body carrying the request's id (raw JSON) when there was one.
 fn rpc_error(status: StatusCode, id: Option<&str>, code: i64, message: &str) -> HttpResponse {
     let id = id.unwrap_or("null");
@@ -881,6 +927,7 @@ async fn forward(
     server: &Arc<ServerEntry>,
     upstream: &Endpoint,
     rest: &str,
+    query: &str,
     body: Bytes,
     who: &Verified,
     rpc_id: Option<&str>,
@@ -905,7 +952,6 @@ async fn forward(
             "the request path must not hold dot segments or encoded slashes",
         ));
     }
-    let query = req.query_string();
     let mut target =
         String::with_capacity(upstream.base_path().len() + rest.len() + query.len() + 2);
     target.push_str(upstream.base_path());
@@ -1075,12 +1121,20 @@ async fn forward(
     let stream =
         upstream_body.map(|r| r.map_err(|e| actix_web::error::ErrorBadGateway(e.to_string())));
     // The older SSE transport announces where to POST in an `endpoint` event, as a path on the
-    // upstream; clients resolve it against our URL, so it must name our path for this server.
+    // upstream; clients resolve it against our URL, so it must name our path for this server,
+    // and its session id is sealed for this caller.
+    let seal: Box<dyn Fn(&str) -> String> = if is_sse {
+        let (st, id, owner) = (state.clone(), server.id.clone(), who.owner.clone());
+        Box::new(move |session| st.gateway.sessions.seal(&id, &owner, session))
+    } else {
+        Box::new(str::to_owned)
+    };
     let stream = EndpointRewrite {
         inner: Box::pin(stream),
         pending: if is_sse { Some(BytesMut::new()) } else { None },
         from: upstream.base_path().to_owned(),
         to: front_door_prefix(state, server),
+        seal,
     };
     let stream = Heartbeat {
         inner: Box::pin(stream),
@@ -1189,14 +1243,17 @@ fn front_door_prefix(state: &AppState, server: &ServerEntry) -> String {
 }
 
 /// Rewrites the first SSE event if it is `event: endpoint` with a path under the upstream's
-/// base (`from`), so it names the same place under the front door (`to`); then passes the
-/// stream through untouched. At most 16 KiB is held back while waiting for that first event.
+/// base (`from`), so it names the same place under the front door (`to`) with its session
+/// sealed; then passes the stream through untouched. At most 16 KiB is held back while waiting
+/// for that first event.
 struct EndpointRewrite<S> {
     inner: Pin<Box<S>>,
     /// Bytes of the first event, until it is complete; `None` once passed on.
     pending: Option<BytesMut>,
     from: String,
     to: String,
+    /// Seals the upstream's session id for the caller.
+    seal: Box<dyn Fn(&str) -> String>,
 }
 
 /// SSE lines with their ends: CRLF, LF or a lone CR, mixed as they come (WHATWG SSE).
@@ -1252,7 +1309,12 @@ fn ends_at_blank_line(chunk: &[u8]) -> bool {
     rest.is_some_and(|r| r.ends_with(b"\n") || r.ends_with(b"\r"))
 }
 
-fn rewrite_endpoint_event(event: &str, from: &str, to: &str) -> Option<String> {
+fn rewrite_endpoint_event(
+    event: &str,
+    from: &str,
+    to: &str,
+    seal: &dyn Fn(&str) -> String,
+) -> Option<String> {
     if !sse_lines(event).any(|(l, _)| l == "event: endpoint" || l == "event:endpoint") {
         return None;
     }
@@ -1263,7 +1325,12 @@ fn rewrite_endpoint_event(event: &str, from: &str, to: &str) -> Option<String> {
             let rest = value.strip_prefix(from)?;
             (value.starts_with('/')
                 && (rest.is_empty() || rest.starts_with('/') || rest.starts_with('?')))
-            .then(|| format!("data: {to}{rest}"))
+            .then(|| match rest.split_once('?') {
+                Some((path, query)) => {
+                    format!("data: {to}{path}?{}", legacy::seal_query(query, seal))
+                }
+                None => format!("data: {to}{rest}"),
+            })
         });
         out.push_str(rewritten.as_deref().unwrap_or(line));
         out.push_str(end);
@@ -1293,8 +1360,9 @@ impl<S: Stream<Item = Result<Bytes, actix_web::Error>>> Stream for EndpointRewri
                     };
                     let rest = held.split_off(end);
                     let first = String::from_utf8_lossy(&held).into_owned();
-                    let rewritten = rewrite_endpoint_event(&first, &this.from, &this.to)
-                        .map_or(held.freeze(), Bytes::from);
+                    let rewritten =
+                        rewrite_endpoint_event(&first, &this.from, &this.to, &this.seal)
+                            .map_or(held.freeze(), Bytes::from);
                     let mut out = BytesMut::from(&rewritten[..]);
                     out.extend_from_slice(&rest);
                     return Poll::Ready(Some(Ok(out.freeze())));
@@ -1473,29 +1541,36 @@ mod tests {
 
     #[test]
     fn endpoint_events_are_rewritten_under_the_front_door() {
+        let seal = |id: &str| format!("{id}.sealed");
         let e = "event: endpoint\ndata: /messages?sessionId=1\n\n";
         assert_eq!(
-            rewrite_endpoint_event(e, "", "/mcp/w").as_deref(),
-            Some("event: endpoint\ndata: /mcp/w/messages?sessionId=1\n\n")
+            rewrite_endpoint_event(e, "", "/mcp/w", &seal).as_deref(),
+            Some("event: endpoint\ndata: /mcp/w/messages?sessionId=1.sealed\n\n")
         );
         let e = "event: endpoint\r\ndata: /base/messages?x=1\r\n\r\n";
         assert_eq!(
-            rewrite_endpoint_event(e, "/base", "/mcp/w").as_deref(),
+            rewrite_endpoint_event(e, "/base", "/mcp/w", &seal).as_deref(),
             Some("event: endpoint\r\ndata: /mcp/w/messages?x=1\r\n\r\n")
         );
         // Not under the base, or not an endpoint event: untouched.
         assert_eq!(
-            rewrite_endpoint_event("event: endpoint\ndata: /other/m\n\n", "/base", "/mcp/w")
-                .as_deref(),
-            Some("event: endpoint\ndata: /other/m\n\n")
+            rewrite_endpoint_event(
+                "event: endpoint\ndata: /other/m?sessionId=1\n\n",
+                "/base",
+                "/mcp/w",
+                &seal
+            )
+            .as_deref(),
+            Some("event: endpoint\ndata: /other/m?sessionId=1\n\n")
         );
         assert_eq!(
-            rewrite_endpoint_event("event: message\ndata: /x\n\n", "", "/mcp/w"),
+            rewrite_endpoint_event("event: message\ndata: /x\n\n", "", "/mcp/w", &seal),
             None
         );
         // Lone CRs end lines too.
         assert_eq!(
-            rewrite_endpoint_event("event: endpoint\rdata: /m?s=1\r\r", "", "/mcp/w").as_deref(),
+            rewrite_endpoint_event("event: endpoint\rdata: /m?s=1\r\r", "", "/mcp/w", &seal)
+                .as_deref(),
             Some("event: endpoint\rdata: /mcp/w/m?s=1\r\r")
         );
     }

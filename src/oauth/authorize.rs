@@ -83,6 +83,17 @@ pub async fn post(
         let raw = String::from_utf8_lossy(&body).into_owned();
         return begin(&req, &state, raw).await;
     }
+    if let Some(why) = super::cross_site::refused(&req, &state.public_url) {
+        tracing::info!(
+            why,
+            "a sign-in or consent form posted from another site was refused"
+        );
+        return pages::error(
+            StatusCode::FORBIDDEN,
+            "Request refused",
+            "This form was sent from another site. Go back to the application and start again.",
+        );
+    }
     let (cookie_token, _) = csrf_token(&req, &state);
     let sent = params.get("csrf").unwrap_or("");
     if cookie_token.is_none()

@@ -5,6 +5,7 @@ mod assertion;
 mod authorize;
 mod client_auth;
 pub mod clients;
+mod cross_site;
 pub(crate) mod grant_types;
 pub mod grants;
 mod introspect;

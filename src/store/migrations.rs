@@ -26,6 +26,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/0007_revocations.sql"),
     ),
     (
+        "invitations",
+        include_str!("migrations/0008_invitations.sql"),
+    ),
+    (
         "clients_tested",
         include_str!("migrations/0009_clients_tested.sql"),
     ),

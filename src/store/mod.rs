@@ -7,6 +7,7 @@ pub mod clients;
 pub mod deployments;
 pub mod env_vars;
 pub mod grants;
+pub mod invitations;
 mod migrations;
 pub mod projects;
 pub mod request_log;

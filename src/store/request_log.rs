@@ -14,16 +14,20 @@ pub struct RequestLogRow {
     pub latency_ms: f64,
     pub auth_failure: Option<&'static str>,
     pub request_id: Option<String>,
+    /// Why the front door itself refused the request (`code: detail`), if it did.
+    pub refusal: Option<String>,
 }
 
-const COLUMNS: &str = "at_ms, server_id, subject, client_id, method, tool, status, latency_ms, auth_failure, request_id";
-/// Rows per multi-row `INSERT` (10 parameters each; SQLite allows 32,766).
+const COLUMNS: &str = "at_ms, server_id, subject, client_id, method, tool, status, latency_ms, auth_failure, request_id, refusal";
+/// Parameters per row.
+const PER_ROW: usize = 11;
+/// Rows per multi-row `INSERT` (`PER_ROW` parameters each; SQLite allows 32,766).
 const ROWS_PER_INSERT: usize = 64;
 
 /// Inserts a batch in one transaction, `ROWS_PER_INSERT` rows per statement.
 pub fn insert_many(conn: &mut Connection, rows: &[RequestLogRow]) -> Result<(), StoreError> {
     static MANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        let one = format!("({})", ["?"; 10].join(", "));
+        let one = format!("({})", ["?"; PER_ROW].join(", "));
         format!(
             "INSERT INTO request_log ({COLUMNS}) VALUES {}",
             vec![one; ROWS_PER_INSERT].join(", ")
@@ -36,13 +40,14 @@ pub fn insert_many(conn: &mut Connection, rows: &[RequestLogRow]) -> Result<(), 
             let mut stmt = tx.prepare_cached(&MANY)?;
             for chunk in &mut chunks {
                 for (i, r) in chunk.iter().enumerate() {
-                    bind(&mut stmt, i * 10, r)?;
+                    bind(&mut stmt, i * PER_ROW, r)?;
                 }
                 stmt.raw_execute()?;
             }
         }
         let mut stmt = tx.prepare_cached(&format!(
-            "INSERT INTO request_log ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO request_log ({COLUMNS}) VALUES ({})",
+            ["?"; PER_ROW].join(", ")
         ))?;
         for r in chunks.remainder() {
             bind(&mut stmt, 0, r)?;
@@ -53,7 +58,7 @@ pub fn insert_many(conn: &mut Connection, rows: &[RequestLogRow]) -> Result<(), 
     Ok(())
 }
 
-/// Binds `r` to parameters `base + 1 ..= base + 10`.
+/// Binds `r` to parameters `base + 1 ..= base + PER_ROW`.
 fn bind(
     stmt: &mut rusqlite::CachedStatement<'_>,
     base: usize,
@@ -68,7 +73,8 @@ fn bind(
     stmt.raw_bind_parameter(base + 7, r.status)?;
     stmt.raw_bind_parameter(base + 8, r.latency_ms)?;
     stmt.raw_bind_parameter(base + 9, r.auth_failure)?;
-    stmt.raw_bind_parameter(base + 10, &r.request_id)
+    stmt.raw_bind_parameter(base + 10, &r.request_id)?;
+    stmt.raw_bind_parameter(base + 11, &r.refusal)
 }
 
 /// What `GET /v1/servers/:id/metrics` reports, over one window.
@@ -186,6 +192,7 @@ mod tests {
                 latency_ms: i as f64 / 4.0,
                 auth_failure: (i % 5 == 0).then_some("expired"),
                 request_id: Some(format!("req{i}")),
+                refusal: (i % 7 == 0).then(|| format!("invalid_request: row {i}")),
             })
             .collect();
         insert_many(&mut conn, &rows).expect("insert");
@@ -197,12 +204,13 @@ mod tests {
             f64,
             Option<String>,
             String,
+            Option<String>,
         );
         let stored: Vec<Stored> = conn
-            .prepare("SELECT at_ms, server_id, subject, status, latency_ms, auth_failure, request_id FROM request_log ORDER BY id")
+            .prepare("SELECT at_ms, server_id, subject, status, latency_ms, auth_failure, request_id, refusal FROM request_log ORDER BY id")
             .expect("prepare")
             .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
             })
             .expect("query")
             .collect::<Result<_, _>>()
@@ -216,6 +224,7 @@ mod tests {
             assert_eq!(s.4, row.latency_ms, "row {i}");
             assert_eq!(s.5.as_deref(), row.auth_failure, "row {i}");
             assert_eq!(Some(&s.6), row.request_id.as_ref(), "row {i}");
+            assert_eq!(s.7, row.refusal, "row {i}");
         }
     }
 }

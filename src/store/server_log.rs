@@ -62,7 +62,8 @@ const MERGED: &str = "
         CASE WHEN status >= 500 THEN 'error' WHEN status >= 400 THEN 'warn' ELSE 'info' END AS level,
         'access' AS source,
         COALESCE(method, 'request') || COALESCE(' ' || tool, '') || ' -> ' || status
-            || COALESCE(' (' || auth_failure || ')', '') || printf(' %.1f ms', latency_ms) AS message,
+            || COALESCE(' (' || auth_failure || ')', '') || COALESCE(' (' || refusal || ')', '')
+            || printf(' %.1f ms', latency_ms) AS message,
         method, tool, status, latency_ms, request_id
     FROM request_log WHERE server_id = ?1
     UNION ALL

@@ -744,3 +744,130 @@ async fn ctrl_c_at_the_password_prompt_gives_the_terminal_its_echo_back() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn members_are_invited_and_join_from_the_cli() {
+    let app = TestApp::spawn().await;
+    let admin = Shell::new(&app);
+    admin.login().await;
+    let admin_token = admin.token();
+    crate::helpers::create_user(&app, &admin_token, "bob@example.com", "member").await;
+    admin.ok(&["project", "create", "Team"]).await;
+
+    // Owners invite; the token is printed once.
+    let human = admin
+        .ok(&[
+            "project",
+            "invite",
+            "team",
+            "bob@example.com",
+            "--role",
+            "owner",
+        ])
+        .await;
+    assert!(human.contains("Invited bob@example.com"), "{human}");
+    let token = human
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("ezf_inv_"))
+        .unwrap_or_else(|| panic!("no token: {human}"))
+        .to_owned();
+    let pending = admin.json(&["project", "invitations", "team"]).await;
+    assert_eq!(ids(&pending, "email"), ["bob@example.com"]);
+    assert!(pending[0].get("inviteToken").is_none());
+
+    // The invitee sees it, and joins signed in as the invited email.
+    let bob = Shell::new(&app);
+    let out = bob
+        .run_with_stdin(
+            &[
+                "auth",
+                "login",
+                "--email",
+                "bob@example.com",
+                "--password-stdin",
+            ],
+            Some(&format!("{}\n", crate::helpers::USER_PASSWORD)),
+        )
+        .await;
+    assert!(out.success, "{}", out.stderr);
+    let mine = bob.json(&["project", "invitations"]).await;
+    assert_eq!(ids(&mine, "email"), ["bob@example.com"]);
+    let joined = bob.ok(&["project", "join", &token]).await;
+    assert!(
+        joined.contains("Joined project Team (team) as owner"),
+        "{joined}"
+    );
+    let members = bob.json(&["project", "members", "team"]).await;
+    assert_eq!(members.as_array().map(Vec::len), Some(2));
+    let err = bob.fails(&["project", "join", &token]).await;
+    assert!(err.contains("invitation not found"), "spent: {err}");
+
+    // An email without an account makes it with the token, and is a member at once.
+    let inv = admin
+        .json(&["project", "invite", "team", "newbie@example.com"])
+        .await;
+    let newbie_token = inv["inviteToken"].as_str().expect("token").to_owned();
+    let newbie = Shell::new(&app);
+    let out = newbie
+        .run_with_stdin(
+            &["auth", "accept-invite", &newbie_token, "--password-stdin"],
+            Some("a-newbie-password\n"),
+        )
+        .await;
+    assert!(out.success, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("Password set for newbie@example.com"),
+        "{}",
+        out.stdout
+    );
+    let out = newbie
+        .run_with_stdin(
+            &[
+                "auth",
+                "login",
+                "--email",
+                "newbie@example.com",
+                "--password-stdin",
+            ],
+            Some("a-newbie-password\n"),
+        )
+        .await;
+    assert!(out.success, "{}", out.stderr);
+    let projects = newbie.json(&["project", "list"]).await;
+    assert_eq!(ids(&projects, "slug"), ["team"]);
+
+    // Withdrawn, the token is refused with the API's message.
+    let inv = admin
+        .json(&["project", "invite", "team", "carol@example.com"])
+        .await;
+    let id = inv["id"].as_str().expect("id");
+    admin.ok(&["project", "withdraw", "team", id]).await;
+    assert_eq!(
+        admin.json(&["project", "invitations", "team"]).await,
+        serde_json::json!([])
+    );
+    let carol = Shell::new(&app);
+    let out = carol
+        .run_with_stdin(
+            &[
+                "auth",
+                "accept-invite",
+                inv["inviteToken"].as_str().expect("t"),
+                "--password-stdin",
+            ],
+            Some("a-carol-password\n"),
+        )
+        .await;
+    assert!(!out.success);
+    assert!(
+        out.stderr.starts_with("error: ") && out.stderr.contains("not found"),
+        "{}",
+        out.stderr
+    );
+    // Members only: a member who is not an owner cannot invite.
+    let err = newbie
+        .fails(&["project", "invite", "team", "x@example.com"])
+        .await;
+    assert!(err.contains("owner"), "{err}");
+}

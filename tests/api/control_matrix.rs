@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     ADMIN_EMAIL, ADMIN_PASSWORD, ApiResponse, TestApp, USER_PASSWORD, add_member, admin_token,
-    call, create_key, create_project, create_server, invite_user, login, post_as, put_as,
-    user_session,
+    call, create_key, create_project, create_server, create_user, invite, invite_user, login,
+    post_as, put_as, user_session,
 };
 
 const SCOPES: [&str; 7] = [
@@ -269,7 +269,7 @@ impl World {
         }
         if all.contains("{fresh_member}") {
             let email = format!("fresh-member-{n}@example.com");
-            let (id, _) = invite_user(app, &self.admin, &email).await;
+            let (id, _) = create_user(app, &self.admin, &email, "member").await;
             add_member(app, &self.owner, &self.project, &email, "member").await;
             subst.push(("{fresh_member}", id));
         }
@@ -287,6 +287,18 @@ impl World {
             let (_, token) =
                 invite_user(app, &self.admin, &format!("invited-{n}@example.com")).await;
             subst.push(("{invite_token}", token));
+        }
+        if all.contains("{fresh_invitation}") || all.contains("{invitation_token}") {
+            let email = format!("fresh-invited-{n}@example.com");
+            let inv = invite(app, &self.owner, &self.project, &email, "member").await;
+            subst.push((
+                "{fresh_invitation}",
+                inv["id"].as_str().expect("id").to_owned(),
+            ));
+            subst.push((
+                "{invitation_token}",
+                inv["inviteToken"].as_str().expect("token").to_owned(),
+            ));
         }
         if all.contains("{fresh_key}") {
             let res = post_as(
@@ -441,6 +453,13 @@ async fn matrix_sessions_users_and_audit() {
             Some(r#"{"token": "{invite_token}", "password": "a-perfectly-fine-password"}"#),
             Rule::Public(200),
         ),
+        // A project invitation to an email without an account: the account is made.
+        row(
+            "POST",
+            "/v1/auth/invite",
+            Some(r#"{"token": "{invitation_token}", "password": "a-perfectly-fine-password"}"#),
+            Rule::Public(200),
+        ),
         row("GET", "/v1/auth/session", None, Rule::Session(200)),
         Row {
             fresh_session: true,
@@ -499,6 +518,32 @@ async fn matrix_projects_and_members() {
             "/v1/projects/{project}/members/{fresh_member}",
             None,
             Rule::ProjectOwner(204),
+        ),
+        row(
+            "GET",
+            "/v1/projects/{project}/invitations",
+            None,
+            Rule::ProjectOwner(200),
+        ),
+        row(
+            "DELETE",
+            "/v1/projects/{project}/invitations/{fresh_invitation}",
+            None,
+            Rule::ProjectOwner(204),
+        ),
+        row("GET", "/v1/invitations", None, Rule::Session(200)),
+        // Addressed to someone else: no session may use or decline it.
+        row(
+            "POST",
+            "/v1/invitations/accept",
+            Some(r#"{"token": "{invitation_token}"}"#),
+            Rule::Session(404),
+        ),
+        row(
+            "DELETE",
+            "/v1/invitations/{fresh_invitation}",
+            None,
+            Rule::Session(404),
         ),
     ];
     let mut world = World::new().await;

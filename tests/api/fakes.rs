@@ -22,6 +22,8 @@ pub struct FakeUpstream {
     pub seen: Seen,
     /// Bodies it received.
     pub bodies: Arc<Mutex<Vec<Value>>>,
+    /// The bytes of every POST body it received, as they came.
+    pub raw: Arc<Mutex<Vec<web::Bytes>>>,
     /// Lets the SSE `stream` method send its second event.
     pub release: Arc<Notify>,
     handle: ServerHandle,
@@ -37,6 +39,7 @@ impl Drop for FakeUpstream {
 struct UpstreamState {
     seen: Seen,
     bodies: Arc<Mutex<Vec<Value>>>,
+    raw: Arc<Mutex<Vec<web::Bytes>>>,
     release: Arc<Notify>,
 }
 
@@ -60,11 +63,20 @@ async fn upstream(
         .collect();
     headers.push((":path".into(), req.uri().to_string()));
     state.seen.lock().expect("lock").push(headers);
-    if req.method() == actix_web::http::Method::GET && req.headers().contains_key("x-test-legacy") {
-        // The 2024 SSE transport: the first event says where to POST, as a path on this server.
+    if let Some(legacy) = req.headers().get("x-test-legacy")
+        && req.method() == actix_web::http::Method::GET
+    {
+        // The 2024 SSE transport: the first event says where to POST, as a path on this server,
+        // with the session in the query (`x-test-legacy` names its parameter, else `sessionId`).
+        let param = match legacy.to_str().unwrap_or("1") {
+            "1" => "sessionId",
+            other => other,
+        };
         return HttpResponse::Ok()
             .content_type("text/event-stream")
-            .body("event: endpoint\ndata: /mcp/messages?sessionId=abc\n\n");
+            .body(format!(
+                "event: endpoint\ndata: /mcp/messages?{param}=abc\n\n"
+            ));
     }
     if req.method() == actix_web::http::Method::GET {
         return HttpResponse::Ok()
@@ -74,6 +86,7 @@ async fn upstream(
     if req.method() == actix_web::http::Method::DELETE {
         return HttpResponse::Ok().finish();
     }
+    state.raw.lock().expect("lock").push(body.clone());
     let Ok(msg) = serde_json::from_slice::<Value>(&body) else {
         return HttpResponse::BadRequest().body("upstream: not json");
     };
@@ -162,6 +175,7 @@ impl FakeUpstream {
         let state = UpstreamState {
             seen: Arc::default(),
             bodies: Arc::default(),
+            raw: Arc::default(),
             release: Arc::new(Notify::new()),
         };
         let data = web::Data::new(state.clone());
@@ -182,6 +196,7 @@ impl FakeUpstream {
             port,
             seen: state.seen,
             bodies: state.bodies,
+            raw: state.raw,
             release: state.release,
             handle,
         }

@@ -10,7 +10,7 @@ use ezforge::config::AuthMode;
 
 /// A server `weather` routed to `upstream`, created straight in the store (the control API is
 /// tested elsewhere), and the routing table reloaded.
-async fn add_server(
+pub(crate) async fn add_server(
     app: &TestApp,
     slug: &str,
     upstream: &str,
@@ -663,7 +663,7 @@ async fn mcp_method_and_name_headers_must_restate_the_body() {
         assert_eq!(res.status(), status, "{headers:?}");
         if status == 400 {
             let body = json(res).await;
-            assert_eq!(body["error"]["code"], -32600, "{body}");
+            assert_eq!(body["error"]["code"], -32020, "HeaderMismatch: {body}");
             assert_eq!(body["id"], 1, "{body}");
         }
     }
@@ -678,6 +678,7 @@ async fn mcp_method_and_name_headers_must_restate_the_body() {
         json!([{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"ping"}]);
     let res = send(&[("mcp-method", "ping")], batch).await.expect("send");
     assert_eq!(res.status(), 400, "a batch has no one method");
+    assert_eq!(json(res).await["error"]["code"], -32020);
     assert_eq!(
         up.requests(),
         before,
@@ -1845,15 +1846,17 @@ async fn the_old_sse_transport_works_through_the_front_door() {
         Some("/mcp/sse")
     );
     let body = res.text().await.expect("body");
-    // The endpoint now names the front door's path for this server, not the upstream's.
-    assert!(
-        body.contains("data: /mcp/legacy/messages?sessionId=abc"),
-        "{body}"
-    );
+    // The endpoint now names the front door's path for this server, not the upstream's, and
+    // the session sealed for this caller (see gateway_confusion.rs).
+    let endpoint = body
+        .lines()
+        .find_map(|l| l.strip_prefix("data: /mcp/legacy/messages?sessionId="))
+        .unwrap_or_else(|| panic!("{body}"));
+    assert!(endpoint.starts_with("abc."), "{body}");
     let res = app
         .client
         .post(format!(
-            "{}/messages?sessionId=abc",
+            "{}/messages?sessionId={endpoint}",
             resource(&app, "legacy")
         ))
         .bearer_auth(&token)
@@ -1869,7 +1872,7 @@ async fn the_old_sse_transport_works_through_the_front_door() {
             .find(|(k, _)| k == ":path")
             .map(|(_, v)| v.as_str()),
         Some("/mcp/messages?sessionId=abc"),
-        "forwarded under the upstream's base"
+        "forwarded under the upstream's base, with the upstream's own id"
     );
 }
 

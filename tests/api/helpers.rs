@@ -185,6 +185,17 @@ impl TestAppBuilder {
     }
 }
 
+/// An app whose control rate limit never gets in the way.
+pub async fn roomy() -> TestApp {
+    TestApp::builder()
+        .config(|c| {
+            c.control.rate_limit.per_minute = 1_000_000;
+            c.control.rate_limit.burst = 1_000_000;
+        })
+        .spawn()
+        .await
+}
+
 /// A client that keeps cookies and never follows redirects (tests look at each hop).
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -458,8 +469,15 @@ pub async fn create_project(app: &TestApp, token: &str, name: &str) -> serde_jso
     res.expect(201)["data"].clone()
 }
 
-/// `POST /v1/projects/:project/members {email, role}`.
-pub async fn add_member(app: &TestApp, token: &str, project: &str, email: &str, role: &str) {
+/// `POST /v1/projects/:project/members {email, role}` (an invitation); returns `data`, with
+/// its `inviteToken`.
+pub async fn invite(
+    app: &TestApp,
+    token: &str,
+    project: &str,
+    email: &str,
+    role: &str,
+) -> serde_json::Value {
     post_as(
         app,
         token,
@@ -467,7 +485,23 @@ pub async fn add_member(app: &TestApp, token: &str, project: &str, email: &str, 
         serde_json::json!({ "email": email, "role": role }),
     )
     .await
-    .expect(201);
+    .expect(201)["data"]
+        .clone()
+}
+
+/// Makes `email` (an account with [`USER_PASSWORD`]) a member: the owner behind `token`
+/// invites it, and it signs in and accepts.
+pub async fn add_member(app: &TestApp, token: &str, project: &str, email: &str, role: &str) {
+    let invitation = invite(app, token, project, email, role).await;
+    let session = login(app, email, USER_PASSWORD).await;
+    post_as(
+        app,
+        &session,
+        "/v1/invitations/accept",
+        serde_json::json!({ "token": invitation["inviteToken"] }),
+    )
+    .await
+    .expect(200);
 }
 
 /// `POST /v1/projects/:project/keys`; returns the whole `data` (with `key` and `id`).

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::browser::*;
-use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD};
+use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, add_member, invite};
 
 fn public(id: &str) -> ClientAuth {
     ClientAuth::Public(id.to_owned())
@@ -340,15 +340,21 @@ async fn project_member_may_authorize_and_others_get_a_403_page() {
     assert!(out.last().is_html(), "an HTML page");
 
     let (member_id, pw) = w.user("member@example.com", "member").await;
+    // Invited, the user is not a member yet: still a 403 page.
+    let invitation = invite(&w.app, &w.admin, &w.project, "member@example.com", "member").await;
+    let req = w.request(&client_id);
+    let out = authorize_as(&w.browser(), &req, &Person::new("member@example.com", &pw)).await;
+    assert_eq!(out.status(), 403, "{}", out.describe());
+    let session = session_token(&w.app, "member@example.com", &pw).await;
     let (status, body) = api(
         &w.app,
         "POST",
-        &format!("/v1/projects/{}/members", w.project),
-        Some(&w.admin),
-        Some(json!({ "email": "member@example.com", "role": "member" })),
+        "/v1/invitations/accept",
+        Some(&session),
+        Some(json!({ "token": invitation["inviteToken"] })),
     )
     .await;
-    assert_eq!(status, 201, "{body}");
+    assert_eq!(status, 200, "{body}");
     let req = w.request(&client_id);
     let out = authorize_as(&w.browser(), &req, &Person::new("member@example.com", &pw)).await;
     let code = out.code();
@@ -377,9 +383,7 @@ async fn a_member_removed_from_the_project_loses_their_grants_at_once() {
     let client_id = w.public_client().await;
     let (member_id, pw) = w.user("leaver@example.com", "member").await;
     let members = format!("/v1/projects/{}/members", w.project);
-    let body = json!({ "email": "leaver@example.com", "role": "member" });
-    let (status, body) = api(&w.app, "POST", &members, Some(&w.admin), Some(body)).await;
-    assert_eq!(status, 201, "{body}");
+    add_member(&w.app, &w.admin, &w.project, "leaver@example.com", "member").await;
     let req = w.request(&client_id).scope("mcp:read offline_access");
     let person = Person::new("leaver@example.com", &pw);
     let code = authorize_as(&w.browser(), &req, &person).await.code();

@@ -1,4 +1,4 @@
-//! `ezforge auth login|logout|whoami`.
+//! `ezforge auth login|logout|whoami|accept-invite`.
 
 use std::io::{BufRead, IsTerminal};
 
@@ -65,6 +65,26 @@ pub async fn login(ctx: &Ctx, email: &str, password_stdin: bool) -> anyhow::Resu
     if ctx.api_key.is_some() {
         eprintln!("note: EZFORGE_API_KEY is set; commands use it instead of this session");
     }
+    Ok(())
+}
+
+/// `POST /v1/auth/invite {token, password}`: sets the password of an invited account (and, for
+/// a project invitation to an email without one, makes it).
+pub async fn accept_invite(ctx: &Ctx, token: &str, password_stdin: bool) -> anyhow::Result<()> {
+    let password = read_password(password_stdin)?;
+    let api = Api::new(&ctx.base, Credential::None)?;
+    let user = api
+        .post(
+            "/auth/invite",
+            &json!({"token": token.trim(), "password": password.expose()}),
+        )
+        .await?;
+    if ctx.json {
+        return print_json(&user);
+    }
+    let email = cell(&user, "email");
+    println!("Password set for {email}.");
+    println!("Sign in with `ezforge auth login --email {email}`.");
     Ok(())
 }
 

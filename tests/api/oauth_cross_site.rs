@@ -1,0 +1,117 @@
+//! Issue 18: the sign-in and consent forms refuse posts from other sites (403, a page, nothing
+//! written, no session), whatever the CSRF token says.
+
+use crate::browser::{Page, REDIRECT, rows_in_tables_like, world};
+use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD};
+
+/// What a post leaves behind: sessions, audit entries, codes, consents, grants.
+const WRITTEN: &[&str] = &["sessions", "audit_log", "auth_codes", "consents", "grants"];
+
+/// Where another site's post might come from: its Origin, an opaque one, or only the browser's
+/// Sec-Fetch-Site (some requests carry no Origin).
+const FOREIGN: &[&[(&str, &str)]] = &[
+    &[("origin", "https://evil.example")],
+    &[("origin", "null")],
+    &[("origin", "http://127.0.0.1:1")],
+    &[("sec-fetch-site", "cross-site")],
+];
+
+async fn post_from(
+    browser: &crate::browser::Browser,
+    url: &str,
+    headers: &[(&str, &str)],
+    fields: &[(String, String)],
+) -> Page {
+    let mut req = browser
+        .client
+        .post(url)
+        .header("accept", "text/html")
+        .form(fields);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    Page::read(url, req.send().await.expect("post")).await
+}
+
+#[track_caller]
+fn assert_refused(page: &Page, headers: &[(&str, &str)]) {
+    assert_eq!(page.status, 403, "{headers:?}: {}", page.describe());
+    assert!(page.is_html(), "a page: {}", page.describe());
+    assert!(page.body.contains("another site"), "{}", page.describe());
+    assert!(page.header("location").is_none(), "no redirect");
+    assert!(
+        page.header_all("set-cookie")
+            .iter()
+            .all(|c| !c.contains("session")),
+        "no session cookie: {:?}",
+        page.header_all("set-cookie")
+    );
+}
+
+#[tokio::test]
+async fn sign_in_and_consent_posts_from_other_sites_are_refused() {
+    let w = world().await;
+    let client = w.public_client().await;
+    let browser = w.browser();
+    let req = w.request(&client);
+    let page = browser.get(&req.url(&browser.origin)).await;
+    let form = page.login_form().expect("a login form");
+    let url = page.action_url(&form);
+    let login = form.fields(
+        &[("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)],
+        None,
+        false,
+    );
+
+    // The right password and the right CSRF token, from another site: nothing happens.
+    let before = rows_in_tables_like(&w.app, WRITTEN).await;
+    for headers in FOREIGN {
+        assert_refused(&post_from(&browser, &url, headers, &login).await, headers);
+    }
+    assert_eq!(rows_in_tables_like(&w.app, WRITTEN).await, before);
+
+    // From our own page (with or without the browser's Sec-Fetch-Site), it signs in.
+    let consent = post_from(
+        &browser,
+        &url,
+        &[
+            ("origin", &browser.origin),
+            ("sec-fetch-site", "same-origin"),
+        ],
+        &login,
+    )
+    .await;
+    let form = consent
+        .consent_form()
+        .unwrap_or_else(|| panic!("{}", consent.describe()));
+    let url = consent.action_url(&form);
+
+    // Approving, or denying, from another site: refused, no code, no consent remembered.
+    let before = rows_in_tables_like(&w.app, WRITTEN).await;
+    for decision in ["approve", "deny"] {
+        let fields = form.fields(&[], Some(("decision", decision)), true);
+        for headers in FOREIGN {
+            assert_refused(&post_from(&browser, &url, headers, &fields).await, headers);
+        }
+    }
+    assert_eq!(rows_in_tables_like(&w.app, WRITTEN).await, before);
+
+    // A post without Origin or Sec-Fetch-Site (an older browser) still needs the CSRF token.
+    let no_token: Vec<(String, String)> = form
+        .fields(&[], Some(("decision", "approve")), true)
+        .into_iter()
+        .filter(|(k, _)| k != "csrf")
+        .collect();
+    let page = post_from(&browser, &url, &[], &no_token).await;
+    assert_eq!(page.status, 403, "{}", page.describe());
+    assert!(page.header("location").is_none());
+
+    // From our own page, the approval goes through.
+    let fields = form.fields(&[], Some(("decision", "approve")), true);
+    let done = post_from(&browser, &url, &[("origin", &browser.origin)], &fields).await;
+    let location = done
+        .location()
+        .unwrap_or_else(|| panic!("{}", done.describe()));
+    assert!(location.as_str().starts_with(REDIRECT), "{location}");
+    assert!(location.query_pairs().any(|(k, _)| k == "code"));
+}
