@@ -658,8 +658,37 @@ mod tests {
     use clap::error::ErrorKind;
 
     fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        parse_all(args).map(|c| c.command)
+    }
+
+    fn parse_all(args: &[&str]) -> Result<Cli, clap::Error> {
         let argv = std::iter::once("ezforge").chain(args.iter().copied());
-        Cli::try_parse_from(argv).map(|c| c.command)
+        Cli::try_parse_from(argv)
+    }
+
+    #[test]
+    fn url_and_json_go_before_or_after_the_command() {
+        for args in [
+            &["--url", "http://h.example:9000", "--json", "auth", "whoami"][..],
+            &["auth", "whoami", "--url", "http://h.example:9000", "--json"][..],
+            &["auth", "--url", "http://h.example:9000", "whoami", "--json"][..],
+        ] {
+            let cli = parse_all(args).expect("parses");
+            assert_eq!(
+                cli.client.url.as_deref(),
+                Some("http://h.example:9000"),
+                "{args:?}"
+            );
+            assert!(cli.client.json, "{args:?}");
+        }
+        let cli = parse_all(&["serve", "--listen", "127.0.0.1:9000"]).expect("serve");
+        assert!(matches!(
+            cli.command,
+            Command::Serve { listen: Some(a) } if a.port() == 9000
+        ));
+        assert!(parse_all(&["serve", "--listen", "nine"]).is_err());
+        let cli = parse_all(&["healthcheck", "--url", "https://h.example"]).expect("hc");
+        assert_eq!(cli.client.url.as_deref(), Some("https://h.example"));
     }
 
     fn refused(args: &[&str]) -> ErrorKind {
@@ -668,7 +697,11 @@ mod tests {
 
     #[test]
     fn deploy_takes_exactly_one_target() {
-        let Ok(Command::Deploy { args, opts }) = parse(&[
+        let Ok(Cli {
+            command: Command::Deploy { args },
+            client: opts,
+            ..
+        }) = parse_all(&[
             "deploy",
             "weather",
             "--command",
@@ -678,7 +711,8 @@ mod tests {
             "v2",
             "--no-rollback",
             "--json",
-        ]) else {
+        ])
+        else {
             panic!("deploy parses");
         };
         assert_eq!(args.server, "weather");

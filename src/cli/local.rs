@@ -16,8 +16,15 @@ fn load(config_path: Option<&Path>) -> anyhow::Result<Config> {
     Ok(Config::load(config_path)?)
 }
 
-pub fn serve(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let config = load(config_path)?;
+pub fn serve(
+    config_path: Option<&Path>,
+    listen: Option<std::net::SocketAddr>,
+) -> anyhow::Result<ExitCode> {
+    let mut config = load(config_path)?;
+    if let Some(addr) = listen {
+        config.server.listen = addr;
+        config.validate()?;
+    }
     let _log = crate::telemetry::init(&config.logging);
     let listen = config.server.listen;
     let shutdown_timeout = config.server.shutdown_timeout.0;
@@ -60,24 +67,28 @@ fn print_banner(app: &mut App) {
     }
     if let Some(admin) = app.take_admin_created() {
         let _ = writeln!(b);
+        let url_arg = if url == crate::cli::client::DEFAULT_URL {
+            String::new()
+        } else {
+            format!(" --url {url}")
+        };
+        let login = format!("ezforge auth login{url_arg} --email {}", admin.email);
         match admin.generated_password {
             Some(pw) => {
                 let _ = writeln!(b, "  First start: created the admin user.");
                 let _ = writeln!(b, "    email     {}", admin.email);
                 let _ = writeln!(b, "    password  {}", pw.expose());
-                let _ = writeln!(
-                    b,
-                    "  This password is shown only this once. Sign in with `ezforge auth login`."
-                );
+                let _ = writeln!(b, "  This password is shown only this once. Sign in with:");
             }
             None => {
                 let _ = writeln!(
                     b,
-                    "  First start: created the admin user {} with the configured password.",
+                    "  First start: created the admin user {} with the configured password. Sign in with:",
                     admin.email
                 );
             }
         }
+        let _ = writeln!(b, "    {login}");
     }
     let _ = writeln!(b);
     let _ = writeln!(
@@ -355,10 +366,10 @@ pub fn healthcheck(config_path: Option<&Path>, url: Option<String>) -> anyhow::R
             .with_context(|| format!("{base}/v1/health"))?;
         let status = res.status();
         if status.is_success() {
-            println!("healthy ({status})");
+            println!("healthy ({status}): {base}/v1/health");
             Ok(ExitCode::SUCCESS)
         } else {
-            println!("unhealthy ({status})");
+            println!("unhealthy ({status}): {base}/v1/health");
             Ok(ExitCode::FAILURE)
         }
     })

@@ -19,6 +19,9 @@ pub struct Cli {
     /// Config file (TOML). Default: $EZFORGE_CONFIG, else /etc/ezforge/config.toml if it exists.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Before or after the command: the server's URL, `--json`.
+    #[command(flatten)]
+    pub client: client::ClientOpts,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -26,7 +29,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server.
-    Serve,
+    Serve {
+        /// Address and port to listen on, instead of `server.listen` (e.g. 127.0.0.1:9000).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+    },
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
@@ -48,72 +55,51 @@ pub enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
-    /// Exit 0 when the local server answers /v1/health (for container health checks).
-    Healthcheck {
-        /// Base URL to check instead of the configured listener.
-        #[arg(long)]
-        url: Option<String>,
-    },
+    /// Exit 0 when the local server answers /v1/health (for container health checks); `--url`
+    /// checks that base URL instead of the configured listener.
+    Healthcheck,
     /// Sign in to a server's control API, sign out, show who you are.
     Auth {
-        #[command(flatten)]
-        opts: client::ClientOpts,
         #[command(subcommand)]
         command: client::AuthCommand,
     },
     /// Projects and their API keys (control API client).
     Project {
-        #[command(flatten)]
-        opts: client::ClientOpts,
         #[command(subcommand)]
         command: client::ProjectCommand,
     },
     /// Authorizations people gave MCP clients (control API client).
     Grants {
-        #[command(flatten)]
-        opts: client::ClientOpts,
         #[command(subcommand)]
         command: client::GrantsCommand,
     },
     /// MCP servers, their auth mode and OAuth clients (control API client).
     Servers {
-        #[command(flatten)]
-        opts: client::ClientOpts,
         #[command(subcommand)]
         command: client::ServersCommand,
     },
     /// Deploy a new version of a server: an upstream URL or a command ezforge runs.
     Deploy {
         #[command(flatten)]
-        opts: client::ClientOpts,
-        #[command(flatten)]
         args: client::DeployArgs,
     },
     /// List a server's deployments, or serve an earlier one again.
     Rollback {
-        #[command(flatten)]
-        opts: client::ClientOpts,
         #[command(flatten)]
         args: client::RollbackArgs,
     },
     /// Print a server's log; with --follow, keep printing new entries.
     Logs {
         #[command(flatten)]
-        opts: client::ClientOpts,
-        #[command(flatten)]
         args: client::LogsArgs,
     },
     /// Requests, errors, latency and tool use of a server over a recent window.
     Metrics {
         #[command(flatten)]
-        opts: client::ClientOpts,
-        #[command(flatten)]
         args: client::MetricsArgs,
     },
     /// A server's environment variables (names only are ever shown).
     Env {
-        #[command(flatten)]
-        opts: client::ClientOpts,
         #[command(subcommand)]
         command: client::EnvCommand,
     },
@@ -150,11 +136,8 @@ pub enum UsersCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// List published signing keys.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
+    /// List published signing keys (`--json` for JSON).
+    List,
     /// Make a new active key; the old one stays published until its tokens have expired.
     Rotate,
 }
@@ -173,18 +156,19 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    if !matches!(cli.command, Command::Serve) {
+    if !matches!(cli.command, Command::Serve { .. }) {
         quiet_on_closed_pipe();
     }
     let config_path = cli.config.as_deref();
+    let opts = cli.client;
     match cli.command {
-        Command::Serve => local::serve(config_path),
+        Command::Serve { listen } => local::serve(config_path, listen),
         Command::Config {
             command: ConfigCommand::Check,
         } => local::config_check(config_path),
         Command::Backup { file } => local::backup(config_path, &file),
         Command::Keys { command } => match command {
-            KeysCommand::List { json } => local::keys_list(config_path, json),
+            KeysCommand::List => local::keys_list(config_path, opts.json),
             KeysCommand::Rotate => local::keys_rotate(config_path),
         },
         Command::Users {
@@ -195,16 +179,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     password_stdin,
                 },
         } => local::users_create(config_path, &email, admin, password_stdin),
-        Command::Healthcheck { url } => local::healthcheck(config_path, url),
-        Command::Auth { opts, command } => client::run(opts, client::Group::Auth(command)),
-        Command::Project { opts, command } => client::run(opts, client::Group::Project(command)),
-        Command::Servers { opts, command } => client::run(opts, client::Group::Servers(command)),
-        Command::Grants { opts, command } => client::run(opts, client::Group::Grants(command)),
-        Command::Deploy { opts, args } => client::run(opts, client::Group::Deploy(args)),
-        Command::Rollback { opts, args } => client::run(opts, client::Group::Rollback(args)),
-        Command::Logs { opts, args } => client::run(opts, client::Group::Logs(args)),
-        Command::Metrics { opts, args } => client::run(opts, client::Group::Metrics(args)),
-        Command::Env { opts, command } => client::run(opts, client::Group::Env(command)),
+        Command::Healthcheck => local::healthcheck(config_path, opts.url),
+        Command::Auth { command } => client::run(opts, client::Group::Auth(command)),
+        Command::Project { command } => client::run(opts, client::Group::Project(command)),
+        Command::Servers { command } => client::run(opts, client::Group::Servers(command)),
+        Command::Grants { command } => client::run(opts, client::Group::Grants(command)),
+        Command::Deploy { args } => client::run(opts, client::Group::Deploy(args)),
+        Command::Rollback { args } => client::run(opts, client::Group::Rollback(args)),
+        Command::Logs { args } => client::run(opts, client::Group::Logs(args)),
+        Command::Metrics { args } => client::run(opts, client::Group::Metrics(args)),
+        Command::Env { command } => client::run(opts, client::Group::Env(command)),
         Command::SandboxExec { policy, command } => {
             Ok(crate::deploy::sandbox::launcher_main(&policy, &command))
         }

@@ -437,6 +437,12 @@ async fn healthcheck_subcommand_reports_status() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
+    // It says which URL it checked.
+    let said = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        said.contains(&format!("http://127.0.0.1:{port}/v1/health")),
+        "{said}"
+    );
     assert!(terminate(&mut child).await.success());
     let down = ezforge(dir.path())
         .arg("healthcheck")
@@ -697,4 +703,45 @@ async fn a_second_signal_stops_at_once_and_a_stuck_stop_ends_at_its_timeout() {
         }
         drop(stream);
     }
+}
+
+/// `serve --listen` instead of the config; the banner gives the exact sign-in command, with
+/// `--url` for a server not on the default address, and `--url` works before the command.
+#[tokio::test]
+async fn serve_listens_where_told_and_the_banner_says_how_to_sign_in() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let mut child = ezforge(dir.path())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .spawn()
+        .expect("spawn");
+    let banner = wait_ready(&mut child).await;
+    let url = format!("http://127.0.0.1:{port}");
+    assert!(banner.contains(&format!("{url}/v1")), "{banner}");
+    let login = format!("ezforge auth login --url {url} --email admin@localhost");
+    assert!(banner.contains(&login), "{banner}");
+    let password = banner
+        .lines()
+        .find(|l| l.trim_start().starts_with("password"))
+        .and_then(|l| l.split_whitespace().last())
+        .expect("password")
+        .to_owned();
+    let home = tempfile::tempdir().expect("home");
+    let out = ezforge(dir.path())
+        .args(["--url", &url, "auth", "login", "--email", "admin@localhost"])
+        .env("HOME", home.path())
+        .env("EZFORGE_PASSWORD", &password)
+        .output()
+        .await
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(terminate(&mut child).await.success());
+    // Beyond loopback without TLS: refused as the config would be.
+    let line = start_error(ezforge(dir.path()).args(["serve", "--listen", "0.0.0.0:0"])).await;
+    assert!(line.contains("server.listen"), "{line}");
 }
