@@ -157,6 +157,8 @@ impl App {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let bound = listener.local_addr().map_err(StartupError::Listen)?;
         let public_url = config.public_url_for(bound);
+        // Before anything is written (reads the CA files it names).
+        let outbound = Outbound::new(&config.outbound)?;
 
         let prepared = {
             let config = config.clone();
@@ -182,7 +184,6 @@ impl App {
         for client in &revoked_clients {
             revoked_grants.revoke_client(client);
         }
-        let outbound = Outbound::new(&config.outbound)?;
         let upstream = gateway::upstream_client(config.gateway.upstream_connect_timeout.0)
             .map_err(|e| StartupError::Join(format!("upstream client: {e}")))?;
         let log = Arc::new(gateway::access_log::AccessLog::new(ACCESS_LOG_QUEUE));
@@ -621,6 +622,13 @@ struct Prepared {
 /// The blocking part of start-up.
 fn prepare(config: Config, public_url: &str) -> Result<Prepared, StartupError> {
     let data_dir = config.server.data_dir.clone();
+    // A first start that cannot succeed must not leave a database and a master key behind.
+    if !data_dir.join("ezforge.db").exists()
+        && let Some(problem) = config.bootstrap_problem()
+    {
+        return Err(problem.into());
+    }
+    tls::check_files(&config.tls)?;
     create_data_dir(&data_dir)?;
     let lock = crate::data_dir::lock(&data_dir)?;
     let store = Store::open(&data_dir.join("ezforge.db"))?;

@@ -215,6 +215,17 @@ async fn config_check_catches_what_serve_would_fail_on() {
         !dir.path().join("ezforge-data").exists(),
         "a check writes nothing"
     );
+    // Nor does a first start that fails them.
+    for (var, value) in [
+        ("EZFORGE_ADMIN_PASSWORD", "short"),
+        ("EZFORGE_OUTBOUND__CA_FILES", r#"["/nonexistent/ca.pem"]"#),
+    ] {
+        start_error(ezforge(dir.path()).arg("serve").env(var, value)).await;
+        assert!(
+            !dir.path().join("ezforge-data").exists(),
+            "{var}: a failed first start left its data directory"
+        );
+    }
 }
 
 #[tokio::test]
