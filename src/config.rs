@@ -353,9 +353,12 @@ pub struct DeployConfig {
     pub allow_commands: bool,
     /// How command deployments are confined.
     pub sandbox: SandboxConfigOrMode,
-    /// When ezforge runs as root, deployed programs run as this user (a name from
-    /// /etc/passwd, or `uid:gid`); never as root.
+    /// When ezforge runs as root, deployed programs run as: `"per-server"`, a uid of each
+    /// server's own from `run_as_uids`; or one user for all (a name from /etc/passwd, or
+    /// `uid:gid`); never as root.
     pub run_as: String,
+    /// The uids `run_as = "per-server"` gives out: `[first, last]`.
+    pub run_as_uids: [u32; 2],
     /// How long a deployment's health check may take (process start included).
     pub health_timeout: Duration,
     /// After a traffic swap, how long requests still running on the old target may take
@@ -375,7 +378,8 @@ impl Default for DeployConfig {
         Self {
             allow_commands: true,
             sandbox: SandboxConfigOrMode::default(),
-            run_as: "nobody".into(),
+            run_as: "per-server".into(),
+            run_as_uids: [59000, 59999],
             health_timeout: Duration::secs(30),
             drain_timeout: Duration::secs(30),
             max_stdio_sessions: 16,
@@ -907,7 +911,14 @@ impl Config {
         if self.deploy.run_as.trim().is_empty() {
             return Err(ConfigError::rule(
                 "deploy.run_as",
-                "must name a user (or uid:gid)",
+                "must be \"per-server\", or name a user (or uid:gid)",
+            ));
+        }
+        let [first, last] = self.deploy.run_as_uids;
+        if first == 0 || first > last || last >= u32::MAX - 1 {
+            return Err(ConfigError::rule(
+                "deploy.run_as_uids",
+                "must be [first, last] with 0 < first <= last",
             ));
         }
         self.validate_servers()?;

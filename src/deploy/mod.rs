@@ -197,6 +197,15 @@ impl Deployer {
         if let Some((_, t)) = self.active.remove(server_id) {
             t.stop();
         }
+        // What it started and left running (out of its process group too), once its processes
+        // had the time a stop gives them.
+        if let Some(uid) = self.sandbox.server_uid(server_id) {
+            self.rt.spawn(async move {
+                tokio::time::sleep(process::TERM_GRACE + Duration::from_secs(1)).await;
+                let _ = tokio::task::spawn_blocking(move || sandbox::users::kill_processes_of(uid))
+                    .await;
+            });
+        }
     }
 
     /// Stops this server's serving process, and any draining one, that listen on `port`, and
@@ -332,27 +341,42 @@ impl Deployer {
 
     /// Finds supervised processes listening beyond loopback (see [`sandbox::exposure`]).
     pub async fn check_exposure(&self, state: &AppState) {
-        let running: Vec<Arc<Supervisor>> = state
+        use sandbox::exposure::{self, Owner};
+        let running: Vec<(Arc<Supervisor>, Owner)> = state
             .gateway
             .registry
             .all()
             .iter()
             .filter_map(|e| match e.target.as_deref().map(|t| &t.kind) {
-                Some(TargetKind::Process(p)) if matches!(p.state(), ProcState::Running { .. }) => {
-                    Some(p.clone())
-                }
+                Some(TargetKind::Process(p)) => match p.state() {
+                    ProcState::Running { pid, .. } => {
+                        let owner = self
+                            .sandbox
+                            .server_uid(&e.id)
+                            .map_or(Owner::Group(pid), Owner::Uid);
+                        Some((p.clone(), owner))
+                    }
+                    _ => None,
+                },
                 _ => None,
             })
             .collect();
         if running.is_empty() {
             return;
         }
-        let Ok(listeners) = tokio::task::spawn_blocking(sandbox::exposure::exposed_listeners).await
-        else {
-            return;
-        };
-        for p in running {
-            p.set_exposed(listeners.get(&p.port).cloned().unwrap_or_default());
+        let found = tokio::task::spawn_blocking(move || {
+            let all = exposure::listeners();
+            running
+                .into_iter()
+                .map(|(p, owner)| {
+                    let exposed = exposure::exposed(&all, owner, p.port);
+                    (p, exposed)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        for (p, exposed) in found.unwrap_or_default() {
+            p.set_exposed(exposed);
         }
     }
 
@@ -372,6 +396,15 @@ impl Deployer {
             &mut *self.draining.lock().unwrap_or_else(|e| e.into_inner()),
         ));
         stop_all(targets.iter(), Duration::from_secs(7)).await;
+        let uids = self.sandbox.server_uids();
+        if !uids.is_empty() {
+            let _ = tokio::task::spawn_blocking(move || {
+                for uid in uids {
+                    sandbox::users::kill_processes_of(uid);
+                }
+            })
+            .await;
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! [`Supervisor`] keeps one HTTP MCP server process running: restarts it after a crash with
 //! exponential backoff, stops it when idle and starts it again on the next request.
 
+use std::ffi::OsString;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering::Relaxed};
@@ -16,7 +17,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::{Notify, watch};
 use url::Url;
 
-use super::sandbox::{Confinement, Dirs, cgroup};
+use super::sandbox::{self, Confinement, Dirs, cgroup};
 use crate::domain::{self, Secret};
 use crate::gateway::upstream::Endpoint;
 use crate::logs::LogHub;
@@ -30,7 +31,7 @@ const INHERITED: &[&str] = &[
 /// The longest line of output stored; longer ones are cut.
 const MAX_LOG_LINE: usize = 8 * 1024;
 /// How long a stopping process gets between SIGTERM and SIGKILL.
-const TERM_GRACE: Duration = Duration::from_secs(5);
+pub const TERM_GRACE: Duration = Duration::from_secs(5);
 
 /// Everything needed to start one of a server's processes.
 #[derive(Clone)]
@@ -57,49 +58,29 @@ impl Launch {
         if self.command.is_empty() {
             return Err(std::io::Error::other("empty command"));
         }
+        let env = self.program_env(port);
         let mut cmd = match &self.confinement {
+            // The launcher runs with none of the program's variables: what it reads (the
+            // dynamic loader's LD_PRELOAD, glibc's tunables) stays ours. It hands them to the
+            // program once it is confined.
             Some(c) => {
-                // The launcher would only say so in the log, as an exit status.
-                find_program(&self.command[0])?;
                 let (program, args) = c.wrap(&self.command, port);
                 let mut cmd = Command::new(program);
-                cmd.args(args);
+                cmd.args(args).env_clear().envs(sandbox::encode_env(env));
                 cmd
             }
             None => {
                 let mut cmd = Command::new(&self.command[0]);
-                cmd.args(&self.command[1..]);
+                cmd.args(&self.command[1..]).env_clear().envs(env);
                 cmd
             }
         };
-        cmd.env_clear()
-            .current_dir(&self.dirs.work)
+        cmd.current_dir(&self.dirs.work)
             .stdin(if stdio { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        for name in INHERITED {
-            if let Some(v) = std::env::var_os(name) {
-                cmd.env(name, v);
-            }
-        }
-        for name in ["TMPDIR", "TMP", "TEMP"] {
-            cmd.env(name, &self.dirs.tmp);
-        }
-        if let Some(c) = &self.confinement {
-            // Its home is its own directory: what it caches (npm, pip) stays there.
-            cmd.env("HOME", &self.dirs.work);
-            if let Some(user) = &c.user {
-                cmd.env("USER", &user.name).env("LOGNAME", &user.name);
-            }
-        }
-        for (name, value) in &self.env {
-            cmd.env(name, value.expose());
-        }
-        if let Some(port) = port {
-            cmd.env("PORT", port.to_string()).env("HOST", "127.0.0.1");
-        }
         let mut child = cmd.spawn()?;
         if let Some(err) = child.stderr.take() {
             self.rt.spawn(capture(err, self.clone(), "warn"));
@@ -126,31 +107,36 @@ impl Launch {
         })
     }
 
+    /// The program's environment, in order (a later entry wins): a few variables of ours, its
+    /// own directories, the server's env vars, its port.
+    fn program_env(&self, port: Option<u16>) -> Vec<(OsString, OsString)> {
+        let mut env: Vec<(OsString, OsString)> = INHERITED
+            .iter()
+            .filter_map(|name| std::env::var_os(name).map(|v| ((*name).into(), v)))
+            .collect();
+        for name in ["TMPDIR", "TMP", "TEMP"] {
+            env.push((name.into(), self.dirs.tmp.clone().into()));
+        }
+        if let Some(c) = &self.confinement {
+            // Its home is its own directory: what it caches (npm, pip) stays there.
+            env.push(("HOME".into(), self.dirs.work.clone().into()));
+            if let Some(user) = &c.user {
+                env.push(("USER".into(), user.name.clone().into()));
+                env.push(("LOGNAME".into(), user.name.clone().into()));
+            }
+        }
+        for (name, value) in &self.env {
+            env.push((name.into(), value.expose().into()));
+        }
+        if let Some(port) = port {
+            env.push(("PORT".into(), port.to_string().into()));
+            env.push(("HOST".into(), "127.0.0.1".into()));
+        }
+        env
+    }
+
     pub fn log(&self, level: &'static str, message: String) {
         self.hub.write(&self.server_id, level, "process", message);
-    }
-}
-
-/// Fails as running it would, when `program` is not an executable file (looked up in our
-/// `PATH`, which the child inherits, when it names no directory).
-fn find_program(program: &str) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let is_exe = |p: &std::path::Path| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    let found = if program.contains('/') {
-        is_exe(std::path::Path::new(program))
-    } else {
-        std::env::var_os("PATH")
-            .is_some_and(|path| std::env::split_paths(&path).any(|d| is_exe(&d.join(program))))
-    };
-    if found {
-        Ok(())
-    } else {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!("{program}: no such executable"),
-        ))
     }
 }
 
@@ -287,6 +273,17 @@ fn signal_group(pgid: u32, signal: i32) {
     }
 }
 
+/// Sends SIGKILL to one process (never to init or to a group).
+#[allow(unsafe_code)]
+pub fn kill_pid(pid: i32) {
+    if pid > 1 {
+        // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+}
+
 /// Process groups started and not yet ended: what a stop that cannot wait must kill.
 static LIVE_GROUPS: std::sync::Mutex<std::collections::BTreeSet<u32>> =
     std::sync::Mutex::new(std::collections::BTreeSet::new());
@@ -372,6 +369,13 @@ impl Drop for Group {
 pub fn describe_exit(status: std::io::Result<std::process::ExitStatus>) -> String {
     match status {
         Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
+            // The shells' convention, which the sandbox's launcher follows too.
+            (Some(127), _) => {
+                "exited with status 127 (command not found, or not one it may run)".into()
+            }
+            (Some(126), _) => {
+                "exited with status 126 (it could not be run; the server's log says why)".into()
+            }
             (Some(c), _) => format!("exited with status {c}"),
             (None, Some(sig)) => format!("was killed by signal {sig}"),
             _ => "exited".into(),
@@ -489,8 +493,9 @@ impl Supervisor {
             self.launch.log(
                 "error",
                 format!(
-                    "the process listens beyond loopback ({}): reachable without the front door, its token checks and scope policy; make it listen on 127.0.0.1 (it is given HOST=127.0.0.1)",
-                    on.join(", ")
+                    "the process listens beyond loopback or on other ports than its own ({}): reachable without the front door, its token checks and scope policy; make it listen on 127.0.0.1:$PORT only (it is given HOST=127.0.0.1 and PORT={})",
+                    on.join(", "),
+                    self.port
                 ),
             );
         }

@@ -453,7 +453,7 @@ async fn commands_that_cannot_start_or_exit_at_once_fail_cleanly() {
     .await;
     let missing = json!({ "command": ["/nonexistent/mcp-server"], "transport": "http" });
     let r = deploy(&app, &admin, "broken", missing).await;
-    assert_failed(&r, "could not be started");
+    assert_failed(&r, "command not found");
 
     let r = deploy(&app, &admin, "broken", http_command(&["--exit-at-once"])).await;
     assert_failed(&r, "exited with status 1");

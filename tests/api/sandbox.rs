@@ -152,6 +152,7 @@ async fn a_deployed_http_server_reaches_nothing_of_ezforge_or_other_servers() {
         "symlink": [[data.join("master.key"), own_dir.join("key-symlink")]],
         "signal": [std::process::id(), victim_pid],
         "bind": [other_port, 0],
+        "prlimit": [victim_pid],
     });
     let body = probe_command(&plan, &["python3", &fixture("http_mcp.py")], "http");
     let r = deploy(&app, &admin, "prober", body).await;
@@ -172,6 +173,8 @@ async fn a_deployed_http_server_reaches_nothing_of_ezforge_or_other_servers() {
     } else {
         println!("NOT CHECKED: signals (Landlock ABI {abi} < 6)");
     }
+    // Another process's limits (seccomp): the victim's, which would stop answering.
+    denied(&got["prlimit"], "lowering the limits of");
     // What it may do: read system files and those the operator shared, use its own dirs.
     let me = &got["self"];
     assert_eq!(me["cwd"], own_dir.display().to_string(), "{me}");
@@ -184,6 +187,18 @@ async fn a_deployed_http_server_reaches_nothing_of_ezforge_or_other_servers() {
             .to_string()
     );
     assert_ne!(me["uid"], 0, "a deployed program runs as root: {me}");
+    if ezforge::deploy::sandbox::probe::is_root() {
+        // Each server a uid of its own.
+        let victim_uid = std::fs::read_to_string(format!("/proc/{victim_pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Uid:"))
+                    .and_then(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+            })
+            .expect("the victim's uid");
+        assert_ne!(me["uid"].as_u64(), Some(victim_uid), "{me}");
+    }
     assert_ne!(me["gid"], 0, "{me}");
     assert_eq!(me["groups"], json!([]), "{me}");
     assert_eq!(me["core"], 0, "{me}");
@@ -237,6 +252,7 @@ async fn a_deployed_stdio_server_is_confined_alike_and_may_listen_nowhere() {
         "read": [data.join("master.key"), data.join("ezforge.db")],
         "write": [data.join("planted"), "/tmp/escaped-stdio"],
         "bind": [0, 8080],
+        "listen": true,
     });
     let body = probe_command(&plan, &["python3", &fixture("stdio_mcp.py")], "stdio");
     let r = deploy(&app, &admin, "stdio-prober", body).await;
@@ -249,6 +265,8 @@ async fn a_deployed_stdio_server_is_confined_alike_and_may_listen_nowhere() {
     } else {
         println!("NOT CHECKED: binding (Landlock ABI {abi} < 4)");
     }
+    // Nor on a port the kernel would pick (seccomp: no listen at all).
+    assert_ne!(got["listen"], "ok", "{got}");
     assert_eq!(got["self"]["cwd"], own_dir.display().to_string());
     assert_ne!(got["self"]["uid"], 0);
     // Its own directory is its to write.
@@ -402,5 +420,146 @@ async fn without_a_usable_sandbox_command_deployments_are_refused_unless_turned_
     assert_eq!(
         got["read"][data.join("master.key").display().to_string()],
         "ok"
+    );
+}
+
+/// A listener on a port the kernel picked (`listen` without `bind`, which Landlock's bind rule
+/// does not see), held by a child of the server: found by its socket, reported like one beyond
+/// loopback.
+#[tokio::test]
+async fn a_listener_on_another_port_is_found_by_its_socket() {
+    if landlock("a_listener_on_another_port…").is_none() {
+        return;
+    }
+    let (app, admin, _) = world_with("held", |_| {}).await;
+    let body = probe_command(
+        &json!({ "hold": true }),
+        &["python3", &fixture("http_mcp.py")],
+        "http",
+    );
+    let r = deploy(&app, &admin, "held", body).await;
+    assert_eq!(r.expect(201)["data"]["status"], "running", "{}", r.text);
+    let held: u16 = poll_get(
+        &app,
+        &admin,
+        "/v1/servers/held/logs?search=HELD-LISTENER",
+        "the held listener's port",
+        |r| {
+            r.expect(200)["data"].as_array()?.iter().find_map(|e| {
+                e["message"]
+                    .as_str()?
+                    .strip_prefix("HELD-LISTENER ")?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+        },
+    )
+    .await;
+    let server = poll_get(
+        &app,
+        &admin,
+        "/v1/servers/held",
+        "the listener noticed",
+        |r| {
+            let v = r.expect(200).clone();
+            v["data"]["process"]["exposedOn"]
+                .as_array()?
+                .iter()
+                .any(|a| a.as_str().is_some_and(|a| a.ends_with(&format!(":{held}"))))
+                .then_some(v)
+        },
+    )
+    .await;
+    assert_eq!(server["data"]["status"], "error", "{server}");
+}
+
+/// A process that left its server's process group (a session of its own) is ended with the
+/// server when the server has a uid of its own.
+#[tokio::test]
+async fn what_a_deleted_server_left_running_is_ended() {
+    if landlock("what_a_deleted_server_left_running…").is_none() {
+        return;
+    }
+    if !ezforge::deploy::sandbox::probe::is_root() {
+        println!(
+            "SKIPPED: ezforge is not root here, so servers have no uid of their own to find their processes by (a delegated cgroup does it then)"
+        );
+        return;
+    }
+    let (app, admin, _) = world_with("leaver", |_| {}).await;
+    let body = probe_command(
+        &json!({ "escape": true }),
+        &["python3", &fixture("http_mcp.py")],
+        "http",
+    );
+    let r = deploy(&app, &admin, "leaver", body).await;
+    assert_eq!(r.expect(201)["data"]["status"], "running", "{}", r.text);
+    let pid: u32 = poll_get(
+        &app,
+        &admin,
+        "/v1/servers/leaver/logs?search=ESCAPED",
+        "the escaped child's pid",
+        |r| {
+            r.expect(200)["data"].as_array()?.iter().find_map(|e| {
+                e["message"]
+                    .as_str()?
+                    .strip_prefix("ESCAPED ")?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+        },
+    )
+    .await;
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    let r = crate::helpers::delete_as(&app, &admin, "/v1/servers/leaver").await;
+    assert!(r.status < 300, "{}", r.text);
+    eventually("the escaped process ended", || async {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Gone, or a zombie waiting for its (init) parent.
+        (state.is_empty() || state.contains(") Z ")).then_some(())
+    })
+    .await;
+}
+
+/// The launcher runs ezforge's code with ezforge's privileges until it has confined itself: the
+/// program's variables must not act on it. With a preload that cannot load, the dynamic loader
+/// complains once per process that has it: the program only.
+#[tokio::test]
+async fn the_programs_environment_does_not_reach_the_launcher() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let policy = json!({
+        "read": ["/usr", "/lib", "/lib64", "/bin", "/etc"],
+        "read_data": [], "write": [tmp.path()], "devices": ["/dev/null"],
+        "bind_port": null,
+        "limits": {"open_files": 256, "data": null, "processes": null},
+        "user": null, "cgroup": null,
+    });
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ezforge"))
+        .args([
+            "sandbox-exec",
+            "--policy",
+            &policy.to_string(),
+            "--",
+            "/bin/true",
+        ])
+        .env_clear()
+        .env("EZFORGE_PROGRAM_ENV__PATH", "/usr/bin:/bin")
+        .env("EZFORGE_PROGRAM_ENV__LD_PRELOAD", "/nonexistent/evil.so")
+        .current_dir(tmp.path())
+        .output()
+        .await
+        .expect("run the launcher");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("Landlock") || !out.status.success() {
+        // No Landlock here: the launcher refuses, which is the point of another test.
+        println!("SKIPPED: the launcher could not confine itself here: {stderr}");
+        return;
+    }
+    assert_eq!(
+        stderr.matches("cannot be preloaded").count(),
+        1,
+        "the launcher itself saw LD_PRELOAD: {stderr}"
     );
 }

@@ -2,38 +2,125 @@
 //! going through the front door (Landlock limits the port a program may bind, not the
 //! address).
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-/// Listening TCP sockets not on a loopback address, by port: from `/proc/net/tcp` and
-/// `/proc/net/tcp6` (ezforge's network namespace, which its processes share). Blocking.
-pub fn exposed_listeners() -> HashMap<u16, Vec<SocketAddr>> {
-    let mut out: HashMap<u16, Vec<SocketAddr>> = HashMap::new();
+/// A listening TCP socket of this machine's network namespace (ezforge's, which its
+/// processes share).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listener {
+    pub addr: SocketAddr,
+    pub inode: u64,
+}
+
+/// Whose processes a server's are.
+#[derive(Debug, Clone, Copy)]
+pub enum Owner {
+    /// A uid of the server's own: every process of it.
+    Uid(u32),
+    /// The process group its supervised process leads.
+    Group(u32),
+}
+
+/// Every listening TCP socket, from `/proc/net/tcp` and `/proc/net/tcp6`. Blocking.
+pub fn listeners() -> Vec<Listener> {
+    let mut out = Vec::new();
     for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
         if let Ok(text) = std::fs::read_to_string(file) {
-            for addr in listeners(&text) {
-                if !is_loopback(addr.ip()) {
-                    out.entry(addr.port()).or_default().push(addr);
-                }
+            out.extend(parse_listeners(&text));
+        }
+    }
+    out
+}
+
+/// Where a server listens that is not its own port on loopback: any listener of its processes
+/// (found by their sockets), and anything beyond loopback on its port. Blocking: reads `/proc`.
+pub fn exposed(all: &[Listener], owner: Owner, port: u16) -> Vec<SocketAddr> {
+    let sockets = socket_inodes(&pids_of(owner));
+    let mut found: Vec<SocketAddr> = all
+        .iter()
+        .filter(|l| {
+            let ours = sockets.contains(&l.inode) || l.addr.port() == port;
+            let fine = l.addr.port() == port && is_loopback(l.addr.ip());
+            ours && !fine
+        })
+        .map(|l| l.addr)
+        .collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// The processes of `owner`.
+fn pids_of(owner: Owner) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| match owner {
+            Owner::Uid(uid) => {
+                std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .ok()
+                    .and_then(|s| {
+                        s.lines()
+                            .find_map(|l| l.strip_prefix("Uid:"))
+                            .and_then(|l| l.split_whitespace().next()?.parse::<u32>().ok())
+                    })
+                    == Some(uid)
+            }
+            Owner::Group(pgid) => {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|s| {
+                        // pid (comm) state ppid pgrp …; comm may hold spaces and parentheses.
+                        let rest = &s[s.rfind(')')? + 1..];
+                        rest.split_whitespace().nth(2)?.parse::<u32>().ok()
+                    })
+                    == Some(pgid)
+            }
+        })
+        .collect()
+}
+
+/// The inodes of the sockets these processes hold.
+fn socket_inodes(pids: &[u32]) -> HashSet<u64> {
+    let mut out = HashSet::new();
+    for pid in pids {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(target) = std::fs::read_link(fd.path())
+                && let Some(inode) = target
+                    .to_str()
+                    .and_then(|t| t.strip_prefix("socket:[")?.strip_suffix(']'))
+                    .and_then(|n| n.parse().ok())
+            {
+                out.insert(inode);
             }
         }
     }
     out
 }
 
-/// The local addresses of the listening sockets in a `/proc/net/tcp[6]` table.
-fn listeners(table: &str) -> impl Iterator<Item = SocketAddr> + '_ {
+/// The listening sockets in a `/proc/net/tcp[6]` table.
+fn parse_listeners(table: &str) -> impl Iterator<Item = Listener> + '_ {
     const LISTEN: &str = "0A";
     table.lines().skip(1).filter_map(|line| {
-        let mut fields = line.split_whitespace();
-        let local = fields.nth(1)?;
-        let state = fields.nth(1)?;
-        if state != LISTEN {
+        // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(3) != Some(&LISTEN) {
             return None;
         }
-        let (ip, port) = local.split_once(':')?;
+        let (ip, port) = fields.get(1)?.split_once(':')?;
         let port = u16::from_str_radix(port, 16).ok()?;
-        Some(SocketAddr::new(parse_ip(ip)?, port))
+        let inode = fields.get(9).and_then(|i| i.parse().ok()).unwrap_or(0);
+        Some(Listener {
+            addr: SocketAddr::new(parse_ip(ip)?, port),
+            inode,
+        })
     })
 }
 
@@ -70,43 +157,53 @@ mod tests {
     fn listeners_are_read_from_the_kernels_tables() {
         // 127.0.0.1:8080 and 0.0.0.0:9000 listening; one established connection.
         let v4 = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
-           0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1\n\
-           1: 00000000:2328 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2 1\n\
-           2: 0100007F:1F90 0100007F:D2C4 01 00000000:00000000 00:00000000 00000000     0        0 3 1\n";
-        let got: Vec<SocketAddr> = listeners(v4).collect();
+           0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 11 1\n\
+           1: 00000000:2328 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 22 1\n\
+           2: 0100007F:1F90 0100007F:D2C4 01 00000000:00000000 00:00000000 00000000     0        0 33 1\n";
+        let got: Vec<Listener> = parse_listeners(v4).collect();
         if cfg!(target_endian = "little") {
             assert_eq!(
-                got,
+                got.iter().map(|l| (l.addr, l.inode)).collect::<Vec<_>>(),
                 [
-                    "127.0.0.1:8080".parse::<SocketAddr>().expect("addr"),
-                    "0.0.0.0:9000".parse().expect("addr")
+                    ("127.0.0.1:8080".parse::<SocketAddr>().expect("addr"), 11),
+                    ("0.0.0.0:9000".parse().expect("addr"), 22)
                 ]
             );
         }
-        // ::1 and :: listening.
-        let v6 = "  sl  local_address                         remote_address                        st\n\
-           0: 00000000000000000000000001000000:1F90 00000000000000000000000000000000:0000 0A\n\
-           1: 00000000000000000000000000000000:2328 00000000000000000000000000000000:0000 0A\n";
-        let got: Vec<SocketAddr> = listeners(v6).collect();
+        let v6 = "  sl  local_address                         remote_address                        st tx rx tr tm retr uid timeout inode\n\
+           0: 00000000000000000000000001000000:1F90 00000000000000000000000000000000:0000 0A 0 0 0 0 0 0 0 44\n";
+        let got: Vec<Listener> = parse_listeners(v6).collect();
         if cfg!(target_endian = "little") {
             assert_eq!(
-                got,
-                [
-                    "[::1]:8080".parse::<SocketAddr>().expect("addr"),
-                    "[::]:9000".parse().expect("addr")
-                ]
+                got[0].addr,
+                "[::1]:8080".parse::<SocketAddr>().expect("addr")
             );
-            assert!(is_loopback(got[0].ip()) && !is_loopback(got[1].ip()));
+            assert!(is_loopback(got[0].addr.ip()));
         }
     }
 
     #[test]
-    fn a_real_listener_beyond_loopback_is_found_and_a_loopback_one_is_not() {
+    fn a_processs_listeners_beyond_its_own_port_on_loopback_are_found() {
+        // This test process plays the server: its group, its port.
+        let own = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = own.local_addr().expect("addr").port();
         let open = std::net::TcpListener::bind("0.0.0.0:0").expect("bind any");
-        let lo = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-        let found = exposed_listeners();
-        let port = open.local_addr().expect("addr").port();
-        assert!(found.contains_key(&port), "{port} not in {found:?}");
-        assert!(!found.contains_key(&lo.local_addr().expect("addr").port()));
+        let other = std::net::TcpListener::bind("127.0.0.1:0").expect("bind another");
+        let uid = std::fs::metadata("/proc/self").map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            m.uid()
+        });
+        let found = exposed(&listeners(), Owner::Uid(uid.expect("uid")), port);
+        for l in [&open, &other] {
+            let addr = l.local_addr().expect("addr");
+            assert!(
+                found.iter().any(|f| f.port() == addr.port()),
+                "{addr} not in {found:?}"
+            );
+        }
+        assert!(
+            !found.iter().any(|f| f.port() == port),
+            "its own port: {found:?}"
+        );
     }
 }

@@ -1,8 +1,10 @@
 //! The launcher: `ezforge sandbox-exec --policy JSON -- PROGRAM ARGS…`, which ezforge runs in
 //! place of a deployed program. Still single-threaded and still ezforge's own code, it joins
 //! the server's cgroup, sets resource limits, closes what it inherited, confines itself with
-//! Landlock (and `no_new_privs`), drops to the deployment user, and only then executes the
-//! program, which inherits every restriction and can undo none.
+//! Landlock (and `no_new_privs`) and a seccomp filter, drops to the deployment user, and only
+//! then executes the program, which inherits every restriction and can undo none. The
+//! program's environment reaches it encoded ([`super::ENV_PREFIX`]) and is decoded only for the
+//! program.
 //!
 //! It fails closed: when a restriction cannot be applied, the program is not run and the
 //! reason goes to stderr (the server's log).
@@ -38,7 +40,7 @@ pub fn run(policy: &str, command: &[OsString]) -> ExitCode {
         return ExitCode::from(126);
     };
     let mut cmd = std::process::Command::new(program);
-    cmd.args(args);
+    cmd.args(args).env_clear().envs(program_env());
     if let Some((uid, gid)) = policy.user {
         // Supplementary groups are cleared, then the group, then the user (std's order).
         cmd.uid(uid).gid(gid);
@@ -55,13 +57,24 @@ pub fn run(policy: &str, command: &[OsString]) -> ExitCode {
     })
 }
 
+/// The program's variables: ours, under [`super::ENV_PREFIX`], without it; nothing else.
+fn program_env() -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)> {
+    use std::os::unix::ffi::OsStrExt;
+    let prefix = super::ENV_PREFIX.as_bytes();
+    std::env::vars_os().filter_map(move |(k, v)| {
+        let name = k.as_bytes().strip_prefix(prefix)?;
+        (!name.is_empty()).then(|| (std::ffi::OsStr::from_bytes(name).to_owned(), v))
+    })
+}
+
 fn confine(policy: &Policy) -> Result<(), String> {
     if let Some(server) = &policy.cgroup {
         join_cgroup(server).map_err(|e| format!("cannot join the server's cgroup: {e}"))?;
     }
     set_limits(&policy.limits)?;
     close_inherited();
-    landlock(policy)
+    landlock(policy)?;
+    super::seccomp::apply(policy.bind_port.is_some())
 }
 
 fn join_cgroup(server: &std::path::Path) -> std::io::Result<()> {

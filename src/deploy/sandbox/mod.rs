@@ -16,6 +16,8 @@ mod launcher;
 mod paths;
 pub mod policy;
 pub mod probe;
+mod seccomp;
+pub mod users;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -25,9 +27,24 @@ use crate::config::{Config, SandboxMode};
 pub use launcher::run as launcher_main;
 use policy::{Limits, Policy};
 use probe::RunAs;
+use users::Users;
 
 /// The subcommand of the ezforge binary that is the launcher.
 pub const LAUNCHER_SUBCOMMAND: &str = "sandbox-exec";
+
+/// The launcher's environment holds the program's variables under this prefix only, so that
+/// nothing in them (`LD_PRELOAD`, `GLIBC_TUNABLES`, `RUST_*`…) acts on the launcher, which
+/// runs ezforge's code with ezforge's privileges until it has confined itself.
+pub const ENV_PREFIX: &str = "EZFORGE_PROGRAM_ENV__";
+
+/// The program's environment as the launcher is given it.
+pub fn encode_env(env: Vec<(OsString, OsString)>) -> impl Iterator<Item = (OsString, OsString)> {
+    env.into_iter().map(|(k, v)| {
+        let mut name = OsString::from(ENV_PREFIX);
+        name.push(k);
+        (name, v)
+    })
+}
 
 /// Whether command deployments can run, and how.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,7 +67,7 @@ pub struct Sandbox {
     devices: Vec<PathBuf>,
     limits: Limits,
     cgroup_limits: cgroup::CgroupLimits,
-    user: Option<RunAs>,
+    users: Users,
     cgroups: Result<cgroup::Cgroups, String>,
     servers_dir: PathBuf,
     tmp_dir: PathBuf,
@@ -106,18 +123,12 @@ impl Sandbox {
         let data_dir = std::fs::canonicalize(&config.server.data_dir)
             .unwrap_or_else(|_| config.server.data_dir.clone());
         let abi = probe::landlock_abi();
-        let user = if probe::is_root() {
-            Some(probe::resolve_user(
-                &config.deploy.run_as,
-                Path::new("/etc/passwd"),
-            ))
-        } else {
-            None
-        };
-        let availability = match (sc.mode, &abi, &user) {
+        let [first, last] = config.deploy.run_as_uids;
+        let users = Users::new(&config.deploy.run_as, (first, last), probe::is_root());
+        let availability = match (sc.mode, &abi, users.problem()) {
             (SandboxMode::Off, _, _) => Availability::Off,
             (_, Err(why), _) => Availability::Unavailable(why.clone()),
-            (_, _, Some(Err(why))) => Availability::Unavailable(format!(
+            (_, _, Some(why)) => Availability::Unavailable(format!(
                 "ezforge runs as root and deployed programs must not: {why}"
             )),
             _ => Availability::Ready,
@@ -146,7 +157,6 @@ impl Sandbox {
                 tracing::warn!(dir = %tmp_dir.display(), error = %e, "could not empty the deployed programs' temporary directory");
             }
         }
-        let user = user.and_then(Result::ok);
         Sandbox {
             availability,
             launcher: sc
@@ -166,18 +176,28 @@ impl Sandbox {
             limits: Limits {
                 open_files: sc.max_open_files,
                 data: memory,
-                processes: user.is_some().then_some(sc.max_processes),
+                processes: users.switches().then_some(sc.max_processes),
             },
             cgroup_limits: cgroup::CgroupLimits {
                 memory,
                 pids: sc.max_processes,
                 cpu: (sc.cpu_limit > 0.0).then_some(sc.cpu_limit),
             },
-            user,
+            users,
             cgroups,
             servers_dir: data_dir.join("servers"),
             tmp_dir,
         }
+    }
+
+    /// The uid of a server's own, when its programs have one (`run_as = "per-server"`).
+    pub fn server_uid(&self, server_id: &str) -> Option<u32> {
+        self.users.own_uid(server_id)
+    }
+
+    /// Every server's own uid given out so far.
+    pub fn server_uids(&self) -> Vec<u32> {
+        self.users.own_uids()
     }
 
     /// Why command deployments are refused here, if they are.
@@ -210,7 +230,8 @@ impl Sandbox {
         if self.availability == Availability::Off {
             return Ok((dirs, None));
         }
-        if let Some(user) = &self.user {
+        let user = self.users.for_server(server_id, &dirs.work)?;
+        if let Some(user) = &user {
             self.hand_over(&dirs, user)?;
         }
         let cgroup = match &self.cgroups {
@@ -227,7 +248,7 @@ impl Sandbox {
             devices: self.devices.clone(),
             bind_port: None,
             limits: self.limits,
-            user: self.user.as_ref().map(|u| (u.uid, u.gid)),
+            user: user.as_ref().map(|u| (u.uid, u.gid)),
             cgroup,
         };
         Ok((
@@ -235,7 +256,7 @@ impl Sandbox {
             Some(Confinement {
                 launcher: self.launcher.clone(),
                 policy,
-                user: self.user.clone(),
+                user,
             }),
         ))
     }
@@ -321,16 +342,7 @@ impl Sandbox {
                     )),
                     Err(why) => lines.push(format!("sandbox: no cgroup limits: {why}")),
                 }
-                match &self.user {
-                    Some(u) => lines.push(format!(
-                        "sandbox: programs run as {} (uid {}, gid {})",
-                        u.name, u.uid, u.gid
-                    )),
-                    None => lines.push(
-                        "sandbox: programs run as ezforge's own user (Landlock keeps them from its files)"
-                            .to_owned(),
-                    ),
-                }
+                lines.push(format!("sandbox: {}", self.users.describe()));
             }
         }
         lines
@@ -354,12 +366,36 @@ fn protected_paths(config: &Config, data_dir: &Path) -> Vec<PathBuf> {
     p
 }
 
-/// `chown -R` without following links.
+/// `chown -R` that follows no link and cannot be led elsewhere by a directory swapped for a
+/// link meanwhile: each directory is opened (without following a link) and walked through its
+/// descriptor, each entry changed through a descriptor of its own.
 fn chown_tree(path: &Path, user: &RunAs) -> std::io::Result<()> {
-    std::os::unix::fs::lchown(path, Some(user.uid), Some(user.gid))?;
-    if std::fs::symlink_metadata(path)?.is_dir() {
-        for entry in std::fs::read_dir(path)? {
-            chown_tree(&entry?.path(), user)?;
+    let dir = open_no_follow(path)?;
+    chown_open(&dir, user)
+}
+
+fn open_no_follow(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+}
+
+fn chown_open(file: &std::fs::File, user: &RunAs) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    std::os::unix::fs::fchown(file, Some(user.uid), Some(user.gid))?;
+    if !file.metadata()?.is_dir() {
+        return Ok(());
+    }
+    // This very directory, whatever its path now leads to.
+    let here = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    for entry in std::fs::read_dir(&here)? {
+        let path = here.join(entry?.file_name());
+        match open_no_follow(&path) {
+            Ok(f) => chown_open(&f, user)?,
+            // A link (ELOOP), a socket (ENXIO): the entry itself, not what it leads to.
+            Err(_) => std::os::unix::fs::lchown(&path, Some(user.uid), Some(user.gid))?,
         }
     }
     Ok(())
