@@ -662,6 +662,9 @@ async fn validate(
 /// scopes the server offers (and the client may ask for) and OpenID Connect's, which describe
 /// the user. Without any MCP scope (no `scope`, or `openid email profile` alone) the request
 /// gets the client's own scopes, or the server's base scope.
+///
+/// An OpenID scope is only ever that: any client may ask for one, so it never counts as an MCP
+/// scope, whatever the server's list says (tool scopes cannot take those names either).
 fn requested_scopes(
     client: &Client,
     server: &ServerEntry,
@@ -671,9 +674,11 @@ fn requested_scopes(
     let mut v: Vec<String> = Vec::new();
     for token in scope.unwrap_or("").split(' ').filter(|t| !t.is_empty()) {
         validate::scope_token(token)?;
-        let mcp = server.scopes_supported.iter().any(|x| x == token)
+        let identity = oidc::is_oidc_scope(token);
+        let mcp = !identity
+            && server.scopes_supported.iter().any(|x| x == token)
             && allowed.iter().any(|x| x == token);
-        if !mcp && !oidc::is_oidc_scope(token) {
+        if !mcp && !identity {
             return Err(format!("the scope {token} is not available to this client"));
         }
         if !v.iter().any(|x| x == token) {

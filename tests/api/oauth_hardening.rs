@@ -1,0 +1,176 @@
+//! Refusals found by an attacker's review of issue 19, each with the request that proved it:
+//! tool scopes named like OpenID's, error redirects to schemes that open a browser, a
+//! key-authenticated grant refreshed without the key, key sets that can never verify, and the
+//! audiences a client assertion may name.
+
+use serde_json::{Value, json};
+
+use crate::browser::*;
+use crate::oauth_issuers::public;
+
+/// Runs `sql` against the server's database (what an older version may have stored).
+async fn sql(w: &World, sql: &'static str, arg: String) {
+    w.app
+        .state
+        .store
+        .run(move |c| {
+            c.execute(sql, [arg])
+                .map_err(ezforge::store::StoreError::from)
+        })
+        .await
+        .expect("sql");
+}
+
+/// `tools/call` of `tool` through the front door: (status, body).
+async fn tool_call(resource: &str, token: &str, tool: &str) -> (u16, String) {
+    let res = bare_client()
+        .post(resource)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(
+            json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":tool,"arguments":{}}})
+                .to_string(),
+        )
+        .send()
+        .await
+        .expect("tools/call");
+    let s = res.status().as_u16();
+    (s, res.text().await.unwrap_or_default())
+}
+
+const RESERVED: [&str; 6] = [
+    "openid",
+    "profile",
+    "email",
+    "offline_access",
+    "address",
+    "phone",
+];
+
+// --- Tool scopes never take OpenID's or refresh's names ----------------------------------------
+
+#[tokio::test]
+async fn a_tool_scope_never_takes_an_openid_or_refresh_name() {
+    let w = world().await;
+    let path = format!("/v1/servers/{}", w.server_id);
+    for reserved in RESERVED {
+        let r = crate::helpers::patch_as(
+            &w.app,
+            &w.admin,
+            &path,
+            json!({"toolScopes": {"delete_repo": reserved}}),
+        )
+        .await;
+        r.assert_invalid("toolScopes.delete_repo");
+        assert!(r.text.contains("reserved"), "{}", r.text);
+        let r = crate::helpers::post_as(
+            &w.app,
+            &w.admin,
+            &format!("/v1/projects/{}/servers", w.project),
+            json!({"name": format!("other-{reserved}"), "toolScopes": {"delete_repo": reserved}}),
+        )
+        .await;
+        r.assert_invalid("toolScopes.delete_repo");
+    }
+    // Nothing was written: the server has no override, no server was created.
+    let (status, body) = api(&w.app, "GET", &path, Some(&w.admin), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["toolScopes"], json!({}));
+    let (_, list) = api(
+        &w.app,
+        "GET",
+        &format!("/v1/projects/{}/servers", w.project),
+        Some(&w.admin),
+        None,
+    )
+    .await;
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(1), "{list}");
+    // An ordinary name is fine.
+    let r = crate::helpers::patch_as(
+        &w.app,
+        &w.admin,
+        &path,
+        json!({"toolScopes": {"delete_repo": "repo:delete"}}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+/// Stored before the names were refused: `email` on a tool stands for `mcp:execute`, so a
+/// client restricted to `mcp:read` that asks for `email` (which any client may) still cannot
+/// reach the tool.
+#[tokio::test]
+async fn a_stored_openid_named_tool_scope_is_never_reached_through_identity_scopes() {
+    let w = world().await;
+    sql(
+        &w,
+        r#"UPDATE servers SET tool_scopes = '{"delete_repo":"email","keep_going":"offline_access"}' WHERE id = ?1"#,
+        w.server_id.clone(),
+    )
+    .await;
+    // Any change rebuilds the routing table from the stored row.
+    let (status, body) = api(
+        &w.app,
+        "PATCH",
+        &format!("/v1/servers/{}", w.server_id),
+        Some(&w.admin),
+        Some(json!({"name": "Weather"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["toolScopes"]["delete_repo"], "email");
+    let c = w
+        .register(json!({"name": "Reader", "redirectUris": [REDIRECT], "scopes": ["mcp:read", "offline_access"]}))
+        .await;
+    let client_id = c["clientId"].as_str().expect("id").to_owned();
+    let req = w.request(&client_id).scope("mcp:read email offline_access");
+    let out = authorize(&w.browser(), &req).await;
+    let consent = out
+        .pages
+        .iter()
+        .find(|p| p.consent_form().is_some())
+        .expect("a consent page");
+    assert!(!consent.body.contains("delete_repo"), "{}", consent.body);
+    let reply = exchange(&w.app, &public(&client_id), &req, &out.code()).await;
+    reply.assert_ok();
+    assert_eq!(
+        scope_set(&reply.str("scope")),
+        scope_set("mcp:read email offline_access")
+    );
+    for tool in ["delete_repo", "keep_going"] {
+        let (s, b) = tool_call(&w.resource, &reply.access_token(), tool).await;
+        assert_eq!(s, 403, "{tool}: {b}");
+    }
+    // The protected-resource metadata does not offer `email` as the server's scope.
+    let prm: Value = bare_client()
+        .get(w.app.url(&format!(
+            "/.well-known/oauth-protected-resource/mcp/{}",
+            w.slug
+        )))
+        .send()
+        .await
+        .expect("prm")
+        .json()
+        .await
+        .expect("json");
+    let offered: Vec<&str> = prm["scopes_supported"]
+        .as_array()
+        .expect("scopes")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(!offered.contains(&"email"), "{prm}");
+    // The tool is not closed to everyone: a token for every tool reaches it.
+    let full = w
+        .register(
+            json!({"name": "Admin tool", "redirectUris": [REDIRECT], "scopes": ["mcp:execute"]}),
+        )
+        .await;
+    let full_id = full["clientId"].as_str().expect("id").to_owned();
+    let full_token = w.tokens(&full_id, "mcp:execute").await.access_token();
+    for tool in ["delete_repo", "keep_going"] {
+        let (s, b) = tool_call(&w.resource, &full_token, tool).await;
+        assert_eq!(s, 200, "{tool}: {b}");
+    }
+}
