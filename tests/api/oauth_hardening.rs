@@ -6,7 +6,18 @@
 use serde_json::{Value, json};
 
 use crate::browser::*;
-use crate::oauth_issuers::public;
+use crate::fakes::DocServer;
+use crate::oauth_issuers::{public, register_json};
+
+/// A world whose outbound fetches reach `docs` (on loopback, its own certificate).
+async fn world_reaching(docs: &DocServer) -> World {
+    let ca = docs.ca_file.clone();
+    world_with(move |c| {
+        c.outbound.allow_private_addresses = true;
+        c.outbound.ca_files = vec![ca];
+    })
+    .await
+}
 
 /// Runs `sql` against the server's database (what an older version may have stored).
 async fn sql(w: &World, sql: &'static str, arg: String) {
@@ -173,4 +184,120 @@ async fn a_stored_openid_named_tool_scope_is_never_reached_through_identity_scop
         let (s, b) = tool_call(&w.resource, &full_token, tool).await;
         assert_eq!(s, 200, "{tool}: {b}");
     }
+}
+
+// --- Error redirects reach the user's own machine only ------------------------------------------
+
+#[tokio::test]
+async fn schemes_that_open_a_browser_are_refused_at_registration_and_in_documents() {
+    let schemes = [
+        "intent://evil.example/x",
+        "microsoft-edge:https://evil.example/phish",
+        "microsoft-edge-holographic:https://evil.example/phish",
+        "x-safari-http://evil.example/phish",
+        "x-safari-https://evil.example/phish",
+        "googlechrome://evil.example/phish",
+        "googlechromes://evil.example/phish",
+        "firefox://open-url?url=https://evil.example/phish",
+        "opera-http://evil.example/phish",
+        "opera-https://evil.example/phish",
+        "ftp://evil.example/phish",
+        "jar:https://evil.example/a.jar!/x",
+        "view-source:https://evil.example/phish",
+        "filesystem:https://evil.example/temporary/x",
+        "ws://evil.example/x",
+        "wss://evil.example/x",
+    ];
+    let docs = DocServer::start().await;
+    let w = world_reaching(&docs).await;
+    for (i, target) in schemes.into_iter().enumerate() {
+        let r = register_json(&w, &json!({"redirect_uris": [target], "client_name": "x"})).await;
+        r.assert_error(400, "invalid_redirect_uri");
+        // A metadata document naming it cannot be used at all.
+        let client_id = format!("{}/client-{i}.json", docs.origin);
+        docs.set(
+            &format!("/client-{i}.json"),
+            json!({"client_id": client_id, "redirect_uris": [target]}),
+        );
+        let req = AuthRequest::new(&client_id, target, &w.resource).without("response_type");
+        let out = authorize(&w.browser(), &req).await;
+        out.assert_error_page(400);
+        assert!(
+            out.last().body.contains("metadata document cannot be used"),
+            "{target}: {}",
+            out.describe()
+        );
+    }
+}
+
+#[tokio::test]
+async fn errors_redirect_to_loopback_and_to_apps_that_name_themselves_only() {
+    let w = world().await;
+    let register = |uri: &'static str| {
+        let w = &w;
+        async move {
+            let r = register_json(w, &json!({"redirect_uris": [uri], "client_name": "app"})).await;
+            assert_eq!(r.status, 201, "{uri}: {}", r.text);
+            r.str("client_id")
+        }
+    };
+    // Loopback, a reverse-domain scheme, and the known MCP clients' schemes: the error goes
+    // back to the app waiting for it.
+    for uri in [
+        "http://127.0.0.1:43111/callback",
+        "com.example.app:/oauth/callback",
+        "cursor://anysphere.cursor-mcp/oauth/callback",
+        "vscode://vscode.github-authentication/did-authenticate",
+        "windsurf://codeium.windsurf/oauth/callback",
+        "claude://claude.ai/oauth/callback",
+    ] {
+        let client_id = register(uri).await;
+        let req = AuthRequest::new(&client_id, uri, &w.resource).without("response_type");
+        let out = authorize(&w.browser(), &req).await;
+        out.assert_redirect_error("invalid_request", &req, w.issuer());
+        assert!(
+            out.redirect
+                .as_ref()
+                .is_some_and(|u| u.as_str().starts_with(uri))
+        );
+    }
+    // Another scheme without a dot may be one a system hands to a browser: a page, with a link
+    // the user may follow back to the app.
+    let uri = "myapp:/callback";
+    let client_id = register(uri).await;
+    let req = AuthRequest::new(&client_id, uri, &w.resource).without("response_type");
+    let out = authorize(&w.browser(), &req).await;
+    out.assert_error_page(400);
+    let body = &out.last().body;
+    assert!(
+        body.contains("href=\"myapp:/callback?error=invalid_request&amp;"),
+        "{body}"
+    );
+    // A client stored before its scheme was refused: a page, and no link.
+    let client_id = register("com.example.old:/cb").await;
+    sql(
+        &w,
+        r#"UPDATE oauth_clients SET redirect_uris = '["microsoft-edge:https://evil.example/phish"]' WHERE client_id = ?1"#,
+        client_id.clone(),
+    )
+    .await;
+    let req = AuthRequest::new(
+        &client_id,
+        "microsoft-edge:https://evil.example/phish",
+        &w.resource,
+    )
+    .without("response_type");
+    let res = bare_client()
+        .get(req.url(w.issuer()))
+        .send()
+        .await
+        .expect("authorize");
+    assert_eq!(res.status(), 400);
+    assert!(res.headers().get("location").is_none());
+    let text = res.text().await.unwrap_or_default();
+    assert!(!text.contains("evil.example"), "{text}");
+    // An invalid scope after the request is otherwise valid: the same rule.
+    let client_id = register("myapp:/callback").await;
+    let req = AuthRequest::new(&client_id, "myapp:/callback", &w.resource).scope("nope");
+    authorize(&w.browser(), &req).await.assert_error_page(400);
 }
