@@ -44,6 +44,12 @@ impl Client {
     pub fn may_use_grant(&self, grant: &str) -> bool {
         self.grant_types.iter().any(|g| g == grant)
     }
+
+    /// Does the client hold keys for `private_key_jwt` (it declared the method, even when a
+    /// request of it goes without an assertion)?
+    pub fn has_keys(&self) -> bool {
+        self.jwks.is_some() || self.jwks_uri.is_some()
+    }
 }
 
 /// Why a client cannot be used: shown on a page (authorize) or as `invalid_client`.

@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use crate::browser::*;
-use crate::fakes::DocServer;
+use crate::fakes::{ClientKey, DocServer};
 use crate::oauth_issuers::{public, register_json};
 
 /// A world whose outbound fetches reach `docs` (on loopback, its own certificate).
@@ -300,4 +300,85 @@ async fn errors_redirect_to_loopback_and_to_apps_that_name_themselves_only() {
     let client_id = register("myapp:/callback").await;
     let req = AuthRequest::new(&client_id, "myapp:/callback", &w.resource).scope("nope");
     authorize(&w.browser(), &req).await.assert_error_page(400);
+}
+
+// --- A grant is refreshed as it was obtained ----------------------------------------------------
+
+#[tokio::test]
+async fn a_key_authenticated_grant_is_never_refreshed_without_the_key() {
+    let docs = DocServer::start().await;
+    let key = ClientKey::generate(jsonwebtoken::Algorithm::RS256, "k1");
+    let jwks_uri = docs.set("/jwks.json", key.jwks());
+    let client_id = format!("{}/client.json", docs.origin);
+    let redirect = "https://chatgpt.example/cb";
+    docs.set(
+        "/client.json",
+        json!({
+            "client_id": client_id, "redirect_uris": [redirect],
+            "token_endpoint_auth_method": "private_key_jwt",
+            "token_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
+            "grant_types": ["authorization_code", "refresh_token"], "jwks_uri": jwks_uri,
+        }),
+    );
+    let w = world_reaching(&docs).await;
+    let aud = w.app.url("/oauth/token");
+    let signed = |key: &ClientKey| {
+        ClientAuth::Assertion(client_id.clone(), key.assertion(&client_id, &aud, |_| {}))
+    };
+    let req = AuthRequest::new(&client_id, redirect, &w.resource);
+    let code = authorize(&w.browser(), &req).await.code();
+    let reply = exchange(&w.app, &signed(&key), &req, &code).await;
+    reply.assert_ok();
+    let rt = reply.refresh_token();
+    // The refresh token alone: refused, and nothing is spent or revoked.
+    refresh(&w.app, &public(&client_id), &rt)
+        .await
+        .assert_error(401, "invalid_client");
+    assert_eq!(tools_list(&w.resource, &reply.access_token()).await.0, 200);
+    // With the key: the same token still works.
+    let next = refresh(&w.app, &signed(&key), &rt).await;
+    next.assert_ok();
+    refresh(&w.app, &public(&client_id), &next.refresh_token())
+        .await
+        .assert_error(401, "invalid_client");
+    // A grant obtained without the key (the document lists `none`) refreshes without it.
+    let code = authorize(&w.browser(), &req).await.code();
+    let plain = exchange(&w.app, &public(&client_id), &req, &code).await;
+    plain.assert_ok();
+    refresh(&w.app, &public(&client_id), &plain.refresh_token())
+        .await
+        .assert_ok();
+    // A key-holding client's grant recorded before the method was: the key, fail closed.
+    let code = authorize(&w.browser(), &req).await.code();
+    let old = exchange(&w.app, &signed(&key), &req, &code).await;
+    old.assert_ok();
+    let rt_hash = ezforge::crypto::token_hash(&old.refresh_token());
+    sql(
+        &w,
+        "UPDATE grants SET auth_method = NULL WHERE id = (SELECT grant_id FROM refresh_tokens WHERE token_hash = ?1)",
+        rt_hash,
+    )
+    .await;
+    refresh(&w.app, &public(&client_id), &old.refresh_token())
+        .await
+        .assert_error(401, "invalid_client");
+    refresh(&w.app, &signed(&key), &old.refresh_token())
+        .await
+        .assert_ok();
+}
+
+#[tokio::test]
+async fn a_public_grant_recorded_before_the_method_still_refreshes() {
+    let w = world().await;
+    let client_id = w.public_client().await;
+    let reply = w.tokens(&client_id, "mcp:read offline_access").await;
+    sql(
+        &w,
+        "UPDATE grants SET auth_method = NULL WHERE client_id = ?1",
+        client_id.clone(),
+    )
+    .await;
+    refresh(&w.app, &public(&client_id), &reply.refresh_token())
+        .await
+        .assert_ok();
 }
