@@ -11,6 +11,7 @@ use url::Url;
 
 use crate::app::AppState;
 use crate::domain::validate;
+use crate::gateway::jwks;
 use crate::store;
 
 #[derive(Debug, Clone)]
@@ -345,6 +346,12 @@ pub fn client_keys(
                     || k.get("kty").and_then(|t| t.as_str()) == Some("oct")
             }) {
                 return Err("jwks must hold public keys only".into());
+            }
+            // Read as verification reads it: a set none of whose keys can ever verify an
+            // assertion is refused now rather than at every token request.
+            let usable = jwks::usable_keys(&set, &super::assertion::ALGORITHMS)?;
+            if usable == 0 {
+                return Err("jwks holds no key that can verify a client assertion (RSA of 2048 to 8192 bits for RS256 or PS256, EC P-256 for ES256, OKP Ed25519 for EdDSA)".into());
             }
             Ok((Some(Arc::new(set)), None))
         }

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::browser::*;
 use crate::fakes::{ClientKey, DocServer};
-use crate::oauth_issuers::{public, register_json};
+use crate::oauth_issuers::{jwt_client, public, register_json};
 
 /// A world whose outbound fetches reach `docs` (on loopback, its own certificate).
 async fn world_reaching(docs: &DocServer) -> World {
@@ -30,6 +30,18 @@ async fn sql(w: &World, sql: &'static str, arg: String) {
         })
         .await
         .expect("sql");
+}
+
+/// A token request at `path` authenticated by `jwt`, for a code that does not exist: 401
+/// `invalid_client` when the assertion is refused, else 400 `invalid_grant`.
+async fn with_assertion(w: &World, path: &str, client_id: &str, jwt: String) -> Reply {
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", "x"),
+        ("code_verifier", "y"),
+    ];
+    let auth = ClientAuth::Assertion(client_id.to_owned(), jwt);
+    post_endpoint(&w.app, path, &auth, &form).await
 }
 
 /// `tools/call` of `tool` through the front door: (status, body).
@@ -381,4 +393,119 @@ async fn a_public_grant_recorded_before_the_method_still_refreshes() {
     refresh(&w.app, &public(&client_id), &reply.refresh_token())
         .await
         .assert_ok();
+}
+
+// --- Key sets are read as verification reads them -----------------------------------------------
+
+const NEVER_VERIFY: [&str; 9] = [
+    r#"{"keys":[1,"x"]}"#,
+    r#"{"keys":[{"kty":"EC","crv":"P-384","x":"AAAA","y":"AAAA","kid":"k"}]}"#,
+    r#"{"keys":[{"kty":"EC","crv":"P-256","x":"","y":"","kid":"k"}]}"#,
+    r#"{"keys":[{"kty":"RSA","n":"","e":"","kid":"r"}]}"#,
+    r#"{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB","kid":"r"}]}"#,
+    r#"{"keys":[{"kty":"OKP","crv":"X25519","x":"3p7bfXt9wbTTW2HC7OQ1Nz-DQ8hbeGdNrfx-FG-IK08","kid":"o"}]}"#,
+    r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"","kid":"o"}]}"#,
+    r#"{"keys":[{"kty":"EC","crv":"P-256","x":"AAAA","y":"AAAA","kid":"o"}]}"#,
+    r#"{"keys":[{"kty":"EC","crv":"P-256","x":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","y":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","use":"sig"}]}"#,
+];
+
+#[tokio::test]
+async fn key_sets_that_can_never_verify_are_refused() {
+    let docs = DocServer::start().await;
+    let w = world_reaching(&docs).await;
+    for (i, set) in NEVER_VERIFY.iter().enumerate() {
+        let set: Value = serde_json::from_str(set).expect("json");
+        let r = register_json(
+            &w,
+            &json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "private_key_jwt", "jwks": set}),
+        )
+        .await;
+        r.assert_error(400, "invalid_client_metadata");
+        assert!(
+            r.text.contains("no key that can verify"),
+            "{set}: {}",
+            r.text
+        );
+        // A metadata document holding it cannot be used.
+        let client_id = format!("{}/signed-{i}.json", docs.origin);
+        docs.set(
+            &format!("/signed-{i}.json"),
+            json!({"client_id": client_id, "redirect_uris": [REDIRECT],
+                   "token_endpoint_auth_method": "private_key_jwt", "jwks": set}),
+        );
+        let key = ClientKey::generate(jsonwebtoken::Algorithm::ES256, "k");
+        let jwt = key.assertion(&client_id, &w.app.url("/oauth/token"), |_| {});
+        let r = with_assertion(&w, "/oauth/token", &client_id, jwt).await;
+        r.assert_error(401, "invalid_client");
+        assert!(
+            r.text.contains("no key that can verify"),
+            "{set}: {}",
+            r.text
+        );
+    }
+    // Junk beside a usable key is ignored (RFC 7517 §5), the usable key is what counts.
+    let key = ClientKey::generate(jsonwebtoken::Algorithm::ES256, "k");
+    let r = register_json(
+        &w,
+        &json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "private_key_jwt",
+                "jwks": {"keys": [1, {"kty":"OKP","crv":"X25519","x":"AAAA"}, key.jwk]}}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+}
+
+/// Whatever the claims of an assertion signed by the client's own key: 401 or, when it is a
+/// good one, the code's own error; never 500.
+#[tokio::test]
+async fn hostile_assertion_claims_and_token_paths_never_answer_500() {
+    let key = ClientKey::generate(jsonwebtoken::Algorithm::ES256, "k");
+    let (w, cid) = jwt_client(&key, false).await;
+    let aud = w.app.url("/oauth/token");
+    for (tweak, accepted) in [
+        (json!({"aud": {"a": 1}}), false),
+        (json!({"aud": [aud, "https://x.example"]}), true),
+        (json!({"exp": 1.5e12}), false),
+        (json!({"exp": "soon"}), false),
+        (json!({"exp": i64::MAX}), false),
+        (json!({"exp": -i64::MAX}), false),
+        (json!({"jti": 5}), false),
+        (json!({"jti": ""}), false),
+        (json!({"iat": "x"}), false),
+        (json!({"iat": i64::MAX}), false),
+        (json!({"nbf": -1e300}), false),
+        (json!({"nbf": i64::MAX}), false),
+        (json!({"sub": null}), false),
+    ] {
+        let jwt = key.assertion(&cid, &aud, |c| {
+            for (k, v) in tweak.as_object().expect("object") {
+                c[k] = v.clone();
+            }
+        });
+        let r = with_assertion(&w, "/oauth/token", &cid, jwt).await;
+        if accepted {
+            r.assert_error(400, "invalid_grant");
+        } else {
+            r.assert_error(401, "invalid_client");
+        }
+    }
+    for p in [
+        "/oauth/mcp/..%2f/token",
+        "/oauth/mcp/%00/token",
+        "/oauth/mcp/weather%2F..%2F/token",
+        "/oauth/mcp//token",
+    ] {
+        let r = post_endpoint(
+            &w.app,
+            p,
+            &public("c"),
+            &[("grant_type", "refresh_token"), ("refresh_token", "x")],
+        )
+        .await;
+        assert!(
+            (400..500).contains(&r.status) && !r.error().is_empty(),
+            "{p}: {} {}",
+            r.status,
+            r.text
+        );
+    }
 }
