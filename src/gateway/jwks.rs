@@ -1,6 +1,9 @@
-//! External issuers' JWKS for BYOA servers: fetched over https, cached per Cache-Control
-//! (clamped to a floor and a ceiling), refetched once on an unknown `kid` (at most every
-//! `REFETCH_MIN`), and served stale while the issuer is unreachable.
+//! JWKS fetched over https — external issuers' for BYOA servers, clients' `jwks_uri` for
+//! `private_key_jwt` — cached per Cache-Control (clamped to a floor and a ceiling), refetched
+//! once on an unknown `kid` (at most every `REFETCH_MIN`), and served stale while the issuer is
+//! unreachable: indefinitely for BYOA issuers, for at most `CLIENT_MAX_STALE` past their
+//! freshness for clients (a client whose keys cannot be read for that long is refused: keys
+//! it withdrew must stop working).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,6 +23,8 @@ const FLOOR: Duration = Duration::from_secs(60);
 const CEILING: Duration = Duration::from_secs(24 * 3600);
 const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 const REFETCH_MIN: Duration = Duration::from_secs(30);
+/// How long past their freshness a client's keys are still used while its `jwks_uri` fails.
+pub const CLIENT_MAX_STALE: Duration = Duration::from_secs(24 * 3600);
 
 struct Key {
     decoding: DecodingKey,
@@ -76,6 +81,9 @@ pub struct JwksCache {
     entries: Mutex<HashMap<String, Arc<Entry>>>,
     /// Most URIs kept at once: anyone may register a client naming any `jwks_uri`.
     capacity: usize,
+    /// How long past their freshness keys are served while a refetch fails (`None`: as long as
+    /// it fails).
+    max_stale: Option<Duration>,
 }
 
 /// URIs a cache keeps by default (BYOA issuers are few; clients' `jwks_uri`s are not).
@@ -92,12 +100,51 @@ pub enum JwksError {
 }
 
 impl JwksCache {
+    /// For BYOA issuers: their last keys are served for as long as they are unreachable (an
+    /// outage of the identity provider must not sign everyone out).
     pub fn new(outbound: Outbound) -> Self {
         Self {
             outbound,
             entries: Mutex::new(HashMap::new()),
             capacity: CAPACITY,
+            max_stale: None,
         }
+    }
+
+    /// For clients' `jwks_uri`: stale keys for at most [`CLIENT_MAX_STALE`].
+    pub fn for_clients(outbound: Outbound) -> Self {
+        Self {
+            max_stale: Some(CLIENT_MAX_STALE),
+            ..Self::new(outbound)
+        }
+    }
+
+    /// Are the cached keys past what may be served (they could not be refreshed for too long)?
+    fn too_stale(&self, c: &Cached, now: Instant) -> bool {
+        match (self.max_stale, c.fresh_until) {
+            (Some(max), Some(fresh_until)) => fresh_until
+                .checked_add(max)
+                .is_some_and(|limit| now >= limit),
+            _ => false,
+        }
+    }
+
+    /// The cached key for `kid` and `alg`, unless the keys are too stale to serve.
+    fn serve(
+        &self,
+        c: &Cached,
+        kid: Option<&str>,
+        alg: Algorithm,
+        now: Instant,
+    ) -> Result<DecodingKey, JwksError> {
+        if self.too_stale(c, now) {
+            return Err(JwksError::Unavailable(
+                "its JWKS could not be fetched for too long".into(),
+            ));
+        }
+        lookup(c, kid)
+            .ok_or_else(|| unknown(kid))
+            .and_then(|k| check(&k, alg))
     }
 
     fn entry(&self, uri: &str) -> Arc<Entry> {
@@ -141,8 +188,10 @@ impl JwksCache {
             let recently =
                 |t: Option<Instant>| t.is_some_and(|t| now.duration_since(t) < REFETCH_MIN);
             match lookup(&c, kid) {
-                Some(k) if fresh || recently(c.last_attempt) => return check(&k, alg),
-                Some(k) => (false, Some(k)),
+                Some(k) if fresh => return check(&k, alg),
+                // Failing lately: what is cached, while it may still be served.
+                Some(_) if recently(c.last_attempt) => return self.serve(&c, kid, alg, now),
+                Some(k) => (false, (!self.too_stale(&c, now)).then_some(k)),
                 // No keys were ever fetched: the issuer is unreachable, not the key unknown.
                 None if recently(c.last_kid_refetch) && c.fresh_until.is_none() => {
                     return Err(JwksError::Unavailable(
@@ -164,9 +213,7 @@ impl JwksCache {
             // Someone else fetched while we waited: use their result.
             let c = lock(&entry.cached);
             if c.last_attempt.is_some_and(|t| t >= now) {
-                return lookup(&c, kid)
-                    .ok_or_else(|| unknown(kid))
-                    .and_then(|k| check(&k, alg));
+                return self.serve(&c, kid, alg, Instant::now());
             }
         }
         let result = self.fetch(uri).await;
@@ -183,15 +230,14 @@ impl JwksCache {
                 c.fresh_until = Some(done + ttl);
             }
             Err(e) => {
-                tracing::warn!(jwks_uri = uri, error = %e, "JWKS fetch failed; serving cached keys");
-                if c.keys.is_empty() && c.anonymous.is_empty() {
+                if (c.keys.is_empty() && c.anonymous.is_empty()) || self.too_stale(&c, done) {
+                    tracing::warn!(jwks_uri = uri, error = %e, "JWKS fetch failed");
                     return Err(JwksError::Unavailable(e));
                 }
+                tracing::warn!(jwks_uri = uri, error = %e, "JWKS fetch failed; serving cached keys");
             }
         }
-        lookup(&c, kid)
-            .ok_or_else(|| unknown(kid))
-            .and_then(|k| check(&k, alg))
+        self.serve(&c, kid, alg, done)
     }
 
     async fn fetch(
@@ -477,6 +523,64 @@ mod tests {
         );
         assert!(usable_keys(&json!([ec]), &CLIENT_ALGS).is_err());
         assert!(usable_keys(&json!({"keys": 1}), &CLIENT_ALGS).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_clients_keys_are_not_served_long_past_their_freshness() {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let outbound =
+            Outbound::new(&crate::config::OutboundConfig::default()).expect("outbound client");
+        // The SSRF guard refuses loopback: every fetch of this URI fails.
+        let uri = "https://127.0.0.1:1/jwks.json";
+        let jwk = ec_jwk(&rcgen::PKCS_ECDSA_P256_SHA256, "P-256");
+        let set = json!({ "keys": [jwk] });
+        let now = Instant::now();
+        let (Some(lately), Some(long_ago)) = (
+            now.checked_sub(Duration::from_secs(30)),
+            now.checked_sub(Duration::from_secs(120)),
+        ) else {
+            eprintln!("cannot run: the monotonic clock started less than two minutes ago");
+            return;
+        };
+        let clients = JwksCache {
+            max_stale: Some(Duration::from_secs(60)),
+            ..JwksCache::for_clients(outbound.clone())
+        };
+        let byoa = JwksCache::new(outbound);
+        let prime = |cache: &JwksCache, fresh_until: Instant| {
+            let (keys, anonymous) = parse_set(set.clone()).expect("set");
+            let entry = cache.entry(uri);
+            let mut c = lock(&entry.cached);
+            *c = Cached {
+                keys,
+                anonymous,
+                fresh_until: Some(fresh_until),
+                ..Cached::default()
+            };
+        };
+        async fn key(cache: &JwksCache) -> Result<DecodingKey, JwksError> {
+            let uri = "https://127.0.0.1:1/jwks.json";
+            cache.key(uri, Some("P-256"), Algorithm::ES256).await
+        }
+        // Stale within the limit: the refetch fails, the old keys serve, then (failing lately)
+        // serve without a fetch.
+        prime(&clients, lately);
+        assert!(key(&clients).await.is_ok());
+        assert!(key(&clients).await.is_ok());
+        // Past it: refused, whether a refetch is due or was just tried.
+        prime(&clients, long_ago);
+        assert!(matches!(
+            key(&clients).await,
+            Err(JwksError::Unavailable(_))
+        ));
+        assert!(matches!(
+            key(&clients).await,
+            Err(JwksError::Unavailable(_))
+        ));
+        // A BYOA issuer's keys serve for as long as it is unreachable.
+        prime(&byoa, long_ago);
+        assert!(key(&byoa).await.is_ok());
+        assert!(key(&byoa).await.is_ok());
     }
 
     #[test]

@@ -67,13 +67,14 @@ async fn client(state: &AppState, client_id: &str) -> Result<Arc<Client>, OAuthE
         })
 }
 
-/// Authenticates the client of a request to one of `issuer`'s endpoints. The client returned
-/// has as `auth_method` the method this request used.
+/// Authenticates the client of a request to `issuer`'s endpoint `endpoint` (`token`, `revoke`,
+/// `introspect`). The client returned has as `auth_method` the method this request used.
 pub async fn authenticate(
     state: &AppState,
     req: &HttpRequest,
     params: &Params,
     issuer: &Issuer,
+    endpoint: &str,
 ) -> Result<Arc<Client>, OAuthError> {
     let basic = basic(req)?;
     let assertion = match (
@@ -114,15 +115,7 @@ pub async fn authenticate(
                 "this client does not authenticate with private_key_jwt",
             ));
         }
-        // RFC 7523 §3: the authorization server's issuer or token endpoint; also this endpoint.
-        let audiences = [
-            issuer.url.clone(),
-            issuer.endpoint("token"),
-            state.public_url.clone(),
-            format!("{}/oauth/token", state.public_url),
-            format!("{}{}", state.public_url, req.path()),
-        ];
-        assertion::verify(state, &client, jwt, &audiences).await?;
+        assertion::verify(state, &client, jwt, &audiences(state, issuer, endpoint)).await?;
         return Ok(client);
     }
     let secret_method = if basic.is_some() {
@@ -187,6 +180,27 @@ pub async fn authenticate(
         (None, None) => {}
     }
     Ok(client)
+}
+
+/// The `aud` a client assertion sent to `issuer`'s `endpoint` may name (RFC 7523 §3: the
+/// authorization server's identity; OpenID Connect Core §9 and RFC 7521 name the token
+/// endpoint): the issuer the request is made to and its token endpoint, and the deployment's
+/// root issuer and its token endpoint (the same server, keys and store). At the revocation and
+/// introspection endpoints, also that endpoint of this issuer (some clients name the endpoint
+/// they post to). Never any other URL, nor another endpoint than the one posted to: an
+/// assertion made for revocation is not a token request's.
+fn audiences(state: &AppState, issuer: &Issuer, endpoint: &str) -> Vec<String> {
+    let root = Issuer::root(state);
+    let mut v = vec![
+        issuer.url.clone(),
+        issuer.endpoint("token"),
+        root.url.clone(),
+        root.endpoint("token"),
+    ];
+    if endpoint != "token" {
+        v.push(issuer.endpoint(endpoint));
+    }
+    v
 }
 
 /// What a client authentication method proves: nothing, a shared secret, or a private key.

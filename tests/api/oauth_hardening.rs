@@ -509,3 +509,100 @@ async fn hostile_assertion_claims_and_token_paths_never_answer_500() {
         );
     }
 }
+
+// --- The audiences of a client assertion --------------------------------------------------------
+
+#[tokio::test]
+async fn a_client_assertion_names_this_authorization_server_and_this_endpoint() {
+    let key = ClientKey::generate(jsonwebtoken::Algorithm::EdDSA, "k");
+    let (w, cid) = jwt_client(&key, false).await;
+    let root = w.issuer().to_owned();
+    let own = format!("{root}/oauth/mcp/{}", w.slug);
+    // (endpoint posted to, aud, accepted)
+    let cases: Vec<(String, String, bool)> = vec![
+        ("/oauth/token".into(), format!("{root}/oauth/token"), true),
+        ("/oauth/token".into(), root.clone(), true),
+        ("/oauth/token".into(), format!("{root}/oauth/revoke"), false),
+        (
+            "/oauth/token".into(),
+            format!("{root}/oauth/introspect"),
+            false,
+        ),
+        (
+            "/oauth/token".into(),
+            format!("{root}/oauth/register"),
+            false,
+        ),
+        ("/oauth/token".into(), format!("{root}/v1/servers"), false),
+        ("/oauth/token".into(), own.clone(), false),
+        (
+            "/api/v1/oauth/token".into(),
+            format!("{root}/api/v1/oauth/token"),
+            false,
+        ),
+        (
+            "/api/v1/oauth/token".into(),
+            format!("{root}/oauth/token"),
+            true,
+        ),
+        (
+            format!("/oauth/mcp/{}/token", w.slug),
+            format!("{own}/token"),
+            true,
+        ),
+        (format!("/oauth/mcp/{}/token", w.slug), own.clone(), true),
+        (
+            format!("/oauth/mcp/{}/token", w.slug),
+            format!("{root}/oauth/token"),
+            true,
+        ),
+        (
+            format!("/oauth/mcp/{}/token", w.slug),
+            format!("{own}/revoke"),
+            false,
+        ),
+        ("/oauth/revoke".into(), format!("{root}/oauth/revoke"), true),
+        ("/oauth/revoke".into(), format!("{root}/oauth/token"), true),
+        (
+            "/oauth/revoke".into(),
+            format!("{root}/oauth/introspect"),
+            false,
+        ),
+        (
+            format!("/oauth/mcp/{}/revoke", w.slug),
+            format!("{own}/revoke"),
+            true,
+        ),
+        (
+            format!("/oauth/mcp/{}/revoke", w.slug),
+            format!("{root}/oauth/revoke"),
+            false,
+        ),
+        (
+            "/oauth/introspect".into(),
+            format!("{root}/oauth/introspect"),
+            true,
+        ),
+        (
+            "/oauth/introspect".into(),
+            format!("{root}/oauth/revoke"),
+            false,
+        ),
+    ];
+    for (endpoint, aud, accepted) in cases {
+        let jwt = key.assertion(&cid, &aud, |_| {});
+        let r = if endpoint.ends_with("/token") {
+            with_assertion(&w, &endpoint, &cid, jwt).await
+        } else {
+            let auth = ClientAuth::Assertion(cid.clone(), jwt);
+            post_endpoint(&w.app, &endpoint, &auth, &[("token", "x")]).await
+        };
+        let authenticated = r.status != 401;
+        assert_eq!(
+            authenticated, accepted,
+            "{endpoint} aud={aud}: {} {}",
+            r.status, r.text
+        );
+        assert!(r.status < 500, "{endpoint}: {}", r.text);
+    }
+}
