@@ -655,6 +655,7 @@ fn seed(
                         created_at: now,
                         last_used_at: None,
                         revoked_at: None,
+                        auth_method: Some("none".into()),
                     },
                 )?;
                 grants::insert_refresh(
@@ -772,6 +773,7 @@ fn grow(
                     created_at: now,
                     last_used_at: None,
                     revoked_at: None,
+                    auth_method: Some("none".into()),
                 },
             )?;
             let hash = ezforge::crypto::token_hash(&format!("scale-refresh-{i}"));

@@ -214,7 +214,7 @@ impl App {
             .as_secs()
             .saturating_sub(1)
             .max(1);
-        let client_jwks = gateway::jwks::JwksCache::new(outbound.clone());
+        let client_jwks = gateway::jwks::JwksCache::for_clients(outbound.clone());
         let state = web::Data::new(AppState {
             control_limiter: Limiter::new(config.control.rate_limit),
             oauth_limiter: Limiter::new(config.auth.rate_limit),

@@ -991,7 +991,7 @@ impl Config {
                 return Err(err(i, "rate_limit", problem));
             }
             for (tool, scope) in &d.tool_scopes {
-                validate::scope_token(scope)
+                validate::tool_scope(scope)
                     .map_err(|e| err(i, &format!("tool_scopes.{tool}"), e))?;
             }
         }
@@ -1307,6 +1307,26 @@ mod tests {
         Config::load_from(Some(&path), &[]).expect("its own issuer");
     }
 
+    #[test]
+    fn a_declared_tool_scope_is_never_an_openid_or_refresh_scope() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("c.toml");
+        let server = "[[servers]]\nproject = \"p\"\nslug = \"s\"\nupstream = \"http://127.0.0.1:3001/mcp\"\n";
+        for reserved in crate::domain::scopes::RESERVED_SCOPES {
+            let toml = format!("{server}[servers.tool_scopes]\ndelete_repo = \"{reserved}\"\n");
+            std::fs::write(&path, toml).expect("write");
+            let msg = Config::load_from(Some(&path), &[])
+                .expect_err(reserved)
+                .to_string();
+            assert!(
+                msg.contains("servers[0].tool_scopes.delete_repo") && msg.contains("reserved"),
+                "{msg}"
+            );
+        }
+        let toml = format!("{server}[servers.tool_scopes]\ndelete_repo = \"repo:delete\"\n");
+        std::fs::write(&path, toml).expect("write");
+        Config::load_from(Some(&path), &[]).expect("an ordinary tool scope");
+    }
     #[test]
     fn durations_print_in_whole_units() {
         assert_eq!(Duration::secs(90 * 86_400).to_string(), "90d");

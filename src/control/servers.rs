@@ -132,7 +132,7 @@ pub fn tool_scopes_json(map: &BTreeMap<String, String>) -> Result<String, (Strin
     for (tool, scope) in map {
         validate::name(tool, 128)
             .map_err(|e| (format!("toolScopes.{tool}"), format!("tool name {e}")))?;
-        validate::scope_token(scope).map_err(|e| (format!("toolScopes.{tool}"), e))?;
+        validate::tool_scope(scope).map_err(|e| (format!("toolScopes.{tool}"), e))?;
     }
     serde_json::to_string(map).map_err(|e| ("toolScopes".into(), e.to_string()))
 }

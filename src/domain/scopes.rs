@@ -102,6 +102,22 @@ pub const MCP_EXECUTE: &str = "mcp:execute";
 pub const OFFLINE_ACCESS: &str = "offline_access";
 pub const MCP_SCOPES: [&str; 4] = [MCP_READ, MCP_WRITE, MCP_EXECUTE, OFFLINE_ACCESS];
 
+/// Scopes that OpenID Connect (Core §5.4, §11) and refresh tokens give their own meaning: they
+/// say who the user is or how long a client stays connected, and any client may ask for them.
+/// A tool's scope is never one of these (else asking for `email` would reach the tool).
+pub const RESERVED_SCOPES: [&str; 6] = [
+    "openid",
+    "profile",
+    "email",
+    OFFLINE_ACCESS,
+    "address",
+    "phone",
+];
+
+pub fn is_reserved(scope: &str) -> bool {
+    RESERVED_SCOPES.contains(&scope)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

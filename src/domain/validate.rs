@@ -94,6 +94,19 @@ pub fn scope_token(s: &str) -> Result<String, String> {
     }
 }
 
+/// The scope a tool requires: a scope token that is not one of the reserved names
+/// ([`super::scopes::RESERVED_SCOPES`]).
+pub fn tool_scope(s: &str) -> Result<String, String> {
+    let s = scope_token(s)?;
+    if super::scopes::is_reserved(&s) {
+        return Err(format!(
+            "{s:?} is reserved for OpenID Connect and refresh tokens ({}): name the tool's scope otherwise, e.g. \"tools:{s}\"",
+            super::scopes::RESERVED_SCOPES.join(", ")
+        ));
+    }
+    Ok(s)
+}
+
 /// An absolute `https` URL with a host and no fragment or credentials.
 pub fn https_url(s: &str) -> Result<Url, String> {
     let url = absolute_url(s)?;
@@ -232,6 +245,12 @@ mod tests {
         assert!(scope_token("mcp:read").is_ok());
         assert!(scope_token("a b").is_err());
         assert!(scope_token("a\"b").is_err());
+        assert!(tool_scope("repo:delete").is_ok());
+        assert!(tool_scope("mcp:write").is_ok());
+        for reserved in super::super::scopes::RESERVED_SCOPES {
+            let e = tool_scope(reserved).expect_err(reserved);
+            assert!(e.contains("reserved"), "{e}");
+        }
         assert!(email("a@b.example").is_ok());
         assert!(email("a@@b").is_err());
         assert!(email("no-at").is_err());

@@ -173,6 +173,37 @@ mod tests {
     }
 
     #[test]
+    fn a_stored_reserved_tool_scope_requires_mcp_execute() {
+        // Stored before such names were refused: never a scope that `email` or
+        // `offline_access` in a token satisfies, nor one the server advertises.
+        let s = entry(&[
+            ("a", "email"),
+            ("b", "openid"),
+            ("c", "offline_access"),
+            ("d", "repo:delete"),
+        ]);
+        let t = ToolTable::default();
+        let call = |name: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{name}"}}}}"#
+            )
+        };
+        for tool in ["a", "b", "c"] {
+            assert_eq!(need(&call(tool), &s, &t), [Some("mcp:execute".into())]);
+        }
+        assert_eq!(need(&call("d"), &s, &t), [Some("repo:delete".into())]);
+        let identity: Vec<String> = ["mcp:read", "openid", "email", "offline_access"]
+            .map(str::to_owned)
+            .to_vec();
+        assert!(!satisfied(&identity, "mcp:execute"));
+        assert!(
+            !s.scopes_supported
+                .iter()
+                .any(|x| x == "email" || x == "openid")
+        );
+    }
+
+    #[test]
     fn methods_map_to_scopes() {
         let s = entry(&[("nuke", "admin:danger")]);
         let t = ToolTable::default();

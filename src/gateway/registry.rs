@@ -12,7 +12,7 @@ use crate::app::AppState;
 use crate::config::{ByoaConfig, RateLimit, Routing};
 use crate::control::rate_limit::Limiter;
 use crate::deploy::{Target, TargetKind};
-use crate::domain::scopes::{MCP_READ, MCP_SCOPES};
+use crate::domain::scopes::{self, MCP_EXECUTE, MCP_READ, MCP_SCOPES};
 use crate::gateway::counters::ServerCounters;
 use crate::gateway::upstream::Endpoint;
 use crate::store::servers::ServerRow;
@@ -85,8 +85,7 @@ impl ServerEntry {
                 ),
             ),
         };
-        let tool_scopes: HashMap<String, String> =
-            serde_json::from_str(&row.tool_scopes).unwrap_or_default();
+        let tool_scopes = tool_scopes(row);
         let mut scopes_supported: Vec<String> =
             MCP_SCOPES.iter().map(|s| (*s).to_owned()).collect();
         let mut custom: Vec<&String> = tool_scopes
@@ -153,6 +152,25 @@ impl ServerEntry {
     pub fn base_scope(&self) -> &'static str {
         MCP_READ
     }
+}
+
+/// A server's tool -> scope overrides. A reserved name (`email`, `openid`, `offline_access`…,
+/// refused by the control API and the config since, but perhaps stored before) is never a
+/// tool's scope: any client may ask for those. Such a tool requires `mcp:execute` instead, the
+/// broadest MCP scope (fail closed: only a token for every tool reaches it).
+fn tool_scopes(row: &ServerRow) -> HashMap<String, String> {
+    let mut map: HashMap<String, String> =
+        serde_json::from_str(&row.tool_scopes).unwrap_or_default();
+    for (tool, scope) in map.iter_mut() {
+        if scopes::is_reserved(scope) {
+            tracing::warn!(
+                server = %row.slug, tool = %tool, scope = %scope,
+                "a tool's scope is a reserved name; the tool requires mcp:execute instead (set another scope for it)"
+            );
+            *scope = MCP_EXECUTE.to_owned();
+        }
+    }
+    map
 }
 
 #[derive(Default)]

@@ -17,6 +17,15 @@ use crate::crypto;
 use crate::gateway::jwks::{self, JwksError};
 use crate::store;
 
+/// The algorithms an assertion may be signed with (`client_auth::ASSERTION_ALGORITHMS`, as the
+/// metadata lists them).
+pub const ALGORITHMS: [Algorithm; 4] = [
+    Algorithm::RS256,
+    Algorithm::PS256,
+    Algorithm::ES256,
+    Algorithm::EdDSA,
+];
+
 /// Longest assertion read at all.
 const MAX_LEN: usize = 16 * 1024;
 /// The latest `exp` accepted, from now: an assertion is made for one request.
@@ -67,10 +76,7 @@ pub async fn verify(
 ) -> Result<(), OAuthError> {
     let header =
         jsonwebtoken::decode_header(assertion).map_err(|_| refused("its header is malformed"))?;
-    if !matches!(
-        header.alg,
-        Algorithm::RS256 | Algorithm::PS256 | Algorithm::ES256 | Algorithm::EdDSA
-    ) {
+    if !ALGORITHMS.contains(&header.alg) {
         return Err(refused(format!(
             "alg {:?} is not accepted (RS256, PS256, ES256, EdDSA)",
             header.alg
@@ -130,4 +136,13 @@ pub async fn verify(
         return Err(refused("its jti was already used"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_metadata_lists_the_algorithms_verified() {
+        let names: Vec<String> = super::ALGORITHMS.iter().map(|a| format!("{a:?}")).collect();
+        assert_eq!(names, super::super::client_auth::ASSERTION_ALGORITHMS);
+    }
 }

@@ -1,6 +1,7 @@
 //! `GET/POST /oauth/authorize`: validate the request, sign the user in, ask for consent, and
 //! redirect back with a code. Errors about the client or its redirect URI are shown as a page
-//! and never redirect; other errors redirect with `error`, `state` and `iss` (RFC 9207).
+//! and never redirect; other errors redirect with `error`, `state` and `iss` (RFC 9207) to a
+//! project's client or to the user's own machine, and are a page for anyone else's.
 //! The flow is stateless: our pages carry the original request in a hidden field, and every
 //! submission is validated again from scratch.
 
@@ -436,20 +437,9 @@ fn consent_page(req: &HttpRequest, state: &AppState, flow: &Flow, user: &UserRow
     with_csrf_cookie(req, state, res, &csrf)
 }
 
-/// Redirects to the client with `pairs` added to its redirect URI's query, plus `iss`.
-fn redirect_with(
-    issuer: &Issuer,
-    redirect_uri: &str,
-    pairs: &[(&str, &str)],
-    status: StatusCode,
-) -> HttpResponse {
-    let Ok(mut url) = Url::parse(redirect_uri) else {
-        return pages::error(
-            StatusCode::BAD_REQUEST,
-            "Invalid redirect",
-            "The application's redirect address is not valid.",
-        );
-    };
+/// `redirect_uri` with `pairs` added to its query, plus `iss`.
+fn answer_url(issuer: &Issuer, redirect_uri: &str, pairs: &[(&str, &str)]) -> Option<Url> {
+    let mut url = Url::parse(redirect_uri).ok()?;
     {
         let mut q = url.query_pairs_mut();
         for (k, v) in pairs {
@@ -457,6 +447,32 @@ fn redirect_with(
         }
         q.append_pair("iss", &issuer.url);
     }
+    Some(url)
+}
+
+/// The pairs of an error answer (RFC 6749 §4.1.2.1).
+fn error_pairs<'a>(code: &'a str, desc: &'a str, st: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
+    let mut pairs = vec![("error", code), ("error_description", desc)];
+    if let Some(s) = st {
+        pairs.push(("state", s));
+    }
+    pairs
+}
+
+/// Redirects to the client with `pairs` added to its redirect URI's query, plus `iss`.
+fn redirect_with(
+    issuer: &Issuer,
+    redirect_uri: &str,
+    pairs: &[(&str, &str)],
+    status: StatusCode,
+) -> HttpResponse {
+    let Some(url) = answer_url(issuer, redirect_uri, pairs) else {
+        return pages::error(
+            StatusCode::BAD_REQUEST,
+            "Invalid redirect",
+            "The application's redirect address is not valid.",
+        );
+    };
     HttpResponse::build(status)
         .insert_header((header::LOCATION, url.as_str()))
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -472,11 +488,31 @@ fn redirect_error(
     st: Option<&str>,
     status: StatusCode,
 ) -> HttpResponse {
-    let mut pairs = vec![("error", code), ("error_description", desc)];
-    if let Some(s) = st {
-        pairs.push(("state", s));
+    redirect_with(issuer, redirect_uri, &error_pairs(code, desc, st), status)
+}
+
+/// An error that is not redirected automatically (see `validate`): a page. An app waiting on a
+/// private-use scheme gets a link to its error answer, which the user may follow.
+fn error_page(
+    issuer: &Issuer,
+    redirect_uri: &str,
+    code: &str,
+    desc: &str,
+    st: Option<&str>,
+) -> HttpResponse {
+    let message = format!("The application's request cannot be served ({code}): {desc}.");
+    let app_url = answer_url(issuer, redirect_uri, &error_pairs(code, desc, st))
+        .filter(|u| !matches!(u.scheme(), "http" | "https"));
+    match app_url {
+        Some(url) => pages::error_with_link(
+            StatusCode::BAD_REQUEST,
+            "Invalid request",
+            &message,
+            url.as_str(),
+            &format!("{}:", url.scheme()),
+        ),
+        None => pages::error(StatusCode::BAD_REQUEST, "Invalid request", &message),
     }
-    redirect_with(issuer, redirect_uri, &pairs, status)
 }
 
 async fn issue_code(
@@ -561,21 +597,27 @@ async fn validate(
             ));
         }
     };
+    // Registered before its scheme was refused (one that hands a web address to a browser):
+    // never redirected to.
+    if Url::parse(&redirect_uri).is_ok_and(|u| !matches!(u.scheme(), "http" | "https"))
+        && clients::native_or_web_redirect(&redirect_uri).is_err()
+    {
+        return Err(bad_page(
+            "The application's redirect address uses a scheme this server does not redirect to.",
+        ));
+    }
     // From here on, errors go back to the client — if a project registered it, or if it waits
-    // on a loopback or an app's own scheme (the user's own machine: no open redirect there).
-    // Anyone can register a client (or publish a metadata document) naming any web redirect
-    // URI, so for those an automatic redirect would make this server an open redirector
-    // (RFC 9700 §4.11.2): the error is shown here instead, before the user has done anything.
+    // on a loopback or on an app's own scheme (reverse-domain, or a known MCP client's: the
+    // user's own machine, no open redirect there). Anyone can register a client (or publish a
+    // metadata document) naming any web redirect URI, or a scheme that opens a browser, so for
+    // those an automatic redirect would make this server an open redirector (RFC 9700
+    // §4.11.2): the error is shown here instead, before the user has done anything.
     let st = params.get("state").map(str::to_owned);
-    let native = clients::is_native_redirect(&redirect_uri);
-    let redirect_trusted = std::cell::Cell::new(client.server_id.is_some() || native);
+    let own_machine = clients::error_redirect_allowed(&redirect_uri);
+    let redirect_trusted = std::cell::Cell::new(client.server_id.is_some() || own_machine);
     let fail = |code: &str, desc: &str| {
         if !redirect_trusted.get() {
-            return pages::error(
-                StatusCode::BAD_REQUEST,
-                "Invalid request",
-                &format!("The application's request cannot be served ({code}): {desc}."),
-            );
+            return error_page(&issuer, &redirect_uri, code, desc, st.as_deref());
         }
         redirect_error(
             &issuer,
@@ -624,7 +666,7 @@ async fn validate(
         // A metadata-document client that another server pre-registered: anyone may name its
         // document, so here it is an ordinary one (no trust, the server's scopes, no error
         // redirects but to the user's own machine).
-        redirect_trusted.set(native);
+        redirect_trusted.set(own_machine);
         client = Arc::new(clients::Client {
             scopes: None,
             trusted: false,
@@ -662,6 +704,9 @@ async fn validate(
 /// scopes the server offers (and the client may ask for) and OpenID Connect's, which describe
 /// the user. Without any MCP scope (no `scope`, or `openid email profile` alone) the request
 /// gets the client's own scopes, or the server's base scope.
+///
+/// An OpenID scope is only ever that: any client may ask for one, so it never counts as an MCP
+/// scope, whatever the server's list says (tool scopes cannot take those names either).
 fn requested_scopes(
     client: &Client,
     server: &ServerEntry,
@@ -671,9 +716,11 @@ fn requested_scopes(
     let mut v: Vec<String> = Vec::new();
     for token in scope.unwrap_or("").split(' ').filter(|t| !t.is_empty()) {
         validate::scope_token(token)?;
-        let mcp = server.scopes_supported.iter().any(|x| x == token)
+        let identity = oidc::is_oidc_scope(token);
+        let mcp = !identity
+            && server.scopes_supported.iter().any(|x| x == token)
             && allowed.iter().any(|x| x == token);
-        if !mcp && !oidc::is_oidc_scope(token) {
+        if !mcp && !identity {
             return Err(format!("the scope {token} is not available to this client"));
         }
         if !v.iter().any(|x| x == token) {

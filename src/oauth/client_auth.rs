@@ -67,12 +67,14 @@ async fn client(state: &AppState, client_id: &str) -> Result<Arc<Client>, OAuthE
         })
 }
 
-/// Authenticates the client of a request to one of `issuer`'s endpoints.
+/// Authenticates the client of a request to `issuer`'s endpoint `endpoint` (`token`, `revoke`,
+/// `introspect`). The client returned has as `auth_method` the method this request used.
 pub async fn authenticate(
     state: &AppState,
     req: &HttpRequest,
     params: &Params,
     issuer: &Issuer,
+    endpoint: &str,
 ) -> Result<Arc<Client>, OAuthError> {
     let basic = basic(req)?;
     let assertion = match (
@@ -113,17 +115,14 @@ pub async fn authenticate(
                 "this client does not authenticate with private_key_jwt",
             ));
         }
-        // RFC 7523 §3: the authorization server's issuer or token endpoint; also this endpoint.
-        let audiences = [
-            issuer.url.clone(),
-            issuer.endpoint("token"),
-            state.public_url.clone(),
-            format!("{}/oauth/token", state.public_url),
-            format!("{}{}", state.public_url, req.path()),
-        ];
-        assertion::verify(state, &client, jwt, &audiences).await?;
+        assertion::verify(state, &client, jwt, &audiences(state, issuer, endpoint)).await?;
         return Ok(client);
     }
+    let secret_method = if basic.is_some() {
+        "client_secret_basic"
+    } else {
+        "client_secret_post"
+    };
     let (client_id, secret) = match (basic, params.get("client_secret")) {
         (Some((id, secret)), _) => {
             if params.get("client_id").is_some_and(|c| c != id) {
@@ -152,6 +151,12 @@ pub async fn authenticate(
             if !crypto::ct_eq(crypto::token_hash(&secret).as_bytes(), hash.as_bytes()) {
                 return Err(OAuthError::invalid_client("client authentication failed"));
             }
+            if client.auth_method != secret_method {
+                return Ok(Arc::new(Client {
+                    auth_method: secret_method.into(),
+                    ..(*client).clone()
+                }));
+            }
         }
         (Some(_), None) => return Err(OAuthError::invalid_client("this client must authenticate")),
         (None, Some(_)) => {
@@ -169,12 +174,87 @@ pub async fn authenticate(
             // for this request (nothing here proves it holds the keys).
             return Ok(Arc::new(Client {
                 auth_method: "none".into(),
-                jwks: None,
-                jwks_uri: None,
                 ..(*client).clone()
             }));
         }
         (None, None) => {}
     }
     Ok(client)
+}
+
+/// The `aud` a client assertion sent to `issuer`'s `endpoint` may name (RFC 7523 §3: the
+/// authorization server's identity; OpenID Connect Core §9 and RFC 7521 name the token
+/// endpoint): the issuer the request is made to and its token endpoint, and the deployment's
+/// root issuer and its token endpoint (the same server, keys and store). At the revocation and
+/// introspection endpoints, also that endpoint of this issuer (some clients name the endpoint
+/// they post to). Never any other URL, nor another endpoint than the one posted to: an
+/// assertion made for revocation is not a token request's.
+fn audiences(state: &AppState, issuer: &Issuer, endpoint: &str) -> Vec<String> {
+    let root = Issuer::root(state);
+    let mut v = vec![
+        issuer.url.clone(),
+        issuer.endpoint("token"),
+        root.url.clone(),
+        root.endpoint("token"),
+    ];
+    if endpoint != "token" {
+        v.push(issuer.endpoint(endpoint));
+    }
+    v
+}
+
+/// What a client authentication method proves: nothing, a shared secret, or a private key.
+fn proof(method: &str) -> &'static str {
+    match method {
+        PRIVATE_KEY_JWT => PRIVATE_KEY_JWT,
+        "client_secret_basic" | "client_secret_post" => "client_secret",
+        _ => "none",
+    }
+}
+
+/// May a refresh request that authenticated with `used` refresh a grant whose code exchange
+/// authenticated with `recorded`? It must prove what the exchange proved: a grant obtained with
+/// the client's key is never refreshed without it (the refresh token is bound to the client's
+/// credentials, RFC 6749 §6 and §10.4). A grant obtained with none may be refreshed with a
+/// proof. A grant recorded before the method was (`None`) needs the key of a client that holds
+/// one (`has_keys`): fail closed.
+///
+/// `invalid_client` (RFC 6749 §5.2: "no client authentication included, or unsupported
+/// authentication method"), not `invalid_grant`: the refresh token is fine, the request lacks
+/// the client's authentication; it is refused before the token is touched, so the client may
+/// retry with its assertion and nothing is revoked.
+pub fn may_refresh(recorded: Option<&str>, used: &str, has_keys: bool) -> Result<(), OAuthError> {
+    let recorded = recorded.unwrap_or(if has_keys { PRIVATE_KEY_JWT } else { "none" });
+    let needed = proof(recorded);
+    if needed == "none" || needed == proof(used) {
+        return Ok(());
+    }
+    Err(OAuthError::invalid_client(format!(
+        "this grant was obtained with {needed} client authentication: refresh it with the same"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refresh_proves_what_its_grant_proved() {
+        let ok = |recorded: Option<&str>, used: &str, keys: bool| {
+            may_refresh(recorded, used, keys).is_ok()
+        };
+        assert!(ok(Some(PRIVATE_KEY_JWT), PRIVATE_KEY_JWT, true));
+        assert!(!ok(Some(PRIVATE_KEY_JWT), "none", true));
+        assert!(!ok(Some(PRIVATE_KEY_JWT), "client_secret_post", false));
+        assert!(ok(Some("client_secret_basic"), "client_secret_post", false));
+        assert!(!ok(Some("client_secret_basic"), "none", false));
+        assert!(ok(Some("none"), "none", true));
+        assert!(ok(Some("none"), PRIVATE_KEY_JWT, true));
+        // Recorded before the method was: a client holding keys must use them.
+        assert!(!ok(None, "none", true));
+        assert!(ok(None, PRIVATE_KEY_JWT, true));
+        assert!(ok(None, "none", false));
+        let e = may_refresh(Some(PRIVATE_KEY_JWT), "none", true).expect_err("refused");
+        assert_eq!(e.code, "invalid_client");
+    }
 }

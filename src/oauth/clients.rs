@@ -11,6 +11,7 @@ use url::Url;
 
 use crate::app::AppState;
 use crate::domain::validate;
+use crate::gateway::jwks;
 use crate::store;
 
 #[derive(Debug, Clone)]
@@ -43,6 +44,12 @@ impl Client {
 
     pub fn may_use_grant(&self, grant: &str) -> bool {
         self.grant_types.iter().any(|g| g == grant)
+    }
+
+    /// Does the client hold keys for `private_key_jwt` (it declared the method, even when a
+    /// request of it goes without an assertion)?
+    pub fn has_keys(&self) -> bool {
+        self.jwks.is_some() || self.jwks_uri.is_some()
     }
 }
 
@@ -340,6 +347,12 @@ pub fn client_keys(
             }) {
                 return Err("jwks must hold public keys only".into());
             }
+            // Read as verification reads it: a set none of whose keys can ever verify an
+            // assertion is refused now rather than at every token request.
+            let usable = jwks::usable_keys(&set, &super::assertion::ALGORITHMS)?;
+            if usable == 0 {
+                return Err("jwks holds no key that can verify a client assertion (RSA of 2048 to 8192 bits for RS256 or PS256, EC P-256 for ES256, OKP Ed25519 for EdDSA)".into());
+            }
             Ok((Some(Arc::new(set)), None))
         }
     }
@@ -369,8 +382,10 @@ fn remember(cache: &mut HashMap<String, Cached>, client_id: &str, entry: Cached)
     cache.insert(client_id.to_owned(), entry);
 }
 
-/// Schemes a browser must never be sent to as a redirect (or that are not native apps').
-const DANGEROUS_SCHEMES: [&str; 8] = [
+/// Schemes a browser must never be sent to as a redirect, or that are not native apps' own:
+/// script and local content, and the schemes that hand a web address to a browser (an error
+/// redirect to `microsoft-edge:https://…` would be an open redirect).
+const DANGEROUS_SCHEMES: [&str; 22] = [
     "javascript",
     "data",
     "file",
@@ -379,7 +394,26 @@ const DANGEROUS_SCHEMES: [&str; 8] = [
     "blob",
     "ws",
     "wss",
+    "intent",
+    "microsoft-edge",
+    "microsoft-edge-holographic",
+    "x-safari-http",
+    "x-safari-https",
+    "googlechrome",
+    "googlechromes",
+    "firefox",
+    "opera-http",
+    "opera-https",
+    "ftp",
+    "jar",
+    "view-source",
+    "filesystem",
 ];
+
+/// Private-use schemes without a dot (RFC 8252 §7.1 asks for a reverse domain name) of MCP
+/// clients people use: Cursor (`cursor://anysphere.cursor-mcp/oauth/callback`), VS Code and
+/// its Insiders build, Windsurf, Claude.
+const KNOWN_APP_SCHEMES: [&str; 5] = ["cursor", "vscode", "vscode-insiders", "windsurf", "claude"];
 
 /// Is `uri` a native app's redirect (RFC 8252): a private-use scheme or an http loopback?
 pub fn is_native_redirect(uri: &str) -> bool {
@@ -387,6 +421,20 @@ pub fn is_native_redirect(uri: &str) -> bool {
         "http" => validate::is_loopback_host(&u),
         "https" => false,
         scheme => !DANGEROUS_SCHEMES.contains(&scheme),
+    })
+}
+
+/// May an error go back to `uri` as a redirect before the user has done anything? Only when it
+/// reaches the user's own machine and nothing else: an http loopback, or a private-use scheme
+/// that names its app (reverse domain, RFC 8252 §7.1: `com.example.app:/cb`) or is a known MCP
+/// client's. Any other scheme may be one an operating system hands to a browser, which anyone
+/// could register to turn this server into an open redirector.
+pub fn error_redirect_allowed(uri: &str) -> bool {
+    Url::parse(uri).is_ok_and(|u| match u.scheme() {
+        "http" => validate::is_loopback_host(&u),
+        "https" => false,
+        scheme if DANGEROUS_SCHEMES.contains(&scheme) => false,
+        scheme => scheme.contains('.') || KNOWN_APP_SCHEMES.contains(&scheme),
     })
 }
 
@@ -552,10 +600,27 @@ mod tests {
             "blob:https://a.example/x",
             "about:blank",
             "wss://a.example/x",
-            "x-app://user:pw@host/cb",
+            "intent://evil.example/#Intent;scheme=https;end",
+            "microsoft-edge:https://evil.example/x",
+            "Microsoft-Edge-Holographic:https://evil.example/x",
+            "x-safari-https://evil.example/x",
+            "x-safari-http://evil.example/x",
+            "googlechrome://evil.example/x",
+            "googlechromes://evil.example/x",
+            "firefox://open-url?url=https://evil.example/x",
+            "opera-http://evil.example/x",
+            "opera-https://evil.example/x",
+            "ftp://evil.example/x",
+            "jar:https://evil.example/a.jar!/x",
+            "view-source:https://evil.example/x",
+            "filesystem:https://evil.example/temporary/x",
+            "ws://evil.example/x",
         ] {
             assert!(native_or_web_redirect(bad).is_err(), "{bad}");
+            assert!(!is_native_redirect(bad), "{bad}");
+            assert!(!error_redirect_allowed(bad), "{bad}");
         }
+        assert!(native_or_web_redirect("x-app://user:pw@host/cb").is_err());
         assert!(is_native_redirect(
             "cursor://anysphere.cursor-mcp/oauth/callback"
         ));
@@ -565,5 +630,29 @@ mod tests {
             "https://claude.ai/api/mcp/auth_callback"
         ));
         assert!(!is_native_redirect("javascript:alert(1)"));
+        // Errors are redirected to the user's own machine only.
+        for ok in [
+            "cursor://anysphere.cursor-mcp/oauth/callback",
+            "vscode://vscode.github-authentication/did-authenticate",
+            "vscode-insiders://x/cb",
+            "windsurf://codeium.windsurf/cb",
+            "claude://claude.ai/cb",
+            "com.example.app:/callback",
+            "http://127.0.0.1:43210/callback",
+            "http://localhost:8787/callback",
+            "http://[::1]:1/cb",
+        ] {
+            assert!(error_redirect_allowed(ok), "{ok}");
+        }
+        for no in [
+            "myapp:/cb",
+            "cursorx://a/b",
+            "https://claude.ai/api/mcp/auth_callback",
+            "http://example.com/cb",
+            "not a uri",
+        ] {
+            assert!(!error_redirect_allowed(no), "{no}");
+        }
+        assert!(is_native_redirect("myapp:/cb"));
     }
 }

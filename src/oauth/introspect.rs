@@ -16,7 +16,7 @@ pub async fn introspect(
 ) -> Result<HttpResponse, OAuthError> {
     let params = params::form(&req, &body)?;
     let issuer = super::issuer::Issuer::of(&req, &state)?;
-    let client = client_auth::authenticate(&state, &req, &params, &issuer).await?;
+    let client = client_auth::authenticate(&state, &req, &params, &issuer, "introspect").await?;
     if !client.is_confidential() {
         return Err(OAuthError::invalid_client(
             "introspection is for confidential clients",

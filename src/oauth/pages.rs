@@ -74,6 +74,22 @@ pub fn error(status: StatusCode, title: &str, message: &str) -> HttpResponse {
     render(status, "error.html", minijinja::context! { title, message })
 }
 
+/// An error page with a link the user may follow to tell the application (`app`: the scheme
+/// the link opens).
+pub fn error_with_link(
+    status: StatusCode,
+    title: &str,
+    message: &str,
+    link: &str,
+    app: &str,
+) -> HttpResponse {
+    render(
+        status,
+        "error.html",
+        minijinja::context! { title, message, link, app },
+    )
+}
+
 /// Plain words for a scope on the consent page.
 pub fn describe_scope(scope: &str) -> String {
     match scope {

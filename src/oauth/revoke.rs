@@ -25,7 +25,7 @@ pub async fn revoke(
     let params = params::form(&req, &body)?;
     let token = params.require("token")?.to_owned();
     let issuer = super::issuer::Issuer::of(&req, &state)?;
-    let client = client_auth::authenticate(&state, &req, &params, &issuer).await?;
+    let client = client_auth::authenticate(&state, &req, &params, &issuer, "revoke").await?;
     let client_id = client.client_id.clone();
     let access_grant = access_token_grant(&state, &token);
     let st = state.clone();

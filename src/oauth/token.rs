@@ -30,7 +30,7 @@ pub async fn token(
     let issuer = Issuer::of(&req, &state)?;
     let params = params::form(&req, &body)?;
     let grant_type = params.require("grant_type")?.to_owned();
-    let client = client_auth::authenticate(&state, &req, &params, &issuer).await?;
+    let client = client_auth::authenticate(&state, &req, &params, &issuer, "token").await?;
     // refresh_token: checked against the grant (offline_access gives one to any client).
     if !client.may_use_grant(&grant_type)
         && matches!(

@@ -204,6 +204,7 @@ mod tests {
             created_at: 0,
             last_used_at: None,
             revoked_at: None,
+            auth_method: None,
         }
     }
 

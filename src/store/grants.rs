@@ -16,9 +16,11 @@ pub struct GrantRow {
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// How the client authenticated when the grant was made (`None`: before that was recorded).
+    pub auth_method: Option<String>,
 }
 
-const GRANT_COLUMNS: &str = "id, user_id, client_id, client_name, server_id, resource, scopes, created_at, last_used_at, revoked_at";
+const GRANT_COLUMNS: &str = "id, user_id, client_id, client_name, server_id, resource, scopes, created_at, last_used_at, revoked_at, auth_method";
 
 fn grant_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GrantRow> {
     Ok(GrantRow {
@@ -32,12 +34,13 @@ fn grant_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GrantRow> {
         created_at: r.get(7)?,
         last_used_at: r.get(8)?,
         revoked_at: r.get(9)?,
+        auth_method: r.get(10)?,
     })
 }
 
 pub fn insert_grant(conn: &Connection, g: &GrantRow) -> Result<(), StoreError> {
     conn.prepare_cached(&format!(
-        "INSERT INTO grants ({GRANT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        "INSERT INTO grants ({GRANT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
     ))?
     .execute(params![
         g.id,
@@ -49,7 +52,8 @@ pub fn insert_grant(conn: &Connection, g: &GrantRow) -> Result<(), StoreError> {
         g.scopes,
         g.created_at,
         g.last_used_at,
-        g.revoked_at
+        g.revoked_at,
+        g.auth_method
     ])?;
     Ok(())
 }

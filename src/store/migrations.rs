@@ -33,6 +33,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "clients_tested",
         include_str!("migrations/0009_clients_tested.sql"),
     ),
+    (
+        "grant_auth_method",
+        include_str!("migrations/0010_grant_auth_method.sql"),
+    ),
 ];
 
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -20,6 +20,7 @@ mod interop;
 mod oauth_cimd;
 mod oauth_cross_site;
 mod oauth_flow;
+mod oauth_hardening;
 mod oauth_issuers;
 mod oauth_rules;
 mod sandbox;

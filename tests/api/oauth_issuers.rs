@@ -8,12 +8,12 @@ use crate::browser::*;
 use crate::clients_tested::{Discovered, call_a_tool, discover, sign_in};
 use crate::fakes::{ClientKey, DocServer, TestIssuer};
 
-fn public(id: &str) -> ClientAuth {
+pub fn public(id: &str) -> ClientAuth {
     ClientAuth::Public(id.to_owned())
 }
 
 /// `POST /oauth/register` with a JSON body.
-async fn register_json(w: &World, body: &Value) -> Reply {
+pub async fn register_json(w: &World, body: &Value) -> Reply {
     Reply::read(
         bare_client()
             .post(w.app.url("/oauth/register"))
@@ -581,7 +581,7 @@ async fn a_replay_after_the_grace_revokes_the_grant() {
 // --- private_key_jwt ----------------------------------------------------------------------------
 
 /// A world with a dynamic `private_key_jwt` client holding `key` inline; (world, client_id).
-async fn jwt_client(key: &ClientKey, private: bool) -> (World, String) {
+pub async fn jwt_client(key: &ClientKey, private: bool) -> (World, String) {
     let w = world_with(move |c| c.outbound.allow_private_addresses = private).await;
     let body = json!({
         "redirect_uris": [REDIRECT], "client_name": "Signed",

@@ -49,6 +49,8 @@ pub async fn exchange(
     // guarantees one to any client.
     let refresh_registered = client.may_use_grant("refresh_token");
     let client_id = client.client_id.clone();
+    // How this request authenticated: a refresh of the grant must do the same.
+    let auth_method = client.auth_method.clone();
     let registered = client.redirect_uris.clone();
     let st = state.clone();
     let outcome = state
@@ -147,6 +149,7 @@ pub async fn exchange(
                 created_at: now,
                 last_used_at: Some(now),
                 revoked_at: None,
+                auth_method: Some(auth_method),
             };
             store::grants::insert_grant(&tx, &grant)?;
             store::grants::use_code(&tx, &hash, now, Some(&grant.id))?;

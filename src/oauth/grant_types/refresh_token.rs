@@ -15,7 +15,7 @@ use crate::oauth::clients::Client;
 use crate::oauth::issuer::Issuer;
 use crate::oauth::params::Params;
 use crate::oauth::token::Issued;
-use crate::oauth::{OAuthError, tokens};
+use crate::oauth::{OAuthError, client_auth, tokens};
 use crate::store::{self, StoreError, grants::GrantRow};
 
 use super::{has_offline_access, refresh_row, revoke_now, sign_error, successor};
@@ -67,6 +67,7 @@ pub async fn exchange(
     };
     let client_id = client.client_id.clone();
     let may_refresh = client.may_use_grant("refresh_token");
+    let (used, has_keys) = (client.auth_method.clone(), client.has_keys());
     let grace = state.config.auth.refresh_reuse_grace.as_secs();
     let next = successor(state, &token);
     let st = state.clone();
@@ -88,6 +89,13 @@ pub async fn exchange(
                     "the refresh token was issued to another client",
                 )));
             }
+            // Authenticated as the grant was obtained, before anything is used or revoked.
+            let grant = store::grants::grant(&tx, &row.grant_id)?;
+            if let Some(g) = &grant
+                && let Err(e) = client_auth::may_refresh(g.auth_method.as_deref(), &used, has_keys)
+            {
+                return Ok(Outcome::Refused(e));
+            }
             let next_hash = crypto::token_hash(&next);
             // Claim the token. Used already: the same successor within the grace while that is
             // unused (a race between a client's own processes), else a replay that revokes.
@@ -108,7 +116,7 @@ pub async fn exchange(
                     )));
                 }
             }
-            let grant = match store::grants::grant(&tx, &row.grant_id)? {
+            let grant = match grant {
                 Some(g) if g.revoked_at.is_none() => g,
                 _ => {
                     return Ok(Outcome::Refused(OAuthError::invalid_grant(
