@@ -487,18 +487,30 @@ async fn process(
         },
     };
     // The 2024 SSE transport's session travels in the query, sealed the same way.
-    let Ok(query) = legacy::open_query(req.query_string(), |sealed| {
+    let query = match legacy::open_query(req.query_string(), |sealed| {
         state
             .gateway
             .sessions
             .open(&server.id, owner, sealed)
             .map(str::to_owned)
-    }) else {
-        trace.refuse(
-            "unknown_session",
-            "the query's session id is not one this caller was given",
-        );
-        return Err(session_not_found(first_id.as_deref()));
+    }) {
+        Ok(query) => query,
+        Err(legacy::Refused::Ambiguous(why)) => {
+            trace.refuse("invalid_session", why);
+            return Err(rpc_error(
+                StatusCode::BAD_REQUEST,
+                first_id.as_deref(),
+                -32600,
+                why,
+            ));
+        }
+        Err(legacy::Refused::Unknown) => {
+            trace.refuse(
+                "unknown_session",
+                "the query's session id is not one this caller was given",
+            );
+            return Err(session_not_found(first_id.as_deref()));
+        }
     };
 
     let learn = parsed
