@@ -498,13 +498,15 @@ impl ClientKey {
     }
 }
 
+/// A request to [`FakeCallback`]: its path and query, and its headers.
+type Arrival = (String, Vec<(String, String)>);
+
 /// A client's redirect URI that a real browser can reach: `http://127.0.0.1:PORT/callback`
 /// answers every request with a small page and passes on the path, query and headers of each.
 pub struct FakeCallback {
     /// `http://127.0.0.1:PORT/callback`
     pub url: String,
-    arrivals:
-        tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<(String, Vec<(String, String)>)>>,
+    arrivals: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Arrival>>,
     handle: ServerHandle,
 }
 
