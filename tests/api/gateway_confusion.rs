@@ -323,28 +323,45 @@ async fn legacy_endpoint(app: &TestApp, token: &str, param: &str) -> String {
         .to_owned()
 }
 
-#[tokio::test]
-async fn legacy_sse_sessions_are_bound_to_the_subject_that_opened_them() {
+/// A managed server `legacy` in front of a fake upstream speaking the 2024 transport, and
+/// tokens for two subjects: (app, upstream, alice's, mallory's).
+async fn legacy_world() -> (TestApp, FakeUpstream, String, String) {
     let app = TestApp::spawn().await;
     let up = FakeUpstream::start().await;
     add_server(&app, "legacy", &up.url, "ezforge_managed", None, json!({})).await;
     let alice = managed_token(&app, "legacy", "mcp:execute", json!({}));
     let mallory = managed_token(&app, "legacy", "mcp:execute", json!({"sub": "usr_mallory"}));
-    let post = |token: &str, path: &str| {
-        app.client
-            .post(format!("{}{path}", app.address))
-            .bearer_auth(token)
-            .header("content-type", "application/json")
-            .body(r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#)
-            .send()
-    };
-    let upstream_query = |up: &FakeUpstream| {
-        up.last_headers()
-            .into_iter()
-            .find(|(k, _)| k == ":path")
-            .map(|(_, v)| v)
-            .unwrap_or_default()
-    };
+    (app, up, alice, mallory)
+}
+
+/// POSTs a `tools/list` (id 5) to `path` on the front door as `token`.
+fn post_message(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+) -> impl std::future::Future<Output = reqwest::Response> + use<> {
+    let req = app
+        .client
+        .post(format!("{}{path}", app.address))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#);
+    async move { req.send().await.expect("post") }
+}
+
+/// The path and query of the last request the upstream received.
+fn upstream_path(up: &FakeUpstream) -> String {
+    up.last_headers()
+        .into_iter()
+        .find(|(k, _)| k == ":path")
+        .map(|(_, v)| v)
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn legacy_sse_sessions_are_bound_to_the_subject_that_opened_them() {
+    let (app, up, alice, mallory) = legacy_world().await;
+    let post = |token: &str, path: &str| post_message(&app, token, path);
     // The TypeScript SDK's spelling and the Python SDK's.
     for param in ["sessionId", "session_id"] {
         let alices = legacy_endpoint(&app, &alice, param).await;
@@ -356,10 +373,10 @@ async fn legacy_sse_sessions_are_bound_to_the_subject_that_opened_them() {
             sealed.starts_with("abc.") && sealed.len() > "abc.".len() + 16,
             "the upstream's id, sealed: {alices}"
         );
-        let res = post(&alice, &alices).await.expect("post");
+        let res = post(&alice, &alices).await;
         assert_eq!(res.status(), 200, "{alices}");
         assert_eq!(
-            upstream_query(&up),
+            upstream_path(&up),
             format!("/mcp/messages?{param}=abc"),
             "the upstream gets its own id"
         );
@@ -372,7 +389,7 @@ async fn legacy_sse_sessions_are_bound_to_the_subject_that_opened_them() {
             (&alice, format!("{prefix}abc")),
             (&alice, format!("{prefix}abc.AAAAAAAAAAAAAAAAAAAAAA")),
         ] {
-            let res = post(who, &path).await.expect("post");
+            let res = post(who, &path).await;
             assert_eq!(res.status(), 404, "{path}");
             let answer = json(res).await;
             assert_eq!(answer["error"]["code"], -32001, "{answer}");
@@ -386,8 +403,8 @@ async fn legacy_sse_sessions_are_bound_to_the_subject_that_opened_them() {
         // Mallory's own stream gets her own sealed id, which works for her only.
         let mallorys = legacy_endpoint(&app, &mallory, param).await;
         assert_ne!(mallorys, alices);
-        assert_eq!(post(&mallory, &mallorys).await.expect("post").status(), 200);
-        assert_eq!(post(&alice, &mallorys).await.expect("post").status(), 404);
+        assert_eq!(post(&mallory, &mallorys).await.status(), 200);
+        assert_eq!(post(&alice, &mallorys).await.status(), 404);
     }
 }
 
@@ -397,25 +414,9 @@ async fn legacy_sse_sessions_are_bound_to_the_subject_that_opened_them() {
 /// (parsers that split there), are refused as ambiguous. Nothing refused reaches the upstream.
 #[tokio::test]
 async fn legacy_sse_sessions_are_sealed_however_the_parameter_is_spelt() {
-    let app = TestApp::spawn().await;
-    let up = FakeUpstream::start().await;
-    add_server(&app, "legacy", &up.url, "ezforge_managed", None, json!({})).await;
-    let alice = managed_token(&app, "legacy", "mcp:execute", json!({}));
-    let mallory = managed_token(&app, "legacy", "mcp:execute", json!({"sub": "usr_mallory"}));
+    let (app, up, alice, mallory) = legacy_world().await;
     let post = |token: &str, query: &str| {
-        app.client
-            .post(format!("{}/mcp/legacy/messages?{query}", app.address))
-            .bearer_auth(token)
-            .header("content-type", "application/json")
-            .body(r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#)
-            .send()
-    };
-    let upstream_path = |up: &FakeUpstream| {
-        up.last_headers()
-            .into_iter()
-            .find(|(k, _)| k == ":path")
-            .map(|(_, v)| v)
-            .unwrap_or_default()
+        post_message(&app, token, &format!("/mcp/legacy/messages?{query}"))
     };
     let endpoint = legacy_endpoint(&app, &alice, "sessionId").await;
     let sealed = endpoint
@@ -440,18 +441,14 @@ async fn legacy_sse_sessions_are_sealed_however_the_parameter_is_spelt() {
         let before = up.requests();
         // Another subject with the bare id, or alice herself with it: not a session of theirs.
         for who in [&mallory, &alice] {
-            let res = post(who, &format!("{spelling}={bare}"))
-                .await
-                .expect("post");
+            let res = post(who, &format!("{spelling}={bare}")).await;
             assert_eq!(res.status(), 404, "{spelling}");
             let answer = json(res).await;
             assert_eq!(answer["error"]["code"], -32001, "{answer}");
             assert_eq!(answer["id"], 5, "{answer}");
         }
         // Mallory with alice's sealed id: not hers.
-        let res = post(&mallory, &format!("{spelling}={sealed}"))
-            .await
-            .expect("post");
+        let res = post(&mallory, &format!("{spelling}={sealed}")).await;
         assert_eq!(res.status(), 404, "{spelling}");
         assert_eq!(
             up.requests(),
@@ -459,9 +456,7 @@ async fn legacy_sse_sessions_are_sealed_however_the_parameter_is_spelt() {
             "{spelling}: nothing reached the upstream"
         );
         // Alice with her sealed id, however spelt: the upstream gets its own id, the name as sent.
-        let res = post(&alice, &format!("{spelling}={sealed}"))
-            .await
-            .expect("post");
+        let res = post(&alice, &format!("{spelling}={sealed}")).await;
         assert_eq!(res.status(), 200, "{spelling}");
         assert_eq!(
             upstream_path(&up),
@@ -486,7 +481,7 @@ async fn legacy_sse_sessions_are_sealed_however_the_parameter_is_spelt() {
     ambiguous.push(format!("sessionId={sealed};x=1"));
     ambiguous.push(format!("x=1;sessionId={sealed}"));
     for query in &ambiguous {
-        let res = post(&alice, query).await.expect("post");
+        let res = post(&alice, query).await;
         assert_eq!(res.status(), 400, "{query}");
         let answer = json(res).await;
         assert_eq!(answer["error"]["code"], -32600, "{query}: {answer}");
@@ -503,7 +498,7 @@ async fn legacy_sse_sessions_are_sealed_however_the_parameter_is_spelt() {
         "nothing ambiguous reached the upstream"
     );
     // A query with `;` and no session goes through as it came.
-    let res = post(&alice, "a=1;b=2").await.expect("post");
+    let res = post(&alice, "a=1;b=2").await;
     assert_eq!(res.status(), 200);
     assert_eq!(upstream_path(&up), "/mcp/messages?a=1;b=2");
 }

@@ -1,7 +1,7 @@
 //! Issue 18: the sign-in and consent forms refuse posts from other sites (403, a page, nothing
 //! written, no session), whatever the CSRF token says.
 
-use crate::browser::{Page, REDIRECT, rows_in_tables_like, world};
+use crate::browser::{Browser, Page, REDIRECT, World, rows_in_tables_like, world};
 use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD};
 
 /// What a post leaves behind: sessions, audit entries, codes, consents, grants.
@@ -20,7 +20,7 @@ const FOREIGN: &[&[(&str, &str)]] = &[
 ];
 
 async fn post_from(
-    browser: &crate::browser::Browser,
+    browser: &Browser,
     url: &str,
     headers: &[(&str, &str)],
     fields: &[(String, String)],
@@ -51,8 +51,9 @@ fn assert_refused(page: &Page, headers: &[(&str, &str)]) {
     );
 }
 
-#[tokio::test]
-async fn sign_in_and_consent_posts_from_other_sites_are_refused() {
+/// A world, a browser at its sign-in page, the page, where the form posts, and what the
+/// admin would post there (the CSRF token included).
+async fn at_sign_in() -> (World, Browser, Page, String, Vec<(String, String)>) {
     let w = world().await;
     let client = w.public_client().await;
     let browser = w.browser();
@@ -65,6 +66,12 @@ async fn sign_in_and_consent_posts_from_other_sites_are_refused() {
         None,
         false,
     );
+    (w, browser, page, url, login)
+}
+
+#[tokio::test]
+async fn sign_in_and_consent_posts_from_other_sites_are_refused() {
+    let (w, browser, _, url, login) = at_sign_in().await;
 
     // The right password and the right CSRF token, from another site: nothing happens.
     let before = rows_in_tables_like(&w.app, WRITTEN).await;
@@ -125,19 +132,8 @@ async fn sign_in_and_consent_posts_from_other_sites_are_refused() {
 /// say `Referrer-Policy: same-origin`, so that browsers send their real origin to us.
 #[tokio::test]
 async fn an_opaque_origin_is_left_to_the_csrf_token() {
-    let w = world().await;
-    let client = w.public_client().await;
-    let browser = w.browser();
-    let req = w.request(&client);
-    let page = browser.get(&req.url(&browser.origin)).await;
+    let (w, browser, page, url, login) = at_sign_in().await;
     assert_eq!(page.header("referrer-policy"), Some("same-origin"));
-    let form = page.login_form().expect("a login form");
-    let url = page.action_url(&form);
-    let login = form.fields(
-        &[("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)],
-        None,
-        false,
-    );
     let opaque: &[(&str, &str)] = &[("origin", "null"), ("sec-fetch-site", "same-origin")];
 
     // Without the CSRF token, an opaque origin gets nowhere.
