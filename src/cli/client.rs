@@ -60,11 +60,12 @@ pub enum AuthCommand {
     Logout,
     /// Show whom the current credentials (API key or session) belong to.
     Whoami,
-    /// Set your password with an invite token: one an admin gave you, or a project invitation
-    /// to an email that has no account yet (which makes the account and joins the project).
+    /// Set your password with an invite token: one an admin gave you with your new account, or
+    /// an administrator's project invitation to an email that has no account yet (which makes
+    /// the account and joins the project).
     ///
-    /// The password is read like `login`'s. With an account already, sign in and use
-    /// `ezforge project join TOKEN` instead.
+    /// The password is read like `login`'s. Other owners' invitations make no account: once
+    /// an administrator has created yours, sign in and use `ezforge project join` instead.
     AcceptInvite {
         /// The token (ezf_inv_…).
         token: String,
@@ -109,8 +110,10 @@ pub enum ProjectCommand {
         /// Project id or slug.
         project: String,
     },
-    /// Invite an email to a project (owners). Nobody joins unasked: the invitation's token,
-    /// printed once, is for you to hand to them.
+    /// Invite an email to a project (owners). Nobody joins unasked: they accept signed in as
+    /// that email, with the invitation's token (printed once, for you to hand to them) or from
+    /// their own list. The answer is the same whether or not the email has an account; an
+    /// email without one needs an administrator to create it.
     Invite {
         /// Project id or slug.
         project: String,
@@ -132,10 +135,11 @@ pub enum ProjectCommand {
         /// Invitation id (inv_…).
         invitation: String,
     },
-    /// Join a project with an invitation's token, signed in as the invited email.
+    /// Join a project by accepting an invitation, signed in as the invited email.
     Join {
-        /// The token (ezf_inv_…).
-        token: String,
+        /// The invitation's token (ezf_inv_…), or its id (inv_…) from
+        /// `ezforge project invitations`.
+        invitation: String,
     },
 }
 
@@ -440,7 +444,7 @@ pub fn run(opts: ClientOpts, group: Group) -> anyhow::Result<ExitCode> {
                 project,
                 invitation,
             } => block_on(members::withdraw(&ctx, &project, &invitation)),
-            ProjectCommand::Join { token } => block_on(members::join(&ctx, &token)),
+            ProjectCommand::Join { invitation } => block_on(members::join(&ctx, &invitation)),
         },
         Group::Servers(cmd) => match cmd {
             ServersCommand::Create {

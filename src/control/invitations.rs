@@ -1,9 +1,14 @@
 //! Project membership by invitation. An owner invites an email; the answer is the same whether
 //! or not an account has it (no one learns who has an account), and carries a one-time token
-//! for the owner to hand over. The invitee accepts with it: signed in as that email
-//! (`POST /v1/invitations/accept`), or, when no account has the email, by choosing a password
-//! (`POST /v1/auth/invite`, which then creates the account). An invitation is only as good as
-//! its sender's standing: once they are no longer an owner (or admin), it is void.
+//! for the owner to hand over. The invitee accepts signed in as that email, with the token
+//! (`POST /v1/invitations/accept`) or from their own list (`POST /v1/invitations/:id/accept`).
+//!
+//! Only an instance admin's invitation may create an account (`POST /v1/auth/invite`, as for
+//! users an admin creates without a password): admins make accounts anyway. Anyone else's is
+//! refused there with one answer whatever the email (an owner holding their own invitation's
+//! token must learn nothing, and squat nothing): an administrator creates the account, and the
+//! invitation then waits in its list. An invitation is only as good as its sender's standing:
+//! once they are no longer an owner (or admin), it is void.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -46,6 +51,15 @@ fn unusable() -> ApiError {
     ApiError::NotFound(
         "invitation not found, expired, withdrawn, or not addressed to this account".into(),
     )
+}
+
+/// `POST /v1/auth/invite` with an invitation not sent by an instance admin: the same answer
+/// whether or not an account has its email.
+fn creates_no_account() -> ApiError {
+    ApiError::Forbidden {
+        message: "sign in as the invited email to accept; an administrator creates accounts".into(),
+        required_scope: None,
+    }
 }
 
 #[derive(Deserialize)]
@@ -96,16 +110,26 @@ pub async fn invite(
                     user.email
                 )));
             }
+            let id = domain::new_id("inv_");
             if let Some(old) = store::invitations::for_email_in_project(tx, &project.id, &email)? {
                 if old.expires_at > now && entitled(tx, &old)? {
                     return Err(ApiError::Conflict(format!(
                         "{email} has a pending invitation; withdraw it to invite again"
                     )));
                 }
+                // Expired, or void since its sender lost their standing: replaced.
                 store::invitations::delete(tx, &old.id)?;
+                store::audit::record(
+                    tx,
+                    &actor,
+                    "project.invitation.replace",
+                    Some(&old.id),
+                    Some(&project.id),
+                    Some(&json!({ "email": old.email, "replacedBy": id })),
+                )?;
             }
             let row = InvitationRow {
-                id: domain::new_id("inv_"),
+                id,
                 project_id: project.id.clone(),
                 email,
                 role,
@@ -220,24 +244,55 @@ pub struct AcceptBody {
     token: Option<Secret>,
 }
 
+/// Which invitation an invitee accepts.
+enum Which {
+    Token(String),
+    Id(String),
+}
+
 /// `POST /v1/invitations/accept {token}`: joins the project, signed in as the invitee.
 pub async fn accept(
     state: web::Data<AppState>,
     who: Principal,
     body: web::Json<AcceptBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = who.session()?.clone();
     let token = body
         .into_inner()
         .token
         .ok_or_else(|| ApiError::validation("token", "required"))?;
-    let token_hash = crypto::token_hash(token.expose());
+    accept_one(state, who, Which::Token(crypto::token_hash(token.expose()))).await
+}
+
+/// `POST /v1/invitations/:invitationId/accept`: the same, for one of the caller's own
+/// invitations (`GET /v1/invitations`), without the token.
+pub async fn accept_by_id(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    accept_one(state, who, Which::Id(path.into_inner())).await
+}
+
+async fn accept_one(
+    state: web::Data<AppState>,
+    who: Principal,
+    which: Which,
+) -> Result<HttpResponse, ApiError> {
+    let user = who.session()?.clone();
     let now = domain::now();
     let actor = who.actor();
     let (project, role) = state
         .store
         .write(move |tx| {
-            let inv = usable(tx, &token_hash, now)?;
+            let inv = match which {
+                Which::Token(token_hash) => usable(tx, &token_hash, now)?,
+                Which::Id(id) => standing(
+                    tx,
+                    store::invitations::by_id(tx, &id)?
+                        .filter(|i| i.expires_at > now)
+                        .ok_or_else(unusable)?,
+                )?,
+            };
             if !inv.email.eq_ignore_ascii_case(&user.email) {
                 return Err(unusable());
             }
@@ -287,7 +342,14 @@ pub async fn decline(
 /// The unexpired invitation with this token, if whoever sent it may still invite to its
 /// project (blocking).
 fn usable(conn: &Connection, token_hash: &str, now: i64) -> Result<InvitationRow, ApiError> {
-    let inv = store::invitations::by_token(conn, token_hash, now)?.ok_or_else(unusable)?;
+    standing(
+        conn,
+        store::invitations::by_token(conn, token_hash, now)?.ok_or_else(unusable)?,
+    )
+}
+
+/// `inv`, if whoever sent it may still invite to its project (blocking).
+fn standing(conn: &Connection, inv: InvitationRow) -> Result<InvitationRow, ApiError> {
     if entitled(conn, &inv)? {
         Ok(inv)
     } else {
@@ -306,9 +368,53 @@ fn entitled(conn: &Connection, inv: &InvitationRow) -> Result<bool, ApiError> {
     })
 }
 
-/// Whether a token is a live invitation's (so a made-up one costs no password hash).
-pub fn token_exists(conn: &Connection, token_hash: &str, now: i64) -> Result<bool, ApiError> {
-    Ok(store::invitations::by_token(conn, token_hash, now)?.is_some())
+/// Whether the sender of `inv` is an instance admin, whose invitations may create accounts.
+fn sent_by_admin(conn: &Connection, inv: &InvitationRow) -> Result<bool, ApiError> {
+    Ok(store::users::by_id(conn, &inv.invited_by)?.is_some_and(|u| u.role == "admin"))
+}
+
+/// For `POST /v1/auth/invite`, before any password is hashed: `false` when no live invitation
+/// has this token; the refusal when its invitation cannot be used or may not create an
+/// account (the same whether or not an account has its email); `true` when it may.
+pub fn may_create_account(conn: &Connection, token_hash: &str, now: i64) -> Result<bool, ApiError> {
+    if store::invitations::by_token(conn, token_hash, now)?.is_none() {
+        return Ok(false);
+    }
+    let inv = usable(conn, token_hash, now)?;
+    if sent_by_admin(conn, &inv)? {
+        Ok(true)
+    } else {
+        Err(creates_no_account())
+    }
+}
+
+/// Withdraws the invitations `user_id` sent (to `project_id` only, when given), each audited
+/// with `reason`; how many there were (blocking, in the caller's transaction).
+pub fn withdraw_sent_by(
+    tx: &Connection,
+    actor: &Actor,
+    user_id: &str,
+    project_id: Option<&str>,
+    reason: &str,
+) -> Result<usize, ApiError> {
+    let sent = store::invitations::sent_by(tx, user_id)?;
+    let mut withdrawn = 0;
+    for inv in sent
+        .iter()
+        .filter(|i| project_id.is_none_or(|p| p == i.project_id))
+    {
+        store::invitations::delete(tx, &inv.id)?;
+        store::audit::record(
+            tx,
+            actor,
+            "project.invitation.withdraw",
+            Some(&inv.id),
+            Some(&inv.project_id),
+            Some(&json!({ "email": inv.email, "reason": reason })),
+        )?;
+        withdrawn += 1;
+    }
+    Ok(withdrawn)
 }
 
 /// Adds `user_id` to the invitation's project with its role, and uses the invitation up.
@@ -332,9 +438,10 @@ fn join(
     Ok(())
 }
 
-/// For `POST /v1/auth/invite` with an invitation's token: creates the account of its email,
-/// which no account may have yet, with `password_hash`, and joins the project (blocking, in
-/// the caller's transaction).
+/// For `POST /v1/auth/invite` with an instance admin's invitation's token: creates the account
+/// of its email, which no account may have yet, with `password_hash`, and joins the project
+/// (blocking, in the caller's transaction). Anyone else's invitation is refused alike whether
+/// or not an account has the email, and never touches one.
 pub fn join_as_new_account(
     tx: &Connection,
     token_hash: &str,
@@ -343,6 +450,9 @@ pub fn join_as_new_account(
     address: Option<String>,
 ) -> Result<UserRow, ApiError> {
     let inv = usable(tx, token_hash, now)?;
+    if !sent_by_admin(tx, &inv)? {
+        return Err(creates_no_account());
+    }
     if store::users::by_email(tx, &inv.email)?.is_some() {
         return Err(ApiError::Conflict(
             "an account with this invitation's email exists: sign in as it and accept with POST /v1/invitations/accept".into(),

@@ -94,6 +94,10 @@ fn v1(cfg: &mut web::ServiceConfig) {
         .service(resource("/invitations").route(web::get().to(invitations::mine)))
         .service(resource("/invitations/accept").route(web::post().to(invitations::accept)))
         .service(
+            resource("/invitations/{invitation}/accept")
+                .route(web::post().to(invitations::accept_by_id)),
+        )
+        .service(
             resource("/invitations/{invitation}").route(web::delete().to(invitations::decline)),
         )
         .service(

@@ -290,7 +290,13 @@ pub async fn remove_member(
                     store::grants::revoke_grant(tx, &gid, now)?;
                     revoked.push(gid);
                 }
-                withdrawn = store::invitations::delete_sent_by(tx, &access.project.id, &user_id)?;
+                withdrawn = super::invitations::withdraw_sent_by(
+                    tx,
+                    &actor,
+                    &user_id,
+                    Some(&access.project.id),
+                    "sender removed from the project",
+                )?;
             }
             store::audit::record(
                 tx,

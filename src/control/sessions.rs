@@ -202,8 +202,9 @@ pub struct InviteBody {
 }
 
 /// `POST /v1/auth/invite {token, password}`: sets the password of a user an admin created
-/// without one; or, with a project invitation's token, creates the account of its email (which
-/// no account has yet) and joins the project.
+/// without one; or, with the token of a project invitation an instance admin sent, creates the
+/// account of its email (which no account has yet) and joins the project. Anyone else's
+/// invitation is refused `403`, alike whether or not its email has an account.
 pub async fn accept_invite(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -219,14 +220,15 @@ pub async fn accept_invite(
     check_password_rules(&pw)?;
     let token_hash = crypto::token_hash(token.expose());
     let now = domain::now();
-    // A made-up token must not cost a password hash (19 MiB and tens of ms each).
+    // A made-up token, or an invitation that may not make an account, must not cost a
+    // password hash (19 MiB and tens of ms each).
     let th = token_hash.clone();
     if !state
         .store
         .run(move |c| {
             Ok::<_, ApiError>(
                 store::users::invite_exists(c, &th, now)?
-                    || super::invitations::token_exists(c, &th, now)?,
+                    || super::invitations::may_create_account(c, &th, now)?,
             )
         })
         .await?

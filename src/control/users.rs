@@ -137,8 +137,11 @@ pub async fn delete(
         .write(move |tx| {
             let user = store::users::by_id(tx, &target)?
                 .ok_or_else(|| ApiError::NotFound("user not found".into()))?;
-            // Their grants go with them: the front door must refuse the tokens still out.
+            // Their grants go with them: the front door must refuse the tokens still out. So do
+            // the invitations they sent, each audited.
             let grants = store::grants::grant_ids_of_user(tx, &user.id)?;
+            let withdrawn =
+                super::invitations::withdraw_sent_by(tx, &actor, &user.id, None, "sender deleted")?;
             store::users::delete(tx, &user.id)?;
             if user.role == "admin" && store::users::admin_count(tx)? == 0 {
                 return Err(ApiError::Conflict("cannot delete the last admin".into()));
@@ -150,7 +153,7 @@ pub async fn delete(
                 "user.delete",
                 Some(&user.id),
                 None,
-                Some(&json!({ "email": user.email })),
+                Some(&json!({ "email": user.email, "invitationsWithdrawn": withdrawn })),
             )?;
             Ok(())
         })

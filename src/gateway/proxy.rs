@@ -462,13 +462,11 @@ async fn process(
             v.to_str().ok()
         }
         _ => {
-            let why = "the Mcp-Session-Id header must be one value of visible ASCII";
-            trace.refuse("invalid_session", why);
-            return Err(rpc_error(
-                StatusCode::BAD_REQUEST,
+            return Err(session_refused(
+                trace,
                 first_id.as_deref(),
-                -32600,
-                why,
+                true,
+                "the Mcp-Session-Id header must be one value of visible ASCII",
             ));
         }
     };
@@ -478,27 +476,35 @@ async fn process(
         Some(p) => match state.gateway.sessions.open(&server.id, owner, p) {
             Some(s) => Some(s),
             None => {
-                trace.refuse(
-                    "unknown_session",
+                return Err(session_refused(
+                    trace,
+                    first_id.as_deref(),
+                    false,
                     "Mcp-Session-Id is not one this caller was given",
-                );
-                return Err(session_not_found(first_id.as_deref()));
+                ));
             }
         },
     };
     // The 2024 SSE transport's session travels in the query, sealed the same way.
-    let Ok(query) = legacy::open_query(req.query_string(), |sealed| {
+    let query = match legacy::open_query(req.query_string(), |sealed| {
         state
             .gateway
             .sessions
             .open(&server.id, owner, sealed)
             .map(str::to_owned)
-    }) else {
-        trace.refuse(
-            "unknown_session",
-            "the query's session id is not one this caller was given",
-        );
-        return Err(session_not_found(first_id.as_deref()));
+    }) {
+        Ok(query) => query,
+        Err(legacy::Refused::Ambiguous(why)) => {
+            return Err(session_refused(trace, first_id.as_deref(), true, why));
+        }
+        Err(legacy::Refused::Unknown) => {
+            return Err(session_refused(
+                trace,
+                first_id.as_deref(),
+                false,
+                "the query's session id is not one this caller was given",
+            ));
+        }
     };
 
     let learn = parsed
@@ -808,8 +814,21 @@ fn plain_error(status: StatusCode, code: &str, desc: &str) -> HttpResponse {
     HttpResponse::build(status).json(json!({ "error": code, "error_description": desc }))
 }
 
-fn session_not_found(rpc_id: Option<&str>) -> HttpResponse {
-    rpc_error(StatusCode::NOT_FOUND, rpc_id, -32001, "session not found")
+/// A request's session refused, the reason kept for the access log: `400` (`-32600`) when it
+/// is malformed, else `404` "session not found" (`-32001`; MCP clients then start anew).
+fn session_refused(
+    trace: &mut Trace,
+    rpc_id: Option<&str>,
+    malformed: bool,
+    why: &str,
+) -> HttpResponse {
+    if malformed {
+        trace.refuse("invalid_session", why);
+        rpc_error(StatusCode::BAD_REQUEST, rpc_id, -32600, why)
+    } else {
+        trace.refuse("unknown_session", why);
+        rpc_error(StatusCode::NOT_FOUND, rpc_id, -32001, "session not found")
+    }
 }
 
 /// A JSON-RPC error body carrying the request's id (raw JSON) when there was one.

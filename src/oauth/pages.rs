@@ -65,7 +65,10 @@ pub fn render(status: StatusCode, template: &str, ctx: minijinja::Value) -> Http
             "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
         ))
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        // Not `no-referrer`: with it a browser posts our own forms with `Origin: null`. With
+        // `same-origin` it sends the real origin to us, and nothing (no Referer carrying the
+        // authorization request) to anyone else.
+        .insert_header((header::REFERRER_POLICY, "same-origin"))
         .insert_header(("x-content-type-options", "nosniff"))
         .body(body)
 }

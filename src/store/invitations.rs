@@ -131,17 +131,14 @@ pub fn delete(conn: &Connection, id: &str) -> Result<bool, StoreError> {
         > 0)
 }
 
-/// Withdraws what `user_id` sent to join `project_id`; how many there were.
-pub fn delete_sent_by(
-    conn: &Connection,
-    project_id: &str,
-    user_id: &str,
-) -> Result<usize, StoreError> {
+/// The invitations `user_id` sent, to any project, by id.
+pub fn sent_by(conn: &Connection, user_id: &str) -> Result<Vec<InvitationRow>, StoreError> {
     Ok(conn
-        .prepare_cached(
-            "DELETE FROM project_invitations WHERE project_id = ?1 AND invited_by = ?2",
-        )?
-        .execute([project_id, user_id])?)
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM project_invitations i WHERE i.invited_by = ?1 ORDER BY i.id"
+        ))?
+        .query_map([user_id], from_row)?
+        .collect::<Result<Vec<_>, _>>()?)
 }
 
 /// A project's invitations (expired ones too, until withdrawn or replaced), by id.

@@ -870,4 +870,54 @@ async fn members_are_invited_and_join_from_the_cli() {
         .fails(&["project", "invite", "team", "x@example.com"])
         .await;
     assert!(err.contains("owner"), "{err}");
+
+    // An owner who is not an admin (Bob): the invitee joins from their own list by id; his
+    // token makes no account.
+    crate::helpers::create_user(&app, &admin_token, "dora@example.com", "member").await;
+    let human = bob
+        .ok(&["project", "invite", "team", "dora@example.com"])
+        .await;
+    assert!(human.contains("an administrator"), "{human}");
+    let dora = Shell::new(&app);
+    let out = dora
+        .run_with_stdin(
+            &[
+                "auth",
+                "login",
+                "--email",
+                "dora@example.com",
+                "--password-stdin",
+            ],
+            Some(&format!("{}\n", crate::helpers::USER_PASSWORD)),
+        )
+        .await;
+    assert!(out.success, "{}", out.stderr);
+    let mine = dora.json(&["project", "invitations"]).await;
+    let id = mine[0]["id"].as_str().expect("id").to_owned();
+    assert!(id.starts_with("inv_"), "{mine}");
+    let joined = dora.ok(&["project", "join", &id]).await;
+    assert!(
+        joined.contains("Joined project Team (team) as member"),
+        "{joined}"
+    );
+    let inv = bob
+        .json(&["project", "invite", "team", "nobody@example.com"])
+        .await;
+    let out = Shell::new(&app)
+        .run_with_stdin(
+            &[
+                "auth",
+                "accept-invite",
+                inv["inviteToken"].as_str().expect("t"),
+                "--password-stdin",
+            ],
+            Some("a-squatters-password\n"),
+        )
+        .await;
+    assert!(!out.success);
+    assert!(
+        out.stderr.contains("an administrator creates accounts"),
+        "{}",
+        out.stderr
+    );
 }

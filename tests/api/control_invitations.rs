@@ -45,6 +45,20 @@ async fn accept(
     .await
 }
 
+/// `POST /v1/invitations/:id/accept`: accepting from one's own list, without the token.
+async fn accept_id(app: &TestApp, session: Option<&str>, inv: &Value) -> u16 {
+    let id = inv["id"].as_str().expect("id");
+    call(
+        app,
+        "POST",
+        &format!("/v1/invitations/{id}/accept"),
+        session,
+        None,
+    )
+    .await
+    .status
+}
+
 async fn new_account(app: &TestApp, token: &Value, password: &str) -> crate::helpers::ApiResponse {
     call(
         app,
@@ -153,13 +167,20 @@ async fn only_the_invitee_signed_in_as_that_email_may_accept() {
     let theirs = get_as(&app, &mallory, "/v1/invitations").await;
     assert_eq!(theirs.expect(200)["meta"]["total"], 0);
 
-    // Anyone else holding the token, or Bob without it, gets nowhere.
+    // Anyone else holding the token or the id, or Bob without either, gets nowhere.
     let res = accept(&app, Some(&mallory), token).await;
     assert_eq!(res.status, 404, "{}", res.text);
     res.assert_error_shape();
+    assert_eq!(accept_id(&app, Some(&mallory), &inv).await, 404);
+    assert_eq!(accept_id(&app, None, &inv).await, 401);
+    assert_eq!(
+        accept_id(&app, Some(&bob), &json!({ "id": "inv_made_up" })).await,
+        404
+    );
     assert_eq!(accept(&app, None, token).await.status, 401);
     let key = create_key(&app, &owner, &project, &["servers:write"]).await;
     assert_eq!(accept(&app, Some(&key), token).await.status, 403);
+    assert_eq!(accept_id(&app, Some(&key), &inv).await, 403);
     let res = accept(&app, Some(&bob), &json!("ezf_inv_made-up")).await;
     assert_eq!(res.status, 404);
     call(
@@ -184,6 +205,7 @@ async fn only_the_invitee_signed_in_as_that_email_may_accept() {
     let p = get_as(&app, &bob, &format!("/v1/projects/{project}")).await;
     assert_eq!(p.expect(200)["data"]["role"], "owner");
     assert_eq!(accept(&app, Some(&bob), token).await.status, 404);
+    assert_eq!(accept_id(&app, Some(&bob), &inv).await, 404, "spent");
     assert_eq!(
         get_as(&app, &bob, "/v1/invitations").await.body["meta"]["total"],
         0
@@ -208,19 +230,122 @@ async fn only_the_invitee_signed_in_as_that_email_may_accept() {
     assert_eq!(again.status, 409, "{}", again.text);
 }
 
+async fn user_count(app: &TestApp, admin: &str) -> Value {
+    get_as(app, admin, "/v1/users").await.body["meta"]["total"].clone()
+}
+
+/// The proof of the review of issue 18: anyone may create a project and invite, and holds the
+/// token. At `POST /v1/auth/invite` an owner's invitation answers one refusal whether or not
+/// the email has an account (nobody learns who has one), makes no account (nobody squats an
+/// email with a password of their choosing) and touches none.
 #[tokio::test]
-async fn an_email_without_an_account_gets_its_account_through_the_invitation() {
+async fn an_owners_invitation_makes_no_account_and_tells_nothing() {
+    let app = roomy().await;
+    let admin = admin_token(&app).await;
+    let (_, mallory) = user_session(&app, &admin, "mallory@example.com").await;
+    create_user(&app, &admin, "carol@example.com", "member").await;
+    let project = create_project(&app, &mallory, "Mine").await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let users_before = user_count(&app, &admin).await;
+    let mut answers = Vec::new();
+    for email in [ADMIN_EMAIL, "carol@example.com", "ceo@example.com"] {
+        let inv = invite(&app, &mallory, &project, email, "member").await;
+        let res = new_account(&app, &inv["inviteToken"], "mallory-chose-this-one").await;
+        assert_eq!(res.status, 403, "{email}: {}", res.text);
+        res.assert_error_shape();
+        assert!(
+            res.text.contains("sign in as the invited email"),
+            "{}",
+            res.text
+        );
+        answers.push(res.text);
+    }
+    assert!(
+        answers.iter().all(|a| *a == answers[0]),
+        "one answer whatever the email: {answers:#?}"
+    );
+    assert_eq!(
+        user_count(&app, &admin).await,
+        users_before,
+        "no account made"
+    );
+    for (email, password) in [
+        (ADMIN_EMAIL, ADMIN_PASSWORD),
+        ("carol@example.com", USER_PASSWORD),
+    ] {
+        login(&app, email, password).await;
+    }
+    for email in [ADMIN_EMAIL, "carol@example.com", "ceo@example.com"] {
+        let res = call(
+            &app,
+            "POST",
+            "/v1/auth/login",
+            None,
+            Some(&json!({ "email": email, "password": "mallory-chose-this-one" })),
+        )
+        .await;
+        assert_eq!(res.status, 401, "{email}");
+    }
+    assert!(
+        !audit_actions(&app, &admin).await.iter().any(|e| {
+            e["action"] == "project.invitation.accept"
+                || (e["action"] == "user.create" && e["details"]["invitationId"].is_string())
+        }),
+        "no account from an invitation, nobody joined"
+    );
+
+    // The invitee without an account: an administrator creates it, and the invitation waits
+    // in its list, to accept from there (or with the token) once signed in. The owner's token
+    // still makes and touches nothing.
+    let inv = invite(&app, &mallory, &project, "dana@example.com", "owner").await;
+    let created = post_as(
+        &app,
+        &admin,
+        "/v1/users",
+        json!({ "email": "dana@example.com" }),
+    )
+    .await;
+    let set_password = created.expect(201)["data"]["inviteToken"].clone();
+    new_account(&app, &set_password, USER_PASSWORD)
+        .await
+        .expect(200);
+    let res = new_account(&app, &inv["inviteToken"], "mallory-chose-this-one").await;
+    assert_eq!(res.status, 403, "{}", res.text);
+    assert_eq!(res.text, answers[0]);
+    let dana = login(&app, "dana@example.com", USER_PASSWORD).await;
+    let mine = get_as(&app, &dana, "/v1/invitations").await;
+    let mine = mine.expect(200);
+    assert_eq!(mine["meta"]["total"], 1, "{mine}");
+    let id = mine["data"][0]["id"].as_str().expect("id").to_owned();
+    assert_eq!(id, inv["id"].as_str().expect("id"));
+    let joined = post_as(
+        &app,
+        &dana,
+        &format!("/v1/invitations/{id}/accept"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(joined.expect(200)["data"]["role"], "owner");
+    assert_eq!(
+        member_emails(&app, &mallory, &project).await,
+        ["dana@example.com", "mallory@example.com"]
+    );
+}
+
+/// An instance admin's invitation may make the account of an email without one, as the
+/// tokens of users admins create without a password do; it never touches an existing one.
+#[tokio::test]
+async fn an_admins_invitation_to_an_email_without_an_account_makes_it() {
     let (app, admin, owner, project) = project_with_owner().await;
-    let inv = invite(&app, &owner, &project, "newbie@example.com", "member").await;
+    let inv = invite(&app, &admin, &project, "newbie@example.com", "member").await;
     let token = &inv["inviteToken"];
-    let users_before = get_as(&app, &admin, "/v1/users").await.body["meta"]["total"].clone();
+    let users_before = user_count(&app, &admin).await;
     new_account(&app, token, "short")
         .await
         .assert_invalid("password");
-    assert_eq!(
-        get_as(&app, &admin, "/v1/users").await.body["meta"]["total"],
-        users_before
-    );
+    assert_eq!(user_count(&app, &admin).await, users_before);
     let res = new_account(&app, token, USER_PASSWORD).await;
     let user = res.expect(200)["data"].clone();
     assert_eq!(user["email"], "newbie@example.com");
@@ -236,9 +361,9 @@ async fn an_email_without_an_account_gets_its_account_through_the_invitation() {
         .expect("an audit entry");
     assert_eq!(created["actor"], user["id"]);
 
-    // A token for an email that has an account never sets that account's password.
+    // For an email that has an account, the admin's token sets no password.
     let (_, carol) = user_session(&app, &admin, "carol@example.com").await;
-    let inv = invite(&app, &owner, &project, "carol@example.com", "member").await;
+    let inv = invite(&app, &admin, &project, "carol@example.com", "member").await;
     let res = new_account(&app, &inv["inviteToken"], "an-attackers-password").await;
     assert_eq!(res.status, 409, "{}", res.text);
     res.assert_error_shape();
@@ -259,6 +384,14 @@ async fn an_email_without_an_account_gets_its_account_through_the_invitation() {
     accept(&app, Some(&carol), &inv["inviteToken"])
         .await
         .expect(200);
+    assert_eq!(
+        member_emails(&app, &owner, &project).await,
+        [
+            "carol@example.com",
+            "newbie@example.com",
+            "owner@example.com"
+        ]
+    );
 }
 
 /// Moves an invitation's expiry into the past.
@@ -338,6 +471,7 @@ async fn withdrawn_expired_and_orphaned_invitations_cannot_be_used() {
         accept(&app, Some(&dave), &inv["inviteToken"]).await.status,
         404
     );
+    assert_eq!(accept_id(&app, Some(&dave), &inv).await, 404);
     let list = get_as(&app, &owner, &format!("/v1/projects/{project}/invitations")).await;
     assert_eq!(list.expect(200)["data"][0]["status"], "expired");
     assert_eq!(
@@ -347,6 +481,14 @@ async fn withdrawn_expired_and_orphaned_invitations_cannot_be_used() {
     );
     let fresh = invite(&app, &owner, &project, "dave@example.com", "member").await;
     assert_ne!(fresh["id"], inv["id"]);
+    let replaced = audit_actions(&app, &admin)
+        .await
+        .into_iter()
+        .find(|e| e["action"] == "project.invitation.replace" && e["target"] == inv["id"])
+        .expect("the replaced invitation is audited");
+    assert_eq!(replaced["projectId"], project.as_str());
+    assert_eq!(replaced["details"]["replacedBy"], fresh["id"]);
+    assert_eq!(replaced["details"]["email"], "dave@example.com");
     assert_eq!(
         accept(&app, Some(&dave), &inv["inviteToken"]).await.status,
         404
@@ -373,6 +515,18 @@ async fn withdrawn_expired_and_orphaned_invitations_cannot_be_used() {
             .status,
         404
     );
+    assert_eq!(accept_id(&app, Some(&erin), &by_co).await, 404);
+    let withdrawn: Vec<Value> = audit_actions(&app, &admin)
+        .await
+        .into_iter()
+        .filter(|e| {
+            e["action"] == "project.invitation.withdraw"
+                && e["details"]["reason"] == "sender removed from the project"
+        })
+        .map(|e| e["target"].clone())
+        .collect();
+    assert_eq!(withdrawn.len(), 2, "each audited: {withdrawn:?}");
+    assert!(withdrawn.contains(&by_co["id"]) && withdrawn.contains(&by_co_new["id"]));
     assert_eq!(
         new_account(&app, &by_co_new["inviteToken"], USER_PASSWORD)
             .await
@@ -409,6 +563,7 @@ async fn withdrawn_expired_and_orphaned_invitations_cannot_be_used() {
             .status,
         404
     );
+    assert_eq!(accept_id(&app, Some(&erin), &by_demoted).await, 404);
 
     // A member who is not an owner may neither invite, nor list, nor withdraw.
     add_member(&app, &owner, &project, "erin@example.com", "member").await;
@@ -520,4 +675,51 @@ async fn bad_invitation_requests_are_4xx_and_write_nothing() {
             .count(),
         0
     );
+}
+
+/// Deleting a user withdraws the invitations they sent, each audited in its project.
+#[tokio::test]
+async fn a_deleted_users_invitations_are_withdrawn_and_audited() {
+    let (app, admin, owner, project) = project_with_owner().await;
+    let (leaver_id, leaver) = user_session(&app, &admin, "leaver@example.com").await;
+    add_member(&app, &owner, &project, "leaver@example.com", "owner").await;
+    let own = create_project(&app, &leaver, "Leaver's").await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (_, hana) = user_session(&app, &admin, "hana@example.com").await;
+    let sent = [
+        invite(&app, &leaver, &project, "hana@example.com", "member").await,
+        invite(&app, &leaver, &own, "hana@example.com", "member").await,
+    ];
+    let by_owner = invite(&app, &owner, &project, "ivan@example.com", "member").await;
+    delete_as(&app, &admin, &format!("/v1/users/{leaver_id}"))
+        .await
+        .expect(204);
+    for inv in &sent {
+        assert_eq!(
+            accept(&app, Some(&hana), &inv["inviteToken"]).await.status,
+            404
+        );
+    }
+    let entries = audit_actions(&app, &admin).await;
+    for inv in &sent {
+        let e = entries
+            .iter()
+            .find(|e| e["action"] == "project.invitation.withdraw" && e["target"] == inv["id"])
+            .unwrap_or_else(|| panic!("{} is audited: {entries:#?}", inv["id"]));
+        assert_eq!(e["projectId"], inv["projectId"]);
+        assert_eq!(e["details"]["reason"], "sender deleted");
+        assert_eq!(e["details"]["email"], "hana@example.com");
+    }
+    let deleted = entries
+        .iter()
+        .find(|e| e["action"] == "user.delete" && e["target"] == leaver_id.as_str())
+        .expect("user.delete");
+    assert_eq!(deleted["details"]["invitationsWithdrawn"], 2);
+    // Other owners' invitations stay.
+    let list = get_as(&app, &owner, &format!("/v1/projects/{project}/invitations")).await;
+    let list = list.expect(200);
+    assert_eq!(list["meta"]["total"], 1, "{list}");
+    assert_eq!(list["data"][0]["id"], by_owner["id"]);
 }

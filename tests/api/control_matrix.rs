@@ -300,6 +300,14 @@ impl World {
                 inv["inviteToken"].as_str().expect("token").to_owned(),
             ));
         }
+        if all.contains("{admin_invitation_token}") {
+            let email = format!("admin-invited-{n}@example.com");
+            let inv = invite(app, &self.admin, &self.project, &email, "member").await;
+            subst.push((
+                "{admin_invitation_token}",
+                inv["inviteToken"].as_str().expect("token").to_owned(),
+            ));
+        }
         if all.contains("{fresh_key}") {
             let res = post_as(
                 app,
@@ -453,12 +461,21 @@ async fn matrix_sessions_users_and_audit() {
             Some(r#"{"token": "{invite_token}", "password": "a-perfectly-fine-password"}"#),
             Rule::Public(200),
         ),
-        // A project invitation to an email without an account: the account is made.
+        // An admin's project invitation to an email without an account: the account is made.
+        row(
+            "POST",
+            "/v1/auth/invite",
+            Some(
+                r#"{"token": "{admin_invitation_token}", "password": "a-perfectly-fine-password"}"#,
+            ),
+            Rule::Public(200),
+        ),
+        // An owner's makes none, whoever asks.
         row(
             "POST",
             "/v1/auth/invite",
             Some(r#"{"token": "{invitation_token}", "password": "a-perfectly-fine-password"}"#),
-            Rule::Public(200),
+            Rule::Public(403),
         ),
         row("GET", "/v1/auth/session", None, Rule::Session(200)),
         Row {
@@ -537,6 +554,12 @@ async fn matrix_projects_and_members() {
             "POST",
             "/v1/invitations/accept",
             Some(r#"{"token": "{invitation_token}"}"#),
+            Rule::Session(404),
+        ),
+        row(
+            "POST",
+            "/v1/invitations/{fresh_invitation}/accept",
+            None,
             Rule::Session(404),
         ),
         row(

@@ -497,3 +497,82 @@ impl ClientKey {
         jsonwebtoken::encode(&header, &claims, &self.encoding).expect("sign")
     }
 }
+
+/// A request to [`FakeCallback`]: its path and query, and its headers.
+type Arrival = (String, Vec<(String, String)>);
+
+/// A client's redirect URI that a real browser can reach: `http://127.0.0.1:PORT/callback`
+/// answers every request with a small page and passes on the path, query and headers of each.
+pub struct FakeCallback {
+    /// `http://127.0.0.1:PORT/callback`
+    pub url: String,
+    arrivals: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Arrival>>,
+    handle: ServerHandle,
+}
+
+impl Drop for FakeCallback {
+    fn drop(&mut self) {
+        drop(self.handle.stop(false));
+    }
+}
+
+impl FakeCallback {
+    pub async fn start() -> FakeCallback {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = actix_web::HttpServer::new(move || {
+            let tx = tx.clone();
+            actix_web::App::new().default_service(web::to(move |req: HttpRequest| {
+                let headers = req
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+                    .collect();
+                let target = req
+                    .uri()
+                    .path_and_query()
+                    .map_or_else(String::new, |p| p.as_str().to_owned());
+                let _ = tx.send((target, headers));
+                async {
+                    HttpResponse::Ok()
+                        .content_type("text/html; charset=utf-8")
+                        .body("<!doctype html><title>Done</title><p>Signed in.</p>")
+                }
+            }))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .expect("listen")
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        FakeCallback {
+            url: format!("http://127.0.0.1:{port}/callback"),
+            arrivals: tokio::sync::Mutex::new(rx),
+            handle,
+        }
+    }
+
+    /// The first request to `/callback` not yet taken: its URL (on this server) and headers.
+    /// Waits at most `limit`.
+    pub async fn next(
+        &self,
+        limit: std::time::Duration,
+    ) -> Option<(url::Url, Vec<(String, String)>)> {
+        let mut rx = self.arrivals.lock().await;
+        tokio::time::timeout(limit, async {
+            while let Some((target, headers)) = rx.recv().await {
+                if target.starts_with("/callback") {
+                    let url = url::Url::parse(&self.url).ok()?.join(&target).ok()?;
+                    return Some((url, headers));
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+}

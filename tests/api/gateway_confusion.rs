@@ -323,28 +323,45 @@ async fn legacy_endpoint(app: &TestApp, token: &str, param: &str) -> String {
         .to_owned()
 }
 
-#[tokio::test]
-async fn legacy_sse_sessions_are_bound_to_the_subject_that_opened_them() {
+/// A managed server `legacy` in front of a fake upstream speaking the 2024 transport, and
+/// tokens for two subjects: (app, upstream, alice's, mallory's).
+async fn legacy_world() -> (TestApp, FakeUpstream, String, String) {
     let app = TestApp::spawn().await;
     let up = FakeUpstream::start().await;
     add_server(&app, "legacy", &up.url, "ezforge_managed", None, json!({})).await;
     let alice = managed_token(&app, "legacy", "mcp:execute", json!({}));
     let mallory = managed_token(&app, "legacy", "mcp:execute", json!({"sub": "usr_mallory"}));
-    let post = |token: &str, path: &str| {
-        app.client
-            .post(format!("{}{path}", app.address))
-            .bearer_auth(token)
-            .header("content-type", "application/json")
-            .body(r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#)
-            .send()
-    };
-    let upstream_query = |up: &FakeUpstream| {
-        up.last_headers()
-            .into_iter()
-            .find(|(k, _)| k == ":path")
-            .map(|(_, v)| v)
-            .unwrap_or_default()
-    };
+    (app, up, alice, mallory)
+}
+
+/// POSTs a `tools/list` (id 5) to `path` on the front door as `token`.
+fn post_message(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+) -> impl std::future::Future<Output = reqwest::Response> + use<> {
+    let req = app
+        .client
+        .post(format!("{}{path}", app.address))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#);
+    async move { req.send().await.expect("post") }
+}
+
+/// The path and query of the last request the upstream received.
+fn upstream_path(up: &FakeUpstream) -> String {
+    up.last_headers()
+        .into_iter()
+        .find(|(k, _)| k == ":path")
+        .map(|(_, v)| v)
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn legacy_sse_sessions_are_bound_to_the_subject_that_opened_them() {
+    let (app, up, alice, mallory) = legacy_world().await;
+    let post = |token: &str, path: &str| post_message(&app, token, path);
     // The TypeScript SDK's spelling and the Python SDK's.
     for param in ["sessionId", "session_id"] {
         let alices = legacy_endpoint(&app, &alice, param).await;
@@ -356,10 +373,10 @@ async fn legacy_sse_sessions_are_bound_to_the_subject_that_opened_them() {
             sealed.starts_with("abc.") && sealed.len() > "abc.".len() + 16,
             "the upstream's id, sealed: {alices}"
         );
-        let res = post(&alice, &alices).await.expect("post");
+        let res = post(&alice, &alices).await;
         assert_eq!(res.status(), 200, "{alices}");
         assert_eq!(
-            upstream_query(&up),
+            upstream_path(&up),
             format!("/mcp/messages?{param}=abc"),
             "the upstream gets its own id"
         );
@@ -371,9 +388,8 @@ async fn legacy_sse_sessions_are_bound_to_the_subject_that_opened_them() {
             (&mallory, format!("{prefix}abc")),
             (&alice, format!("{prefix}abc")),
             (&alice, format!("{prefix}abc.AAAAAAAAAAAAAAAAAAAAAA")),
-            (&alice, format!("{alices}&SessionID=abc")),
         ] {
-            let res = post(who, &path).await.expect("post");
+            let res = post(who, &path).await;
             assert_eq!(res.status(), 404, "{path}");
             let answer = json(res).await;
             assert_eq!(answer["error"]["code"], -32001, "{answer}");
@@ -387,7 +403,102 @@ async fn legacy_sse_sessions_are_bound_to_the_subject_that_opened_them() {
         // Mallory's own stream gets her own sealed id, which works for her only.
         let mallorys = legacy_endpoint(&app, &mallory, param).await;
         assert_ne!(mallorys, alices);
-        assert_eq!(post(&mallory, &mallorys).await.expect("post").status(), 200);
-        assert_eq!(post(&alice, &mallorys).await.expect("post").status(), 404);
+        assert_eq!(post(&mallory, &mallorys).await.status(), 200);
+        assert_eq!(post(&alice, &mallorys).await.status(), 404);
     }
+}
+
+/// Upstreams read query names loosely: Express's `qs` reads `sessionId[]`, `sessionId%5B%5D` and
+/// `sessionId[0]` as `sessionId`, PHP reads `session.id` as `session_id`. Every such spelling
+/// is a session parameter that must be sealed for the caller; two of them, or a `;` beside one
+/// (parsers that split there), are refused as ambiguous. Nothing refused reaches the upstream.
+#[tokio::test]
+async fn legacy_sse_sessions_are_sealed_however_the_parameter_is_spelt() {
+    let (app, up, alice, mallory) = legacy_world().await;
+    let post = |token: &str, query: &str| {
+        post_message(&app, token, &format!("/mcp/legacy/messages?{query}"))
+    };
+    let endpoint = legacy_endpoint(&app, &alice, "sessionId").await;
+    let sealed = endpoint
+        .strip_prefix("/mcp/legacy/messages?sessionId=")
+        .unwrap_or_else(|| panic!("{endpoint}"))
+        .to_owned();
+    // The upstream's own id travels in clear in every sealed id (`{id}.{tag}`).
+    let bare = sealed.rsplit_once('.').expect("sealed").0.to_owned();
+    assert_eq!(bare, "abc");
+    let spellings = [
+        "sessionId[]",
+        "sessionId%5B%5D",
+        "sessionId[0]",
+        "session.id",
+        "session%2Eid",
+        "SessionID",
+        "session-id",
+        "session[id]",
+        "%C5%BFessionId",
+    ];
+    for spelling in spellings {
+        let before = up.requests();
+        // Another subject with the bare id, or alice herself with it: not a session of theirs.
+        for who in [&mallory, &alice] {
+            let res = post(who, &format!("{spelling}={bare}")).await;
+            assert_eq!(res.status(), 404, "{spelling}");
+            let answer = json(res).await;
+            assert_eq!(answer["error"]["code"], -32001, "{answer}");
+            assert_eq!(answer["id"], 5, "{answer}");
+        }
+        // Mallory with alice's sealed id: not hers.
+        let res = post(&mallory, &format!("{spelling}={sealed}")).await;
+        assert_eq!(res.status(), 404, "{spelling}");
+        assert_eq!(
+            up.requests(),
+            before,
+            "{spelling}: nothing reached the upstream"
+        );
+        // Alice with her sealed id, however spelt: the upstream gets its own id, the name as sent.
+        let res = post(&alice, &format!("{spelling}={sealed}")).await;
+        assert_eq!(res.status(), 200, "{spelling}");
+        assert_eq!(
+            upstream_path(&up),
+            format!("/mcp/messages?{spelling}={bare}")
+        );
+    }
+    // Her sealed id beside a second session parameter, however spelt, or beside a `;`: refused
+    // as ambiguous (a lenient upstream might read either one).
+    let before = up.requests();
+    let mut ambiguous: Vec<String> = spellings
+        .iter()
+        .chain(&["sessionId"])
+        .flat_map(|s| {
+            [
+                format!("sessionId={sealed}&{s}={bare}"),
+                format!("{s}={bare}&sessionId={sealed}"),
+                format!("sessionId={sealed};{s}={bare}"),
+            ]
+        })
+        .collect();
+    ambiguous.push(format!("sessionId={sealed}&sessionId={sealed}"));
+    ambiguous.push(format!("sessionId={sealed};x=1"));
+    ambiguous.push(format!("x=1;sessionId={sealed}"));
+    for query in &ambiguous {
+        let res = post(&alice, query).await;
+        assert_eq!(res.status(), 400, "{query}");
+        let answer = json(res).await;
+        assert_eq!(answer["error"]["code"], -32600, "{query}: {answer}");
+        assert_eq!(answer["id"], 5, "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("more than once") || message.contains("';'"),
+            "{query}: {answer}"
+        );
+    }
+    assert_eq!(
+        up.requests(),
+        before,
+        "nothing ambiguous reached the upstream"
+    );
+    // A query with `;` and no session goes through as it came.
+    let res = post(&alice, "a=1;b=2").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(upstream_path(&up), "/mcp/messages?a=1;b=2");
 }

