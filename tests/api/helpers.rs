@@ -47,6 +47,12 @@ fn sandbox_for_tests(config: &mut Config) {
     static NOTE: std::sync::Once = std::sync::Once::new();
     let tests = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests");
     config.deploy.sandbox.launcher = Some(PathBuf::from(env!("CARGO_BIN_EXE_ezforge")));
+    // Apps of one test run are separate instances on one machine: each its own uids, as two
+    // instances in production must have.
+    static APPS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = APPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let first = 200_000 + (std::process::id() % 1000) * 100_000 + n * 64;
+    config.deploy.run_as_uids = [first, first + 63];
     config.deploy.sandbox.read_paths = vec![tests.clone()];
     match ezforge::deploy::sandbox::probe::landlock_abi() {
         Ok(_) => NOTE.call_once(|| reachable_by_others(&tests)),

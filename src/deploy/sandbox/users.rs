@@ -103,6 +103,8 @@ impl Users {
                 let mut used: HashSet<u32> = given.values().map(|u| u.uid).collect();
                 used.extend(owners(work.parent().unwrap_or(work), server_id));
                 used.extend(passwd_uids());
+                // Another instance's (whose directories are elsewhere) or a stranger's.
+                used.extend(running_uids());
                 (first..=last).find(|u| !used.contains(u)).ok_or_else(|| {
                     format!("every uid of deploy.run_as_uids ({first}-{last}) is taken")
                 })?
@@ -168,6 +170,34 @@ fn passwd_uids() -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// The uids processes run as now.
+fn running_uids() -> HashSet<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return HashSet::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
+        .filter_map(|e| uid_of(&e.path()))
+        .collect()
+}
+
+/// The real uid of the process at `/proc/{pid}`.
+fn uid_of(proc_dir: &Path) -> Option<u32> {
+    std::fs::read_to_string(proc_dir.join("status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Kills every process running as `uid` (what a server left behind, `setsid` or not).
 /// Blocking: reads `/proc`.
 pub fn kill_processes_of(uid: u32) -> usize {
@@ -179,14 +209,7 @@ pub fn kill_processes_of(uid: u32) -> usize {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
             continue;
         };
-        let owner = std::fs::read_to_string(e.path().join("status"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("Uid:"))
-                    .and_then(|l| l.split_whitespace().next()?.parse::<u32>().ok())
-            });
-        if owner == Some(uid) && uid != 0 {
+        if uid != 0 && uid_of(&e.path()) == Some(uid) {
             super::super::process::kill_pid(pid);
             killed += 1;
         }
