@@ -13,7 +13,9 @@ use url::Url;
 
 use crate::domain::Secret;
 
+mod diagnose;
 mod sandbox;
+pub use diagnose::unused_variables;
 pub use sandbox::{SandboxConfig, SandboxConfigOrMode, SandboxMode};
 
 /// Where the config file was found, for messages and for `managedBy: "config"` answers.
@@ -638,11 +640,19 @@ fn describe_figment_error(e: &figment::Error) -> String {
         Some(figment::Source::File(path)) => format!("in {}", path.display()),
         _ => format!("from {}", m.name),
     });
+    let hint = match &e.kind {
+        figment::error::Kind::UnknownField(field, expected) => {
+            diagnose::nearest(field, expected.iter().copied())
+                .map(|n| format!(" (did you mean `{n}`?)"))
+        }
+        _ => None,
+    }
+    .unwrap_or_default();
     match (key, source) {
-        (Some(k), Some(s)) => format!("config key `{k}` {s}: {}", e.kind),
-        (Some(k), None) => format!("config key `{k}`: {}", e.kind),
-        (None, Some(s)) => format!("config {s}: {}", e.kind),
-        (None, None) => format!("config: {}", e.kind),
+        (Some(k), Some(s)) => format!("config key `{k}` {s}: {}{hint}", e.kind),
+        (Some(k), None) => format!("config key `{k}`: {}{hint}", e.kind),
+        (None, Some(s)) => format!("config {s}: {}{hint}", e.kind),
+        (None, None) => format!("config: {}{hint}", e.kind),
     }
 }
 
@@ -1147,6 +1157,7 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("lisen"), "{msg}");
         assert!(msg.contains("c.toml"), "{msg}");
+        assert!(msg.contains("did you mean `listen`?"), "{msg}");
     }
 
     #[test]

@@ -26,6 +26,10 @@ pub fn serve(
         config.validate()?;
     }
     let _log = crate::telemetry::init(&config.logging);
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    for warning in crate::config::unused_variables(&env) {
+        tracing::warn!("{warning}");
+    }
     let listen = config.server.listen;
     let shutdown_timeout = config.server.shutdown_timeout.0;
     let listener = std::net::TcpListener::bind(listen)
@@ -181,6 +185,11 @@ pub fn config_check(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
     }
     for line in crate::deploy::sandbox::Sandbox::new(&config, false).describe() {
         println!("# {line}");
+    }
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    for warning in crate::config::unused_variables(&env) {
+        println!("# warning: {warning}");
+        eprintln!("warning: {warning}");
     }
     print!("{}", config.to_redacted_toml());
     Ok(ExitCode::SUCCESS)

@@ -756,3 +756,32 @@ async fn serve_listens_where_told_and_the_banner_says_how_to_sign_in() {
     let line = start_error(ezforge(dir.path()).args(["serve", "--listen", "0.0.0.0:0"])).await;
     assert!(line.contains("server.listen"), "{line}");
 }
+
+/// A variable spelt with one underscore sets nothing: `config check` (and `serve`'s log) says
+/// so and names the one meant; a misspelt key in a file is an error naming the key meant.
+#[tokio::test]
+async fn config_check_names_what_was_meant() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = ezforge(dir.path())
+        .args(["config", "check"])
+        .env("EZFORGE_SERVER_LISTEN", "0.0.0.0:80")
+        .output()
+        .await
+        .expect("run");
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("EZFORGE_SERVER_LISTEN sets nothing")
+            && stderr.contains("did you mean EZFORGE_SERVER__LISTEN?"),
+        "{stderr}"
+    );
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[server]\nlisen = \"127.0.0.1:1\"\n").expect("write");
+    let line = start_error(
+        ezforge(dir.path())
+            .args(["config", "check", "--config"])
+            .arg(&cfg),
+    )
+    .await;
+    assert!(line.contains("did you mean `listen`?"), "{line}");
+}
