@@ -245,7 +245,7 @@ impl Deployer {
                 not_restored.push(server.id);
                 continue;
             }
-            let Some(env) = open_env(state, &d.id, d.env_sealed.as_deref()) else {
+            let Some(env) = open_env(state, &server.id, &d.id, d.env_sealed.as_deref()) else {
                 tracing::error!(server = %server.slug, deployment = %d.id, "not restoring a deployment whose env vars cannot be decrypted (another master key?)");
                 not_restored.push(server.id);
                 continue;
@@ -352,7 +352,30 @@ async fn stop_all(targets: impl Iterator<Item = &Arc<Target>>, wait: Duration) {
     let _ = tokio::time::timeout(wait, futures_util::future::join_all(waits)).await;
 }
 
-/// The server's env vars, decrypted.
+/// `env` without the names that make programs load code ([`domain::env_rules`]): stored before
+/// those were refused, or sealed into a deployment made before. Each one left out is logged.
+fn injectable(
+    state: &AppState,
+    server_id: &str,
+    env: Vec<(String, Secret)>,
+) -> Vec<(String, Secret)> {
+    env.into_iter()
+        .filter(|(name, _)| match domain::env_rules::refusal(name) {
+            None => true,
+            Some(why) => {
+                state.deployer.hub.write(
+                    server_id,
+                    "warn",
+                    "deploy",
+                    format!("env var not passed to the process: {why}; delete it"),
+                );
+                false
+            }
+        })
+        .collect()
+}
+
+/// The server's env vars, decrypted, without refused names.
 async fn load_env(
     state: &web::Data<AppState>,
     server_id: &str,
@@ -377,7 +400,7 @@ async fn load_env(
             Secret::new(String::from_utf8_lossy(&plain).into_owned()),
         ));
     }
-    Ok(out)
+    Ok(injectable(state, server_id, out))
 }
 
 fn env_context(deployment_id: &str) -> String {
@@ -393,10 +416,11 @@ fn seal_env(state: &AppState, deployment_id: &str, env: &[(String, Secret)]) -> 
     Some(state.master_key.seal(&plain, &env_context(deployment_id)))
 }
 
-/// A deployment's env vars as deployed; `None` when they cannot be opened (the process must not
-/// start without them).
+/// A deployment's env vars as deployed, without refused names; `None` when they cannot be
+/// opened (the process must not start without them).
 fn open_env(
     state: &AppState,
+    server_id: &str,
     deployment_id: &str,
     sealed: Option<&str>,
 ) -> Option<Vec<(String, Secret)>> {
@@ -411,7 +435,7 @@ fn open_env(
     let mut env: Vec<(String, Secret)> =
         map.into_iter().map(|(k, v)| (k, Secret::new(v))).collect();
     env.sort_by(|a, b| a.0.cmp(&b.0));
-    Some(env)
+    Some(injectable(state, server_id, env))
 }
 
 /// Starts what `spec` needs. `first`: a new deployment, which fails at the process's first
@@ -771,7 +795,7 @@ async fn restart(state: &web::Data<AppState>, server: &ServerRow, old: &Target) 
     let started = match row {
         Ok(Some(d)) => match (
             Spec::from_json(&d.target),
-            open_env(state, &d.id, d.env_sealed.as_deref()),
+            open_env(state, &server.id, &d.id, d.env_sealed.as_deref()),
         ) {
             (Some(spec), Some(env)) => provision(state, server, &d.id, &spec, env, true)
                 .await

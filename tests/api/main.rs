@@ -13,6 +13,7 @@ mod fakes;
 mod foundation;
 mod gateway;
 mod helpers;
+mod isolation_env;
 mod interop;
 mod oauth_cimd;
 mod oauth_flow;
