@@ -14,6 +14,7 @@ mod foundation;
 mod gateway;
 mod helpers;
 mod isolation_env;
+mod isolation_trust;
 mod interop;
 mod oauth_cimd;
 mod oauth_flow;
