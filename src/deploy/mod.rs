@@ -21,6 +21,7 @@ use url::Url;
 use crate::app::AppState;
 use crate::domain::{self, Secret};
 use crate::error::ApiError;
+use crate::gateway::destinations::PortGuard;
 use crate::gateway::upstream::Endpoint;
 use crate::logs::LogHub;
 use crate::store::deployments::{self, DeploymentRow};
@@ -44,6 +45,8 @@ pub struct Target {
     /// The deployment it belongs to (`None` for a server declared in the config file).
     pub deployment_id: Option<String>,
     inflight: AtomicUsize,
+    /// A supervised process's port, refused as an upstream destination while this target lives.
+    _port: Option<PortGuard>,
 }
 
 /// Marks a request (or a response stream) as running on a target until dropped.
@@ -57,10 +60,19 @@ impl Drop for InFlight {
 
 impl Target {
     pub fn new(kind: TargetKind, deployment_id: Option<&str>) -> Arc<Self> {
+        Self::holding(kind, deployment_id, None)
+    }
+
+    fn holding(
+        kind: TargetKind,
+        deployment_id: Option<&str>,
+        port: Option<PortGuard>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             kind,
             deployment_id: deployment_id.map(str::to_owned),
             inflight: AtomicUsize::new(0),
+            _port: port,
         })
     }
 
@@ -452,6 +464,12 @@ async fn provision(
     let (command, transport, port) = match spec {
         Spec::Upstream { upstream_url } => {
             let url = Url::parse(upstream_url).map_err(|e| format!("bad upstream URL: {e}"))?;
+            // Also for one stored before the policy refused it (a rollback, a restart).
+            state
+                .gateway
+                .destinations
+                .check_url(&url)
+                .map_err(|e| format!("the upstream URL is refused: {e}"))?;
             let endpoint = Endpoint::new(url).ok_or("the upstream URL must be http or https")?;
             return Ok(Target::new(TargetKind::Url(Box::new(endpoint)), id));
         }
@@ -501,6 +519,7 @@ async fn provision(
                 }
                 None => process::free_port().map_err(|e| format!("no free port: {e}"))?,
             };
+            let guard = state.gateway.destinations.reserve(port);
             let sup = Supervisor::start(launch, port, config.health_timeout.0);
             if first && let Err(e) = sup.ready(config.health_timeout.0, true).await {
                 // Gone before this returns: a fixed port must be free for whoever is next.
@@ -508,7 +527,7 @@ async fn provision(
                 let _ = tokio::time::timeout(Duration::from_secs(10), sup.exited()).await;
                 return Err(e);
             }
-            Ok(Target::new(TargetKind::Process(sup), id))
+            Ok(Target::holding(TargetKind::Process(sup), id, Some(guard)))
         }
         Transport::Stdio => {
             let idle = server
@@ -530,11 +549,10 @@ async fn provision(
 async fn check(state: &AppState, server: &ServerRow, target: &Target) -> Result<(), String> {
     let timeout = state.config.deploy.health_timeout.0;
     let path = server.health_check_path.as_deref();
+    let client = &state.gateway.health;
     match &target.kind {
-        TargetKind::Url(u) => health::check(&state.gateway.upstream, u.url(), path, timeout).await,
-        TargetKind::Process(p) => {
-            health::check(&state.gateway.upstream, p.url.url(), path, timeout).await
-        }
+        TargetKind::Url(u) => health::check(client, u, path, timeout).await,
+        TargetKind::Process(p) => health::check(client, &p.url, path, timeout).await,
         TargetKind::Stdio(p) => p.probe(timeout).await,
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod access_log;
 pub mod counters;
+pub mod destinations;
 pub mod jwks;
 pub mod policy;
 mod proxy;
@@ -30,22 +31,14 @@ pub struct Gateway {
     pub tools: policy::ToolTable,
     pub sessions: sessions::SessionSeal,
     pub limiter: Limiter,
-    /// For health checks (the front door's requests go through each worker's
-    /// [`upstream::UpstreamClient`]).
-    pub upstream: reqwest::Client,
+    /// For health checks (the front door's requests go through each worker's own
+    /// [`upstream::UpstreamClient`]): the same client, so the same destination checks.
+    pub health: upstream::UpstreamClient,
     /// TLS settings of the workers' upstream clients, built once.
     pub upstream_tls: Arc<rustls::ClientConfig>,
+    /// Where upstream URLs may point.
+    pub destinations: Arc<destinations::Destinations>,
     pub log: Arc<access_log::AccessLog>,
-}
-
-/// An HTTP/1.1 client for health checks of upstream MCP servers.
-pub fn upstream_client(connect_timeout: std::time::Duration) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
-        .pool_max_idle_per_host(0)
-        .tcp_nodelay(true)
-        .http1_only()
-        .build()
 }
 
 /// Routes for path routing, plus the catch-all for server hosts under host routing.

@@ -1018,6 +1018,15 @@ async fn forward(
             tracing::warn!(server = %server.slug, error = %e, "upstream request failed");
             return Err(match e {
                 SendError::ConnectTimedOut => timed_out(),
+                SendError::Refused(r) => {
+                    // The server's owners see why; its clients only that it is refused.
+                    let why = format!("request not sent: the upstream's address is refused: {r}");
+                    state
+                        .deployer
+                        .hub
+                        .write(&server.id, "error", "gateway", why);
+                    bad_gateway("the MCP server's address is refused by this ezforge")
+                }
                 _ => bad_gateway("the MCP server is unavailable"),
             });
         }

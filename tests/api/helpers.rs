@@ -26,6 +26,7 @@ pub struct TestApp {
 pub struct TestAppBuilder {
     config: Config,
     tmp: Option<tempfile::TempDir>,
+    resolver: Option<std::sync::Arc<dyn ezforge::gateway::destinations::Resolve>>,
 }
 
 /// The defaults a test starts from: built-in config, one worker, a fixed admin.
@@ -49,6 +50,7 @@ impl TestApp {
         TestAppBuilder {
             config: test_config(tmp.path()),
             tmp: Some(tmp),
+            resolver: None,
         }
     }
 
@@ -57,6 +59,7 @@ impl TestApp {
         TestAppBuilder {
             config: test_config(data_dir),
             tmp: None,
+            resolver: None,
         }
     }
 
@@ -111,11 +114,23 @@ impl TestAppBuilder {
         self
     }
 
+    /// Upstream names are looked up with `resolver` instead of the system's.
+    pub fn resolver(
+        mut self,
+        resolver: std::sync::Arc<dyn ezforge::gateway::destinations::Resolve>,
+    ) -> Self {
+        self.resolver = Some(resolver);
+        self
+    }
+
     pub async fn try_spawn(self) -> Result<TestApp, ezforge::app::StartupError> {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let data_dir = self.config.server.data_dir.clone();
         let tls = self.config.tls.mode != ezforge::config::TlsMode::Off;
-        let app = App::build(self.config, listener).await?;
+        let app = match self.resolver {
+            Some(r) => App::build_with(self.config, listener, r).await?,
+            None => App::build(self.config, listener).await?,
+        };
         let port = app.port();
         let handle = app.handle();
         let reloader = app.reloader();
