@@ -210,6 +210,9 @@ impl App {
             config.gateway.upstream_connect_timeout.0,
             destinations.clone(),
         );
+        let assertions =
+            gateway::assertion::Assertions::new(&master_key, &public_url, keyring.current())
+                .map_err(|e| StartupError::Join(e.to_string()))?;
         let log = Arc::new(gateway::access_log::AccessLog::new(ACCESS_LOG_QUEUE));
         let hub = crate::logs::LogHub::default();
         let gateway = Gateway {
@@ -223,6 +226,7 @@ impl App {
             health,
             upstream_tls,
             destinations,
+            assertions,
             log: log.clone(),
         };
 

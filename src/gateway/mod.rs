@@ -3,6 +3,7 @@
 //! rate-limits, and never forwards the client's credentials.
 
 pub mod access_log;
+pub mod assertion;
 pub mod counters;
 pub mod destinations;
 pub mod jwks;
@@ -38,6 +39,8 @@ pub struct Gateway {
     pub upstream_tls: Arc<rustls::ClientConfig>,
     /// Where upstream URLs may point.
     pub destinations: Arc<destinations::Destinations>,
+    /// `X-Ezforge-Assertion` for upstreams.
+    pub assertions: assertion::Assertions,
     pub log: Arc<access_log::AccessLog>,
 }
 
@@ -66,7 +69,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route(
         "/.well-known/oauth-protected-resource/mcp/{slug}",
         web::method(actix_web::http::Method::OPTIONS).to(preflight_metadata),
-    );
+    )
+    .route(assertion::JWKS_PATH, web::get().to(assertion_jwks));
 }
 
 /// Under host routing, is this request for `{slug}.{server_domain}`?
@@ -123,6 +127,24 @@ async fn host_metadata(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
     {
         Some(entry) => metadata_response(&entry),
         None => unknown_server(),
+    }
+}
+
+/// The keys upstreams verify `X-Ezforge-Assertion` with (both auth modes).
+async fn assertion_jwks(state: web::Data<AppState>) -> HttpResponse {
+    match state.gateway.assertions.jwks(&state.keys) {
+        Ok(jwks) => HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, "application/json"))
+            .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+            .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+            .body(jwks),
+        Err(e) => {
+            tracing::error!(error = %e, "the assertion keys cannot be published");
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({
+                "error": "temporarily_unavailable",
+                "error_description": "the assertion keys are unavailable",
+            }))
+        }
     }
 }
 

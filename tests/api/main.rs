@@ -14,6 +14,7 @@ mod foundation;
 mod gateway;
 mod helpers;
 mod interop;
+mod isolation_assertion;
 mod isolation_env;
 mod isolation_trust;
 mod isolation_upstream;
