@@ -556,3 +556,21 @@ pub async fn walk(
     }
     (ids, pages, totals)
 }
+
+/// Polls the server's log (`GET /v1/servers/:slug/logs`) until it holds `needle`, at most 15 s;
+/// returns the answer's text.
+pub async fn server_log_has(app: &TestApp, token: &str, slug: &str, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let r = get_as(app, token, &format!("/v1/servers/{slug}/logs?limit=200")).await;
+        if r.text.contains(needle) {
+            return r.text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{needle:?} never logged: {}",
+            r.text
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -3,13 +3,12 @@
 //! stay readable by name and never reach a process.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::helpers::{
     ApiResponse, TestApp, admin_token, create_key, create_project, create_server, delete_as,
-    get_as, post_as, put_as,
+    get_as, post_as, put_as, server_log_has,
 };
 
 fn http_fixture() -> Value {
@@ -63,23 +62,6 @@ async fn store_env_row(app: &TestApp, server_id: &str, name: &str, value: &str) 
         })
         .await
         .expect("insert");
-}
-
-/// Polls the server's log until it holds `needle` (at most 15 s).
-async fn log_has(app: &TestApp, token: &str, slug: &str, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let r = get_as(app, token, &format!("/v1/servers/{slug}/logs?limit=200")).await;
-        if r.text.contains(needle) {
-            return r.text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{needle:?} never logged: {}",
-            r.text
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]
@@ -264,7 +246,7 @@ async fn refused_names_stored_before_stay_listed_and_never_reach_the_process() {
     assert_eq!(env_seen(&app, "legacy", "API_TOKEN").await, "kept");
     assert_eq!(env_seen(&app, "legacy", "LD_PRELOAD").await, "null");
     assert_eq!(env_seen(&app, "legacy", "PYTHONSTARTUP").await, "null");
-    let log = log_has(&app, &admin, "legacy", "LD_PRELOAD may not be set").await;
+    let log = server_log_has(&app, &admin, "legacy", "LD_PRELOAD may not be set").await;
     assert!(log.contains("not passed to the process"), "{log}");
     assert!(!log.contains("evil.so"), "values are never logged: {log}");
 
@@ -307,7 +289,7 @@ async fn refused_names_stored_before_stay_listed_and_never_reach_the_process() {
     assert_eq!(env_seen(&app, "legacy", "API_TOKEN").await, "kept");
     assert_eq!(env_seen(&app, "legacy", "LD_PRELOAD").await, "null");
     assert_eq!(env_seen(&app, "legacy", "NODE_OPTIONS").await, "null");
-    log_has(&app, &admin, "legacy", "NODE_OPTIONS may not be set").await;
+    server_log_has(&app, &admin, "legacy", "NODE_OPTIONS may not be set").await;
     drop(app);
     drop(tmp);
 }

@@ -8,13 +8,13 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::fakes::FakeUpstream;
 use crate::helpers::{
     ApiResponse, TestApp, admin_token, create_project, create_server, get_as, patch_as, post_as,
+    server_log_has,
 };
 use ezforge::gateway::destinations::{Lookup, Resolve};
 
@@ -108,22 +108,6 @@ async fn rpc(app: &TestApp, slug: &str) -> reqwest::Response {
         .send()
         .await
         .expect("request")
-}
-
-async fn log_has(app: &TestApp, token: &str, slug: &str, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let r = get_as(app, token, &format!("/v1/servers/{slug}/logs?limit=200")).await;
-        if r.text.contains(needle) {
-            return r.text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{needle:?} never logged: {}",
-            r.text
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]
@@ -285,7 +269,7 @@ async fn a_name_that_rebinds_is_refused_at_connect_time_in_the_health_check_and_
         resolver.lookups("rebind.test") > checked,
         "looked up again to connect"
     );
-    let log = log_has(&app, &admin, "rebind", "the upstream's address is refused").await;
+    let log = server_log_has(&app, &admin, "rebind", "the upstream's address is refused").await;
     assert!(
         log.contains("169.254.169.254") && log.contains("link-local"),
         "{log}"
@@ -362,7 +346,7 @@ async fn a_stored_upstream_refused_by_the_new_rules_is_never_connected_to() {
     app.state.servers_changed().await;
     let res = rpc(&app, "legacy").await;
     assert_eq!(res.status(), 502);
-    log_has(&app, &admin, "legacy", "169.254.169.254 is link-local").await;
+    server_log_has(&app, &admin, "legacy", "169.254.169.254 is link-local").await;
 }
 
 #[tokio::test]
