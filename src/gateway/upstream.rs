@@ -311,9 +311,7 @@ impl UpstreamClient {
         });
         Ok(sender)
     }
-}
 
-impl UpstreamClient {
     /// A TCP connection to an address of `ep` the destination policy allows: a name is
     /// resolved now, and each address it gives is checked before it is tried.
     async fn open(&self, ep: &Endpoint) -> Result<TcpStream, SendError> {
