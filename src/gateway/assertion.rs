@@ -19,12 +19,12 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use dashmap::DashMap;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
 use serde_json::json;
 
@@ -49,14 +49,16 @@ pub enum AssertionError {
     #[error("cannot derive an assertion key: {0}")]
     Key(String),
     #[error("cannot sign an assertion: {0}")]
-    Sign(#[from] jsonwebtoken::errors::Error),
+    Sign(String),
 }
 
 /// The assertion keys derived from one set of access-token keys.
 struct Derived {
     source: Arc<KeySet>,
-    kid: String,
-    encoding: EncodingKey,
+    /// The active one, parsed once (a JWT library would parse it again for every signature).
+    pair: EcdsaKeyPair,
+    /// The JWT header naming it, encoded once.
+    header: String,
     jwks: Bytes,
 }
 
@@ -156,7 +158,7 @@ impl Assertions {
             return Ok(e.value.clone());
         }
         let keys = self.current(keyring)?;
-        let claims = Claims {
+        let claims = serde_json::to_vec(&Claims {
             iss: &self.issuer,
             aud: &server.resource,
             sub: &who.subject,
@@ -166,11 +168,19 @@ impl Assertions {
             project_id: &server.project_id,
             iat: now,
             exp: now + LIFETIME_SECS,
-        };
-        let mut header = Header::new(Algorithm::ES256);
-        header.typ = Some(TYP.into());
-        header.kid = Some(keys.kid.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &keys.encoding)?;
+        })
+        .map_err(|e| AssertionError::Sign(e.to_string()))?;
+        let mut token = String::with_capacity(keys.header.len() + claims.len() * 4 / 3 + 96);
+        token.push_str(&keys.header);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&claims, &mut token);
+        // ES256 in JOSE's form: r || s, 64 bytes.
+        let signature = keys
+            .pair
+            .sign(&SystemRandom::new(), token.as_bytes())
+            .map_err(|_| AssertionError::Sign("the signature failed".into()))?;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut token);
         let value = http::HeaderValue::from_str(&token)
             .map_err(|e| AssertionError::Key(format!("not a header value: {e}")))?;
         self.remember(
@@ -212,33 +222,34 @@ fn derive(seed: &aws_lc_rs::hmac::Key, source: Arc<KeySet>) -> Result<Derived, A
     let mut jwks = Vec::with_capacity(source.summaries.len());
     let mut active = None;
     for summary in &source.summaries {
-        let (encoding, jwk, kid) = derive_one(seed, &summary.kid)?;
+        let (pair, jwk, kid) = derive_one(seed, &summary.kid)?;
         if summary.kid == source.active.kid {
-            active = Some((kid, encoding));
+            active = Some((kid, pair));
         }
         jwks.push(jwk);
     }
-    let (kid, encoding) = match active {
+    let (kid, pair) = match active {
         Some(a) => a,
         None => {
-            let (encoding, jwk, kid) = derive_one(seed, &source.active.kid)?;
+            let (pair, jwk, kid) = derive_one(seed, &source.active.kid)?;
             jwks.insert(0, jwk);
-            (kid, encoding)
+            (kid, pair)
         }
     };
+    let header = json!({ "alg": "ES256", "typ": TYP, "kid": kid });
     Ok(Derived {
         source,
-        kid,
-        encoding,
+        pair,
+        header: URL_SAFE_NO_PAD.encode(header.to_string()),
         jwks: Bytes::from(json!({ "keys": jwks }).to_string()),
     })
 }
 
-/// The P-256 key derived for access-token key `kid`: its signing key, public JWK and key id.
+/// The P-256 key derived for access-token key `kid`: the pair, its public JWK and key id.
 fn derive_one(
     seed: &aws_lc_rs::hmac::Key,
     kid: &str,
-) -> Result<(EncodingKey, serde_json::Value, String), AssertionError> {
+) -> Result<(EcdsaKeyPair, serde_json::Value, String), AssertionError> {
     // A scalar outside [1, n-1] (odds about 2^-32) is refused by the library: try the next.
     for counter in 0u8..8 {
         let tag = aws_lc_rs::hmac::sign(seed, format!("{kid}\0{counter}").as_bytes());
@@ -253,9 +264,6 @@ fn derive_one(
         else {
             continue;
         };
-        let pkcs8 = pair
-            .to_pkcs8v1()
-            .map_err(|_| AssertionError::Key("cannot encode the key".into()))?;
         let public = pair.public_key().as_ref();
         if public.len() != 65 || public[0] != 4 {
             return Err(AssertionError::Key("unexpected public key encoding".into()));
@@ -266,7 +274,7 @@ fn derive_one(
         let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
         let id = URL_SAFE_NO_PAD.encode(crate::crypto::sha256(canonical.as_bytes()));
         let jwk = json!({ "kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": id, "use": "sig", "alg": "ES256" });
-        return Ok((EncodingKey::from_ec_der(pkcs8.as_ref()), jwk, id));
+        return Ok((pair, jwk, id));
     }
     Err(AssertionError::Key(format!("no usable key for {kid}")))
 }
@@ -274,7 +282,7 @@ fn derive_one(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jsonwebtoken::{DecodingKey, Validation};
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
     fn keyset(master: &MasterKey, now: i64) -> (tempfile::TempDir, crate::store::Store, KeySet) {
         let dir = tempfile::tempdir().expect("tempdir");
