@@ -244,6 +244,16 @@ async fn upstream(port: u16, workers: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The front door's default destination policy (checked once per upstream connection).
+fn default_destinations() -> Arc<ezforge::gateway::destinations::Destinations> {
+    use ezforge::gateway::destinations::{Destinations, SystemResolver};
+    let config = ezforge::config::GatewayConfig::default();
+    Arc::new(
+        Destinations::new(&config, Vec::new(), Arc::new(SystemResolver))
+            .unwrap_or_else(|e| panic!("the default policy is valid: {e}")),
+    )
+}
+
 async fn proxy(port: u16, upstream: &str, workers: usize) -> anyhow::Result<()> {
     use ezforge::gateway::upstream::{Endpoint, UpstreamClient, tls_config};
     let endpoint = Arc::new(
@@ -253,7 +263,11 @@ async fn proxy(port: u16, upstream: &str, workers: usize) -> anyhow::Result<()> 
     let listener = TcpListener::bind(("127.0.0.1", port))?;
     println!("proxy listening on 127.0.0.1:{port}");
     actix_web::HttpServer::new(move || {
-        let client = web::Data::new(UpstreamClient::new(tls.clone(), Duration::from_secs(5)));
+        let client = web::Data::new(UpstreamClient::new(
+            tls.clone(),
+            Duration::from_secs(5),
+            default_destinations(),
+        ));
         let endpoint = endpoint.clone();
         actix_web::App::new()
             .app_data(client)
@@ -309,7 +323,11 @@ async fn hyper_proxy(port: u16, upstream: &str) -> anyhow::Result<()> {
     let endpoint = Arc::new(
         Endpoint::new(upstream.parse()?).ok_or_else(|| anyhow::anyhow!("bad upstream URL"))?,
     );
-    let client = Arc::new(UpstreamClient::new(tls_config(), Duration::from_secs(5)));
+    let client = Arc::new(UpstreamClient::new(
+        tls_config(),
+        Duration::from_secs(5),
+        default_destinations(),
+    ));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("proxy listening on 127.0.0.1:{port}");
     loop {

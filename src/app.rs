@@ -154,6 +154,20 @@ impl App {
     /// Prepares everything and binds the server to `listener`. Serving starts when the
     /// returned app is awaited with [`App::run_until_stopped`].
     pub async fn build(config: Config, listener: TcpListener) -> Result<App, StartupError> {
+        Self::build_with(
+            config,
+            listener,
+            Arc::new(gateway::destinations::SystemResolver),
+        )
+        .await
+    }
+
+    /// [`App::build`] with the resolver upstream names are looked up with (tests script one).
+    pub async fn build_with(
+        config: Config,
+        listener: TcpListener,
+        resolver: Arc<dyn gateway::destinations::Resolve>,
+    ) -> Result<App, StartupError> {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let bound = listener.local_addr().map_err(StartupError::Listen)?;
         let public_url = config.public_url_for(bound);
@@ -184,8 +198,32 @@ impl App {
         for client in &revoked_clients {
             revoked_grants.revoke_client(client);
         }
-        let upstream = gateway::upstream_client(config.gateway.upstream_connect_timeout.0)
-            .map_err(|e| StartupError::Join(format!("upstream client: {e}")))?;
+        // Bound now, so that the destination policy knows every listener of ours.
+        let metrics_listener = match (config.metrics.enabled, config.metrics.listen) {
+            (true, Some(addr)) => Some(TcpListener::bind(addr).map_err(StartupError::Listen)?),
+            _ => None,
+        };
+        let mut own = vec![bound];
+        if let Some(m) = &metrics_listener {
+            own.push(m.local_addr().map_err(StartupError::Listen)?);
+        }
+        let destinations = Arc::new(
+            gateway::destinations::Destinations::new(&config.gateway, own, resolver).map_err(
+                |e| crate::config::ConfigError::Rule {
+                    key: "gateway.upstream_allow",
+                    message: e,
+                },
+            )?,
+        );
+        let upstream_tls = gateway::upstream::tls_config();
+        let health = gateway::upstream::UpstreamClient::new(
+            upstream_tls.clone(),
+            config.gateway.upstream_connect_timeout.0,
+            destinations.clone(),
+        );
+        let assertions =
+            gateway::assertion::Assertions::new(&master_key, &public_url, keyring.current())
+                .map_err(|e| StartupError::Join(e.to_string()))?;
         let log = Arc::new(gateway::access_log::AccessLog::new(ACCESS_LOG_QUEUE));
         let hub = crate::logs::LogHub::default();
         let gateway = Gateway {
@@ -196,8 +234,10 @@ impl App {
             tools: gateway::policy::ToolTable::default(),
             sessions: gateway::sessions::SessionSeal::new(master_key.mac_key("mcp session ids")),
             limiter: Limiter::new(config.gateway.rate_limit),
-            upstream,
-            upstream_tls: gateway::upstream::tls_config(),
+            health,
+            upstream_tls,
+            destinations,
+            assertions,
             log: log.clone(),
         };
 
@@ -248,6 +288,7 @@ impl App {
             let upstream = gateway::upstream::UpstreamClient::new(
                 app_state.gateway.upstream_tls.clone(),
                 app_state.config.gateway.upstream_connect_timeout.0,
+                app_state.gateway.destinations.clone(),
             );
             actix_web::App::new()
                 .app_data(app_state.clone())
@@ -270,9 +311,7 @@ impl App {
 
         let mut tasks = vec![];
         let mut metrics_handle = None;
-        if state.config.metrics.enabled
-            && let Some(addr) = state.config.metrics.listen
-        {
+        if let Some(listener) = metrics_listener {
             let st = state.clone();
             let metrics = HttpServer::new(move || {
                 actix_web::App::new()
@@ -281,7 +320,7 @@ impl App {
             })
             .workers(1)
             .disable_signals()
-            .bind(addr)
+            .listen(listener)
             .map_err(StartupError::Listen)?
             .run();
             metrics_handle = Some(metrics.handle());

@@ -237,6 +237,11 @@ pub struct GatewayConfig {
     /// A client must send its whole request body within this time (slow senders get 408).
     pub body_timeout: Duration,
     pub rate_limit: RateLimit,
+    /// Upstream destinations allowed beyond the defaults: CIDRs lift the built-in refusals
+    /// (link-local, metadata…) for their range; when non-empty, everything else is refused.
+    pub upstream_allow: Vec<String>,
+    /// Upstream destinations refused: CIDRs and host patterns (`*.example.com`).
+    pub upstream_deny: Vec<String>,
 }
 
 impl Default for GatewayConfig {
@@ -254,6 +259,8 @@ impl Default for GatewayConfig {
                 per_minute: 1200,
                 burst: 200,
             },
+            upstream_allow: Vec::new(),
+            upstream_deny: Vec::new(),
         }
     }
 }
@@ -909,6 +916,13 @@ impl Config {
                 return Err(ConfigError::rule(key, problem));
             }
         }
+        for (key, list) in [
+            ("gateway.upstream_allow", &self.gateway.upstream_allow),
+            ("gateway.upstream_deny", &self.gateway.upstream_deny),
+        ] {
+            crate::gateway::destinations::parse_rules(list)
+                .map_err(|e| ConfigError::rule(key, e))?;
+        }
         if self.gateway.body_limit.0 == 0 {
             return Err(ConfigError::rule(
                 "gateway.body_limit",
@@ -947,6 +961,8 @@ impl Config {
             ConfigError::Invalid(format!("config key `servers[{i}].{field}`: {message}"))
         };
         let mut seen = std::collections::HashSet::new();
+        let destinations = crate::gateway::destinations::Destinations::from_config(self)
+            .map_err(|e| ConfigError::rule("gateway.upstream_allow", e))?;
         for (i, d) in self.servers.iter().enumerate() {
             validate::Slug::parse(&d.project).map_err(|e| err(i, "project", e))?;
             validate::Slug::parse(&d.slug).map_err(|e| err(i, "slug", e))?;
@@ -957,7 +973,10 @@ impl Config {
                 validate::name(name, 255).map_err(|e| err(i, "name", e))?;
             }
             if let Some(u) = &d.upstream {
-                validate::upstream_url(u).map_err(|e| err(i, "upstream", e))?;
+                let url = validate::upstream_url(u).map_err(|e| err(i, "upstream", e))?;
+                destinations
+                    .check_url(&url)
+                    .map_err(|e| err(i, "upstream", format!("is refused: {e}")))?;
             }
             match d.auth_mode.as_deref() {
                 None | Some("byoa") => {}

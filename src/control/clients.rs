@@ -1,5 +1,6 @@
 //! OAuth clients allowed for a server (session only): registered by name and redirect URIs,
-//! or pre-registered by the URL of their Client ID Metadata Document.
+//! or pre-registered by the URL of their Client ID Metadata Document. Only the project's owners
+//! and instance admins may mark one `trusted` (consent skipped).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -169,7 +170,15 @@ pub async fn create(
     let row = state
         .store
         .write(move |tx| {
-            let (server, _) = server_access(tx, &who, &key)?;
+            let (server, access) = server_access(tx, &who, &key)?;
+            // A trusted client skips consent for everyone, admins included: the project's
+            // owners decide that, not any member.
+            if row.trusted && !access.owner {
+                return Err(ApiError::Forbidden {
+                    message: "trusted: only an owner of the project or an instance admin may register a trusted client (it skips the consent page)".into(),
+                    required_scope: None,
+                });
+            }
             if store::clients::find(tx, &row.client_id)?.is_some() {
                 return Err(ApiError::Conflict(format!(
                     "the client {} is already registered",

@@ -81,6 +81,10 @@ async fn run(
     server: ServerRow,
     req: DeployRequest,
 ) -> Result<HttpResponse, ApiError> {
+    // Where an upstream URL points is checked again here: also one a rollback brings back.
+    if let Spec::Upstream { upstream_url } = &req.spec {
+        super::servers::upstream_url(&state.gateway.destinations, upstream_url, "upstreamUrl")?;
+    }
     if matches!(req.spec, Spec::Command { .. }) && !state.config.deploy.allow_commands {
         return Err(ApiError::Forbidden {
             message: "deployments that run a command are turned off here (deploy.allow_commands); deploy an upstreamUrl".into(),

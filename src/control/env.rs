@@ -1,4 +1,6 @@
 //! A server's environment variables. Values are sealed with the master key and never returned.
+//! Writing them changes what runs, so it needs `deployments:write`; names that make programs
+//! load code are refused ([`crate::domain::env_rules`]).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -9,7 +11,7 @@ use super::auth::{Principal, server_access};
 use super::{ListQuery, data, no_content, server_list};
 use crate::app::AppState;
 use crate::domain::scopes::ApiScope;
-use crate::domain::{self, Secret};
+use crate::domain::{self, Secret, env_rules};
 use crate::error::ApiError;
 use crate::store::{self, env_vars::EnvVarRow};
 
@@ -20,7 +22,9 @@ const MAX_VARS: usize = 500;
 const MAX_TOTAL: usize = 256 * 1024;
 
 fn env_json(e: &EnvVarRow) -> serde_json::Value {
-    json!({ "name": e.name, "createdAt": domain::rfc3339(e.created_at), "updatedAt": domain::rfc3339(e.updated_at) })
+    // A row stored before its name was refused: listed, never passed to a process.
+    let refused = env_rules::refusal(&e.name);
+    json!({ "name": e.name, "createdAt": domain::rfc3339(e.created_at), "updatedAt": domain::rfc3339(e.updated_at), "refused": refused })
 }
 
 fn check_name(name: &str) -> Result<(), ApiError> {
@@ -30,13 +34,15 @@ fn check_name(name: &str) -> Result<(), ApiError> {
             .next()
             .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::validation(
+    if !ok {
+        return Err(ApiError::validation(
             "name",
             "must match [A-Za-z_][A-Za-z0-9_]*, at most 128 characters",
-        ))
+        ));
+    }
+    match env_rules::refusal(name) {
+        Some(why) => Err(ApiError::validation("name", why)),
+        None => Ok(()),
     }
 }
 
@@ -171,7 +177,7 @@ pub async fn create(
     path: web::Path<String>,
     body: web::Json<CreateEnv>,
 ) -> Result<HttpResponse, ApiError> {
-    who.require(ApiScope::ServersWrite)?;
+    who.require(ApiScope::DeploymentsWrite)?;
     let b = body.into_inner();
     let name = b
         .name
@@ -189,7 +195,7 @@ pub async fn put(
     path: web::Path<(String, String)>,
     body: web::Json<PutEnv>,
 ) -> Result<HttpResponse, ApiError> {
-    who.require(ApiScope::ServersWrite)?;
+    who.require(ApiScope::DeploymentsWrite)?;
     let (server, name) = path.into_inner();
     let value = body
         .into_inner()
@@ -211,7 +217,7 @@ pub async fn delete(
     who: Principal,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    who.require(ApiScope::ServersWrite)?;
+    who.require(ApiScope::DeploymentsWrite)?;
     let (key, name) = path.into_inner();
     let actor = who.actor();
     state

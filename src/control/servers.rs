@@ -15,6 +15,7 @@ use crate::config::AuthMode;
 use crate::domain::scopes::ApiScope;
 use crate::domain::{self, validate, validate::Slug};
 use crate::error::ApiError;
+use crate::gateway::destinations::Destinations;
 use crate::store::{self, servers::ServerRow};
 
 pub fn server_json(state: &AppState, s: &ServerRow) -> serde_json::Value {
@@ -138,18 +139,15 @@ pub fn tool_scopes_json(map: &BTreeMap<String, String>) -> Result<String, (Strin
 }
 
 impl ServerFields {
-    /// Applies the present fields to `s`, validating each.
-    fn apply(self, s: &mut ServerRow) -> Result<(), ApiError> {
+    /// Applies the present fields to `s`, validating each (an upstream URL also against
+    /// where upstreams may point).
+    fn apply(self, s: &mut ServerRow, destinations: &Destinations) -> Result<(), ApiError> {
         if let Some(name) = self.name {
             s.name = validate::name(&name, 255).map_err(|e| ApiError::validation("name", e))?;
         }
         if let Some(url) = self.upstream_url {
             s.upstream_url = url
-                .map(|u| {
-                    validate::upstream_url(&u)
-                        .map(String::from)
-                        .map_err(|e| ApiError::validation("upstreamUrl", e))
-                })
+                .map(|u| upstream_url(destinations, &u, "upstreamUrl"))
                 .transpose()?;
             s.status = if s.upstream_url.is_some() {
                 "running"
@@ -220,6 +218,20 @@ impl ServerFields {
     }
 }
 
+/// An upstream URL as given, once it is valid and its destination allowed; else 422 naming
+/// `field` and the rule.
+pub fn upstream_url(
+    destinations: &Destinations,
+    url: &str,
+    field: &str,
+) -> Result<String, ApiError> {
+    let parsed = validate::upstream_url(url).map_err(|e| ApiError::validation(field, e))?;
+    destinations
+        .check_url(&parsed)
+        .map_err(|e| ApiError::validation(field, format!("is refused: {e}")))?;
+    Ok(String::from(parsed))
+}
+
 pub async fn create(
     state: web::Data<AppState>,
     who: Principal,
@@ -265,7 +277,7 @@ pub async fn create(
         created_at: now,
         updated_at: now,
     };
-    body.apply(&mut server)?;
+    body.apply(&mut server, &state.gateway.destinations)?;
     let key = path.into_inner();
     let actor = who.actor();
     let server = state
@@ -354,7 +366,7 @@ pub async fn update(
                     "cannot be changed: tokens are bound to the server's URL",
                 ));
             }
-            body.apply(&mut server)?;
+            body.apply(&mut server, &st.gateway.destinations)?;
             if upstream_set && server.upstream_url.is_none() {
                 // Clearing the upstream ends whatever deployment served (also after a restart).
                 store::deployments::deactivate_all(tx, &server.id)?;

@@ -1,23 +1,29 @@
 //! Health checks of an HTTP target: `GET {healthCheckPath}` answering 200, or else an MCP
-//! `initialize` followed by `ping` (the session is then closed).
+//! `initialize` followed by `ping` (the session is then closed). They go through the front
+//! door's own upstream client, so the same destination checks apply (a name that now resolves
+//! to a refused address fails the check); redirects are not followed.
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::Full;
 use serde_json::{Value, json};
-use url::Url;
 
-/// Checks `url` until it passes, fails for a reason that retrying will not change, or
+use crate::gateway::upstream::{Endpoint, PooledBody, SendError, UpstreamClient};
+
+/// Checks `ep` until it passes, fails for a reason that retrying will not change, or
 /// `timeout` runs out. Connection failures are retried (a process may still be starting).
 pub async fn check(
-    client: &reqwest::Client,
-    url: &Url,
+    client: &UpstreamClient,
+    ep: &Endpoint,
     path: Option<&str>,
     timeout: Duration,
 ) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let attempt = tokio::time::timeout(left, once(client, url, path)).await;
+        let attempt = tokio::time::timeout(left, once(client, ep, path)).await;
         match attempt {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(Failure::Final(m))) => return Err(m),
@@ -42,25 +48,67 @@ enum Failure {
     Final(String),
 }
 
-fn sent(e: reqwest::Error, what: &str) -> Failure {
-    if e.is_connect() {
-        Failure::Retry(format!("{what}: cannot connect ({e})"))
-    } else {
-        Failure::Final(format!("{what}: {e}"))
+fn sent(e: SendError, what: &str) -> Failure {
+    match e {
+        SendError::Connect(_) | SendError::ConnectTimedOut => {
+            Failure::Retry(format!("{what}: cannot connect ({e})"))
+        }
+        _ => Failure::Final(format!("{what}: {e}")),
     }
 }
 
-async fn once(client: &reqwest::Client, url: &Url, path: Option<&str>) -> Result<(), Failure> {
+/// The endpoint's URL as an origin-form request target (path and query).
+fn origin_form(ep: &Endpoint) -> String {
+    let url = ep.url();
+    match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
+    }
+}
+
+/// Sends one request on a connection of its own.
+async fn send(
+    client: &UpstreamClient,
+    ep: &Endpoint,
+    method: http::Method,
+    target: &str,
+    session: Option<&str>,
+    body: Option<&Value>,
+) -> Result<http::Response<PooledBody>, SendError> {
+    let mut req = http::Request::new(Full::new(
+        body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string())),
+    ));
+    *req.method_mut() = method;
+    *req.uri_mut() = http::Uri::try_from(target)
+        .map_err(|e| SendError::Failed(format!("bad request target {target:?}: {e}")))?;
+    let h = req.headers_mut();
+    h.insert(http::header::HOST, ep.host_header().clone());
+    if body.is_some() {
+        h.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        h.insert(
+            http::header::ACCEPT,
+            http::HeaderValue::from_static("application/json, text/event-stream"),
+        );
+        h.insert(
+            "mcp-protocol-version",
+            http::HeaderValue::from_static("2025-06-18"),
+        );
+    }
+    if let Some(s) = session.and_then(|s| http::HeaderValue::from_str(s).ok()) {
+        h.insert("mcp-session-id", s);
+    }
+    client.send(ep, req, false).await
+}
+
+async fn once(client: &UpstreamClient, ep: &Endpoint, path: Option<&str>) -> Result<(), Failure> {
     if let Some(path) = path {
-        let mut target = url.clone();
-        target.set_query(None);
-        target.set_path(path);
-        let res = client
-            .get(target.as_str())
-            .send()
+        let res = send(client, ep, http::Method::GET, path, None, None)
             .await
             .map_err(|e| sent(e, &format!("GET {path}")))?;
-        return if res.status() == reqwest::StatusCode::OK {
+        return if res.status() == http::StatusCode::OK {
             Ok(())
         } else {
             Err(Failure::Final(format!(
@@ -72,24 +120,28 @@ async fn once(client: &reqwest::Client, url: &Url, path: Option<&str>) -> Result
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {},
         "clientInfo": {"name": "ezforge-health-check", "version": env!("CARGO_PKG_VERSION")}}});
-    let (session, answer) = rpc(client, url, None, &init)
+    let (session, answer) = rpc(client, ep, None, &init)
         .await
         .map_err(|f| prefix(f, "initialize"))?;
     if let Some(e) = answer.as_ref().and_then(|a| a.get("error")) {
         return Err(Failure::Final(format!("initialize answered an error: {e}")));
     }
     let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    let _ = rpc(client, url, session.as_deref(), &note).await;
+    let _ = rpc(client, ep, session.as_deref(), &note).await;
     let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "ping"});
-    let (_, answer) = rpc(client, url, session.as_deref(), &ping)
+    let (_, answer) = rpc(client, ep, session.as_deref(), &ping)
         .await
         .map_err(|f| prefix(f, "ping"))?;
     if let Some(s) = &session {
-        let _ = client
-            .delete(url.as_str())
-            .header("mcp-session-id", s)
-            .send()
-            .await;
+        let _ = send(
+            client,
+            ep,
+            http::Method::DELETE,
+            &origin_form(ep),
+            Some(s),
+            None,
+        )
+        .await;
     }
     match answer {
         Some(a) if a.get("result").is_some() => Ok(()),
@@ -110,20 +162,21 @@ const MAX_ANSWER: usize = 1 << 20;
 /// One JSON-RPC message; the answer is the JSON body, or the first SSE `data:` that is a
 /// response. Returns the session id the server set, if any.
 async fn rpc(
-    client: &reqwest::Client,
-    url: &Url,
+    client: &UpstreamClient,
+    ep: &Endpoint,
     session: Option<&str>,
     msg: &Value,
 ) -> Result<(Option<String>, Option<Value>), Failure> {
-    let mut req = client
-        .post(url.as_str())
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-06-18")
-        .json(msg);
-    if let Some(s) = session {
-        req = req.header("mcp-session-id", s);
-    }
-    let res = req.send().await.map_err(|e| sent(e, "POST"))?;
+    let res = send(
+        client,
+        ep,
+        http::Method::POST,
+        &origin_form(ep),
+        session,
+        Some(msg),
+    )
+    .await
+    .map_err(|e| sent(e, "POST"))?;
     let status = res.status();
     let session = res
         .headers()
@@ -140,10 +193,9 @@ async fn rpc(
     if msg.get("id").is_none() {
         return Ok((session, None));
     }
+    let mut stream = res.into_body();
     let answer = if sse {
         // Read events until the response arrives (the stream may stay open afterwards).
-        use futures_util::StreamExt;
-        let mut stream = res.bytes_stream();
         let answer_in = |line: &[u8]| {
             let line = String::from_utf8_lossy(line);
             let data = line.trim_end_matches('\r').strip_prefix("data:")?;
@@ -171,8 +223,6 @@ async fn rpc(
         found.or_else(|| answer_in(&buf[scanned..]))
     } else {
         // As much as a JSON-RPC answer to initialize or ping can need, and no more.
-        use futures_util::StreamExt;
-        let mut stream = res.bytes_stream();
         let mut buf = Vec::new();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| Failure::Final(format!("reading the answer: {e}")))?;

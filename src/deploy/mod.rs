@@ -22,6 +22,7 @@ use url::Url;
 use crate::app::AppState;
 use crate::domain::{self, Secret};
 use crate::error::ApiError;
+use crate::gateway::destinations::PortGuard;
 use crate::gateway::upstream::Endpoint;
 use crate::logs::LogHub;
 use crate::store::deployments::{self, DeploymentRow};
@@ -46,6 +47,8 @@ pub struct Target {
     /// The deployment it belongs to (`None` for a server declared in the config file).
     pub deployment_id: Option<String>,
     inflight: AtomicUsize,
+    /// A supervised process's port, refused as an upstream destination while this target lives.
+    _port: Option<PortGuard>,
 }
 
 /// Marks a request (or a response stream) as running on a target until dropped.
@@ -59,10 +62,19 @@ impl Drop for InFlight {
 
 impl Target {
     pub fn new(kind: TargetKind, deployment_id: Option<&str>) -> Arc<Self> {
+        Self::holding(kind, deployment_id, None)
+    }
+
+    fn holding(
+        kind: TargetKind,
+        deployment_id: Option<&str>,
+        port: Option<PortGuard>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             kind,
             deployment_id: deployment_id.map(str::to_owned),
             inflight: AtomicUsize::new(0),
+            _port: port,
         })
     }
 
@@ -264,7 +276,7 @@ impl Deployer {
                 not_restored.push(server.id);
                 continue;
             }
-            let Some(env) = open_env(state, &d.id, d.env_sealed.as_deref()) else {
+            let Some(env) = open_env(state, &server.id, &d.id, d.env_sealed.as_deref()) else {
                 tracing::error!(server = %server.slug, deployment = %d.id, "not restoring a deployment whose env vars cannot be decrypted (another master key?)");
                 not_restored.push(server.id);
                 continue;
@@ -421,7 +433,30 @@ async fn stop_all(targets: impl Iterator<Item = &Arc<Target>>, wait: Duration) {
     let _ = tokio::time::timeout(wait, futures_util::future::join_all(waits)).await;
 }
 
-/// The server's env vars, decrypted.
+/// `env` without the names that make programs load code ([`domain::env_rules`]): stored before
+/// those were refused, or sealed into a deployment made before. Each one left out is logged.
+fn injectable(
+    state: &AppState,
+    server_id: &str,
+    env: Vec<(String, Secret)>,
+) -> Vec<(String, Secret)> {
+    env.into_iter()
+        .filter(|(name, _)| match domain::env_rules::refusal(name) {
+            None => true,
+            Some(why) => {
+                state.deployer.hub.write(
+                    server_id,
+                    "warn",
+                    "deploy",
+                    format!("env var not passed to the process: {why}; delete it"),
+                );
+                false
+            }
+        })
+        .collect()
+}
+
+/// The server's env vars, decrypted, without refused names.
 async fn load_env(
     state: &web::Data<AppState>,
     server_id: &str,
@@ -446,7 +481,7 @@ async fn load_env(
             Secret::new(String::from_utf8_lossy(&plain).into_owned()),
         ));
     }
-    Ok(out)
+    Ok(injectable(state, server_id, out))
 }
 
 fn env_context(deployment_id: &str) -> String {
@@ -462,10 +497,11 @@ fn seal_env(state: &AppState, deployment_id: &str, env: &[(String, Secret)]) -> 
     Some(state.master_key.seal(&plain, &env_context(deployment_id)))
 }
 
-/// A deployment's env vars as deployed; `None` when they cannot be opened (the process must not
-/// start without them).
+/// A deployment's env vars as deployed, without refused names; `None` when they cannot be
+/// opened (the process must not start without them).
 fn open_env(
     state: &AppState,
+    server_id: &str,
     deployment_id: &str,
     sealed: Option<&str>,
 ) -> Option<Vec<(String, Secret)>> {
@@ -480,7 +516,7 @@ fn open_env(
     let mut env: Vec<(String, Secret)> =
         map.into_iter().map(|(k, v)| (k, Secret::new(v))).collect();
     env.sort_by(|a, b| a.0.cmp(&b.0));
-    Some(env)
+    Some(injectable(state, server_id, env))
 }
 
 /// Starts what `spec` needs. `first`: a new deployment, which fails at the process's first
@@ -497,6 +533,12 @@ async fn provision(
     let (command, transport, port) = match spec {
         Spec::Upstream { upstream_url } => {
             let url = Url::parse(upstream_url).map_err(|e| format!("bad upstream URL: {e}"))?;
+            // Also for one stored before the policy refused it (a rollback, a restart).
+            state
+                .gateway
+                .destinations
+                .check_url(&url)
+                .map_err(|e| format!("the upstream URL is refused: {e}"))?;
             let endpoint = Endpoint::new(url).ok_or("the upstream URL must be http or https")?;
             return Ok(Target::new(TargetKind::Url(Box::new(endpoint)), id));
         }
@@ -543,6 +585,7 @@ async fn provision(
                 }
                 None => process::free_port().map_err(|e| format!("no free port: {e}"))?,
             };
+            let guard = state.gateway.destinations.reserve(port);
             let sup = Supervisor::start(launch, port, config.health_timeout.0);
             if first && let Err(e) = sup.ready(config.health_timeout.0, true).await {
                 // Gone before this returns: a fixed port must be free for whoever is next.
@@ -550,7 +593,7 @@ async fn provision(
                 let _ = tokio::time::timeout(Duration::from_secs(10), sup.exited()).await;
                 return Err(e);
             }
-            Ok(Target::new(TargetKind::Process(sup), id))
+            Ok(Target::holding(TargetKind::Process(sup), id, Some(guard)))
         }
         Transport::Stdio => {
             let idle = server
@@ -572,11 +615,10 @@ async fn provision(
 async fn check(state: &AppState, server: &ServerRow, target: &Target) -> Result<(), String> {
     let timeout = state.config.deploy.health_timeout.0;
     let path = server.health_check_path.as_deref();
+    let client = &state.gateway.health;
     match &target.kind {
-        TargetKind::Url(u) => health::check(&state.gateway.upstream, u.url(), path, timeout).await,
-        TargetKind::Process(p) => {
-            health::check(&state.gateway.upstream, p.url.url(), path, timeout).await
-        }
+        TargetKind::Url(u) => health::check(client, u, path, timeout).await,
+        TargetKind::Process(p) => health::check(client, &p.url, path, timeout).await,
         TargetKind::Stdio(p) => p.probe(timeout).await,
     }
 }
@@ -837,7 +879,7 @@ async fn restart(state: &web::Data<AppState>, server: &ServerRow, old: &Target) 
     let started = match row {
         Ok(Some(d)) => match (
             Spec::from_json(&d.target),
-            open_env(state, &d.id, d.env_sealed.as_deref()),
+            open_env(state, &server.id, &d.id, d.env_sealed.as_deref()),
         ) {
             (Some(spec), Some(env)) => provision(state, server, &d.id, &spec, env, true)
                 .await

@@ -441,7 +441,7 @@ impl Supervisor {
     pub fn start(launch: Launch, port: u16, start_timeout: Duration) -> Arc<Self> {
         let url = Url::parse(&format!("http://127.0.0.1:{port}/mcp"))
             .ok()
-            .and_then(Endpoint::new)
+            .and_then(Endpoint::supervised)
             .expect("a loopback HTTP URL is a valid endpoint");
         let (state, _) = watch::channel(ProcState::Starting);
         let sup = Arc::new(Self {

@@ -3,7 +3,9 @@
 //! rate-limits, and never forwards the client's credentials.
 
 pub mod access_log;
+pub mod assertion;
 pub mod counters;
+pub mod destinations;
 pub mod jsonrpc;
 pub mod jwks;
 mod legacy;
@@ -32,22 +34,16 @@ pub struct Gateway {
     pub tools: policy::ToolTable,
     pub sessions: sessions::SessionSeal,
     pub limiter: Limiter,
-    /// For health checks (the front door's requests go through each worker's
-    /// [`upstream::UpstreamClient`]).
-    pub upstream: reqwest::Client,
+    /// For health checks (the front door's requests go through each worker's own
+    /// [`upstream::UpstreamClient`]): the same client, so the same destination checks.
+    pub health: upstream::UpstreamClient,
     /// TLS settings of the workers' upstream clients, built once.
     pub upstream_tls: Arc<rustls::ClientConfig>,
+    /// Where upstream URLs may point.
+    pub destinations: Arc<destinations::Destinations>,
+    /// `X-Ezforge-Assertion` for upstreams.
+    pub assertions: assertion::Assertions,
     pub log: Arc<access_log::AccessLog>,
-}
-
-/// An HTTP/1.1 client for health checks of upstream MCP servers.
-pub fn upstream_client(connect_timeout: std::time::Duration) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
-        .pool_max_idle_per_host(0)
-        .tcp_nodelay(true)
-        .http1_only()
-        .build()
 }
 
 /// Routes for path routing, plus the catch-all for server hosts under host routing.
@@ -75,7 +71,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route(
         "/.well-known/oauth-protected-resource/mcp/{slug}",
         web::method(actix_web::http::Method::OPTIONS).to(preflight_metadata),
-    );
+    )
+    .route(assertion::JWKS_PATH, web::get().to(assertion_jwks));
 }
 
 /// Under host routing, is this request for `{slug}.{server_domain}`?
@@ -132,6 +129,24 @@ async fn host_metadata(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
     {
         Some(entry) => metadata_response(&entry),
         None => unknown_server(),
+    }
+}
+
+/// The keys upstreams verify `X-Ezforge-Assertion` with (both auth modes).
+async fn assertion_jwks(state: web::Data<AppState>) -> HttpResponse {
+    match state.gateway.assertions.jwks(&state.keys) {
+        Ok(jwks) => HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, "application/json"))
+            .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+            .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+            .body(jwks),
+        Err(e) => {
+            tracing::error!(error = %e, "the assertion keys cannot be published");
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({
+                "error": "temporarily_unavailable",
+                "error_description": "the assertion keys are unavailable",
+            }))
+        }
     }
 }
 

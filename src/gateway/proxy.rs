@@ -996,7 +996,15 @@ async fn forward(
             "unsupported method",
         )
     })?;
-    let mut headers = http::HeaderMap::with_capacity(req.headers().len() + 7);
+    let assertion = state
+        .gateway
+        .assertions
+        .header(&state.keys, server, who)
+        .map_err(|e| {
+            tracing::error!(server = %server.slug, error = %e, "no assertion for the upstream");
+            bad_gateway("the front door cannot sign its request")
+        })?;
+    let mut headers = http::HeaderMap::with_capacity(req.headers().len() + 8);
     headers.insert(http::header::HOST, upstream.host_header().clone());
     for (name, value) in req.headers() {
         if is_dropped_request_header(name.as_str()) || name == MCP_SESSION_ID {
@@ -1037,6 +1045,9 @@ async fn forward(
     if let Some(s) = session {
         set(&upstream_headers::SESSION_ID, s);
     }
+    // The identity again, signed for this server alone (a recent one reused: no signing per
+    // request); a client's own `X-Ezforge-*` headers were dropped above.
+    headers.insert(super::assertion::HEADER.clone(), assertion);
 
     let Some(client) = req.app_data::<web::Data<UpstreamClient>>() else {
         return Err(bad_gateway("the MCP server is unavailable"));
@@ -1083,6 +1094,15 @@ async fn forward(
             tracing::warn!(server = %server.slug, error = %e, "upstream request failed");
             return Err(match e {
                 SendError::ConnectTimedOut => timed_out(),
+                SendError::Refused(r) => {
+                    // The server's owners see why; its clients only that it is refused.
+                    let why = format!("request not sent: the upstream's address is refused: {r}");
+                    state
+                        .deployer
+                        .hub
+                        .write(&server.id, "error", "gateway", why);
+                    bad_gateway("the MCP server's address is refused by this ezforge")
+                }
                 _ => bad_gateway("the MCP server is unavailable"),
             });
         }

@@ -5,6 +5,11 @@
 //! machinery; idle connections are kept per worker. A connection goes back to the pool when its
 //! response body has been read to the end (an abandoned body closes it), and a request that
 //! finds its pooled connection closed before anything was written is sent on another one.
+//!
+//! Every new connection to an upstream URL is checked against the destination policy
+//! ([`Destinations`]), with the address the name resolved to this time (DNS rebinding): a
+//! check per connection, none per request. The supervised processes' own endpoints are ours
+//! and exempt.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -24,6 +29,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use url::Url;
 
+use super::destinations::{Destinations, Refusal};
+
 /// Idle connections are closed after this long (upstreams commonly keep them longer; Node's
 /// default is 5 s, which the retry below covers).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -38,6 +45,8 @@ pub struct Endpoint {
     base_path: String,
     addr: Addr,
     tls: Option<ServerName<'static>>,
+    /// Subject to the destination policy: every endpoint but a supervised process's own.
+    guarded: bool,
 }
 
 enum Addr {
@@ -80,6 +89,16 @@ impl Endpoint {
             addr,
             tls,
             url,
+            guarded: true,
+        })
+    }
+
+    /// The endpoint of a process ezforge supervises (`127.0.0.1` and the port it gave it):
+    /// exempt from the destination policy, whose lists are about where URLs may point.
+    pub fn supervised(url: Url) -> Option<Self> {
+        Self::new(url).map(|ep| Self {
+            guarded: false,
+            ..ep
         })
     }
 
@@ -105,6 +124,9 @@ pub enum SendError {
     /// The connection (TCP and TLS) was not made within the connect timeout.
     #[error("connecting timed out")]
     ConnectTimedOut,
+    /// The destination policy refused the address (nothing was sent).
+    #[error("the upstream's address is refused: {0}")]
+    Refused(Refusal),
     #[error("{0}")]
     Failed(String),
 }
@@ -152,6 +174,7 @@ pub struct UpstreamClient {
     tls: tokio_rustls::TlsConnector,
     connect_timeout: Duration,
     idle: Arc<IdleMap>,
+    destinations: Arc<Destinations>,
 }
 
 /// The client's TLS settings: the system's roots, HTTP/1.1.
@@ -172,11 +195,16 @@ pub fn tls_config() -> Arc<rustls::ClientConfig> {
 }
 
 impl UpstreamClient {
-    pub fn new(tls: Arc<rustls::ClientConfig>, connect_timeout: Duration) -> Self {
+    pub fn new(
+        tls: Arc<rustls::ClientConfig>,
+        connect_timeout: Duration,
+        destinations: Arc<Destinations>,
+    ) -> Self {
         Self {
             tls: tokio_rustls::TlsConnector::from(tls),
             connect_timeout,
             idle: Arc::default(),
+            destinations,
         }
     }
 
@@ -257,11 +285,7 @@ impl UpstreamClient {
 
     async fn connect(&self, ep: &Endpoint) -> Result<Sender, SendError> {
         let connect = async {
-            let tcp = match &ep.addr {
-                Addr::Ip(a) => TcpStream::connect(a).await,
-                Addr::Name(host, port) => TcpStream::connect((host.as_str(), *port)).await,
-            }
-            .map_err(|e| SendError::Connect(e.to_string()))?;
+            let tcp = self.open(ep).await?;
             let _ = tcp.set_nodelay(true);
             let io: Box<dyn Io> = match &ep.tls {
                 None => Box::new(tcp),
@@ -286,6 +310,49 @@ impl UpstreamClient {
             }
         });
         Ok(sender)
+    }
+
+    /// A TCP connection to an address of `ep` the destination policy allows: a name is
+    /// resolved now, and each address it gives is checked before it is tried.
+    async fn open(&self, ep: &Endpoint) -> Result<TcpStream, SendError> {
+        let policy = &self.destinations;
+        let connect_err = |e: std::io::Error| SendError::Connect(e.to_string());
+        match &ep.addr {
+            Addr::Ip(a) => {
+                if ep.guarded {
+                    policy.check_addr(None, *a).map_err(SendError::Refused)?;
+                }
+                TcpStream::connect(a).await.map_err(connect_err)
+            }
+            Addr::Name(host, port) => {
+                if ep.guarded {
+                    policy.check_name(host).map_err(SendError::Refused)?;
+                }
+                let addrs = policy
+                    .resolver()
+                    .lookup(host, *port)
+                    .await
+                    .map_err(connect_err)?;
+                let (mut refused, mut failed) = (None, None);
+                for a in addrs {
+                    if ep.guarded
+                        && let Err(r) = policy.check_addr(Some(host), a)
+                    {
+                        refused.get_or_insert(r);
+                        continue;
+                    }
+                    match TcpStream::connect(a).await {
+                        Ok(tcp) => return Ok(tcp),
+                        Err(e) => failed = Some(e),
+                    }
+                }
+                Err(match (failed, refused) {
+                    (Some(e), _) => connect_err(e),
+                    (None, Some(r)) => SendError::Refused(r),
+                    (None, None) => SendError::Connect(format!("{host} resolves to no address")),
+                })
+            }
+        }
     }
 }
 
@@ -436,6 +503,12 @@ mod tests {
         )
     }
 
+    fn open_policy() -> Arc<Destinations> {
+        let config = crate::config::GatewayConfig::default();
+        let resolver = Arc::new(super::super::destinations::SystemResolver);
+        Arc::new(Destinations::new(&config, Vec::new(), resolver).expect("policy"))
+    }
+
     async fn get(client: &UpstreamClient, ep: &Endpoint) -> Result<String, SendError> {
         let mut req = http::Request::new(Full::new(Bytes::new()));
         *req.uri_mut() = http::Uri::from_static("/mcp");
@@ -459,7 +532,7 @@ mod tests {
             &format!("localhost:{}", ep.url().port().unwrap_or(0))
         );
 
-        let client = UpstreamClient::new(trusting, Duration::from_secs(5));
+        let client = UpstreamClient::new(trusting, Duration::from_secs(5), open_policy());
         for _ in 0..3 {
             assert_eq!(get(&client, &ep).await.expect("answer"), "ok");
         }
@@ -473,7 +546,7 @@ mod tests {
         let strict = rustls::ClientConfig::builder()
             .with_root_certificates(rustls::RootCertStore::empty())
             .with_no_client_auth();
-        let client = UpstreamClient::new(Arc::new(strict), Duration::from_secs(5));
+        let client = UpstreamClient::new(Arc::new(strict), Duration::from_secs(5), open_policy());
         assert!(matches!(
             get(&client, &ep).await,
             Err(SendError::Connect(_))

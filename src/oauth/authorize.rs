@@ -168,7 +168,7 @@ pub async fn post(
     let user = &who.user;
     match params.get("decision") {
         Some("approve") => {
-            if !may_use(&state, user, &flow.server).await {
+            if may_use(&state, user, &flow.server).await.is_none() {
                 return not_a_member(&flow);
             }
             let (uid, cid, res_uri, scopes) = (
@@ -216,7 +216,9 @@ async fn begin(req: &HttpRequest, state: &web::Data<AppState>, raw: String) -> H
     }
 }
 
-/// Signed in: check membership, then skip consent (trusted client, or remembered) or ask.
+/// Signed in: check membership, then skip consent (trusted client, or remembered) or ask. An
+/// admin at a server of a project they are not a member of is always asked: what the project
+/// set up (a trusted client) must not act as an admin unseen.
 async fn after_login(
     req: &HttpRequest,
     state: &web::Data<AppState>,
@@ -224,8 +226,12 @@ async fn after_login(
     who: &SignedIn,
 ) -> HttpResponse {
     let user = &who.user;
-    if !may_use(state, user, &flow.server).await {
-        return not_a_member(flow);
+    let member = match may_use(state, user, &flow.server).await {
+        Some(member) => member,
+        None => return not_a_member(flow),
+    };
+    if !member {
+        return consent_page(req, state, flow, user);
     }
     if flow.client.trusted {
         return issue_code(state, flow, who, StatusCode::SEE_OTHER).await;
@@ -273,19 +279,22 @@ fn not_a_member(flow: &Flow) -> HttpResponse {
     )
 }
 
-/// Admins may use every server; others those of the projects they belong to.
-async fn may_use(state: &web::Data<AppState>, user: &UserRow, server: &ServerEntry) -> bool {
-    if user.role == "admin" {
-        return true;
-    }
+/// Admins may use every server; others those of the projects they belong to. `Some(member)`
+/// when the user may: whether they are a member of the server's project.
+async fn may_use(
+    state: &web::Data<AppState>,
+    user: &UserRow,
+    server: &ServerEntry,
+) -> Option<bool> {
     let (pid, uid) = (server.project_id.clone(), user.id.clone());
-    matches!(
+    let member = matches!(
         state
             .store
             .run(move |c| store::projects::member_role(c, &pid, &uid))
             .await,
         Ok(Some(_))
-    )
+    );
+    (member || user.role == "admin").then_some(member)
 }
 
 /// The user of a session cookie (`ezf_session` from the control API, or ours), and when the

@@ -725,19 +725,19 @@ async fn matrix_env_vars() {
             "POST",
             "/v1/servers/{server}/env",
             Some(r#"{"name": "VAR_{n}", "value": "v"}"#),
-            Rule::Scoped("servers:write", 201),
+            Rule::Scoped("deployments:write", 201),
         ),
         row(
             "PUT",
             "/v1/servers/{server}/env/PUT_{n}",
             Some(r#"{"value": "v"}"#),
-            Rule::Scoped("servers:write", 201),
+            Rule::Scoped("deployments:write", 201),
         ),
         row(
             "DELETE",
             "/v1/servers/{server}/env/{fresh_env}",
             None,
-            Rule::Scoped("servers:write", 204),
+            Rule::Scoped("deployments:write", 204),
         ),
     ];
     let mut world = World::new().await;

@@ -54,7 +54,14 @@ async fn make_secrets(app: &TestApp) -> Secrets {
         .as_str()
         .expect("id")
         .to_owned();
-    let k = create_key_data(app, &session, &project, &["servers:read", "servers:write"]).await;
+    // Env vars need deployments:write to be written.
+    let k = create_key_data(
+        app,
+        &session,
+        &project,
+        &["servers:read", "servers:write", "deployments:write"],
+    )
+    .await;
     let key = k["key"].as_str().expect("key").to_owned();
     // Use the key, so that its last use is recorded too.
     get_as(app, &key, "/v1/servers").await.expect(200);
@@ -237,7 +244,12 @@ async fn env_values_are_never_returned_and_are_sealed_at_rest() {
             .map(String::as_str)
             .collect();
         keys.sort_unstable();
-        assert_eq!(keys, ["createdAt", "name", "updatedAt"], "names only: {v}");
+        // `refused`: why a name stored before the env rules is not passed on (null here).
+        assert_eq!(
+            keys,
+            ["createdAt", "name", "refused", "updatedAt"],
+            "names only: {v}"
+        );
     }
     // The table holds sealed values, never the plaintext, and a replaced value is re-sealed.
     let conn = db(&app);
@@ -723,7 +735,7 @@ async fn secrets_never_appear_in_the_logs_or_the_database_of_the_binary() {
         Method::POST,
         &format!("/v1/projects/{project}/keys"),
         Some(&session),
-        Some(json!({ "name": "k", "scopes": ["servers:read", "servers:write"] })),
+        Some(json!({ "name": "k", "scopes": ["servers:read", "servers:write", "deployments:write"] })),
     )
     .await;
     let key = res.expect(201)["data"]["key"]

@@ -26,6 +26,7 @@ pub struct TestApp {
 pub struct TestAppBuilder {
     config: Config,
     tmp: Option<tempfile::TempDir>,
+    resolver: Option<std::sync::Arc<dyn ezforge::gateway::destinations::Resolve>>,
 }
 
 /// The defaults a test starts from: built-in config, one worker, a fixed admin.
@@ -98,6 +99,7 @@ impl TestApp {
         TestAppBuilder {
             config: test_config(tmp.path()),
             tmp: Some(tmp),
+            resolver: None,
         }
     }
 
@@ -106,6 +108,7 @@ impl TestApp {
         TestAppBuilder {
             config: test_config(data_dir),
             tmp: None,
+            resolver: None,
         }
     }
 
@@ -160,11 +163,23 @@ impl TestAppBuilder {
         self
     }
 
+    /// Upstream names are looked up with `resolver` instead of the system's.
+    pub fn resolver(
+        mut self,
+        resolver: std::sync::Arc<dyn ezforge::gateway::destinations::Resolve>,
+    ) -> Self {
+        self.resolver = Some(resolver);
+        self
+    }
+
     pub async fn try_spawn(self) -> Result<TestApp, ezforge::app::StartupError> {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let data_dir = self.config.server.data_dir.clone();
         let tls = self.config.tls.mode != ezforge::config::TlsMode::Off;
-        let app = App::build(self.config, listener).await?;
+        let app = match self.resolver {
+            Some(r) => App::build_with(self.config, listener, r).await?,
+            None => App::build(self.config, listener).await?,
+        };
         let port = app.port();
         let handle = app.handle();
         let reloader = app.reloader();
@@ -623,4 +638,22 @@ pub async fn walk(
         }
     }
     (ids, pages, totals)
+}
+
+/// Polls the server's log (`GET /v1/servers/:slug/logs`) until it holds `needle`, at most 15 s;
+/// returns the answer's text.
+pub async fn server_log_has(app: &TestApp, token: &str, slug: &str, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let r = get_as(app, token, &format!("/v1/servers/{slug}/logs?limit=200")).await;
+        if r.text.contains(needle) {
+            return r.text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{needle:?} never logged: {}",
+            r.text
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
