@@ -331,6 +331,7 @@ impl App {
             }));
         }
         tasks.extend([
+            tokio::spawn(gateway::issuer_check::check_all(state.clone())),
             tokio::spawn(key_maintenance(state.clone())),
             tokio::spawn(housekeeping(state.clone())),
             tokio::spawn(deploy_ticks(state.clone())),
@@ -451,6 +452,7 @@ impl Reloader {
         }
         refresh_keys(&self.state).await;
         self.reconcile_servers().await;
+        tokio::spawn(gateway::issuer_check::check_all(self.state.clone()));
     }
 
     /// Reads the config file again and makes the declared servers match it. Other settings

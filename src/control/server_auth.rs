@@ -161,5 +161,19 @@ pub async fn update(
         })
         .await?;
     state.servers_changed().await;
-    Ok(data(StatusCode::OK, auth_json(&state, &server)))
+    let mut body = json!({ "data": auth_json(&state, &server) });
+    if let Some(cfg) = effective_byoa(&state, &server) {
+        // The switch is made; what would make it fail is said now, not at the first token.
+        let warnings = crate::gateway::issuer_check::warnings(&state.outbound, &cfg).await;
+        if !warnings.is_empty() {
+            for w in &warnings {
+                state
+                    .deployer
+                    .hub
+                    .write(&server.id, "warn", "auth", format!("BYOA issuer: {w}"));
+            }
+            body["warnings"] = json!(warnings);
+        }
+    }
+    Ok(HttpResponse::Ok().json(body))
 }

@@ -6,6 +6,7 @@ pub mod access_log;
 pub mod assertion;
 pub mod counters;
 pub mod destinations;
+pub mod issuer_check;
 pub mod jsonrpc;
 pub mod jwks;
 mod legacy;

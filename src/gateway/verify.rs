@@ -178,6 +178,9 @@ pub struct Verifier {
     /// The cache's estimated size ([`Verified::size`] summed).
     bytes: AtomicUsize,
     jwks: JwksCache,
+    /// When each server's log last said its issuer's keys were unavailable (at most once a
+    /// minute each).
+    reported: DashMap<String, i64>,
 }
 
 impl Verifier {
@@ -186,7 +189,34 @@ impl Verifier {
             cache: DashMap::new(),
             bytes: AtomicUsize::new(0),
             jwks,
+            reported: DashMap::new(),
         }
+    }
+
+    /// Says in the server's log why its issuer's keys cannot be had (the operator reads
+    /// `ezforge logs`, not ezforge's stderr), at most once a minute per server.
+    fn report_unavailable(
+        &self,
+        state: &AppState,
+        server: &ServerEntry,
+        jwks_uri: &str,
+        why: &str,
+    ) {
+        let now = crate::domain::now();
+        let mut last = self.reported.entry(server.id.clone()).or_insert(0);
+        if now - *last < 60 {
+            return;
+        }
+        *last = now;
+        drop(last);
+        state.deployer.hub.write(
+            &server.id,
+            "error",
+            "auth",
+            format!(
+                "tokens cannot be checked: the issuer's keys ({jwks_uri}) cannot be fetched: {why}"
+            ),
+        );
     }
 
     fn remember(&self, key: [u8; 32], v: Arc<Verified>, now: i64) {
@@ -299,6 +329,13 @@ impl Verifier {
                 if !jwks::is_allowed(header.alg) {
                     return Err(VerifyError::Algorithm);
                 }
+                // A token that does not even claim the issuer (one of ours, after a switch to
+                // BYOA) is refused as such: fetching the issuer's keys for it would only turn
+                // "sign in again" into "try again later" while the issuer is down. Read, not
+                // trusted: the signature is still checked for any token that does claim it.
+                if unverified_issuer(token).is_none_or(|iss| iss != cfg.issuer) {
+                    return Err(VerifyError::Issuer);
+                }
                 let key = self
                     .jwks
                     .key(&cfg.jwks_uri, kid, header.alg)
@@ -306,7 +343,10 @@ impl Verifier {
                     .map_err(|e| match e {
                         jwks::JwksError::UnknownKey(_) => VerifyError::UnknownKey,
                         jwks::JwksError::AlgorithmMismatch(_) => VerifyError::Algorithm,
-                        jwks::JwksError::Unavailable(_) => VerifyError::IssuerUnavailable,
+                        jwks::JwksError::Unavailable(why) => {
+                            self.report_unavailable(state, server, &cfg.jwks_uri, &why);
+                            VerifyError::IssuerUnavailable
+                        }
                     })?;
                 (key, vec![cfg.issuer.clone()], Some(cfg.jwks_uri.clone()))
             }
@@ -361,9 +401,40 @@ impl Verifier {
     }
 }
 
+/// The `iss` a JWT claims, unverified: only ever used to refuse early.
+fn unverified_issuer(token: &str) -> Option<String> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    if payload.len() > 16 * 1024 {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    #[derive(serde::Deserialize)]
+    struct Iss {
+        iss: Option<String>,
+    }
+    serde_json::from_slice::<Iss>(&bytes).ok()?.iss
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{OWNER_MAX, owner_of};
+    use super::{OWNER_MAX, owner_of, unverified_issuer};
+
+    #[test]
+    fn the_claimed_issuer_is_read_without_trusting_it() {
+        // {"alg":"none"} . {"iss":"https://idp.example","sub":"x"} . (no signature)
+        let token = "eyJhbGciOiJub25lIn0.eyJpc3MiOiJodHRwczovL2lkcC5leGFtcGxlIiwic3ViIjoieCJ9.";
+        assert_eq!(
+            unverified_issuer(token).as_deref(),
+            Some("https://idp.example")
+        );
+        assert_eq!(unverified_issuer("a.%%%.c"), None);
+        assert_eq!(unverified_issuer("abc"), None);
+        // {"sub":"x"}: no issuer at all.
+        assert_eq!(unverified_issuer("e30.eyJzdWIiOiJ4In0.sig"), None);
+    }
 
     #[test]
     fn long_owners_are_kept_as_a_digest() {

@@ -295,26 +295,41 @@ impl TestIssuer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let (k, f) = (keys.clone(), fetches.clone());
+        let origin = format!("https://127.0.0.1:{port}");
         let server = actix_web::HttpServer::new(move || {
             let (k, f) = (k.clone(), f.clone());
-            actix_web::App::new().route(
-                "/jwks.json",
-                web::get().to(move || {
-                    let (k, f) = (k.clone(), f.clone());
-                    async move {
-                        *f.lock().expect("lock") += 1;
-                        let jwks: Vec<Value> = k
-                            .lock()
-                            .expect("lock")
-                            .iter()
-                            .map(|k| k.jwk.clone())
-                            .collect();
-                        HttpResponse::Ok()
-                            .insert_header(("Cache-Control", "max-age=300"))
-                            .json(json!({ "keys": jwks }))
-                    }
-                }),
-            )
+            let discovery = json!({
+                "issuer": origin,
+                "jwks_uri": format!("{origin}/jwks.json"),
+                "authorization_endpoint": format!("{origin}/authorize"),
+                "token_endpoint": format!("{origin}/token"),
+            });
+            actix_web::App::new()
+                .route(
+                    "/.well-known/openid-configuration",
+                    web::get().to(move || {
+                        let d = discovery.clone();
+                        async move { HttpResponse::Ok().json(d) }
+                    }),
+                )
+                .route(
+                    "/jwks.json",
+                    web::get().to(move || {
+                        let (k, f) = (k.clone(), f.clone());
+                        async move {
+                            *f.lock().expect("lock") += 1;
+                            let jwks: Vec<Value> = k
+                                .lock()
+                                .expect("lock")
+                                .iter()
+                                .map(|k| k.jwk.clone())
+                                .collect();
+                            HttpResponse::Ok()
+                                .insert_header(("Cache-Control", "max-age=300"))
+                                .json(json!({ "keys": jwks }))
+                        }
+                    }),
+                )
         })
         .workers(1)
         .disable_signals()

@@ -58,7 +58,7 @@ pub(crate) async fn add_server(
 }
 
 /// An app whose outbound client trusts these issuers' certificates and may reach loopback.
-async fn app_trusting(issuers: &[&TestIssuer]) -> TestApp {
+pub(crate) async fn app_trusting(issuers: &[&TestIssuer]) -> TestApp {
     let cas: Vec<_> = issuers.iter().map(|i| i.ca_file.clone()).collect();
     TestApp::builder()
         .config(move |c| {
@@ -69,7 +69,7 @@ async fn app_trusting(issuers: &[&TestIssuer]) -> TestApp {
         .await
 }
 
-fn resource(app: &TestApp, slug: &str) -> String {
+pub(crate) fn resource(app: &TestApp, slug: &str) -> String {
     format!("{}/mcp/{slug}", app.address)
 }
 
@@ -96,7 +96,12 @@ pub(crate) fn managed_token(app: &TestApp, slug: &str, scope: &str, extra: Value
     jsonwebtoken::encode(&header, &claims, &keys.active.encoding).expect("sign")
 }
 
-async fn rpc(app: &TestApp, slug: &str, token: Option<&str>, body: Value) -> reqwest::Response {
+pub(crate) async fn rpc(
+    app: &TestApp,
+    slug: &str,
+    token: Option<&str>,
+    body: Value,
+) -> reqwest::Response {
     let mut req = app
         .client
         .post(resource(app, slug))

@@ -306,8 +306,14 @@ impl Api {
     }
 }
 
-/// `{"data": x}` -> `x`; anything else as it is.
+/// `{"data": x}` -> `x`; anything else as it is. The answer's `warnings` (a change made, with
+/// something the operator should know) go to stderr.
 fn unwrap_data(mut v: Value) -> Value {
+    if let Some(warnings) = v.get("warnings").and_then(Value::as_array) {
+        for w in warnings.iter().filter_map(Value::as_str) {
+            eprintln!("warning: {w}");
+        }
+    }
     match v.get_mut("data") {
         Some(d) => d.take(),
         None => v,
