@@ -3,6 +3,7 @@
 //! on the old target), cleanup (the old process stops once drained). A failed step leaves
 //! the previous deployment serving unless the server (or the request) turned rollback off.
 
+mod diagnose;
 pub mod health;
 pub mod process;
 pub mod sandbox;
@@ -562,6 +563,7 @@ async fn provision(
         confinement: confinement.map(Arc::new),
         hub: state.deployer.hub.clone(),
         lines_per_second: config.output_lines_per_second,
+        tail: Default::default(),
         rt: state.deployer.rt.clone(),
     };
     match transport {
@@ -586,12 +588,30 @@ async fn provision(
                 None => process::free_port().map_err(|e| format!("no free port: {e}"))?,
             };
             let guard = state.gateway.destinations.reserve(port);
+            launch.log(
+                "info",
+                format!(
+                    "starting the process; waiting up to {} for it to accept connections on 127.0.0.1:{port}",
+                    humantime::format_duration(config.health_timeout.0)
+                ),
+            );
+            let started = Instant::now();
             let sup = Supervisor::start(launch, port, config.health_timeout.0);
-            if first && let Err(e) = sup.ready(config.health_timeout.0, true).await {
-                // Gone before this returns: a fixed port must be free for whoever is next.
-                sup.shutdown();
-                let _ = tokio::time::timeout(Duration::from_secs(10), sup.exited()).await;
-                return Err(e);
+            if first {
+                if let Err(e) = sup.ready(config.health_timeout.0, true).await {
+                    // Gone before this returns: a fixed port must be free for whoever is next.
+                    sup.shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(10), sup.exited()).await;
+                    let output = sup.launch.last_output();
+                    return Err(diagnose::explain(&e, transport, Some(port), &output));
+                }
+                sup.launch.log(
+                    "info",
+                    format!(
+                        "the process accepts connections ({} ms)",
+                        started.elapsed().as_millis()
+                    ),
+                );
             }
             Ok(Target::holding(TargetKind::Process(sup), id, Some(guard)))
         }
@@ -616,11 +636,27 @@ async fn check(state: &AppState, server: &ServerRow, target: &Target) -> Result<
     let timeout = state.config.deploy.health_timeout.0;
     let path = server.health_check_path.as_deref();
     let client = &state.gateway.health;
-    match &target.kind {
+    let log = |m: String| state.deployer.hub.write(&server.id, "info", "deploy", m);
+    log(match path {
+        Some(p) => format!("health check: GET {p}"),
+        None => "health check: MCP initialize and ping".into(),
+    });
+    let result = match &target.kind {
         TargetKind::Url(u) => health::check(client, u, path, timeout).await,
-        TargetKind::Process(p) => health::check(client, &p.url, path, timeout).await,
-        TargetKind::Stdio(p) => p.probe(timeout).await,
+        TargetKind::Process(p) => health::check(client, &p.url, path, timeout)
+            .await
+            .map_err(|e| {
+                diagnose::explain(&e, Transport::Http, Some(p.port), &p.launch.last_output())
+            }),
+        TargetKind::Stdio(p) => p
+            .probe(timeout)
+            .await
+            .map_err(|e| diagnose::explain(&e, Transport::Stdio, None, &p.launch_output())),
+    };
+    if result.is_ok() {
+        log("health check passed".into());
     }
+    result
 }
 
 async fn pipeline(

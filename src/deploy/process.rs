@@ -45,6 +45,8 @@ pub struct Launch {
     pub confinement: Option<Arc<Confinement>>,
     pub hub: LogHub,
     pub lines_per_second: u32,
+    /// The last lines it printed (all its processes), for a failure's explanation.
+    pub tail: Arc<std::sync::Mutex<std::collections::VecDeque<String>>>,
     /// Where the process's tasks run: the runtime that outlives the HTTP workers (see
     /// [`super::Deployer::runtime`]).
     pub rt: tokio::runtime::Handle,
@@ -135,6 +137,25 @@ impl Launch {
         env
     }
 
+    /// Keeps `line` among the last ones printed.
+    fn remember(&self, line: &str) {
+        let mut tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
+        if tail.len() == super::diagnose::TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(line.chars().take(300).collect());
+    }
+
+    /// The last lines its processes printed, oldest first.
+    pub fn last_output(&self) -> Vec<String> {
+        self.tail
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
     pub fn log(&self, level: &'static str, message: String) {
         self.hub.write(&self.server_id, level, "process", message);
     }
@@ -162,8 +183,11 @@ pub async fn capture(pipe: impl AsyncRead + Unpin, launch: Launch, level: &'stat
         let allowed = limit.allow();
         let text = String::from_utf8_lossy(&line);
         let text = text.trim_end_matches(['\r', '\n']);
-        if allowed && !text.is_empty() {
-            launch.log(level, text.to_owned());
+        if !text.is_empty() {
+            launch.remember(text);
+            if allowed {
+                launch.log(level, text.to_owned());
+            }
         }
         line.clear();
     }
@@ -731,6 +755,7 @@ pub(crate) mod tests {
             },
             confinement: None,
             hub: LogHub::default(),
+            tail: Default::default(),
             lines_per_second: 10,
             rt: tokio::runtime::Handle::current(),
         }

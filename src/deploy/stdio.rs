@@ -129,6 +129,11 @@ impl StdioPool {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The last lines its processes printed, oldest first.
+    pub fn launch_output(&self) -> Vec<String> {
+        self.launch.last_output()
+    }
+
     pub fn session_count(&self) -> usize {
         self.lock().len()
     }

@@ -136,8 +136,10 @@ impl Shell {
             args.join(" "),
             out.stdout
         );
+        // One error, after whatever progress the command showed (a deploy's steps).
+        let error = out.stderr.find("error: ");
         assert!(
-            out.stderr.starts_with("error: "),
+            error.is_some_and(|i| i == 0 || out.stderr[..i].ends_with('\n')),
             "`ezforge {}`: {}",
             args.join(" "),
             out.stderr
@@ -920,4 +922,59 @@ async fn members_are_invited_and_join_from_the_cli() {
         "{}",
         out.stderr
     );
+}
+
+/// A deployment shows its steps as they happen, and a failure shows what the program printed
+/// last and a hint: here a stdio server deployed as HTTP, and an HTTP one as stdio.
+#[tokio::test]
+async fn a_deploy_shows_its_steps_and_a_failure_says_what_to_fix() {
+    let app = TestApp::spawn().await;
+    let sh = Shell::new(&app);
+    sh.login().await;
+    sh.ok(&["project", "create", "Steps", "--slug", "steps"])
+        .await;
+    sh.ok(&["servers", "create", "tools", "--project", "steps"])
+        .await;
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let stdio = format!("python3 '{}'", fixtures.join("stdio_mcp.py").display());
+    let http = format!("python3 '{}'", fixtures.join("http_mcp.py").display());
+
+    let good = sh.run(&["deploy", "tools", "--command", &http]).await;
+    assert!(good.success, "{}{}", good.stdout, good.stderr);
+    for step in [
+        "deployment v1 started",
+        "starting the process",
+        "accepts connections",
+        "health check passed",
+        "is serving",
+    ] {
+        assert!(
+            good.stderr.contains(step),
+            "{step:?} missing from: {}",
+            good.stderr
+        );
+    }
+
+    // A stdio server deployed as HTTP: it ends at once, having said "stdio".
+    let err = sh.fails(&["deploy", "tools", "--command", &stdio]).await;
+    assert!(err.contains("its last output:"), "{err}");
+    assert!(err.contains("fixture-stdio started"), "{err}");
+    assert!(err.contains("--stdio"), "{err}");
+
+    // An HTTP server deployed as stdio: it never answers on stdin.
+    let err = sh
+        .fails(&[
+            "deploy",
+            "tools",
+            "--command",
+            &format!("{http} --exit-at-once"),
+            "--stdio",
+        ])
+        .await;
+    assert!(err.contains("its last output:\n"), "{err}");
+    assert!(
+        err.contains("PORT environment variable is required"),
+        "{err}"
+    );
+    assert!(err.contains("hint: its output speaks of a port"), "{err}");
 }

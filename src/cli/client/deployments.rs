@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 
 use super::Ctx;
 use super::api::{ApiError, seg};
-use super::output::{cell, clean, pairs, print_json, table, text};
+use super::output::{cell, clean, clean_lines, pairs, print_json, table, text};
 use super::{DeployArgs, RollbackArgs};
 
 /// The target column of `rollback --list` is cut to this many characters.
@@ -17,18 +17,52 @@ pub async fn deploy(ctx: &Ctx, args: &DeployArgs) -> anyhow::Result<()> {
     let body = deploy_body(args)?;
     let api = ctx.api()?;
     if !ctx.json && std::io::stderr().is_terminal() {
-        eprintln!(
-            "Deploying to {}: waiting for the health check…",
-            clean(&args.server)
-        );
+        eprintln!("Deploying to {}…", clean(&args.server));
     }
-    let d = api
-        .post_slow(
-            &format!("/servers/{}/deployments", seg(&args.server)),
-            &body,
-        )
-        .await?;
+    let path = format!("/servers/{}/deployments", seg(&args.server));
+    let d = with_progress(ctx, &args.server, api.post_slow(&path, &body)).await?;
     finish(ctx, &args.server, &d, "Deployed")
+}
+
+/// Runs `job` (a deploy or rollback) while printing, on stderr, each step of the pipeline as
+/// the server's log stream tells it. Without the stream (a key without `logs:read`), the job
+/// runs all the same.
+async fn with_progress(
+    ctx: &Ctx,
+    server: &str,
+    job: impl std::future::Future<Output = anyhow::Result<Value>>,
+) -> anyhow::Result<Value> {
+    use futures_util::StreamExt;
+    if ctx.json {
+        return job.await;
+    }
+    let api = ctx.api()?;
+    let path = format!("/servers/{}/logs/stream", seg(server));
+    let Ok(res) = api.stream(&path, &[]).await else {
+        return job.await;
+    };
+    let mut body = res.bytes_stream();
+    let mut sse = super::logs::SseParser::default();
+    tokio::pin!(job);
+    loop {
+        tokio::select! {
+            done = &mut job => return done,
+            chunk = body.next() => {
+                let Some(Ok(chunk)) = chunk else {
+                    return job.await;
+                };
+                for frame in sse.push(&chunk).unwrap_or_default() {
+                    if let super::logs::Frame::Event(e) = frame
+                        && let Ok(entry) = serde_json::from_str::<Value>(&e.data)
+                        && matches!(entry["source"].as_str(), Some("deploy" | "process"))
+                    {
+                        let message = clean_lines(entry["message"].as_str().unwrap_or_default());
+                        eprintln!("  {}", message.replace('\n', "\n    "));
+                    }
+                }
+            }
+        }
+    }
 }
 
 pub async fn rollback(ctx: &Ctx, args: &RollbackArgs) -> anyhow::Result<()> {
@@ -37,14 +71,10 @@ pub async fn rollback(ctx: &Ctx, args: &RollbackArgs) -> anyhow::Result<()> {
     };
     let api = ctx.api()?;
     if !ctx.json && std::io::stderr().is_terminal() {
-        eprintln!(
-            "Rolling back {}: waiting for the health check…",
-            clean(&args.server)
-        );
+        eprintln!("Rolling back {}…", clean(&args.server));
     }
-    let d = api
-        .post_slow(&format!("/servers/{}/rollback", seg(&args.server)), &body)
-        .await?;
+    let path = format!("/servers/{}/rollback", seg(&args.server));
+    let d = with_progress(ctx, &args.server, api.post_slow(&path, &body)).await?;
     finish(ctx, &args.server, &d, "Rolled back")
 }
 
@@ -69,7 +99,7 @@ fn finish(ctx: &Ctx, server: &str, d: &Value, done: &str) -> anyhow::Result<()> 
         let why = d
             .get("errorMessage")
             .and_then(Value::as_str)
-            .map(clean)
+            .map(clean_lines)
             .filter(|m| !m.is_empty())
             .unwrap_or_else(|| "no reason given".to_owned());
         // With rollback off the failed version takes the traffic anyway.

@@ -15,6 +15,11 @@ pub fn clean(s: &str) -> String {
         .collect()
 }
 
+/// [`clean`], keeping line breaks (a text of several lines, such as a failure's explanation).
+pub fn clean_lines(s: &str) -> String {
+    s.split('\n').map(clean).collect::<Vec<_>>().join("\n")
+}
+
 /// A field of an API object as a table cell: strings as they are, lists joined by `,`,
 /// booleans as yes/no, null or missing as `-`.
 pub fn cell(v: &Value, key: &str) -> String {
