@@ -617,7 +617,7 @@ async fn purge_expired_refresh_tokens(state: &web::Data<AppState>, now: i64) {
 }
 
 /// Every second: idle processes stopped, process time counted; every 5 s, processes found
-/// listening beyond loopback.
+/// listening beyond loopback; every 15 s, upstream URLs probed.
 async fn deploy_ticks(state: web::Data<AppState>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -629,6 +629,9 @@ async fn deploy_ticks(state: web::Data<AppState>) {
         last = Instant::now();
         if ticks.is_multiple_of(5) {
             state.deployer.check_exposure(&state).await;
+        }
+        if ticks.is_multiple_of(15) {
+            state.deployer.probe_upstreams(&state).await;
         }
         ticks += 1;
     }

@@ -37,6 +37,8 @@ pub fn server_json(state: &AppState, s: &ServerRow) -> serde_json::Value {
         "name": s.name,
         "slug": s.slug,
         "status": status,
+        // Why, when the status is one the API found out (an upstream that cannot be reached).
+        "statusReason": target.as_deref().and_then(|t| t.unreachable()),
         "url": state.server_url(&s.slug),
         "subdomain": state.server_subdomain(&s.slug),
         "authMode": s.auth_mode,

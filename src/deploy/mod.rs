@@ -47,6 +47,8 @@ pub struct Target {
     pub kind: TargetKind,
     /// The deployment it belongs to (`None` for a server declared in the config file).
     pub deployment_id: Option<String>,
+    /// Why an upstream URL could not be reached at its last probe (`None`: it could).
+    unreachable: Mutex<Option<String>>,
     inflight: AtomicUsize,
     /// A supervised process's port, refused as an upstream destination while this target lives.
     _port: Option<PortGuard>,
@@ -74,9 +76,26 @@ impl Target {
         Arc::new(Self {
             kind,
             deployment_id: deployment_id.map(str::to_owned),
+            unreachable: Mutex::new(None),
             inflight: AtomicUsize::new(0),
             _port: port,
         })
+    }
+
+    /// Why its upstream URL could not be reached at the last probe.
+    pub fn unreachable(&self) -> Option<String> {
+        self.unreachable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records a probe's outcome; `true` when it changed.
+    fn set_unreachable(&self, why: Option<String>) -> bool {
+        let mut now = self.unreachable.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = now.is_some() != why.is_some();
+        *now = why;
+        changed
     }
 
     pub fn enter(self: &Arc<Self>) -> InFlight {
@@ -130,6 +149,7 @@ impl Target {
     /// The server status this target implies, where it says more than the stored one.
     pub fn status_override(&self) -> Option<&'static str> {
         match &self.kind {
+            TargetKind::Url(_) if self.unreachable().is_some() => Some("unreachable"),
             TargetKind::Process(p) => match p.state() {
                 ProcState::Stopped | ProcState::Exited => Some("stopped"),
                 ProcState::Backoff { .. } => Some("error"),
@@ -349,6 +369,50 @@ impl Deployer {
             for (id, ms) in used {
                 *c.entry(id).or_default() += ms;
             }
+        }
+    }
+
+    /// Tries a connection to every upstream URL (light: TCP and TLS, nothing sent), and
+    /// records which cannot be reached and why; the server's log says when that changes.
+    pub async fn probe_upstreams(&self, state: &AppState) {
+        let urls: Vec<(String, Arc<Target>)> = state
+            .gateway
+            .registry
+            .all()
+            .iter()
+            .filter_map(|e| {
+                let t = e.target.clone()?;
+                matches!(t.kind, TargetKind::Url(_)).then(|| (e.id.clone(), t))
+            })
+            .collect();
+        let probes = urls.iter().map(|(id, t)| self.probe(state, id, t));
+        futures_util::future::join_all(probes).await;
+    }
+
+    /// One upstream URL's probe (see [`Deployer::probe_upstreams`]).
+    async fn probe(&self, state: &AppState, server_id: &str, t: &Target) {
+        let TargetKind::Url(ep) = &t.kind else {
+            return;
+        };
+        let why = state
+            .gateway
+            .health
+            .probe(ep)
+            .await
+            .err()
+            .map(|e| e.to_string());
+        if t.set_unreachable(why.clone()) {
+            let (level, message) = match why {
+                Some(w) => (
+                    "error",
+                    format!("the upstream {} cannot be reached: {w}", ep.url()),
+                ),
+                None => (
+                    "info",
+                    format!("the upstream {} can be reached again", ep.url()),
+                ),
+            };
+            self.hub.write(server_id, level, "deploy", message);
         }
     }
 
@@ -851,6 +915,13 @@ async fn pipeline(
     }
     if let Some(t) = target {
         if swap {
+            if !req.check && matches!(t.kind, TargetKind::Url(_)) {
+                // Taken without a health check: whether it can be reached is known at once.
+                let (st, sid, probed) = (state.clone(), server.id.clone(), t.clone());
+                state.deployer.rt.spawn(async move {
+                    st.deployer.probe(&st, &sid, &probed).await;
+                });
+            }
             let old = install(state, &server.id, t).await;
             if let Some(old) = old {
                 deployer

@@ -283,6 +283,11 @@ impl UpstreamClient {
         None
     }
 
+    /// Whether a connection (TCP, and TLS for https) to `ep` can be made now; nothing is sent.
+    pub async fn probe(&self, ep: &Endpoint) -> Result<(), SendError> {
+        self.connect(ep).await.map(drop)
+    }
+
     async fn connect(&self, ep: &Endpoint) -> Result<Sender, SendError> {
         let connect = async {
             let tcp = self.open(ep).await?;
@@ -316,13 +321,14 @@ impl UpstreamClient {
     /// resolved now, and each address it gives is checked before it is tried.
     async fn open(&self, ep: &Endpoint) -> Result<TcpStream, SendError> {
         let policy = &self.destinations;
-        let connect_err = |e: std::io::Error| SendError::Connect(e.to_string());
         match &ep.addr {
             Addr::Ip(a) => {
                 if ep.guarded {
                     policy.check_addr(None, *a).map_err(SendError::Refused)?;
                 }
-                TcpStream::connect(a).await.map_err(connect_err)
+                TcpStream::connect(a)
+                    .await
+                    .map_err(|e| SendError::Connect(format!("{a}: {e}")))
             }
             Addr::Name(host, port) => {
                 if ep.guarded {
@@ -332,7 +338,7 @@ impl UpstreamClient {
                     .resolver()
                     .lookup(host, *port)
                     .await
-                    .map_err(connect_err)?;
+                    .map_err(|e| SendError::Connect(format!("cannot resolve {host}: {e}")))?;
                 let (mut refused, mut failed) = (None, None);
                 for a in addrs {
                     if ep.guarded
@@ -343,11 +349,11 @@ impl UpstreamClient {
                     }
                     match TcpStream::connect(a).await {
                         Ok(tcp) => return Ok(tcp),
-                        Err(e) => failed = Some(e),
+                        Err(e) => failed = Some((a, e)),
                     }
                 }
                 Err(match (failed, refused) {
-                    (Some(e), _) => connect_err(e),
+                    (Some((a, e)), _) => SendError::Connect(format!("{a}: {e}")),
                     (None, Some(r)) => SendError::Refused(r),
                     (None, None) => SendError::Connect(format!("{host} resolves to no address")),
                 })

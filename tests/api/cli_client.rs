@@ -137,9 +137,8 @@ impl Shell {
             out.stdout
         );
         // One error, after whatever progress the command showed (a deploy's steps).
-        let error = out.stderr.find("error: ");
         assert!(
-            error.is_some_and(|i| i == 0 || out.stderr[..i].ends_with('\n')),
+            out.stderr.lines().any(|l| l.starts_with("error: ")),
             "`ezforge {}`: {}",
             args.join(" "),
             out.stderr

@@ -843,7 +843,11 @@ async fn server_rules() {
     .await;
     let s = ok.expect(201)["data"].clone();
     assert_eq!(s["slug"], "weather-server");
-    assert_eq!(s["status"], "running", "an upstream makes it running");
+    // An upstream makes it running (or unreachable, once probed: nothing listens there).
+    assert!(
+        matches!(s["status"].as_str(), Some("running" | "unreachable")),
+        "{s}"
+    );
     assert_eq!(s["upstreamUrl"], "http://127.0.0.1:3001/mcp");
     assert_eq!(s["healthCheckPath"], "/health");
     assert_eq!(s["rollbackOnHealthCheckFailure"], false);
@@ -1035,7 +1039,15 @@ async fn auth_config_rules() {
     good["authorizationEndpoint"] = json!("https://idp.example.com/authorize?prompt=login");
     let res = patch(json!({ "authMode": "byoa", "byoaConfig": good })).await;
     let want = json!({ "data": { "authMode": "byoa", "byoaConfig": good } });
-    assert_eq!(res.expect(200), &want);
+    assert_eq!(res.expect(200)["data"], want["data"]);
+    // The issuer cannot be looked at from here: the switch is made, with warnings saying why.
+    assert!(
+        res.body["warnings"]
+            .as_array()
+            .is_some_and(|w| !w.is_empty()),
+        "{}",
+        res.text
+    );
     assert_eq!(get_as(&app, &admin, &path).await.body, want);
     let s = get_as(&app, &admin, &format!("/v1/servers/{server}")).await;
     assert_eq!(s.body["data"]["authMode"], "byoa");

@@ -1639,3 +1639,48 @@ async fn a_fixed_port_is_handed_over_and_given_back_when_the_successor_fails() {
     assert_failed(&v4, &format!("port {taken} is not free"));
     assert_eq!(pid(&app, &t).await, third, "v3 serves on");
 }
+
+/// An upstream URL nobody listens on does not read `running`: it is probed at once (and then
+/// every 15 s), reads `unreachable` with the cause, and the server's log says so.
+#[tokio::test]
+async fn an_upstream_nobody_listens_on_reads_unreachable_with_the_cause() {
+    let (app, admin, _) = world("nobody").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let r = patch_as(
+        &app,
+        &admin,
+        "/v1/servers/nobody",
+        json!({ "upstreamUrl": format!("http://127.0.0.1:{port}/mcp") }),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let s = poll_get(
+        &app,
+        &admin,
+        "/v1/servers/nobody",
+        "the probe's verdict",
+        |r| {
+            let v = r.expect(200).clone();
+            (v["data"]["status"] == "unreachable").then_some(v)
+        },
+    )
+    .await;
+    let reason = s["data"]["statusReason"]
+        .as_str()
+        .expect("a reason")
+        .to_owned();
+    assert!(
+        reason.contains(&format!("127.0.0.1:{port}")) && reason.to_lowercase().contains("refused"),
+        "{reason}"
+    );
+    let logs = get_as(
+        &app,
+        &admin,
+        "/v1/servers/nobody/logs?search=cannot%20be%20reached",
+    )
+    .await;
+    assert!(logs.text.contains("refused"), "{}", logs.text);
+}

@@ -1966,10 +1966,13 @@ async fn keepalive_upstream() -> (String, std::sync::Arc<std::sync::atomic::Atom
     let count = accepted.clone();
     tokio::spawn(async move {
         while let Ok((mut sock, _)) = listener.accept().await {
-            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let count = count.clone();
             tokio::spawn(async move {
                 let mut seen = Vec::new();
                 let mut buf = vec![0u8; 16 * 1024];
+                // Connections that carry a request (ezforge's reachability probe opens one and
+                // sends nothing).
+                let mut counted = false;
                 loop {
                     // One request: the head, then Content-Length bytes of body.
                     let head_end = loop {
@@ -1981,6 +1984,10 @@ async fn keepalive_upstream() -> (String, std::sync::Arc<std::sync::atomic::Atom
                             Ok(n) => seen.extend_from_slice(&buf[..n]),
                         }
                     };
+                    if !counted {
+                        counted = true;
+                        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
                     let head = String::from_utf8_lossy(&seen[..head_end]).to_ascii_lowercase();
                     let length: usize = head
                         .lines()
