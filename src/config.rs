@@ -677,6 +677,14 @@ impl Config {
     /// Loads from the file named by `--config`, else `EZFORGE_CONFIG`, else
     /// `/etc/ezforge/config.toml` if it exists, then applies the environment, then validates.
     pub fn load(explicit: Option<&Path>) -> Result<Self, ConfigError> {
+        let config = Self::read(explicit)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Like [`Config::load`], without the rules that span keys ([`Config::problems`]): for
+    /// `config check`, which reports every problem at once.
+    pub fn read(explicit: Option<&Path>) -> Result<Self, ConfigError> {
         let env: Vec<(String, String)> = std::env::vars().collect();
         let file = match explicit {
             Some(p) => Some(p.to_path_buf()),
@@ -685,11 +693,17 @@ impl Config {
                 _ => Some(PathBuf::from(SYSTEM_CONFIG_PATH)).filter(|p| p.exists()),
             },
         };
-        Self::load_from(file.as_deref(), &env)
+        Self::read_from(file.as_deref(), &env)
     }
 
     /// Loading with an explicit environment, so tests need not touch the process's.
     pub fn load_from(file: Option<&Path>, env: &[(String, String)]) -> Result<Self, ConfigError> {
+        let config = Self::read_from(file, env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn read_from(file: Option<&Path>, env: &[(String, String)]) -> Result<Self, ConfigError> {
         // The rate limits' defaults underneath, so that setting one of a limit's two keys
         // keeps the default of the other.
         let defaults = Config::default();
@@ -744,7 +758,6 @@ impl Config {
             }
             (None, None) => {}
         }
-        config.validate()?;
         Ok(config)
     }
 
@@ -777,6 +790,33 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        match self.problems().into_iter().next() {
+            Some(first) => Err(first),
+            None => Ok(()),
+        }
+    }
+
+    /// Every rule the config breaks, one error per group of keys (`config check` reports them
+    /// all at once; `serve` stops at the first).
+    pub fn problems(&self) -> Vec<ConfigError> {
+        let checks: [fn(&Config) -> Result<(), ConfigError>; 9] = [
+            Config::check_public_url,
+            Config::check_listen_and_tls,
+            Config::check_routing,
+            Config::check_durations,
+            Config::check_registration_and_byoa,
+            Config::check_limits,
+            Config::check_deploy,
+            Config::validate_servers,
+            Config::check_logging,
+        ];
+        checks
+            .iter()
+            .filter_map(|check| check(self).err())
+            .collect()
+    }
+
+    fn check_public_url(&self) -> Result<(), ConfigError> {
         if let Some(url) = &self.server.public_url {
             let parsed = Url::parse(url).map_err(|e| {
                 ConfigError::rule("server.public_url", format!("{url:?} is not a URL: {e}"))
@@ -800,6 +840,10 @@ impl Config {
                 ));
             }
         }
+        Ok(())
+    }
+
+    fn check_listen_and_tls(&self) -> Result<(), ConfigError> {
         let public_https = self
             .server
             .public_url
@@ -829,6 +873,10 @@ impl Config {
                 ));
             }
         }
+        Ok(())
+    }
+
+    fn check_routing(&self) -> Result<(), ConfigError> {
         if self.gateway.routing == Routing::Host {
             match self.gateway.server_domain.as_deref() {
                 None | Some("") => {
@@ -846,6 +894,10 @@ impl Config {
                 Some(_) => {}
             }
         }
+        Ok(())
+    }
+
+    fn check_durations(&self) -> Result<(), ConfigError> {
         for (key, d) in [
             ("auth.access_token_ttl", self.auth.access_token_ttl),
             ("auth.refresh_token_ttl", self.auth.refresh_token_ttl),
@@ -882,6 +934,10 @@ impl Config {
                 "must be at least 1h, or \"0s\" to rotate only with `ezforge keys rotate`",
             ));
         }
+        Ok(())
+    }
+
+    fn check_registration_and_byoa(&self) -> Result<(), ConfigError> {
         if self.auth.registration.mode == RegistrationMode::Token
             && self.auth.registration.initial_access_token.is_none()
         {
@@ -907,6 +963,10 @@ impl Config {
                 }
             }
         }
+        Ok(())
+    }
+
+    fn check_limits(&self) -> Result<(), ConfigError> {
         for (key, rl) in [
             ("gateway.rate_limit.per_minute", self.gateway.rate_limit),
             ("control.rate_limit.per_minute", self.control.rate_limit),
@@ -929,6 +989,10 @@ impl Config {
                 "must be at least 1 byte",
             ));
         }
+        Ok(())
+    }
+
+    fn check_deploy(&self) -> Result<(), ConfigError> {
         if let Some((key, problem)) = self.deploy.sandbox.problem() {
             return Err(ConfigError::rule(key, problem));
         }
@@ -945,7 +1009,10 @@ impl Config {
                 "must be [first, last] with 0 < first <= last",
             ));
         }
-        self.validate_servers()?;
+        Ok(())
+    }
+
+    fn check_logging(&self) -> Result<(), ConfigError> {
         tracing_subscriber::EnvFilter::try_new(&self.logging.level).map_err(|e| {
             ConfigError::rule(
                 "logging.level",

@@ -169,16 +169,33 @@ fn stop_now(why: &str) -> ! {
 }
 
 pub fn config_check(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let config = load(config_path)?;
-    // What `serve` reads at start, read now: a check that passes must mean a start that does.
-    // (The bootstrap admin matters only while there is no database yet.)
+    let config = Config::read(config_path)?;
+    // Every problem at once, and what `serve` reads at start, read now: a check that passes
+    // must mean a start that does. (The bootstrap admin matters only while there is no
+    // database yet.)
+    let mut problems: Vec<String> = config.problems().iter().map(ToString::to_string).collect();
     if !config.server.data_dir.join("ezforge.db").exists()
         && let Some(problem) = config.bootstrap_problem()
     {
-        return Err(problem.into());
+        problems.push(problem.to_string());
     }
-    crate::tls::check_files(&config.tls)?;
-    crate::outbound::Outbound::new(&config.outbound)?;
+    if let Err(e) = crate::tls::check_files(&config.tls) {
+        problems.push(e.to_string());
+    }
+    if let Err(e) = crate::outbound::Outbound::new(&config.outbound) {
+        problems.push(e.to_string());
+    }
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let warnings = crate::config::unused_variables(&env);
+    for warning in &warnings {
+        eprintln!("warning: {warning}");
+    }
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("error: {p}");
+        }
+        return Ok(ExitCode::FAILURE);
+    }
     match &config.source_file {
         Some(p) => println!("# config OK: {} (+ environment)", p.display()),
         None => println!("# config OK: built-in defaults (+ environment)"),
@@ -186,10 +203,8 @@ pub fn config_check(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
     for line in crate::deploy::sandbox::Sandbox::new(&config, false).describe() {
         println!("# {line}");
     }
-    let env: Vec<(String, String)> = std::env::vars().collect();
-    for warning in crate::config::unused_variables(&env) {
+    for warning in &warnings {
         println!("# warning: {warning}");
-        eprintln!("warning: {warning}");
     }
     print!("{}", config.to_redacted_toml());
     Ok(ExitCode::SUCCESS)

@@ -785,3 +785,40 @@ async fn config_check_names_what_was_meant() {
     .await;
     assert!(line.contains("did you mean `listen`?"), "{line}");
 }
+
+/// `config check` reports every problem in one run, not the first only.
+#[tokio::test]
+async fn config_check_reports_every_problem_at_once() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = ezforge(dir.path())
+        .args(["config", "check"])
+        .env("EZFORGE_SERVER__LISTEN", "0.0.0.0:8080")
+        .env("EZFORGE_AUTH__REGISTRATION__MODE", "token")
+        .env("EZFORGE_ADMIN_PASSWORD", "short")
+        .env(
+            "EZFORGE_DEPLOY__SANDBOX__READ_PATHS",
+            r#"["relative/path"]"#,
+        )
+        .output()
+        .await
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    for key in [
+        "server.listen",
+        "auth.registration.initial_access_token",
+        "admin_password",
+        "deploy.sandbox.read_paths",
+    ] {
+        assert!(
+            errors.iter().any(|e| e.contains(key)),
+            "{key} missing: {stderr}"
+        );
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        !dir.path().join("ezforge-data").exists(),
+        "a check writes nothing"
+    );
+}
