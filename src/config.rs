@@ -799,7 +799,8 @@ impl Config {
     /// Every rule the config breaks, one error per group of keys (`config check` reports them
     /// all at once; `serve` stops at the first).
     pub fn problems(&self) -> Vec<ConfigError> {
-        let checks: [fn(&Config) -> Result<(), ConfigError>; 9] = [
+        type Check = fn(&Config) -> Result<(), ConfigError>;
+        let checks: [Check; 9] = [
             Config::check_public_url,
             Config::check_listen_and_tls,
             Config::check_routing,
