@@ -22,6 +22,7 @@ mod isolation_assertion;
 mod isolation_env;
 mod isolation_trust;
 mod isolation_upstream;
+mod metrics;
 mod oauth_cimd;
 mod oauth_cross_site;
 mod oauth_flow;
