@@ -2,6 +2,7 @@
 //! 127.0.0.1:0 with its own temporary data dir and real SQLite, and talks HTTP to it.
 
 mod browser;
+mod cli_admin;
 mod cli_client;
 mod cli_process;
 mod clients_tested;
