@@ -30,4 +30,5 @@ mod oauth_flow;
 mod oauth_hardening;
 mod oauth_issuers;
 mod oauth_rules;
+mod openapi;
 mod sandbox;
