@@ -1,5 +1,5 @@
 //! Client commands: `ezforge auth|project|servers …` talk HTTP to a running server's control
-//! API (`/v1`, see shared/API.md). Credentials: `EZFORGE_API_KEY` if set, else the session that
+//! API (`/v1`, see docs/api.md). Credentials: `EZFORGE_API_KEY` if set, else the session that
 //! `ezforge auth login` keeps in the credentials file (see `credentials`).
 
 mod api;

@@ -12,6 +12,7 @@ mod control_matrix;
 mod control_rules;
 mod control_secrets;
 mod deploy;
+mod docs;
 mod fakes;
 mod foundation;
 mod gateway;
