@@ -3,7 +3,7 @@
 //! - Each layer has its own `thiserror` enum: `store::StoreError`, `config::ConfigError`,
 //!   `ApiError` here for the control API. `anyhow` is used only by `main` and the CLI.
 //! - The control API answers `{"error":{"code","message","details"}}` with the status the
-//!   code implies (API.md). OAuth endpoints answer RFC 6749 JSON; the gateway answers with
+//!   code implies (docs/api.md). OAuth endpoints answer RFC 6749 JSON; the gateway answers with
 //!   RFC 6750 `WWW-Authenticate`; each defines its own error type next to its handlers.
 //! - A 500 body is always generic. The cause chain goes to the log with the request id,
 //!   never to the client.

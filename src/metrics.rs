@@ -3,6 +3,7 @@
 //! Served on the main listener or on `metrics.listen`, behind `metrics.bearer_token` if set.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use actix_web::http::header;
@@ -12,7 +13,8 @@ use subtle::ConstantTimeEq;
 use crate::app::AppState;
 use crate::deploy::TargetKind;
 use crate::deploy::process::ProcState;
-use crate::gateway::counters::BUCKETS;
+use crate::gateway::counters::{BUCKETS, ServerCounters};
+use crate::gateway::registry::ServerEntry;
 
 pub async fn handler(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if let Some(token) = &state.config.metrics.bearer_token {
@@ -60,24 +62,49 @@ pub fn render(state: &AppState) -> String {
     let _ = writeln!(out, "# TYPE ezforge_servers gauge");
     let _ = writeln!(out, "ezforge_servers {}", servers.len());
 
-    let _ = writeln!(
-        out,
-        "# HELP ezforge_requests_total Requests through the front door, by server and status class."
+    per_server_counter(
+        &mut out,
+        &servers,
+        "ezforge_requests_total",
+        "Requests through the front door, by server and status class (4xx includes the challenges of ezforge_challenges_total).",
+        "class",
+        |c| {
+            let by_class = |i: usize| c.by_class[i].load(Relaxed);
+            vec![
+                ("1xx", by_class(0)),
+                ("2xx", by_class(1)),
+                ("3xx", by_class(2)),
+                ("4xx", by_class(3)),
+                ("5xx", by_class(4)),
+            ]
+        },
     );
-    let _ = writeln!(out, "# TYPE ezforge_requests_total counter");
-    for s in &servers {
-        for (i, c) in s.counters.by_class.iter().enumerate() {
-            let n = c.load(Relaxed);
-            if n > 0 {
-                let _ = writeln!(
-                    out,
-                    "ezforge_requests_total{{server=\"{}\",class=\"{}xx\"}} {n}",
-                    label(&s.slug),
-                    i + 1
-                );
-            }
-        }
-    }
+    per_server_counter(
+        &mut out,
+        &servers,
+        "ezforge_challenges_total",
+        "Requests answered 401 (a token is needed, or was refused) or 403 (more scope is needed, or the origin is refused): the normal OAuth flow, not errors; also in class 4xx.",
+        "status",
+        |c| {
+            vec![
+                ("401", c.challenges[0].load(Relaxed)),
+                ("403", c.challenges[1].load(Relaxed)),
+            ]
+        },
+    );
+    per_server_counter(
+        &mut out,
+        &servers,
+        "ezforge_request_errors_total",
+        "Requests that failed, by server and status class: 5xx, and 4xx other than challenges (401, 403).",
+        "class",
+        |c| {
+            vec![
+                ("4xx", c.client_errors.load(Relaxed)),
+                ("5xx", c.by_class[4].load(Relaxed)),
+            ]
+        },
+    );
     let _ = writeln!(
         out,
         "# HELP ezforge_request_duration_seconds Time the front door took per request."
@@ -205,6 +232,30 @@ pub fn render(state: &AppState) -> String {
     );
     process_metrics(&mut out, state);
     out
+}
+
+/// A counter with a series per server and value of `label`; series still at zero are left out.
+fn per_server_counter(
+    out: &mut String,
+    servers: &[Arc<ServerEntry>],
+    name: &str,
+    help: &str,
+    label_name: &str,
+    values: impl Fn(&ServerCounters) -> Vec<(&'static str, u64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} counter");
+    for s in servers {
+        for (value, n) in values(&s.counters) {
+            if n > 0 {
+                let _ = writeln!(
+                    out,
+                    "{name}{{server=\"{}\",{label_name}=\"{value}\"}} {n}",
+                    label(&s.slug)
+                );
+            }
+        }
+    }
 }
 
 /// `process_*` from /proc (Linux); nothing elsewhere.

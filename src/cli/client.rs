@@ -1,8 +1,9 @@
 //! Client commands: `ezforge auth|project|servers …` talk HTTP to a running server's control
-//! API (`/v1`, see shared/API.md). Credentials: `EZFORGE_API_KEY` if set, else the session that
+//! API (`/v1`, see docs/api.md). Credentials: `EZFORGE_API_KEY` if set, else the session that
 //! `ezforge auth login` keeps in the credentials file (see `credentials`).
 
 mod api;
+mod audit;
 mod auth;
 mod credentials;
 mod deployments;
@@ -14,6 +15,8 @@ mod metrics;
 mod output;
 mod project;
 mod servers;
+mod usage;
+pub mod users;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -140,6 +143,19 @@ pub enum ProjectCommand {
         /// The invitation's token (ezf_inv_…), or its id (inv_…) from
         /// `ezforge project invitations`.
         invitation: String,
+    },
+    /// Decline an invitation addressed to you: it is deleted, and its token stops working.
+    Decline {
+        /// Invitation id (inv_…), from `ezforge project invitations`.
+        invitation: String,
+    },
+    /// Remove a member from a project (owners). Unless they are an instance admin, what they
+    /// authorized on its servers is revoked and the invitations they sent to it withdrawn.
+    RemoveMember {
+        /// Project id or slug.
+        project: String,
+        /// The member's user id (usr_…) or email.
+        user: String,
     },
 }
 
@@ -337,6 +353,14 @@ pub struct LogsArgs {
     pub limit: Option<u16>,
 }
 
+/// `ezforge audit`: the newest entries of the audit log.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// How many of the newest entries to print.
+    #[arg(long, value_name = "N", default_value = "50", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub limit: u32,
+}
+
 /// `ezforge metrics`: a server's traffic over a recent window.
 #[derive(Debug, Args)]
 pub struct MetricsArgs {
@@ -391,6 +415,9 @@ pub enum Group {
     Logs(LogsArgs),
     Metrics(MetricsArgs),
     Env(EnvCommand),
+    Users(users::Call),
+    Usage,
+    Audit(AuditArgs),
 }
 
 pub fn run(opts: ClientOpts, group: Group) -> anyhow::Result<ExitCode> {
@@ -445,6 +472,10 @@ pub fn run(opts: ClientOpts, group: Group) -> anyhow::Result<ExitCode> {
                 invitation,
             } => block_on(members::withdraw(&ctx, &project, &invitation)),
             ProjectCommand::Join { invitation } => block_on(members::join(&ctx, &invitation)),
+            ProjectCommand::Decline { invitation } => block_on(members::decline(&ctx, &invitation)),
+            ProjectCommand::RemoveMember { project, user } => {
+                block_on(members::remove(&ctx, &project, &user))
+            }
         },
         Group::Servers(cmd) => match cmd {
             ServersCommand::Create {
@@ -505,6 +536,9 @@ pub fn run(opts: ClientOpts, group: Group) -> anyhow::Result<ExitCode> {
             EnvCommand::List { server } => block_on(env::list(&ctx, &server)),
             EnvCommand::Unset { server, name } => block_on(env::unset(&ctx, &server, &name)),
         },
+        Group::Users(call) => block_on(users::run(&ctx, call)),
+        Group::Usage => block_on(usage::usage(&ctx)),
+        Group::Audit(args) => block_on(audit::audit(&ctx, args.limit as usize)),
     }?;
     Ok(ExitCode::SUCCESS)
 }

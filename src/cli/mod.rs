@@ -49,11 +49,19 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
-    /// Users, on this machine's data directory (e.g. another admin when the first one's
-    /// password is lost).
+    /// Users: `create` works on this machine's data directory (e.g. another admin when the
+    /// first one's password is lost); `list`, `invite` and `delete` go through the control API
+    /// (admins).
     Users {
         #[command(subcommand)]
         command: UsersCommand,
+    },
+    /// This month's usage: front-door requests, process time, bandwidth (control API client).
+    Usage,
+    /// Who did what, when, from where: the audit log, newest first (admins; control API client).
+    Audit {
+        #[command(flatten)]
+        args: client::AuditArgs,
     },
     /// Exit 0 when the local server answers /v1/health (for container health checks); `--url`
     /// checks that base URL instead of the configured listener.
@@ -132,6 +140,23 @@ pub enum UsersCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// List the accounts (admins; control API client).
+    List,
+    /// Create an account through the control API (admins), without a password: the one-time
+    /// token printed is for its owner to set one with `ezforge auth accept-invite`.
+    Invite {
+        /// The account's email.
+        email: String,
+        /// An admin (may manage users, sees every project); else a member.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Delete an account (admins; control API client): its sessions and grants end at once,
+    /// and the invitations it sent are withdrawn.
+    Delete {
+        /// User id (usr_…) or email.
+        user: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,14 +196,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             KeysCommand::List => local::keys_list(config_path, opts.json),
             KeysCommand::Rotate => local::keys_rotate(config_path),
         },
-        Command::Users {
-            command:
+        Command::Users { command } => {
+            use client::users::Call;
+            let call = match command {
                 UsersCommand::Create {
                     email,
                     admin,
                     password_stdin,
-                },
-        } => local::users_create(config_path, &email, admin, password_stdin),
+                } => return local::users_create(config_path, &email, admin, password_stdin),
+                UsersCommand::List => Call::List,
+                UsersCommand::Invite { email, admin } => Call::Invite { email, admin },
+                UsersCommand::Delete { user } => Call::Delete { user },
+            };
+            client::run(opts, client::Group::Users(call))
+        }
+        Command::Usage => client::run(opts, client::Group::Usage),
+        Command::Audit { args } => client::run(opts, client::Group::Audit(args)),
         Command::Healthcheck => local::healthcheck(config_path, opts.url),
         Command::Auth { command } => client::run(opts, client::Group::Auth(command)),
         Command::Project { command } => client::run(opts, client::Group::Project(command)),

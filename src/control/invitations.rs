@@ -256,6 +256,8 @@ pub async fn accept(
     who: Principal,
     body: web::Json<AcceptBody>,
 ) -> Result<HttpResponse, ApiError> {
+    // Who may comes first: an API key learns nothing from the body's validation.
+    who.session()?;
     let token = body
         .into_inner()
         .token

@@ -1,4 +1,5 @@
-//! `GET /v1/servers/:id/metrics`: a window of the access log, summarised.
+//! `GET /v1/servers/:id/metrics`: a window of the access log, summarised. Errors are 5xx and
+//! the 4xx answers other than challenges (401, 403), which are counted apart.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -83,7 +84,16 @@ pub async fn get(
             Some(_) => "healthy",
         },
     };
+    // Challenges (401, 403) are how OAuth starts and steps up, not failures: apart.
     let errors = stats.errors_4xx + stats.errors_5xx;
+    let challenges = stats.challenges_401 + stats.challenges_403;
+    let rate = |n: i64| {
+        if stats.requests > 0 {
+            round2(n as f64 / stats.requests as f64 * 100.0) / 100.0
+        } else {
+            0.0
+        }
+    };
     Ok(data(
         StatusCode::OK,
         json!({
@@ -92,7 +102,9 @@ pub async fn get(
             "to": domain::rfc3339_ms(to),
             "requests": stats.requests,
             "errors": { "4xx": stats.errors_4xx, "5xx": stats.errors_5xx },
-            "errorRate": if stats.requests > 0 { round2(errors as f64 / stats.requests as f64 * 100.0) / 100.0 } else { 0.0 },
+            "errorRate": rate(errors),
+            "challenges": { "401": stats.challenges_401, "403": stats.challenges_403 },
+            "challengeRate": rate(challenges),
             "latencyMs": stats.latency.map(|[p50, p95, p99]| json!({
                 "p50": round2(p50), "p95": round2(p95), "p99": round2(p99),
             })),

@@ -1,4 +1,5 @@
-//! The control API (`/v1`, and the same under `/api/v1`), as `shared/API.md` specifies.
+//! The control API (`/v1`, and the same under `/api/v1`), as `docs/api.md` describes it and
+//! `docs/openapi.json` (served at `/v1/openapi.json`) specifies it.
 //! One file per resource; `auth.rs` is the credential extractor and the access rules.
 
 mod audit;
@@ -14,6 +15,7 @@ mod invitations;
 mod keys;
 mod logs;
 mod metrics;
+mod openapi;
 mod projects;
 pub mod rate_limit;
 mod server_auth;
@@ -58,6 +60,7 @@ fn v1(cfg: &mut web::ServiceConfig) {
                 .error_handler(|e, _| ApiError::BadRequest(format!("path: {e}")).into()),
         )
         .service(resource("/health").route(web::get().to(health::health)))
+        .service(resource("/openapi.json").route(web::get().to(openapi::get)))
         .service(resource("/auth/login").route(web::post().to(sessions::login)))
         .service(resource("/auth/logout").route(web::post().to(sessions::logout)))
         .service(resource("/auth/session").route(web::get().to(sessions::current)))

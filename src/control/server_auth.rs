@@ -72,7 +72,7 @@ pub struct AuthBody {
     byoa_config: Option<ByoaBody>,
 }
 
-/// API.md's rules: all four fields, each an absolute https URL, the issuer without query or
+/// docs/api.md's rules: all four fields, each an absolute https URL, the issuer without query or
 /// fragment. Errors name the field as `byoaConfig.<name>`.
 pub fn validate_byoa(b: ByoaBody) -> Result<ByoaConfig, ApiError> {
     let field = |name: &str, v: Option<String>, check: fn(&str) -> Result<url::Url, String>| {

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-/// The scopes an API key may hold (API.md). A small bit set.
+/// The scopes an API key may hold (docs/api.md). A small bit set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApiScope {
     ServersRead,

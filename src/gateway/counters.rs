@@ -1,5 +1,8 @@
 //! Per-server counters the front door keeps in memory: a few relaxed atomic adds per request.
 //! Prometheus reads them; every few seconds their growth is added to the monthly usage table.
+//!
+//! A 401 or 403 is a *challenge*, not an error: the OAuth flow starts with one (no token yet),
+//! and step-up with another (more scope). Errors are 5xx answers and the other 4xx ones.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -14,6 +17,10 @@ pub const BUCKETS: [f64; 12] = [
 pub struct ServerCounters {
     /// By status class: 1xx..5xx at index 0..4.
     pub by_class: [AtomicU64; 5],
+    /// Challenges: 401 at index 0, 403 at index 1 (also counted in class 4xx).
+    pub challenges: [AtomicU64; 2],
+    /// 4xx answers other than challenges.
+    pub client_errors: AtomicU64,
     /// Cumulative counts per bucket are computed at render; these are per bucket, plus +Inf.
     pub buckets: [AtomicU64; BUCKETS.len() + 1],
     pub latency_micros: AtomicU64,
@@ -34,6 +41,15 @@ impl ServerCounters {
     ) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         self.by_class[class].fetch_add(1, Relaxed);
+        let tally = match status {
+            401 => Some(&self.challenges[0]),
+            403 => Some(&self.challenges[1]),
+            400..=499 => Some(&self.client_errors),
+            _ => None,
+        };
+        if let Some(t) = tally {
+            t.fetch_add(1, Relaxed);
+        }
         let secs = latency.as_secs_f64();
         let bucket = BUCKETS
             .iter()
@@ -70,5 +86,25 @@ impl ServerCounters {
     pub fn restore_delta(&self, requests: u64, bytes: u64) {
         self.flushed_requests.fetch_sub(requests, Relaxed);
         self.flushed_bytes.fetch_sub(bytes, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn challenges_are_counted_apart_from_errors() {
+        let c = ServerCounters::default();
+        for status in [200, 202, 401, 401, 403, 400, 404, 429, 500, 502] {
+            c.record(status, Duration::from_millis(1), None);
+        }
+        assert_eq!(c.requests(), 10);
+        assert_eq!(c.by_class[3].load(Relaxed), 6, "class 4xx keeps every 4xx");
+        assert_eq!(c.challenges[0].load(Relaxed), 2);
+        assert_eq!(c.challenges[1].load(Relaxed), 1);
+        assert_eq!(c.client_errors.load(Relaxed), 3);
+        assert_eq!(c.by_class[4].load(Relaxed), 2);
     }
 }

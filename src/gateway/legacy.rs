@@ -12,7 +12,7 @@
 //! one with two, or with a `;` beside one, is refused as ambiguous.
 //!
 //! Sessions named in the path (`/messages/<id>`) are not sealed: which segment is an id is the
-//! upstream's to know (README, "Known limits").
+//! upstream's to know (docs/security.md, "Known limits").
 
 use std::borrow::Cow;
 

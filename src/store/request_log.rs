@@ -81,8 +81,12 @@ fn bind(
 #[derive(Debug, Default)]
 pub struct WindowStats {
     pub requests: i64,
+    /// 4xx answers other than challenges.
     pub errors_4xx: i64,
     pub errors_5xx: i64,
+    /// Challenges: answers 401 and 403 (the OAuth flow and step-up, not errors).
+    pub challenges_401: i64,
+    pub challenges_403: i64,
     /// Answers 502, 503 or 504: the upstream failed or was missing.
     pub upstream_errors: i64,
     /// p50, p95, p99 in milliseconds (`None` without requests).
@@ -116,9 +120,11 @@ pub fn window_stats(
     let mut s = WindowStats::default();
     conn.prepare_cached(
         "SELECT COUNT(*),
-            COALESCE(SUM(status BETWEEN 400 AND 499), 0),
+            COALESCE(SUM(status BETWEEN 400 AND 499 AND status NOT IN (401, 403)), 0),
             COALESCE(SUM(status >= 500), 0),
-            COALESCE(SUM(status IN (502, 503, 504)), 0)
+            COALESCE(SUM(status IN (502, 503, 504)), 0),
+            COALESCE(SUM(status = 401), 0),
+            COALESCE(SUM(status = 403), 0)
          FROM request_log WHERE server_id = ?1 AND at_ms >= ?2",
     )?
     .query_row(params![server_id, since_ms], |r| {
@@ -126,6 +132,8 @@ pub fn window_stats(
         s.errors_4xx = r.get(1)?;
         s.errors_5xx = r.get(2)?;
         s.upstream_errors = r.get(3)?;
+        s.challenges_401 = r.get(4)?;
+        s.challenges_403 = r.get(5)?;
         Ok(())
     })?;
     if s.requests > 0 {

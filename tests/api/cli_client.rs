@@ -15,20 +15,20 @@ use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, json};
 const BIN: &str = env!("CARGO_BIN_EXE_ezforge");
 
 /// One user's shell: its own HOME (so its own credentials file) pointed at one server.
-struct Shell {
+pub(crate) struct Shell {
     home: tempfile::TempDir,
     url: String,
     api_key: Option<String>,
 }
 
-struct Out {
-    success: bool,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Out {
+    pub(crate) success: bool,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Shell {
-    fn new(app: &TestApp) -> Self {
+    pub(crate) fn new(app: &TestApp) -> Self {
         Self {
             home: tempfile::tempdir().expect("home"),
             url: app.address.clone(),
@@ -36,25 +36,25 @@ impl Shell {
         }
     }
 
-    fn with_api_key(app: &TestApp, key: &str) -> Self {
+    pub(crate) fn with_api_key(app: &TestApp, key: &str) -> Self {
         Self {
             api_key: Some(key.to_owned()),
             ..Self::new(app)
         }
     }
 
-    fn creds_path(&self) -> PathBuf {
+    pub(crate) fn creds_path(&self) -> PathBuf {
         self.home.path().join(".config/ezforge/credentials")
     }
 
     /// The stored session token.
-    fn token(&self) -> String {
+    pub(crate) fn token(&self) -> String {
         let text = std::fs::read_to_string(self.creds_path()).expect("credentials file");
         let v: Value = serde_json::from_str(&text).expect("credentials are JSON");
         v["token"].as_str().expect("token").to_owned()
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.args(args)
             .current_dir(self.home.path())
@@ -72,7 +72,7 @@ impl Shell {
         cmd
     }
 
-    async fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Out {
+    pub(crate) async fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Out {
         let mut cmd = self.command(args);
         if stdin.is_some() {
             cmd.stdin(Stdio::piped());
@@ -101,12 +101,12 @@ impl Shell {
         out
     }
 
-    async fn run(&self, args: &[&str]) -> Out {
+    pub(crate) async fn run(&self, args: &[&str]) -> Out {
         self.run_with_stdin(args, None).await
     }
 
     /// Runs a command that must succeed; returns its stdout.
-    async fn ok(&self, args: &[&str]) -> String {
+    pub(crate) async fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args).await;
         assert!(
             out.success,
@@ -119,7 +119,7 @@ impl Shell {
     }
 
     /// Runs a command with `--json`; returns the parsed output.
-    async fn json(&self, args: &[&str]) -> Value {
+    pub(crate) async fn json(&self, args: &[&str]) -> Value {
         let mut args = args.to_vec();
         args.push("--json");
         let stdout = self.ok(&args).await;
@@ -128,7 +128,7 @@ impl Shell {
     }
 
     /// Runs a command that must fail; returns its stderr, which must start with `error: `.
-    async fn fails(&self, args: &[&str]) -> String {
+    pub(crate) async fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args).await;
         assert!(
             !out.success,
@@ -146,7 +146,7 @@ impl Shell {
         out.stderr
     }
 
-    async fn login(&self) {
+    pub(crate) async fn login(&self) {
         let out = self
             .run_with_stdin(
                 &["auth", "login", "--email", ADMIN_EMAIL, "--password-stdin"],
@@ -157,7 +157,7 @@ impl Shell {
     }
 }
 
-fn ids(items: &Value, field: &str) -> Vec<String> {
+pub(crate) fn ids(items: &Value, field: &str) -> Vec<String> {
     items
         .as_array()
         .expect("a JSON array")

@@ -1,5 +1,5 @@
-//! The scope matrix: every control API endpoint x every kind of caller, against API.md's status
-//! codes. Table-driven: a row is (method, path template, body template, rule); the rule gives
+//! The scope matrix: every control API endpoint x every kind of caller, against the status codes
+//! of docs/api.md. Table-driven: a row is (method, path template, body template, rule); the rule gives
 //! the expected status for each caller. Objects a row destroys are made fresh for each cell.
 
 use std::collections::HashMap;
@@ -54,7 +54,7 @@ fn everyone() -> Vec<Who> {
     v
 }
 
-/// Who may do what, per API.md.
+/// Who may do what, per docs/api.md.
 #[derive(Clone, Copy, Debug)]
 enum Rule {
     /// Anyone, with or without credentials.
@@ -437,7 +437,7 @@ fn truncate(s: &str) -> String {
 fn assert_clean(failures: Vec<String>) {
     assert!(
         failures.is_empty(),
-        "{} cell(s) differ from API.md:\n{}",
+        "{} cell(s) differ from docs/api.md:\n{}",
         failures.len(),
         failures.join("\n")
     );
@@ -573,8 +573,8 @@ async fn matrix_projects_and_members() {
     assert_clean(world.run(&rows).await);
 }
 
-/// API.md: `GET /v1/projects/:projectId` is "session" (unlike `GET /v1/projects`, which also
-/// takes "any API key (its own project only)"), so an API key gets 403 here.
+/// docs/api.md: `GET /v1/projects/:projectId` is "session" (unlike `GET /v1/projects`, which
+/// also takes "any API key (its own project only)"), so an API key gets 403 here.
 #[tokio::test]
 async fn matrix_get_one_project_is_session_only() {
     let rows = [row(

@@ -1126,7 +1126,7 @@ async fn client_rules() {
     ] {
         let res = create(json!({ "name": "c", "redirectUris": uris(&[good]) })).await;
         if good.starts_with("com.example") {
-            // Private-use schemes are not in API.md's list: refused.
+            // Private-use schemes are not in docs/api.md's list: refused.
             res.assert_invalid("redirectUris[0]");
         } else {
             assert_eq!(res.status, 201, "{good}: {}", res.text);

@@ -978,8 +978,11 @@ async fn metrics_and_logs_describe_a_known_burst() {
     )
     .await;
     assert_eq!(m["window"], "1h");
-    assert_eq!(m["errors"], json!({"4xx": 3, "5xx": 0}));
-    assert_eq!(m["errorRate"], 0.3);
+    // The three refused tokens are challenges, not errors.
+    assert_eq!(m["errors"], json!({"4xx": 0, "5xx": 0}));
+    assert_eq!(m["errorRate"], 0.0);
+    assert_eq!(m["challenges"], json!({"401": 3, "403": 0}));
+    assert_eq!(m["challengeRate"], 0.3);
     assert_eq!(m["methods"]["tools/list"], 8);
     assert_eq!(m["methods"]["tools/call"], 2);
     assert_eq!(m["tools"], json!({"get_weather": 2}));
@@ -1318,6 +1321,15 @@ async fn prometheus_metrics_are_off_by_default_and_parse_when_on() {
     assert_eq!(
         samples.get("ezforge_requests_total{server=\"prom\",class=\"4xx\"}"),
         Some(&3.0)
+    );
+    assert_eq!(
+        samples.get("ezforge_challenges_total{server=\"prom\",status=\"401\"}"),
+        Some(&3.0)
+    );
+    assert_eq!(
+        samples.get("ezforge_request_errors_total{server=\"prom\",class=\"4xx\"}"),
+        None,
+        "challenges are not errors: {text}"
     );
     assert_eq!(
         samples.get("ezforge_request_duration_seconds_count{server=\"prom\"}"),

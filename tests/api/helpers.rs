@@ -291,7 +291,7 @@ impl ApiResponse {
         &self.body
     }
 
-    /// Asserts API.md's error shape: `{"error":{"code","message","details"}}`.
+    /// Asserts docs/api.md's error shape: `{"error":{"code","message","details"}}`.
     #[track_caller]
     pub fn assert_error_shape(&self) {
         let e = &self.body["error"];

@@ -1294,13 +1294,14 @@ async fn server_filesystem_over_stdio_reads_a_file_through_the_front_door() {
     assert!(body.contains("hello from the filesystem server"), "{body}");
 }
 
-/// The code block of `lang` that README.md's upstream-verification section shows, with its
-/// example URL pointed at `address`.
-fn readme_verifier(lang: &str, address: &str) -> String {
-    let readme = std::fs::read_to_string(manifest_dir().join("README.md")).expect("README.md");
-    let section = readme
-        .split_once("### Verifying the front door's identity at the upstream")
-        .expect("the README section")
+/// The code block of `lang` that the upstream-verification section of the docs shows
+/// (docs/front-door.md), with its example URL pointed at `address`.
+fn documented_verifier(lang: &str, address: &str) -> String {
+    let page = "docs/front-door.md";
+    let text = std::fs::read_to_string(manifest_dir().join(page)).expect(page);
+    let section = text
+        .split_once("# Verifying the front door's identity at the upstream\n")
+        .unwrap_or_else(|| panic!("the section in {page}"))
         .1;
     let block = section
         .split_once(&format!("```{lang}\n"))
@@ -1320,11 +1321,11 @@ impl Drop for TempFile {
     }
 }
 
-/// The README's Python (PyJWT) and TypeScript (jose) verifiers, run as written, accept the
+/// The documented Python (PyJWT) and TypeScript (jose) verifiers, run as written, accept the
 /// assertion an upstream receives and refuse one for another server, a tampered one, and an
 /// access token.
 #[tokio::test]
-async fn the_readme_verifiers_accept_ezforge_assertions_and_refuse_others() {
+async fn the_documented_verifiers_accept_ezforge_assertions_and_refuse_others() {
     let tc = toolchain().await;
     let app = TestApp::spawn().await;
     let up = FakeUpstream::start().await;
@@ -1361,7 +1362,7 @@ async fn the_readme_verifiers_accept_ezforge_assertions_and_refuse_others() {
 
     let dir = tempfile::tempdir().expect("tmp");
     let py = dir.path().join("verify.py");
-    let mut script = readme_verifier("python", &app.address);
+    let mut script = documented_verifier("python", &app.address);
     script.push_str(
         "\nimport json, sys\ntry:\n    print('RESULT ' + json.dumps(identity({'X-Ezforge-Assertion': sys.argv[1]})))\nexcept Exception as e:\n    print('REFUSED ' + type(e).__name__ + ': ' + str(e))\n",
     );
@@ -1369,9 +1370,9 @@ async fn the_readme_verifiers_accept_ezforge_assertions_and_refuse_others() {
     // In tests/interop, where `jose` resolves; type annotations stripped by Node itself.
     let ts = TempFile(
         tc.dir
-            .join(format!(".readme-verifier-{}.mts", std::process::id())),
+            .join(format!(".documented-verifier-{}.mts", std::process::id())),
     );
-    let mut script = readme_verifier("ts", &app.address);
+    let mut script = documented_verifier("ts", &app.address);
     script.push_str(
         "\ntry {\n  const claims = await identity(new Headers({ \"x-ezforge-assertion\": process.argv[2] }));\n  console.log(\"RESULT \" + JSON.stringify(claims));\n} catch (e) {\n  console.log(\"REFUSED \" + e);\n}\n",
     );

@@ -3,6 +3,7 @@
 
 mod browser;
 mod byoa_switch;
+mod cli_admin;
 mod cli_client;
 mod cli_process;
 mod clients_tested;
@@ -12,6 +13,7 @@ mod control_matrix;
 mod control_rules;
 mod control_secrets;
 mod deploy;
+mod docs;
 mod fakes;
 mod foundation;
 mod gateway;
@@ -23,10 +25,12 @@ mod isolation_assertion;
 mod isolation_env;
 mod isolation_trust;
 mod isolation_upstream;
+mod metrics;
 mod oauth_cimd;
 mod oauth_cross_site;
 mod oauth_flow;
 mod oauth_hardening;
 mod oauth_issuers;
 mod oauth_rules;
+mod openapi;
 mod sandbox;

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::domain::Secret;
 
 /// Page size used when walking a list (the API's maximum).
-const PAGE_LIMIT: &str = "100";
+const PAGE_LIMIT: usize = 100;
 /// A guard against a server that keeps answering `hasMore: true`.
 const MAX_PAGES: usize = 10_000;
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -117,10 +117,19 @@ impl Api {
 
     /// Every item of a paginated list, following `meta.cursor` while `meta.hasMore`.
     pub async fn list(&self, path: &str) -> anyhow::Result<Vec<Value>> {
+        self.list_first(path, usize::MAX).await
+    }
+
+    /// The first `max` items of a paginated list (pages of at most 100, as many as it takes).
+    pub async fn list_first(&self, path: &str, max: usize) -> anyhow::Result<Vec<Value>> {
         let mut items = Vec::new();
+        if max == 0 {
+            return Ok(items);
+        }
         let mut cursor: Option<String> = None;
         for _ in 0..MAX_PAGES {
-            let mut query = vec![("limit", PAGE_LIMIT.to_owned())];
+            let page = (max - items.len()).min(PAGE_LIMIT);
+            let mut query = vec![("limit", page.to_string())];
             if let Some(c) = &cursor {
                 query.push(("cursor", c.clone()));
             }
@@ -131,6 +140,10 @@ impl Api {
             match body.get("data") {
                 Some(Value::Array(page)) => items.extend(page.iter().cloned()),
                 _ => return Err(self.unexpected(path, "a list")),
+            }
+            if items.len() >= max {
+                items.truncate(max);
+                return Ok(items);
             }
             let meta = body.get("meta");
             let has_more = meta

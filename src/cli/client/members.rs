@@ -1,5 +1,7 @@
-//! `ezforge project members|invite|invitations|withdraw|join`: membership by invitation.
+//! `ezforge project members|remove-member|invite|invitations|withdraw|join|decline`: membership
+//! by invitation.
 
+use anyhow::bail;
 use serde_json::{Value, json};
 
 use super::Ctx;
@@ -158,5 +160,42 @@ pub async fn join(ctx: &Ctx, invitation: &str) -> anyhow::Result<()> {
         cell(&p, "slug"),
         cell(&p, "role")
     );
+    Ok(())
+}
+
+/// Declines one of the caller's invitations (`inv_…`, from `ezforge project invitations`).
+pub async fn decline(ctx: &Ctx, invitation: &str) -> anyhow::Result<()> {
+    let invitation = invitation.trim();
+    ctx.api()?
+        .delete(&format!("/invitations/{}", seg(invitation)))
+        .await?;
+    if !ctx.json {
+        println!("Declined invitation {}.", clean(invitation));
+    }
+    Ok(())
+}
+
+/// Removes a member (owners), named by user id (`usr_…`) or email.
+pub async fn remove(ctx: &Ctx, project: &str, user: &str) -> anyhow::Result<()> {
+    let api = ctx.api()?;
+    let path = format!("/projects/{}/members", seg(project));
+    let user = user.trim();
+    let (id, email) = if user.contains('@') {
+        let members = api.list(&path).await?;
+        match members.iter().find(|m| {
+            m["email"]
+                .as_str()
+                .is_some_and(|e| e.eq_ignore_ascii_case(user))
+        }) {
+            Some(m) => (cell(m, "userId"), cell(m, "email")),
+            None => bail!("{} is not a member of {}", clean(user), clean(project)),
+        }
+    } else {
+        (user.to_owned(), clean(user))
+    };
+    api.delete(&format!("{path}/{}", seg(&id))).await?;
+    if !ctx.json {
+        println!("Removed {email} from {}.", clean(project));
+    }
     Ok(())
 }

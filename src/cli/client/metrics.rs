@@ -1,4 +1,5 @@
-//! `ezforge metrics`: a server's requests, errors, latency, methods, tools and auth failures.
+//! `ezforge metrics`: a server's requests, errors, challenges, latency, methods, tools and auth
+//! failures.
 
 use serde_json::Value;
 
@@ -40,6 +41,7 @@ fn render(server: &str, m: &Value) -> String {
             format!("{} 4xx, {} 5xx", count(errors, "4xx"), count(errors, "5xx")),
         ),
         ("error rate", percent(m.get("errorRate").unwrap_or(&null))),
+        ("challenges", challenges_line(m)),
         ("latency", latency_line(latency)),
         ("upstream", upstream_line(upstream)),
     ]));
@@ -58,6 +60,20 @@ fn render(server: &str, m: &Value) -> String {
         }
     }
     out
+}
+
+/// `12 401, 1 403 (6.50%): sign-in and step-up, not errors`; `-` from a server that does not
+/// count them apart.
+fn challenges_line(m: &Value) -> String {
+    let Some(c) = m.get("challenges").filter(|c| c.is_object()) else {
+        return "-".to_owned();
+    };
+    format!(
+        "{} 401, {} 403 ({}): sign-in and step-up, not errors",
+        count(c, "401"),
+        count(c, "403"),
+        percent(m.get("challengeRate").unwrap_or(&Value::Null))
+    )
 }
 
 /// A number field, `0` when absent.
@@ -135,6 +151,7 @@ mod tests {
         let m = json!({
             "window": "24h", "from": "2026-01-14T10:00:00Z", "to": "2026-01-15T10:00:00Z",
             "requests": 200, "errors": {"4xx": 3, "5xx": 1}, "errorRate": 0.02,
+            "challenges": {"401": 12, "403": 1}, "challengeRate": 0.065,
             "latencyMs": {"p50": 12, "p95": 40.25, "p99": 3.5},
             "methods": {"tools/list": 20, "tools/call": 150, "initialize": 20},
             "tools": {"get_weather": 150},
@@ -147,6 +164,7 @@ mod tests {
              \x20 requests    200\n\
              \x20 errors      3 4xx, 1 5xx\n\
              \x20 error rate  2.00%\n\
+             \x20 challenges  12 401, 1 403 (6.50%): sign-in and step-up, not errors\n\
              \x20 latency     p50 12 ms, p95 40.2 ms, p99 3.50 ms\n\
              \x20 upstream    healthy, 1 gateway errors (502/503/504)\n\
              \n\
@@ -171,5 +189,6 @@ mod tests {
         assert_eq!(latency_line(&Value::Null), "- (no requests)");
         assert_eq!(percent(&json!(0.0)), "0.00%");
         assert_eq!(percent(&Value::Null), "-");
+        assert_eq!(challenges_line(&json!({"requests": 3})), "-");
     }
 }
