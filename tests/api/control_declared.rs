@@ -145,7 +145,7 @@ async fn declared_servers_are_config_managed_and_refuse_api_changes() {
         .expect(204);
 }
 
-fn write_config(path: &Path, servers: &[(&str, &str, &str)]) {
+pub(crate) fn write_config(path: &Path, servers: &[(&str, &str, &str)]) {
     let mut text = String::from("# written by control_declared.rs\n");
     for (project, slug, upstream) in servers {
         text.push_str(&format!(
@@ -156,7 +156,7 @@ fn write_config(path: &Path, servers: &[(&str, &str, &str)]) {
 }
 
 /// Starts an app from a config file (the test harness's data dir and admin on top).
-async fn spawn_from_file(file: &Path) -> TestApp {
+pub(crate) async fn spawn_from_file(file: &Path) -> TestApp {
     let loaded = ezforge::Config::load_from(Some(file), &[]).expect("config loads");
     TestApp::builder()
         .config(move |c| {
