@@ -1,4 +1,4 @@
--- Version 11: what the review of issue 17 found (a deleted server's slug).
+-- Version 11: what the review of issue 17 found (a deleted server's slug, trusted clients).
 
 -- A deleted server's slug stays with its project. The slug makes the server's URL: the `aud`
 -- of its tokens and of the X-Ezforge-Assertion its upstream checks, and the resource its
@@ -37,3 +37,29 @@ DELETE FROM consents WHERE NOT EXISTS (
     WHERE substr(consents.resource, -(length(s.slug) + 5)) = '/mcp/' || s.slug
        OR substr(consents.resource, 1, length(s.slug) + 9) = 'https://' || s.slug || '.'
 );
+
+-- Trusted clients (consent skipped, for everyone) may be registered only by the project's
+-- owners and instance admins since issue 17; before, any member could. A client keeps its
+-- trust only where the audit log shows it was registered trusted by someone who is now an
+-- instance admin or an owner of its server's project (who may do so today); every other
+-- client loses it, which the audit log records (`client.untrust`, by `system`). An owner
+-- registers such a client again to trust it.
+CREATE TEMP TABLE untrusted AS
+SELECT c.id, c.client_id, s.project_id
+FROM oauth_clients c LEFT JOIN servers s ON s.id = c.server_id
+WHERE c.trusted = 1 AND NOT EXISTS (
+    SELECT 1 FROM audit_log a
+    WHERE a.action = 'client.create' AND a.target = c.id AND a.project_id = s.project_id
+      AND json_valid(a.details) AND json_extract(a.details, '$.trusted') = 1
+      AND (EXISTS (SELECT 1 FROM users u WHERE u.id = a.actor AND u.role = 'admin')
+           OR EXISTS (SELECT 1 FROM project_members m
+                      WHERE m.project_id = s.project_id AND m.user_id = a.actor
+                        AND m.role = 'owner'))
+);
+INSERT INTO audit_log (at, actor, action, target, project_id, address, details)
+SELECT CAST(strftime('%s', 'now') AS INTEGER), 'system', 'client.untrust', id, project_id, NULL,
+       json_object('clientId', client_id,
+                   'reason', 'not registered trusted by a current owner or instance admin')
+FROM untrusted;
+UPDATE oauth_clients SET trusted = 0 WHERE id IN (SELECT id FROM untrusted);
+DROP TABLE untrusted;
