@@ -155,20 +155,23 @@ pub(crate) fn write_config(path: &Path, servers: &[(&str, &str, &str)]) {
     std::fs::write(path, text).expect("write config");
 }
 
-/// Starts an app from a config file (the test harness's data dir and admin on top).
-pub(crate) async fn spawn_from_file(file: &Path) -> TestApp {
+/// The config a file gives, the test harness's data dir and admin on top (for
+/// `TestAppBuilder::config`).
+pub(crate) fn from_file(file: &Path) -> impl FnOnce(&mut ezforge::Config) + use<> {
     let loaded = ezforge::Config::load_from(Some(file), &[]).expect("config loads");
-    TestApp::builder()
-        .config(move |c| {
-            let mut loaded = loaded;
-            loaded.server.data_dir = c.server.data_dir.clone();
-            loaded.server.workers = c.server.workers;
-            loaded.server.shutdown_timeout = c.server.shutdown_timeout;
-            loaded.bootstrap = c.bootstrap.clone();
-            *c = loaded;
-        })
-        .spawn()
-        .await
+    move |c| {
+        let mut loaded = loaded;
+        loaded.server.data_dir = c.server.data_dir.clone();
+        loaded.server.workers = c.server.workers;
+        loaded.server.shutdown_timeout = c.server.shutdown_timeout;
+        loaded.bootstrap = c.bootstrap.clone();
+        *c = loaded;
+    }
+}
+
+/// Starts an app from a config file.
+pub(crate) async fn spawn_from_file(file: &Path) -> TestApp {
+    TestApp::builder().config(from_file(file)).spawn().await
 }
 
 #[tokio::test]
@@ -306,16 +309,8 @@ async fn declared_servers_are_reconciled_at_start() {
     app.stop().await;
     // Restart with a different file: the store follows it.
     write_config(&file, &[("cfg", "second", "http://127.0.0.1:3002/mcp")]);
-    let loaded = ezforge::Config::load_from(Some(&file), &[]).expect("config");
     let app = TestApp::builder_in(&data_dir)
-        .config(move |c| {
-            let mut loaded = loaded;
-            loaded.server.data_dir = c.server.data_dir.clone();
-            loaded.server.workers = c.server.workers;
-            loaded.server.shutdown_timeout = c.server.shutdown_timeout;
-            loaded.bootstrap = c.bootstrap.clone();
-            *c = loaded;
-        })
+        .config(from_file(&file))
         .spawn()
         .await;
     let admin = admin_token(&app).await;

@@ -40,7 +40,9 @@ pub(crate) fn assertions(up: &FakeUpstream) -> Vec<String> {
         .collect()
 }
 
-async fn call(app: &TestApp, slug: &str, token: &str, forged: bool) -> u16 {
+/// A ping at `slug` with `token` (and, `forged`, the identity headers a client may try): the
+/// status.
+pub(crate) async fn call(app: &TestApp, slug: &str, token: &str, forged: bool) -> u16 {
     let mut req = app
         .client
         .post(format!("{}/mcp/{slug}", app.address))

@@ -10,26 +10,16 @@ use serde_json::{Value, json};
 use crate::browser::{
     AuthRequest, Browser, ClientAuth, REDIRECT, World, api, authorize, exchange, world,
 };
-use crate::control_declared::{spawn_from_file, write_config};
+use crate::control_declared::{from_file, spawn_from_file, write_config};
 use crate::fakes::FakeUpstream;
 use crate::helpers::{
     TestApp, admin_token, as_version_10, create_project, delete_as, get_as, post_as,
 };
-use crate::isolation_assertion::{assertions, verify};
+use crate::isolation_assertion::{assertions, call, verify};
 
 /// A ping at `slug` with `token`: the status.
 async fn ping(app: &TestApp, slug: &str, token: &str) -> u16 {
-    app.client
-        .post(format!("{}/mcp/{slug}", app.address))
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string())
-        .send()
-        .await
-        .expect("request")
-        .status()
-        .as_u16()
+    call(app, slug, token, false).await
 }
 
 /// The claims of the assertion `up` received last, checked as an upstream checks them.
@@ -51,20 +41,10 @@ async fn a_deleted_servers_slug_stays_with_its_project_and_its_consents_go_with_
 
     // A client that outlives servers, approved at weather, and the approval remembered.
     let client_id = register_dynamic(&w.app).await;
-    let req = w.request(&client_id).scope("mcp:read");
-    let first = authorize(&w.browser(), &req).await;
-    assert!(first.saw_consent, "{}", first.describe());
-    let reply = exchange(
-        &w.app,
-        &ClientAuth::Public(client_id.clone()),
-        &req,
-        &first.code(),
-    )
-    .await;
-    reply.assert_ok();
-    let token = reply.access_token();
-    let again = authorize(&w.browser(), &req).await;
-    assert!(!again.saw_consent, "remembered: {}", again.describe());
+    let (token, asked) = token_at(&w.app, &client_id, &weather).await;
+    assert!(asked);
+    let (_, asked) = token_at(&w.app, &client_id, &weather).await;
+    assert!(!asked, "remembered");
     assert_eq!(ping(&w.app, "weather", &token).await, 200);
     let old = last_claims(&w, &w.up).await;
     assert_eq!(old["server_id"], w.server_id);
@@ -129,25 +109,18 @@ async fn a_deleted_servers_slug_stays_with_its_project_and_its_consents_go_with_
     assert_eq!(server["url"], weather);
     assert_ne!(server["id"], w.server_id);
     assert_eq!(ping(&w.app, "weather", &token).await, 401);
-    let asked = authorize(&w.browser(), &req).await;
-    assert!(asked.saw_consent, "{}", asked.describe());
-    let reply = exchange(
-        &w.app,
-        &ClientAuth::Public(client_id.clone()),
-        &req,
-        &asked.code(),
-    )
-    .await;
-    reply.assert_ok();
-    assert_eq!(ping(&w.app, "weather", &reply.access_token()).await, 200);
+    let (token, asked) = token_at(&w.app, &client_id, &weather).await;
+    assert!(asked, "asked again");
+    assert_eq!(ping(&w.app, "weather", &token).await, 200);
     let new = last_claims(&w, &w.up).await;
     assert_eq!(new["aud"], old["aud"]);
     assert_eq!(new["server_id"], server["id"]);
     assert_eq!(new["project_id"], project_id);
 }
 
-/// A token for `client_id` at `resource`, approved by the admin.
-async fn token_at(app: &TestApp, client_id: &str, resource: &str) -> String {
+/// A token for `client_id` at `resource`, approved by the admin; and whether the consent page
+/// came.
+async fn token_at(app: &TestApp, client_id: &str, resource: &str) -> (String, bool) {
     let req = AuthRequest::new(client_id, REDIRECT, resource).scope("mcp:read");
     let out = authorize(&Browser::new(app), &req).await;
     let reply = exchange(
@@ -158,7 +131,7 @@ async fn token_at(app: &TestApp, client_id: &str, resource: &str) -> String {
     )
     .await;
     reply.assert_ok();
-    reply.access_token()
+    (reply.access_token(), out.saw_consent)
 }
 
 /// An RFC 7591 client: it belongs to no server, so it outlives them.
@@ -175,18 +148,10 @@ async fn register_dynamic(app: &TestApp) -> String {
     body["client_id"].as_str().expect("client_id").to_owned()
 }
 
-/// The app's declared servers, as the file was loaded: restarted on the same data dir.
+/// Starts again on `data_dir` with the config `file` gives.
 async fn restart(data_dir: &Path, file: &Path) -> Result<TestApp, String> {
-    let loaded = ezforge::Config::load_from(Some(file), &[]).expect("config");
     TestApp::builder_in(data_dir)
-        .config(move |c| {
-            let mut loaded = loaded;
-            loaded.server.data_dir = c.server.data_dir.clone();
-            loaded.server.workers = c.server.workers;
-            loaded.server.shutdown_timeout = c.server.shutdown_timeout;
-            loaded.bootstrap = c.bootstrap.clone();
-            *c = loaded;
-        })
+        .config(from_file(file))
         .try_spawn()
         .await
         .map_err(|e| e.to_string())
@@ -203,7 +168,7 @@ async fn config_declared_servers_keep_their_slug_in_their_project() {
     let resource = app.url("/mcp/tools");
     let client_id = register_dynamic(&app).await;
     // (The admin is no member of the file's project: asked each time, nothing remembered.)
-    let token = token_at(&app, &client_id, &resource).await;
+    let (token, _) = token_at(&app, &client_id, &resource).await;
     assert_eq!(ping(&app, "tools", &token).await, 200);
 
     // A declared server cannot move to another project: the file is refused as a whole.
@@ -237,7 +202,7 @@ async fn config_declared_servers_keep_their_slug_in_their_project() {
     app.reload().await;
     get_as(&app, &admin, "/v1/servers/tools").await.expect(200);
     assert_eq!(ping(&app, "tools", &token).await, 401);
-    let token = token_at(&app, &client_id, &resource).await;
+    let (token, _) = token_at(&app, &client_id, &resource).await;
     assert_eq!(ping(&app, "tools", &token).await, 200);
 
     // Declared in another project after its deletion: refused at start, naming the key.

@@ -96,6 +96,22 @@ fn assert_refused(r: &ApiResponse, rule: &str) {
     assert!(message.contains(rule), "{rule:?} in {message}");
 }
 
+/// A deployment of `url` at `slug` fails its health check: the destination it resolves to is
+/// refused by `rule`.
+async fn deployment_refused(app: &TestApp, admin: &str, slug: &str, url: &str, rule: &str) {
+    let d = post_as(
+        app,
+        admin,
+        &format!("/v1/servers/{slug}/deployments"),
+        json!({ "upstreamUrl": url }),
+    )
+    .await;
+    let data = &d.expect(201)["data"];
+    assert_eq!(data["status"], "failed", "{data}");
+    let why = data["errorMessage"].as_str().unwrap_or_default();
+    assert!(why.contains("refused") && why.contains(rule), "{why}");
+}
+
 async fn rpc(app: &TestApp, slug: &str) -> reqwest::Response {
     let token =
         crate::gateway::managed_token(app, slug, "mcp:read mcp:write mcp:execute", json!({}));
@@ -290,17 +306,7 @@ async fn a_name_that_rebinds_is_refused_at_connect_time_in_the_health_check_and_
         ("mapped", "mapped.test", "link-local"),
     ] {
         let url = format!("http://{name}:{}/mcp", up.port);
-        let d = post_as(
-            &app,
-            &admin,
-            &format!("/v1/servers/{slug}/deployments"),
-            json!({ "upstreamUrl": url }),
-        )
-        .await;
-        let data = &d.expect(201)["data"];
-        assert_eq!(data["status"], "failed", "{data}");
-        let why = data["errorMessage"].as_str().unwrap_or_default();
-        assert!(why.contains("refused") && why.contains(rule), "{why}");
+        deployment_refused(&app, &admin, slug, &url, rule).await;
     }
     // Only the allowed answer of several is used.
     patch_as(
@@ -495,17 +501,7 @@ async fn an_allow_list_admits_no_address_by_the_ipv4_it_seems_to_embed() {
         ("gcp6.test", "metadata"),
     ] {
         let url = format!("http://{name}:{}/mcp", up.port);
-        let d = post_as(
-            &app,
-            &admin,
-            "/v1/servers/t/deployments",
-            json!({ "upstreamUrl": url }),
-        )
-        .await;
-        let data = &d.expect(201)["data"];
-        assert_eq!(data["status"], "failed", "{data}");
-        let why = data["errorMessage"].as_str().unwrap_or_default();
-        assert!(why.contains("refused") && why.contains(rule), "{why}");
+        deployment_refused(&app, &admin, "t", &url, rule).await;
     }
     assert_eq!(up.requests(), 0, "nothing was sent anywhere");
 }
