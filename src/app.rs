@@ -62,13 +62,12 @@ pub struct AppState {
 impl AppState {
     /// A server's resource URI: `{public_url}/mcp/{slug}`, or `https://{slug}.{server_domain}`.
     pub fn server_url(&self, slug: &str) -> String {
-        match (
-            &self.config.gateway.routing,
-            &self.config.gateway.server_domain,
-        ) {
-            (Routing::Host, Some(domain)) => format!("https://{slug}.{domain}"),
-            _ => format!("{}/mcp/{slug}", self.public_url),
-        }
+        gateway::registry::resource_uri(
+            &self.public_url,
+            self.config.gateway.routing,
+            self.config.gateway.server_domain.as_deref(),
+            slug,
+        )
     }
 
     /// `{slug}.{server_domain}` under host routing.
@@ -461,19 +460,25 @@ impl Reloader {
         let Some(path) = self.state.config.source_file.clone() else {
             return;
         };
+        let public_url = self.state.public_url.clone();
         let result = self
             .state
             .store
             .run(move |c| {
                 let fresh =
                     Config::load(Some(&path)).map_err(|e| ReloadError::Config(e.to_string()))?;
-                control::declared::reconcile(c, &fresh)
-                    .map_err(|e| ReloadError::Config(e.to_string()))?;
-                Ok::<_, ReloadError>(())
+                control::declared::reconcile(c, &fresh, &public_url)
+                    .map_err(|e| ReloadError::Config(e.to_string()))
             })
             .await;
         match result {
-            Ok(()) => {
+            Ok(report) => {
+                let revoked = report.revoked;
+                crate::oauth::grant_types::refuse_revoked(
+                    &self.state,
+                    revoked.grants,
+                    &revoked.clients,
+                );
                 self.state.servers_changed().await;
                 // Declared servers may have been removed.
                 self.state.access_changed();
@@ -683,7 +688,8 @@ fn prepare(config: Config, public_url: &str) -> Result<Prepared, StartupError> {
         keys::load(conn, &master_key, now)
     })?;
     let admin_created = bootstrap_admin(&config, &store)?;
-    let report = store.run_blocking(|c| control::declared::reconcile(c, &config))?;
+    // The revocations it records are read below with the others.
+    let report = store.run_blocking(|c| control::declared::reconcile(c, &config, public_url))?;
     if report != control::declared::Report::default() {
         tracing::info!(
             created = report.created,

@@ -19,6 +19,22 @@ pub enum ReconcileError {
         "config key `servers[{index}].slug`: {slug} is already used by a server created through the API"
     )]
     Taken { index: usize, slug: String },
+    #[error(
+        "config key `servers[{index}].slug`: {slug} belonged to a deleted server of project {owner} and stays with that project (the server's URL is the identity its tokens, consents and upstream assertions name); declare it there or choose another slug"
+    )]
+    Retired {
+        index: usize,
+        slug: String,
+        owner: String,
+    },
+    #[error(
+        "config key `servers[{index}].project`: server {slug} is in project {current}; a server does not move to another project (its URL, the identity its tokens and upstream assertions name, would go with it): keep it there, or declare a server with another slug"
+    )]
+    Moved {
+        index: usize,
+        slug: String,
+        current: String,
+    },
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -26,6 +42,8 @@ pub struct Report {
     pub created: usize,
     pub updated: usize,
     pub deleted: usize,
+    /// What the deleted servers' deletion revoked (on record; the caller tells the front door).
+    pub revoked: store::servers::Removed,
 }
 
 fn desired(
@@ -87,8 +105,18 @@ fn same(a: &ServerRow, b: &ServerRow) -> bool {
     )
 }
 
-/// Makes the store's config-managed servers match `config.servers`, in one transaction (blocking).
-pub fn reconcile(conn: &mut Connection, config: &Config) -> Result<Report, ReconcileError> {
+/// The slug of a project, or its id once it is gone.
+fn project_name(conn: &Connection, id: &str) -> Result<String, StoreError> {
+    Ok(store::projects::find(conn, id)?.map_or_else(|| id.to_owned(), |p| p.slug))
+}
+
+/// Makes the store's config-managed servers match `config.servers`, in one transaction
+/// (blocking). `public_url`: where this instance is reached (servers' URLs are made from it).
+pub fn reconcile(
+    conn: &mut Connection,
+    config: &Config,
+    public_url: &str,
+) -> Result<Report, ReconcileError> {
     let now = domain::now();
     let actor = Actor::system("config");
     let tx = conn
@@ -128,6 +156,28 @@ pub fn reconcile(conn: &mut Connection, config: &Config) -> Result<Report, Recon
                 slug: d.slug.clone(),
             });
         }
+        // A slug stays with its project, as through the API.
+        match &existing {
+            Some(e) if e.project_id != project.id => {
+                return Err(ReconcileError::Moved {
+                    index,
+                    slug: d.slug.clone(),
+                    current: project_name(&tx, &e.project_id)?,
+                });
+            }
+            None => {
+                if let Some(owner) = store::servers::retired_to(&tx, &d.slug)?
+                    && owner != project.id
+                {
+                    return Err(ReconcileError::Retired {
+                        index,
+                        slug: d.slug.clone(),
+                        owner: project_name(&tx, &owner)?,
+                    });
+                }
+            }
+            Some(_) => {}
+        }
         let want = desired(config, d, &project.id, existing.as_ref(), now);
         match &existing {
             None => {
@@ -159,7 +209,15 @@ pub fn reconcile(conn: &mut Connection, config: &Config) -> Result<Report, Recon
     }
     for s in store::servers::all(&tx)? {
         if s.managed_by == "config" && !config.servers.iter().any(|d| d.slug == s.slug) {
-            store::servers::delete(&tx, &s.id)?;
+            let resource = crate::gateway::registry::resource_uri(
+                public_url,
+                config.gateway.routing,
+                config.gateway.server_domain.as_deref(),
+                &s.slug,
+            );
+            let removed = store::servers::delete(&tx, &s, &resource, now)?;
+            report.revoked.grants.extend(removed.grants);
+            report.revoked.clients.extend(removed.clients);
             audit::record(
                 &tx,
                 &actor,

@@ -292,6 +292,14 @@ pub async fn create(
                     server.slug
                 )));
             }
+            if store::servers::retired_to(tx, &server.slug)?
+                .is_some_and(|owner| owner != access.project.id)
+            {
+                return Err(ApiError::Conflict(format!(
+                    "the slug {} belonged to a deleted server of another project and stays with that project: the server's URL is the identity its tokens, consents and upstream assertions (aud) name",
+                    server.slug
+                )));
+            }
             server.project_id = access.project.id;
             store::servers::insert(tx, &server)?;
             let details = json!({ "slug": server.slug, "upstreamUrl": server.upstream_url });
@@ -442,14 +450,11 @@ pub async fn delete(
             refuse_if_declared(&st, &server)?;
             // Its grants and its clients' machine tokens end now: the front door refuses them
             // even if the slug returns (also after a restart: the rows go with the server, the
-            // records stay). Grants revoked earlier are recorded too, for the same reason.
-            let grants = store::grants::grant_ids_of_server(tx, &server.id)?;
-            let clients: Vec<String> = store::clients::for_server(tx, &server.id)?
-                .into_iter()
-                .map(|c| c.client_id)
-                .collect();
-            crate::oauth::grant_types::revoke_deleted(&st, tx, grants, &clients)?;
-            store::servers::delete(tx, &server.id)?;
+            // records stay). Grants revoked earlier are recorded too, for the same reason. Its
+            // remembered consents go, and its slug stays with its project.
+            let resource = st.server_url(&server.slug);
+            let removed = store::servers::delete(tx, &server, &resource, domain::now())?;
+            crate::oauth::grant_types::refuse_revoked(&st, removed.grants, &removed.clients);
             store::audit::record(
                 tx,
                 &actor,

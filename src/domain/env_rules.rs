@@ -32,15 +32,14 @@ const REFUSED: &[(&str, &str)] = &[
     ("NODE_PATH", NODE),
     ("NODE_REPL_EXTERNAL_MODULE", NODE),
     ("NPM_CONFIG_*", NODE),
+    // Package managers that read every setting of theirs from `{PREFIX}_{SETTING}` (a config
+    // file, an index, a mirror, the package manager itself to download and run): by prefix,
+    // as each release adds settings.
+    ("YARN_*", NODE),
+    ("COREPACK_*", NODE),
     ("PYTHON*", PYTHON),
-    ("PIP_INDEX_URL", PYTHON),
-    ("PIP_EXTRA_INDEX_URL", PYTHON),
-    ("PIP_FIND_LINKS", PYTHON),
-    ("UV_INDEX", PYTHON),
-    ("UV_INDEX_URL", PYTHON),
-    ("UV_EXTRA_INDEX_URL", PYTHON),
-    ("UV_DEFAULT_INDEX", PYTHON),
-    ("UV_FIND_LINKS", PYTHON),
+    ("PIP_*", PYTHON),
+    ("UV_*", PYTHON),
     ("PERL5OPT", PERL),
     ("PERL5LIB", PERL),
     ("PERLLIB", PERL),
@@ -67,9 +66,20 @@ const REFUSED: &[(&str, &str)] = &[
     ("LUA_CPATH*", LUA),
     ("PHPRC", PHP),
     ("PHP_INI_SCAN_DIR", PHP),
+    ("ERL_AFLAGS", ERLANG),
+    ("ERL_FLAGS", ERLANG),
+    ("ERL_ZFLAGS", ERLANG),
+    ("ERL_LIBS", ERLANG),
+    ("ELIXIR_ERL_OPTIONS", ERLANG),
+    ("JULIA_DEPOT_PATH", JULIA),
+    ("JULIA_LOAD_PATH", JULIA),
+    ("R_PROFILE*", R),
+    ("R_ENVIRON*", R),
+    ("R_LIBS*", R),
     // Programs that run other programs named in a variable.
     ("GIT_*", GIT),
     ("SSH_ASKPASS", HELPER),
+    ("BROWSER", HELPER),
     ("LESSOPEN", HELPER),
     ("LESSCLOSE", HELPER),
 ];
@@ -86,12 +96,21 @@ const HARMLESS: &[&str] = &[
     "GIT_AUTHOR_EMAIL",
     "GIT_COMMITTER_NAME",
     "GIT_COMMITTER_EMAIL",
+    "PIP_NO_CACHE_DIR",
+    "PIP_DISABLE_PIP_VERSION_CHECK",
+    // libuv's (Node.js's thread pool and io_uring), not uv's.
+    "UV_THREADPOOL_SIZE",
+    "UV_USE_IO_URING",
+    "UV_NO_CACHE",
+    "UV_NO_PROGRESS",
+    "YARN_ENABLE_TELEMETRY",
+    "COREPACK_ENABLE_DOWNLOAD_PROMPT",
 ];
 
 const LOADER: &str = "the dynamic loader or the C library loads code or data with it";
 const OPENSSL: &str = "OpenSSL loads modules with it";
 const SHELL: &str = "shells run code from it";
-const NODE: &str = "Node.js or npm loads code with it";
+const NODE: &str = "Node.js or its package managers load code with it";
 const PYTHON: &str = "Python or its package installers load code with it";
 const PERL: &str = "Perl loads code with it";
 const RUBY: &str = "Ruby loads code with it";
@@ -100,6 +119,9 @@ const DOTNET: &str = ".NET loads code with it";
 const GO: &str = "the Go toolchain runs or downloads code with it";
 const LUA: &str = "Lua loads or runs code with it";
 const PHP: &str = "PHP reads code-loading settings with it";
+const ERLANG: &str = "the Erlang VM runs or loads code with it";
+const JULIA: &str = "Julia loads code with it";
+const R: &str = "R runs or loads code with it";
 const GIT: &str = "git runs programs and reads configuration with it";
 const HELPER: &str = "programs run the command it names";
 
@@ -166,6 +188,22 @@ mod tests {
             "GIT_SSH_COMMAND",
             "GIT_CONFIG_COUNT",
             "BASH_FUNC_ls",
+            // Found in review: the Erlang VM's -eval, package managers' config files,
+            // indexes, mirrors and self-downloads, a browser command, Julia's and R's startup.
+            "ERL_AFLAGS",
+            "ERL_ZFLAGS",
+            "ELIXIR_ERL_OPTIONS",
+            "YARN_YARN_PATH",
+            "YARN_RC_FILENAME",
+            "COREPACK_NPM_REGISTRY",
+            "PIP_CONFIG_FILE",
+            "PIP_TRUSTED_HOST",
+            "UV_CONFIG_FILE",
+            "UV_PYTHON_INSTALL_MIRROR",
+            "BROWSER",
+            "JULIA_DEPOT_PATH",
+            "R_PROFILE_USER",
+            "R_ENVIRON_USER",
         ] {
             assert!(refusal(name).is_some(), "{name}");
         }
@@ -191,6 +229,12 @@ mod tests {
             "JAVA_HOME",
             "OPENAI_API_KEY",
             "GITHUB_PERSONAL_ACCESS_TOKEN",
+            "PIP_NO_CACHE_DIR",
+            "COREPACK_ENABLE_DOWNLOAD_PROMPT",
+            "UV_THREADPOOL_SIZE",
+            "ERLANG_COOKIE",
+            "RUST_LOG",
+            "BROWSERSTACK_KEY",
         ] {
             assert_eq!(refusal(name), None, "{name}");
         }

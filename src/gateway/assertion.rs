@@ -13,7 +13,8 @@
 //! - Published at [`JWKS_PATH`] in both auth modes.
 //! - Signing costs the front door nothing per request: one assertion is reused per (server,
 //!   subject, client, scope) for its first [`REUSE_SECS`], so an upstream always gets one with
-//!   at least 45 s left. The cache is bounded and swept.
+//!   at least 45 s left. The cache is bounded (entries; and an identity too long to keep is
+//!   signed each time) and swept.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -42,6 +43,11 @@ pub const LIFETIME_SECS: i64 = 60;
 /// An assertion is handed out again for this long after it was signed.
 pub const REUSE_SECS: i64 = 15;
 const CACHE_CAPACITY: usize = 16_384;
+/// Assertions whose subject, client and scope together are longer are signed each time, never
+/// kept: with BYOA the token's issuer chooses them (up to the token's size), and the cache is
+/// bounded by entries. Each entry then holds at most a few KiB (the claims, and the token that
+/// carries them), 16,384 of them some tens of MiB.
+const MAX_CACHED_IDENTITY: usize = 1024;
 const SWEEP_EVERY_SECS: i64 = 30;
 
 #[derive(Debug, thiserror::Error)]
@@ -145,10 +151,13 @@ impl Assertions {
         let now = crate::domain::now();
         let client = who.client_id.as_deref();
         let scope = who.scope_header.as_str();
+        let identity = who.subject.len() + client.map_or(0, str::len) + scope.len();
+        let cacheable = identity <= MAX_CACHED_IDENTITY;
         let key = self
             .hasher
             .hash_one((server.id.as_str(), who.subject.as_str(), client, scope));
-        if let Some(e) = self.cache.get(&key)
+        if cacheable
+            && let Some(e) = self.cache.get(&key)
             && e.reuse_until > now
             && *e.server_id == *server.id
             && *e.subject == *who.subject
@@ -183,6 +192,9 @@ impl Assertions {
         URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut token);
         let value = http::HeaderValue::from_str(&token)
             .map_err(|e| AssertionError::Key(format!("not a header value: {e}")))?;
+        if !cacheable {
+            return Ok(value);
+        }
         self.remember(
             key,
             Entry {
@@ -453,5 +465,34 @@ mod tests {
                 .expect("sign");
         }
         assert!(a.cached() <= CACHE_CAPACITY, "{}", a.cached());
+    }
+
+    #[test]
+    fn a_long_identity_is_signed_each_time_and_never_kept() {
+        let master = MasterKey::from_bytes(&[9; 32]);
+        let (_dir, _store, set) = keyset(&master, crate::domain::now());
+        let keyring = Keyring::new(set);
+        let a = Assertions::new(&master, "https://ez.example", keyring.current()).expect("new");
+        let server = entry();
+        let jwks = a.jwks(&keyring).expect("jwks");
+        // A BYOA issuer's subject or scope may be as long as its token.
+        for who in [
+            who(&"s".repeat(16 * 1024), "mcp:read"),
+            who("usr_alice", &"x".repeat(MAX_CACHED_IDENTITY)),
+        ] {
+            let first = a.header(&keyring, &server, &who).expect("sign");
+            let second = a.header(&keyring, &server, &who).expect("sign");
+            // ECDSA signatures differ each time: these were signed twice.
+            assert_ne!(first, second);
+            let claims = verify(&jwks, second.to_str().expect("ascii"));
+            assert_eq!(claims["sub"], who.subject.as_str());
+            assert_eq!(claims["scope"], who.scope_header.as_str());
+        }
+        assert_eq!(a.cached(), 0);
+        // Just under the bound: kept.
+        let who = who("usr_alice", &"x".repeat(MAX_CACHED_IDENTITY - 30));
+        let first = a.header(&keyring, &server, &who).expect("sign");
+        assert_eq!(a.header(&keyring, &server, &who).expect("sign"), first);
+        assert_eq!(a.cached(), 1);
     }
 }

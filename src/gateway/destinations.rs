@@ -8,16 +8,17 @@
 //!   the ports of the processes it supervises for servers (one project's URL must not reach
 //!   another project's process).
 //!
-//! Refused unless `gateway.upstream_allow` lists them (a CIDR for an address, a host pattern
-//! for a name):
+//! Refused unless `gateway.upstream_allow` lists them (a CIDR lying wholly within what is
+//! refused for that reason, for an address; a host pattern, for a name):
 //!
 //! - link-local addresses (`169.254.0.0/16`, `fe80::/10`), where cloud metadata services
 //!   answer, other metadata addresses and names, the unspecified address, multicast and
 //!   broadcast; also each of these embedded in an IPv6 address (IPv4-mapped, -compatible,
 //!   NAT64, 6to4, Teredo, ISATAP).
 //!
-//! `gateway.upstream_deny` refuses more; a non-empty `gateway.upstream_allow` refuses all it does
-//! not list.
+//! `gateway.upstream_deny` refuses more (an address also by the IPv4 address it embeds); a
+//! non-empty `gateway.upstream_allow` refuses all it does not list (an address as it is: never
+//! by an IPv4 address it seems to embed).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -147,6 +148,21 @@ impl Rule {
         }
     }
 
+    /// Whether this allow rule may lift `why`, the built-in refusal of an address it matches:
+    /// only a CIDR that lies wholly within what is refused for that same reason, so that
+    /// `169.254.10.0/24` lifts link-local for its range while `0.0.0.0/0`, `::/0` or
+    /// `fd00::/8` (an operator's "my ULA network", which holds AWS's `fd00:ec2::/32`) lift
+    /// nothing built in. What each reason refuses is one range or single addresses, mapped
+    /// in order into each IPv6 form that embeds it, so a CIDR's two ends decide.
+    fn lifts(&self, why: &Refusal) -> bool {
+        let Rule::Cidr { net, bits, .. } = self else {
+            return false;
+        };
+        [*net, last_of(*net, *bits)]
+            .into_iter()
+            .all(|end| builtin(end).is_some_and(|r| same_reason(&r, why)))
+    }
+
     fn matches_name(&self, name: &str) -> bool {
         match self {
             Rule::Host { pattern, wildcard } => {
@@ -193,6 +209,28 @@ fn mask(ip: IpAddr, bits: u8) -> IpAddr {
     }
 }
 
+/// The last address of the CIDR `net`/`bits`.
+fn last_of(net: IpAddr, bits: u8) -> IpAddr {
+    match net {
+        IpAddr::V4(v4) => {
+            let host = u32::MAX.checked_shr(u32::from(bits)).unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(u32::from(v4) | host))
+        }
+        IpAddr::V6(v6) => {
+            let host = u128::MAX.checked_shr(u32::from(bits)).unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) | host))
+        }
+    }
+}
+
+/// Are two built-in refusals for the same reason (embedded: the same reason inside)?
+fn same_reason(a: &Refusal, b: &Refusal) -> bool {
+    match (a, b) {
+        (Refusal::Embedded { why: x, .. }, Refusal::Embedded { why: y, .. }) => same_reason(x, y),
+        _ => std::mem::discriminant(a) == std::mem::discriminant(b),
+    }
+}
+
 /// An IPv4-mapped IPv6 address is that IPv4 address: the kernel connects to it as such.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
@@ -230,12 +268,22 @@ const METADATA_NAMES: &[&str] = &[
 /// Cloud metadata services by address, beyond the link-local range.
 fn is_metadata(ip: IpAddr) -> bool {
     match ip {
-        // Alibaba Cloud; Azure's WireServer.
-        IpAddr::V4(v4) => {
-            v4 == Ipv4Addr::new(100, 100, 100, 200) || v4 == Ipv4Addr::new(168, 63, 129, 16)
+        // Alibaba Cloud; Azure's WireServer; Oracle Cloud Classic.
+        IpAddr::V4(v4) => [
+            Ipv4Addr::new(100, 100, 100, 200),
+            Ipv4Addr::new(168, 63, 129, 16),
+            Ipv4Addr::new(192, 0, 0, 192),
+        ]
+        .contains(&v4),
+        IpAddr::V6(v6) => {
+            // AWS keeps its instance services in fd00:ec2::/32 (IMDS at ::254, the EKS Pod
+            // Identity agent at ::23): all of it.
+            let s = v6.segments();
+            (s[0], s[1]) == (0xfd00, 0x0ec2)
+                // GCP's metadata server; Scaleway's.
+                || v6 == Ipv6Addr::new(0xfd20, 0xce, 0, 0, 0, 0, 0, 0x254)
+                || v6 == Ipv6Addr::new(0xfd00, 0x42, 0, 0, 0, 0, 0, 0x42)
         }
-        // AWS (IMDS over IPv6).
-        IpAddr::V6(v6) => v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254),
     }
 }
 
@@ -421,17 +469,23 @@ impl Destinations {
             Some(n) => format!("{n} ({ip})"),
             None => ip.to_string(),
         };
-        let matches_ip = |r: &Rule| r.matches_ip(ip) || inner.is_some_and(|i| r.matches_ip(i));
-        if let Some(rule) = self.deny.iter().find(|r| matches_ip(r)) {
+        // Refusals look inside: the IPv4 address an IPv6 one embeds is denied like itself.
+        let denied = |r: &Rule| r.matches_ip(ip) || inner.is_some_and(|i| r.matches_ip(i));
+        if let Some(rule) = self.deny.iter().find(|r| denied(r)) {
             return Err(Refusal::Denied {
                 what: shown(),
                 rule: rule.to_string(),
             });
         }
-        if self.allow.iter().any(matches_ip) {
+        // The allow list admits the address itself, never by an IPv4 address it looks like it
+        // carries: any global IPv6 address can be spelt like ISATAP, and a 6to4 or Teredo one
+        // is delivered to its IPv6 network, not to the IPv4 address in it.
+        let refused = builtin(ip);
+        let allowed = |r: &Rule| r.matches_ip(ip) && refused.as_ref().is_none_or(|w| r.lifts(w));
+        if self.allow.iter().any(allowed) {
             return Ok(());
         }
-        if let Some(refusal) = builtin(ip) {
+        if let Some(refusal) = refused {
             return Err(refusal);
         }
         let by_name = name.is_some_and(|n| {
@@ -501,8 +555,15 @@ mod tests {
             ("http://[fe80::1]/", "link-local"),
             ("http://[febf::1]/", "link-local"),
             ("http://[fd00:ec2::254]/", "metadata"),
+            ("http://[fd00:ec2::23]/v1/credentials", "metadata"),
+            ("http://[fd00:ec2:ffff::1]/", "metadata"),
+            ("http://[fd20:ce::254]/computeMetadata/v1/", "metadata"),
+            ("http://[fd00:42::42]/conf", "metadata"),
             ("http://100.100.100.200/", "metadata"),
             ("http://168.63.129.16/", "metadata"),
+            ("http://192.0.0.192/opc/v1/", "metadata"),
+            ("http://[::ffff:192.0.0.192]/", "metadata"),
+            ("http://[64:ff9b::c000:c0]/", "embeds"),
             (
                 "http://metadata.google.internal/computeMetadata/v1/",
                 "metadata",
@@ -652,6 +713,86 @@ mod tests {
             Err(Refusal::NotAllowed(_))
         ));
         assert_eq!(url(&p, "http://MCP.example.com./mcp"), Ok(()));
+    }
+
+    #[test]
+    fn the_allow_list_admits_addresses_as_they_are() {
+        let a = |s: &str| s.parse::<SocketAddr>().expect("addr");
+        let p = policy(&["10.0.0.0/8"], &[]);
+        assert_eq!(url(&p, "http://10.0.0.1/mcp"), Ok(()));
+        assert_eq!(url(&p, "http://[::ffff:10.0.0.1]/mcp"), Ok(()), "mapped");
+        // Global IPv6 addresses that look like they carry 10.0.0.1: not listed.
+        for u in [
+            "http://[2600:1f18:abcd:1:0:5efe:a00:1]/mcp",
+            "http://[2002:a00:1::1]/mcp",
+            "http://[2001:0:1:2:3:4:f5ff:fffe]/mcp",
+            "http://[64:ff9b::a00:1]/mcp",
+        ] {
+            assert!(matches!(url(&p, u), Err(Refusal::NotAllowed(_))), "{u}");
+            let addr = a(&format!("{}:80", &u[7..=u.find(']').expect("]")]));
+            assert!(
+                matches!(
+                    p.check_addr(Some("x.example"), addr),
+                    Err(Refusal::NotAllowed(_))
+                ),
+                "{addr}"
+            );
+        }
+        // The deny list still looks inside.
+        let p = policy(&[], &["10.0.0.0/8"]);
+        for u in [
+            "http://[2600:1f18:abcd:1:0:5efe:a00:1]/mcp",
+            "http://[2002:a00:1::1]/mcp",
+        ] {
+            assert!(matches!(url(&p, u), Err(Refusal::Denied { .. })), "{u}");
+        }
+    }
+
+    #[test]
+    fn only_a_range_wholly_refused_lifts_a_refusal() {
+        // Broad ranges admit what they list, never a built-in refusal inside them.
+        let p = policy(&["0.0.0.0/0", "::/0"], &[]);
+        assert_eq!(url(&p, "http://93.184.216.34/"), Ok(()));
+        for u in [
+            "http://169.254.169.254/",
+            "http://100.100.100.200/",
+            "http://[fd00:ec2::254]/",
+            "http://[::ffff:169.254.169.254]/",
+            "http://[2002:a9fe:a9fe::1]/",
+            "http://0.0.0.0/",
+            "http://224.0.0.1/",
+        ] {
+            assert!(url(&p, u).is_err(), "{u}");
+        }
+        let p = policy(&["fd00::/8", "169.254.0.0/15", "100.100.100.200/31"], &[]);
+        assert_eq!(url(&p, "http://[fd12::1]/mcp"), Ok(()));
+        for u in [
+            "http://[fd00:ec2::254]/",
+            "http://[fd00:42::42]/",
+            "http://169.254.169.254/",
+            "http://100.100.100.200/",
+        ] {
+            assert!(url(&p, u).is_err(), "{u}");
+        }
+        // Ranges within the refused ones lift exactly them.
+        let p = policy(
+            &[
+                "169.254.0.0/16",
+                "fd00:ec2::/32",
+                "100.100.100.200",
+                "2002:a9fe:a00::/40",
+            ],
+            &[],
+        );
+        for u in [
+            "http://169.254.169.254/",
+            "http://[fd00:ec2::254]/",
+            "http://100.100.100.200/",
+            "http://[2002:a9fe:a07::1]/",
+        ] {
+            assert_eq!(url(&p, u), Ok(()), "{u}");
+        }
+        assert!(url(&p, "http://[fd00:42::42]/").is_err());
     }
 
     #[test]

@@ -22,6 +22,20 @@ pub fn managed_issuer(public_url: &str, slug: &str) -> String {
     format!("{public_url}/oauth/mcp/{slug}")
 }
 
+/// A server's resource URI, the `aud` its tokens are bound to: `{public_url}/mcp/{slug}`, or
+/// `https://{slug}.{server_domain}` under host routing.
+pub fn resource_uri(
+    public_url: &str,
+    routing: Routing,
+    domain: Option<&str>,
+    slug: &str,
+) -> String {
+    match (routing, domain) {
+        (Routing::Host, Some(d)) => format!("https://{slug}.{d}"),
+        _ => format!("{public_url}/mcp/{slug}"),
+    }
+}
+
 /// How a server's tokens are checked.
 #[derive(Debug, Clone)]
 pub enum ServerAuth {
@@ -71,18 +85,12 @@ impl ServerEntry {
         target: Option<Arc<Target>>,
         counters: Arc<ServerCounters>,
     ) -> Self {
-        let (resource, metadata_url) = match (routing, domain) {
-            (Routing::Host, Some(d)) => {
-                let r = format!("https://{}.{d}", row.slug);
-                let m = format!("{r}/.well-known/oauth-protected-resource");
-                (r, m)
-            }
-            _ => (
-                format!("{state_public_url}/mcp/{}", row.slug),
-                format!(
-                    "{state_public_url}/.well-known/oauth-protected-resource/mcp/{}",
-                    row.slug
-                ),
+        let resource = resource_uri(state_public_url, routing, domain, &row.slug);
+        let metadata_url = match (routing, domain) {
+            (Routing::Host, Some(_)) => format!("{resource}/.well-known/oauth-protected-resource"),
+            _ => format!(
+                "{state_public_url}/.well-known/oauth-protected-resource/mcp/{}",
+                row.slug
             ),
         };
         let tool_scopes = tool_scopes(row);

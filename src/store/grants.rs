@@ -383,6 +383,13 @@ pub fn remember_consent(
     Ok(())
 }
 
+/// Forgets every remembered consent for `resource` (a server's URL, as its server goes).
+pub fn forget_consents(conn: &Connection, resource: &str) -> Result<usize, StoreError> {
+    Ok(conn
+        .prepare_cached("DELETE FROM consents WHERE resource = ?1")?
+        .execute([resource])?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,6 +37,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "grant_auth_method",
         include_str!("migrations/0010_grant_auth_method.sql"),
     ),
+    (
+        "retired_slugs",
+        include_str!("migrations/0011_retired_slugs.sql"),
+    ),
 ];
 
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -143,10 +143,52 @@ pub fn list(
     Ok(Page::from_rows(rows, page.limit, total, |s| s.id.clone()))
 }
 
-pub fn delete(conn: &Connection, id: &str) -> Result<(), StoreError> {
+/// What a server's deletion revoked: every grant it had (revoked or not) and its clients
+/// (their machine tokens belong to no grant). Both are on record; the caller tells the front
+/// door.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Removed {
+    pub grants: Vec<String>,
+    pub clients: Vec<String>,
+}
+
+/// Deletes server `s`, whose URL is `resource`, with what names it: its grants and clients are
+/// recorded as revoked (the rows go with the server; the records outlive their tokens, so
+/// that a restart does not forget them), the consents remembered for its URL go, and its slug
+/// stays with its project ([`retired_to`]).
+pub fn delete(
+    conn: &Connection,
+    s: &ServerRow,
+    resource: &str,
+    now: i64,
+) -> Result<Removed, StoreError> {
+    let grants = super::grants::grant_ids_of_server(conn, &s.id)?;
+    let clients: Vec<String> = super::clients::for_server(conn, &s.id)?
+        .into_iter()
+        .map(|c| c.client_id)
+        .collect();
+    super::grants::record_revocations(conn, "grant", &grants, now)?;
+    super::grants::record_revocations(conn, "client", &clients, now)?;
+    super::grants::forget_consents(conn, resource)?;
+    conn.prepare_cached(
+        "INSERT INTO retired_slugs (slug, project_id, server_id, retired_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (slug) DO UPDATE SET project_id = excluded.project_id,
+            server_id = excluded.server_id, retired_at = excluded.retired_at",
+    )?
+    .execute(params![s.slug, s.project_id, s.id, now])?;
     conn.prepare_cached("DELETE FROM servers WHERE id = ?1")?
-        .execute([id])?;
-    Ok(())
+        .execute([&s.id])?;
+    Ok(Removed { grants, clients })
+}
+
+/// The project a deleted server's slug stays with, if one had it. Only that project may give
+/// it to a server again: the URL it makes is the identity tokens, consents and upstream
+/// assertions name.
+pub fn retired_to(conn: &Connection, slug: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT project_id FROM retired_slugs WHERE slug = ?1")?
+        .query_row([slug], |r| r.get(0))
+        .optional()?)
 }
 
 /// At start-up: servers left `provisioning` by a first deployment that a stop cut short have

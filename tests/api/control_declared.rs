@@ -149,7 +149,7 @@ async fn declared_servers_are_config_managed_and_refuse_api_changes() {
         .expect(204);
 }
 
-fn write_config(path: &Path, servers: &[(&str, &str, &str)]) {
+pub(crate) fn write_config(path: &Path, servers: &[(&str, &str, &str)]) {
     let mut text = String::from("# written by control_declared.rs\n");
     for (project, slug, upstream) in servers {
         text.push_str(&format!(
@@ -159,20 +159,23 @@ fn write_config(path: &Path, servers: &[(&str, &str, &str)]) {
     std::fs::write(path, text).expect("write config");
 }
 
-/// Starts an app from a config file (the test harness's data dir and admin on top).
-async fn spawn_from_file(file: &Path) -> TestApp {
+/// The config a file gives, the test harness's data dir and admin on top (for
+/// `TestAppBuilder::config`).
+pub(crate) fn from_file(file: &Path) -> impl FnOnce(&mut ezforge::Config) + use<> {
     let loaded = ezforge::Config::load_from(Some(file), &[]).expect("config loads");
-    TestApp::builder()
-        .config(move |c| {
-            let mut loaded = loaded;
-            loaded.server.data_dir = c.server.data_dir.clone();
-            loaded.server.workers = c.server.workers;
-            loaded.server.shutdown_timeout = c.server.shutdown_timeout;
-            loaded.bootstrap = c.bootstrap.clone();
-            *c = loaded;
-        })
-        .spawn()
-        .await
+    move |c| {
+        let mut loaded = loaded;
+        loaded.server.data_dir = c.server.data_dir.clone();
+        loaded.server.workers = c.server.workers;
+        loaded.server.shutdown_timeout = c.server.shutdown_timeout;
+        loaded.bootstrap = c.bootstrap.clone();
+        *c = loaded;
+    }
+}
+
+/// Starts an app from a config file.
+pub(crate) async fn spawn_from_file(file: &Path) -> TestApp {
+    TestApp::builder().config(from_file(file)).spawn().await
 }
 
 #[tokio::test]
@@ -310,16 +313,8 @@ async fn declared_servers_are_reconciled_at_start() {
     app.stop().await;
     // Restart with a different file: the store follows it.
     write_config(&file, &[("cfg", "second", "http://127.0.0.1:3002/mcp")]);
-    let loaded = ezforge::Config::load_from(Some(&file), &[]).expect("config");
     let app = TestApp::builder_in(&data_dir)
-        .config(move |c| {
-            let mut loaded = loaded;
-            loaded.server.data_dir = c.server.data_dir.clone();
-            loaded.server.workers = c.server.workers;
-            loaded.server.shutdown_timeout = c.server.shutdown_timeout;
-            loaded.bootstrap = c.bootstrap.clone();
-            *c = loaded;
-        })
+        .config(from_file(&file))
         .spawn()
         .await;
     let admin = admin_token(&app).await;

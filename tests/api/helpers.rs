@@ -657,3 +657,14 @@ pub async fn server_log_has(app: &TestApp, token: &str, slug: &str, needle: &str
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Makes the stopped app's database at `path` look as version 10 left it, for a test of the
+/// upgrade to 11: its table dropped and the version set back, then `sql` run (rows the old
+/// version allowed). The next start applies version 11 to it.
+pub fn as_version_10(path: &Path, sql: &str) {
+    let conn = rusqlite::Connection::open(path).expect("open");
+    conn.execute_batch(&format!(
+        "DROP TABLE retired_slugs; PRAGMA user_version = 10;\n{sql}"
+    ))
+    .expect("back to version 10");
+}

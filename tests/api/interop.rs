@@ -1294,9 +1294,13 @@ async fn server_filesystem_over_stdio_reads_a_file_through_the_front_door() {
     assert!(body.contains("hello from the filesystem server"), "{body}");
 }
 
+/// The server id the documented verifiers pin, as an example.
+const DOCUMENTED_SERVER_ID: &str = "srv_example0server0id0here";
+
 /// The code block of `lang` that the upstream-verification section of the docs shows
-/// (docs/front-door.md), with its example URL pointed at `address`.
-fn documented_verifier(lang: &str, address: &str) -> String {
+/// (docs/front-door.md), with its example URL pointed at `address` and its example server id
+/// replaced by `server_id`.
+fn documented_verifier(lang: &str, address: &str, server_id: &str) -> String {
     let page = "docs/front-door.md";
     let text = std::fs::read_to_string(manifest_dir().join(page)).expect(page);
     let section = text
@@ -1309,7 +1313,10 @@ fn documented_verifier(lang: &str, address: &str) -> String {
         .unwrap_or_else(|| panic!("no {lang} block in the section"))
         .0;
     assert!(block.contains("https://ezforge.example.com"), "{block}");
-    block.replace("https://ezforge.example.com", address)
+    assert!(block.contains(DOCUMENTED_SERVER_ID), "{block}");
+    block
+        .replace("https://ezforge.example.com", address)
+        .replace(DOCUMENTED_SERVER_ID, server_id)
 }
 
 /// Removes a file when dropped (also when the test fails).
@@ -1322,8 +1329,8 @@ impl Drop for TempFile {
 }
 
 /// The documented Python (PyJWT) and TypeScript (jose) verifiers, run as written, accept the
-/// assertion an upstream receives and refuse one for another server, a tampered one, and an
-/// access token.
+/// assertion an upstream receives and refuse one for another server, one for a new server its
+/// project gave the same URL, a tampered one, and an access token.
 #[tokio::test]
 async fn the_documented_verifiers_accept_ezforge_assertions_and_refuse_others() {
     let tc = toolchain().await;
@@ -1349,6 +1356,13 @@ async fn the_documented_verifiers_accept_ezforge_assertions_and_refuse_others() 
     };
     let good = assertion_for("weather").await;
     let other = assertion_for("other").await;
+    // The project deletes weather and makes a new server at the same URL: the same `aud`.
+    let server_id = server["id"].as_str().expect("id").to_owned();
+    crate::helpers::delete_as(&app, &admin, "/v1/servers/weather")
+        .await
+        .expect(204);
+    add_server(&app, &admin, &project, "weather", &up.url).await;
+    let recreated = assertion_for("weather").await;
     let mut tampered = good.clone();
     tampered.truncate(good.len() - 4);
     tampered.push_str("AAAA");
@@ -1356,13 +1370,14 @@ async fn the_documented_verifiers_accept_ezforge_assertions_and_refuse_others() 
     let cases = [
         ("good", &good),
         ("other", &other),
+        ("recreated", &recreated),
         ("tampered", &tampered),
         ("access", &access),
     ];
 
     let dir = tempfile::tempdir().expect("tmp");
     let py = dir.path().join("verify.py");
-    let mut script = documented_verifier("python", &app.address);
+    let mut script = documented_verifier("python", &app.address, &server_id);
     script.push_str(
         "\nimport json, sys\ntry:\n    print('RESULT ' + json.dumps(identity({'X-Ezforge-Assertion': sys.argv[1]})))\nexcept Exception as e:\n    print('REFUSED ' + type(e).__name__ + ': ' + str(e))\n",
     );
@@ -1372,7 +1387,7 @@ async fn the_documented_verifiers_accept_ezforge_assertions_and_refuse_others() 
         tc.dir
             .join(format!(".documented-verifier-{}.mts", std::process::id())),
     );
-    let mut script = documented_verifier("ts", &app.address);
+    let mut script = documented_verifier("ts", &app.address, &server_id);
     script.push_str(
         "\ntry {\n  const claims = await identity(new Headers({ \"x-ezforge-assertion\": process.argv[2] }));\n  console.log(\"RESULT \" + JSON.stringify(claims));\n} catch (e) {\n  console.log(\"REFUSED \" + e);\n}\n",
     );
@@ -1403,6 +1418,7 @@ async fn the_documented_verifiers_accept_ezforge_assertions_and_refuse_others() 
                 assert_eq!(claims["sub"], "usr_alice", "{lang}: {}", out.describe());
                 assert_eq!(claims["aud"], app.url("/mcp/weather"), "{lang}");
                 assert_eq!(claims["scope"], "mcp:read", "{lang}");
+                assert_eq!(claims["server_id"], server_id, "{lang}");
             } else {
                 assert!(
                     out.stdout.starts_with("REFUSED "),

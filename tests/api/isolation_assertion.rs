@@ -10,7 +10,7 @@ const JWKS: &str = "/.well-known/ezforge-assertion-jwks.json";
 
 /// What an upstream does: fetch the JWKS, pick the key by `kid`, check the signature, `typ`,
 /// `iss`, `aud` and the lifetime. Returns the claims, or why it refused.
-async fn verify(app: &TestApp, token: &str, audience: &str) -> Result<Value, String> {
+pub(crate) async fn verify(app: &TestApp, token: &str, audience: &str) -> Result<Value, String> {
     let res = app.get(JWKS).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-type"], "application/json");
@@ -32,7 +32,7 @@ async fn verify(app: &TestApp, token: &str, audience: &str) -> Result<Value, Str
 }
 
 /// The assertion(s) the upstream received with its last request.
-fn assertions(up: &FakeUpstream) -> Vec<String> {
+pub(crate) fn assertions(up: &FakeUpstream) -> Vec<String> {
     up.last_headers()
         .into_iter()
         .filter(|(k, _)| k == "x-ezforge-assertion")
@@ -40,7 +40,9 @@ fn assertions(up: &FakeUpstream) -> Vec<String> {
         .collect()
 }
 
-async fn call(app: &TestApp, slug: &str, token: &str, forged: bool) -> u16 {
+/// A ping at `slug` with `token` (and, `forged`, the identity headers a client may try): the
+/// status.
+pub(crate) async fn call(app: &TestApp, slug: &str, token: &str, forged: bool) -> u16 {
     let mut req = app
         .client
         .post(format!("{}/mcp/{slug}", app.address))

@@ -125,6 +125,16 @@ async fn names_that_load_code_are_refused_naming_the_rule() {
         ("PYTHONWARNINGS", "Python"),
         ("PIP_INDEX_URL", "Python"),
         ("UV_INDEX_URL", "Python"),
+        ("PIP_CONFIG_FILE", "Python"),
+        ("uv_python_install_mirror", "Python"),
+        ("YARN_YARN_PATH", "Node.js"),
+        ("COREPACK_NPM_REGISTRY", "Node.js"),
+        ("ERL_AFLAGS", "Erlang"),
+        ("ELIXIR_ERL_OPTIONS", "Erlang"),
+        ("JULIA_DEPOT_PATH", "Julia"),
+        ("R_PROFILE_USER", "R runs"),
+        ("R_ENVIRON_USER", "R runs"),
+        ("BROWSER", "command it names"),
         ("PERL5OPT", "Perl"),
         ("PERL5LIB", "Perl"),
         ("PERLLIB", "Perl"),
@@ -174,6 +184,7 @@ async fn names_that_load_code_are_refused_naming_the_rule() {
         "GIT_AUTHOR_NAME",
         "LDAP_URL",
         "ENVIRONMENT",
+        "UV_THREADPOOL_SIZE",
     ] {
         post_as(
             &app,
@@ -187,7 +198,7 @@ async fn names_that_load_code_are_refused_naming_the_rule() {
     let list: ApiResponse = get_as(&app, &admin, "/v1/servers/names/env").await;
     assert_eq!(
         list.expect(200)["data"].as_array().map(Vec::len),
-        Some(5),
+        Some(6),
         "nothing refused was written"
     );
 }

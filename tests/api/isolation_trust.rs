@@ -5,6 +5,10 @@
 use serde_json::{Value, json};
 
 use crate::browser::{AuthRequest, Person, REDIRECT, api, authorize_as, session_token, world};
+use crate::helpers::{
+    TestApp, USER_PASSWORD, add_member, admin_token, as_version_10, create_project, create_user,
+    delete_as, get_as, login, post_as,
+};
 
 /// `POST /v1/servers/:id/clients` as `token`: (status, body).
 async fn register(
@@ -155,4 +159,112 @@ async fn only_owners_and_admins_register_trusted_clients_and_admins_outside_a_pr
     .await;
     assert!(!out.saw_consent, "{}", out.describe());
     out.code();
+}
+
+/// The upgrade to version 11: before it any member could mark a client trusted. Trust stays
+/// only where the audit log shows a current owner of the project or an instance admin
+/// registered the client trusted; the others lose it, on record.
+#[tokio::test]
+async fn an_upgrade_keeps_trust_only_where_a_current_owner_or_admin_set_it() {
+    let mut app = TestApp::spawn().await;
+    let admin = admin_token(&app).await;
+    for email in [
+        "owner@example.com",
+        "member@example.com",
+        "former@example.com",
+    ] {
+        create_user(&app, &admin, email, "member").await;
+    }
+    let owner = login(&app, "owner@example.com", USER_PASSWORD).await;
+    create_project(&app, &owner, "Team").await;
+    add_member(&app, &owner, "team", "member@example.com", "member").await;
+    add_member(&app, &owner, "team", "former@example.com", "owner").await;
+    let member = login(&app, "member@example.com", USER_PASSWORD).await;
+    let former = login(&app, "former@example.com", USER_PASSWORD).await;
+    post_as(
+        &app,
+        &owner,
+        "/v1/projects/team/servers",
+        json!({ "name": "tools" }),
+    )
+    .await
+    .expect(201);
+    let register = async |token: &str, name: &str, trusted: bool| {
+        let r = post_as(
+            &app,
+            token,
+            "/v1/servers/tools/clients",
+            json!({ "name": name, "redirectUris": [REDIRECT], "trusted": trusted }),
+        )
+        .await;
+        r.expect(201)["data"]["id"].as_str().expect("id").to_owned()
+    };
+    register(&owner, "by-owner", true).await;
+    register(&admin, "by-admin", true).await;
+    register(&owner, "plain", false).await;
+    register(&former, "by-former-owner", true).await;
+    // What the landed version let a member do: a trusted client, recorded as such.
+    let by_member = register(&member, "by-member", false).await;
+    // An owner who has left the project since.
+    let (status, me) = api(&app, "GET", "/v1/auth/session", Some(&former), None).await;
+    assert_eq!(status, 200, "{me}");
+    let former_id = me["data"]["user"]["id"].as_str().expect("id").to_owned();
+    delete_as(
+        &app,
+        &owner,
+        &format!("/v1/projects/team/members/{former_id}"),
+    )
+    .await
+    .expect(204);
+
+    let data = app.take_tempdir().expect("tempdir");
+    let data_dir = app.data_dir.clone();
+    let db = app.db_path();
+    app.stop().await;
+    as_version_10(
+        &db,
+        &format!(
+            "UPDATE oauth_clients SET trusted = 1 WHERE id = '{by_member}';
+             UPDATE audit_log SET details = json_set(details, '$.trusted', json('true'))
+               WHERE action = 'client.create' AND target = '{by_member}';"
+        ),
+    );
+
+    let app = TestApp::builder_in(&data_dir).spawn().await;
+    let admin = admin_token(&app).await;
+    let list = get_as(&app, &admin, "/v1/servers/tools/clients").await;
+    let mut trusted: Vec<(String, bool)> = list.expect(200)["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap_or_default().to_owned(),
+                c["trusted"] == true,
+            )
+        })
+        .collect();
+    trusted.sort();
+    assert_eq!(
+        trusted,
+        [
+            ("by-admin".to_owned(), true),
+            ("by-former-owner".to_owned(), false),
+            ("by-member".to_owned(), false),
+            ("by-owner".to_owned(), true),
+            ("plain".to_owned(), false),
+        ]
+    );
+    let audit = get_as(&app, &admin, "/v1/audit?limit=100").await;
+    let untrusted: Vec<&Value> = audit.expect(200)["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter(|a| a["action"] == "client.untrust")
+        .collect();
+    assert_eq!(untrusted.len(), 2, "{untrusted:?}");
+    assert!(untrusted.iter().all(|a| a["actor"] == "system"));
+    assert!(untrusted.iter().any(|a| a["target"] == by_member.as_str()));
+    drop(app);
+    drop(data);
 }

@@ -96,6 +96,22 @@ fn assert_refused(r: &ApiResponse, rule: &str) {
     assert!(message.contains(rule), "{rule:?} in {message}");
 }
 
+/// A deployment of `url` at `slug` fails its health check: the destination it resolves to is
+/// refused by `rule`.
+async fn deployment_refused(app: &TestApp, admin: &str, slug: &str, url: &str, rule: &str) {
+    let d = post_as(
+        app,
+        admin,
+        &format!("/v1/servers/{slug}/deployments"),
+        json!({ "upstreamUrl": url }),
+    )
+    .await;
+    let data = &d.expect(201)["data"];
+    assert_eq!(data["status"], "failed", "{data}");
+    let why = data["errorMessage"].as_str().unwrap_or_default();
+    assert!(why.contains("refused") && why.contains(rule), "{why}");
+}
+
 async fn rpc(app: &TestApp, slug: &str) -> reqwest::Response {
     let token =
         crate::gateway::managed_token(app, slug, "mcp:read mcp:write mcp:execute", json!({}));
@@ -148,6 +164,15 @@ async fn every_refused_form_is_a_422_on_create_update_and_deploy() {
             "embeds the IPv4 address 169.254.169.254",
         ),
         ("http://[fd00:ec2::254]/latest".into(), "metadata"),
+        // Other clouds' metadata services, and all of AWS's fd00:ec2::/32.
+        (
+            "http://[fd20:ce::254]/computeMetadata/v1/".into(),
+            "metadata",
+        ),
+        ("http://[fd00:ec2::23]/v1/credentials".into(), "metadata"),
+        ("http://[fd00:ec2:1::1]/".into(), "metadata"),
+        ("http://[fd00:42::42]/conf".into(), "metadata"),
+        ("http://192.0.0.192/opc/v1/".into(), "metadata"),
         ("http://100.100.100.200/latest".into(), "metadata"),
         (
             "http://metadata.google.internal/computeMetadata/v1/".into(),
@@ -281,17 +306,7 @@ async fn a_name_that_rebinds_is_refused_at_connect_time_in_the_health_check_and_
         ("mapped", "mapped.test", "link-local"),
     ] {
         let url = format!("http://{name}:{}/mcp", up.port);
-        let d = post_as(
-            &app,
-            &admin,
-            &format!("/v1/servers/{slug}/deployments"),
-            json!({ "upstreamUrl": url }),
-        )
-        .await;
-        let data = &d.expect(201)["data"];
-        assert_eq!(data["status"], "failed", "{data}");
-        let why = data["errorMessage"].as_str().unwrap_or_default();
-        assert!(why.contains("refused") && why.contains(rule), "{why}");
+        deployment_refused(&app, &admin, slug, &url, rule).await;
     }
     // Only the allowed answer of several is used.
     patch_as(
@@ -440,6 +455,55 @@ async fn operators_allow_and_deny_destinations() {
         &set(format!("http://127.0.0.1:{}/v1", app.port)).await,
         "own listener",
     );
+}
+
+/// A strict allow list admits an address as it is: a global IPv6 address whose bits look like
+/// an allowed IPv4 address (ISATAP, 6to4, Teredo) is refused when set and, reached through a
+/// name, when connecting; a broad allowed range lifts no metadata refusal inside it.
+#[tokio::test]
+async fn an_allow_list_admits_no_address_by_the_ipv4_it_seems_to_embed() {
+    let up = FakeUpstream::start().await;
+    let resolver = Scripted::new(&[
+        ("isatap.test", &["2600:1f18:abcd:1:0:5efe:a00:1"]),
+        ("gcp6.test", &["fd20:ce::254"]),
+    ]);
+    let app = TestApp::builder()
+        .resolver(resolver)
+        .config(|c| {
+            c.gateway.upstream_allow = vec!["10.0.0.0/8".into(), "fd00::/8".into()];
+        })
+        .spawn()
+        .await;
+    let (admin, pid) = world(&app).await;
+    create_server(&app, &admin, &pid, "t").await;
+    for (url, rule) in [
+        (
+            "http://[2600:1f18:abcd:1:0:5efe:a00:1]/mcp",
+            "not in gateway.upstream_allow",
+        ),
+        (
+            "http://[2002:a00:1::1]/mcp",
+            "not in gateway.upstream_allow",
+        ),
+        (
+            "http://[2001:0:1:2:3:4:f5ff:fffe]/mcp",
+            "not in gateway.upstream_allow",
+        ),
+        ("http://[fd00:ec2::254]/latest", "metadata"),
+        ("http://[fd00:42::42]/", "metadata"),
+    ] {
+        let r = patch_as(&app, &admin, "/v1/servers/t", json!({ "upstreamUrl": url })).await;
+        assert_refused(&r, rule);
+    }
+    // Through names, decided on the address they resolve to when connecting.
+    for (name, rule) in [
+        ("isatap.test", "not in gateway.upstream_allow"),
+        ("gcp6.test", "metadata"),
+    ] {
+        let url = format!("http://{name}:{}/mcp", up.port);
+        deployment_refused(&app, &admin, "t", &url, rule).await;
+    }
+    assert_eq!(up.requests(), 0, "nothing was sent anywhere");
 }
 
 #[tokio::test]

@@ -23,6 +23,7 @@ mod interop;
 mod interop_chromium;
 mod isolation_assertion;
 mod isolation_env;
+mod isolation_slugs;
 mod isolation_trust;
 mod isolation_upstream;
 mod metrics;

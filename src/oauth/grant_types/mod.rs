@@ -40,11 +40,17 @@ pub fn revoke_deleted(
     let now = domain::now();
     store::grants::record_revocations(conn, "grant", &grants, now)?;
     store::grants::record_revocations(conn, "client", clients, now)?;
+    refuse_revoked(state, grants, clients);
+    Ok(())
+}
+
+/// Makes the front door refuse, at once, the tokens of grants and clients whose revocation is
+/// on record.
+pub fn refuse_revoked(state: &AppState, grants: Vec<String>, clients: &[String]) {
     state.revoked_grants.extend(grants);
     for c in clients {
         state.revoked_grants.revoke_client(c);
     }
-    Ok(())
 }
 
 /// A new refresh token row for `grant_id` (the caller inserts it in its transaction).
