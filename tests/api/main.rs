@@ -11,6 +11,8 @@ mod control_matrix;
 mod control_rules;
 mod control_secrets;
 mod deploy;
+mod doctor;
+mod fake_mcp_auth;
 mod fakes;
 mod foundation;
 mod gateway;

@@ -10,25 +10,32 @@ use super::report::{Check, Status};
 
 /// The data directory's mode: 0700; or, when deployed programs run as other users (ezforge as
 /// root), 0711 — they must be able to pass through it to their own directories, not list it.
+/// Others' write access fails; others' reading (listing) warns: the secrets in it are 0600
+/// themselves, but nothing there is for other users.
 pub fn judge_dir_mode(mode: u32, programs_run_as_others: bool) -> (Status, String) {
     let mode = mode & 0o7777;
     let others = mode & 0o077;
     if others == 0 {
         (Status::Ok, format!("{mode:04o}"))
-    } else if others & !0o011 == 0 && programs_run_as_others {
+    } else if others & 0o022 != 0 {
+        (
+            Status::Fail,
+            format!("{mode:04o}: other users may add, remove or replace what is in it"),
+        )
+    } else if others & 0o044 != 0 {
+        (
+            Status::Warn,
+            format!("{mode:04o}: other users may list what is in it"),
+        )
+    } else if programs_run_as_others {
         (
             Status::Ok,
             format!("{mode:04o} (deployed programs run as other users and pass through it)"),
         )
-    } else if others & !0o011 == 0 {
+    } else {
         (
             Status::Warn,
             format!("{mode:04o}: others may pass through it, and nothing here needs them to"),
-        )
-    } else {
-        (
-            Status::Fail,
-            format!("{mode:04o}: other users may list or change what is in it"),
         )
     }
 }
@@ -222,11 +229,12 @@ mod tests {
         assert_eq!(judge_dir_mode(0o711, true).0, Status::Ok);
         assert_eq!(judge_dir_mode(0o701, true).0, Status::Ok);
         assert_eq!(judge_dir_mode(0o711, false).0, Status::Warn);
-        assert_eq!(judge_dir_mode(0o755, true).0, Status::Fail);
+        assert_eq!(judge_dir_mode(0o755, true).0, Status::Warn);
+        assert_eq!(judge_dir_mode(0o750, false).0, Status::Warn);
         assert_eq!(judge_dir_mode(0o770, false).0, Status::Fail);
         assert_eq!(
             judge_dir_mode(0o777, false).1,
-            "0777: other users may list or change what is in it"
+            "0777: other users may add, remove or replace what is in it"
         );
         assert!(is_private(0o100600));
         assert!(!is_private(0o640));

@@ -35,7 +35,11 @@ pub fn check(config_path: Option<&Path>) -> anyhow::Result<Report> {
         None => "built-in defaults (+ environment)".to_owned(),
     };
     let mut report = Report::new(format!("{source}, data directory {}", data_dir.display()));
-    report.checks.extend(config_checks(&config, &source));
+    // Every client is made here, before the runtime: they read certificate files.
+    let outbound = crate::outbound::Outbound::new(&config.outbound);
+    report
+        .checks
+        .extend(config_checks(&config, &source, &outbound));
     report.checks.extend(files::permissions(&config));
     let (lock, running) = procs::lock_holder(&data_dir);
     report.push(lock);
@@ -90,17 +94,19 @@ pub fn check(config_path: Option<&Path>) -> anyhow::Result<Report> {
     }
 
     let issuers = upstream::byoa_issuers(&config, &servers);
+    let clients = served::Clients::new(&config);
+    let reach = upstream::Reach::new(&config);
     let (net, mut dates) = super::runtime()?.block_on(async {
         let served = async {
             match running {
-                Some(_) => served::check(&config, bound, &public_url).await,
+                Some(_) => served::check(&config, &clients, bound, &public_url).await,
                 None => (Vec::new(), Vec::new()),
             }
         };
         let (served, ups, byoa) = tokio::join!(
             served,
-            upstream::upstreams(&config, &servers),
-            upstream::byoa(&config, &issuers)
+            upstream::upstreams(&reach, &servers),
+            upstream::byoa(&outbound, &issuers)
         );
         let mut checks = served.0;
         checks.extend(ups.0);
@@ -117,7 +123,11 @@ pub fn check(config_path: Option<&Path>) -> anyhow::Result<Report> {
 
 /// What `config check` looks at beyond loading: variables that set nothing, the first
 /// start's admin, the TLS files, the outbound CA files.
-fn config_checks(config: &Config, source: &str) -> Vec<Check> {
+fn config_checks(
+    config: &Config,
+    source: &str,
+    outbound: &Result<crate::outbound::Outbound, crate::outbound::FetchError>,
+) -> Vec<Check> {
     let mut out = vec![Check::ok("config", source)];
     let env: Vec<(String, String)> = std::env::vars().collect();
     let unused = crate::config::unused_variables(&env);
@@ -137,7 +147,7 @@ fn config_checks(config: &Config, source: &str) -> Vec<Check> {
             "correct the [bootstrap] settings (or EZFORGE_ADMIN_*)",
         ));
     }
-    if let Err(e) = crate::outbound::Outbound::new(&config.outbound) {
+    if let Err(e) = outbound {
         out.push(Check::fail(
             "config.outbound",
             e.to_string(),

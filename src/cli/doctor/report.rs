@@ -103,20 +103,22 @@ impl Report {
         }
     }
 
-    /// `ok    id  message`, `fail  id  message; fix: …`, aligned, then a count.
+    /// `ok    id  message`, `fail  id  message; fix: …`, aligned, then a count. What a remote
+    /// server said is shown with its control characters escaped: it cannot move the cursor,
+    /// clear the screen or fake a line of the report.
     pub fn text(&self) -> String {
         let width = self.checks.iter().map(|c| c.id.len()).max().unwrap_or(0);
-        let mut out = format!("ezforge doctor: {}\n", self.target);
+        let mut out = format!("ezforge doctor: {}\n", printable(&self.target));
         for c in &self.checks {
             let _ = write!(
                 out,
                 "{:<4}  {:<width$}  {}",
                 c.status.word(),
-                c.id,
-                c.message
+                printable(&c.id),
+                printable(&c.message)
             );
             if let Some(fix) = &c.fix {
-                let _ = write!(out, "; fix: {fix}");
+                let _ = write!(out, "; fix: {}", printable(fix));
             }
             out.push('\n');
         }
@@ -155,6 +157,19 @@ impl Report {
     }
 }
 
+/// `s` with control characters (escape sequences, new lines) escaped.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +201,23 @@ mod tests {
             "fail  as.pkce          no S256; fix: advertise S256"
         );
         assert_eq!(lines[4], "1 ok, 1 warn, 1 fail");
+    }
+
+    #[test]
+    fn what_a_server_said_cannot_forge_lines_or_drive_the_terminal() {
+        let mut r = Report::new("x");
+        r.push(Check::fail(
+            "as.issuer",
+            "says \u{1b}[2K\rok    as.issuer\nfine",
+            "f",
+        ));
+        let text = r.text();
+        assert_eq!(text.lines().count(), 3, "{text}");
+        assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text}");
+        assert!(
+            text.contains("says \\u{1b}[2K\\rok    as.issuer\\nfine"),
+            "{text}"
+        );
     }
 
     #[test]

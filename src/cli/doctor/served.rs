@@ -95,9 +95,35 @@ async fn get(client: &reqwest::Client, url: &str) -> Result<(Answer, Option<i64>
 }
 
 /// The listener and the public URL; the clock samples gathered on the way.
+/// The clients of these checks, built before any runtime (they read certificate files).
+pub struct Clients {
+    /// For the listener, this machine's own (its certificate may be self-signed).
+    local: Result<reqwest::Client, String>,
+    /// As MCP clients reach the public URL.
+    public: Result<reqwest::Client, String>,
+}
+
+impl Clients {
+    /// Blocking.
+    pub fn new(config: &Config) -> Clients {
+        let local = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .timeout(TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()
+            .map_err(|e| e.to_string());
+        Clients {
+            local,
+            public: public_client(config),
+        }
+    }
+}
+
 /// `bound`: where the running server listens (server.listen, unless `serve --listen` said).
 pub async fn check(
     config: &Config,
+    clients: &Clients,
     bound: std::net::SocketAddr,
     public_url: &str,
 ) -> (Vec<Check>, Vec<(String, i64)>) {
@@ -112,15 +138,8 @@ pub async fn check(
             config.server.listen
         )
     };
-    // The listener is this machine's, and its certificate may be self-signed.
-    let local = reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .timeout(TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .build();
-    checks.push(match local {
-        Ok(c) => match get(&c, &format!("{listener}/v1/health")).await {
+    checks.push(match &clients.local {
+        Ok(c) => match get(c, &format!("{listener}/v1/health")).await {
             Ok((a, _)) if a.status == 200 => {
                 Check::ok("listener", format!("{listener} answers /v1/health{elsewhere}"))
             }
@@ -135,17 +154,21 @@ pub async fn check(
                 "is server.listen the address the running server uses (serve --listen overrides it)?",
             ),
         },
-        Err(e) => Check::fail("listener", e.to_string(), "-"),
+        Err(e) => Check::fail("listener", e.clone(), "-"),
     });
-    let client = match public_client(config) {
+    let client = match &clients.public {
         Ok(c) => c,
         Err(e) => {
-            checks.push(Check::fail("public_url", e, "fix outbound.ca_files"));
+            checks.push(Check::fail(
+                "public_url",
+                e.clone(),
+                "fix outbound.ca_files",
+            ));
             return (checks, dates);
         }
     };
     let health = format!("{public_url}/v1/health");
-    match get(&client, &health).await {
+    match get(client, &health).await {
         Ok((a, skew)) => {
             dates.extend(skew.map(|s| (public_url.to_owned(), s)));
             checks.push(if a.status == 200 {
@@ -172,7 +195,7 @@ pub async fn check(
     }
     if config.auth.mode == AuthMode::Managed {
         let meta = format!("{public_url}/.well-known/oauth-authorization-server");
-        let doc = match get(&client, &meta).await {
+        let doc = match get(client, &meta).await {
             Ok((a, _)) => a.doc(),
             Err(e) => Doc::Bad(e),
         };

@@ -152,8 +152,26 @@ async fn upstream(
     }
 }
 
+/// How upstreams are reached, made before any runtime (the system's CA certificates are read).
+pub struct Reach {
+    destinations: Result<Destinations, String>,
+    tls: rustls::ClientConfig,
+    connect_timeout: Duration,
+}
+
+impl Reach {
+    /// Blocking.
+    pub fn new(config: &Config) -> Reach {
+        Reach {
+            destinations: Destinations::from_config(config),
+            tls: (*crate::gateway::upstream::tls_config()).clone(),
+            connect_timeout: config.gateway.upstream_connect_timeout.0,
+        }
+    }
+}
+
 /// Every server with an upstream URL. Gives the checks, and the upstreams' clocks.
-pub async fn upstreams(config: &Config, servers: &[ServerRow]) -> (Vec<Check>, Vec<(String, i64)>) {
+pub async fn upstreams(reach: &Reach, servers: &[ServerRow]) -> (Vec<Check>, Vec<(String, i64)>) {
     let with_url: Vec<(&str, &str)> = servers
         .iter()
         .filter_map(|s| Some((s.slug.as_str(), s.upstream_url.as_deref()?)))
@@ -164,7 +182,7 @@ pub async fn upstreams(config: &Config, servers: &[ServerRow]) -> (Vec<Check>, V
             Vec::new(),
         );
     }
-    let destinations = match Destinations::from_config(config) {
+    let destinations = match &reach.destinations {
         Ok(d) => d,
         Err(e) => {
             return (
@@ -177,10 +195,8 @@ pub async fn upstreams(config: &Config, servers: &[ServerRow]) -> (Vec<Check>, V
             );
         }
     };
-    let tls = (*crate::gateway::upstream::tls_config()).clone();
-    let connect = config.gateway.upstream_connect_timeout.0;
     let results: Vec<(Check, Option<(String, i64)>)> = futures_util::stream::iter(with_url)
-        .map(|(slug, url)| upstream(&destinations, &tls, connect, slug, url))
+        .map(|(slug, url)| upstream(destinations, &reach.tls, reach.connect_timeout, slug, url))
         .buffered(CONCURRENCY)
         .collect()
         .await;
@@ -311,16 +327,17 @@ async fn discover(outbound: &Outbound, issuer: &str, url: &Url) -> Check {
     )
 }
 
-pub async fn byoa(config: &Config, issuers: &[ByoaConfig]) -> Vec<Check> {
+/// `outbound`: the server's own outbound client, as the config makes it.
+pub async fn byoa(outbound: &Result<Outbound, FetchError>, issuers: &[ByoaConfig]) -> Vec<Check> {
     if issuers.is_empty() {
         return Vec::new();
     }
-    let outbound = match Outbound::new(&config.outbound) {
+    let outbound = match outbound {
         Ok(o) => o,
         Err(e) => return vec![Check::fail("byoa", e.to_string(), "fix outbound.ca_files")],
     };
     futures_util::stream::iter(issuers)
-        .map(|b| issuer(&outbound, b))
+        .map(|b| issuer(outbound, b))
         .buffered(CONCURRENCY)
         .collect::<Vec<_>>()
         .await
