@@ -69,6 +69,27 @@ fn status<'a>(report: &'a Value, id: &str) -> &'a str {
     check(report, id)["status"].as_str().unwrap_or("")
 }
 
+/// The message of check `id`.
+fn message<'a>(report: &'a Value, id: &str) -> &'a str {
+    check(report, id)["message"].as_str().unwrap_or("")
+}
+
+/// The fix of check `id`.
+fn fix<'a>(report: &'a Value, id: &str) -> &'a str {
+    check(report, id)["fix"].as_str().unwrap_or("")
+}
+
+/// The check `id` whose message names `what` (checks of one kind for several issuers).
+fn about<'a>(report: &'a Value, id: &str, what: &str) -> &'a Value {
+    report["checks"]
+        .as_array()
+        .and_then(|c| {
+            c.iter()
+                .find(|c| c["id"] == id && c["message"].as_str().is_some_and(|m| m.contains(what)))
+        })
+        .unwrap_or_else(|| panic!("no {id} about {what}: {report:#}"))
+}
+
 /// Every check not `ok`, for assertion messages.
 fn not_ok(report: &Value) -> Vec<&Value> {
     report["checks"]
@@ -108,9 +129,8 @@ async fn doctor_url_finds_nothing_to_fix_on_a_managed_server() {
         assert_eq!(status(&report, id), "ok", "{id}: {report:#}");
     }
     assert!(
-        check(&report, "as.metadata")["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("RFC 8414") && m.contains("OpenID (appended)")),
+        message(&report, "as.metadata").contains("RFC 8414")
+            && message(&report, "as.metadata").contains("OpenID (appended)"),
         "{report:#}"
     );
     // The text form: one line per check, then the counts.
@@ -162,9 +182,7 @@ async fn doctor_url_finds_nothing_to_fix_under_host_routing() {
     // No path: the root well-known form is the only one, and it is the challenge's.
     assert_eq!(status(&report, "prm.well_known"), "ok");
     assert!(
-        check(&report, "resource")["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("https://weather.mcp.example.test")),
+        message(&report, "resource").starts_with("https://weather.mcp.example.test"),
         "{report:#}"
     );
     // Without being told to trust the certificate, doctor refuses it as clients would, and
@@ -174,9 +192,7 @@ async fn doctor_url_finds_nothing_to_fix_under_host_routing() {
     assert_eq!(untrusted.code, 1);
     assert_eq!(status(&report, "reach"), "fail", "{report:#}");
     assert!(
-        check(&report, "reach")["fix"]
-            .as_str()
-            .is_some_and(|f| f.contains("--insecure") && f.contains("--cacert")),
+        fix(&report, "reach").contains("--insecure") && fix(&report, "reach").contains("--cacert"),
         "{report:#}"
     );
     // --insecure looks past it, and says so.
@@ -194,12 +210,11 @@ async fn doctor_url_names_each_mistake_of_a_misconfigured_server_with_its_fix() 
     let run = doctor(&["--json", &url]).await;
     let report = run.json();
     assert_eq!(run.code, 1, "{report:#}");
-    let fix = |id: &str| check(&report, id)["fix"].as_str().unwrap_or("").to_owned();
     // The challenge names no metadata: the fix is the header to send.
     assert_eq!(status(&report, "challenge"), "ok");
     assert_eq!(status(&report, "challenge.resource_metadata"), "fail");
     assert!(
-        fix("challenge.resource_metadata").contains(&format!(
+        fix(&report, "challenge.resource_metadata").contains(&format!(
             "resource_metadata=\"{}/.well-known/oauth-protected-resource/a/mcp\"",
             fake.origin
         )),
@@ -210,7 +225,7 @@ async fn doctor_url_names_each_mistake_of_a_misconfigured_server_with_its_fix() 
     assert_eq!(status(&report, "prm.path"), "ok");
     assert_eq!(status(&report, "resource"), "fail");
     assert_eq!(
-        fix("resource"),
+        fix(&report, "resource"),
         format!("set \"resource\": \"{url}\", the URL clients are given")
     );
     // The authorization server: another issuer, no S256, nothing to register with, no iss,
@@ -218,19 +233,15 @@ async fn doctor_url_names_each_mistake_of_a_misconfigured_server_with_its_fix() 
     assert_eq!(status(&report, "as.metadata"), "ok");
     assert_eq!(status(&report, "as.issuer"), "fail");
     assert!(
-        check(&report, "as.issuer")["message"]
-            .as_str()
-            .is_some_and(|m| m.contains(&format!("says {}/other", fake.origin))),
+        message(&report, "as.issuer").contains(&format!("says {}/other", fake.origin)),
         "{report:#}"
     );
-    assert!(fix("as.issuer").contains(&format!("exactly {}/as", fake.origin)));
+    assert!(fix(&report, "as.issuer").contains(&format!("exactly {}/as", fake.origin)));
     assert_eq!(status(&report, "as.pkce"), "fail");
-    assert!(fix("as.pkce").contains("\"code_challenge_methods_supported\": [\"S256\"]"));
+    assert!(fix(&report, "as.pkce").contains("\"code_challenge_methods_supported\": [\"S256\"]"));
     assert_eq!(status(&report, "as.endpoints"), "fail");
     assert!(
-        check(&report, "as.endpoints")["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("token_endpoint http://auth.example.com/token")),
+        message(&report, "as.endpoints").contains("token_endpoint http://auth.example.com/token"),
         "{report:#}"
     );
     assert_eq!(status(&report, "as.registration"), "warn");
@@ -256,8 +267,7 @@ async fn doctor_url_reports_missing_metadata_redirects_and_unprotected_servers()
     assert_eq!(run.code, 1);
     assert_eq!(status(&report, "challenge.resource_metadata"), "ok");
     assert_eq!(status(&report, "prm"), "fail", "{report:#}");
-    let prm = check(&report, "prm");
-    let message = prm["message"].as_str().unwrap_or("");
+    let prm = message(&report, "prm");
     for place in [
         format!("{}/nowhere: HTTP 404", fake.origin),
         format!(
@@ -269,7 +279,7 @@ async fn doctor_url_reports_missing_metadata_redirects_and_unprotected_servers()
             fake.origin
         ),
     ] {
-        assert!(message.contains(&place), "{place} in {message}");
+        assert!(prm.contains(&place), "{place} in {prm}");
     }
     assert!(
         report["checks"]
@@ -281,9 +291,15 @@ async fn doctor_url_reports_missing_metadata_redirects_and_unprotected_servers()
     let report = moved.json();
     assert_eq!(moved.code, 1);
     assert!(
-        check(&report, "challenge")["message"]
-            .as_str()
-            .is_some_and(|m| m.contains(&format!("{}/moved/mcp/", fake.origin))),
+        message(&report, "challenge").contains(&format!("{}/moved/mcp/", fake.origin)),
+        "{report:#}"
+    );
+    // A challenge leading to a cloud metadata service: not followed.
+    let ll = doctor(&["--json", &format!("{}/ll/mcp", fake.origin)]).await;
+    let report = ll.json();
+    assert_eq!(status(&report, "prm.challenge"), "fail", "{report:#}");
+    assert!(
+        message(&report, "prm.challenge").contains("not fetched"),
         "{report:#}"
     );
     // A server that asks for no token: a warning, and nothing else to check.
@@ -300,9 +316,7 @@ async fn doctor_url_reports_missing_metadata_redirects_and_unprotected_servers()
     let gone = doctor(&["--json", &format!("http://127.0.0.1:{port}/mcp")]).await;
     assert_eq!(gone.code, 1);
     assert!(
-        check(&gone.json(), "reach")["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("Connection refused")),
+        message(&gone.json(), "reach").contains("Connection refused"),
         "{}",
         gone.stdout
     );
@@ -391,31 +405,22 @@ async fn doctor_checks_a_running_installation_without_taking_its_lock() {
         assert_eq!(status(&report, id), "ok", "{id}: {:#}", check(&report, id));
     }
     assert!(
-        check(&report, "lock")["message"]
-            .as_str()
-            .is_some_and(|m| m.contains(&format!("pid {}", std::process::id()))),
+        message(&report, "lock").contains(&format!("pid {}", std::process::id())),
         "{report:#}"
     );
     assert_eq!(status(&report, "upstream.down"), "fail");
     assert!(
-        check(&report, "upstream.down")["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("Connection refused")),
+        message(&report, "upstream.down").contains("Connection refused"),
         "{report:#}"
     );
     assert!(
-        check(&report, "upstream.down")["fix"]
-            .as_str()
-            .is_some_and(|f| f.contains("ezforge deploy down --upstream URL")),
+        fix(&report, "upstream.down").contains("ezforge deploy down --upstream URL"),
         "{report:#}"
     );
     assert_eq!(status(&report, "upstream.metadata"), "fail");
+    let refused = message(&report, "upstream.metadata");
     assert!(
-        check(&report, "upstream.metadata")["message"]
-            .as_str()
-            .is_some_and(
-                |m| m.contains("link-local") && m.contains("the front door refuses it too")
-            ),
+        refused.contains("link-local") && refused.contains("the front door refuses it too"),
         "{report:#}"
     );
     for id in ["sandbox", "disk", "exposure"] {
@@ -445,19 +450,17 @@ async fn doctor_on_a_stopped_installation_reports_loose_permissions_and_a_lost_m
     assert_eq!(run.code, 1, "{report:#}");
     assert_eq!(status(&report, "lock"), "warn");
     assert!(
-        check(&report, "lock")["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("no server is running")),
+        message(&report, "lock").contains("no server is running"),
         "{report:#}"
     );
     assert_eq!(status(&report, "permissions.data_dir"), "fail");
     assert_eq!(
-        check(&report, "permissions.data_dir")["fix"],
+        fix(&report, "permissions.data_dir"),
         format!("chmod 700 {}", dir.display())
     );
     assert_eq!(status(&report, "permissions.files"), "fail");
     assert_eq!(
-        check(&report, "permissions.files")["fix"],
+        fix(&report, "permissions.files"),
         format!("chmod 600 {}", dir.join("master.key").display())
     );
     // Nothing runs: nothing of the running server was asked.
@@ -475,9 +478,7 @@ async fn doctor_on_a_stopped_installation_reports_loose_permissions_and_a_lost_m
     let report = lost.json();
     assert_eq!(status(&report, "master_key"), "fail");
     assert!(
-        check(&report, "master_key")["fix"]
-            .as_str()
-            .is_some_and(|f| f.contains("restore master.key")),
+        fix(&report, "master_key").contains("restore master.key"),
         "{report:#}"
     );
     assert!(!dir.join("master.key").exists(), "doctor makes nothing");
@@ -501,9 +502,7 @@ async fn doctor_with_a_broken_config_says_so_once() {
     );
     assert_eq!(status(&report, "config"), "fail");
     assert!(
-        check(&report, "config")["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("server.listen")),
+        message(&report, "config").contains("server.listen"),
         "{report:#}"
     );
 }
@@ -558,26 +557,19 @@ async fn doctor_checks_byoa_issuers_as_the_server_fetches_them() {
     let config = config_for(&app, &outbound);
     let run = doctor(&["--config", &path_arg(config.path()), "--json"]).await;
     let report = run.json();
-    let of = |id: &str, issuer: &str| -> Value {
-        report["checks"]
-            .as_array()
-            .and_then(|c| {
-                c.iter().find(|c| {
-                    c["id"] == id && c["message"].as_str().is_some_and(|m| m.contains(issuer))
-                })
-            })
-            .cloned()
-            .unwrap_or_else(|| panic!("no {id} for {issuer}: {report:#}"))
-    };
-    assert_eq!(of("byoa.jwks", &docs.origin)["status"], "ok");
-    assert_eq!(of("byoa.discovery", &docs.origin)["status"], "ok");
-    assert_eq!(of("byoa.jwks", &keys_only.issuer)["status"], "ok");
-    let missing = of("byoa.discovery", &keys_only.issuer);
+    assert_eq!(about(&report, "byoa.jwks", &docs.origin)["status"], "ok");
+    assert_eq!(
+        about(&report, "byoa.discovery", &docs.origin)["status"],
+        "ok"
+    );
+    assert_eq!(
+        about(&report, "byoa.jwks", &keys_only.issuer)["status"],
+        "ok"
+    );
+    let missing = about(&report, "byoa.discovery", &keys_only.issuer);
     assert_eq!(missing["status"], "fail", "{missing:#}");
     assert!(
-        missing["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("404")),
+        missing["message"].to_string().contains("404"),
         "{missing:#}"
     );
     assert_eq!(run.code, 1);
@@ -585,23 +577,10 @@ async fn doctor_checks_byoa_issuers_as_the_server_fetches_them() {
     keys_only.stop().await;
     let down = doctor(&["--config", &path_arg(config.path()), "--json"]).await;
     let report = down.json();
-    let jwks = report["checks"]
-        .as_array()
-        .and_then(|c| {
-            c.iter().find(|c| {
-                c["id"] == "byoa.jwks"
-                    && c["message"]
-                        .as_str()
-                        .is_some_and(|m| m.contains(&keys_only.issuer))
-            })
-        })
-        .cloned()
-        .expect("jwks check");
+    let jwks = about(&report, "byoa.jwks", &keys_only.issuer);
     assert_eq!(jwks["status"], "fail", "{jwks:#}");
     assert!(
-        jwks["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("cannot be verified")),
+        jwks["message"].to_string().contains("cannot be verified"),
         "{jwks:#}"
     );
 }
@@ -630,18 +609,11 @@ async fn doctor_finds_a_supervised_process_listening_beyond_loopback() {
     let run = doctor(&["--config", &path_arg(config.path()), "--json"]).await;
     let report = run.json();
     assert_eq!(run.code, 1, "{report:#}");
-    let exposure = check(&report, "exposure");
-    assert_eq!(exposure["status"], "fail", "{exposure:#}");
+    assert_eq!(status(&report, "exposure"), "fail", "{report:#}");
+    let exposed = message(&report, "exposure");
     assert!(
-        exposure["message"].as_str().is_some_and(
-            |m| m.contains(&format!("pid {pid} (")) && m.contains("listens on 0.0.0.0:")
-        ),
-        "{exposure:#}"
+        exposed.contains(&format!("pid {pid} (")) && exposed.contains("listens on 0.0.0.0:"),
+        "{exposed}"
     );
-    assert!(
-        exposure["fix"]
-            .as_str()
-            .is_some_and(|f| f.contains("127.0.0.1")),
-        "{exposure:#}"
-    );
+    assert!(fix(&report, "exposure").contains("127.0.0.1"), "{report:#}");
 }

@@ -8,6 +8,7 @@
 //! - `/b/mcp`: a challenge naming metadata that is served nowhere.
 //! - `/open/mcp`: answers without asking for a token.
 //! - `/moved/mcp`: redirects.
+//! - `/ll/mcp`: a challenge naming a cloud metadata service's address as its metadata.
 
 use actix_web::dev::ServerHandle;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -53,6 +54,12 @@ async fn answer(req: HttpRequest, origin: web::Data<String>) -> HttpResponse {
             .json(json!({"jsonrpc": "2.0", "id": 1, "result": {"protocolVersion": "2025-06-18"}})),
         (true, "/moved/mcp") => HttpResponse::TemporaryRedirect()
             .insert_header(("Location", format!("{o}/moved/mcp/")))
+            .finish(),
+        (true, "/ll/mcp") => HttpResponse::Unauthorized()
+            .insert_header((
+                "WWW-Authenticate",
+                "Bearer resource_metadata=\"http://169.254.169.254/latest/meta-data/\"",
+            ))
             .finish(),
         _ => HttpResponse::NotFound().finish(),
     }

@@ -121,7 +121,11 @@ fn held_by(path: &Path) -> Option<u32> {
             let _ = file.unlock();
             None
         }
-        Err(_) => std::fs::read_to_string(path).ok()?.trim().parse().ok(),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            std::fs::read_to_string(path).ok()?.trim().parse().ok()
+        }
+        // Locks unsupported here (some network file systems): nothing can be said.
+        Err(std::fs::TryLockError::Error(_)) => None,
     }
 }
 

@@ -56,9 +56,18 @@ pub async fn check(http: &Http, raw: &str, insecure: bool) -> Report {
     }
 
     let (inserted, root) = discovery::prm_locations(&url);
-    let named = judged
-        .resource_metadata
-        .filter(|rm| Url::parse(rm).is_ok_and(|u| !http::is_link_local_literal(&u)));
+    let mut named = judged.resource_metadata;
+    if let Some(rm) =
+        named.take_if(|rm| Url::parse(rm).is_ok_and(|u| http::is_link_local_literal(&u)))
+    {
+        report.push(Check::fail(
+            "prm.challenge",
+            format!(
+                "{rm} is a link-local address (cloud metadata services answer there): not fetched"
+            ),
+            "name the metadata's public URL in resource_metadata",
+        ));
+    }
     let docs = fetch_all(
         http,
         named.iter().chain(inserted.iter()).chain([&root]).cloned(),
