@@ -190,11 +190,18 @@ fn master_key(config: &Config, conn: &Connection) -> Check {
                 "restore master.key from your backup (or set EZFORGE_MASTER_KEY) before the next start",
             );
         }
+        Err(e @ crate::crypto::MasterKeyError::Read { .. }) => {
+            return Check::warn(
+                "master_key",
+                e.to_string(),
+                "run doctor as the user ezforge runs as (or root)",
+            );
+        }
         Err(e) => {
             return Check::fail(
                 "master_key",
                 e.to_string(),
-                "run doctor as the user ezforge runs as, or restore master.key from your backup",
+                "restore master.key from your backup (or give the server the right EZFORGE_MASTER_KEY)",
             );
         }
     };

@@ -49,12 +49,7 @@ impl Check {
         message: impl Into<String>,
         fix: impl Into<String>,
     ) -> Check {
-        Check {
-            id: id.into(),
-            status: Status::Warn,
-            message: message.into(),
-            fix: Some(fix.into()),
-        }
+        Check::with_fix(id.into(), Status::Warn, message.into(), fix.into())
     }
 
     pub fn fail(
@@ -62,11 +57,15 @@ impl Check {
         message: impl Into<String>,
         fix: impl Into<String>,
     ) -> Check {
+        Check::with_fix(id.into(), Status::Fail, message.into(), fix.into())
+    }
+
+    fn with_fix(id: String, status: Status, message: String, fix: String) -> Check {
         Check {
-            id: id.into(),
-            status: Status::Fail,
-            message: message.into(),
-            fix: Some(fix.into()),
+            id,
+            status,
+            message,
+            fix: Some(fix),
         }
     }
 }
