@@ -160,8 +160,10 @@ fn config_checks(
 /// The database, read-only (never created, never migrated); `None` when there is none yet.
 fn open_db(data_dir: &Path) -> Option<Result<Connection, String>> {
     let path = data_dir.join("ezforge.db");
-    if !path.exists() {
-        return None;
+    match std::fs::metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => return Some(Err(format!("cannot read {}: {e}", path.display()))),
+        Ok(_) => {}
     }
     let opened = Connection::open_with_flags(
         &path,
@@ -215,14 +217,25 @@ fn master_key(config: &Config, conn: &Connection) -> Check {
     }
 }
 
+/// What the sandbox would be, probed as this user: the same as the server's when doctor runs
+/// as the data directory's owner (else the message says whose view it is).
 fn sandbox(config: &Config) -> Check {
+    use std::os::unix::fs::MetadataExt;
     let sandbox = Sandbox::new(config, false);
     let lines = sandbox.describe();
-    let text = lines
+    let mut text = lines
         .iter()
         .map(|l| l.strip_prefix("sandbox: ").unwrap_or(l))
         .collect::<Vec<_>>()
         .join("; ");
+    let me = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    if let Ok(owner) = std::fs::metadata(&config.server.data_dir).map(|m| m.uid())
+        && me != Some(owner)
+    {
+        text.push_str(&format!(
+            " (as this user sees it; the data directory belongs to uid {owner})"
+        ));
+    }
     match &sandbox.availability {
         Availability::Ready => Check::ok("sandbox", text),
         Availability::Off => Check::warn(

@@ -80,14 +80,27 @@ pub fn lock_holder(data_dir: &Path) -> (Check, Option<u32>) {
             "start it (ezforge serve, or systemctl start ezforge); the checks of the running server were skipped",
         )
     };
-    let Ok(meta) = std::fs::metadata(&path) else {
-        return (
-            not_running(format!(
-                "no server has run on {} yet (no {LOCK_FILE})",
-                data_dir.display()
-            )),
-            None,
-        );
+    let meta = match std::fs::metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return (
+                not_running(format!(
+                    "no server has run on {} yet (no {LOCK_FILE})",
+                    data_dir.display()
+                )),
+                None,
+            );
+        }
+        Err(e) => {
+            return (
+                Check::warn(
+                    "lock",
+                    format!("cannot look at {}: {e}", path.display()),
+                    "run doctor as the user ezforge runs as (or root)",
+                ),
+                None,
+            );
+        }
     };
     let dev = (libc::major(meta.dev()), libc::minor(meta.dev()));
     let from_proc = std::fs::read_to_string("/proc/locks")
