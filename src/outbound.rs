@@ -231,7 +231,7 @@ impl Outbound {
 }
 
 /// The most useful part of a reqwest error chain, without internals.
-fn describe(e: &reqwest::Error) -> String {
+pub fn describe(e: &reqwest::Error) -> String {
     let mut s = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(inner) = source {

@@ -164,7 +164,7 @@ fn self_signed(data_dir: &Path, names: &[String]) -> Result<Source, TlsError> {
 
 /// A name of `names` the certificate in `cert` is not valid for (`None` when it covers all,
 /// or cannot be read: loading it reports that).
-fn missing_name(cert: &Path, names: &[String]) -> Option<String> {
+pub fn missing_name(cert: &Path, names: &[String]) -> Option<String> {
     let der = CertificateDer::pem_file_iter(cert).ok()?.next()?.ok()?;
     let cert = webpki::EndEntityCert::try_from(&der).ok()?;
     names

@@ -2,6 +2,7 @@
 //! (`local`), and the client commands that call a running server's control API (`client`).
 
 mod client;
+mod doctor;
 mod local;
 
 use std::path::PathBuf;
@@ -66,6 +67,9 @@ pub enum Command {
     /// Exit 0 when the local server answers /v1/health (for container health checks); `--url`
     /// checks that base URL instead of the configured listener.
     Healthcheck,
+    /// Check this installation, or with a URL any MCP server's authorization setup: one line
+    /// per check (ok, warn, fail, and the fix); exit status 1 when a check failed.
+    Doctor(doctor::DoctorArgs),
     /// Sign in to a server's control API, sign out, show who you are.
     Auth {
         #[command(subcommand)]
@@ -213,6 +217,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Usage => client::run(opts, client::Group::Usage),
         Command::Audit { args } => client::run(opts, client::Group::Audit(args)),
         Command::Healthcheck => local::healthcheck(config_path, opts.url),
+        Command::Doctor(args) => doctor::run(config_path, args, opts.json),
         Command::Auth { command } => client::run(opts, client::Group::Auth(command)),
         Command::Project { command } => client::run(opts, client::Group::Project(command)),
         Command::Servers { command } => client::run(opts, client::Group::Servers(command)),

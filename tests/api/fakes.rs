@@ -289,6 +289,15 @@ impl Drop for TestIssuer {
 
 impl TestIssuer {
     pub async fn start() -> TestIssuer {
+        Self::start_with(true).await
+    }
+
+    /// One that publishes its keys but no discovery document.
+    pub async fn keys_only() -> TestIssuer {
+        Self::start_with(false).await
+    }
+
+    async fn start_with(discovery_served: bool) -> TestIssuer {
         let (dir, ca_file, tls) = self_signed_tls();
         let keys = Arc::new(Mutex::new(vec![SigningKey::generate("key-1")]));
         let fetches = Arc::new(Mutex::new(0usize));
@@ -309,7 +318,13 @@ impl TestIssuer {
                     "/.well-known/openid-configuration",
                     web::get().to(move || {
                         let d = discovery.clone();
-                        async move { HttpResponse::Ok().json(d) }
+                        async move {
+                            if discovery_served {
+                                HttpResponse::Ok().json(d)
+                            } else {
+                                HttpResponse::NotFound().finish()
+                            }
+                        }
                     }),
                 )
                 .route(

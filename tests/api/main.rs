@@ -14,6 +14,8 @@ mod control_rules;
 mod control_secrets;
 mod deploy;
 mod docs;
+mod doctor;
+mod fake_mcp_auth;
 mod fakes;
 mod foundation;
 mod gateway;

@@ -85,7 +85,7 @@ fn pids_of(owner: Owner) -> Vec<u32> {
 }
 
 /// The inodes of the sockets these processes hold.
-fn socket_inodes(pids: &[u32]) -> HashSet<u64> {
+pub fn socket_inodes(pids: &[u32]) -> HashSet<u64> {
     let mut out = HashSet::new();
     for pid in pids {
         let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
@@ -140,7 +140,7 @@ fn parse_ip(hex: &str) -> Option<IpAddr> {
     }
 }
 
-fn is_loopback(ip: IpAddr) -> bool {
+pub fn is_loopback(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_loopback(),
         IpAddr::V6(v6) => {
