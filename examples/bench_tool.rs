@@ -255,7 +255,8 @@ fn default_destinations() -> Arc<ezforge::gateway::destinations::Destinations> {
 }
 
 async fn proxy(port: u16, upstream: &str, workers: usize) -> anyhow::Result<()> {
-    use ezforge::gateway::upstream::{Endpoint, UpstreamClient, tls_config};
+    use ezforge::domain::endpoint::Endpoint;
+    use ezforge::shared::upstream::{UpstreamClient, tls_config};
     let endpoint = Arc::new(
         Endpoint::new(upstream.parse()?).ok_or_else(|| anyhow::anyhow!("bad upstream URL"))?,
     );
@@ -318,7 +319,8 @@ async fn proxy(port: u16, upstream: &str, workers: usize) -> anyhow::Result<()> 
 
 /// The same bare proxy on hyper's HTTP/1 server (one task per connection).
 async fn hyper_proxy(port: u16, upstream: &str) -> anyhow::Result<()> {
-    use ezforge::gateway::upstream::{Endpoint, UpstreamClient, tls_config};
+    use ezforge::domain::endpoint::Endpoint;
+    use ezforge::shared::upstream::{UpstreamClient, tls_config};
     use http_body_util::BodyExt;
     let endpoint = Arc::new(
         Endpoint::new(upstream.parse()?).ok_or_else(|| anyhow::anyhow!("bad upstream URL"))?,

@@ -14,7 +14,6 @@ use actix_web::{HttpServer, web};
 
 use crate::config::{AuthMode, Config, Routing};
 use crate::control::auth::KeyUsage;
-use crate::control::rate_limit::{Limiter, LoginThrottle};
 use crate::crypto::MasterKey;
 use crate::deploy::Deployer;
 use crate::domain::{self, Secret, password};
@@ -22,6 +21,7 @@ use crate::gateway::{self, Gateway};
 use crate::oauth::grants::RevokedGrants;
 use crate::oauth::keys::{self, Keyring};
 use crate::outbound::Outbound;
+use crate::shared::rate_limit::{Limiter, LoginThrottle};
 use crate::store::{self, Store, StoreError};
 use crate::tls::{self, CertResolver};
 use crate::{control, error::ErrorChain};
@@ -214,8 +214,8 @@ impl App {
                 },
             )?,
         );
-        let upstream_tls = gateway::upstream::tls_config();
-        let health = gateway::upstream::UpstreamClient::new(
+        let upstream_tls = crate::shared::upstream::tls_config();
+        let health = crate::shared::upstream::UpstreamClient::new(
             upstream_tls.clone(),
             config.gateway.upstream_connect_timeout.0,
             destinations.clone(),
@@ -223,8 +223,8 @@ impl App {
         let assertions =
             gateway::assertion::Assertions::new(&master_key, &public_url, keyring.current())
                 .map_err(|e| StartupError::Join(e.to_string()))?;
-        let log = Arc::new(gateway::access_log::AccessLog::new(ACCESS_LOG_QUEUE));
-        let hub = crate::logs::LogHub::default();
+        let log = Arc::new(crate::shared::log_queue::AccessLog::new(ACCESS_LOG_QUEUE));
+        let hub = crate::shared::logs::LogHub::default();
         let gateway = Gateway {
             registry: gateway::registry::Registry::default(),
             verifier: gateway::verify::Verifier::new(gateway::jwks::JwksCache::new(
@@ -284,7 +284,7 @@ impl App {
         let http = HttpServer::new(move || {
             // One upstream client per worker: its pooled connections are then driven by the
             // worker's own runtime, never handed across threads.
-            let upstream = gateway::upstream::UpstreamClient::new(
+            let upstream = crate::shared::upstream::UpstreamClient::new(
                 app_state.gateway.upstream_tls.clone(),
                 app_state.config.gateway.upstream_connect_timeout.0,
                 app_state.gateway.destinations.clone(),
@@ -335,13 +335,13 @@ impl App {
             tokio::spawn(housekeeping(state.clone())),
             tokio::spawn(deploy_ticks(state.clone())),
         ]);
-        let log_writer = tokio::spawn(gateway::access_log::run_writer(
+        let log_writer = tokio::spawn(crate::shared::log_queue::run_writer(
             state.store.clone(),
             log,
             "access log",
             store::request_log::insert_many,
         ));
-        let server_log_writer = tokio::spawn(gateway::access_log::run_writer(
+        let server_log_writer = tokio::spawn(crate::shared::log_queue::run_writer(
             state.store.clone(),
             state.deployer.hub.queue(),
             "server log",
@@ -830,7 +830,7 @@ fn request_id(req: &actix_web::dev::ServiceRequest) -> HeaderValue {
 fn new_request_id() -> HeaderValue {
     use std::cell::Cell;
     thread_local! {
-        static STATE: Cell<u64> = Cell::new(u64::from_le_bytes(crate::crypto::random_bytes()));
+        static STATE: Cell<u64> = Cell::new(u64::from_le_bytes(crate::domain::random_bytes()));
     }
     let next = |s: &Cell<u64>| {
         let x = s.get().wrapping_add(0x9E37_79B9_7F4A_7C15);

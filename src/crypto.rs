@@ -9,19 +9,7 @@ use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKe
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 
-use crate::domain::Secret;
-
-/// `N` bytes from the operating system's CSPRNG.
-pub fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut buf = [0u8; N];
-    // The OS generator failing is not an input error: nothing can continue safely without it.
-    #[expect(
-        clippy::expect_used,
-        reason = "no secure fallback exists if the OS RNG fails"
-    )]
-    aws_lc_rs::rand::fill(&mut buf).expect("the system random number generator failed");
-    buf
-}
+use crate::domain::{Secret, random_bytes};
 
 /// A bearer secret: `prefix` + 43 characters of base64url (256 random bits).
 pub fn new_token(prefix: &str) -> Secret {

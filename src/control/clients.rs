@@ -155,7 +155,7 @@ pub async fn create(
             }
             row.redirect_uris =
                 serde_json::to_string(&uris).map_err(|e| ApiError::Internal(e.into()))?;
-            row.client_id = format!("client_{}", domain::base32(&crypto::random_bytes::<15>()));
+            row.client_id = format!("client_{}", domain::base32(&domain::random_bytes::<15>()));
             if b.confidential.unwrap_or(false) {
                 let s = crypto::new_token("ezf_cs_");
                 row.secret_hash = Some(crypto::token_hash(s.expose()));

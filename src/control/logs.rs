@@ -17,7 +17,7 @@ use super::auth::{Principal, server_access};
 use crate::app::AppState;
 use crate::domain::scopes::ApiScope;
 use crate::error::ApiError;
-use crate::logs::{entry_json, level_rank};
+use crate::shared::logs::{entry_json, level_rank};
 use crate::store::{self, server_log::LogQuery};
 
 #[derive(Deserialize)]
@@ -182,7 +182,7 @@ pub async fn stream(
 
 /// One caller's tail of one server's log.
 struct Tail {
-    rx: tokio::sync::broadcast::Receiver<std::sync::Arc<crate::logs::LiveEntry>>,
+    rx: tokio::sync::broadcast::Receiver<std::sync::Arc<crate::shared::logs::LiveEntry>>,
     access: tokio::sync::watch::Receiver<()>,
     state: web::Data<AppState>,
     who: Principal,

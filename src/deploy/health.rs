@@ -10,7 +10,8 @@ use futures_util::StreamExt;
 use http_body_util::Full;
 use serde_json::{Value, json};
 
-use crate::gateway::upstream::{Endpoint, PooledBody, SendError, UpstreamClient};
+use crate::domain::endpoint::Endpoint;
+use crate::shared::upstream::{PooledBody, SendError, UpstreamClient};
 
 /// Checks `ep` until it passes, fails for a reason that retrying will not change, or
 /// `timeout` runs out. Connection failures are retried (a process may still be starting).

@@ -21,11 +21,11 @@ use serde_json::{Value, json};
 use url::Url;
 
 use crate::app::AppState;
+use crate::domain::endpoint::Endpoint;
 use crate::domain::{self, Secret};
 use crate::error::ApiError;
 use crate::gateway::destinations::PortGuard;
-use crate::gateway::upstream::Endpoint;
-use crate::logs::LogHub;
+use crate::shared::logs::LogHub;
 use crate::store::deployments::{self, DeploymentRow};
 use crate::store::{self, servers::ServerRow};
 

@@ -18,9 +18,9 @@ use tokio::sync::{Notify, watch};
 use url::Url;
 
 use super::sandbox::{self, Confinement, Dirs, cgroup};
+use crate::domain::endpoint::Endpoint;
 use crate::domain::{self, Secret};
-use crate::gateway::upstream::Endpoint;
-use crate::logs::LogHub;
+use crate::shared::logs::LogHub;
 
 /// Variables of ours a child may see; everything else (our secrets above all) stays out.
 /// A confined child gets its own `HOME` and user names; every child its own `TMPDIR`.

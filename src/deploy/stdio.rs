@@ -149,7 +149,7 @@ impl StdioPool {
             return Err("its pipes could not be opened".into());
         };
         let session = Arc::new(Session {
-            id: crate::crypto::hex(&crate::crypto::random_bytes::<16>()),
+            id: crate::crypto::hex(&crate::domain::random_bytes::<16>()),
             stdin: tokio::sync::Mutex::new(stdin),
             pending: Mutex::new(HashMap::new()),
             events: Mutex::new(None),

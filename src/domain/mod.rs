@@ -1,5 +1,6 @@
 //! Small validated types. Values that pass the edge are valid by construction.
 
+pub mod endpoint;
 pub mod env_rules;
 pub mod password;
 pub mod scopes;
@@ -32,8 +33,20 @@ pub fn base32(bytes: &[u8]) -> String {
 
 /// A new random identifier with a type prefix: `srv_` + 24 base32 characters (120 bits).
 pub fn new_id(prefix: &str) -> String {
-    let bytes: [u8; 15] = crate::crypto::random_bytes();
+    let bytes: [u8; 15] = crate::domain::random_bytes();
     format!("{prefix}{}", base32(&bytes))
+}
+
+/// `N` bytes from the operating system's CSPRNG.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    // The OS generator failing is not an input error: nothing can continue safely without it.
+    #[expect(
+        clippy::expect_used,
+        reason = "no secure fallback exists if the OS RNG fails"
+    )]
+    aws_lc_rs::rand::fill(&mut buf).expect("the system random number generator failed");
+    buf
 }
 
 /// Seconds since the Unix epoch.

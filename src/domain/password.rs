@@ -17,7 +17,7 @@ fn hasher() -> Argon2<'static> {
 
 /// The PHC string of `password`.
 pub fn hash(password: &Secret) -> Result<String, argon2::password_hash::Error> {
-    let salt_bytes: [u8; 16] = crate::crypto::random_bytes();
+    let salt_bytes: [u8; 16] = crate::domain::random_bytes();
     let salt = SaltString::encode_b64(&salt_bytes)?;
     Ok(hasher()
         .hash_password(password.expose().as_bytes(), &salt)?
@@ -58,7 +58,7 @@ pub fn generate() -> Secret {
     // Rejection sampling: only bytes below 224 (= 4 × 56) are used, so every symbol is equally likely.
     let mut out = String::with_capacity(24);
     while out.len() < 24 {
-        let bytes: [u8; 32] = crate::crypto::random_bytes();
+        let bytes: [u8; 32] = crate::domain::random_bytes();
         for b in bytes
             .iter()
             .filter(|&&b| usize::from(b) < 4 * ALPHABET.len())

@@ -124,7 +124,7 @@ pub fn upstream_url(s: &str) -> Result<Url, String> {
     }
     // What the front door's client can connect to: for https, a host name TLS accepts (the
     // URL parser allows `-a.example` or labels over 63 characters, which no certificate names).
-    if crate::gateway::upstream::Endpoint::new(url.clone()).is_none() {
+    if crate::domain::endpoint::Endpoint::new(url.clone()).is_none() {
         return Err("must have a host name the front door can connect to over TLS".into());
     }
     Ok(url)

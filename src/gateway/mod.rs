@@ -2,7 +2,6 @@
 //! that validates bearer tokens bound to each server, enforces scopes per JSON-RPC message,
 //! rate-limits, and never forwards the client's credentials.
 
-pub mod access_log;
 pub mod assertion;
 pub mod counters;
 pub mod destinations;
@@ -14,7 +13,6 @@ pub mod policy;
 mod proxy;
 pub mod registry;
 pub mod sessions;
-pub mod upstream;
 pub mod verify;
 
 use std::sync::Arc;
@@ -24,7 +22,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::app::AppState;
-use crate::control::rate_limit::Limiter;
+use crate::shared::rate_limit::Limiter;
 
 pub use proxy::{host_routed, path_routed};
 
@@ -37,14 +35,14 @@ pub struct Gateway {
     pub limiter: Limiter,
     /// For health checks (the front door's requests go through each worker's own
     /// [`upstream::UpstreamClient`]): the same client, so the same destination checks.
-    pub health: upstream::UpstreamClient,
+    pub health: crate::shared::upstream::UpstreamClient,
     /// TLS settings of the workers' upstream clients, built once.
     pub upstream_tls: Arc<rustls::ClientConfig>,
     /// Where upstream URLs may point.
     pub destinations: Arc<destinations::Destinations>,
     /// `X-Ezforge-Assertion` for upstreams.
     pub assertions: assertion::Assertions,
-    pub log: Arc<access_log::AccessLog>,
+    pub log: Arc<crate::shared::log_queue::AccessLog>,
 }
 
 /// Routes for path routing, plus the catch-all for server hosts under host routing.

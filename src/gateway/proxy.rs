@@ -20,11 +20,12 @@ use super::policy::{self, ParseError};
 use super::registry::ServerEntry;
 use super::verify::{Verified, VerifyError};
 use crate::app::AppState;
-use crate::control::rate_limit::Decision;
 use crate::deploy::process::Supervisor;
 use crate::deploy::{InFlight, TargetKind};
+use crate::domain::endpoint::Endpoint;
 use crate::gateway::counters::ServerCounters;
-use crate::gateway::upstream::{Endpoint, PooledBody, SendError, UpstreamClient};
+use crate::shared::rate_limit::Decision;
+use crate::shared::upstream::{PooledBody, SendError, UpstreamClient};
 use crate::store::request_log::RequestLogRow;
 
 /// Upstream answers up to this size with a Content-Length are forwarded as one body.
@@ -242,7 +243,7 @@ async fn process(
         let key = format!(
             "{}|{}",
             server.id,
-            crate::control::rate_limit::address_bucket(req.peer_addr())
+            crate::shared::rate_limit::address_bucket(req.peer_addr())
         );
         limiter.check(key)
     };
@@ -798,7 +799,7 @@ fn invalid_token(server: &ServerEntry, scope: &str, desc: &str) -> HttpResponse 
 
 /// 429 with `Retry-After`.
 fn too_many(rpc_id: Option<&str>, retry_after: Duration) -> HttpResponse {
-    let secs = crate::control::rate_limit::retry_secs(retry_after);
+    let secs = crate::shared::rate_limit::retry_secs(retry_after);
     let mut res = rpc_error(
         StatusCode::TOO_MANY_REQUESTS,
         rpc_id,

@@ -10,11 +10,11 @@ use url::Url;
 
 use crate::app::AppState;
 use crate::config::{ByoaConfig, RateLimit, Routing};
-use crate::control::rate_limit::Limiter;
 use crate::deploy::{Target, TargetKind};
+use crate::domain::endpoint::Endpoint;
 use crate::domain::scopes::{self, MCP_EXECUTE, MCP_READ, MCP_SCOPES};
 use crate::gateway::counters::ServerCounters;
-use crate::gateway::upstream::Endpoint;
+use crate::shared::rate_limit::Limiter;
 use crate::store::servers::ServerRow;
 
 /// The issuer of a managed server's own authorization server (see `oauth::issuer`).

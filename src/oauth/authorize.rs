@@ -353,7 +353,7 @@ fn csrf_cookie_name(state: &AppState) -> &'static str {
 fn csrf_token(req: &HttpRequest, state: &AppState) -> (Option<String>, String) {
     match req.cookie(csrf_cookie_name(state)) {
         Some(c) if c.value().len() >= 32 => (Some(c.value().to_owned()), c.value().to_owned()),
-        _ => (None, URL_SAFE_NO_PAD.encode(crypto::random_bytes::<32>())),
+        _ => (None, URL_SAFE_NO_PAD.encode(domain::random_bytes::<32>())),
     }
 }
 

@@ -31,7 +31,7 @@ use futures_util::future::LocalBoxFuture;
 use serde_json::json;
 
 use crate::app::AppState;
-use crate::control::rate_limit::{Decision, address_bucket, retry_secs};
+use crate::shared::rate_limit::{Decision, address_bucket, retry_secs};
 
 /// Request bodies (forms, registration documents) larger than this are refused with 413.
 pub const FORM_LIMIT: usize = 64 * 1024;

@@ -268,7 +268,7 @@ pub async fn register(
     let registration_token = crypto::new_token("ezf_rat_");
     let row = ClientRow {
         id: domain::new_id("oac_"),
-        client_id: format!("client_{}", domain::base32(&crypto::random_bytes::<15>())),
+        client_id: format!("client_{}", domain::base32(&domain::random_bytes::<15>())),
         server_id: None,
         name: r.name,
         redirect_uris: serde_json::to_string(&r.redirect_uris).map_err(OAuthError::server_error)?,

@@ -46,7 +46,7 @@ pub fn access_token(
         scope,
         exp: now + ttl,
         iat: now,
-        jti: domain::base32(&crypto::random_bytes::<12>()),
+        jti: domain::base32(&domain::random_bytes::<12>()),
         gid: grant_id,
     };
     Ok((

@@ -225,7 +225,7 @@ pub fn backup(source: &Path, dest: &Path) -> Result<(), StoreError> {
     let mut name = dest.file_name().unwrap_or_default().to_owned();
     name.push(format!(
         ".{}.partial",
-        crate::crypto::hex(&crate::crypto::random_bytes::<6>())
+        crate::crypto::hex(&crate::domain::random_bytes::<6>())
     ));
     let tmp = dest.with_file_name(name);
     crate::crypto::write_private_file(&tmp, b"")

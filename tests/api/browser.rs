@@ -482,7 +482,7 @@ impl Browser {
 pub fn random_string(bytes: usize) -> String {
     let mut v = Vec::with_capacity(bytes);
     while v.len() < bytes {
-        v.extend_from_slice(&ezforge::crypto::random_bytes::<32>());
+        v.extend_from_slice(&ezforge::domain::random_bytes::<32>());
     }
     v.truncate(bytes);
     URL_SAFE_NO_PAD.encode(v)

@@ -519,7 +519,7 @@ impl ClientKey {
         let mut claims = json!({
             "iss": client_id, "sub": client_id, "aud": aud,
             "iat": now, "exp": now + 60,
-            "jti": URL_SAFE_NO_PAD.encode(ezforge::crypto::random_bytes::<16>()),
+            "jti": URL_SAFE_NO_PAD.encode(ezforge::domain::random_bytes::<16>()),
         });
         tweak(&mut claims);
         let mut header = jsonwebtoken::Header::new(self.alg);

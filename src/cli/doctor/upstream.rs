@@ -164,7 +164,7 @@ impl Reach {
     pub fn new(config: &Config) -> Reach {
         Reach {
             destinations: Destinations::from_config(config),
-            tls: (*crate::gateway::upstream::tls_config()).clone(),
+            tls: (*crate::shared::upstream::tls_config()).clone(),
             connect_timeout: config.gateway.upstream_connect_timeout.0,
         }
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-use crate::gateway::access_log::LogQueue;
+use crate::shared::log_queue::LogQueue;
 
 use crate::store::request_log::RequestLogRow;
 use crate::store::server_log::{LogEntry, ServerLogRow};
@@ -52,7 +52,7 @@ impl Default for LogHub {
 }
 
 impl LogHub {
-    /// The queue [`crate::gateway::access_log::run_writer`] stores.
+    /// The queue [`crate::shared::log_queue::run_writer`] stores.
     pub fn queue(&self) -> Arc<LogQueue<ServerLogRow>> {
         self.queue.clone()
     }

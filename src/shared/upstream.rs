@@ -12,7 +12,6 @@
 //! and exempt.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -24,97 +23,16 @@ use http_body_util::Full;
 use hyper::body::{Body, Incoming};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
-use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use url::Url;
 
-use super::destinations::{Destinations, Refusal};
+use crate::domain::endpoint::{Addr, Endpoint};
+use crate::gateway::destinations::{Destinations, Refusal};
 
 /// Idle connections are closed after this long (upstreams commonly keep them longer; Node's
 /// default is 5 s, which the retry below covers).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 const MAX_IDLE_PER_HOST: usize = 256;
-
-/// An upstream MCP server's URL, taken apart once.
-pub struct Endpoint {
-    url: Url,
-    /// `scheme://host:port`: the pool's key.
-    key: String,
-    host_header: http::HeaderValue,
-    base_path: String,
-    addr: Addr,
-    tls: Option<ServerName<'static>>,
-    /// Subject to the destination policy: every endpoint but a supervised process's own.
-    guarded: bool,
-}
-
-enum Addr {
-    Ip(SocketAddr),
-    Name(String, u16),
-}
-
-impl Endpoint {
-    /// `None` unless `url` is `http` or `https` with a host.
-    pub fn new(url: Url) -> Option<Self> {
-        let https = match url.scheme() {
-            "http" => false,
-            "https" => true,
-            _ => return None,
-        };
-        let port = url.port_or_known_default()?;
-        let host_str = url.host_str()?.to_owned();
-        let addr = match url.host()? {
-            url::Host::Ipv4(ip) => Addr::Ip(SocketAddr::new(ip.into(), port)),
-            url::Host::Ipv6(ip) => Addr::Ip(SocketAddr::new(ip.into(), port)),
-            url::Host::Domain(d) => Addr::Name(d.to_owned(), port),
-        };
-        let tls = if https {
-            let name = match &addr {
-                Addr::Ip(a) => ServerName::IpAddress(a.ip().into()),
-                Addr::Name(d, _) => ServerName::try_from(d.clone()).ok()?,
-            };
-            Some(name)
-        } else {
-            None
-        };
-        let host_header = match url.port() {
-            Some(p) => format!("{host_str}:{p}"),
-            None => host_str.clone(),
-        };
-        Some(Self {
-            key: format!("{}://{host_str}:{port}", url.scheme()),
-            host_header: http::HeaderValue::from_str(&host_header).ok()?,
-            base_path: url.path().trim_end_matches('/').to_owned(),
-            addr,
-            tls,
-            url,
-            guarded: true,
-        })
-    }
-
-    /// The endpoint of a process ezforge supervises (`127.0.0.1` and the port it gave it):
-    /// exempt from the destination policy, whose lists are about where URLs may point.
-    pub fn supervised(url: Url) -> Option<Self> {
-        Self::new(url).map(|ep| Self {
-            guarded: false,
-            ..ep
-        })
-    }
-
-    pub fn url(&self) -> &Url {
-        &self.url
-    }
-
-    /// The URL's path without a trailing slash.
-    pub fn base_path(&self) -> &str {
-        &self.base_path
-    }
-
-    pub fn host_header(&self) -> &http::HeaderValue {
-        &self.host_header
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -450,6 +368,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use url::Url;
 
     use super::*;
 
@@ -511,7 +430,7 @@ mod tests {
 
     fn open_policy() -> Arc<Destinations> {
         let config = crate::config::GatewayConfig::default();
-        let resolver = Arc::new(super::super::destinations::SystemResolver);
+        let resolver = Arc::new(crate::gateway::destinations::SystemResolver);
         Arc::new(Destinations::new(&config, Vec::new(), resolver).expect("policy"))
     }
 
