@@ -390,7 +390,7 @@ fn managed_tokens(
     let store = ezforge::store::Store::open(&data_dir.join("ezforge.db"))?;
     let master = ezforge::crypto::MasterKey::load_or_create(None, data_dir)?;
     let now = ezforge::domain::now();
-    let keys = store.run_blocking(|c| ezforge::oauth::keys::load(c, &master, now))?;
+    let keys = store.run_blocking(|c| ezforge::services::keys::load(c, &master, now))?;
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
     header.kid = Some(keys.active.kid.clone());
     header.typ = Some("at+jwt".into());

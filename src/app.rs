@@ -17,10 +17,12 @@ use crate::control::auth::KeyUsage;
 use crate::crypto::MasterKey;
 use crate::deploy::Deployer;
 use crate::domain::{self, Secret, password};
-use crate::gateway::{self, Gateway};
-use crate::oauth::grants::RevokedGrants;
-use crate::oauth::keys::{self, Keyring};
+use crate::gateway;
 use crate::outbound::Outbound;
+use crate::services::accounts::Accounts;
+use crate::services::gateway::Gateway;
+use crate::services::keys::{self, Keyring};
+use crate::services::revocations::RevokedGrants;
 use crate::shared::rate_limit::{Limiter, LoginThrottle};
 use crate::store::{self, Store, StoreError};
 use crate::tls::{self, CertResolver};
@@ -36,17 +38,18 @@ pub struct AppState {
     pub keys: Keyring,
     pub started_at: Instant,
     pub key_usage: KeyUsage,
-    pub control_limiter: Limiter,
+    pub control_limiter: Arc<Limiter>,
     /// Per address, on `/oauth/*`.
     pub oauth_limiter: Limiter,
-    pub login_throttle: LoginThrottle,
+    /// Passwords, sessions and their cookie.
+    pub accounts: web::Data<Accounts>,
     pub revoked_grants: RevokedGrants,
     pub outbound: Outbound,
     pub gateway: Gateway,
     /// Client ID Metadata Documents, cached.
     pub oauth_clients: crate::oauth::clients::MetadataCache,
     /// The keys of `private_key_jwt` clients that publish a `jwks_uri`, cached.
-    pub client_jwks: gateway::jwks::JwksCache,
+    pub client_jwks: crate::shared::jwks::JwksCache,
     /// Replays of just-rotated refresh tokens, by outcome (Prometheus).
     pub refresh_reuse: crate::oauth::grant_types::ReuseCounters,
     /// Active deployments and the processes they run; the server log.
@@ -62,7 +65,7 @@ pub struct AppState {
 impl AppState {
     /// A server's resource URI: `{public_url}/mcp/{slug}`, or `https://{slug}.{server_domain}`.
     pub fn server_url(&self, slug: &str) -> String {
-        gateway::registry::resource_uri(
+        crate::services::gateway::registry::resource_uri(
             &self.public_url,
             self.config.gateway.routing,
             self.config.gateway.server_domain.as_deref(),
@@ -220,18 +223,23 @@ impl App {
             config.gateway.upstream_connect_timeout.0,
             destinations.clone(),
         );
-        let assertions =
-            gateway::assertion::Assertions::new(&master_key, &public_url, keyring.current())
-                .map_err(|e| StartupError::Join(e.to_string()))?;
+        let assertions = crate::services::gateway::assertion::Assertions::new(
+            &master_key,
+            &public_url,
+            keyring.current(),
+        )
+        .map_err(|e| StartupError::Join(e.to_string()))?;
         let log = Arc::new(crate::shared::log_queue::AccessLog::new(ACCESS_LOG_QUEUE));
         let hub = crate::shared::logs::LogHub::default();
         let gateway = Gateway {
-            registry: gateway::registry::Registry::default(),
-            verifier: gateway::verify::Verifier::new(gateway::jwks::JwksCache::new(
-                outbound.clone(),
-            )),
-            tools: gateway::policy::ToolTable::default(),
-            sessions: gateway::sessions::SessionSeal::new(master_key.mac_key("mcp session ids")),
+            registry: crate::services::gateway::registry::Registry::default(),
+            verifier: crate::services::gateway::verify::Verifier::new(
+                crate::shared::jwks::JwksCache::new(outbound.clone()),
+            ),
+            tools: crate::services::gateway::policy::ToolTable::default(),
+            sessions: crate::services::gateway::sessions::SessionSeal::new(
+                master_key.mac_key("mcp session ids"),
+            ),
             limiter: Limiter::new(config.gateway.rate_limit),
             health,
             upstream_tls,
@@ -253,11 +261,18 @@ impl App {
             .as_secs()
             .saturating_sub(1)
             .max(1);
-        let client_jwks = gateway::jwks::JwksCache::for_clients(outbound.clone());
+        let client_jwks = crate::shared::jwks::JwksCache::for_clients(outbound.clone());
+        let control_limiter = Arc::new(Limiter::new(config.control.rate_limit));
         let state = web::Data::new(AppState {
-            control_limiter: Limiter::new(config.control.rate_limit),
+            control_limiter: control_limiter.clone(),
             oauth_limiter: Limiter::new(config.auth.rate_limit),
-            login_throttle: LoginThrottle::new(config.control.login_attempts, LOGIN_WINDOW),
+            accounts: web::Data::new(Accounts::new(
+                store.clone(),
+                LoginThrottle::new(config.control.login_attempts, LOGIN_WINDOW),
+                control_limiter,
+                config.auth.session_ttl.0,
+                &public_url,
+            )),
             key_usage: KeyUsage::default(),
             config,
             public_url,
@@ -330,7 +345,9 @@ impl App {
             }));
         }
         tasks.extend([
-            tokio::spawn(gateway::issuer_check::check_all(state.clone())),
+            tokio::spawn(crate::services::gateway::issuer_check::check_all(
+                state.clone(),
+            )),
             tokio::spawn(key_maintenance(state.clone())),
             tokio::spawn(housekeeping(state.clone())),
             tokio::spawn(deploy_ticks(state.clone())),
@@ -451,7 +468,9 @@ impl Reloader {
         }
         refresh_keys(&self.state).await;
         self.reconcile_servers().await;
-        tokio::spawn(gateway::issuer_check::check_all(self.state.clone()));
+        tokio::spawn(crate::services::gateway::issuer_check::check_all(
+            self.state.clone(),
+        ));
     }
 
     /// Reads the config file again and makes the declared servers match it. Other settings
@@ -474,11 +493,9 @@ impl Reloader {
         match result {
             Ok(report) => {
                 let revoked = report.revoked;
-                crate::oauth::grant_types::refuse_revoked(
-                    &self.state,
-                    revoked.grants,
-                    &revoked.clients,
-                );
+                self.state
+                    .revoked_grants
+                    .refuse(revoked.grants, &revoked.clients);
                 self.state.servers_changed().await;
                 // Declared servers may have been removed.
                 self.state.access_changed();
@@ -708,8 +725,9 @@ fn prepare(config: Config, public_url: &str) -> Result<Prepared, StartupError> {
     }
     let tls = tls::server_config(&config.tls, &data_dir, &names)?;
     let servers = store.run_blocking(|c| store::servers::all(c))?;
-    let since =
-        now - config.auth.access_token_ttl.as_secs() - 2 * crate::gateway::verify::LEEWAY_SECS;
+    let since = now
+        - config.auth.access_token_ttl.as_secs()
+        - 2 * crate::services::gateway::verify::LEEWAY_SECS;
     let (revoked, revoked_clients) = store.run_blocking(|c| {
         let mut grants = store::grants::recently_revoked(c, since)?;
         grants.extend(store::grants::recorded_revocations(c, "grant", since)?);

@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod metrics;
 pub mod oauth;
 pub mod outbound;
+pub mod services;
 pub mod shared;
 pub mod store;
 pub mod telemetry;

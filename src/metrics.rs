@@ -13,8 +13,8 @@ use subtle::ConstantTimeEq;
 use crate::app::AppState;
 use crate::deploy::TargetKind;
 use crate::deploy::process::ProcState;
-use crate::gateway::counters::{BUCKETS, ServerCounters};
-use crate::gateway::registry::ServerEntry;
+use crate::services::gateway::counters::{BUCKETS, ServerCounters};
+use crate::services::gateway::registry::ServerEntry;
 
 pub async fn handler(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if let Some(token) = &state.config.metrics.bearer_token {

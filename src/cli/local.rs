@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use crate::app::App;
 use crate::config::Config;
 use crate::crypto::MasterKey;
-use crate::oauth::keys;
+use crate::services::keys;
 use crate::store::Store;
 
 fn load(config_path: Option<&Path>) -> anyhow::Result<Config> {

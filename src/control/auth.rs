@@ -14,13 +14,12 @@ use crate::app::AppState;
 use crate::crypto;
 use crate::domain::scopes::{ApiScope, ApiScopes};
 use crate::error::ApiError;
+use crate::services::accounts::{SESSION_PREFIX, session_cookie_value};
 use crate::store::audit::Actor;
 use crate::store::projects::ProjectRow;
 use crate::store::servers::ServerRow;
 use crate::store::{self, StoreError};
 
-pub const SESSION_COOKIE: &str = "ezf_session";
-pub const SESSION_PREFIX: &str = "ezf_sess_";
 pub const LIVE_KEY_PREFIX: &str = "ezf_live_";
 pub const TEST_KEY_PREFIX: &str = "ezf_test_";
 
@@ -260,9 +259,7 @@ pub(super) fn presented(req: &HttpRequest) -> Result<Option<(String, bool)>, Api
         })?;
         return Ok(Some((token.to_owned(), false)));
     }
-    Ok(req
-        .cookie(SESSION_COOKIE)
-        .map(|c| (c.value().to_owned(), true)))
+    Ok(session_cookie_value(req).map(|t| (t, true)))
 }
 
 /// The token of an `Authorization: Bearer …` value.

@@ -229,8 +229,7 @@ pub async fn delete(
                 st.revoked_grants.revoke(&gid);
             }
             // Its client_credentials tokens belong to no grant: remembered by client.
-            crate::oauth::grant_types::revoke_deleted(
-                &st,
+            st.revoked_grants.revoke_deleted(
                 tx,
                 Vec::new(),
                 std::slice::from_ref(&client.client_id),

@@ -209,7 +209,7 @@ pub fn reconcile(
     }
     for s in store::servers::all(&tx)? {
         if s.managed_by == "config" && !config.servers.iter().any(|d| d.slug == s.slug) {
-            let resource = crate::gateway::registry::resource_uri(
+            let resource = crate::services::gateway::registry::resource_uri(
                 public_url,
                 config.gateway.routing,
                 config.gateway.server_domain.as_deref(),

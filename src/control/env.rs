@@ -93,11 +93,6 @@ fn check_room(
     Ok(())
 }
 
-/// Context binding a sealed value to its server and name.
-pub fn seal_context(server_id: &str, name: &str) -> String {
-    format!("env:{server_id}:{name}")
-}
-
 pub async fn list(
     state: web::Data<AppState>,
     who: Principal,
@@ -146,9 +141,10 @@ async fn write(
                 )));
             }
             check_room(tx, &server.id, &name, value.expose().len())?;
-            let sealed = st
-                .master_key
-                .seal(value.expose().as_bytes(), &seal_context(&server.id, &name));
+            let sealed = st.master_key.seal(
+                value.expose().as_bytes(),
+                &crate::domain::env_rules::seal_context(&server.id, &name),
+            );
             let now = domain::now();
             store::env_vars::upsert(tx, &domain::new_id("env_"), &server.id, &name, &sealed, now)?;
             let action = if existing.is_some() {

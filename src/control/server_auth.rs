@@ -120,7 +120,10 @@ pub async fn update(
             let cfg = validate_byoa(b)?;
             // Tokens naming our issuer (the root one, or a managed server's own) are ours:
             // another key set must not vouch for them.
-            if crate::oauth::tokens::is_our_issuer(&state, cfg.issuer.trim_end_matches('/')) {
+            if crate::services::gateway::registry::is_our_issuer(
+                &state.public_url,
+                cfg.issuer.trim_end_matches('/'),
+            ) {
                 return Err(ApiError::validation(
                     "byoaConfig.issuer",
                     "is this server's own issuer; use authMode ezforge_managed",
@@ -164,7 +167,8 @@ pub async fn update(
     let mut body = json!({ "data": auth_json(&state, &server) });
     if let Some(cfg) = effective_byoa(&state, &server) {
         // The switch is made; what would make it fail is said now, not at the first token.
-        let warnings = crate::gateway::issuer_check::warnings(&state.outbound, &cfg).await;
+        let warnings =
+            crate::services::gateway::issuer_check::warnings(&state.outbound, &cfg).await;
         if !warnings.is_empty() {
             for w in &warnings {
                 state

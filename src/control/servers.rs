@@ -454,7 +454,7 @@ pub async fn delete(
             // remembered consents go, and its slug stays with its project.
             let resource = st.server_url(&server.slug);
             let removed = store::servers::delete(tx, &server, &resource, domain::now())?;
-            crate::oauth::grant_types::refuse_revoked(&st, removed.grants, &removed.clients);
+            st.revoked_grants.refuse(removed.grants, &removed.clients);
             store::audit::record(
                 tx,
                 &actor,

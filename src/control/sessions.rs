@@ -1,18 +1,18 @@
 //! Sign-in for people: `POST /v1/auth/login` (cookie for browsers, bearer token for the CLI),
 //! logout, the current session, and accepting an invite.
 
-use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::{Principal, SESSION_COOKIE, SESSION_PREFIX};
+use super::auth::Principal;
 use super::{data, no_content, time};
 use crate::app::AppState;
 use crate::crypto;
 use crate::domain::{self, Secret, password};
 use crate::error::ApiError;
+use crate::services::accounts::LoginError;
 use crate::store::{self, audit::Actor, users::UserRow};
 
 pub fn user_json(u: &UserRow) -> serde_json::Value {
@@ -37,91 +37,6 @@ fn invalid_credentials() -> ApiError {
     ApiError::Unauthenticated("invalid email or password".into())
 }
 
-/// Checks an email and password (argon2 on the blocking pool) with throttling per account and
-/// per address. Shared by the control API and the login page.
-pub async fn verify_login(
-    state: &web::Data<AppState>,
-    email: &str,
-    pw: Secret,
-    address: Option<&str>,
-) -> Result<UserRow, LoginError> {
-    // Longer than any address or password we accept: wrong, and not worth a throttle entry
-    // (whose key would be the email) or a hash.
-    if email.len() > 254 || pw.expose().len() > password::MAX_LENGTH {
-        return Err(LoginError::Invalid);
-    }
-    let account_key = format!("acct:{}", email.to_lowercase());
-    let address_key = format!("addr:{}", address.unwrap_or("-"));
-    if let Err(wait) = state.login_throttle.check(&[&account_key, &address_key]) {
-        return Err(LoginError::Throttled(wait));
-    }
-    let email_owned = email.to_owned();
-    let user = state
-        .store
-        .run(move |c| {
-            let user = store::users::by_email(c, &email_owned)?;
-            let ok = password::verify(&pw, user.as_ref().and_then(|u| u.password_hash.as_deref()));
-            Ok::<_, store::StoreError>(user.filter(|_| ok))
-        })
-        .await
-        .map_err(|e| LoginError::Store(e.into()))?;
-    match user {
-        Some(u) => {
-            state.login_throttle.succeeded(&account_key);
-            Ok(u)
-        }
-        None => {
-            state.login_throttle.failed(&[&account_key, &address_key]);
-            Err(LoginError::Invalid)
-        }
-    }
-}
-
-pub enum LoginError {
-    Invalid,
-    Throttled(u64),
-    Store(ApiError),
-}
-
-/// Creates a session for `user`; returns the token (shown once) and its expiry.
-pub async fn start_session(
-    state: &web::Data<AppState>,
-    user: &UserRow,
-    address: Option<String>,
-) -> Result<(Secret, i64), ApiError> {
-    let token = crypto::new_token(SESSION_PREFIX);
-    let hash = crypto::token_hash(token.expose());
-    // A new session is limited on its own bucket from its first request.
-    state.control_limiter.verified(&hash);
-    let now = domain::now();
-    let expires_at = now + state.config.auth.session_ttl.as_secs();
-    let user_id = user.id.clone();
-    state
-        .store
-        .write(move |tx| {
-            store::sessions::create(tx, &hash, &user_id, now, expires_at)?;
-            let actor = Actor {
-                id: user_id.clone(),
-                address,
-            };
-            store::audit::record(tx, &actor, "session.create", Some(&user_id), None, None)?;
-            Ok::<_, store::StoreError>(())
-        })
-        .await?;
-    Ok((token, expires_at))
-}
-
-/// The `ezf_session` cookie: HttpOnly, SameSite=Lax, Secure over https, `session_ttl` long.
-pub fn session_cookie<'a>(state: &AppState, value: &'a str, max_age: i64) -> Cookie<'a> {
-    Cookie::build(SESSION_COOKIE, value)
-        .path("/")
-        .http_only(true)
-        .secure(state.public_url.starts_with("https://"))
-        .same_site(SameSite::Lax)
-        .max_age(actix_web::cookie::time::Duration::seconds(max_age))
-        .finish()
-}
-
 pub async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -136,17 +51,21 @@ pub async fn login(
         .password
         .ok_or_else(|| ApiError::validation("password", "required"))?;
     let address = req.peer_addr().map(|a| a.ip().to_string());
-    let user = match verify_login(&state, &email, pw, address.as_deref()).await {
+    let user = match state
+        .accounts
+        .verify_login(&email, pw, address.as_deref())
+        .await
+    {
         Ok(u) => u,
         Err(LoginError::Invalid) => return Err(invalid_credentials()),
         Err(LoginError::Throttled(wait)) => {
             return Err(ApiError::RateLimited { retry_after: wait });
         }
-        Err(LoginError::Store(e)) => return Err(e),
+        Err(LoginError::Store(e)) => return Err(e.into()),
     };
-    let (token, expires_at) = start_session(&state, &user, address).await?;
-    let ttl = state.config.auth.session_ttl.as_secs();
-    let cookie = session_cookie(&state, token.expose(), ttl);
+    let (token, expires_at) = state.accounts.start_session(&user, address).await?;
+    let ttl = state.accounts.session_ttl_secs();
+    let cookie = state.accounts.session_cookie(token.expose(), ttl);
     let mut res = data(
         StatusCode::OK,
         json!({ "user": user_json(&user), "expiresAt": domain::rfc3339(expires_at), "token": token.expose() }),
@@ -173,7 +92,7 @@ pub async fn logout(state: web::Data<AppState>, who: Principal) -> Result<HttpRe
         .await?;
     state.access_changed();
     let mut res = no_content();
-    let mut gone = session_cookie(&state, "", 0);
+    let mut gone = state.accounts.session_cookie("", 0);
     gone.make_removal();
     res.add_cookie(&gone)
         .map_err(|e| ApiError::Internal(e.into()))?;

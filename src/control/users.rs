@@ -146,7 +146,7 @@ pub async fn delete(
             if user.role == "admin" && store::users::admin_count(tx)? == 0 {
                 return Err(ApiError::Conflict("cannot delete the last admin".into()));
             }
-            crate::oauth::grant_types::revoke_deleted(&st, tx, grants, &[])?;
+            st.revoked_grants.revoke_deleted(tx, grants, &[])?;
             store::audit::record(
                 tx,
                 &actor,

@@ -535,7 +535,10 @@ async fn load_env(
     for (name, value) in sealed {
         let plain = state
             .master_key
-            .open(&value, &crate::control::env::seal_context(server_id, &name))
+            .open(
+                &value,
+                &crate::domain::env_rules::seal_context(server_id, &name),
+            )
             .map_err(|_| {
                 ApiError::Internal(anyhow::anyhow!(
                     "env var {name} cannot be decrypted with this master key"

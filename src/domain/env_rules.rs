@@ -147,6 +147,11 @@ pub fn patterns() -> impl Iterator<Item = (&'static str, &'static str)> {
     REFUSED.iter().copied()
 }
 
+/// Context binding a sealed value to its server and name.
+pub fn seal_context(server_id: &str, name: &str) -> String {
+    format!("env:{server_id}:{name}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

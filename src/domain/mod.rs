@@ -2,6 +2,7 @@
 
 pub mod endpoint;
 pub mod env_rules;
+pub mod jsonrpc;
 pub mod password;
 pub mod scopes;
 mod secret;

@@ -180,6 +180,28 @@ pub fn issuer(s: &str) -> Result<Url, String> {
     Ok(url)
 }
 
+/// A resource URI in the form servers are looked up by: an absolute http(s) URI without query,
+/// fragment or credentials, its scheme and host lowercase, no default port, and no trailing
+/// slash (a bare origin is `scheme://host[:port]`). `None` when it cannot name a server.
+pub fn normalize_resource(resource: &str) -> Option<String> {
+    if resource.len() > 2048 {
+        return None;
+    }
+    let url = Url::parse(resource).ok()?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host_str().is_none_or(str::is_empty)
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return None;
+    }
+    let path = url.path();
+    let path = path.strip_suffix('/').unwrap_or(path);
+    Some(format!("{}{path}", url.origin().ascii_serialization()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,5 +277,48 @@ mod tests {
         assert!(email("a@@b").is_err());
         assert!(email("no-at").is_err());
         assert!(email("a @b").is_err());
+    }
+
+    #[test]
+    fn resources_are_normalised() {
+        let n = |s: &str| normalize_resource(s);
+        let want = Some("https://h.example/mcp/x".to_owned());
+        for same in [
+            "https://h.example/mcp/x",
+            "https://h.example/mcp/x/",
+            "HTTPS://H.Example/mcp/x",
+            "https://h.example:443/mcp/x",
+        ] {
+            assert_eq!(n(same), want, "{same}");
+        }
+        assert_eq!(
+            n("http://127.0.0.1:8080/"),
+            Some("http://127.0.0.1:8080".into())
+        );
+        assert_eq!(n("https://a.example"), Some("https://a.example".into()));
+        assert_eq!(
+            n("http://a.example:80/m"),
+            Some("http://a.example/m".into())
+        );
+        // The path keeps its case; one trailing slash goes, not two.
+        assert_eq!(
+            n("https://h.example/MCP/x"),
+            Some("https://h.example/MCP/x".into())
+        );
+        assert_eq!(
+            n("https://h.example/mcp/x//"),
+            Some("https://h.example/mcp/x/".into())
+        );
+        for bad in [
+            "https://h.example/mcp/x#f",
+            "https://h.example/mcp/x?q=1",
+            "https://u:p@h.example/mcp/x",
+            "ftp://h.example/x",
+            "urn:x:y",
+            "not a url",
+            "",
+        ] {
+            assert_eq!(n(bad), None, "{bad}");
+        }
     }
 }

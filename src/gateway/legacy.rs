@@ -1,6 +1,6 @@
 //! The 2024-11-05 HTTP+SSE transport's session: the `endpoint` event names where to POST, with
 //! the session in the query (`?sessionId=…`, `?session_id=…` or `?sessionid=…`, as the TypeScript,
-//! Python and Go SDKs spell it). Like `Mcp-Session-Id` (see [`super::sessions`]), the client is
+//! Python and Go SDKs spell it). Like `Mcp-Session-Id` (see [`crate::services::gateway::sessions`]), the client is
 //! given the id sealed for the subject that opened the stream, and every request carrying one
 //! must present it sealed for its own subject: anyone else's, or the upstream's bare id, is 404.
 //!

@@ -2,48 +2,17 @@
 //! that validates bearer tokens bound to each server, enforces scopes per JSON-RPC message,
 //! rate-limits, and never forwards the client's credentials.
 
-pub mod assertion;
-pub mod counters;
 pub mod destinations;
-pub mod issuer_check;
-pub mod jsonrpc;
-pub mod jwks;
 mod legacy;
-pub mod policy;
 mod proxy;
-pub mod registry;
-pub mod sessions;
-pub mod verify;
-
-use std::sync::Arc;
 
 use actix_web::guard::GuardContext;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::app::AppState;
-use crate::shared::rate_limit::Limiter;
 
 pub use proxy::{host_routed, path_routed};
-
-/// The front door's shared state, built once.
-pub struct Gateway {
-    pub registry: registry::Registry,
-    pub verifier: verify::Verifier,
-    pub tools: policy::ToolTable,
-    pub sessions: sessions::SessionSeal,
-    pub limiter: Limiter,
-    /// For health checks (the front door's requests go through each worker's own
-    /// [`upstream::UpstreamClient`]): the same client, so the same destination checks.
-    pub health: crate::shared::upstream::UpstreamClient,
-    /// TLS settings of the workers' upstream clients, built once.
-    pub upstream_tls: Arc<rustls::ClientConfig>,
-    /// Where upstream URLs may point.
-    pub destinations: Arc<destinations::Destinations>,
-    /// `X-Ezforge-Assertion` for upstreams.
-    pub assertions: assertion::Assertions,
-    pub log: Arc<crate::shared::log_queue::AccessLog>,
-}
 
 /// Routes for path routing, plus the catch-all for server hosts under host routing.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -71,7 +40,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         "/.well-known/oauth-protected-resource/mcp/{slug}",
         web::method(actix_web::http::Method::OPTIONS).to(preflight_metadata),
     )
-    .route(assertion::JWKS_PATH, web::get().to(assertion_jwks));
+    .route(
+        crate::services::gateway::assertion::JWKS_PATH,
+        web::get().to(assertion_jwks),
+    );
 }
 
 /// Under host routing, is this request for `{slug}.{server_domain}`?
@@ -101,7 +73,7 @@ pub fn server_slug_from_host(state: &AppState, host: Option<&str>) -> Option<Str
     (!slug.is_empty() && !slug.contains('.')).then(|| slug.to_owned())
 }
 
-fn metadata_response(entry: &registry::ServerEntry) -> HttpResponse {
+fn metadata_response(entry: &crate::services::gateway::registry::ServerEntry) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "application/json"))
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))

@@ -16,14 +16,14 @@ use http_body_util::Full;
 use serde_json::json;
 
 use super::legacy;
-use super::policy::{self, ParseError};
-use super::registry::ServerEntry;
-use super::verify::{Verified, VerifyError};
 use crate::app::AppState;
 use crate::deploy::process::Supervisor;
 use crate::deploy::{InFlight, TargetKind};
 use crate::domain::endpoint::Endpoint;
-use crate::gateway::counters::ServerCounters;
+use crate::services::gateway::counters::ServerCounters;
+use crate::services::gateway::policy::{self, ParseError};
+use crate::services::gateway::registry::ServerEntry;
+use crate::services::gateway::verify::{Verified, VerifyError};
 use crate::shared::rate_limit::Decision;
 use crate::shared::upstream::{PooledBody, SendError, UpstreamClient};
 use crate::store::request_log::RequestLogRow;
@@ -582,7 +582,7 @@ async fn process(
     })
 }
 
-/// Seals the session id an answer sets for the token's owner (see [`super::sessions`]). An id
+/// Seals the session id an answer sets for the token's owner (see [`crate::services::gateway::sessions`]). An id
 /// that is empty or not text is not one to hand out, and never goes out as the upstream's own.
 fn seal_session(state: &AppState, server: &ServerEntry, res: &mut HttpResponse, owner: &str) {
     let Some(upstream_id) = res.headers().get(&MCP_SESSION_ID) else {
@@ -1048,7 +1048,10 @@ async fn forward(
     }
     // The identity again, signed for this server alone (a recent one reused: no signing per
     // request); a client's own `X-Ezforge-*` headers were dropped above.
-    headers.insert(super::assertion::HEADER.clone(), assertion);
+    headers.insert(
+        crate::services::gateway::assertion::HEADER.clone(),
+        assertion,
+    );
 
     let Some(client) = req.app_data::<web::Data<UpstreamClient>>() else {
         return Err(bad_gateway("the MCP server is unavailable"));
@@ -1465,7 +1468,7 @@ fn learn_tools(state: &AppState, server: &ServerEntry, body: &[u8], is_sse: bool
             .gateway
             .registry
             .get(&server.slug)
-            .is_some_and(|now| super::registry::same_upstream(&now, server))
+            .is_some_and(|now| crate::services::gateway::registry::same_upstream(&now, server))
     };
     let learn_value = |v: &serde_json::Value| {
         let items: Vec<&serde_json::Value> = match v {

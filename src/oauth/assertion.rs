@@ -14,7 +14,7 @@ use super::OAuthError;
 use super::clients::Client;
 use crate::app::AppState;
 use crate::crypto;
-use crate::gateway::jwks::{self, JwksError};
+use crate::shared::jwks::{self, JwksError};
 use crate::store;
 
 /// The algorithms an assertion may be signed with (`client_auth::ASSERTION_ALGORITHMS`, as the

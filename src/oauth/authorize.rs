@@ -23,14 +23,11 @@ use super::pages;
 use super::params::Params;
 use super::pkce;
 use crate::app::AppState;
-use crate::control::auth::SESSION_COOKIE;
-use crate::control::sessions::{LoginError, start_session, verify_login};
 use crate::crypto;
 use crate::domain::{self, Secret, validate};
-use crate::gateway::registry::ServerEntry;
+use crate::services::accounts::{LoginError, SignedIn};
+use crate::services::gateway::registry::ServerEntry;
 use crate::store::{self, grants::CodeRow, users::UserRow};
-
-const HOST_SESSION_COOKIE: &str = "__Host-ezf_session";
 
 /// A validated authorization request.
 struct Flow {
@@ -48,12 +45,6 @@ struct Flow {
     issuer: Issuer,
     /// OpenID Connect's `nonce`, for the ID token.
     nonce: Option<String>,
-}
-
-/// The signed-in user and when they signed in (OpenID's `auth_time`).
-struct SignedIn {
-    user: UserRow,
-    auth_time: i64,
 }
 
 pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -120,7 +111,11 @@ pub async fn post(
     if let Some(email) = params.get("email") {
         let password = Secret::new(params.get("password").unwrap_or(""));
         let address = req.peer_addr().map(|a| a.ip().to_string());
-        let user = match verify_login(&state, email, password, address.as_deref()).await {
+        let user = match state
+            .accounts
+            .verify_login(email, password, address.as_deref())
+            .await
+        {
             Ok(u) => u,
             Err(LoginError::Invalid) => {
                 return login_page(
@@ -150,7 +145,7 @@ pub async fn post(
             }
             Err(LoginError::Store(_)) => return unavailable(),
         };
-        let (token, _) = match start_session(&state, &user, address).await {
+        let (token, _) = match state.accounts.start_session(&user, address).await {
             Ok(t) => t,
             Err(_) => return unavailable(),
         };
@@ -159,10 +154,11 @@ pub async fn post(
             auth_time: domain::now(),
         };
         let mut res = after_login(&req, &state, &flow, &who).await;
-        let _ = res.add_cookie(&session_cookie(&state, token.expose()));
+        let ttl = state.accounts.session_ttl_secs();
+        let _ = res.add_cookie(&state.accounts.session_cookie(token.expose(), ttl));
         return res;
     }
-    let Some(who) = signed_in(&req, &state).await else {
+    let Some(who) = state.accounts.signed_in(&req).await else {
         return login_page(&req, &state, &flow, "", None, StatusCode::OK);
     };
     let user = &who.user;
@@ -210,7 +206,7 @@ async fn begin(req: &HttpRequest, state: &web::Data<AppState>, raw: String) -> H
         Ok(f) => f,
         Err(page) => return page,
     };
-    match signed_in(req, state).await {
+    match state.accounts.signed_in(req).await {
         None => login_page(req, state, &flow, "", None, StatusCode::OK),
         Some(who) => after_login(req, state, &flow, &who).await,
     }
@@ -297,52 +293,8 @@ async fn may_use(
     (member || user.role == "admin").then_some(member)
 }
 
-/// The user of a session cookie (`ezf_session` from the control API, or ours), and when the
-/// session began.
-async fn signed_in(req: &HttpRequest, state: &web::Data<AppState>) -> Option<SignedIn> {
-    let token = req
-        .cookie(HOST_SESSION_COOKIE)
-        .or_else(|| req.cookie(SESSION_COOKIE))
-        .map(|c| c.value().to_owned())?;
-    let hash = crypto::token_hash(&token);
-    let now = domain::now();
-    state
-        .store
-        .run(move |c| {
-            let Some((user, _)) = store::sessions::lookup(c, &hash, now)? else {
-                return Ok(None);
-            };
-            let auth_time = store::sessions::started_at(c, &hash)?.unwrap_or(now);
-            Ok::<_, store::StoreError>(Some(SignedIn { user, auth_time }))
-        })
-        .await
-        .ok()
-        .flatten()
-}
-
-fn secure(state: &AppState) -> bool {
-    state.public_url.starts_with("https://")
-}
-
-fn session_cookie<'a>(state: &AppState, token: &'a str) -> Cookie<'a> {
-    let name = if secure(state) {
-        HOST_SESSION_COOKIE
-    } else {
-        SESSION_COOKIE
-    };
-    Cookie::build(name, token)
-        .path("/")
-        .http_only(true)
-        .secure(secure(state))
-        .same_site(SameSite::Lax)
-        .max_age(actix_web::cookie::time::Duration::seconds(
-            state.config.auth.session_ttl.as_secs(),
-        ))
-        .finish()
-}
-
 fn csrf_cookie_name(state: &AppState) -> &'static str {
-    if secure(state) {
+    if state.accounts.secure() {
         "__Host-ezf_csrf"
     } else {
         "ezf_csrf"
@@ -372,7 +324,7 @@ fn with_csrf_cookie(
     let cookie = Cookie::build(csrf_cookie_name(state), token.to_owned())
         .path("/")
         .http_only(true)
-        .secure(secure(state))
+        .secure(state.accounts.secure())
         .same_site(SameSite::Strict)
         .finish();
     let _ = res.add_cookie(&cookie);

@@ -11,7 +11,7 @@ use url::Url;
 
 use crate::app::AppState;
 use crate::domain::validate;
-use crate::gateway::jwks;
+use crate::shared::jwks;
 use crate::store;
 
 #[derive(Debug, Clone)]

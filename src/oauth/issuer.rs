@@ -16,7 +16,8 @@ use url::Url;
 
 use super::OAuthError;
 use crate::app::AppState;
-use crate::gateway::registry::{ServerAuth, ServerEntry, managed_issuer};
+use crate::domain::validate::normalize_resource;
+use crate::services::gateway::registry::{ServerAuth, ServerEntry, managed_issuer};
 
 /// The authorization server of one request.
 #[derive(Clone)]
@@ -78,7 +79,7 @@ impl Issuer {
     ) -> Result<Arc<ServerEntry>, OAuthError> {
         let mut named: Vec<String> = Vec::new();
         for r in resources {
-            let n = normalize(r).ok_or_else(|| {
+            let n = normalize_resource(r).ok_or_else(|| {
                 OAuthError::invalid_target(
                     "resource must be an absolute http(s) URI without query or fragment",
                 )
@@ -90,7 +91,7 @@ impl Issuer {
         match (&self.server, named.as_slice()) {
             (Some(server), []) => Ok(server.clone()),
             (Some(server), [one]) => {
-                let own = normalize(&server.resource).unwrap_or_else(|| server.resource.clone());
+                let own = normalize_resource(&server.resource).unwrap_or_else(|| server.resource.clone());
                 if *one == own || Some(one.as_str()) == origin_of(&own).as_deref() {
                     Ok(server.clone())
                 } else {
@@ -117,79 +118,9 @@ impl Issuer {
     }
 }
 
-/// A resource URI in the form servers are looked up by: an absolute http(s) URI without query,
-/// fragment or credentials, its scheme and host lowercase, no default port, and no trailing
-/// slash (a bare origin is `scheme://host[:port]`). `None` when it cannot name a server.
-pub fn normalize(resource: &str) -> Option<String> {
-    if resource.len() > 2048 {
-        return None;
-    }
-    let url = Url::parse(resource).ok()?;
-    if !matches!(url.scheme(), "http" | "https")
-        || url.host_str().is_none_or(str::is_empty)
-        || url.query().is_some()
-        || url.fragment().is_some()
-        || !url.username().is_empty()
-        || url.password().is_some()
-    {
-        return None;
-    }
-    let path = url.path();
-    let path = path.strip_suffix('/').unwrap_or(path);
-    Some(format!("{}{path}", url.origin().ascii_serialization()))
-}
-
 /// The origin of a normalised resource URI.
 fn origin_of(normalized: &str) -> Option<String> {
     Url::parse(normalized)
         .ok()
         .map(|u| u.origin().ascii_serialization())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::normalize;
-
-    #[test]
-    fn resources_are_normalised() {
-        let n = |s: &str| normalize(s);
-        let want = Some("https://h.example/mcp/x".to_owned());
-        for same in [
-            "https://h.example/mcp/x",
-            "https://h.example/mcp/x/",
-            "HTTPS://H.Example/mcp/x",
-            "https://h.example:443/mcp/x",
-        ] {
-            assert_eq!(n(same), want, "{same}");
-        }
-        assert_eq!(
-            n("http://127.0.0.1:8080/"),
-            Some("http://127.0.0.1:8080".into())
-        );
-        assert_eq!(n("https://a.example"), Some("https://a.example".into()));
-        assert_eq!(
-            n("http://a.example:80/m"),
-            Some("http://a.example/m".into())
-        );
-        // The path keeps its case; one trailing slash goes, not two.
-        assert_eq!(
-            n("https://h.example/MCP/x"),
-            Some("https://h.example/MCP/x".into())
-        );
-        assert_eq!(
-            n("https://h.example/mcp/x//"),
-            Some("https://h.example/mcp/x/".into())
-        );
-        for bad in [
-            "https://h.example/mcp/x#f",
-            "https://h.example/mcp/x?q=1",
-            "https://u:p@h.example/mcp/x",
-            "ftp://h.example/x",
-            "urn:x:y",
-            "not a url",
-            "",
-        ] {
-            assert_eq!(n(bad), None, "{bad}");
-        }
-    }
 }

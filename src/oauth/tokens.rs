@@ -62,15 +62,6 @@ pub fn refresh_token() -> (Secret, String) {
     (token, hash)
 }
 
-/// Is `iss` one of ours: the root issuer or a managed server's own?
-pub fn is_our_issuer(state: &AppState, iss: &str) -> bool {
-    iss == state.public_url
-        || iss
-            .strip_prefix(state.public_url.as_str())
-            .and_then(|rest| rest.strip_prefix("/oauth/mcp/"))
-            .is_some_and(|slug| !slug.is_empty() && !slug.contains('/'))
-}
-
 /// The claims of a JWT signed with one of our published keys (ES256) by one of our issuers;
 /// `check_exp`: refused once expired (with the usual leeway).
 pub fn verify_ours(state: &AppState, token: &str, check_exp: bool) -> Option<serde_json::Value> {
@@ -80,7 +71,7 @@ pub fn verify_ours(state: &AppState, token: &str, check_exp: bool) -> Option<ser
     let mut v = jsonwebtoken::Validation::new(Algorithm::ES256);
     v.validate_aud = false;
     v.validate_exp = check_exp;
-    v.leeway = crate::gateway::verify::LEEWAY_SECS as u64;
+    v.leeway = crate::services::gateway::verify::LEEWAY_SECS as u64;
     v.set_required_spec_claims(&["iss"]);
     let claims = jsonwebtoken::decode::<serde_json::Value>(token, key, &v)
         .ok()?
@@ -88,6 +79,8 @@ pub fn verify_ours(state: &AppState, token: &str, check_exp: bool) -> Option<ser
     claims
         .get("iss")
         .and_then(|i| i.as_str())
-        .is_some_and(|iss| is_our_issuer(state, iss))
+        .is_some_and(|iss| {
+            crate::services::gateway::registry::is_our_issuer(&state.public_url, iss)
+        })
         .then_some(claims)
 }

@@ -1,6 +1,7 @@
 //! What several parts share, below all of them and above `store/` and `domain/`: the rate
 //! limiter, the log queue and hub, and the upstream HTTP client.
 
+pub mod jwks;
 pub mod log_queue;
 pub mod logs;
 pub mod rate_limit;

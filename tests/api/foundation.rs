@@ -175,7 +175,7 @@ async fn rotated_keys_are_picked_up_on_reload() {
     let store = ezforge::store::Store::open(&app.db_path()).expect("open");
     let master = ezforge::crypto::MasterKey::load_or_create(None, &app.data_dir).expect("key");
     let new_kid = store
-        .run_blocking(|c| ezforge::oauth::keys::rotate(c, &master, ezforge::domain::now(), 900))
+        .run_blocking(|c| ezforge::services::keys::rotate(c, &master, ezforge::domain::now(), 900))
         .expect("rotate");
     app.reload().await;
     let set = app.state.keys.current();

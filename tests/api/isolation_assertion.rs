@@ -199,7 +199,9 @@ async fn assertion_keys_rotate_with_the_signing_keys_and_stay_published_while_ne
     let st = app.state.clone();
     app.state
         .store
-        .run(move |c| ezforge::oauth::keys::rotate(c, &st.master_key, ezforge::domain::now(), 900))
+        .run(move |c| {
+            ezforge::services::keys::rotate(c, &st.master_key, ezforge::domain::now(), 900)
+        })
         .await
         .expect("rotate");
     app.reload().await;

@@ -207,7 +207,7 @@ fn master_key(config: &Config, conn: &Connection) -> Check {
             );
         }
     };
-    match crate::oauth::keys::load(conn, &key, crate::domain::now()) {
+    match crate::services::keys::load(conn, &key, crate::domain::now()) {
         Ok(_) => Check::ok("master_key", "opens the signing keys in force"),
         Err(e) => Check::fail(
             "master_key",

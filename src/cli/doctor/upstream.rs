@@ -10,8 +10,8 @@ use url::Url;
 
 use crate::config::{ByoaConfig, Config};
 use crate::gateway::destinations::Destinations;
-use crate::gateway::jwks;
 use crate::outbound::{FetchError, Outbound};
+use crate::shared::jwks;
 use crate::store::servers::ServerRow;
 
 use super::discovery;

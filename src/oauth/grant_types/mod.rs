@@ -28,31 +28,6 @@ pub fn revoke_now(
     Ok(())
 }
 
-/// Revokes grants and clients whose rows are about to be deleted (with their user, server or
-/// client): at the front door at once, and on record until their tokens have expired, so that
-/// a restart does not forget them.
-pub fn revoke_deleted(
-    state: &AppState,
-    conn: &rusqlite::Connection,
-    grants: Vec<String>,
-    clients: &[String],
-) -> Result<(), StoreError> {
-    let now = domain::now();
-    store::grants::record_revocations(conn, "grant", &grants, now)?;
-    store::grants::record_revocations(conn, "client", clients, now)?;
-    refuse_revoked(state, grants, clients);
-    Ok(())
-}
-
-/// Makes the front door refuse, at once, the tokens of grants and clients whose revocation is
-/// on record.
-pub fn refuse_revoked(state: &AppState, grants: Vec<String>, clients: &[String]) {
-    state.revoked_grants.extend(grants);
-    for c in clients {
-        state.revoked_grants.revoke_client(c);
-    }
-}
-
 /// A new refresh token row for `grant_id` (the caller inserts it in its transaction).
 pub fn new_refresh(
     state: &AppState,

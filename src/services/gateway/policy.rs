@@ -9,7 +9,7 @@ use std::sync::RwLock;
 use super::registry::ServerEntry;
 use crate::domain::scopes::{MCP_EXECUTE, MCP_READ, MCP_SCOPES, MCP_WRITE};
 
-pub use super::jsonrpc::{Message, ParseError, parse};
+pub use crate::domain::jsonrpc::{Message, ParseError, parse};
 
 /// What the gateway learned about a tool from `tools/list` annotations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

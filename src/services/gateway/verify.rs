@@ -11,9 +11,9 @@ use dashmap::DashMap;
 use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 
-use super::jwks::{self, JwksCache};
 use super::registry::{ServerAuth, ServerEntry};
 use crate::app::AppState;
+use crate::shared::jwks::{self, JwksCache};
 
 pub const LEEWAY_SECS: i64 = 60;
 const CACHE_CAPACITY: usize = 100_000;

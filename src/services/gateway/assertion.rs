@@ -32,7 +32,7 @@ use serde_json::json;
 use super::registry::ServerEntry;
 use super::verify::Verified;
 use crate::crypto::MasterKey;
-use crate::oauth::keys::{KeySet, Keyring};
+use crate::services::keys::{KeySet, Keyring};
 
 pub static HEADER: http::HeaderName = http::HeaderName::from_static("x-ezforge-assertion");
 /// Where the assertion keys are published, under the public URL.
@@ -301,8 +301,8 @@ mod tests {
         let store = crate::store::Store::open(&dir.path().join("t.db")).expect("open");
         let set = store
             .run_blocking(|c| {
-                crate::oauth::keys::ensure_active(c, master, now)?;
-                crate::oauth::keys::load(c, master, now)
+                crate::services::keys::ensure_active(c, master, now)?;
+                crate::services::keys::load(c, master, now)
             })
             .expect("keys");
         (dir, store, set)
@@ -427,11 +427,11 @@ mod tests {
 
         // Rotation: a new assertion key signs; the old one stays published with its access key.
         store
-            .run_blocking(|c| crate::oauth::keys::rotate(c, &master, now, 900))
+            .run_blocking(|c| crate::services::keys::rotate(c, &master, now, 900))
             .expect("rotate");
         keyring.replace(
             store
-                .run_blocking(|c| crate::oauth::keys::load(c, &master, now))
+                .run_blocking(|c| crate::services::keys::load(c, &master, now))
                 .expect("load"),
         );
         let rotated_jwks = a.jwks(&keyring).expect("jwks");

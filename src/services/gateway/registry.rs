@@ -13,7 +13,7 @@ use crate::config::{ByoaConfig, RateLimit, Routing};
 use crate::deploy::{Target, TargetKind};
 use crate::domain::endpoint::Endpoint;
 use crate::domain::scopes::{self, MCP_EXECUTE, MCP_READ, MCP_SCOPES};
-use crate::gateway::counters::ServerCounters;
+use crate::services::gateway::counters::ServerCounters;
 use crate::shared::rate_limit::Limiter;
 use crate::store::servers::ServerRow;
 
@@ -218,9 +218,9 @@ impl Registry {
     }
 
     /// The server whose canonical URI is `resource`, both normalised (case of scheme and host,
-    /// default port, a trailing slash: `oauth::issuer::normalize`).
+    /// default port, a trailing slash: `domain::validate::normalize_resource`).
     pub fn by_resource(&self, resource: &str) -> Option<Arc<ServerEntry>> {
-        let key = crate::oauth::issuer::normalize(resource)?;
+        let key = crate::domain::validate::normalize_resource(resource)?;
         self.maps().by_resource.get(&key).cloned()
     }
 
@@ -255,7 +255,7 @@ impl Registry {
                 entry.limiter = Some(previous.unwrap_or_else(|| Arc::new(Limiter::new(limit))));
             }
             let entry = Arc::new(entry);
-            let key = crate::oauth::issuer::normalize(&entry.resource)
+            let key = crate::domain::validate::normalize_resource(&entry.resource)
                 .unwrap_or_else(|| entry.resource.clone());
             maps.by_resource.insert(key, entry.clone());
             maps.by_slug.insert(r.slug.clone(), entry);
@@ -281,4 +281,12 @@ impl Registry {
                 _ => false,
             });
     }
+}
+/// Is `iss` one of ours: the root issuer or a managed server's own?
+pub fn is_our_issuer(public_url: &str, iss: &str) -> bool {
+    iss == public_url
+        || iss
+            .strip_prefix(public_url)
+            .and_then(|rest| rest.strip_prefix("/oauth/mcp/"))
+            .is_some_and(|slug| !slug.is_empty() && !slug.contains('/'))
 }

@@ -4,6 +4,9 @@
 use std::collections::HashSet;
 use std::sync::RwLock;
 
+use crate::domain;
+use crate::store::{self, StoreError};
+
 #[derive(Default)]
 pub struct RevokedGrants {
     set: RwLock<HashSet<String>>,
@@ -51,5 +54,30 @@ impl RevokedGrants {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Revokes grants and clients whose rows are about to be deleted (with their user, server
+    /// or client), in the caller's transaction: at the front door at once, and on record until
+    /// their tokens have expired, so that a restart does not forget them.
+    pub fn revoke_deleted(
+        &self,
+        conn: &rusqlite::Connection,
+        grants: Vec<String>,
+        clients: &[String],
+    ) -> Result<(), StoreError> {
+        let now = domain::now();
+        store::grants::record_revocations(conn, "grant", &grants, now)?;
+        store::grants::record_revocations(conn, "client", clients, now)?;
+        self.refuse(grants, clients);
+        Ok(())
+    }
+
+    /// Makes the front door refuse, at once, the tokens of grants and clients whose revocation
+    /// is on record.
+    pub fn refuse(&self, grants: Vec<String>, clients: &[String]) {
+        self.extend(grants);
+        for c in clients {
+            self.revoke_client(c);
+        }
     }
 }
