@@ -12,8 +12,7 @@ use actix_web::dev::{Server, ServerHandle, Service, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpServer, web};
 
-use crate::config::{AuthMode, Config, Routing};
-use crate::control::auth::KeyUsage;
+use crate::config::{AuthMode, Config};
 use crate::crypto::MasterKey;
 use crate::deploy::Deployer;
 use crate::domain::{self, Secret, password};
@@ -21,6 +20,7 @@ use crate::gateway;
 use crate::outbound::Outbound;
 use crate::services::accounts::Accounts;
 use crate::services::gateway::Gateway;
+use crate::services::gateway::urls::ServerUrls;
 use crate::services::keys::{self, Keyring};
 use crate::services::revocations::RevokedGrants;
 use crate::shared::rate_limit::{Limiter, LoginThrottle};
@@ -30,73 +30,99 @@ use crate::{control, error::ErrorChain};
 
 /// Everything a handler may need, built once at start.
 pub struct AppState {
-    pub config: Config,
+    pub config: web::Data<Config>,
     /// `server.public_url` without a trailing slash: the OAuth issuer.
     pub public_url: String,
     pub store: Store,
-    pub master_key: MasterKey,
-    pub keys: Keyring,
+    pub master_key: web::Data<MasterKey>,
+    pub keys: web::Data<Keyring>,
     pub started_at: Instant,
-    pub key_usage: KeyUsage,
-    pub control_limiter: Arc<Limiter>,
-    /// Per address, on `/oauth/*`.
-    pub oauth_limiter: Limiter,
+    pub control: web::Data<control::ControlState>,
+    pub oauth: web::Data<crate::oauth::OAuthState>,
     /// Passwords, sessions and their cookie.
     pub accounts: web::Data<Accounts>,
-    pub revoked_grants: RevokedGrants,
+    pub revoked_grants: web::Data<RevokedGrants>,
     pub outbound: Outbound,
-    pub gateway: Gateway,
-    /// Client ID Metadata Documents, cached.
-    pub oauth_clients: crate::oauth::clients::MetadataCache,
-    /// The keys of `private_key_jwt` clients that publish a `jwks_uri`, cached.
-    pub client_jwks: crate::shared::jwks::JwksCache,
+    pub gateway: web::Data<Gateway>,
     /// Replays of just-rotated refresh tokens, by outcome (Prometheus).
-    pub refresh_reuse: crate::oauth::grant_types::ReuseCounters,
+    pub refresh_reuse: web::Data<crate::services::revocations::ReuseCounters>,
     /// Active deployments and the processes they run; the server log.
-    pub deployer: Deployer,
-    /// Marked after a change that may take access away (a session ended, a key revoked, a
-    /// member removed…): long-lived control streams check their caller again.
-    pub access_changed: tokio::sync::watch::Sender<()>,
-    /// Metrics windows and log lists may scan a server's whole log: at most two at a time, so
-    /// that a burst of them cannot take every store connection.
-    pub log_scans: tokio::sync::Semaphore,
+    pub deployer: web::Data<Deployer>,
 }
 
 impl AppState {
     /// A server's resource URI: `{public_url}/mcp/{slug}`, or `https://{slug}.{server_domain}`.
     pub fn server_url(&self, slug: &str) -> String {
-        crate::services::gateway::registry::resource_uri(
-            &self.public_url,
-            self.config.gateway.routing,
-            self.config.gateway.server_domain.as_deref(),
-            slug,
-        )
+        self.gateway.urls.resource(slug)
     }
 
     /// `{slug}.{server_domain}` under host routing.
     pub fn server_subdomain(&self, slug: &str) -> Option<String> {
-        match (
-            &self.config.gateway.routing,
-            &self.config.gateway.server_domain,
-        ) {
-            (Routing::Host, Some(domain)) => Some(format!("{slug}.{domain}")),
-            _ => None,
-        }
+        self.gateway.urls.subdomain(slug)
     }
 
     /// Called after a change that may take access away from a caller of the control API.
     pub fn access_changed(&self) {
-        self.access_changed.send_replace(());
+        self.control.access_changed();
     }
 
     /// Called after any change to servers, so in-memory routing follows at once.
     pub async fn servers_changed(&self) {
-        match self.store.run(|c| store::servers::all(c)).await {
-            Ok(rows) => self.gateway.registry.replace(self, &rows),
-            Err(e) => {
-                tracing::error!(error = %ErrorChain(&e), "could not reload the routing table")
-            }
+        self.gateway.servers_changed().await;
+    }
+}
+
+/// Every service, each handed to the handlers that need it as its own `web::Data`.
+#[derive(Clone)]
+struct Services {
+    config: web::Data<Config>,
+    store: web::Data<Store>,
+    master_key: web::Data<MasterKey>,
+    keys: web::Data<Keyring>,
+    revoked: web::Data<RevokedGrants>,
+    reuse: web::Data<crate::services::revocations::ReuseCounters>,
+    outbound: web::Data<Outbound>,
+    gateway: web::Data<Gateway>,
+    accounts: web::Data<Accounts>,
+    deployer: web::Data<Deployer>,
+    control: web::Data<control::ControlState>,
+    oauth: web::Data<crate::oauth::OAuthState>,
+    started: web::Data<crate::metrics::Started>,
+}
+
+impl Services {
+    fn of(state: &AppState) -> Self {
+        Self {
+            config: state.config.clone(),
+            store: web::Data::new(state.store.clone()),
+            master_key: state.master_key.clone(),
+            keys: state.keys.clone(),
+            revoked: state.revoked_grants.clone(),
+            reuse: state.refresh_reuse.clone(),
+            outbound: web::Data::new(state.outbound.clone()),
+            gateway: state.gateway.clone(),
+            accounts: state.accounts.clone(),
+            deployer: state.deployer.clone(),
+            control: state.control.clone(),
+            oauth: state.oauth.clone(),
+            started: web::Data::new(crate::metrics::Started(state.started_at)),
         }
+    }
+
+    fn register(&self, cfg: &mut web::ServiceConfig) {
+        cfg.app_data(self.config.clone())
+            .app_data(self.store.clone())
+            .app_data(self.master_key.clone())
+            .app_data(self.keys.clone())
+            .app_data(self.revoked.clone())
+            .app_data(self.reuse.clone())
+            .app_data(self.outbound.clone())
+            .app_data(self.gateway.clone())
+            .app_data(self.accounts.clone())
+            .app_data(self.deployer.clone())
+            .app_data(self.control.clone())
+            .app_data(self.oauth.clone())
+            .app_data(self.started.clone());
     }
 }
 
@@ -231,7 +257,16 @@ impl App {
         .map_err(|e| StartupError::Join(e.to_string()))?;
         let log = Arc::new(crate::shared::log_queue::AccessLog::new(ACCESS_LOG_QUEUE));
         let hub = crate::shared::logs::LogHub::default();
-        let gateway = Gateway {
+        let deployer = web::Data::new(Deployer::new(hub, sandbox));
+        let gateway = web::Data::new(Gateway {
+            store: store.clone(),
+            deployer: deployer.clone(),
+            default_byoa: config.auth.byoa.clone(),
+            urls: ServerUrls::new(
+                &public_url,
+                config.gateway.routing,
+                config.gateway.server_domain.as_deref(),
+            ),
             registry: crate::services::gateway::registry::Registry::default(),
             verifier: crate::services::gateway::verify::Verifier::new(
                 crate::shared::jwks::JwksCache::new(outbound.clone()),
@@ -246,7 +281,7 @@ impl App {
             destinations,
             assertions,
             log: log.clone(),
-        };
+        });
 
         let workers = match config.server.workers {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -264,8 +299,12 @@ impl App {
         let client_jwks = crate::shared::jwks::JwksCache::for_clients(outbound.clone());
         let control_limiter = Arc::new(Limiter::new(config.control.rate_limit));
         let state = web::Data::new(AppState {
-            control_limiter: control_limiter.clone(),
-            oauth_limiter: Limiter::new(config.auth.rate_limit),
+            control: web::Data::new(control::ControlState::new(control_limiter.clone())),
+            oauth: web::Data::new(crate::oauth::OAuthState {
+                limiter: Limiter::new(config.auth.rate_limit),
+                clients: Default::default(),
+                client_jwks,
+            }),
             accounts: web::Data::new(Accounts::new(
                 store.clone(),
                 LoginThrottle::new(config.control.login_attempts, LOGIN_WINDOW),
@@ -273,26 +312,22 @@ impl App {
                 config.auth.session_ttl.0,
                 &public_url,
             )),
-            key_usage: KeyUsage::default(),
-            config,
+            config: web::Data::new(config),
             public_url,
             store,
-            master_key,
-            keys: keyring,
+            master_key: web::Data::new(master_key),
+            keys: web::Data::new(keyring),
             started_at: Instant::now(),
-            revoked_grants,
+            revoked_grants: web::Data::new(revoked_grants),
             outbound,
             gateway,
-            oauth_clients: Default::default(),
-            client_jwks,
             refresh_reuse: Default::default(),
-            deployer: Deployer::new(hub, sandbox),
-            access_changed: tokio::sync::watch::Sender::new(()),
-            log_scans: tokio::sync::Semaphore::new(2),
+            deployer,
         });
         Deployer::restore(&state).await?;
-        state.gateway.registry.replace(&state, &servers);
+        state.gateway.rebuild(&servers);
 
+        let services = Services::of(&state);
         let app_state = state.clone();
         let managed = state.config.auth.mode == AuthMode::Managed;
         let metrics_here = state.config.metrics.enabled && state.config.metrics.listen.is_none();
@@ -307,6 +342,7 @@ impl App {
             actix_web::App::new()
                 .app_data(app_state.clone())
                 .app_data(web::Data::new(upstream))
+                .configure(|cfg| services.register(cfg))
                 .wrap_fn(access_log)
                 .configure(|cfg| routes(cfg, managed, metrics_here))
         })
@@ -327,9 +363,11 @@ impl App {
         let mut metrics_handle = None;
         if let Some(listener) = metrics_listener {
             let st = state.clone();
+            let services = Services::of(&state);
             let metrics = HttpServer::new(move || {
                 actix_web::App::new()
                     .app_data(st.clone())
+                    .configure(|cfg| services.register(cfg))
                     .route("/metrics", web::get().to(crate::metrics::handler))
             })
             .workers(1)
@@ -436,7 +474,7 @@ impl App {
         let state = self.state.clone();
         let _ = tokio::task::spawn_blocking(move || {
             let store = &state.store;
-            if let Err(e) = store.run_blocking(|c| state.key_usage.flush(c)) {
+            if let Err(e) = store.run_blocking(|c| state.control.key_usage.flush(c)) {
                 tracing::warn!(error = %ErrorChain(&e), "could not record API key use");
             }
             if let Err(e) = store.checkpoint() {
@@ -554,11 +592,15 @@ async fn housekeeping(state: web::Data<AppState>) {
     loop {
         tick.tick().await;
         let st = state.clone();
-        if let Err(e) = state.store.run(move |c| st.key_usage.flush(c)).await {
+        if let Err(e) = state
+            .store
+            .run(move |c| st.control.key_usage.flush(c))
+            .await
+        {
             tracing::warn!(error = %ErrorChain(&e), "could not record API key use");
         }
-        state.control_limiter.prune();
-        state.oauth_limiter.prune();
+        state.control.limiter.prune();
+        state.oauth.limiter.prune();
         state.gateway.limiter.prune();
         for server in state.gateway.registry.all() {
             if let Some(limiter) = &server.limiter {

@@ -16,6 +16,9 @@ use crate::deploy::process::ProcState;
 use crate::services::gateway::counters::{BUCKETS, ServerCounters};
 use crate::services::gateway::registry::ServerEntry;
 
+/// When the process started serving (for `ezforge_uptime_seconds`).
+pub struct Started(pub std::time::Instant);
+
 pub async fn handler(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if let Some(token) = &state.config.metrics.bearer_token {
         let given = req

@@ -327,7 +327,7 @@ async fn authenticate(state: &web::Data<AppState>, token: String) -> Result<Cred
             .await?;
         return match found {
             (Some((u, expires_at)), hash) => {
-                state.control_limiter.verified(&hash);
+                state.control.limiter.verified(&hash);
                 Ok(Credential::Session(SessionUser {
                     id: u.id,
                     email: u.email,
@@ -350,8 +350,8 @@ async fn authenticate(state: &web::Data<AppState>, token: String) -> Result<Cred
             .await?;
         return match key {
             (Some(k), hash) => {
-                state.control_limiter.verified(&hash);
-                state.key_usage.record(&k.id, now);
+                state.control.limiter.verified(&hash);
+                state.control.key_usage.record(&k.id, now);
                 Ok(Credential::Key(KeyPrincipal {
                     scopes: ApiScopes::from_stored(&k.scopes),
                     id: k.id,

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::config::{AuthMode, Config, ServerDecl};
 use crate::domain;
+use crate::services::gateway::urls::ServerUrls;
 use crate::store::audit::{self, Actor};
 use crate::store::projects::ProjectRow;
 use crate::store::servers::ServerRow;
@@ -209,12 +210,12 @@ pub fn reconcile(
     }
     for s in store::servers::all(&tx)? {
         if s.managed_by == "config" && !config.servers.iter().any(|d| d.slug == s.slug) {
-            let resource = crate::services::gateway::registry::resource_uri(
+            let resource = ServerUrls::new(
                 public_url,
                 config.gateway.routing,
                 config.gateway.server_domain.as_deref(),
-                &s.slug,
-            );
+            )
+            .resource(&s.slug);
             let removed = store::servers::delete(&tx, &s, &resource, now)?;
             report.revoked.grants.extend(removed.grants);
             report.revoked.clients.extend(removed.clients);

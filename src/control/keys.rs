@@ -23,7 +23,7 @@ fn key_json(state: &AppState, k: &ApiKeyRow) -> serde_json::Value {
         "scopes": ApiScopes::from_stored(&k.scopes).names(),
         "environment": k.environment,
         "expiresAt": time(k.expires_at),
-        "lastUsedAt": time(state.key_usage.latest(&k.id, k.last_used_at)),
+        "lastUsedAt": time(state.control.key_usage.latest(&k.id, k.last_used_at)),
         "createdAt": domain::rfc3339(k.created_at),
     })
 }

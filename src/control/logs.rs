@@ -92,6 +92,7 @@ pub async fn list(
     )
     .await;
     let _turn = state
+        .control
         .log_scans
         .acquire()
         .await
@@ -150,7 +151,7 @@ pub async fn stream(
         .run(move |c| server_access(c, &caller, &key))
         .await?;
     // Access taken away since the caller was authenticated is noticed by a first check.
-    let mut access = state.access_changed.subscribe();
+    let mut access = state.control.watch_access();
     access.mark_changed();
     let now = Instant::now();
     let tail = Tail {

@@ -52,6 +52,7 @@ pub async fn get(
     let from = to - secs * 1000;
     let key = path.into_inner();
     let _turn = state
+        .control
         .log_scans
         .acquire()
         .await

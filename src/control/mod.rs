@@ -21,7 +21,10 @@ pub mod rate_limit;
 mod server_auth;
 mod servers;
 pub mod sessions;
+mod state;
 mod users;
+
+pub use state::ControlState;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};

@@ -23,7 +23,7 @@ pub async fn limit(
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
-    let limiter = &state.control_limiter;
+    let limiter = &state.control.limiter;
     let now = crate::domain::now();
     // A malformed credential is the extractor's to refuse; here it counts as none.
     let token = super::auth::presented(req.request())

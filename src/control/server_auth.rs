@@ -120,10 +120,11 @@ pub async fn update(
             let cfg = validate_byoa(b)?;
             // Tokens naming our issuer (the root one, or a managed server's own) are ours:
             // another key set must not vouch for them.
-            if crate::services::gateway::registry::is_our_issuer(
-                &state.public_url,
-                cfg.issuer.trim_end_matches('/'),
-            ) {
+            if state
+                .gateway
+                .urls
+                .is_our_issuer(cfg.issuer.trim_end_matches('/'))
+            {
                 return Err(ApiError::validation(
                     "byoaConfig.issuer",
                     "is this server's own issuer; use authMode ezforge_managed",

@@ -64,13 +64,7 @@ pub fn request_host(head: &actix_web::dev::RequestHead) -> Option<&str> {
 }
 
 pub fn server_slug_from_host(state: &AppState, host: Option<&str>) -> Option<String> {
-    if state.config.gateway.routing != crate::config::Routing::Host {
-        return None;
-    }
-    let domain = state.config.gateway.server_domain.as_deref()?;
-    let host = host?.split(':').next()?.to_ascii_lowercase();
-    let slug = host.strip_suffix(domain)?.strip_suffix('.')?;
-    (!slug.is_empty() && !slug.contains('.')).then(|| slug.to_owned())
+    state.gateway.urls.slug_from_host(host)
 }
 
 fn metadata_response(entry: &crate::services::gateway::registry::ServerEntry) -> HttpResponse {

@@ -85,7 +85,7 @@ pub async fn verify(
     let kid = header.kid.as_deref().filter(|k| k.len() <= 256);
     let key = match (&client.jwks, &client.jwks_uri) {
         (Some(set), _) => jwks::key_in_set(set, kid, header.alg),
-        (None, Some(uri)) => state.client_jwks.key(uri, kid, header.alg).await,
+        (None, Some(uri)) => state.oauth.client_jwks.key(uri, kid, header.alg).await,
         (None, None) => return Err(refused("the client has no keys")),
     }
     .map_err(|e| match e {

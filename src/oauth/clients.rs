@@ -203,7 +203,7 @@ pub async fn resolve(state: &AppState, client_id: &str) -> Result<Arc<Client>, C
             "a metadata document URL must be in normal form (no dot segments, lowercase host, no default port): {url}"
         )));
     }
-    let cached = lock(&state.oauth_clients.entries)
+    let cached = lock(&state.oauth.clients.entries)
         .get(client_id)
         .filter(|hit| hit.until > Instant::now())
         .map(|hit| hit.document.clone());
@@ -220,7 +220,7 @@ pub async fn resolve(state: &AppState, client_id: &str) -> Result<Arc<Client>, C
                 Err(why) => (Err(why), METADATA_FAILURE_TTL),
             };
             remember(
-                &mut lock(&state.oauth_clients.entries),
+                &mut lock(&state.oauth.clients.entries),
                 client_id,
                 Cached {
                     document: document.clone(),

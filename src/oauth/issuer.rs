@@ -17,7 +17,7 @@ use url::Url;
 use super::OAuthError;
 use crate::app::AppState;
 use crate::domain::validate::normalize_resource;
-use crate::services::gateway::registry::{ServerAuth, ServerEntry, managed_issuer};
+use crate::services::gateway::registry::{ServerAuth, ServerEntry};
 
 /// The authorization server of one request.
 #[derive(Clone)]
@@ -48,7 +48,7 @@ impl Issuer {
             .get(slug)
             .filter(|s| matches!(s.auth, ServerAuth::Managed))
             .map(|server| Issuer {
-                url: managed_issuer(&state.public_url, &server.slug),
+                url: state.gateway.urls.managed_issuer(&server.slug),
                 server: Some(server),
             })
             .ok_or_else(|| {

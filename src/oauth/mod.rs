@@ -16,6 +16,7 @@ mod params;
 pub mod pkce;
 mod register;
 mod revoke;
+mod state;
 mod token;
 pub mod tokens;
 
@@ -30,6 +31,8 @@ use serde_json::json;
 
 use crate::app::AppState;
 use crate::shared::rate_limit::{Decision, address_bucket, retry_secs};
+
+pub use state::OAuthState;
 
 /// Request bodies (forms, registration documents) larger than this are refused with 413.
 pub const FORM_LIMIT: usize = 64 * 1024;
@@ -259,7 +262,7 @@ async fn limit(
     let Some(state) = req.app_data::<web::Data<AppState>>() else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
-    match state.oauth_limiter.check(address_bucket(req.peer_addr())) {
+    match state.oauth.limiter.check(address_bucket(req.peer_addr())) {
         Decision::Allowed { .. } => Ok(next.call(req).await?.map_into_boxed_body()),
         Decision::Limited { retry_after } => {
             let secs = retry_secs(retry_after);

@@ -79,8 +79,6 @@ pub fn verify_ours(state: &AppState, token: &str, check_exp: bool) -> Option<ser
     claims
         .get("iss")
         .and_then(|i| i.as_str())
-        .is_some_and(|iss| {
-            crate::services::gateway::registry::is_our_issuer(&state.public_url, iss)
-        })
+        .is_some_and(|iss| state.gateway.urls.is_our_issuer(iss))
         .then_some(claims)
 }

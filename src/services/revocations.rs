@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::sync::RwLock;
+use std::sync::atomic::AtomicU64;
 
 use crate::domain;
 use crate::store::{self, StoreError};
@@ -80,4 +81,11 @@ impl RevokedGrants {
             self.revoke_client(c);
         }
     }
+}
+
+/// Replays of just-rotated refresh tokens: answered within the grace, or the grant revoked.
+#[derive(Default)]
+pub struct ReuseCounters {
+    pub grace: AtomicU64,
+    pub revoked: AtomicU64,
 }

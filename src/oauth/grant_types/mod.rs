@@ -4,8 +4,6 @@ pub mod authorization_code;
 pub mod client_credentials;
 pub mod refresh_token;
 
-use std::sync::atomic::AtomicU64;
-
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -67,13 +65,6 @@ pub fn successor(state: &AppState, token: &str) -> String {
     let key = state.master_key.mac_key("refresh token successors");
     let tag = aws_lc_rs::hmac::sign(&key, token.as_bytes());
     format!("ezf_rt_{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
-}
-
-/// Replays of just-rotated refresh tokens: answered within the grace, or the grant revoked.
-#[derive(Default)]
-pub struct ReuseCounters {
-    pub grace: AtomicU64,
-    pub revoked: AtomicU64,
 }
 
 pub fn has_offline_access(scopes: &str) -> bool {

@@ -345,9 +345,11 @@ mod tests {
             updated_at: 0,
         };
         ServerEntry::build(
-            "https://ez.example",
-            crate::config::Routing::Path,
-            None,
+            &crate::services::gateway::urls::ServerUrls::new(
+                "https://ez.example",
+                crate::config::Routing::Path,
+                None,
+            ),
             None,
             &row,
             None,

@@ -9,14 +9,25 @@ pub mod issuer_check;
 pub mod policy;
 pub mod registry;
 pub mod sessions;
+pub mod urls;
 pub mod verify;
 
 use std::sync::Arc;
 
+use crate::config::ByoaConfig;
+use crate::deploy::Deployer;
 use crate::shared::rate_limit::Limiter;
+use crate::store::{self, Store, StoreError};
 
 /// The front door's shared state, built once.
 pub struct Gateway {
+    pub store: Store,
+    /// Active deployments: the targets requests go to.
+    pub deployer: actix_web::web::Data<Deployer>,
+    /// `[auth.byoa]`: the issuer of BYOA servers without one of their own.
+    pub default_byoa: Option<ByoaConfig>,
+    /// Where each server lives.
+    pub urls: urls::ServerUrls,
     pub registry: registry::Registry,
     pub verifier: verify::Verifier,
     pub tools: policy::ToolTable,
@@ -32,4 +43,30 @@ pub struct Gateway {
     /// `X-Ezforge-Assertion` for upstreams.
     pub assertions: assertion::Assertions,
     pub log: Arc<crate::shared::log_queue::AccessLog>,
+}
+
+impl Gateway {
+    /// Rebuilds the routing table from `rows` (every server).
+    pub fn rebuild(&self, rows: &[store::servers::ServerRow]) {
+        let replaced = self.registry.replace(
+            &self.urls,
+            self.default_byoa.as_ref(),
+            |id| self.deployer.target(id),
+            rows,
+        );
+        // Tool annotations are the upstream's word: a new upstream, or a server gone, starts
+        // from nothing again. After the swap: a learner that asked before it is undone here.
+        self.tools.retain(|id| replaced.kept(id));
+    }
+
+    /// Called after any change to servers, so that in-memory routing follows at once.
+    pub async fn servers_changed(&self) {
+        match self.store.run(|c| store::servers::all(c)).await {
+            Ok(rows) => self.rebuild(&rows),
+            Err(e) => {
+                let e: StoreError = e;
+                tracing::error!(error = %crate::error::ErrorChain(&e), "could not reload the routing table")
+            }
+        }
+    }
 }

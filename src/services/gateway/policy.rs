@@ -154,9 +154,11 @@ mod tests {
             updated_at: 0,
         };
         ServerEntry::build(
-            "https://x",
-            crate::config::Routing::Path,
-            None,
+            &crate::services::gateway::urls::ServerUrls::new(
+                "https://x",
+                crate::config::Routing::Path,
+                None,
+            ),
             None,
             &row,
             None,

@@ -8,33 +8,14 @@ use bytes::Bytes;
 use serde_json::json;
 use url::Url;
 
-use crate::app::AppState;
-use crate::config::{ByoaConfig, RateLimit, Routing};
+use super::urls::ServerUrls;
+use crate::config::{ByoaConfig, RateLimit};
 use crate::deploy::{Target, TargetKind};
 use crate::domain::endpoint::Endpoint;
 use crate::domain::scopes::{self, MCP_EXECUTE, MCP_READ, MCP_SCOPES};
 use crate::services::gateway::counters::ServerCounters;
 use crate::shared::rate_limit::Limiter;
 use crate::store::servers::ServerRow;
-
-/// The issuer of a managed server's own authorization server (see `oauth::issuer`).
-pub fn managed_issuer(public_url: &str, slug: &str) -> String {
-    format!("{public_url}/oauth/mcp/{slug}")
-}
-
-/// A server's resource URI, the `aud` its tokens are bound to: `{public_url}/mcp/{slug}`, or
-/// `https://{slug}.{server_domain}` under host routing.
-pub fn resource_uri(
-    public_url: &str,
-    routing: Routing,
-    domain: Option<&str>,
-    slug: &str,
-) -> String {
-    match (routing, domain) {
-        (Routing::Host, Some(d)) => format!("https://{slug}.{d}"),
-        _ => format!("{public_url}/mcp/{slug}"),
-    }
-}
 
 /// How a server's tokens are checked.
 #[derive(Debug, Clone)]
@@ -77,22 +58,14 @@ pub struct ServerEntry {
 
 impl ServerEntry {
     pub fn build(
-        state_public_url: &str,
-        routing: Routing,
-        domain: Option<&str>,
+        urls: &ServerUrls,
         default_byoa: Option<&ByoaConfig>,
         row: &ServerRow,
         target: Option<Arc<Target>>,
         counters: Arc<ServerCounters>,
     ) -> Self {
-        let resource = resource_uri(state_public_url, routing, domain, &row.slug);
-        let metadata_url = match (routing, domain) {
-            (Routing::Host, Some(_)) => format!("{resource}/.well-known/oauth-protected-resource"),
-            _ => format!(
-                "{state_public_url}/.well-known/oauth-protected-resource/mcp/{}",
-                row.slug
-            ),
-        };
+        let resource = urls.resource(&row.slug);
+        let metadata_url = urls.metadata_url(&row.slug);
         let tool_scopes = tool_scopes(row);
         let mut scopes_supported: Vec<String> =
             MCP_SCOPES.iter().map(|s| (*s).to_owned()).collect();
@@ -116,7 +89,7 @@ impl ServerEntry {
             ServerAuth::Managed
         };
         let issuer = match &auth {
-            ServerAuth::Managed => Some(managed_issuer(state_public_url, &row.slug)),
+            ServerAuth::Managed => Some(urls.managed_issuer(&row.slug)),
             ServerAuth::Byoa(b) => Some(b.issuer.clone()),
             ServerAuth::Unconfigured => None,
         };
@@ -229,17 +202,23 @@ impl Registry {
         self.maps().by_slug.values().cloned().collect()
     }
 
-    pub fn replace(&self, state: &AppState, rows: &[ServerRow]) {
+    /// Rebuilds every entry from `rows`; `target` finds a server's active deployment. Returns
+    /// which servers kept the same upstream (their learned tool annotations stay valid).
+    pub fn replace(
+        &self,
+        urls: &ServerUrls,
+        default_byoa: Option<&ByoaConfig>,
+        target: impl Fn(&str) -> Option<Arc<Target>>,
+        rows: &[ServerRow],
+    ) -> Replaced {
         let old = self.maps();
         let mut maps = Maps::default();
         for r in rows {
             let mut entry = ServerEntry::build(
-                &state.public_url,
-                state.config.gateway.routing,
-                state.config.gateway.server_domain.as_deref(),
-                state.config.auth.byoa.as_ref(),
+                urls,
+                default_byoa,
                 r,
-                state.deployer.target(&r.id),
+                target(&r.id),
                 old.by_slug
                     .get(&r.slug)
                     .filter(|e| e.id == r.id)
@@ -271,22 +250,22 @@ impl Registry {
             Ok(mut g) => *g = Arc::new(maps),
             Err(p) => *p.into_inner() = Arc::new(maps),
         }
-        // Tool annotations are the upstream's word: a new upstream, or a server gone, starts
-        // from nothing again. After the swap: a learner that asked before it is undone here.
-        state
-            .gateway
-            .tools
-            .retain(|id| match (was.get(id), now.get(id)) {
-                (Some(a), Some(b)) => same_upstream(a, b),
-                _ => false,
-            });
+        Replaced { was, now }
     }
 }
-/// Is `iss` one of ours: the root issuer or a managed server's own?
-pub fn is_our_issuer(public_url: &str, iss: &str) -> bool {
-    iss == public_url
-        || iss
-            .strip_prefix(public_url)
-            .and_then(|rest| rest.strip_prefix("/oauth/mcp/"))
-            .is_some_and(|slug| !slug.is_empty() && !slug.contains('/'))
+
+/// The servers before and after a rebuild, by id.
+pub struct Replaced {
+    was: HashMap<String, Arc<ServerEntry>>,
+    now: HashMap<String, Arc<ServerEntry>>,
+}
+
+impl Replaced {
+    /// The server is still there, with the same upstream.
+    pub fn kept(&self, id: &str) -> bool {
+        match (self.was.get(id), self.now.get(id)) {
+            (Some(a), Some(b)) => same_upstream(a, b),
+            _ => false,
+        }
+    }
 }
