@@ -257,7 +257,17 @@ impl App {
         .map_err(|e| StartupError::Join(e.to_string()))?;
         let log = Arc::new(crate::shared::log_queue::AccessLog::new(ACCESS_LOG_QUEUE));
         let hub = crate::shared::logs::LogHub::default();
-        let deployer = web::Data::new(Deployer::new(hub, sandbox));
+        let master_key = web::Data::new(master_key);
+        let deployer = web::Data::new(Deployer::new(crate::deploy::DeployerParts {
+            hub,
+            sandbox,
+            store: store.clone(),
+            master_key: master_key.clone().into_inner(),
+            config: config.deploy.clone(),
+            upstream_timeout: config.gateway.upstream_timeout.0,
+            health,
+            destinations: destinations.clone(),
+        }));
         let gateway = web::Data::new(Gateway {
             store: store.clone(),
             deployer: deployer.clone(),
@@ -276,7 +286,6 @@ impl App {
                 master_key.mac_key("mcp session ids"),
             ),
             limiter: Limiter::new(config.gateway.rate_limit),
-            health,
             upstream_tls,
             destinations,
             assertions,
@@ -315,7 +324,7 @@ impl App {
             config: web::Data::new(config),
             public_url,
             store,
-            master_key: web::Data::new(master_key),
+            master_key,
             keys: web::Data::new(keyring),
             started_at: Instant::now(),
             revoked_grants: web::Data::new(revoked_grants),
@@ -324,7 +333,10 @@ impl App {
             refresh_reuse: Default::default(),
             deployer,
         });
-        Deployer::restore(&state).await?;
+        state
+            .deployer
+            .route_through(state.gateway.clone().into_inner());
+        state.deployer.restore().await?;
         state.gateway.rebuild(&servers);
 
         let services = Services::of(&state);
@@ -689,13 +701,13 @@ async fn deploy_ticks(state: web::Data<AppState>) {
     let mut ticks: u64 = 0;
     loop {
         tick.tick().await;
-        state.deployer.tick(&state, last.elapsed());
+        state.deployer.tick(last.elapsed());
         last = Instant::now();
         if ticks.is_multiple_of(5) {
-            state.deployer.check_exposure(&state).await;
+            state.deployer.check_exposure().await;
         }
         if ticks.is_multiple_of(15) {
-            state.deployer.probe_upstreams(&state).await;
+            state.deployer.probe_upstreams().await;
         }
         ticks += 1;
     }

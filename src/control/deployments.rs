@@ -9,7 +9,7 @@ use super::auth::{Principal, server_access};
 use super::servers::refuse_if_declared;
 use super::{ListQuery, data, server_list, time};
 use crate::app::AppState;
-use crate::deploy::{DeployBody, DeployRequest, Deployer, Spec};
+use crate::deploy::{DeployBody, DeployRequest, Spec};
 use crate::domain::{self, scopes::ApiScope};
 use crate::error::ApiError;
 use crate::store::{self, deployments::DeploymentRow, servers::ServerRow};
@@ -101,7 +101,7 @@ async fn run(
     }
     let actor = who.actor();
     let (sid, pid) = (server.id.clone(), server.project_id.clone());
-    let row = Deployer::deploy(state, server, req).await?;
+    let row = state.deployer.deploy(server, req).await?;
     let details = json!({ "version": row.version, "status": row.status, "type": row.kind });
     let did = row.id.clone();
     let audited = state

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod billing;
 mod clients;
 pub mod declared;
+mod deploy_error;
 mod deployments;
 pub(crate) mod env;
 mod grants;

@@ -426,7 +426,7 @@ async fn record_upstream(
         check: false,
     };
     let id = server.id.clone();
-    crate::deploy::Deployer::deploy(state, server, req).await?;
+    state.deployer.deploy(server, req).await?;
     state
         .store
         .run(move |c| store::servers::find(c, &id))

@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::error::DeployError;
 use crate::domain::validate;
-use crate::error::ApiError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -87,15 +87,15 @@ const MAX_ARGS: usize = 256;
 const MAX_ARG: usize = 4096;
 
 impl DeployBody {
-    pub fn parse(self) -> Result<Parsed, ApiError> {
+    pub fn parse(self) -> Result<Parsed, DeployError> {
         let label = match self.version {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => {
-                Some(validate::name(&s, 64).map_err(|e| ApiError::validation("version", e))?)
+                Some(validate::name(&s, 64).map_err(|e| DeployError::invalid("version", e))?)
             }
             Some(Value::Number(n)) => Some(n.to_string()),
             Some(_) => {
-                return Err(ApiError::validation(
+                return Err(DeployError::invalid(
                     "version",
                     "must be a string label (at most 64 characters)",
                 ));
@@ -103,36 +103,36 @@ impl DeployBody {
         };
         let spec = match (self.upstream_url, self.command) {
             (Some(_), Some(_)) => {
-                return Err(ApiError::validation(
+                return Err(DeployError::invalid(
                     "command",
                     "give either upstreamUrl or command, not both",
                 ));
             }
             (None, None) => {
-                return Err(ApiError::validation("upstreamUrl", "required (or command)"));
+                return Err(DeployError::invalid("upstreamUrl", "required (or command)"));
             }
             (Some(url), None) => {
                 if self.transport.is_some() || self.port.is_some() {
-                    return Err(ApiError::validation(
+                    return Err(DeployError::invalid(
                         "transport",
                         "transport and port go with command, not upstreamUrl",
                     ));
                 }
                 let url = validate::upstream_url(&url)
-                    .map_err(|e| ApiError::validation("upstreamUrl", e))?;
+                    .map_err(|e| DeployError::invalid("upstreamUrl", e))?;
                 Spec::Upstream {
                     upstream_url: String::from(url),
                 }
             }
             (None, Some(command)) => {
                 let Value::Array(items) = command else {
-                    return Err(ApiError::validation(
+                    return Err(DeployError::invalid(
                         "command",
                         "must be an array of strings: the program and its arguments",
                     ));
                 };
                 if items.is_empty() || items.len() > MAX_ARGS {
-                    return Err(ApiError::validation(
+                    return Err(DeployError::invalid(
                         "command",
                         format!("must have 1 to {MAX_ARGS} elements"),
                     ));
@@ -146,7 +146,7 @@ impl DeployBody {
                             command.push(s)
                         }
                         _ => {
-                            return Err(ApiError::validation(
+                            return Err(DeployError::invalid(
                                 "command",
                                 format!(
                                     "every element must be a non-empty string of at most {MAX_ARG} bytes, without NUL"
@@ -159,7 +159,7 @@ impl DeployBody {
                     Some("stdio") => Transport::Stdio,
                     Some("http") | None => Transport::Http,
                     Some(_) => {
-                        return Err(ApiError::validation(
+                        return Err(DeployError::invalid(
                             "transport",
                             "must be \"stdio\" or \"http\"",
                         ));
@@ -172,10 +172,10 @@ impl DeployBody {
                             Some(p as u16)
                         }
                         Some(_) if transport == Transport::Stdio => {
-                            return Err(ApiError::validation("port", "a stdio server has no port"));
+                            return Err(DeployError::invalid("port", "a stdio server has no port"));
                         }
                         _ => {
-                            return Err(ApiError::validation(
+                            return Err(DeployError::invalid(
                                 "port",
                                 "must be an integer between 1024 and 65535",
                             ));

@@ -33,9 +33,6 @@ pub struct Gateway {
     pub tools: policy::ToolTable,
     pub sessions: sessions::SessionSeal,
     pub limiter: Limiter,
-    /// For health checks (the front door's requests go through each worker's own
-    /// [`crate::shared::upstream::UpstreamClient`]): the same client, so the same destination checks.
-    pub health: crate::shared::upstream::UpstreamClient,
     /// TLS settings of the workers' upstream clients, built once.
     pub upstream_tls: Arc<rustls::ClientConfig>,
     /// Where upstream URLs may point.
@@ -68,5 +65,29 @@ impl Gateway {
                 tracing::error!(error = %crate::error::ErrorChain(&e), "could not reload the routing table")
             }
         }
+    }
+}
+
+impl crate::deploy::Routes for Gateway {
+    fn rebuild(&self) -> futures_util::future::BoxFuture<'_, ()> {
+        Box::pin(self.servers_changed())
+    }
+
+    fn routed(&self) -> Vec<crate::deploy::Routed> {
+        self.registry
+            .all()
+            .iter()
+            .filter_map(|e| {
+                Some(crate::deploy::Routed {
+                    server_id: e.id.clone(),
+                    target: e.target.clone()?,
+                    auto_stop_seconds: e.auto_stop_seconds,
+                })
+            })
+            .collect()
+    }
+
+    fn is_routed(&self, slug: &str) -> bool {
+        self.registry.get(slug).is_some_and(|e| e.target.is_some())
     }
 }
