@@ -18,8 +18,12 @@ fn http_fixture() -> Value {
 
 /// The value the supervised fixture sees for env var `name` (`"null"` when unset).
 async fn env_seen(app: &TestApp, slug: &str, name: &str) -> String {
-    let token =
-        crate::gateway::managed_token(app, slug, "mcp:read mcp:write mcp:execute", json!({}));
+    let token = crate::gateway::front_door::managed_token(
+        app,
+        slug,
+        "mcp:read mcp:write mcp:execute",
+        json!({}),
+    );
     let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
         "params": {"name": "env", "arguments": {"name": name}}});
     let res = app

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
-use crate::deploy::{deploy, mcp, poll_get, token, world_with};
+use crate::deploy::deployments::{deploy, mcp, poll_get, token, world_with};
 use crate::fakes::FakeUpstream;
 use crate::helpers::TestApp;
 

@@ -89,7 +89,12 @@ async fn every_proxied_request_carries_a_verifiable_assertion_bound_to_its_serve
     let admin = admin_token(&app).await;
     let up = FakeUpstream::start().await;
     let (sid, pid, resource) = server(&app, &admin, "Team A", "weather", &up).await;
-    let token = crate::gateway::managed_token(&app, "weather", "mcp:read mcp:execute", json!({}));
+    let token = crate::gateway::front_door::managed_token(
+        &app,
+        "weather",
+        "mcp:read mcp:execute",
+        json!({}),
+    );
 
     // A client's own X-Ezforge-* headers never reach the upstream.
     assert_eq!(call(&app, "weather", &token, true).await, 200);
@@ -159,7 +164,7 @@ async fn every_proxied_request_carries_a_verifiable_assertion_bound_to_its_serve
     // upstream checking `aud` refuses the one meant for the other.
     let other = FakeUpstream::start().await;
     let (other_sid, _, other_resource) = server(&app, &admin, "Team B", "billing", &other).await;
-    let token_b = crate::gateway::managed_token(&app, "billing", "mcp:read", json!({}));
+    let token_b = crate::gateway::front_door::managed_token(&app, "billing", "mcp:read", json!({}));
     assert_eq!(call(&app, "billing", &token_b, false).await, 200);
     let b = assertions(&other);
     let claims_b = verify(&app, &b[0], &other_resource)
@@ -187,7 +192,7 @@ async fn assertion_keys_rotate_with_the_signing_keys_and_stay_published_while_ne
     let admin = admin_token(&app).await;
     let up = FakeUpstream::start().await;
     let (_, _, resource) = server(&app, &admin, "Rotating", "rot", &up).await;
-    let alice = crate::gateway::managed_token(&app, "rot", "mcp:read", json!({}));
+    let alice = crate::gateway::front_door::managed_token(&app, "rot", "mcp:read", json!({}));
     assert_eq!(call(&app, "rot", &alice, false).await, 200);
     let before = assertions(&up).remove(0);
     let kid_before = jsonwebtoken::decode_header(&before)
@@ -204,7 +209,12 @@ async fn assertion_keys_rotate_with_the_signing_keys_and_stay_published_while_ne
         .expect("rotate");
     app.reload().await;
 
-    let bob = crate::gateway::managed_token(&app, "rot", "mcp:read", json!({ "sub": "usr_bob" }));
+    let bob = crate::gateway::front_door::managed_token(
+        &app,
+        "rot",
+        "mcp:read",
+        json!({ "sub": "usr_bob" }),
+    );
     assert_eq!(call(&app, "rot", &bob, false).await, 200);
     let after = assertions(&up).remove(0);
     let kid_after = jsonwebtoken::decode_header(&after)

@@ -4,15 +4,17 @@
 
 use serde_json::{Value, json};
 
-use crate::browser::{AuthRequest, Person, REDIRECT, api, authorize_as, session_token, world};
 use crate::helpers::{
     TestApp, USER_PASSWORD, add_member, admin_token, as_version_10, create_project, create_user,
     delete_as, get_as, login, post_as,
 };
+use crate::oauth::browser::{
+    AuthRequest, Person, REDIRECT, api, authorize_as, session_token, world,
+};
 
 /// `POST /v1/servers/:id/clients` as `token`: (status, body).
 async fn register(
-    w: &crate::browser::World,
+    w: &crate::oauth::browser::World,
     token: &str,
     server: &str,
     trusted: Option<bool>,

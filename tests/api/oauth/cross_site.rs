@@ -1,8 +1,8 @@
 //! Issue 18: the sign-in and consent forms refuse posts from other sites (403, a page, nothing
 //! written, no session), whatever the CSRF token says.
 
-use crate::browser::{Browser, Page, REDIRECT, World, rows_in_tables_like, world};
 use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD};
+use crate::oauth::browser::{Browser, Page, REDIRECT, World, rows_in_tables_like, world};
 
 /// What a post leaves behind: sessions, audit entries, codes, consents, grants.
 const WRITTEN: &[&str] = &["sessions", "audit_log", "auth_codes", "consents", "grants"];

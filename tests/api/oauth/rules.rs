@@ -4,8 +4,8 @@
 
 use serde_json::json;
 
-use crate::browser::*;
 use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp};
+use crate::oauth::browser::*;
 
 fn public(id: &str) -> ClientAuth {
     ClientAuth::Public(id.to_owned())

@@ -4,9 +4,9 @@
 
 use serde_json::{Value, json};
 
-use crate::browser::*;
-use crate::clients_tested::{Discovered, call_a_tool, discover, sign_in};
 use crate::fakes::{ClientKey, DocServer, TestIssuer};
+use crate::oauth::browser::*;
+use crate::oauth::clients_tested::{Discovered, call_a_tool, discover, sign_in};
 
 pub fn public(id: &str) -> ClientAuth {
     ClientAuth::Public(id.to_owned())

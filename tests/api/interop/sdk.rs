@@ -1279,7 +1279,7 @@ async fn server_filesystem_over_stdio_reads_a_file_through_the_front_door() {
         root_path.display().to_string(),
     ];
     stdio_world(&app, "files", command).await;
-    let token = crate::deploy::token(&app, "files", "mcp:read mcp:write mcp:execute");
+    let token = crate::deploy::deployments::token(&app, "files", "mcp:read mcp:write mcp:execute");
     let url = app.url("/mcp/files");
     let tools = session_tools_list(&url, &token).await;
     assert!(tools.contains("read_text_file"), "{tools}");
@@ -1340,7 +1340,7 @@ async fn the_documented_verifiers_accept_ezforge_assertions_and_refuse_others() 
     let project = server["projectId"].as_str().expect("projectId").to_owned();
     add_server(&app, &admin, &project, "other", &up.url).await;
     let assertion_for = async |slug: &str| {
-        let token = crate::gateway::managed_token(&app, slug, "mcp:read", json!({}));
+        let token = crate::gateway::front_door::managed_token(&app, slug, "mcp:read", json!({}));
         let (status, _, body) = rpc(
             &app.url(&format!("/mcp/{slug}")),
             Some(&token),
@@ -1366,7 +1366,7 @@ async fn the_documented_verifiers_accept_ezforge_assertions_and_refuse_others() 
     let mut tampered = good.clone();
     tampered.truncate(good.len() - 4);
     tampered.push_str("AAAA");
-    let access = crate::gateway::managed_token(&app, "weather", "mcp:read", json!({}));
+    let access = crate::gateway::front_door::managed_token(&app, "weather", "mcp:read", json!({}));
     let cases = [
         ("good", &good),
         ("other", &other),

@@ -57,7 +57,7 @@ pub(crate) async fn deploy(app: &TestApp, token: &str, slug: &str, body: Value) 
 
 /// A managed access token for `slug`.
 pub(crate) fn token(app: &TestApp, slug: &str, scope: &str) -> String {
-    crate::gateway::managed_token(app, slug, scope, json!({}))
+    crate::gateway::front_door::managed_token(app, slug, scope, json!({}))
 }
 
 /// One JSON-RPC message through the front door.

@@ -7,15 +7,15 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::browser::{
-    AuthRequest, Browser, ClientAuth, REDIRECT, World, api, authorize, exchange, world,
-};
-use crate::control_declared::{from_file, spawn_from_file, write_config};
+use crate::control::declared::{from_file, spawn_from_file, write_config};
 use crate::fakes::FakeUpstream;
+use crate::gateway::assertion::{assertions, call, verify};
 use crate::helpers::{
     TestApp, admin_token, as_version_10, create_project, delete_as, get_as, post_as,
 };
-use crate::isolation_assertion::{assertions, call, verify};
+use crate::oauth::browser::{
+    AuthRequest, Browser, ClientAuth, REDIRECT, World, api, authorize, exchange, world,
+};
 
 /// A ping at `slug` with `token`: the status.
 async fn ping(app: &TestApp, slug: &str, token: &str) -> u16 {

@@ -113,8 +113,12 @@ async fn deployment_refused(app: &TestApp, admin: &str, slug: &str, url: &str, r
 }
 
 async fn rpc(app: &TestApp, slug: &str) -> reqwest::Response {
-    let token =
-        crate::gateway::managed_token(app, slug, "mcp:read mcp:write mcp:execute", json!({}));
+    let token = crate::gateway::front_door::managed_token(
+        app,
+        slug,
+        "mcp:read mcp:write mcp:execute",
+        json!({}),
+    );
     app.client
         .post(format!("{}/mcp/{slug}", app.address))
         .bearer_auth(token)

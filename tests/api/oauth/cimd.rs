@@ -8,7 +8,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::{HttpResponse, web};
 use serde_json::{Value, json};
 
-use crate::browser::*;
+use crate::oauth::browser::*;
 
 /// An https server serving whatever document is set, at any path, and counting fetches.
 struct CimdServer {

@@ -5,9 +5,9 @@
 
 use serde_json::{Value, json};
 
-use crate::browser::*;
 use crate::fakes::{ClientKey, DocServer};
-use crate::oauth_issuers::{jwt_client, public, register_json};
+use crate::oauth::browser::*;
+use crate::oauth::issuers::{jwt_client, public, register_json};
 
 /// A world whose outbound fetches reach `docs` (on loopback, its own certificate).
 async fn world_reaching(docs: &DocServer) -> World {

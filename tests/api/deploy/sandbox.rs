@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::deploy::{call_tool, deploy, eventually, fixture, poll_get, token, world_with};
+use crate::deploy::deployments::{
+    call_tool, deploy, eventually, fixture, poll_get, token, world_with,
+};
 use crate::helpers::{TestApp, create_server, get_as, post_as};
 
 /// The kernel's Landlock ABI, or `None` (and a note) when there is none: then nothing here

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::cli_client::{Shell, ids};
+use crate::cli::client::{Shell, ids};
 use crate::helpers::{TestApp, USER_PASSWORD, create_key, create_project, create_user, post_as};
 
 /// Signs `email` in, in a shell of its own.

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
 use crate::fakes::FakeUpstream;
-use crate::gateway::{add_server, managed_token};
+use crate::gateway::front_door::{add_server, managed_token};
 use crate::helpers::{TestApp, json};
 
 async fn post_raw(app: &TestApp, token: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {

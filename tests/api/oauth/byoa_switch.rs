@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::fakes::{FakeUpstream, TestIssuer};
-use crate::gateway::{app_trusting, managed_token, resource, rpc};
+use crate::gateway::front_door::{app_trusting, managed_token, resource, rpc};
 use crate::helpers::{admin_token, create_project, get_as, patch_as, post_as};
 
 fn byoa_body(issuer: &TestIssuer) -> Value {
@@ -79,7 +79,7 @@ async fn a_switch_to_an_issuer_says_what_fails_and_tokens_fail_clearly() {
     }));
     let res = rpc(&app, "broken", Some(&theirs), ping).await;
     assert_eq!(res.status(), 503);
-    let logs = crate::deploy::poll_get(
+    let logs = crate::deploy::deployments::poll_get(
         &app,
         &admin,
         "/v1/servers/broken/logs?search=cannot%20be%20fetched",
@@ -128,7 +128,7 @@ async fn a_config_declared_byoa_server_is_checked_at_start() {
         .spawn()
         .await;
     let admin = admin_token(&app).await;
-    crate::deploy::poll_get(
+    crate::deploy::deployments::poll_get(
         &app,
         &admin,
         "/v1/servers/ext/logs?search=BYOA%20issuer",

@@ -4,8 +4,8 @@
 
 use serde_json::{Value, json};
 
-use crate::browser::*;
 use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, add_member, invite};
+use crate::oauth::browser::*;
 
 fn public(id: &str) -> ClientAuth {
     ClientAuth::Public(id.to_owned())

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::deploy::{deploy, fixture, world_with};
-use crate::fake_mcp_auth::MisconfiguredMcp;
+use crate::cli::fake_mcp_auth::MisconfiguredMcp;
+use crate::deploy::deployments::{deploy, fixture, world_with};
 use crate::fakes::{DocServer, FakeUpstream, SigningKey, TestIssuer};
-use crate::gateway::add_server;
+use crate::gateway::front_door::add_server;
 use crate::helpers::TestApp;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ezforge");

@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::browser::{ClientAuth, exchange, tools_list, world};
 use crate::fakes::FakeCallback;
 use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD};
-use crate::interop::{node, run, toolchain};
+use crate::interop::sdk::{node, run, toolchain};
+use crate::oauth::browser::{ClientAuth, exchange, tools_list, world};
 
 /// Debian's Chromium, or a `chromium` on PATH.
 fn chromium() -> Option<PathBuf> {

@@ -27,8 +27,8 @@
 
 use serde_json::{Value, json};
 
-use crate::browser::*;
 use crate::fakes::{ClientKey, DocServer};
+use crate::oauth::browser::*;
 
 /// What a client learns from the bare MCP URL: the 401's scope, the protected-resource
 /// metadata and its authorization server's metadata (RFC 8414, path inserted).
