@@ -8,7 +8,8 @@
 //! form posts carry the page's own `Origin` (the pages say `Referrer-Policy: same-origin`; with
 //! `no-referrer` Chromium sends `Origin: null`) and `Sec-Fetch-Site: same-origin`.
 //!
-//! Without a Chromium (a developer's machine) the test says `SKIPPED … no chromium` and passes.
+//! Without a Chromium (a developer's machine) the test says `SKIPPED … no chromium` and passes;
+//! with `EZFORGE_SKIP_INTEROP=1` it says that it is skipped for that reason.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,7 +18,7 @@ use serde_json::Value;
 
 use crate::fakes::FakeCallback;
 use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD};
-use crate::interop::sdk::{node, run, toolchain};
+use crate::interop::sdk::{node, run, skipped, toolchain};
 use crate::oauth::browser::{ClientAuth, exchange, tools_list, world};
 
 /// Debian's Chromium, or a `chromium` on PATH.
@@ -46,13 +47,12 @@ fn requests<'a>(result: &'a Value, method: &str, url_prefix: &str) -> Vec<&'a Va
 #[tokio::test]
 async fn headless_chromium_signs_in_consents_and_the_code_reaches_the_client() {
     let Some(chromium) = chromium() else {
-        println!(
-            "SKIPPED headless_chromium_signs_in_consents_and_the_code_reaches_the_client: no \
-             chromium (Debian: apt-get install chromium; .ci/run installs it)"
-        );
+        skipped("no chromium (Debian: apt-get install chromium; .ci/run installs it)");
         return;
     };
-    let tc = toolchain().await;
+    let Some(tc) = toolchain().await else {
+        return;
+    };
     let w = world().await;
     let client = w.public_client().await;
     // A loopback redirect URI matches the registered one on any port: the callback's.

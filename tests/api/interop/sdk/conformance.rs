@@ -55,7 +55,9 @@ fn free_port() -> u16 {
 
 #[tokio::test]
 async fn conformance_authorization_scenarios_pass_against_our_authorization_server() {
-    let tc = toolchain().await;
+    let Some(tc) = toolchain().await else {
+        return;
+    };
     let app = TestApp::spawn().await;
     let (admin, server) = project_with_server(&app, "conformance", "http://127.0.0.1:9/mcp").await;
     let resource = server["url"].as_str().expect("url").to_owned();
@@ -112,7 +114,9 @@ async fn conformance_authorization_scenarios_pass_against_our_authorization_serv
 
 #[tokio::test]
 async fn conformance_server_scenarios_give_the_same_result_through_the_front_door() {
-    let tc = toolchain().await;
+    let Some(tc) = toolchain().await else {
+        return;
+    };
     let (upstream, upstream_url) = server_everything(tc).await;
     let app = TestApp::spawn().await;
     let (admin, server) = project_with_server(&app, "everything", &upstream_url).await;

