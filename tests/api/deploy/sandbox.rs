@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::deploy::deployments::{
-    call_tool, deploy, eventually, fixture, poll_get, token, world_with,
-};
+use crate::deploy::deployments::{deploy, eventually, fixture, poll_get, token, world_with};
 use crate::helpers::{TestApp, create_server, get_as, post_as};
 
 /// The kernel's Landlock ABI, or `None` (and a note) when there is none: then nothing here
@@ -215,26 +213,20 @@ async fn a_deployed_http_server_reaches_nothing_of_ezforge_or_other_servers() {
 
     // It serves all the same, and the victim too.
     let t = token(&app, "prober", "mcp:read mcp:write mcp:execute");
-    let echoed = call_tool(
-        &app,
-        "prober",
-        &t,
-        None,
-        "echo",
-        json!({"text": "still here"}),
-    )
-    .await;
+    let echoed = app
+        .mcp("prober")
+        .bearer(&t)
+        .tool("echo", json!({"text": "still here"}))
+        .await
+        .tool_text();
     assert!(echoed.contains("still here"), "{echoed}");
     let t = token(&app, "victim", "mcp:read mcp:write mcp:execute");
-    let echoed = call_tool(
-        &app,
-        "victim",
-        &t,
-        None,
-        "echo",
-        json!({"text": "unharmed"}),
-    )
-    .await;
+    let echoed = app
+        .mcp("victim")
+        .bearer(&t)
+        .tool("echo", json!({"text": "unharmed"}))
+        .await
+        .tool_text();
     assert!(echoed.contains("unharmed"), "{echoed}");
     assert!(!neighbour.with_file_name("planted").exists());
     assert!(!Path::new("/tmp/escaped").exists());
@@ -306,7 +298,12 @@ async fn fork_bombs_and_memory_hogs_hit_their_limits_and_ezforge_goes_on() {
     let health = app.get("/v1/health").await;
     assert_eq!(health.status(), 200);
     let t = token(&app, "hog", "mcp:read mcp:write mcp:execute");
-    let echoed = call_tool(&app, "hog", &t, None, "echo", json!({"text": "alive"})).await;
+    let echoed = app
+        .mcp("hog")
+        .bearer(&t)
+        .tool("echo", json!({"text": "alive"}))
+        .await
+        .tool_text();
     assert!(echoed.contains("alive"), "{echoed}");
     // Deleting the server ends every process it started.
     let pid = pid_of(get_as(&app, &admin, "/v1/servers/hog").await.expect(200)).expect("pid");

@@ -43,19 +43,13 @@ pub(crate) fn assertions(up: &FakeUpstream) -> Vec<String> {
 /// A ping at `slug` with `token` (and, `forged`, the identity headers a client may try): the
 /// status.
 pub(crate) async fn call(app: &TestApp, slug: &str, token: &str, forged: bool) -> u16 {
-    let mut req = app
-        .client
-        .post(format!("{}/mcp/{slug}", app.address))
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string());
+    let mut req = app.mcp(slug).bearer(token);
     if forged {
         req = req
             .header("x-ezforge-assertion", "forged.by.client")
             .header("x-ezforge-subject", "usr_admin");
     }
-    req.send().await.expect("request").status().as_u16()
+    req.call("ping", Value::Null).await.status
 }
 
 /// A project with one server routed to `up`; (server id, project id, resource URI).

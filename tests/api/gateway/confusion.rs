@@ -10,18 +10,10 @@ use tokio::io::AsyncWriteExt;
 
 use crate::fakes::FakeUpstream;
 use crate::gateway::front_door::{add_server, managed_token};
-use crate::helpers::{TestApp, json};
+use crate::helpers::{ApiResponse, TestApp, json};
 
-async fn post_raw(app: &TestApp, token: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
-    app.client
-        .post(format!("{}/mcp/weather", app.address))
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(body)
-        .send()
-        .await
-        .expect("request")
+async fn post_raw(app: &TestApp, token: &str, body: impl Into<reqwest::Body>) -> ApiResponse {
+    app.mcp("weather").bearer(token).send_bytes(body).await
 }
 
 /// Runs `program args…` with `input` on stdin; its stdout as JSON, or `None` (said in the
@@ -123,8 +115,8 @@ async fn bodies_decoders_read_differently_never_reach_the_upstream() {
         for body in [body.clone(), format!("[{ping},{body}]")] {
             let before = up.requests();
             let res = post_raw(&app, &read, body.clone()).await;
-            assert_eq!(res.status(), 400, "{body}");
-            let answer = json(res).await;
+            assert_eq!(res.status, 400, "{body}");
+            let answer = res.json();
             assert_eq!(answer["error"]["code"], -32600, "{body}: {answer}");
             assert_eq!(answer["id"], Value::Null, "{answer}");
             let message = answer["error"]["message"].as_str().unwrap_or("");
@@ -151,7 +143,7 @@ async fn bodies_decoders_read_differently_never_reach_the_upstream() {
     ];
     for (body, expected) in accepted {
         let res = post_raw(&app, &read, body).await;
-        assert_eq!(res.status(), 200, "{body}");
+        assert_eq!(res.status, 200, "{body}");
         let forwarded = up
             .raw
             .lock()
@@ -218,8 +210,8 @@ async fn a_body_must_be_json_rpc_and_shallow() {
     ];
     for (body, code) in cases {
         let res = post_raw(&app, &t, body.clone()).await;
-        assert_eq!(res.status(), 400, "{:.80}", body);
-        let answer = json(res).await;
+        assert_eq!(res.status, 400, "{:.80}", body);
+        let answer = res.json();
         assert_eq!(answer["error"]["code"], code, "{:.80}: {answer}", body);
         assert_eq!(answer["jsonrpc"], "2.0");
     }
@@ -237,7 +229,7 @@ async fn a_body_must_be_json_rpc_and_shallow() {
         r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
     ] {
         let res = post_raw(&app, &t, body.to_owned()).await;
-        assert!(res.status().is_success(), "{body}: {}", res.status());
+        assert!((200..300).contains(&res.status), "{body}: {}", res.status);
     }
     assert_eq!(up.requests(), 4);
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
-use crate::deploy::deployments::{deploy, mcp, poll_get, token, world_with};
+use crate::deploy::deployments::{deploy, poll_get, token, world_with};
 use crate::fakes::FakeUpstream;
 use crate::helpers::TestApp;
 
@@ -40,8 +40,17 @@ async fn challenges_are_counted_apart_from_errors() {
         .expect(201);
     let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
     let reader = token(&app, "tally", "mcp:read");
+    // The answers are left unread: a read one would hand the front door's upstream connection
+    // back to its pool, where it outlives the fake upstream dropped below (a process that dies
+    // takes its connections with it; the fake's stay open).
     let send = async |t: Option<&str>, session: Option<&str>, body: Value| {
-        mcp(&app, "tally", t, session, body).await.status().as_u16()
+        app.mcp("tally")
+            .bearer_opt(t)
+            .session(session)
+            .send_streaming(body)
+            .await
+            .status()
+            .as_u16()
     };
     // Four good requests.
     for _ in 0..4 {

@@ -112,22 +112,14 @@ async fn deployment_refused(app: &TestApp, admin: &str, slug: &str, url: &str, r
     assert!(why.contains("refused") && why.contains(rule), "{why}");
 }
 
-async fn rpc(app: &TestApp, slug: &str) -> reqwest::Response {
+async fn rpc(app: &TestApp, slug: &str) -> ApiResponse {
     let token = crate::gateway::front_door::managed_token(
         app,
         slug,
         "mcp:read mcp:write mcp:execute",
         json!({}),
     );
-    app.client
-        .post(format!("{}/mcp/{slug}", app.address))
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string())
-        .send()
-        .await
-        .expect("request")
+    app.mcp(slug).bearer(&token).call("ping", Value::Null).await
 }
 
 #[tokio::test]
@@ -285,8 +277,8 @@ async fn a_name_that_rebinds_is_refused_at_connect_time_in_the_health_check_and_
     // connecting; nothing is sent anywhere.
     resolver.set("rebind.test", &["169.254.169.254"]);
     let res = rpc(&app, "rebind").await;
-    assert_eq!(res.status(), 502);
-    let body: Value = res.json().await.expect("json");
+    assert_eq!(res.status, 502);
+    let body = res.json();
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("refused"), "{body}");
     assert!(
@@ -321,7 +313,7 @@ async fn a_name_that_rebinds_is_refused_at_connect_time_in_the_health_check_and_
     )
     .await
     .expect(200);
-    assert_eq!(rpc(&app, "checked").await.status(), 200);
+    assert_eq!(rpc(&app, "checked").await.status, 200);
 
     // A name that resolves to ezforge's own listener.
     let url = format!("http://self.test:{}/mcp/rebind", app.port);
@@ -364,7 +356,7 @@ async fn a_stored_upstream_refused_by_the_new_rules_is_never_connected_to() {
         .expect("update");
     app.state.servers_changed().await;
     let res = rpc(&app, "legacy").await;
-    assert_eq!(res.status(), 502);
+    assert_eq!(res.status, 502);
     server_log_has(&app, &admin, "legacy", "169.254.169.254 is link-local").await;
 }
 
@@ -399,7 +391,7 @@ async fn another_servers_process_port_is_refused() {
         assert_refused(&r, "a process ezforge runs for a server");
     }
     // The process itself still serves.
-    assert_eq!(rpc(&app, "runner").await.status(), 200);
+    assert_eq!(rpc(&app, "runner").await.status, 200);
 }
 
 #[tokio::test]
@@ -445,12 +437,12 @@ async fn operators_allow_and_deny_destinations() {
     set(format!("http://mcp.corp.test:{}/mcp", up.port))
         .await
         .expect(200);
-    assert_eq!(rpc(&app, "t").await.status(), 200);
+    assert_eq!(rpc(&app, "t").await.status, 200);
     set(format!("http://evil.test:{}/mcp", up.port))
         .await
         .expect(200);
     assert_eq!(
-        rpc(&app, "t").await.status(),
+        rpc(&app, "t").await.status,
         200,
         "127.0.0.1 is in the allow list"
     );

@@ -10,8 +10,10 @@ mod api;
 mod app;
 mod at_rest;
 mod fixtures;
+mod mcp;
 
 pub use api::*;
 pub use app::*;
 pub use at_rest::*;
 pub use fixtures::*;
+pub use mcp::*;

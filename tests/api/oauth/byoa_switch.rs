@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::fakes::{FakeUpstream, TestIssuer};
-use crate::gateway::front_door::{app_trusting, managed_token, resource, rpc};
+use crate::gateway::front_door::{app_trusting, managed_token, resource};
 use crate::helpers::{admin_token, create_project, get_as, patch_as, post_as};
 
 fn byoa_body(issuer: &TestIssuer) -> Value {
@@ -64,9 +64,9 @@ async fn a_switch_to_an_issuer_says_what_fails_and_tokens_fail_clearly() {
 
     // Our own token there: 401 invalid_token (sign in again), not "try again later".
     let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
-    let res = rpc(&app, "broken", Some(&ours), ping.clone()).await;
-    assert_eq!(res.status(), 401);
-    let challenge = res.headers()["www-authenticate"]
+    let res = app.mcp("broken").bearer(&ours).send(ping.clone()).await;
+    assert_eq!(res.status, 401);
+    let challenge = res.headers["www-authenticate"]
         .to_str()
         .expect("ascii")
         .to_owned();
@@ -77,8 +77,8 @@ async fn a_switch_to_an_issuer_says_what_fails_and_tokens_fail_clearly() {
         "iss": down.issuer, "sub": "u", "aud": resource(&app, "broken"),
         "scp": ["mcp:read"], "exp": ezforge::domain::now() + 600,
     }));
-    let res = rpc(&app, "broken", Some(&theirs), ping).await;
-    assert_eq!(res.status(), 503);
+    let res = app.mcp("broken").bearer(&theirs).send(ping).await;
+    assert_eq!(res.status, 503);
     let logs = crate::deploy::deployments::poll_get(
         &app,
         &admin,

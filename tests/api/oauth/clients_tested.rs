@@ -28,6 +28,7 @@
 use serde_json::{Value, json};
 
 use crate::fakes::{ClientKey, DocServer};
+use crate::helpers::ApiResponse;
 use crate::oauth::browser::*;
 
 /// What a client learns from the bare MCP URL: the 401's scope, the protected-resource
@@ -109,8 +110,8 @@ pub async fn discover(w: &World) -> Discovered {
 }
 
 /// Registers at the discovered registration endpoint with a client's own body.
-pub async fn register(d: &Discovered, body: Value) -> Reply {
-    Reply::read(
+pub async fn register(d: &Discovered, body: Value) -> ApiResponse {
+    ApiResponse::read(
         bare_client()
             .post(d.endpoint("registration_endpoint"))
             .json(&body)
@@ -164,7 +165,7 @@ async fn exchange_at(
     req: &AuthRequest,
     code: &str,
     extra: &[(&str, &str)],
-) -> Reply {
+) -> ApiResponse {
     let mut form = vec![
         ("grant_type", "authorization_code"),
         ("code", code),
@@ -181,7 +182,7 @@ async fn refresh_at(
     auth: &ClientAuth,
     token: &str,
     extra: &[(&str, &str)],
-) -> Reply {
+) -> ApiResponse {
     let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", token)];
     form.extend_from_slice(extra);
     post_endpoint(&w.app, &d.path("token_endpoint"), auth, &form).await
@@ -539,7 +540,7 @@ async fn the_inspector_registers_and_names_the_resource_exactly() {
             .and_then(|v| v.to_str().ok()),
         Some("*")
     );
-    let reply = Reply::read(res).await;
+    let reply = ApiResponse::read(res).await;
     reply.assert_ok();
     call_a_tool(&w, &reply.access_token()).await;
 }

@@ -6,6 +6,7 @@
 use serde_json::{Value, json};
 
 use crate::fakes::{ClientKey, DocServer};
+use crate::helpers::ApiResponse;
 use crate::oauth::browser::*;
 use crate::oauth::issuers::{jwt_client, public, register_json};
 
@@ -34,7 +35,7 @@ async fn sql(w: &World, sql: &'static str, arg: String) {
 
 /// A token request at `path` authenticated by `jwt`, for a code that does not exist: 401
 /// `invalid_client` when the assertion is refused, else 400 `invalid_grant`.
-async fn with_assertion(w: &World, path: &str, client_id: &str, jwt: String) -> Reply {
+async fn with_assertion(w: &World, path: &str, client_id: &str, jwt: String) -> ApiResponse {
     let form = [
         ("grant_type", "authorization_code"),
         ("code", "x"),

@@ -6,37 +6,28 @@ use super::*;
 async fn burst(app: &TestApp, slug: &str) {
     let t = token(app, slug, "mcp:read mcp:write mcp:execute");
     for _ in 0..5 {
-        let r = mcp(
-            app,
-            slug,
-            Some(&t),
-            None,
-            json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}),
-        )
-        .await;
-        assert_eq!(r.status(), 200);
+        let r = app
+            .mcp(slug)
+            .bearer(&t)
+            .send(json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}))
+            .await;
+        assert_eq!(r.status, 200);
     }
     for _ in 0..2 {
-        let r = mcp(
-            app,
-            slug,
-            Some(&t),
-            None,
-            tool_call("get_weather", json!({})),
-        )
-        .await;
-        assert_eq!(r.status(), 200);
+        let r = app
+            .mcp(slug)
+            .bearer(&t)
+            .send(tool_call("get_weather", json!({})))
+            .await;
+        assert_eq!(r.status, 200);
     }
     for _ in 0..3 {
-        let r = mcp(
-            app,
-            slug,
-            Some("not-a-token"),
-            None,
-            json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}),
-        )
-        .await;
-        assert_eq!(r.status(), 401);
+        let r = app
+            .mcp(slug)
+            .bearer("not-a-token")
+            .send(json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}))
+            .await;
+        assert_eq!(r.status, 401);
     }
 }
 
@@ -247,24 +238,18 @@ async fn the_log_stream_tails_new_entries() {
     );
     // Now the stream is subscribed: a request shows up as an event.
     let t = token(&app, "tail", "mcp:read");
-    let ping = mcp(
-        &app,
-        "tail",
-        Some(&t),
-        None,
-        json!({"jsonrpc":"2.0","id":1,"method":"ping"}),
-    )
-    .await;
-    assert_eq!(ping.status(), 200);
-    let list = mcp(
-        &app,
-        "tail",
-        Some(&t),
-        None,
-        json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}),
-    )
-    .await;
-    assert_eq!(list.status(), 200);
+    let ping = app
+        .mcp("tail")
+        .bearer(&t)
+        .send(json!({"jsonrpc":"2.0","id":1,"method":"ping"}))
+        .await;
+    assert_eq!(ping.status, 200);
+    let list = app
+        .mcp("tail")
+        .bearer(&t)
+        .send(json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}))
+        .await;
+    assert_eq!(list.status, 200);
     let mut text = String::new();
     while !text.contains("\n\n") || !text.contains("event: log") {
         let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
@@ -348,10 +333,7 @@ async fn a_log_stream_ends_when_its_caller_loses_access() {
     let mut other = other;
     let t = token(&app, "revoked", "mcp:read");
     let list = json!({"jsonrpc":"2.0","id":1,"method":"tools/list"});
-    assert_eq!(
-        mcp(&app, "revoked", Some(&t), None, list).await.status(),
-        200
-    );
+    assert_eq!(app.mcp("revoked").bearer(&t).send(list).await.status, 200);
     let mut text = String::new();
     while !text.contains("event: log") {
         let chunk = tokio::time::timeout(Duration::from_secs(10), other.next())

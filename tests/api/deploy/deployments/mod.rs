@@ -65,42 +65,8 @@ pub(crate) fn token(app: &TestApp, slug: &str, scope: &str) -> String {
     crate::gateway::front_door::managed_token(app, slug, scope, json!({}))
 }
 
-/// One JSON-RPC message through the front door.
-pub(crate) async fn mcp(
-    app: &TestApp,
-    slug: &str,
-    token: Option<&str>,
-    session: Option<&str>,
-    body: Value,
-) -> reqwest::Response {
-    let mut req = app
-        .client
-        .post(format!("{}/mcp/{slug}", app.address))
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(body.to_string());
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(s) = session {
-        req = req.header("mcp-session-id", s);
-    }
-    req.send().await.expect("request")
-}
-
 fn tool_call(name: &str, args: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": name, "arguments": args}})
-}
-
-/// The text of a tools/call result.
-async fn tool_text(res: reqwest::Response) -> String {
-    let status = res.status();
-    let body: Value = res.json().await.expect("json");
-    assert_eq!(status, 200, "{body}");
-    body["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no text in {body}"))
-        .to_owned()
 }
 
 /// Polls `check` until it returns Some (the condition holds), at most 15 s.
@@ -133,18 +99,6 @@ pub(crate) async fn poll_get<T>(
         move || async move { done(get_as(app, token, path).await) },
     )
     .await
-}
-
-/// A tool's text answer, through the front door (`session`: an MCP session id).
-pub(crate) async fn call_tool(
-    app: &TestApp,
-    slug: &str,
-    token: &str,
-    session: Option<&str>,
-    name: &str,
-    args: Value,
-) -> String {
-    tool_text(mcp(app, slug, Some(token), session, tool_call(name, args)).await).await
 }
 
 /// A deployment that ran its pipeline and failed, saying `why`.

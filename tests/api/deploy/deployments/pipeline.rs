@@ -23,9 +23,11 @@ async fn deploy_swap_failed_health_check_rollback_and_retention() {
     assert_eq!(s.expect(200)["data"]["status"], "running");
     assert_eq!(s.body["data"]["activeDeploymentId"], v1["id"]);
     assert_eq!(
-        mcp(&app, "weather", Some(&t), None, list.clone())
+        app.mcp("weather")
+            .bearer(&t)
+            .send(list.clone())
             .await
-            .status(),
+            .status,
         200
     );
     // The health check's initialize and ping, then the request.
@@ -38,9 +40,11 @@ async fn deploy_swap_failed_health_check_rollback_and_retention() {
     let v2 = v2.body["data"].clone();
     assert_eq!(v2["active"], false);
     assert_eq!(
-        mcp(&app, "weather", Some(&t), None, list.clone())
+        app.mcp("weather")
+            .bearer(&t)
+            .send(list.clone())
             .await
-            .status(),
+            .status,
         200
     );
     assert_eq!(one.requests(), one_seen + 1);
@@ -71,9 +75,11 @@ async fn deploy_swap_failed_health_check_rollback_and_retention() {
         (Some(3), Some("blue"))
     );
     assert_eq!(
-        mcp(&app, "weather", Some(&t), None, list.clone())
+        app.mcp("weather")
+            .bearer(&t)
+            .send(list.clone())
             .await
-            .status(),
+            .status,
         200
     );
     assert_eq!(one.requests(), one_seen + 1);
@@ -95,9 +101,11 @@ async fn deploy_swap_failed_health_check_rollback_and_retention() {
     assert_eq!(v4["target"]["upstreamUrl"], one.url.as_str());
     let before = one.requests();
     assert_eq!(
-        mcp(&app, "weather", Some(&t), None, list.clone())
+        app.mcp("weather")
+            .bearer(&t)
+            .send(list.clone())
             .await
-            .status(),
+            .status,
         200
     );
     assert_eq!(one.requests(), before + 1);
@@ -309,15 +317,12 @@ async fn commands_that_cannot_start_or_exit_at_once_fail_cleanly() {
     let s = get_as(&app, &admin, "/v1/servers/broken").await;
     assert_eq!(s.expect(200)["data"]["status"], "error");
     let t = token(&app, "broken", "mcp:read");
-    let res = mcp(
-        &app,
-        "broken",
-        Some(&t),
-        None,
-        json!({"jsonrpc":"2.0","id":1,"method":"ping"}),
-    )
-    .await;
-    assert_eq!(res.status(), 503);
+    let res = app
+        .mcp("broken")
+        .bearer(&t)
+        .send(json!({"jsonrpc":"2.0","id":1,"method":"ping"}))
+        .await;
+    assert_eq!(res.status, 503);
 
     // Why it failed is in the server's log: the process's own words.
     let logs = get_as(&app, &admin, "/v1/servers/broken/logs?limit=200").await;
@@ -415,27 +420,21 @@ async fn the_old_deployment_serves_while_a_new_one_is_checked() {
         assert!(r.text.contains("has not finished"), "{}", r.text);
         let before = up.requests();
         for _ in 0..3 {
-            let r = mcp(
-                &app,
-                "steady",
-                Some(&t),
-                None,
-                json!({"jsonrpc":"2.0","id":1,"method":"ping"}),
-            )
-            .await;
-            assert_eq!(r.status(), 200);
+            let r = app
+                .mcp("steady")
+                .bearer(&t)
+                .send(json!({"jsonrpc":"2.0","id":1,"method":"ping"}))
+                .await;
+            assert_eq!(r.status, 200);
         }
         assert_eq!(up.requests(), before + 3);
     };
     let (r, ()) = tokio::join!(pending, requests);
     assert_failed(&r, "did not accept connections");
-    let r = mcp(
-        &app,
-        "steady",
-        Some(&t),
-        None,
-        json!({"jsonrpc":"2.0","id":1,"method":"ping"}),
-    )
-    .await;
-    assert_eq!(r.status(), 200, "and after");
+    let r = app
+        .mcp("steady")
+        .bearer(&t)
+        .send(json!({"jsonrpc":"2.0","id":1,"method":"ping"}))
+        .await;
+    assert_eq!(r.status, 200, "and after");
 }

@@ -8,15 +8,12 @@ async fn a_flooding_process_is_rate_limited_in_the_log_and_still_serves() {
     let r = deploy(&app, &admin, "noisy", http_command(&["--stdout-flood"])).await;
     assert_eq!(r.expect(201)["data"]["status"], "running", "{}", r.text);
     let t = token(&app, "noisy", "mcp:read mcp:write mcp:execute");
-    let res = call_tool(
-        &app,
-        "noisy",
-        &t,
-        None,
-        "echo",
-        json!({"text": "still here"}),
-    )
-    .await;
+    let res = app
+        .mcp("noisy")
+        .bearer(&t)
+        .tool("echo", json!({"text": "still here"}))
+        .await
+        .tool_text();
     assert_eq!(res, "still here");
     let dropped = poll_get(
         &app,
@@ -58,8 +55,13 @@ async fn a_supervised_process_gets_env_vars_restarts_after_a_crash_and_keeps_sec
     let pid = process["pid"].as_u64().expect("pid");
 
     let t = token(&app, "super", "mcp:read mcp:write mcp:execute");
-    let env =
-        async |name: &str| call_tool(&app, "super", &t, None, "env", json!({ "name": name })).await;
+    let env = async |name: &str| {
+        app.mcp("super")
+            .bearer(&t)
+            .tool("env", json!({ "name": name }))
+            .await
+            .tool_text()
+    };
     assert_eq!(env("API_TOKEN").await, secret);
     assert_ne!(env("PATH").await, "null");
     // Nothing of ezforge's own environment beyond the harmless basics.
@@ -77,16 +79,24 @@ async fn a_supervised_process_gets_env_vars_restarts_after_a_crash_and_keeps_sec
     assert_eq!(env("API_TOKEN").await, secret);
 
     // A crash: the request in flight fails; requests are served again after the restart.
-    let res = mcp(&app, "super", Some(&t), None, tool_call("crash", json!({}))).await;
-    assert_eq!(res.status(), 502);
+    let res = app
+        .mcp("super")
+        .bearer(&t)
+        .send(tool_call("crash", json!({})))
+        .await;
+    assert_eq!(res.status, 502);
     // (A request racing the exit itself may still get a 502: the old process's socket can
     // accept a connection while it dies. Refused connections wait for the restart.)
     let again = eventually("a restarted process", || async {
-        let res = mcp(&app, "super", Some(&t), None, tool_call("pid", json!({}))).await;
-        if res.status() == 502 {
+        let res = app
+            .mcp("super")
+            .bearer(&t)
+            .send(tool_call("pid", json!({})))
+            .await;
+        if res.status == 502 {
             return None;
         }
-        Some(tool_text(res).await)
+        Some(res.tool_text())
     })
     .await;
     assert_ne!(again, pid.to_string(), "a new process");
@@ -209,36 +219,39 @@ async fn a_stdio_process_that_stops_reading_ends_its_session_in_time() {
     let t = token(&app, "deaf", "mcp:read mcp:write mcp:execute");
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
-    let res = mcp(&app, "deaf", Some(&t), None, init).await;
-    assert_eq!(res.status(), 200);
-    let sid = res.headers()["mcp-session-id"]
+    let res = app.mcp("deaf").bearer(&t).send(init).await;
+    assert_eq!(res.status, 200);
+    let sid = res.headers["mcp-session-id"]
         .to_str()
         .expect("sid")
         .to_owned();
     // The process sleeps without reading: no answer within the timeout.
-    let res = mcp(
-        &app,
-        "deaf",
-        Some(&t),
-        Some(&sid),
-        tool_call("deaf", json!({})),
-    )
-    .await;
-    assert_eq!(res.status(), 504);
+    let res = app
+        .mcp("deaf")
+        .bearer(&t)
+        .session(Some(&sid))
+        .send(tool_call("deaf", json!({})))
+        .await;
+    assert_eq!(res.status, 504);
     // A message larger than the pipe's buffer cannot be written: the write gives up in time
     // too, and the session ends rather than staying busy for ever.
     let big = tool_call("echo", json!({ "text": "x".repeat(1024 * 1024) }));
     let res = tokio::time::timeout(
         Duration::from_secs(20),
-        mcp(&app, "deaf", Some(&t), Some(&sid), big),
+        app.mcp("deaf").bearer(&t).session(Some(&sid)).send(big),
     )
     .await
     .expect("an answer, not a hang");
-    assert_eq!(res.status(), 504);
+    assert_eq!(res.status, 504);
     eventually("the session ended", || async {
         let ping = json!({"jsonrpc":"2.0","id":3,"method":"ping"});
-        let res = mcp(&app, "deaf", Some(&t), Some(&sid), ping).await;
-        (res.status() == 404).then_some(())
+        let res = app
+            .mcp("deaf")
+            .bearer(&t)
+            .session(Some(&sid))
+            .send(ping)
+            .await;
+        (res.status == 404).then_some(())
     })
     .await;
 }
@@ -263,12 +276,22 @@ async fn idle_processes_stop_and_the_next_request_starts_them() {
     .await;
     assert_eq!(stopped["data"]["status"], "stopped");
     let t = token(&app, "sleepy", "mcp:read mcp:write mcp:execute");
-    let res = call_tool(&app, "sleepy", &t, None, "echo", json!({"text": "awake"})).await;
+    let res = app
+        .mcp("sleepy")
+        .bearer(&t)
+        .tool("echo", json!({"text": "awake"}))
+        .await
+        .tool_text();
     assert_eq!(res, "awake");
     // An answer larger than the front door buffers (256 KiB) streams from the process whole,
     // over a connection used once.
     let big = "x".repeat(300 * 1024);
-    let echoed = call_tool(&app, "sleepy", &t, None, "echo", json!({ "text": big })).await;
+    let echoed = app
+        .mcp("sleepy")
+        .bearer(&t)
+        .tool("echo", json!({ "text": big }))
+        .await
+        .tool_text();
     assert!(
         echoed == big,
         "{} of {} bytes came back",
@@ -289,22 +312,25 @@ async fn a_stdio_server_is_bridged_one_process_per_session() {
         "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
 
     let open = || async {
-        let res = mcp(&app, "stdio", Some(&t), None, init.clone()).await;
-        assert_eq!(res.status(), 200);
-        let sid = res.headers()["mcp-session-id"]
+        let res = app.mcp("stdio").bearer(&t).send(init.clone()).await;
+        assert_eq!(res.status, 200);
+        let sid = res.headers["mcp-session-id"]
             .to_str()
             .expect("sid")
             .to_owned();
-        let body: Value = res.json().await.expect("json");
+        let body: Value = res.body.clone();
         assert_eq!(
             body["result"]["serverInfo"]["name"], "fixture-stdio",
             "{body}"
         );
         let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
         assert_eq!(
-            mcp(&app, "stdio", Some(&t), Some(&sid), note)
+            app.mcp("stdio")
+                .bearer(&t)
+                .session(Some(&sid))
+                .send(note)
                 .await
-                .status(),
+                .status,
             202
         );
         sid
@@ -312,38 +338,46 @@ async fn a_stdio_server_is_bridged_one_process_per_session() {
     let a = open().await;
     let b = open().await;
     assert_ne!(a, b);
-    let list = mcp(
-        &app,
-        "stdio",
-        Some(&t),
-        Some(&a),
-        json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}),
-    )
-    .await;
-    let list: Value = list.json().await.expect("json");
+    let list = app
+        .mcp("stdio")
+        .bearer(&t)
+        .session(Some(&a))
+        .send(json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}))
+        .await;
+    let list: Value = list.body.clone();
     assert!(
         list["result"]["tools"]
             .as_array()
             .is_some_and(|t| t.len() >= 5),
         "{list}"
     );
-    let echo = call_tool(
-        &app,
-        "stdio",
-        &t,
-        Some(&a),
-        "echo",
-        json!({"text": "over stdio"}),
-    )
-    .await;
+    let echo = app
+        .mcp("stdio")
+        .bearer(&t)
+        .session(Some(&a))
+        .tool("echo", json!({"text": "over stdio"}))
+        .await
+        .tool_text();
     assert_eq!(echo, "over stdio");
-    let pid_a = call_tool(&app, "stdio", &t, Some(&a), "pid", json!({})).await;
-    let pid_b = call_tool(&app, "stdio", &t, Some(&b), "pid", json!({})).await;
+    let pid_a = app
+        .mcp("stdio")
+        .bearer(&t)
+        .session(Some(&a))
+        .tool("pid", json!({}))
+        .await
+        .tool_text();
+    let pid_b = app
+        .mcp("stdio")
+        .bearer(&t)
+        .session(Some(&b))
+        .tool("pid", json!({}))
+        .await
+        .tool_text();
     assert_ne!(pid_a, pid_b, "one process per session");
 
     // The cap: a third session waits for one to end.
-    let third = mcp(&app, "stdio", Some(&t), None, init.clone()).await;
-    assert_eq!(third.status(), 503);
+    let third = app.mcp("stdio").bearer(&t).send(init.clone()).await;
+    assert_eq!(third.status, 503);
     let s = get_as(&app, &admin, "/v1/servers/stdio").await;
     assert_eq!(s.body["data"]["process"]["sessions"], 2, "{}", s.text);
 
@@ -357,27 +391,22 @@ async fn a_stdio_server_is_bridged_one_process_per_session() {
         .await
         .expect("delete");
     assert_eq!(del.status(), 200);
-    let gone = mcp(
-        &app,
-        "stdio",
-        Some(&t),
-        Some(&a),
-        json!({"jsonrpc":"2.0","id":3,"method":"ping"}),
-    )
-    .await;
-    assert_eq!(gone.status(), 404);
+    let gone = app
+        .mcp("stdio")
+        .bearer(&t)
+        .session(Some(&a))
+        .send(json!({"jsonrpc":"2.0","id":3,"method":"ping"}))
+        .await;
+    assert_eq!(gone.status, 404);
     let c = open().await;
     assert_ne!(c, a);
     // Requests without a session other than initialize are refused.
-    let r = mcp(
-        &app,
-        "stdio",
-        Some(&t),
-        None,
-        json!({"jsonrpc":"2.0","id":4,"method":"ping"}),
-    )
-    .await;
-    assert_eq!(r.status(), 400);
+    let r = app
+        .mcp("stdio")
+        .bearer(&t)
+        .send(json!({"jsonrpc":"2.0","id":4,"method":"ping"}))
+        .await;
+    assert_eq!(r.status, 400);
     // And without a token, nothing reaches the bridge.
-    assert_eq!(mcp(&app, "stdio", None, None, init).await.status(), 401);
+    assert_eq!(app.mcp("stdio").send(init).await.status, 401);
 }

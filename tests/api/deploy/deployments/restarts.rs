@@ -14,8 +14,8 @@ async fn active_deployments_come_back_after_a_restart() {
     let t = token(&app, "phoenix", "mcp:read mcp:write mcp:execute");
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
-    let res = mcp(&app, "phoenix", Some(&t), None, init).await;
-    assert_eq!(res.status(), 200);
+    let res = app.mcp("phoenix").bearer(&t).send(init).await;
+    assert_eq!(res.status, 200);
     let admin = admin_token(&app).await;
     let s = get_as(&app, &admin, "/v1/servers/phoenix").await;
     assert_eq!(s.expect(200)["data"]["status"], "running");
@@ -28,10 +28,7 @@ async fn active_deployments_come_back_after_a_restart() {
         .await;
     let t = token(&app, "phoenix", "mcp:read");
     let ping = json!({"jsonrpc":"2.0","id":1,"method":"ping"});
-    assert_eq!(
-        mcp(&app, "phoenix", Some(&t), None, ping).await.status(),
-        503
-    );
+    assert_eq!(app.mcp("phoenix").bearer(&t).send(ping).await.status, 503);
     let admin = admin_token(&app).await;
     let s = get_as(&app, &admin, "/v1/servers/phoenix").await;
     assert_eq!(
@@ -96,15 +93,12 @@ async fn a_cleared_upstream_stays_cleared_after_a_restart() {
     assert!(s.expect(200)["data"]["upstreamUrl"].is_null());
     assert_eq!(s.body["data"]["status"], "stopped");
     let t = token(&app, "cleared", "mcp:read");
-    let res = mcp(
-        &app,
-        "cleared",
-        Some(&t),
-        None,
-        json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}),
-    )
-    .await;
-    assert_eq!(res.status(), 503, "nothing serves the server any more");
+    let res = app
+        .mcp("cleared")
+        .bearer(&t)
+        .send(json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}))
+        .await;
+    assert_eq!(res.status, 503, "nothing serves the server any more");
     drop(app);
     drop(tmp);
 }
@@ -123,11 +117,11 @@ async fn a_fixed_port_is_handed_over_and_given_back_when_the_successor_fails() {
     .await;
     let port = ezforge::deploy::process::free_port().expect("a free port");
     let t = token(&app, "fixed", "mcp:execute");
-    let pid = |app, t| call_tool(app, "fixed", t, None, "pid", json!({}));
+    let pid = |app: &TestApp, t: &str| app.mcp("fixed").bearer(t).tool("pid", json!({}));
 
     let v1 = deploy(&app, &admin, "fixed", on_port(http_command(&[]), port)).await;
     assert_eq!(v1.expect(201)["data"]["status"], "running");
-    let first = pid(&app, &t).await;
+    let first = pid(&app, &t).await.tool_text();
 
     // v2 never listens. It used to pass its check on v1's answers (v1 held the port), take the
     // traffic, and leave nothing serving once v1 was stopped.
@@ -138,7 +132,7 @@ async fn a_fixed_port_is_handed_over_and_given_back_when_the_successor_fails() {
     let v2 = deploy(&app, &admin, "fixed", never).await;
     assert_failed(&v2, "did not accept connections");
     // v1 was stopped to free the port, and started again.
-    let again = pid(&app, &t).await;
+    let again = pid(&app, &t).await.tool_text();
     assert_ne!(again, first);
     let list = get_as(&app, &admin, "/v1/servers/fixed/deployments").await;
     assert_eq!(list.expect(200)["data"][1]["active"], true, "{}", list.text);
@@ -151,7 +145,7 @@ async fn a_fixed_port_is_handed_over_and_given_back_when_the_successor_fails() {
         &deploy(&app, &admin, "fixed", failing).await,
         "health check failed",
     );
-    let back = pid(&app, &t).await;
+    let back = pid(&app, &t).await.tool_text();
     assert_ne!(back, again);
     let s = get_as(&app, &admin, "/v1/servers/fixed").await;
     assert_eq!(s.expect(200)["data"]["status"], "running");
@@ -161,7 +155,7 @@ async fn a_fixed_port_is_handed_over_and_given_back_when_the_successor_fails() {
     let v3 = deploy(&app, &admin, "fixed", on_port(http_command(&[]), port)).await;
     assert_eq!(v3.expect(201)["data"]["status"], "running", "{}", v3.text);
     assert_eq!(v3.body["data"]["active"], true);
-    let third = pid(&app, &t).await;
+    let third = pid(&app, &t).await.tool_text();
     assert_ne!(third, again);
 
     // A port held by another program fails the deployment before anything is started.
@@ -169,7 +163,7 @@ async fn a_fixed_port_is_handed_over_and_given_back_when_the_successor_fails() {
     let taken = squatter.local_addr().expect("addr").port();
     let v4 = deploy(&app, &admin, "fixed", on_port(http_command(&[]), taken)).await;
     assert_failed(&v4, &format!("port {taken} is not free"));
-    assert_eq!(pid(&app, &t).await, third, "v3 serves on");
+    assert_eq!(pid(&app, &t).await.tool_text(), third, "v3 serves on");
 }
 
 /// An upstream URL nobody listens on does not read `running`: it is probed at once (and then

@@ -27,7 +27,11 @@ async fn byoa_tokens_validate_against_the_issuer_jwks() {
     let token = issuer.sign(&claims(&resource(&app, "ext"), json!({})));
     let ping = json!({"jsonrpc":"2.0","id":1,"method":"tools/list"});
     assert_eq!(
-        rpc(&app, "ext", Some(&token), ping.clone()).await.status(),
+        app.mcp("ext")
+            .bearer(&token)
+            .send(ping.clone())
+            .await
+            .status,
         200
     );
     let seen = up.last_headers();
@@ -37,9 +41,11 @@ async fn byoa_tokens_validate_against_the_issuer_jwks() {
     );
     // Bound to the resource: refused at another server of the same issuer.
     assert_eq!(
-        rpc(&app, "other", Some(&token), ping.clone())
+        app.mcp("other")
+            .bearer(&token)
+            .send(ping.clone())
             .await
-            .status(),
+            .status,
         401
     );
     // Wrong issuer, and our own managed tokens, are refused at a BYOA server.
@@ -48,7 +54,11 @@ async fn byoa_tokens_validate_against_the_issuer_jwks() {
         json!({"iss": "https://evil.example"}),
     ));
     assert_eq!(
-        rpc(&app, "ext", Some(&wrong), ping.clone()).await.status(),
+        app.mcp("ext")
+            .bearer(&wrong)
+            .send(ping.clone())
+            .await
+            .status,
         401
     );
 
@@ -57,27 +67,33 @@ async fn byoa_tokens_validate_against_the_issuer_jwks() {
     issuer.rotate("key-2");
     let rotated = issuer.sign(&claims(&resource(&app, "ext"), json!({"jti": "r"})));
     assert_eq!(
-        rpc(&app, "ext", Some(&rotated), ping.clone())
+        app.mcp("ext")
+            .bearer(&rotated)
+            .send(ping.clone())
             .await
-            .status(),
+            .status,
         200
     );
     assert_eq!(*issuer.fetches.lock().expect("lock"), fetches_before + 1);
     // An unknown kid right after does not trigger another fetch (rate-limited).
     let stranger = SigningKey::generate("key-x").sign(&claims(&resource(&app, "ext"), json!({})));
     assert_eq!(
-        rpc(&app, "ext", Some(&stranger), ping.clone())
+        app.mcp("ext")
+            .bearer(&stranger)
+            .send(ping.clone())
             .await
-            .status(),
+            .status,
         401
     );
     assert_eq!(*issuer.fetches.lock().expect("lock"), fetches_before + 1);
     // Our own managed tokens mean nothing at a BYOA server.
     let managed = managed_token(&app, "ext", "mcp:read", json!({}));
     assert_eq!(
-        rpc(&app, "ext", Some(&managed), ping.clone())
+        app.mcp("ext")
+            .bearer(&managed)
+            .send(ping.clone())
             .await
-            .status(),
+            .status,
         401
     );
 
@@ -87,7 +103,7 @@ async fn byoa_tokens_validate_against_the_issuer_jwks() {
         &resource(&app, "ext"),
         json!({"jti": "after-down"}),
     ));
-    assert_eq!(rpc(&app, "ext", Some(&after), ping).await.status(), 200);
+    assert_eq!(app.mcp("ext").bearer(&after).send(ping).await.status, 200);
 }
 
 #[tokio::test]
@@ -135,14 +151,20 @@ async fn a_token_verified_for_one_server_counts_only_where_the_same_keys_are_tru
         }));
         // Valid at the attacker's own server (its keys, its issuer string)...
         assert_eq!(
-            rpc(&app, decoy, Some(&forged), list.clone()).await.status(),
+            app.mcp(decoy)
+                .bearer(&forged)
+                .send(list.clone())
+                .await
+                .status,
             200
         );
         // ...and nothing at the victim's, although it is now in the verified-token cache.
         assert_eq!(
-            rpc(&app, target, Some(&forged), list.clone())
+            app.mcp(target)
+                .bearer(&forged)
+                .send(list.clone())
                 .await
-                .status(),
+                .status,
             401,
             "{target}"
         );
@@ -153,9 +175,11 @@ async fn a_token_verified_for_one_server_counts_only_where_the_same_keys_are_tru
         "scope": "mcp:read",
     }));
     assert_eq!(
-        rpc(&app, "victim", Some(&good), list.clone())
+        app.mcp("victim")
+            .bearer(&good)
+            .send(list.clone())
             .await
-            .status(),
+            .status,
         200
     );
 
@@ -165,7 +189,7 @@ async fn a_token_verified_for_one_server_counts_only_where_the_same_keys_are_tru
         "scope": vec!["s"; 1000].join(" "),
     }));
     assert_eq!(
-        rpc(&app, "victim", Some(&stuffed), list).await.status(),
+        app.mcp("victim").bearer(&stuffed).send(list).await.status,
         401
     );
 }
@@ -192,17 +216,15 @@ async fn an_unreachable_issuer_is_503_not_a_bad_token() {
     // Its keys were never fetched: the first try fails, and so does the next (not refetched
     // within 30 s); neither blames the token.
     for _ in 0..2 {
-        let res = rpc(
-            &app,
-            "ext",
-            Some(&token),
-            json!({"jsonrpc":"2.0","id":7,"method":"ping"}),
-        )
-        .await;
-        assert_eq!(res.status(), 503);
-        assert!(res.headers().get("www-authenticate").is_none());
-        assert_eq!(res.headers()["retry-after"], "30");
-        let body = json(res).await;
+        let res = app
+            .mcp("ext")
+            .bearer(&token)
+            .send(json!({"jsonrpc":"2.0","id":7,"method":"ping"}))
+            .await;
+        assert_eq!(res.status, 503);
+        assert!(res.headers.get("www-authenticate").is_none());
+        assert_eq!(res.headers["retry-after"], "30");
+        let body = res.json();
         assert_eq!(body["id"], 7, "{body}");
         assert_eq!(body["error"]["code"], -32002, "{body}");
     }
@@ -214,28 +236,23 @@ async fn upstream_challenges_never_reach_clients_and_encoded_bodies_are_refused(
     let up = FakeUpstream::start().await;
     add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
     let token = managed_token(&app, "weather", "mcp:execute", json!({}));
-    let res = rpc(
-        &app,
-        "weather",
-        Some(&token),
-        json!({"jsonrpc":"2.0","id":1,"method":"unauthorized"}),
-    )
-    .await;
+    let res = app
+        .mcp("weather")
+        .bearer(&token)
+        .send(json!({"jsonrpc":"2.0","id":1,"method":"unauthorized"}))
+        .await;
     assert_eq!(
-        res.status(),
-        502,
+        res.status, 502,
         "the token was good here: the upstream is misconfigured"
     );
-    assert!(res.headers().get("www-authenticate").is_none());
-    let res = rpc(
-        &app,
-        "weather",
-        Some(&token),
-        json!({"jsonrpc":"2.0","id":1,"method":"forbidden"}),
-    )
-    .await;
-    assert_eq!(res.status(), 403);
-    assert!(res.headers().get("www-authenticate").is_none());
+    assert!(res.headers.get("www-authenticate").is_none());
+    let res = app
+        .mcp("weather")
+        .bearer(&token)
+        .send(json!({"jsonrpc":"2.0","id":1,"method":"forbidden"}))
+        .await;
+    assert_eq!(res.status, 403);
+    assert!(res.headers.get("www-authenticate").is_none());
 
     let requests = up.requests();
     for encoding in ["gzip", "br", "identity, gzip"] {
@@ -274,9 +291,11 @@ async fn switching_a_server_to_byoa_stops_managed_tokens_at_once() {
     let token = managed_token(&app, "weather", "mcp:read", json!({}));
     let ping = json!({"jsonrpc":"2.0","id":1,"method":"tools/list"});
     assert_eq!(
-        rpc(&app, "weather", Some(&token), ping.clone())
+        app.mcp("weather")
+            .bearer(&token)
+            .send(ping.clone())
             .await
-            .status(),
+            .status,
         200
     );
     // PATCH the auth config through the control API as the admin.
@@ -293,7 +312,7 @@ async fn switching_a_server_to_byoa_stops_managed_tokens_at_once() {
         .expect("patch");
     assert_eq!(res.status(), 200);
     assert_eq!(
-        rpc(&app, "weather", Some(&token), ping).await.status(),
+        app.mcp("weather").bearer(&token).send(ping).await.status,
         401,
         "the cached managed token no longer passes"
     );

@@ -56,15 +56,12 @@ async fn challenges_for_missing_bad_and_insufficient_tokens() {
         app.address
     );
 
-    let res = rpc(
-        &app,
-        "weather",
-        None,
-        json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}),
-    )
-    .await;
-    assert_eq!(res.status(), 401);
-    let h = www_authenticate(&res);
+    let res = app
+        .mcp("weather")
+        .send(json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}))
+        .await;
+    assert_eq!(res.status, 401);
+    let h = res.www_authenticate();
     assert!(h.starts_with("Bearer "), "{h}");
     assert!(
         h.contains(&format!("resource_metadata=\"{metadata}\"")),
@@ -75,41 +72,38 @@ async fn challenges_for_missing_bad_and_insufficient_tokens() {
     // Another scheme is an unsupported method, answered like a missing token (RFC 6750 3.1).
     for auth in ["Basic dXNlcjpwdw==", "Token abc", "Negotiate"] {
         let res = app
-            .client
-            .post(resource(&app, "weather"))
+            .mcp("weather")
             .header("authorization", auth)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
-            .send()
-            .await
-            .expect("send");
-        assert_eq!(res.status(), 401, "{auth}");
-        let h = www_authenticate(&res);
+            .tools_list()
+            .await;
+        assert_eq!(res.status, 401, "{auth}");
+        let h = res.www_authenticate();
         assert!(
             h.starts_with("Bearer ") && !h.contains("error="),
             "{auth}: {h}"
         );
     }
 
-    let res = rpc(
-        &app,
-        "weather",
-        Some("not-a-jwt"),
-        json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}),
-    )
-    .await;
-    assert_eq!(res.status(), 401);
-    let h = www_authenticate(&res);
+    let res = app
+        .mcp("weather")
+        .bearer("not-a-jwt")
+        .send(json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}))
+        .await;
+    assert_eq!(res.status, 401);
+    let h = res.www_authenticate();
     assert!(
         h.contains("error=\"invalid_token\"") && h.contains("resource_metadata="),
         "{h}"
     );
 
     let token = managed_token(&app, "weather", "mcp:read", json!({}));
-    let res = rpc(&app, "weather", Some(&token), call("delete_repo")).await;
-    assert_eq!(res.status(), 403);
-    let h = www_authenticate(&res);
+    let res = app
+        .mcp("weather")
+        .bearer(&token)
+        .send(call("delete_repo"))
+        .await;
+    assert_eq!(res.status, 403);
+    let h = res.www_authenticate();
     assert!(h.contains("error=\"insufficient_scope\""), "{h}");
     assert!(
         h.contains("scope=\"mcp:execute mcp:read\""),
@@ -195,27 +189,22 @@ async fn every_validation_failure_is_401_never_500() {
         ("garbage", "a.b.c".into()),
     ];
     for (name, token) in cases {
-        let res = rpc(
-            &app,
-            "a",
-            Some(&token),
-            json!({"jsonrpc":"2.0","id":1,"method":"ping"}),
-        )
-        .await;
-        assert_eq!(res.status(), 401, "{name}");
-        assert!(www_authenticate(&res).contains("invalid_token"), "{name}");
+        let res = app
+            .mcp("a")
+            .bearer(&token)
+            .send(json!({"jsonrpc":"2.0","id":1,"method":"ping"}))
+            .await;
+        assert_eq!(res.status, 401, "{name}");
+        assert!(res.www_authenticate().contains("invalid_token"), "{name}");
     }
     // Within the 60 s leeway an expired token still passes.
     let fresh_enough = managed_token(&app, "a", "mcp:execute", json!({"exp": now - 10}));
     assert_eq!(
-        rpc(
-            &app,
-            "a",
-            Some(&fresh_enough),
-            json!({"jsonrpc":"2.0","id":1,"method":"ping"})
-        )
-        .await
-        .status(),
+        app.mcp("a")
+            .bearer(&fresh_enough)
+            .send(json!({"jsonrpc":"2.0","id":1,"method":"ping"}))
+            .await
+            .status,
         200
     );
     assert_eq!(up.requests(), 1);

@@ -97,30 +97,26 @@ async fn upstream_down_is_502_and_slow_is_504_with_json_rpc_bodies() {
     )
     .await;
     let t = managed_token(&app, "down", "mcp:read", json!({}));
-    let res = rpc(
-        &app,
-        "down",
-        Some(&t),
-        json!({"jsonrpc":"2.0","id":"abc","method":"tools/list"}),
-    )
-    .await;
-    assert_eq!(res.status(), 502);
-    let body = json(res).await;
+    let res = app
+        .mcp("down")
+        .bearer(&t)
+        .send(json!({"jsonrpc":"2.0","id":"abc","method":"tools/list"}))
+        .await;
+    assert_eq!(res.status, 502);
+    let body = res.json();
     assert_eq!(body["id"], "abc");
     assert!(
         !body.to_string().contains("127.0.0.1"),
         "names no internal host: {body}"
     );
     let t = managed_token(&app, "slow", "mcp:execute", json!({}));
-    let res = rpc(
-        &app,
-        "slow",
-        Some(&t),
-        json!({"jsonrpc":"2.0","id":9,"method":"hang"}),
-    )
-    .await;
-    assert_eq!(res.status(), 504);
-    assert_eq!(json(res).await["id"], 9);
+    let res = app
+        .mcp("slow")
+        .bearer(&t)
+        .send(json!({"jsonrpc":"2.0","id":9,"method":"hang"}))
+        .await;
+    assert_eq!(res.status, 504);
+    assert_eq!(res.json()["id"], 9);
 
     // An upstream that takes the TCP connection but never completes the TLS handshake: the
     // connect timeout runs out, which is "slow" (504), not "down".
@@ -136,15 +132,13 @@ async fn upstream_down_is_502_and_slow_is_504_with_json_rpc_bodies() {
     });
     add_server(&app, "mute", &mute_url, "ezforge_managed", None, json!({})).await;
     let t = managed_token(&app, "mute", "mcp:read", json!({}));
-    let res = rpc(
-        &app,
-        "mute",
-        Some(&t),
-        json!({"jsonrpc":"2.0","id":3,"method":"tools/list"}),
-    )
-    .await;
-    assert_eq!(res.status(), 504);
-    assert_eq!(json(res).await["id"], 3);
+    let res = app
+        .mcp("mute")
+        .bearer(&t)
+        .send(json!({"jsonrpc":"2.0","id":3,"method":"tools/list"}))
+        .await;
+    assert_eq!(res.status, 504);
+    assert_eq!(res.json()["id"], 3);
     held.abort();
 }
 
@@ -287,25 +281,19 @@ async fn the_access_log_records_requests_in_batches() {
     add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
     let t = managed_token(&app, "weather", "mcp:read", json!({}));
     assert_eq!(
-        rpc(
-            &app,
-            "weather",
-            Some(&t),
-            json!({"jsonrpc":"2.0","id":1,"method":"tools/list"})
-        )
-        .await
-        .status(),
+        app.mcp("weather")
+            .bearer(&t)
+            .send(json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}))
+            .await
+            .status,
         200
     );
     assert_eq!(
-        rpc(
-            &app,
-            "weather",
-            Some("bad"),
-            json!({"jsonrpc":"2.0","id":1,"method":"tools/list"})
-        )
-        .await
-        .status(),
+        app.mcp("weather")
+            .bearer("bad")
+            .send(json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}))
+            .await
+            .status,
         401
     );
     let tmp = app.take_tempdir().expect("tmp");
@@ -452,9 +440,9 @@ async fn upstream_connections_are_reused_and_closed_ones_replaced() {
     let answer = json!({"jsonrpc":"2.0","id":7,"result":{"content":[]}});
     let accepted_now = || accepted.load(std::sync::atomic::Ordering::SeqCst);
     for tool in ["plain", "plain", "chunked", "plain", "chunked"] {
-        let res = rpc(&app, "pool", Some(&token), call(tool)).await;
-        assert_eq!(res.status(), 200, "{tool}");
-        assert_eq!(json(res).await, answer, "{tool}");
+        let res = app.mcp("pool").bearer(&token).send(call(tool)).await;
+        assert_eq!(res.status, 200, "{tool}");
+        assert_eq!(res.json(), answer, "{tool}");
     }
     assert_eq!(
         accepted_now(),
@@ -464,9 +452,9 @@ async fn upstream_connections_are_reused_and_closed_ones_replaced() {
 
     // An upstream closing the connection after its answer: the next request gets a new one.
     for tool in ["close", "plain", "close", "close", "plain"] {
-        let res = rpc(&app, "pool", Some(&token), call(tool)).await;
-        assert_eq!(res.status(), 200, "{tool}");
-        assert_eq!(json(res).await, answer, "{tool}");
+        let res = app.mcp("pool").bearer(&token).send(call(tool)).await;
+        assert_eq!(res.status, 200, "{tool}");
+        assert_eq!(res.json(), answer, "{tool}");
     }
     assert_eq!(accepted_now(), 4);
 }

@@ -12,7 +12,7 @@ async fn bodies_over_the_limit_are_413_and_bad_bodies_400() {
     add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
     let t = managed_token(&app, "weather", "mcp:execute", json!({}));
     let big = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"pad":"x".repeat(2000)}}});
-    assert_eq!(rpc(&app, "weather", Some(&t), big).await.status(), 413);
+    assert_eq!(app.mcp("weather").bearer(&t).send(big).await.status, 413);
     for body in ["not json", "[[[[[[[[[[", "{\"method\": 5}", "42"] {
         let res = app
             .client
@@ -115,30 +115,38 @@ async fn rate_limits_answer_429_then_recover() {
     let ping = json!({"jsonrpc":"2.0","id":3,"method":"ping"});
     for _ in 0..3 {
         assert_eq!(
-            rpc(&app, "weather", Some(&t), ping.clone()).await.status(),
+            app.mcp("weather")
+                .bearer(&t)
+                .send(ping.clone())
+                .await
+                .status,
             200
         );
     }
-    let res = rpc(&app, "weather", Some(&t), ping.clone()).await;
-    assert_eq!(res.status(), 429);
-    assert!(res.headers().contains_key("retry-after"));
-    assert_eq!(json(res).await["id"], 3);
+    let res = app.mcp("weather").bearer(&t).send(ping.clone()).await;
+    assert_eq!(res.status, 429);
+    assert!(res.headers.contains_key("retry-after"));
+    assert_eq!(res.json()["id"], 3);
     // Another subject has its own bucket.
     let other = managed_token(&app, "weather", "mcp:read", json!({"sub": "usr_bob"}));
     assert_eq!(
-        rpc(&app, "weather", Some(&other), ping.clone())
+        app.mcp("weather")
+            .bearer(&other)
+            .send(ping.clone())
             .await
-            .status(),
+            .status,
         200
     );
     // Poll until the bucket has a token again (each poll is a round trip; 100 ms pass well
     // within these).
     let mut status = 429;
     for _ in 0..5000 {
-        status = rpc(&app, "weather", Some(&t), ping.clone())
+        status = app
+            .mcp("weather")
+            .bearer(&t)
+            .send(ping.clone())
             .await
-            .status()
-            .as_u16();
+            .status;
         if status == 200 {
             break;
         }
@@ -152,39 +160,48 @@ async fn requests_without_a_good_token_are_limited_by_address() {
     let ping = json!({"jsonrpc":"2.0","id":3,"method":"ping"});
     let good = managed_token(&app, "weather", "mcp:read", json!({}));
     assert_eq!(
-        rpc(&app, "weather", Some(&good), ping.clone())
+        app.mcp("weather")
+            .bearer(&good)
+            .send(ping.clone())
             .await
-            .status(),
+            .status,
         200
     );
     // No token: 401 while the address has room, then 429.
     for _ in 0..3 {
-        assert_eq!(rpc(&app, "weather", None, ping.clone()).await.status(), 401);
+        assert_eq!(app.mcp("weather").send(ping.clone()).await.status, 401);
     }
-    let res = rpc(&app, "weather", None, ping.clone()).await;
-    assert_eq!(res.status(), 429);
-    assert!(res.headers().contains_key("retry-after"));
+    let res = app.mcp("weather").send(ping.clone()).await;
+    assert_eq!(res.status, 429);
+    assert!(res.headers.contains_key("retry-after"));
     // A refused token counts like none.
     let forged = format!(
         "{}x",
         managed_token(&app, "weather", "mcp:read", json!({"sub": "usr_x"}))
     );
     assert_eq!(
-        rpc(&app, "weather", Some(&forged), ping.clone())
+        app.mcp("weather")
+            .bearer(&forged)
+            .send(ping.clone())
             .await
-            .status(),
+            .status,
         429
     );
     // Good tokens are limited on their own buckets, new or not: others at the same address
     // (behind one proxy) are not held back.
     let fresh = managed_token(&app, "weather", "mcp:read", json!({"sub": "usr_new"}));
     assert_eq!(
-        rpc(&app, "weather", Some(&fresh), ping.clone())
+        app.mcp("weather")
+            .bearer(&fresh)
+            .send(ping.clone())
             .await
-            .status(),
+            .status,
         200
     );
-    assert_eq!(rpc(&app, "weather", Some(&good), ping).await.status(), 200);
+    assert_eq!(
+        app.mcp("weather").bearer(&good).send(ping).await.status,
+        200
+    );
     assert_eq!(up.requests(), 3, "only good tokens' requests went through");
 }
 
@@ -214,30 +231,38 @@ async fn a_server_can_have_its_own_rate_limit() {
     let ping = json!({"jsonrpc":"2.0","id":1,"method":"ping"});
     let tight = managed_token(&app, "tight", "mcp:read", json!({}));
     assert_eq!(
-        rpc(&app, "tight", Some(&tight), ping.clone())
+        app.mcp("tight")
+            .bearer(&tight)
+            .send(ping.clone())
             .await
-            .status(),
+            .status,
         200
     );
     assert_eq!(
-        rpc(&app, "tight", Some(&tight), ping.clone())
+        app.mcp("tight")
+            .bearer(&tight)
+            .send(ping.clone())
             .await
-            .status(),
+            .status,
         200
     );
     assert_eq!(
-        rpc(&app, "tight", Some(&tight), ping.clone())
+        app.mcp("tight")
+            .bearer(&tight)
+            .send(ping.clone())
             .await
-            .status(),
+            .status,
         429,
         "the server's own limit"
     );
     let roomy = managed_token(&app, "roomy", "mcp:read", json!({}));
     for _ in 0..5 {
         assert_eq!(
-            rpc(&app, "roomy", Some(&roomy), ping.clone())
+            app.mcp("roomy")
+                .bearer(&roomy)
+                .send(ping.clone())
                 .await
-                .status(),
+                .status,
             200,
             "the global limit elsewhere"
         );
@@ -278,12 +303,14 @@ async fn a_server_can_have_its_own_rate_limit() {
         json!({"perMinute": 1, "burst": 1})
     );
     assert_eq!(
-        rpc(&app, "roomy", Some(&roomy), ping.clone())
+        app.mcp("roomy")
+            .bearer(&roomy)
+            .send(ping.clone())
             .await
-            .status(),
+            .status,
         200
     );
-    assert_eq!(rpc(&app, "roomy", Some(&roomy), ping).await.status(), 429);
+    assert_eq!(app.mcp("roomy").bearer(&roomy).send(ping).await.status, 429);
 }
 
 #[tokio::test]

@@ -103,32 +103,6 @@ pub(crate) fn managed_token(app: &TestApp, slug: &str, scope: &str, extra: Value
     jsonwebtoken::encode(&header, &claims, &keys.active.encoding).expect("sign")
 }
 
-pub(crate) async fn rpc(
-    app: &TestApp,
-    slug: &str,
-    token: Option<&str>,
-    body: Value,
-) -> reqwest::Response {
-    let mut req = app
-        .client
-        .post(resource(app, slug))
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(body.to_string());
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    req.send().await.expect("request")
-}
-
 fn call(tool: &str) -> Value {
     json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":tool,"arguments":{}}})
-}
-
-fn www_authenticate(res: &reqwest::Response) -> String {
-    res.headers()
-        .get("www-authenticate")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned()
 }

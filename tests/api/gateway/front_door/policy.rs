@@ -19,53 +19,64 @@ async fn tool_policy_follows_annotations_and_overrides() {
     let write = managed_token(&app, "weather", "mcp:write", json!({}));
     // Before tools/list the gateway knows nothing: unannotated tools need mcp:execute.
     assert_eq!(
-        rpc(&app, "weather", Some(&write), call("delete_repo"))
+        app.mcp("weather")
+            .bearer(&write)
+            .send(call("delete_repo"))
             .await
-            .status(),
+            .status,
         403
     );
     // The gateway learns annotations from the tools/list answer it proxies.
     assert_eq!(
-        rpc(
-            &app,
-            "weather",
-            Some(&read),
-            json!({"jsonrpc":"2.0","id":1,"method":"tools/list"})
-        )
-        .await
-        .status(),
+        app.mcp("weather")
+            .bearer(&read)
+            .send(json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}))
+            .await
+            .status,
         200
     );
     assert_eq!(
-        rpc(&app, "weather", Some(&write), call("delete_repo"))
+        app.mcp("weather")
+            .bearer(&write)
+            .send(call("delete_repo"))
             .await
-            .status(),
+            .status,
         200,
         "destructive -> mcp:write"
     );
     assert_eq!(
-        rpc(&app, "weather", Some(&read), call("delete_repo"))
+        app.mcp("weather")
+            .bearer(&read)
+            .send(call("delete_repo"))
             .await
-            .status(),
+            .status,
         403
     );
     // The override beats the read-only annotation.
     assert_eq!(
-        rpc(&app, "weather", Some(&read), call("get_weather"))
+        app.mcp("weather")
+            .bearer(&read)
+            .send(call("get_weather"))
             .await
-            .status(),
+            .status,
         403
     );
     assert_eq!(
-        rpc(&app, "weather", Some(&write), call("mystery"))
+        app.mcp("weather")
+            .bearer(&write)
+            .send(call("mystery"))
             .await
-            .status(),
+            .status,
         403
     );
     let exec = managed_token(&app, "weather", "mcp:execute", json!({}));
     for tool in ["get_weather", "delete_repo", "mystery"] {
         assert_eq!(
-            rpc(&app, "weather", Some(&exec), call(tool)).await.status(),
+            app.mcp("weather")
+                .bearer(&exec)
+                .send(call(tool))
+                .await
+                .status,
             200,
             "{tool}"
         );
@@ -90,15 +101,19 @@ async fn annotations_learned_from_one_upstream_do_not_carry_over_to_the_next() {
         json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"get_weather"}});
     let list = json!({"jsonrpc":"2.0","id":1,"method":"tools/list"});
     assert_eq!(
-        rpc(&app, "weather", Some(&read), list.clone())
+        app.mcp("weather")
+            .bearer(&read)
+            .send(list.clone())
             .await
-            .status(),
+            .status,
         200
     );
     assert_eq!(
-        rpc(&app, "weather", Some(&read), call.clone())
+        app.mcp("weather")
+            .bearer(&read)
+            .send(call.clone())
             .await
-            .status(),
+            .status,
         200,
         "read-only as the first upstream says"
     );
@@ -115,14 +130,22 @@ async fn annotations_learned_from_one_upstream_do_not_carry_over_to_the_next() {
         .expect("update");
     app.state.servers_changed().await;
     assert_eq!(
-        rpc(&app, "weather", Some(&read), call.clone())
+        app.mcp("weather")
+            .bearer(&read)
+            .send(call.clone())
             .await
-            .status(),
+            .status,
         403,
         "unknown again until the new upstream lists its tools"
     );
-    assert_eq!(rpc(&app, "weather", Some(&read), list).await.status(), 200);
-    assert_eq!(rpc(&app, "weather", Some(&read), call).await.status(), 200);
+    assert_eq!(
+        app.mcp("weather").bearer(&read).send(list).await.status,
+        200
+    );
+    assert_eq!(
+        app.mcp("weather").bearer(&read).send(call).await.status,
+        200
+    );
     assert_eq!(
         second.requests(),
         2,
@@ -137,9 +160,11 @@ async fn annotations_are_learned_from_sse_answers_too() {
     add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
     let read = managed_token(&app, "weather", "mcp:read", json!({}));
     assert_eq!(
-        rpc(&app, "weather", Some(&read), call("get_weather"))
+        app.mcp("weather")
+            .bearer(&read)
+            .send(call("get_weather"))
             .await
-            .status(),
+            .status,
         403
     );
     // The fake answers tools/list as an SSE stream (CRLF-framed) when asked to.
@@ -162,9 +187,11 @@ async fn annotations_are_learned_from_sse_answers_too() {
     );
     let _ = res.bytes().await.expect("body");
     assert_eq!(
-        rpc(&app, "weather", Some(&read), call("get_weather"))
+        app.mcp("weather")
+            .bearer(&read)
+            .send(call("get_weather"))
             .await
-            .status(),
+            .status,
         200
     );
 }
@@ -187,17 +214,17 @@ async fn batches_need_every_scope() {
         {"jsonrpc":"2.0","id":1,"method":"tools/list"},
         {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"nuke"}},
     ]);
-    let res = rpc(&app, "weather", Some(&read), batch.clone()).await;
-    assert_eq!(res.status(), 403);
-    let h = www_authenticate(&res);
+    let res = app.mcp("weather").bearer(&read).send(batch.clone()).await;
+    assert_eq!(res.status, 403);
+    let h = res.www_authenticate();
     assert!(
         h.contains("scope=\"admin:danger mcp:read\""),
         "names everything the batch needs: {h}"
     );
     let both = managed_token(&app, "weather", "mcp:read admin:danger", json!({}));
-    let res = rpc(&app, "weather", Some(&both), batch).await;
-    assert_eq!(res.status(), 200);
-    assert_eq!(json(res).await.as_array().map(Vec::len), Some(2));
+    let res = app.mcp("weather").bearer(&both).send(batch).await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.json().as_array().map(Vec::len), Some(2));
 }
 
 #[tokio::test]

@@ -10,13 +10,11 @@ async fn sse_events_stream_without_buffering() {
     let token = managed_token(&app, "weather", "mcp:execute", json!({}));
     // LF-framed events, then CRLF-framed ones: each event is passed on as it comes.
     for method in ["stream", "stream_crlf"] {
-        let mut res = rpc(
-            &app,
-            "weather",
-            Some(&token),
-            json!({"jsonrpc":"2.0","id":5,"method":method}),
-        )
-        .await;
+        let mut res = app
+            .mcp("weather")
+            .bearer(&token)
+            .send_streaming(json!({"jsonrpc":"2.0","id":5,"method":method}))
+            .await;
         assert_eq!(res.status(), 200);
         assert!(
             res.headers()["content-type"]
@@ -47,15 +45,13 @@ async fn sessions_are_bound_to_their_subject() {
     add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
     let alice = managed_token(&app, "weather", "mcp:read", json!({}));
     let mallory = managed_token(&app, "weather", "mcp:read", json!({"sub": "usr_mallory"}));
-    let res = rpc(
-        &app,
-        "weather",
-        Some(&alice),
-        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}),
-    )
-    .await;
-    assert_eq!(res.status(), 200);
-    let session = res.headers()["mcp-session-id"]
+    let res = app
+        .mcp("weather")
+        .bearer(&alice)
+        .send(json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}))
+        .await;
+    assert_eq!(res.status, 200);
+    let session = res.headers["mcp-session-id"]
         .to_str()
         .expect("sid")
         .to_owned();
@@ -100,15 +96,13 @@ async fn sessions_are_bound_to_their_subject() {
         "a JSON-RPC error with the request's id"
     );
     // Mallory cannot slip alice's session in as a second value, nor send one that is empty.
-    let mut fresh = rpc(
-        &app,
-        "weather",
-        Some(&mallory),
-        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}),
-    )
-    .await;
-    assert_eq!(fresh.status(), 200);
-    let own = fresh.headers_mut().remove("mcp-session-id").expect("sid");
+    let mut fresh = app
+        .mcp("weather")
+        .bearer(&mallory)
+        .send(json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}))
+        .await;
+    assert_eq!(fresh.status, 200);
+    let own = fresh.headers.remove("mcp-session-id").expect("sid");
     let res = app
         .client
         .post(resource(&app, "weather"))
@@ -149,8 +143,8 @@ async fn a_session_stays_bound_across_a_restart() {
     add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
     let alice = managed_token(&app, "weather", "mcp:read", json!({}));
     let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{}});
-    let res = rpc(&app, "weather", Some(&alice), init).await;
-    let session = res.headers()["mcp-session-id"]
+    let res = app.mcp("weather").bearer(&alice).send(init).await;
+    let session = res.headers["mcp-session-id"]
         .to_str()
         .expect("sid")
         .to_owned();

@@ -15,7 +15,7 @@ use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
 use crate::fakes::FakeUpstream;
-use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp};
+use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, ApiResponse, McpRequest, TestApp};
 
 mod authorize;
 mod html;

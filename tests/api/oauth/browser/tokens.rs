@@ -16,32 +16,8 @@ pub enum ClientAuth {
     Assertion(String, String),
 }
 
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: HeaderMap,
-    pub text: String,
-    pub body: Value,
-}
-
-impl Reply {
-    pub async fn read(res: reqwest::Response) -> Reply {
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        let text = res.text().await.unwrap_or_default();
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            text,
-            body,
-        }
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
+/// What the OAuth endpoints answer (RFC 6749 JSON), read from the one response wrapper.
+impl ApiResponse {
     pub fn error(&self) -> &str {
         self.body["error"].as_str().unwrap_or("")
     }
@@ -93,7 +69,7 @@ pub async fn post_endpoint(
     path: &str,
     auth: &ClientAuth,
     form: &[(&str, &str)],
-) -> Reply {
+) -> ApiResponse {
     let mut fields: Vec<(String, String)> = form
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -121,15 +97,20 @@ pub async fn post_endpoint(
             fields.push(("client_assertion".into(), jwt.clone()));
         }
     }
-    Reply::read(req.form(&fields).send().await.expect("request")).await
+    ApiResponse::read(req.form(&fields).send().await.expect("request")).await
 }
 
-pub async fn token(app: &TestApp, auth: &ClientAuth, form: &[(&str, &str)]) -> Reply {
+pub async fn token(app: &TestApp, auth: &ClientAuth, form: &[(&str, &str)]) -> ApiResponse {
     post_endpoint(app, "/oauth/token", auth, form).await
 }
 
 /// `grant_type=authorization_code` for the code `outcome` carries.
-pub async fn exchange(app: &TestApp, auth: &ClientAuth, req: &AuthRequest, code: &str) -> Reply {
+pub async fn exchange(
+    app: &TestApp,
+    auth: &ClientAuth,
+    req: &AuthRequest,
+    code: &str,
+) -> ApiResponse {
     exchange_with(app, auth, req.redirect_uri(), code, &req.verifier).await
 }
 
@@ -139,7 +120,7 @@ pub async fn exchange_with(
     redirect_uri: &str,
     code: &str,
     verifier: &str,
-) -> Reply {
+) -> ApiResponse {
     token(
         app,
         auth,
@@ -153,7 +134,7 @@ pub async fn exchange_with(
     .await
 }
 
-pub async fn refresh(app: &TestApp, auth: &ClientAuth, refresh_token: &str) -> Reply {
+pub async fn refresh(app: &TestApp, auth: &ClientAuth, refresh_token: &str) -> ApiResponse {
     token(
         app,
         auth,
@@ -165,11 +146,11 @@ pub async fn refresh(app: &TestApp, auth: &ClientAuth, refresh_token: &str) -> R
     .await
 }
 
-pub async fn revoke(app: &TestApp, auth: &ClientAuth, token: &str) -> Reply {
+pub async fn revoke(app: &TestApp, auth: &ClientAuth, token: &str) -> ApiResponse {
     post_endpoint(app, "/oauth/revoke", auth, &[("token", token)]).await
 }
 
-pub async fn introspect(app: &TestApp, auth: &ClientAuth, token: &str) -> Reply {
+pub async fn introspect(app: &TestApp, auth: &ClientAuth, token: &str) -> ApiResponse {
     post_endpoint(app, "/oauth/introspect", auth, &[("token", token)]).await
 }
 
@@ -193,16 +174,9 @@ pub fn scope_set(s: &str) -> BTreeSet<String> {
 
 /// `POST {resource}` with a JSON-RPC `tools/list`: the front door's status and body.
 pub async fn tools_list(resource: &str, access_token: &str) -> (u16, Value) {
-    let res = bare_client()
-        .post(resource)
-        .bearer_auth(access_token)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}).to_string())
-        .send()
-        .await
-        .expect("front door");
-    let status = res.status().as_u16();
-    let text = res.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    let res = McpRequest::to(&bare_client(), resource)
+        .bearer(access_token)
+        .tools_list()
+        .await;
+    (res.status, res.body)
 }

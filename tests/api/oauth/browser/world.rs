@@ -18,7 +18,7 @@ pub async fn api(
     if let Some(b) = body {
         req = req.json(&b);
     }
-    let r = Reply::read(req.send().await.expect("request")).await;
+    let r = ApiResponse::read(req.send().await.expect("request")).await;
     (r.status, r.body)
 }
 
@@ -165,7 +165,7 @@ impl World {
     }
 
     /// Runs the flow as the admin with `scope` and exchanges the code; the token reply.
-    pub async fn tokens(&self, client_id: &str, scope: &str) -> Reply {
+    pub async fn tokens(&self, client_id: &str, scope: &str) -> ApiResponse {
         let req = self.request(client_id).scope(scope);
         let out = authorize(&self.browser(), &req).await;
         let code = out.code();

@@ -4,6 +4,7 @@
 
 use serde_json::{Value, json};
 
+use crate::helpers::ApiResponse;
 use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, add_member, invite};
 use crate::oauth::browser::*;
 
@@ -16,7 +17,7 @@ fn public(id: &str) -> ClientAuth {
 }
 
 /// A JSON POST with an optional bearer token.
-async fn post_json(w: &World, path: &str, bearer: Option<&str>, body: Value) -> Reply {
+async fn post_json(w: &World, path: &str, bearer: Option<&str>, body: Value) -> ApiResponse {
     send(w, "POST", &w.app.url(path), bearer, Some(body)).await
 }
 
@@ -26,7 +27,7 @@ async fn send(
     url: &str,
     bearer: Option<&str>,
     body: Option<Value>,
-) -> Reply {
+) -> ApiResponse {
     let _ = w;
     let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
     let mut req = bare_client().request(method, url);
@@ -36,7 +37,7 @@ async fn send(
     if let Some(b) = body {
         req = req.json(&b);
     }
-    Reply::read(req.send().await.expect("request")).await
+    ApiResponse::read(req.send().await.expect("request")).await
 }
 
 enum Deleted {

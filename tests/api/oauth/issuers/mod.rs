@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::fakes::{ClientKey, DocServer, TestIssuer};
+use crate::helpers::ApiResponse;
 use crate::oauth::browser::*;
 use crate::oauth::clients_tested::{Discovered, call_a_tool, discover, sign_in};
 
@@ -17,8 +18,8 @@ pub fn public(id: &str) -> ClientAuth {
 }
 
 /// `POST /oauth/register` with a JSON body.
-pub async fn register_json(w: &World, body: &Value) -> Reply {
-    Reply::read(
+pub async fn register_json(w: &World, body: &Value) -> ApiResponse {
+    ApiResponse::read(
         bare_client()
             .post(w.app.url("/oauth/register"))
             .json(body)
@@ -30,7 +31,7 @@ pub async fn register_json(w: &World, body: &Value) -> Reply {
 }
 
 /// The flow at the discovered issuer: (request, token reply).
-async fn flow_at(w: &World, d: &Discovered, req: AuthRequest) -> (AuthRequest, Reply) {
+async fn flow_at(w: &World, d: &Discovered, req: AuthRequest) -> (AuthRequest, ApiResponse) {
     let out = sign_in(w, d, &req).await;
     let code = out.code();
     let reply = post_endpoint(

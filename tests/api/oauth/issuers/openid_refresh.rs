@@ -56,7 +56,7 @@ async fn openid_scopes_give_an_id_token_and_userinfo() {
     assert_eq!(tools_list(&w.resource, &reply.str("id_token")).await.0, 401);
     call_a_tool(&w, &reply.access_token()).await;
     // userinfo, at the issuer the client discovered.
-    let ui = Reply::read(
+    let ui = ApiResponse::read(
         bare_client()
             .get(d.endpoint("userinfo_endpoint"))
             .bearer_auth(reply.access_token())
@@ -69,7 +69,7 @@ async fn openid_scopes_give_an_id_token_and_userinfo() {
     assert_eq!(ui.body["sub"], w.admin_id);
     assert_eq!(ui.body["email"], crate::helpers::ADMIN_EMAIL);
     for (bearer, status) in [("not-a-token", 401), (reply.str("id_token").as_str(), 401)] {
-        let r = Reply::read(
+        let r = ApiResponse::read(
             bare_client()
                 .get(d.endpoint("userinfo_endpoint"))
                 .bearer_auth(bearer)
@@ -83,7 +83,7 @@ async fn openid_scopes_give_an_id_token_and_userinfo() {
     }
     // Without openid: 403 insufficient_scope.
     let plain = w.tokens(&client_id, "mcp:read").await;
-    let r = Reply::read(
+    let r = ApiResponse::read(
         bare_client()
             .post(w.app.url("/oauth/userinfo"))
             .bearer_auth(plain.access_token())
@@ -139,7 +139,7 @@ async fn parallel_refreshes_within_the_grace_get_one_successor() {
     let statuses: Vec<(u16, &str)> = replies.iter().map(|r| (r.status, r.error())).collect();
     assert!(replies.iter().all(|r| r.status == 200), "{statuses:?}");
     let successors: std::collections::BTreeSet<String> =
-        replies.iter().map(Reply::refresh_token).collect();
+        replies.iter().map(ApiResponse::refresh_token).collect();
     assert_eq!(successors.len(), 1, "the family never branches");
     for r in &replies {
         assert_eq!(tools_list(&w.resource, &r.access_token()).await.0, 200);

@@ -67,7 +67,7 @@ async fn codes_and_refresh_tokens_stay_with_their_issuer() {
     .await;
     assert_eq!(c.status, 400, "registration takes JSON: {}", c.text);
     let client_id = {
-        let r = Reply::read(
+        let r = ApiResponse::read(
             bare_client()
                 .post(d.endpoint("registration_endpoint"))
                 .json(&json!({ "redirect_uris": [REDIRECT], "client_name": "Dyn" }))
@@ -174,7 +174,7 @@ async fn no_issuer_for_byoa_or_unknown_servers_and_none_of_ours_for_byoa() {
         "/.well-known/oauth-authorization-server/oauth/mcp/nope".to_owned(),
         "/oauth/mcp/nope/.well-known/openid-configuration".to_owned(),
     ] {
-        let r = Reply::read(
+        let r = ApiResponse::read(
             bare_client()
                 .get(w.app.url(&path))
                 .send()
@@ -260,7 +260,7 @@ async fn hostile_input_at_the_new_endpoints_is_a_4xx() {
     // userinfo: a huge token, a token twice, a form that is not one.
     let ui = d.endpoint("userinfo_endpoint");
     let huge_token = "t".repeat(64 * 1024);
-    let r = Reply::read(
+    let r = ApiResponse::read(
         bare_client()
             .get(&ui)
             .bearer_auth(&huge_token)
@@ -270,7 +270,7 @@ async fn hostile_input_at_the_new_endpoints_is_a_4xx() {
     )
     .await;
     assert_eq!(r.status, 401, "{}", r.text);
-    let r = Reply::read(
+    let r = ApiResponse::read(
         bare_client()
             .post(&ui)
             .bearer_auth("a")
@@ -281,7 +281,7 @@ async fn hostile_input_at_the_new_endpoints_is_a_4xx() {
     )
     .await;
     assert_eq!(r.status, 400, "{}", r.text);
-    let r = Reply::read(
+    let r = ApiResponse::read(
         bare_client()
             .post(&ui)
             .body(vec![0xff; 100])

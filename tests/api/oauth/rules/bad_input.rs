@@ -355,7 +355,7 @@ async fn browser_clients_may_call_the_token_and_registration_endpoints() {
         );
     }
     // The answers themselves, errors included, may be read by any origin.
-    let reply = Reply::read(
+    let reply = ApiResponse::read(
         client
             .post(w.app.url("/oauth/register"))
             .header("origin", "http://localhost:6274")
@@ -378,7 +378,7 @@ async fn browser_clients_may_call_the_token_and_registration_endpoints() {
         .expect("authorize");
     assert!(page.headers().get("access-control-allow-origin").is_none());
     // Other methods and paths answer in the OAuth shape.
-    let reply = Reply::read(
+    let reply = ApiResponse::read(
         client
             .get(w.app.url("/oauth/token"))
             .send()
@@ -388,7 +388,7 @@ async fn browser_clients_may_call_the_token_and_registration_endpoints() {
     .await;
     assert_eq!(reply.status, 405, "{}", reply.text);
     assert_eq!(reply.error(), "invalid_request");
-    let reply = Reply::read(
+    let reply = ApiResponse::read(
         client
             .get(w.app.url("/oauth/nothing"))
             .send()

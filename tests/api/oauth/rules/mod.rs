@@ -4,6 +4,7 @@
 
 use serde_json::json;
 
+use crate::helpers::ApiResponse;
 use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp};
 use crate::oauth::browser::*;
 
@@ -15,12 +16,12 @@ fn public(id: &str) -> ClientAuth {
     ClientAuth::Public(id.to_owned())
 }
 
-async fn raw_token(app: &TestApp, content_type: Option<&str>, body: Vec<u8>) -> Reply {
+async fn raw_token(app: &TestApp, content_type: Option<&str>, body: Vec<u8>) -> ApiResponse {
     let mut req = bare_client().post(app.url("/oauth/token")).body(body);
     if let Some(ct) = content_type {
         req = req.header("content-type", ct);
     }
-    Reply::read(req.send().await.expect("request")).await
+    ApiResponse::read(req.send().await.expect("request")).await
 }
 
 const FORM: &str = "application/x-www-form-urlencoded";
