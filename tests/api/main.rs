@@ -1,39 +1,18 @@
 //! The one integration-test binary: every test starts the real server in-process on
 //! 127.0.0.1:0 with its own temporary data dir and real SQLite, and talks HTTP to it.
+//!
+//! The tests follow the product's parts: `control/` (the control API), `oauth/` (the
+//! authorization server), `gateway/` (the MCP front door), `deploy/` (deployments and the
+//! sandbox), `cli/` (the `ezforge` binary as a process), `interop/` (official SDKs and a real
+//! browser). `helpers` starts the app and talks to it; `fakes` are what is outside.
 
-mod browser;
-mod byoa_switch;
-mod cli_admin;
-mod cli_client;
-mod cli_process;
-mod clients_tested;
-mod control_declared;
-mod control_invitations;
-mod control_matrix;
-mod control_rules;
-mod control_secrets;
+mod cli;
+mod control;
 mod deploy;
 mod docs;
-mod doctor;
-mod fake_mcp_auth;
 mod fakes;
 mod foundation;
 mod gateway;
-mod gateway_confusion;
 mod helpers;
 mod interop;
-mod interop_chromium;
-mod isolation_assertion;
-mod isolation_env;
-mod isolation_slugs;
-mod isolation_trust;
-mod isolation_upstream;
-mod metrics;
-mod oauth_cimd;
-mod oauth_cross_site;
-mod oauth_flow;
-mod oauth_hardening;
-mod oauth_issuers;
-mod oauth_rules;
-mod openapi;
-mod sandbox;
+mod oauth;

@@ -1,7 +1,7 @@
 // A person in a real browser: drives headless Chromium (puppeteer-core) through the ezForge
 // sign-in and consent pages. It opens the authorization URL, types the email and password,
 // clicks "Sign in", clicks "Allow", and lets the browser follow the redirect to the client.
-// Run by tests/api/interop_chromium.rs.
+// Run by tests/api/interop/chromium.rs.
 //
 // Usage: node chromium_sign_in.mjs AUTHORIZE_URL EMAIL PASSWORD CHROMIUM USER_DATA_DIR
 // Prints `RESULT {json}`: each page's status and Referrer-Policy, the headers the browser
