@@ -6,6 +6,7 @@ pub mod access_log;
 pub mod assertion;
 pub mod counters;
 pub mod destinations;
+pub mod error;
 pub mod issuer_check;
 pub mod jsonrpc;
 pub mod jwks;
@@ -26,6 +27,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use crate::app::AppState;
 use crate::control::rate_limit::Limiter;
 
+pub use error::GatewayError;
 pub use proxy::{host_routed, path_routed};
 
 /// The front door's shared state, built once.

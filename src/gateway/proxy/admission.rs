@@ -1,51 +1,98 @@
-//! What a request must be to be let in: an allowed Origin (preflights answered), a bearer
-//! token in the right place, a body within its limit and time, headers that say what the body
-//! says, a path that stays under the upstream's base.
+//! What a request must be to be let in: from an allowed Origin (preflights answered here), no
+//! token in the query, a body within its limit and time and read strictly, headers that say
+//! what the body says, a session this caller was given, a path that stays under the upstream's
+//! base.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
-use actix_web::http::StatusCode;
+use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
-use super::challenges::rpc_error;
-use super::headers::{MCP_METHOD, MCP_NAME};
-use crate::app::AppState;
-use crate::gateway::policy;
+use super::headers::{MCP_METHOD, MCP_NAME, MCP_SESSION_ID};
+use super::{Env, Trace, log_field};
+use crate::config::GatewayConfig;
+use crate::gateway::error::GatewayError;
+use crate::gateway::jsonrpc::ParseError;
+use crate::gateway::legacy;
+use crate::gateway::policy::{self, Message, ToolTable};
 use crate::gateway::registry::ServerEntry;
 
-pub(super) async fn read_body(
+/// Browsers: a foreign Origin is refused (DNS rebinding); preflights are answered here
+/// (`Ok(Some)`). A token in the query is refused: tokens travel only in `Authorization`.
+pub(super) fn screen(
+    req: &HttpRequest,
+    env: Env<'_>,
+    server: &ServerEntry,
+    origin: Option<&str>,
+) -> Result<Option<HttpResponse>, GatewayError> {
+    if let Some(o) = origin
+        && !origin_allowed(env, server, o)
+    {
+        return Err(GatewayError::ForbiddenOrigin);
+    }
+    if req.method() == Method::OPTIONS {
+        return Ok(Some(preflight()));
+    }
+    if req
+        .query_string()
+        .split('&')
+        .any(|p| p.starts_with("access_token="))
+    {
+        return Err(GatewayError::TokenInQuery);
+    }
+    Ok(None)
+}
+
+/// A POST's body, whole (other methods have none). The policy reads the body as sent; an
+/// encoded one would reach the upstream as something else once decoded.
+pub(super) async fn read(
+    req: &HttpRequest,
+    payload: web::Payload,
+    config: &GatewayConfig,
+) -> Result<Bytes, GatewayError> {
+    if req.method() != Method::POST {
+        return Ok(Bytes::new());
+    }
+    if req
+        .headers()
+        .get_all(header::CONTENT_ENCODING)
+        .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+    {
+        return Err(GatewayError::ContentEncoded);
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    read_body(
+        payload,
+        config.body_limit.0,
+        declared,
+        config.body_timeout.0,
+    )
+    .await
+}
+
+async fn read_body(
     mut payload: web::Payload,
     limit: usize,
     declared: Option<usize>,
     deadline: Duration,
-) -> Result<Bytes, HttpResponse> {
-    let too_large = || {
-        rpc_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            None,
-            -32600,
-            &format!("request body is larger than {limit} bytes"),
-        )
-    };
+) -> Result<Bytes, GatewayError> {
     if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
+        return Err(GatewayError::BodyTooLarge { limit });
     }
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
     let read = async {
         while let Some(chunk) = payload.next().await {
-            let chunk = chunk.map_err(|_| {
-                rpc_error(
-                    StatusCode::BAD_REQUEST,
-                    None,
-                    -32600,
-                    "could not read the request body",
-                )
-            })?;
+            let chunk = chunk.map_err(|_| GatewayError::BodyUnreadable)?;
             if buf.len() + chunk.len() > limit {
-                return Err(too_large());
+                return Err(GatewayError::BodyTooLarge { limit });
             }
             buf.extend_from_slice(&chunk);
         }
@@ -53,23 +100,143 @@ pub(super) async fn read_body(
     };
     match tokio::time::timeout(deadline, read).await {
         Ok(Ok(())) => Ok(buf.freeze()),
-        Ok(Err(res)) => Err(res),
-        Err(_) => Err(rpc_error(
-            StatusCode::REQUEST_TIMEOUT,
-            None,
-            -32600,
-            "the request body took too long to arrive",
-        )),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(GatewayError::BodyTooSlow),
+    }
+}
+
+/// A body as the policy reads it, before the caller is known.
+pub(super) struct Call<'b> {
+    /// Its messages, or why it is refused (answered only after authentication).
+    pub(super) messages: Result<Vec<Message<'b>>, ParseError>,
+    /// The scopes its messages need, sorted, each once.
+    pub(super) needed: Vec<String>,
+}
+
+/// Reads a body strictly, in one pass (`gateway/jsonrpc.rs`): every POST carries JSON-RPC (an
+/// empty body is not JSON either), other methods no body. The first message's method and tool
+/// are traced even if the token is then refused (bounded, as the caller is not yet known).
+pub(super) fn parse<'b>(
+    req: &HttpRequest,
+    body: &'b Bytes,
+    server: &ServerEntry,
+    tools: &ToolTable,
+    trace: &mut Trace,
+) -> Call<'b> {
+    let messages = if req.method() == Method::POST {
+        policy::parse(body)
+    } else {
+        Ok(Vec::new())
+    };
+    let Ok(parsed) = &messages else {
+        return Call {
+            messages,
+            needed: Vec::new(),
+        };
+    };
+    if let [one] = parsed.as_slice() {
+        trace.rpc_id = one.id.map(|r| r.get().to_owned());
+    }
+    if let Some(m) = parsed.first() {
+        trace.method = m.method.as_deref().map(log_field);
+        trace.tool = m
+            .params
+            .as_ref()
+            .and_then(|p| p.name.as_deref())
+            .map(log_field);
+    }
+    let mut needed: Vec<String> = parsed
+        .iter()
+        .filter_map(|m| policy::required(m, server, tools))
+        .collect();
+    needed.sort();
+    needed.dedup();
+    Call { messages, needed }
+}
+
+/// A body's messages, once the caller is known: a malformed body, or headers restating it
+/// otherwise than it says, are refused.
+pub(super) fn admit<'b>(
+    req: &HttpRequest,
+    messages: Result<Vec<Message<'b>>, ParseError>,
+    trace: &mut Trace,
+) -> Result<Vec<Message<'b>>, GatewayError> {
+    let messages = messages.map_err(|e| {
+        let (ParseError::NotJson(d) | ParseError::NotJsonRpc(d)) = &e;
+        trace.refuse(e.reason(), d);
+        GatewayError::Malformed(e)
+    })?;
+    // Headers that restate the body must say what it says: an upstream routing on them would
+    // otherwise act on a method or tool the policy never saw.
+    if let Some(why) = restated_mismatch(req, &messages) {
+        trace.refuse("header_mismatch", why);
+        return Err(GatewayError::HeaderMismatch(why));
+    }
+    Ok(messages)
+}
+
+/// The upstream's session id the request presents, sealed for `owner` at this server, and the
+/// query with the 2024 SSE transport's session (sealed the same way) opened.
+pub(super) fn bind_session<'r>(
+    req: &'r HttpRequest,
+    env: Env<'_>,
+    server: &ServerEntry,
+    owner: &str,
+    trace: &mut Trace,
+) -> Result<(Option<&'r str>, Cow<'r, str>), GatewayError> {
+    let sessions = &env.gateway.sessions;
+    // One session id of visible ASCII (MCP's rule), or the binding could be sidestepped by a
+    // second value the upstream reads instead.
+    let mut ids = req.headers().get_all(&MCP_SESSION_ID);
+    let presented = match (ids.next(), ids.next()) {
+        (None, _) => None,
+        (Some(v), None) if !v.is_empty() && v.as_bytes().iter().all(u8::is_ascii_graphic) => {
+            v.to_str().ok()
+        }
+        _ => {
+            let why = "the Mcp-Session-Id header must be one value of visible ASCII";
+            return Err(session_refused(trace, true, why));
+        }
+    };
+    let session = match presented {
+        None => None,
+        Some(p) => match sessions.open(&server.id, owner, p) {
+            Some(s) => Some(s),
+            None => {
+                let why = "Mcp-Session-Id is not one this caller was given";
+                return Err(session_refused(trace, false, why));
+            }
+        },
+    };
+    let opened = legacy::open_query(req.query_string(), |sealed| {
+        sessions.open(&server.id, owner, sealed).map(str::to_owned)
+    });
+    match opened {
+        Ok(query) => Ok((session, query)),
+        Err(legacy::Refused::Ambiguous(why)) => Err(session_refused(trace, true, why)),
+        Err(legacy::Refused::Unknown) => {
+            let why = "the query's session id is not one this caller was given";
+            Err(session_refused(trace, false, why))
+        }
+    }
+}
+
+/// A request's session refused, the reason kept for the access log: malformed (400) or not
+/// this caller's (404 "session not found"; MCP clients then start anew).
+fn session_refused(trace: &mut Trace, malformed: bool, why: &'static str) -> GatewayError {
+    if malformed {
+        trace.refuse("invalid_session", why);
+        GatewayError::SessionMalformed(why)
+    } else {
+        trace.refuse("unknown_session", why);
+        GatewayError::SessionNotFound
     }
 }
 
 /// Why `Mcp-Method` / `Mcp-Name` disagree with the body, if they do: each, when present, must
 /// be one value equal to the one message's `method` / `params.name` (`Mcp-Name` is left
 /// unchecked only on methods that name nothing, such as `resources/read`).
-pub(super) fn restated_mismatch(
-    req: &HttpRequest,
-    messages: &[policy::Message<'_>],
-) -> Option<&'static str> {
+fn restated_mismatch(req: &HttpRequest, messages: &[policy::Message<'_>]) -> Option<&'static str> {
     let one = |name: &HeaderName| -> Result<Option<&str>, ()> {
         let mut values = req.headers().get_all(name);
         match (values.next(), values.next()) {
@@ -106,37 +273,12 @@ pub(super) fn restated_mismatch(
     }
 }
 
-/// `Authorization: Bearer <token>`: `Ok(None)` without one (or with another scheme: RFC 6750
-/// §3.1 answers an unsupported method like a missing one), `Err` when malformed.
-pub(super) fn bearer(req: &HttpRequest) -> Result<Option<&str>, ()> {
-    let Some(h) = req.headers().get(header::AUTHORIZATION) else {
-        return Ok(None);
-    };
-    let v = h.to_str().map_err(|_| ())?;
-    let (scheme, token) = v.split_once(' ').unwrap_or((v, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Ok(None);
-    }
-    let token = token.trim();
-    if token.is_empty() {
-        Err(())
-    } else {
-        Ok(Some(token))
-    }
-}
-
-pub(super) fn origin_allowed(state: &AppState, server: &ServerEntry, origin: &str) -> bool {
+pub(super) fn origin_allowed(env: Env<'_>, server: &ServerEntry, origin: &str) -> bool {
     let own = |url: &str| url.split('/').take(3).collect::<Vec<_>>().join("/");
-    if origin == own(&state.public_url) || origin == own(&server.resource) {
+    if origin == own(env.public_url) || origin == own(&server.resource) {
         return true;
     }
-    if state
-        .config
-        .gateway
-        .allowed_origins
-        .iter()
-        .any(|o| o == origin)
-    {
+    if env.config.allowed_origins.iter().any(|o| o == origin) {
         return true;
     }
     // Local tools (MCP Inspector and the like) run on loopback origins, which DNS rebinding
@@ -156,7 +298,7 @@ pub(super) fn cors_headers(h: &mut HeaderMap, origin: &str) {
     }
 }
 
-pub(super) fn preflight() -> HttpResponse {
+fn preflight() -> HttpResponse {
     HttpResponse::NoContent()
         .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, DELETE, OPTIONS"))
         .insert_header((

@@ -8,31 +8,91 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use actix_web::{HttpResponse, HttpResponseBuilder};
 use bytes::{Bytes, BytesMut};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 
-use crate::app::AppState;
+use super::Env;
+use super::forward::Outbound;
+use crate::config::Routing;
 use crate::deploy::InFlight;
+use crate::gateway::Gateway;
 use crate::gateway::counters::ServerCounters;
 use crate::gateway::legacy;
 use crate::gateway::registry::ServerEntry;
+use crate::gateway::upstream::{Endpoint, PooledBody};
 
 /// `tools/list` responses larger than this are passed on without learning from them.
 const LEARN_CAP: usize = 4 * 1024 * 1024;
 
+/// Streams an upstream's answer to the client as it arrives: for SSE, the `endpoint` event
+/// rewritten and keepalives while it is quiet; bytes counted; a `tools/list` answer teed to
+/// learn from. `inflight` keeps the target running until the stream ends.
+pub(super) fn stream(
+    env: Env<'_>,
+    out: &Outbound<'_>,
+    upstream: &Endpoint,
+    body: PooledBody,
+    is_sse: bool,
+    inflight: InFlight,
+    mut res: HttpResponseBuilder,
+) -> HttpResponse {
+    let (server, who) = (out.server, out.who);
+    let stream = body.map(|r| r.map_err(|e| actix_web::error::ErrorBadGateway(e.to_string())));
+    // The older SSE transport announces where to POST in an `endpoint` event, as a path on the
+    // upstream; clients resolve it against our URL, so it must name our path for this server,
+    // and its session id is sealed for this caller.
+    let seal: Box<dyn Fn(&str) -> String> = if is_sse {
+        let (gateway, id, owner) = (env.gateway.shared(), server.id.clone(), who.owner.clone());
+        Box::new(move |session| gateway.sessions.seal(&id, &owner, session))
+    } else {
+        Box::new(str::to_owned)
+    };
+    let stream = EndpointRewrite {
+        inner: Box::pin(stream),
+        pending: if is_sse { Some(BytesMut::new()) } else { None },
+        from: upstream.base_path().to_owned(),
+        to: front_door_prefix(env.config.routing, server),
+        seal,
+    };
+    let stream = Heartbeat {
+        inner: Box::pin(stream),
+        every: if is_sse {
+            Some(env.config.sse_keepalive.0)
+        } else {
+            None
+        },
+        timer: None,
+        at_boundary: true,
+        counters: server.counters.clone(),
+        _inflight: inflight,
+    };
+    if !out.learn {
+        return res.streaming(stream);
+    }
+    let (gateway, entry) = (env.gateway.shared(), server.clone());
+    res.streaming(Learn {
+        inner: Box::pin(stream),
+        buf: Vec::new(),
+        done: Some(Box::new(move |body: &[u8]| {
+            learn_tools(&gateway, &entry, body, is_sse)
+        })),
+    })
+}
+
 /// Passes a stream through; for SSE, while the upstream is quiet between events, emits a
 /// comment every `every`. Actix notices a departed client only when it writes, so without this
 /// an idle stream (and its upstream connection) would outlive its client forever.
-pub(super) struct Heartbeat<S> {
-    pub(super) inner: Pin<Box<S>>,
-    pub(super) every: Option<Duration>,
-    pub(super) timer: Option<Pin<Box<tokio::time::Sleep>>>,
+struct Heartbeat<S> {
+    inner: Pin<Box<S>>,
+    every: Option<Duration>,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The last chunk ended an event, so a comment cannot split one.
-    pub(super) at_boundary: bool,
+    at_boundary: bool,
     /// Bytes sent are counted for the server's usage.
-    pub(super) counters: Arc<ServerCounters>,
+    counters: Arc<ServerCounters>,
     /// Keeps the target from being stopped while the stream runs.
-    pub(super) _inflight: InFlight,
+    _inflight: InFlight,
 }
 
 impl<S: Stream<Item = Result<Bytes, actix_web::Error>>> Stream for Heartbeat<S> {
@@ -74,10 +134,10 @@ impl<S: Stream<Item = Result<Bytes, actix_web::Error>>> Stream for Heartbeat<S> 
 }
 
 /// The path under which a client reaches this server: `/mcp/{slug}`, or nothing on its own host.
-pub(super) fn front_door_prefix(state: &AppState, server: &ServerEntry) -> String {
-    match state.config.gateway.routing {
-        crate::config::Routing::Host => String::new(),
-        crate::config::Routing::Path => format!("/mcp/{}", server.slug),
+fn front_door_prefix(routing: Routing, server: &ServerEntry) -> String {
+    match routing {
+        Routing::Host => String::new(),
+        Routing::Path => format!("/mcp/{}", server.slug),
     }
 }
 
@@ -85,18 +145,18 @@ pub(super) fn front_door_prefix(state: &AppState, server: &ServerEntry) -> Strin
 /// base (`from`), so it names the same place under the front door (`to`) with its session
 /// sealed; then passes the stream through untouched. At most 16 KiB is held back while waiting
 /// for that first event.
-pub(super) struct EndpointRewrite<S> {
-    pub(super) inner: Pin<Box<S>>,
+struct EndpointRewrite<S> {
+    inner: Pin<Box<S>>,
     /// Bytes of the first event, until it is complete; `None` once passed on.
-    pub(super) pending: Option<BytesMut>,
-    pub(super) from: String,
-    pub(super) to: String,
+    pending: Option<BytesMut>,
+    from: String,
+    to: String,
     /// Seals the upstream's session id for the caller.
-    pub(super) seal: Box<dyn Fn(&str) -> String>,
+    seal: Box<dyn Fn(&str) -> String>,
 }
 
 /// SSE lines with their ends: CRLF, LF or a lone CR, mixed as they come (WHATWG SSE).
-pub(super) fn sse_lines(text: &str) -> impl Iterator<Item = (&str, &str)> {
+fn sse_lines(text: &str) -> impl Iterator<Item = (&str, &str)> {
     let mut rest = text;
     std::iter::from_fn(move || {
         if rest.is_empty() {
@@ -114,7 +174,7 @@ pub(super) fn sse_lines(text: &str) -> impl Iterator<Item = (&str, &str)> {
 
 /// Where the first SSE event ends: just past the blank line that closes it, if it has come.
 /// Blank lines before any field end nothing (an empty event is not dispatched).
-pub(super) fn first_event_end(buf: &[u8]) -> Option<usize> {
+fn first_event_end(buf: &[u8]) -> Option<usize> {
     let mut at_line_start = true;
     let mut seen_field = false;
     let mut i = 0;
@@ -140,7 +200,7 @@ pub(super) fn first_event_end(buf: &[u8]) -> Option<usize> {
 
 /// Whether `chunk` ends with a blank line, the end of an SSE event (lines end in CRLF, LF or
 /// CR, mixed as they come).
-pub(super) fn ends_at_blank_line(chunk: &[u8]) -> bool {
+fn ends_at_blank_line(chunk: &[u8]) -> bool {
     let rest = chunk
         .strip_suffix(b"\r\n")
         .or_else(|| chunk.strip_suffix(b"\n"))
@@ -148,7 +208,7 @@ pub(super) fn ends_at_blank_line(chunk: &[u8]) -> bool {
     rest.is_some_and(|r| r.ends_with(b"\n") || r.ends_with(b"\r"))
 }
 
-pub(super) fn rewrite_endpoint_event(
+fn rewrite_endpoint_event(
     event: &str,
     from: &str,
     to: &str,
@@ -219,13 +279,13 @@ impl<S: Stream<Item = Result<Bytes, actix_web::Error>>> Stream for EndpointRewri
     }
 }
 
-pub(super) type OnDone = Box<dyn FnOnce(&[u8])>;
+type OnDone = Box<dyn FnOnce(&[u8])>;
 
 /// Passes a response through unchanged while keeping a copy (up to `LEARN_CAP`) for `done`.
-pub(super) struct Learn<S> {
-    pub(super) inner: Pin<Box<S>>,
-    pub(super) buf: Vec<u8>,
-    pub(super) done: Option<OnDone>,
+struct Learn<S> {
+    inner: Pin<Box<S>>,
+    buf: Vec<u8>,
+    done: Option<OnDone>,
 }
 
 impl<S: Stream<Item = Result<Bytes, actix_web::Error>>> Stream for Learn<S> {
@@ -258,10 +318,9 @@ impl<S: Stream<Item = Result<Bytes, actix_web::Error>>> Stream for Learn<S> {
 
 /// Reads tool annotations from a `tools/list` answer, JSON or SSE, unless the server has
 /// another upstream by now (what this one says must not outlive it).
-pub(super) fn learn_tools(state: &AppState, server: &ServerEntry, body: &[u8], is_sse: bool) {
+pub(super) fn learn_tools(gateway: &Gateway, server: &ServerEntry, body: &[u8], is_sse: bool) {
     let still_current = || {
-        state
-            .gateway
+        gateway
             .registry
             .get(&server.slug)
             .is_some_and(|now| crate::gateway::registry::same_upstream(&now, server))
@@ -273,7 +332,7 @@ pub(super) fn learn_tools(state: &AppState, server: &ServerEntry, body: &[u8], i
         };
         for item in items {
             if let Some(result) = item.get("result") {
-                state.gateway.tools.learn(&server.id, result, still_current);
+                gateway.tools.learn(&server.id, result, still_current);
             }
         }
     };
