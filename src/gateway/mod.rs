@@ -3,6 +3,7 @@
 //! rate-limits, and never forwards the client's credentials.
 
 pub mod destinations;
+pub mod error;
 mod legacy;
 mod proxy;
 
@@ -12,6 +13,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::app::AppState;
 
+pub use error::GatewayError;
 pub use proxy::{host_routed, path_routed};
 
 /// Routes for path routing, plus the catch-all for server hosts under host routing.
