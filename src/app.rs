@@ -258,8 +258,10 @@ impl App {
         let log = Arc::new(crate::shared::log_queue::AccessLog::new(ACCESS_LOG_QUEUE));
         let hub = crate::shared::logs::LogHub::default();
         let master_key = web::Data::new(master_key);
+        let keys = web::Data::new(keyring);
+        let revoked_grants = web::Data::new(revoked_grants);
         let deployer = web::Data::new(Deployer::new(crate::deploy::DeployerParts {
-            hub,
+            hub: hub.clone(),
             sandbox,
             store: store.clone(),
             master_key: master_key.clone().into_inner(),
@@ -280,7 +282,15 @@ impl App {
             registry: crate::services::gateway::registry::Registry::default(),
             verifier: crate::services::gateway::verify::Verifier::new(
                 crate::shared::jwks::JwksCache::new(outbound.clone()),
+                keys.clone().into_inner(),
+                revoked_grants.clone().into_inner(),
+                hub.clone(),
+                &public_url,
             ),
+            config: config.gateway.clone(),
+            health_timeout: config.deploy.health_timeout.0,
+            keys: keys.clone().into_inner(),
+            hub,
             tools: crate::services::gateway::policy::ToolTable::default(),
             sessions: crate::services::gateway::sessions::SessionSeal::new(
                 master_key.mac_key("mcp session ids"),
@@ -325,9 +335,9 @@ impl App {
             public_url,
             store,
             master_key,
-            keys: web::Data::new(keyring),
+            keys,
             started_at: Instant::now(),
-            revoked_grants: web::Data::new(revoked_grants),
+            revoked_grants,
             outbound,
             gateway,
             refresh_reuse: Default::default(),
@@ -396,7 +406,8 @@ impl App {
         }
         tasks.extend([
             tokio::spawn(crate::services::gateway::issuer_check::check_all(
-                state.clone(),
+                state.gateway.clone(),
+                state.outbound.clone(),
             )),
             tokio::spawn(key_maintenance(state.clone())),
             tokio::spawn(housekeeping(state.clone())),
@@ -519,7 +530,8 @@ impl Reloader {
         refresh_keys(&self.state).await;
         self.reconcile_servers().await;
         tokio::spawn(crate::services::gateway::issuer_check::check_all(
-            self.state.clone(),
+            self.state.gateway.clone(),
+            self.state.outbound.clone(),
         ));
     }
 

@@ -10,17 +10,32 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use subtle::ConstantTimeEq;
 
-use crate::app::AppState;
+use crate::config::Config;
 use crate::deploy::TargetKind;
 use crate::deploy::process::ProcState;
+use crate::services::gateway::Gateway;
 use crate::services::gateway::counters::{BUCKETS, ServerCounters};
 use crate::services::gateway::registry::ServerEntry;
+use crate::services::revocations::ReuseCounters;
 
 /// When the process started serving (for `ezforge_uptime_seconds`).
 pub struct Started(pub std::time::Instant);
 
-pub async fn handler(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if let Some(token) = &state.config.metrics.bearer_token {
+/// What the metrics page reads.
+pub struct Sources {
+    pub gateway: web::Data<Gateway>,
+    pub reuse: web::Data<ReuseCounters>,
+    pub started: web::Data<Started>,
+}
+
+pub async fn handler(
+    req: HttpRequest,
+    config: web::Data<Config>,
+    gateway: web::Data<Gateway>,
+    reuse: web::Data<ReuseCounters>,
+    started: web::Data<Started>,
+) -> HttpResponse {
+    if let Some(token) = &config.metrics.bearer_token {
         let given = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -34,7 +49,12 @@ pub async fn handler(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
         }
     }
     // `render` reads /proc: file I/O, so off the worker.
-    match web::block(move || render(&state)).await {
+    let sources = Sources {
+        gateway,
+        reuse,
+        started,
+    };
+    match web::block(move || render(&sources)).await {
         Ok(text) => HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4; charset=utf-8")
             .body(text),
@@ -49,9 +69,9 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-pub fn render(state: &AppState) -> String {
+pub fn render(sources: &Sources) -> String {
     let mut out = String::with_capacity(4096);
-    let mut servers = state.gateway.registry.all();
+    let mut servers = sources.gateway.registry.all();
     servers.sort_by(|a, b| a.slug.cmp(&b.slug));
 
     let _ = writeln!(out, "# HELP ezforge_build_info Version of this ezforge.");
@@ -167,8 +187,8 @@ pub fn render(state: &AppState) -> String {
     );
     let _ = writeln!(out, "# TYPE ezforge_refresh_token_reuse_total counter");
     for (outcome, n) in [
-        ("grace", &state.refresh_reuse.grace),
-        ("revoked", &state.refresh_reuse.revoked),
+        ("grace", &sources.reuse.grace),
+        ("revoked", &sources.reuse.revoked),
     ] {
         let _ = writeln!(
             out,
@@ -233,7 +253,7 @@ pub fn render(state: &AppState) -> String {
         "ezforge_log_lines_dropped_total {}",
         crate::telemetry::dropped_lines()
     );
-    process_metrics(&mut out, state);
+    process_metrics(&mut out, sources.started.0);
     out
 }
 
@@ -262,8 +282,8 @@ fn per_server_counter(
 }
 
 /// `process_*` from /proc (Linux); nothing elsewhere.
-fn process_metrics(out: &mut String, state: &AppState) {
-    let uptime = state.started_at.elapsed().as_secs_f64();
+fn process_metrics(out: &mut String, started: std::time::Instant) {
+    let uptime = started.elapsed().as_secs_f64();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());

@@ -11,7 +11,7 @@ use actix_web::guard::GuardContext;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use crate::app::AppState;
+use crate::services::gateway::Gateway;
 
 pub use error::GatewayError;
 pub use proxy::{host_routed, path_routed};
@@ -50,10 +50,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// Under host routing, is this request for `{slug}.{server_domain}`?
 fn is_server_host(ctx: &GuardContext<'_>) -> bool {
-    let Some(state) = ctx.app_data::<web::Data<AppState>>() else {
+    let Some(gateway) = ctx.app_data::<web::Data<Gateway>>() else {
         return false;
     };
-    server_slug_from_host(state, request_host(ctx.head())).is_some()
+    gateway
+        .urls
+        .slug_from_host(request_host(ctx.head()))
+        .is_some()
 }
 
 /// The host a request is for: the URI's authority (HTTP/2's `:authority`, or an absolute-form
@@ -63,10 +66,6 @@ pub fn request_host(head: &actix_web::dev::RequestHead) -> Option<&str> {
         Some(a) => Some(a.as_str()),
         None => head.headers.get(header::HOST)?.to_str().ok(),
     }
-}
-
-pub fn server_slug_from_host(state: &AppState, host: Option<&str>) -> Option<String> {
-    state.gateway.urls.slug_from_host(host)
 }
 
 fn metadata_response(entry: &crate::services::gateway::registry::ServerEntry) -> HttpResponse {
@@ -83,16 +82,18 @@ fn unknown_server() -> HttpResponse {
     )
 }
 
-async fn path_metadata(state: web::Data<AppState>, slug: web::Path<String>) -> HttpResponse {
-    match state.gateway.registry.get(&slug) {
+async fn path_metadata(gateway: web::Data<Gateway>, slug: web::Path<String>) -> HttpResponse {
+    match gateway.registry.get(&slug) {
         Some(entry) => metadata_response(&entry),
         None => unknown_server(),
     }
 }
 
-async fn host_metadata(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    match server_slug_from_host(&state, request_host(req.head()))
-        .and_then(|s| state.gateway.registry.get(&s))
+async fn host_metadata(gateway: web::Data<Gateway>, req: HttpRequest) -> HttpResponse {
+    match gateway
+        .urls
+        .slug_from_host(request_host(req.head()))
+        .and_then(|s| gateway.registry.get(&s))
     {
         Some(entry) => metadata_response(&entry),
         None => unknown_server(),
@@ -100,8 +101,8 @@ async fn host_metadata(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
 }
 
 /// The keys upstreams verify `X-Ezforge-Assertion` with (both auth modes).
-async fn assertion_jwks(state: web::Data<AppState>) -> HttpResponse {
-    match state.gateway.assertions.jwks(&state.keys) {
+async fn assertion_jwks(gateway: web::Data<Gateway>) -> HttpResponse {
+    match gateway.assertions.jwks(&gateway.keys) {
         Ok(jwks) => HttpResponse::Ok()
             .insert_header((header::CONTENT_TYPE, "application/json"))
             .insert_header((header::CACHE_CONTROL, "public, max-age=300"))

@@ -96,7 +96,7 @@ pub(super) async fn authenticate(
         }
     };
     let verifier = &env.gateway.verifier;
-    let verified = match verifier.verify(env.verifier_state, server, token).await {
+    let verified = match verifier.verify(server, token).await {
         Ok(v) => v,
         Err(e) => {
             trace.auth_failure = Some(e.reason());

@@ -20,7 +20,6 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use self::forward::Outbound;
 use super::error::GatewayError;
-use crate::app::AppState;
 use crate::config::GatewayConfig;
 use crate::services::gateway::Gateway;
 use crate::services::gateway::registry::ServerEntry;
@@ -37,7 +36,7 @@ const REFUSAL_MAX: usize = 256;
 pub async fn path_routed(
     req: HttpRequest,
     payload: web::Payload,
-    state: web::Data<AppState>,
+    gateway: web::Data<Gateway>,
 ) -> HttpResponse {
     let Some(after) = req.path().strip_prefix("/mcp/") else {
         return GatewayError::UnknownServer.response(None, None);
@@ -47,28 +46,27 @@ pub async fn path_routed(
         return GatewayError::UnknownServer.response(None, None);
     }
     let (slug, rest) = (slug.to_owned(), rest.to_owned());
-    handle(req, payload, Env::new(&state), &slug, rest).await
+    handle(req, payload, Env::new(&gateway), &slug, rest).await
 }
 
 /// `https://{slug}.{server_domain}/[rest]` under host routing.
 pub async fn host_routed(
     req: HttpRequest,
     payload: web::Payload,
-    state: web::Data<AppState>,
+    gateway: web::Data<Gateway>,
 ) -> HttpResponse {
-    let Some(slug) = super::server_slug_from_host(&state, super::request_host(req.head())) else {
+    let Some(slug) = gateway.urls.slug_from_host(super::request_host(req.head())) else {
         return GatewayError::UnknownServer.response(None, None);
     };
     let rest = match req.path() {
         "/" => String::new(),
         p => p.to_owned(),
     };
-    handle(req, payload, Env::new(&state), &slug, rest).await
+    handle(req, payload, Env::new(&gateway), &slug, rest).await
 }
 
-/// What the stages read from the application, borrowed once per request (no copies, no
-/// lookups). When the application state gives way to services, only [`Env::new`] and
-/// [`GatewayRef`] change.
+/// What the stages read from the gateway service, borrowed once per request (no copies, no
+/// lookups).
 #[derive(Clone, Copy)]
 struct Env<'a> {
     gateway: GatewayRef<'a>,
@@ -80,22 +78,17 @@ struct Env<'a> {
     keys: &'a Keyring,
     /// The server log, and the access rows its followers watch.
     hub: &'a LogHub,
-    /// Only for the token verifier, which takes the whole state today (`gateway/verify.rs`:
-    /// our keyring, the revoked grants, the server log); it goes with the verifier's own
-    /// service.
-    verifier_state: &'a AppState,
 }
 
 impl<'a> Env<'a> {
-    fn new(state: &'a web::Data<AppState>) -> Self {
+    fn new(gateway: &'a web::Data<Gateway>) -> Self {
         Env {
-            gateway: GatewayRef(state),
-            config: &state.config.gateway,
-            health_timeout: state.config.deploy.health_timeout.0,
-            public_url: &state.public_url,
-            keys: &state.keys,
-            hub: &state.deployer.hub,
-            verifier_state: state,
+            gateway: GatewayRef(gateway),
+            config: &gateway.config,
+            health_timeout: gateway.health_timeout,
+            public_url: gateway.urls.public_url(),
+            keys: &gateway.keys,
+            hub: &gateway.hub,
         }
     }
 }
@@ -103,7 +96,7 @@ impl<'a> Env<'a> {
 /// The gateway, borrowed for a request; [`GatewayRef::shared`] gives a handle on it that
 /// outlives the request (one reference count), for streamed answers.
 #[derive(Clone, Copy)]
-struct GatewayRef<'a>(&'a web::Data<AppState>);
+struct GatewayRef<'a>(&'a web::Data<Gateway>);
 
 impl GatewayRef<'_> {
     fn shared(&self) -> SharedGateway {
@@ -115,18 +108,18 @@ impl Deref for GatewayRef<'_> {
     type Target = Gateway;
 
     fn deref(&self) -> &Gateway {
-        &self.0.gateway
+        self.0
     }
 }
 
 /// The gateway, held by what outlives a request.
-struct SharedGateway(web::Data<AppState>);
+struct SharedGateway(web::Data<Gateway>);
 
 impl Deref for SharedGateway {
     type Target = Gateway;
 
     fn deref(&self) -> &Gateway {
-        &self.0.gateway
+        &self.0
     }
 }
 

@@ -50,10 +50,10 @@ pub async fn warnings(outbound: &Outbound, cfg: &ByoaConfig) -> Vec<String> {
 
 /// Looks at every BYOA server's issuer (at start and after a reload: servers the config file
 /// switched to one) and writes what is wrong to that server's log and ours.
-pub async fn check_all(state: actix_web::web::Data<crate::app::AppState>) {
+pub async fn check_all(gateway: actix_web::web::Data<super::Gateway>, outbound: Outbound) {
     use std::collections::HashMap;
     let mut by_issuer: HashMap<String, (ByoaConfig, Vec<(String, String)>)> = HashMap::new();
-    for entry in state.gateway.registry.all() {
+    for entry in gateway.registry.all() {
         if let super::registry::ServerAuth::Byoa(cfg) = &entry.auth {
             by_issuer
                 .entry(format!("{}|{}", cfg.issuer, cfg.jwks_uri))
@@ -63,12 +63,11 @@ pub async fn check_all(state: actix_web::web::Data<crate::app::AppState>) {
         }
     }
     for (cfg, servers) in by_issuer.into_values() {
-        let found = warnings(&state.outbound, &cfg).await;
+        let found = warnings(&outbound, &cfg).await;
         for w in &found {
             for (id, slug) in &servers {
                 tracing::warn!(server = %slug, issuer = %cfg.issuer, "BYOA issuer: {w}");
-                state
-                    .deployer
+                gateway
                     .hub
                     .write(id, "warn", "auth", format!("BYOA issuer: {w}"));
             }

@@ -28,6 +28,14 @@ pub struct Gateway {
     pub default_byoa: Option<ByoaConfig>,
     /// Where each server lives.
     pub urls: urls::ServerUrls,
+    /// `[gateway]`.
+    pub config: crate::config::GatewayConfig,
+    /// How long a supervised process may take to become ready (`deploy.health_timeout`).
+    pub health_timeout: std::time::Duration,
+    /// Signs `X-Ezforge-Assertion` (derived keys) and publishes their JWKS.
+    pub keys: Arc<crate::services::keys::Keyring>,
+    /// The servers' logs (access rows feed their live tails).
+    pub hub: crate::shared::logs::LogHub,
     pub registry: registry::Registry,
     pub verifier: verify::Verifier,
     pub tools: policy::ToolTable,

@@ -12,8 +12,10 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 
 use super::registry::{ServerAuth, ServerEntry};
-use crate::app::AppState;
+use crate::services::keys::Keyring;
+use crate::services::revocations::RevokedGrants;
 use crate::shared::jwks::{self, JwksCache};
+use crate::shared::logs::LogHub;
 
 pub const LEEWAY_SECS: i64 = 60;
 const CACHE_CAPACITY: usize = 100_000;
@@ -52,11 +54,11 @@ impl Verified {
 
     /// Whether `server` trusts what verified this token: the same keys and the same issuer. Any
     /// project may name any issuer for its BYOA servers, so the issuer alone proves nothing.
-    fn trusted_by(&self, state: &AppState, server: &ServerEntry) -> bool {
+    fn trusted_by(&self, public_url: &str, server: &ServerEntry) -> bool {
         match &server.auth {
             ServerAuth::Managed => {
                 self.jwks_uri.is_none()
-                    && (self.issuer == state.public_url
+                    && (self.issuer == public_url
                         || server.issuer.as_deref() == Some(self.issuer.as_str()))
             }
             ServerAuth::Byoa(cfg) => {
@@ -178,30 +180,42 @@ pub struct Verifier {
     /// The cache's estimated size ([`Verified::size`] summed).
     bytes: AtomicUsize,
     jwks: JwksCache,
+    /// Our keys (managed tokens).
+    keys: Arc<Keyring>,
+    /// Grants and clients whose tokens are refused at once.
+    revoked: Arc<RevokedGrants>,
+    /// The servers' logs, where unavailable issuers are reported.
+    hub: LogHub,
+    /// The root issuer.
+    public_url: String,
     /// When each server's log last said its issuer's keys were unavailable (at most once a
     /// minute each).
     reported: DashMap<String, i64>,
 }
 
 impl Verifier {
-    pub fn new(jwks: JwksCache) -> Self {
+    pub fn new(
+        jwks: JwksCache,
+        keys: Arc<Keyring>,
+        revoked: Arc<RevokedGrants>,
+        hub: LogHub,
+        public_url: &str,
+    ) -> Self {
         Self {
             cache: DashMap::new(),
             bytes: AtomicUsize::new(0),
             jwks,
+            keys,
+            revoked,
+            hub,
+            public_url: public_url.to_owned(),
             reported: DashMap::new(),
         }
     }
 
     /// Says in the server's log why its issuer's keys cannot be had (the operator reads
     /// `ezforge logs`, not ezforge's stderr), at most once a minute per server.
-    fn report_unavailable(
-        &self,
-        state: &AppState,
-        server: &ServerEntry,
-        jwks_uri: &str,
-        why: &str,
-    ) {
+    fn report_unavailable(&self, server: &ServerEntry, jwks_uri: &str, why: &str) {
         let now = crate::domain::now();
         let mut last = self.reported.entry(server.id.clone()).or_insert(0);
         if now - *last < 60 {
@@ -209,7 +223,7 @@ impl Verifier {
         }
         *last = now;
         drop(last);
-        state.deployer.hub.write(
+        self.hub.write(
             &server.id,
             "error",
             "auth",
@@ -251,7 +265,6 @@ impl Verifier {
     /// Validates `token` for `server`.
     pub async fn verify(
         &self,
-        state: &AppState,
         server: &ServerEntry,
         token: &str,
     ) -> Result<Arc<Verified>, VerifyError> {
@@ -262,9 +275,9 @@ impl Verifier {
         let key = crate::crypto::sha256(token.as_bytes());
         let cached = self.cache.get(&key).map(|e| e.value().clone());
         let verified = match cached {
-            Some(v) if v.trusted_by(state, server) => v,
+            Some(v) if v.trusted_by(&self.public_url, server) => v,
             _ => {
-                let v = Arc::new(self.verify_signature(state, server, token).await?);
+                let v = Arc::new(self.verify_signature(server, token).await?);
                 self.remember(key, v.clone(), now);
                 v
             }
@@ -284,9 +297,9 @@ impl Verifier {
             return Err(VerifyError::Audience);
         }
         let revoked = match (&verified.grant_id, &verified.client_id) {
-            (Some(gid), _) => state.revoked_grants.is_revoked(gid),
+            (Some(gid), _) => self.revoked.is_revoked(gid),
             // A client_credentials token: revoked with its client.
-            (None, Some(client)) => state.revoked_grants.is_client_revoked(client),
+            (None, Some(client)) => self.revoked.is_client_revoked(client),
             (None, None) => false,
         };
         if revoked {
@@ -297,7 +310,6 @@ impl Verifier {
 
     async fn verify_signature(
         &self,
-        state: &AppState,
         server: &ServerEntry,
         token: &str,
     ) -> Result<Verified, VerifyError> {
@@ -317,13 +329,13 @@ impl Verifier {
                 if typ != "at+jwt" && typ != "application/at+jwt" {
                     return Err(VerifyError::Type);
                 }
-                let keys = state.keys.current();
+                let keys = self.keys.current();
                 let key = kid
                     .and_then(|k| keys.verifier(k))
                     .ok_or(VerifyError::UnknownKey)?;
                 // The root issuer's tokens, or the server's own issuer's.
                 let own = server.issuer.clone().unwrap_or_default();
-                (key.clone(), vec![state.public_url.clone(), own], None)
+                (key.clone(), vec![self.public_url.clone(), own], None)
             }
             ServerAuth::Byoa(cfg) => {
                 if !jwks::is_allowed(header.alg) {
@@ -344,7 +356,7 @@ impl Verifier {
                         jwks::JwksError::UnknownKey(_) => VerifyError::UnknownKey,
                         jwks::JwksError::AlgorithmMismatch(_) => VerifyError::Algorithm,
                         jwks::JwksError::Unavailable(why) => {
-                            self.report_unavailable(state, server, &cfg.jwks_uri, &why);
+                            self.report_unavailable(server, &cfg.jwks_uri, &why);
                             VerifyError::IssuerUnavailable
                         }
                     })?;
