@@ -1,0 +1,344 @@
+//! The rules a config must keep beyond what its types say: the ones that span keys or that
+//! serde cannot express. `config check` reports every problem; `serve` stops at the first.
+
+use url::Url;
+
+use super::Config;
+use super::error::ConfigError;
+use super::sections::{AuthMode, RegistrationMode, Routing, TlsMode};
+
+impl Config {
+    /// What is wrong with the `[bootstrap]` admin, if anything. Checked where it is used: on a
+    /// first start (an existing installation ignores these settings) and by `config check`
+    /// before one.
+    pub fn bootstrap_problem(&self) -> Option<ConfigError> {
+        if let Some(email) = &self.bootstrap.admin_email
+            && (!email.contains('@') || email.len() > 254 || email.chars().any(char::is_whitespace))
+        {
+            return Some(ConfigError::rule(
+                "bootstrap.admin_email",
+                format!("{email:?} is not an email address"),
+            ));
+        }
+        self.bootstrap
+            .admin_password
+            .as_ref()
+            .is_some_and(|p| p.expose().chars().count() < crate::domain::password::MIN_LENGTH)
+            .then(|| {
+                ConfigError::rule(
+                    "bootstrap.admin_password",
+                    format!(
+                        "must be at least {} characters",
+                        crate::domain::password::MIN_LENGTH
+                    ),
+                )
+            })
+    }
+
+    /// The first rule that spans keys or that serde cannot express, if the config breaks one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match self.problems().into_iter().next() {
+            Some(first) => Err(first),
+            None => Ok(()),
+        }
+    }
+
+    /// Every rule the config breaks, one error per group of keys (`config check` reports them
+    /// all at once; `serve` stops at the first).
+    pub fn problems(&self) -> Vec<ConfigError> {
+        type Check = fn(&Config) -> Result<(), ConfigError>;
+        let checks: [Check; 9] = [
+            Config::check_public_url,
+            Config::check_listen_and_tls,
+            Config::check_routing,
+            Config::check_durations,
+            Config::check_registration_and_byoa,
+            Config::check_limits,
+            Config::check_deploy,
+            Config::validate_servers,
+            Config::check_logging,
+        ];
+        checks
+            .iter()
+            .filter_map(|check| check(self).err())
+            .collect()
+    }
+
+    fn check_public_url(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.server.public_url {
+            let parsed = Url::parse(url).map_err(|e| {
+                ConfigError::rule("server.public_url", format!("{url:?} is not a URL: {e}"))
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(ConfigError::rule(
+                    "server.public_url",
+                    "must be an http or https URL",
+                ));
+            }
+            if parsed.path() != "/" || parsed.query().is_some() || parsed.fragment().is_some() {
+                return Err(ConfigError::rule(
+                    "server.public_url",
+                    "must be scheme://host[:port] with no path, query or fragment",
+                ));
+            }
+            if !parsed.username().is_empty() || parsed.password().is_some() {
+                return Err(ConfigError::rule(
+                    "server.public_url",
+                    "must not contain credentials",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_listen_and_tls(&self) -> Result<(), ConfigError> {
+        let public_https = self
+            .server
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"));
+        if !self.server.listen.ip().is_loopback() && self.tls.mode == TlsMode::Off && !public_https
+        {
+            return Err(ConfigError::rule(
+                "server.listen",
+                format!(
+                    "{} is beyond loopback without TLS; set tls.mode, or an https server.public_url when a proxy terminates TLS",
+                    self.server.listen
+                ),
+            ));
+        }
+        if self.tls.mode == TlsMode::Files {
+            if self.tls.cert_file.is_none() {
+                return Err(ConfigError::rule(
+                    "tls.cert_file",
+                    "required when tls.mode = \"files\"",
+                ));
+            }
+            if self.tls.key_file.is_none() {
+                return Err(ConfigError::rule(
+                    "tls.key_file",
+                    "required when tls.mode = \"files\"",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_routing(&self) -> Result<(), ConfigError> {
+        if self.gateway.routing == Routing::Host {
+            match self.gateway.server_domain.as_deref() {
+                None | Some("") => {
+                    return Err(ConfigError::rule(
+                        "gateway.server_domain",
+                        "required when gateway.routing = \"host\"",
+                    ));
+                }
+                Some(d) if d.starts_with('.') || d.contains('/') || d.contains(':') => {
+                    return Err(ConfigError::rule(
+                        "gateway.server_domain",
+                        "must be a bare domain such as mcp.example.com",
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn check_durations(&self) -> Result<(), ConfigError> {
+        for (key, d) in [
+            ("auth.access_token_ttl", self.auth.access_token_ttl),
+            ("auth.refresh_token_ttl", self.auth.refresh_token_ttl),
+            ("auth.auth_code_ttl", self.auth.auth_code_ttl),
+            ("auth.session_ttl", self.auth.session_ttl),
+            ("auth.consent_ttl", self.auth.consent_ttl),
+            (
+                "auth.registration.reap_unused_after",
+                self.auth.registration.reap_unused_after,
+            ),
+            ("gateway.upstream_timeout", self.gateway.upstream_timeout),
+            (
+                "gateway.upstream_connect_timeout",
+                self.gateway.upstream_connect_timeout,
+            ),
+            ("outbound.timeout", self.outbound.timeout),
+            ("gateway.sse_keepalive", self.gateway.sse_keepalive),
+            ("gateway.body_timeout", self.gateway.body_timeout),
+        ] {
+            if d.0.is_zero() {
+                return Err(ConfigError::rule(key, "must be longer than zero"));
+            }
+        }
+        if self.auth.refresh_reuse_grace.as_secs() > 3600 {
+            return Err(ConfigError::rule(
+                "auth.refresh_reuse_grace",
+                "must be at most 1h (\"0s\" turns the grace off)",
+            ));
+        }
+        let rotate = self.auth.signing.rotate_after;
+        if !rotate.0.is_zero() && rotate.as_secs() < 3600 {
+            return Err(ConfigError::rule(
+                "auth.signing.rotate_after",
+                "must be at least 1h, or \"0s\" to rotate only with `ezforge keys rotate`",
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_registration_and_byoa(&self) -> Result<(), ConfigError> {
+        if self.auth.registration.mode == RegistrationMode::Token
+            && self.auth.registration.initial_access_token.is_none()
+        {
+            return Err(ConfigError::rule(
+                "auth.registration.initial_access_token",
+                "required when auth.registration.mode = \"token\"",
+            ));
+        }
+        if let Some(byoa) = &self.auth.byoa {
+            for (key, value) in [
+                ("auth.byoa.issuer", &byoa.issuer),
+                ("auth.byoa.jwks_uri", &byoa.jwks_uri),
+                (
+                    "auth.byoa.authorization_endpoint",
+                    &byoa.authorization_endpoint,
+                ),
+                ("auth.byoa.token_endpoint", &byoa.token_endpoint),
+            ] {
+                let url = Url::parse(value)
+                    .map_err(|e| ConfigError::rule(key, format!("{value:?} is not a URL: {e}")))?;
+                if url.scheme() != "https" {
+                    return Err(ConfigError::rule(key, "must be an https URL"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_limits(&self) -> Result<(), ConfigError> {
+        for (key, rl) in [
+            ("gateway.rate_limit.per_minute", self.gateway.rate_limit),
+            ("control.rate_limit.per_minute", self.control.rate_limit),
+            ("auth.rate_limit.per_minute", self.auth.rate_limit),
+        ] {
+            if let Some(problem) = rl.problem() {
+                return Err(ConfigError::rule(key, problem));
+            }
+        }
+        for (key, list) in [
+            ("gateway.upstream_allow", &self.gateway.upstream_allow),
+            ("gateway.upstream_deny", &self.gateway.upstream_deny),
+        ] {
+            crate::gateway::destinations::parse_rules(list)
+                .map_err(|e| ConfigError::rule(key, e))?;
+        }
+        if self.gateway.body_limit.0 == 0 {
+            return Err(ConfigError::rule(
+                "gateway.body_limit",
+                "must be at least 1 byte",
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_deploy(&self) -> Result<(), ConfigError> {
+        if let Some((key, problem)) = self.deploy.sandbox.problem() {
+            return Err(ConfigError::rule(key, problem));
+        }
+        if self.deploy.run_as.trim().is_empty() {
+            return Err(ConfigError::rule(
+                "deploy.run_as",
+                "must be \"per-server\", or name a user (or uid:gid)",
+            ));
+        }
+        let [first, last] = self.deploy.run_as_uids;
+        if first == 0 || first > last || last >= u32::MAX - 1 {
+            return Err(ConfigError::rule(
+                "deploy.run_as_uids",
+                "must be [first, last] with 0 < first <= last",
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_logging(&self) -> Result<(), ConfigError> {
+        tracing_subscriber::EnvFilter::try_new(&self.logging.level).map_err(|e| {
+            ConfigError::rule(
+                "logging.level",
+                format!("{:?} is not a valid filter: {e}", self.logging.level),
+            )
+        })?;
+        Ok(())
+    }
+
+    fn validate_servers(&self) -> Result<(), ConfigError> {
+        use crate::domain::validate;
+        let err = |i: usize, field: &str, message: String| {
+            ConfigError::Invalid(format!("config key `servers[{i}].{field}`: {message}"))
+        };
+        let mut seen = std::collections::HashSet::new();
+        let destinations = crate::gateway::destinations::Destinations::from_config(self)
+            .map_err(|e| ConfigError::rule("gateway.upstream_allow", e))?;
+        for (i, d) in self.servers.iter().enumerate() {
+            validate::Slug::parse(&d.project).map_err(|e| err(i, "project", e))?;
+            validate::Slug::parse(&d.slug).map_err(|e| err(i, "slug", e))?;
+            if !seen.insert(d.slug.as_str()) {
+                return Err(err(i, "slug", format!("{} is declared twice", d.slug)));
+            }
+            if let Some(name) = &d.name {
+                validate::name(name, 255).map_err(|e| err(i, "name", e))?;
+            }
+            if let Some(u) = &d.upstream {
+                let url = validate::upstream_url(u).map_err(|e| err(i, "upstream", e))?;
+                destinations
+                    .check_url(&url)
+                    .map_err(|e| err(i, "upstream", format!("is refused: {e}")))?;
+            }
+            match d.auth_mode.as_deref() {
+                None | Some("byoa") => {}
+                Some("ezforge_managed") if self.auth.mode == AuthMode::Byoa => {
+                    return Err(err(
+                        i,
+                        "auth_mode",
+                        "ezforge_managed is not available with auth.mode = \"byoa\"".into(),
+                    ));
+                }
+                Some("ezforge_managed") => {}
+                Some(other) => {
+                    return Err(err(
+                        i,
+                        "auth_mode",
+                        format!("{other:?} is not \"ezforge_managed\" or \"byoa\""),
+                    ));
+                }
+            }
+            let byoa = match d.auth_mode.as_deref() {
+                Some(mode) => mode == "byoa",
+                None => self.auth.mode == AuthMode::Byoa,
+            };
+            if byoa && d.byoa.is_none() && self.auth.byoa.is_none() {
+                return Err(err(
+                    i,
+                    "byoa",
+                    "a byoa server needs its issuer: set servers.byoa, or [auth.byoa] for all"
+                        .into(),
+                ));
+            }
+            if let Some(b) = &d.byoa {
+                validate::https_url(&b.authorization_endpoint)
+                    .map_err(|e| err(i, "byoa.authorization_endpoint", e))?;
+                validate::https_url(&b.token_endpoint)
+                    .map_err(|e| err(i, "byoa.token_endpoint", e))?;
+                validate::https_url(&b.jwks_uri).map_err(|e| err(i, "byoa.jwks_uri", e))?;
+                validate::issuer(&b.issuer).map_err(|e| err(i, "byoa.issuer", e))?;
+            }
+            if let Some(problem) = d.rate_limit.and_then(|r| r.problem()) {
+                return Err(err(i, "rate_limit", problem));
+            }
+            for (tool, scope) in &d.tool_scopes {
+                validate::tool_scope(scope)
+                    .map_err(|e| err(i, &format!("tool_scopes.{tool}"), e))?;
+            }
+        }
+        Ok(())
+    }
+}
