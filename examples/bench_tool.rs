@@ -245,8 +245,8 @@ async fn upstream(port: u16, workers: usize) -> anyhow::Result<()> {
 }
 
 /// The front door's default destination policy (checked once per upstream connection).
-fn default_destinations() -> Arc<ezforge::gateway::destinations::Destinations> {
-    use ezforge::gateway::destinations::{Destinations, SystemResolver};
+fn default_destinations() -> Arc<ezforge::shared::destinations::Destinations> {
+    use ezforge::shared::destinations::{Destinations, SystemResolver};
     let config = ezforge::config::GatewayConfig::default();
     Arc::new(
         Destinations::new(&config, Vec::new(), Arc::new(SystemResolver))

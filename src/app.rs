@@ -156,7 +156,7 @@ impl App {
         Self::build_with(
             config,
             listener,
-            Arc::new(gateway::destinations::SystemResolver),
+            Arc::new(crate::shared::destinations::SystemResolver),
         )
         .await
     }
@@ -165,7 +165,7 @@ impl App {
     pub async fn build_with(
         config: Config,
         listener: TcpListener,
-        resolver: Arc<dyn gateway::destinations::Resolve>,
+        resolver: Arc<dyn crate::shared::destinations::Resolve>,
     ) -> Result<App, StartupError> {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let bound = listener.local_addr().map_err(StartupError::Listen)?;
@@ -207,12 +207,11 @@ impl App {
             own.push(m.local_addr().map_err(StartupError::Listen)?);
         }
         let destinations = Arc::new(
-            gateway::destinations::Destinations::new(&config.gateway, own, resolver).map_err(
-                |e| crate::config::ConfigError::Rule {
+            crate::shared::destinations::Destinations::new(&config.gateway, own, resolver)
+                .map_err(|e| crate::config::ConfigError::Rule {
                     key: "gateway.upstream_allow",
                     message: e,
-                },
-            )?,
+                })?,
         );
         let upstream_tls = gateway::upstream::tls_config();
         let health = gateway::upstream::UpstreamClient::new(

@@ -15,6 +15,7 @@ pub mod logs;
 pub mod metrics;
 pub mod oauth;
 pub mod outbound;
+pub mod shared;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

@@ -228,7 +228,7 @@ impl Config {
             ("gateway.upstream_allow", &self.gateway.upstream_allow),
             ("gateway.upstream_deny", &self.gateway.upstream_deny),
         ] {
-            crate::gateway::destinations::parse_rules(list)
+            crate::shared::destinations::parse_rules(list)
                 .map_err(|e| ConfigError::rule(key, e))?;
         }
         if self.gateway.body_limit.0 == 0 {
@@ -276,7 +276,7 @@ impl Config {
             ConfigError::Invalid(format!("config key `servers[{i}].{field}`: {message}"))
         };
         let mut seen = std::collections::HashSet::new();
-        let destinations = crate::gateway::destinations::Destinations::from_config(self)
+        let destinations = crate::shared::destinations::Destinations::from_config(self)
             .map_err(|e| ConfigError::rule("gateway.upstream_allow", e))?;
         for (i, d) in self.servers.iter().enumerate() {
             validate::Slug::parse(&d.project).map_err(|e| err(i, "project", e))?;

@@ -23,9 +23,9 @@ use url::Url;
 use crate::app::AppState;
 use crate::domain::{self, Secret};
 use crate::error::ApiError;
-use crate::gateway::destinations::PortGuard;
 use crate::gateway::upstream::Endpoint;
 use crate::logs::LogHub;
+use crate::shared::destinations::PortGuard;
 use crate::store::deployments::{self, DeploymentRow};
 use crate::store::{self, servers::ServerRow};
 

@@ -5,7 +5,6 @@
 pub mod access_log;
 pub mod assertion;
 pub mod counters;
-pub mod destinations;
 pub mod issuer_check;
 pub mod jsonrpc;
 pub mod jwks;
@@ -41,7 +40,7 @@ pub struct Gateway {
     /// TLS settings of the workers' upstream clients, built once.
     pub upstream_tls: Arc<rustls::ClientConfig>,
     /// Where upstream URLs may point.
-    pub destinations: Arc<destinations::Destinations>,
+    pub destinations: Arc<crate::shared::destinations::Destinations>,
     /// `X-Ezforge-Assertion` for upstreams.
     pub assertions: assertion::Assertions,
     pub log: Arc<access_log::AccessLog>,

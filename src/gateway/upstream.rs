@@ -29,7 +29,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use url::Url;
 
-use super::destinations::{Destinations, Refusal};
+use crate::shared::destinations::{Destinations, Refusal};
 
 /// Idle connections are closed after this long (upstreams commonly keep them longer; Node's
 /// default is 5 s, which the retry below covers).
@@ -511,7 +511,7 @@ mod tests {
 
     fn open_policy() -> Arc<Destinations> {
         let config = crate::config::GatewayConfig::default();
-        let resolver = Arc::new(super::super::destinations::SystemResolver);
+        let resolver = Arc::new(crate::shared::destinations::SystemResolver);
         Arc::new(Destinations::new(&config, Vec::new(), resolver).expect("policy"))
     }
 

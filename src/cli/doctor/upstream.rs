@@ -9,9 +9,9 @@ use futures_util::StreamExt;
 use url::Url;
 
 use crate::config::{ByoaConfig, Config};
-use crate::gateway::destinations::Destinations;
 use crate::gateway::jwks;
 use crate::outbound::{FetchError, Outbound};
+use crate::shared::destinations::Destinations;
 use crate::store::servers::ServerRow;
 
 use super::discovery;
