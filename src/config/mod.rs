@@ -166,6 +166,17 @@ impl Config {
         format!("{scheme}://{host}:{}", bound.port())
     }
 
+    /// The addresses this config has ezforge listen on (main, and metrics when separate).
+    pub fn own_listeners(&self) -> Vec<SocketAddr> {
+        let mut own = vec![self.server.listen];
+        if self.metrics.enabled
+            && let Some(m) = self.metrics.listen
+        {
+            own.push(m);
+        }
+        own
+    }
+
     /// The effective config as TOML, secrets shown as `***`.
     pub fn to_redacted_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))

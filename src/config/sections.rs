@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::sandbox::SandboxConfigOrMode;
 use super::units::{ByteSize, Duration, RateLimit};
 use crate::domain::Secret;
+use crate::domain::destinations::Rules;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -204,6 +205,13 @@ pub struct GatewayConfig {
     pub upstream_allow: Vec<String>,
     /// Upstream destinations refused: CIDRs and host patterns (`*.example.com`).
     pub upstream_deny: Vec<String>,
+}
+
+impl GatewayConfig {
+    /// `upstream_allow` and `upstream_deny`, parsed.
+    pub fn destination_rules(&self) -> Result<Rules, String> {
+        Rules::parse(&self.upstream_allow, &self.upstream_deny)
+    }
 }
 
 impl Default for GatewayConfig {

@@ -1,11 +1,14 @@
 //! The rules a config must keep beyond what its types say: the ones that span keys or that
 //! serde cannot express. `config check` reports every problem; `serve` stops at the first.
 
+use std::net::{IpAddr, SocketAddr};
+
 use url::Url;
 
 use super::Config;
 use super::error::ConfigError;
 use super::sections::{AuthMode, RegistrationMode, Routing, TlsMode};
+use crate::domain::destinations::Refusal;
 
 impl Config {
     /// What is wrong with the `[bootstrap]` admin, if anything. Checked where it is used: on a
@@ -228,7 +231,7 @@ impl Config {
             ("gateway.upstream_allow", &self.gateway.upstream_allow),
             ("gateway.upstream_deny", &self.gateway.upstream_deny),
         ] {
-            crate::shared::destinations::parse_rules(list)
+            crate::domain::destinations::parse_rules(list)
                 .map_err(|e| ConfigError::rule(key, e))?;
         }
         if self.gateway.body_limit.0 == 0 {
@@ -276,8 +279,11 @@ impl Config {
             ConfigError::Invalid(format!("config key `servers[{i}].{field}`: {message}"))
         };
         let mut seen = std::collections::HashSet::new();
-        let destinations = crate::shared::destinations::Destinations::from_config(self)
+        let rules = (self.gateway)
+            .destination_rules()
             .map_err(|e| ConfigError::rule("gateway.upstream_allow", e))?;
+        let own = self.own_listeners();
+        let ours = |ip: IpAddr, port: u16| own_listener(&own, ip, port);
         for (i, d) in self.servers.iter().enumerate() {
             validate::Slug::parse(&d.project).map_err(|e| err(i, "project", e))?;
             validate::Slug::parse(&d.slug).map_err(|e| err(i, "slug", e))?;
@@ -289,8 +295,8 @@ impl Config {
             }
             if let Some(u) = &d.upstream {
                 let url = validate::upstream_url(u).map_err(|e| err(i, "upstream", e))?;
-                destinations
-                    .check_url(&url)
+                rules
+                    .check_url(&url, &ours)
                     .map_err(|e| err(i, "upstream", format!("is refused: {e}")))?;
             }
             match d.auth_mode.as_deref() {
@@ -341,4 +347,14 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Whether `ip`:`port` is one of `own` (the listeners this config names), as far as can be told
+/// without asking the system: on a loopback or unspecified address, or on the very address a
+/// listener names. (A server's other local addresses are refused when connecting, by the
+/// destination policy in `shared::destinations`.)
+fn own_listener(own: &[SocketAddr], ip: IpAddr, port: u16) -> Option<Refusal> {
+    own.iter()
+        .any(|o| o.port() == port && (ip.is_loopback() || ip.is_unspecified() || o.ip() == ip))
+        .then(|| Refusal::OwnListener(SocketAddr::new(ip, port)))
 }

@@ -3,6 +3,7 @@
 //! as the server's JWKS fetches).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -11,7 +12,7 @@ use url::Url;
 use crate::config::{ByoaConfig, Config};
 use crate::gateway::jwks;
 use crate::outbound::{FetchError, Outbound};
-use crate::shared::destinations::Destinations;
+use crate::shared::destinations::{Destinations, SystemResolver};
 use crate::store::servers::ServerRow;
 
 use super::discovery;
@@ -163,7 +164,9 @@ impl Reach {
     /// Blocking.
     pub fn new(config: &Config) -> Reach {
         Reach {
-            destinations: Destinations::from_config(config),
+            destinations: config.gateway.destination_rules().map(|rules| {
+                Destinations::new(rules, config.own_listeners(), Arc::new(SystemResolver))
+            }),
             tls: (*crate::gateway::upstream::tls_config()).clone(),
             connect_timeout: config.gateway.upstream_connect_timeout.0,
         }
