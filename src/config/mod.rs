@@ -21,7 +21,7 @@ mod units;
 mod validate;
 pub use diagnose::unused_variables;
 pub use error::ConfigError;
-pub use sandbox::{SandboxConfig, SandboxConfigOrMode, SandboxMode};
+pub use sandbox::{PROGRAM_ENV_PREFIX, SandboxConfig, SandboxConfigOrMode, SandboxMode};
 pub use sections::{
     AuthConfig, AuthMode, BootstrapConfig, ByoaConfig, ControlConfig, DeployConfig, GatewayConfig,
     LimitsConfig, LogFormat, LoggingConfig, LogsConfig, MetricsConfig, OutboundConfig,
