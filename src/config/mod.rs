@@ -24,7 +24,7 @@ pub use error::ConfigError;
 pub use sandbox::{PROGRAM_ENV_PREFIX, SandboxConfig, SandboxConfigOrMode, SandboxMode};
 pub use sections::{
     AuthConfig, AuthMode, BootstrapConfig, ByoaConfig, ControlConfig, DeployConfig, GatewayConfig,
-    LimitsConfig, LogFormat, LoggingConfig, LogsConfig, MetricsConfig, OutboundConfig,
+    LimitsConfig, LogFormat, LoggingConfig, LogsConfig, MetricsConfig, OutboundConfig, ProgramUser,
     RegistrationConfig, RegistrationMode, Routing, ServerConfig, ServerDecl, SigningAlgorithm,
     SigningConfig, TlsConfig, TlsMode,
 };

@@ -314,7 +314,7 @@ pub struct DeployConfig {
     /// When ezforge runs as root, deployed programs run as: `"per-server"`, a uid of each
     /// server's own from `run_as_uids`; or one user for all (a name from /etc/passwd, or
     /// `uid:gid`); never as root.
-    pub run_as: String,
+    pub run_as: ProgramUser,
     /// The uids `run_as = "per-server"` gives out: `[first, last]`.
     pub run_as_uids: [u32; 2],
     /// How long a deployment's health check may take (process start included).
@@ -336,13 +336,52 @@ impl Default for DeployConfig {
         Self {
             allow_commands: true,
             sandbox: SandboxConfigOrMode::default(),
-            run_as: "per-server".into(),
+            run_as: ProgramUser::PerServer,
             run_as_uids: [59000, 59999],
             health_timeout: Duration::secs(30),
             drain_timeout: Duration::secs(30),
             max_stdio_sessions: 16,
             stdio_idle_timeout: Duration::secs(600),
             output_lines_per_second: 100,
+        }
+    }
+}
+
+/// `deploy.run_as`: who deployed programs run as when ezforge runs as root. Written as a
+/// string: `"per-server"`, or a user (a name from /etc/passwd, or `uid:gid`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum ProgramUser {
+    /// Each server a uid of its own, from `deploy.run_as_uids`.
+    PerServer,
+    /// Every server as this one user (as written; resolved when programs are run).
+    Named(String),
+}
+
+impl ProgramUser {
+    const PER_SERVER: &str = "per-server";
+}
+
+impl From<&str> for ProgramUser {
+    fn from(text: &str) -> Self {
+        match text.trim() {
+            Self::PER_SERVER => ProgramUser::PerServer,
+            _ => ProgramUser::Named(text.to_owned()),
+        }
+    }
+}
+
+impl From<String> for ProgramUser {
+    fn from(text: String) -> Self {
+        ProgramUser::from(text.as_str())
+    }
+}
+
+impl From<ProgramUser> for String {
+    fn from(user: ProgramUser) -> String {
+        match user {
+            ProgramUser::PerServer => ProgramUser::PER_SERVER.to_owned(),
+            ProgramUser::Named(name) => name,
         }
     }
 }

@@ -41,6 +41,18 @@ fn the_sandbox_is_set_as_a_table_a_shorthand_or_from_the_environment() {
 }
 
 #[test]
+fn run_as_is_per_server_or_a_named_user_and_reads_back_as_written() {
+    assert_eq!(Config::default().deploy.run_as, ProgramUser::PerServer);
+    let c = load_toml("[deploy]\nrun_as = \" per-server \"\n").expect("per-server");
+    assert_eq!(c.deploy.run_as, ProgramUser::PerServer);
+    let env = [("EZFORGE_DEPLOY__RUN_AS".to_owned(), "mcp:mcp".to_owned())];
+    let c = Config::load_from(None, &env).expect("named");
+    assert_eq!(c.deploy.run_as, ProgramUser::Named("mcp:mcp".into()));
+    assert!(c.to_redacted_toml().contains("run_as = \"mcp:mcp\""));
+    assert!(Config::default().to_redacted_toml().contains("run_as = \"per-server\""));
+}
+
+#[test]
 fn unknown_key_names_key_and_file() {
     let err = load_toml("[server]\nlisen = \"127.0.0.1:1\"\n").expect_err("unknown key");
     let msg = err.to_string();

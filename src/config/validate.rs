@@ -7,7 +7,7 @@ use url::Url;
 
 use super::Config;
 use super::error::ConfigError;
-use super::sections::{AuthMode, RegistrationMode, Routing, TlsMode};
+use super::sections::{AuthMode, ProgramUser, RegistrationMode, Routing, TlsMode};
 use crate::domain::destinations::Refusal;
 
 impl Config {
@@ -247,7 +247,7 @@ impl Config {
         if let Some((key, problem)) = self.deploy.sandbox.problem() {
             return Err(ConfigError::rule(key, problem));
         }
-        if self.deploy.run_as.trim().is_empty() {
+        if matches!(&self.deploy.run_as, ProgramUser::Named(name) if name.trim().is_empty()) {
             return Err(ConfigError::rule(
                 "deploy.run_as",
                 "must be \"per-server\", or name a user (or uid:gid)",
