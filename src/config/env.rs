@@ -1,6 +1,8 @@
 //! `EZFORGE_SECTION__KEY` environment variables (and `…_FILE` for secrets) as config sources.
 
+use super::Config;
 use super::error::ConfigError;
+use crate::domain::Secret;
 
 const ENV_PREFIX: &str = "EZFORGE_";
 
@@ -73,13 +75,51 @@ pub(super) fn env_vars(env: &[(String, String)]) -> Result<Vec<EnvVar>, ConfigEr
     Ok(out)
 }
 
+/// The variables of ours that are not config keys but set config: `EZFORGE_MASTER_KEY[_FILE]`
+/// (never a config key, so never written to a file by accident), `EZFORGE_ADMIN_EMAIL` and
+/// `EZFORGE_ADMIN_PASSWORD[_FILE]`.
+pub(super) fn apply_other_variables(
+    config: &mut Config,
+    env: &[(String, String)],
+) -> Result<(), ConfigError> {
+    let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    config.master_key = match (
+        lookup("EZFORGE_MASTER_KEY"),
+        lookup("EZFORGE_MASTER_KEY_FILE"),
+    ) {
+        (Some(v), _) => Some(Secret::new(v)),
+        (None, Some(path)) => Some(Secret::new(read_secret_file(
+            "EZFORGE_MASTER_KEY_FILE",
+            &path,
+        )?)),
+        (None, None) => None,
+    };
+    if let Some(email) = lookup("EZFORGE_ADMIN_EMAIL") {
+        config.bootstrap.admin_email = Some(email);
+    }
+    match (
+        lookup("EZFORGE_ADMIN_PASSWORD"),
+        lookup("EZFORGE_ADMIN_PASSWORD_FILE"),
+    ) {
+        (Some(v), _) => config.bootstrap.admin_password = Some(Secret::new(v)),
+        (None, Some(path)) => {
+            config.bootstrap.admin_password = Some(Secret::new(read_secret_file(
+                "EZFORGE_ADMIN_PASSWORD_FILE",
+                &path,
+            )?))
+        }
+        (None, None) => {}
+    }
+    Ok(())
+}
+
 /// Environment values are TOML-ish: `true`, `8080`, `["a","b"]`; anything else is a string.
 fn parse_env_value(text: &str) -> figment::value::Value {
     text.parse()
         .unwrap_or_else(|_| figment::value::Value::from(text.to_owned()))
 }
 
-pub(super) fn read_secret_file(var: &str, path: &str) -> Result<String, ConfigError> {
+fn read_secret_file(var: &str, path: &str) -> Result<String, ConfigError> {
     std::fs::read_to_string(path)
         .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
         .map_err(|e| {

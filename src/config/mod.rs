@@ -10,7 +10,7 @@ use figment::providers::{Format, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Secret;
-use env::{env_vars, read_secret_file};
+use env::env_vars;
 
 mod diagnose;
 mod env;
@@ -116,34 +116,7 @@ impl Config {
         let mut config: Config = figment.extract().map_err(ConfigError::from_figment)?;
         config.source_file = file.map(Path::to_path_buf);
 
-        let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-        config.master_key = match (
-            lookup("EZFORGE_MASTER_KEY"),
-            lookup("EZFORGE_MASTER_KEY_FILE"),
-        ) {
-            (Some(v), _) => Some(Secret::new(v)),
-            (None, Some(path)) => Some(Secret::new(read_secret_file(
-                "EZFORGE_MASTER_KEY_FILE",
-                &path,
-            )?)),
-            (None, None) => None,
-        };
-        if let Some(email) = lookup("EZFORGE_ADMIN_EMAIL") {
-            config.bootstrap.admin_email = Some(email);
-        }
-        match (
-            lookup("EZFORGE_ADMIN_PASSWORD"),
-            lookup("EZFORGE_ADMIN_PASSWORD_FILE"),
-        ) {
-            (Some(v), _) => config.bootstrap.admin_password = Some(Secret::new(v)),
-            (None, Some(path)) => {
-                config.bootstrap.admin_password = Some(Secret::new(read_secret_file(
-                    "EZFORGE_ADMIN_PASSWORD_FILE",
-                    &path,
-                )?))
-            }
-            (None, None) => {}
-        }
+        env::apply_other_variables(&mut config, env)?;
         Ok(config)
     }
 

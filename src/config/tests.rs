@@ -49,7 +49,11 @@ fn run_as_is_per_server_or_a_named_user_and_reads_back_as_written() {
     let c = Config::load_from(None, &env).expect("named");
     assert_eq!(c.deploy.run_as, ProgramUser::Named("mcp:mcp".into()));
     assert!(c.to_redacted_toml().contains("run_as = \"mcp:mcp\""));
-    assert!(Config::default().to_redacted_toml().contains("run_as = \"per-server\""));
+    assert!(
+        Config::default()
+            .to_redacted_toml()
+            .contains("run_as = \"per-server\"")
+    );
 }
 
 #[test]

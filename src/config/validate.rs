@@ -1,14 +1,16 @@
 //! The rules a config must keep beyond what its types say: the ones that span keys or that
 //! serde cannot express. `config check` reports every problem; `serve` stops at the first.
 
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 
 use url::Url;
 
 use super::Config;
 use super::error::ConfigError;
-use super::sections::{AuthMode, ProgramUser, RegistrationMode, Routing, TlsMode};
-use crate::domain::destinations::Refusal;
+use super::sections::{AuthMode, ProgramUser, RegistrationMode, Routing, ServerDecl, TlsMode};
+use crate::domain::destinations::{Ours, Refusal, Rules};
+use crate::domain::validate;
 
 impl Config {
     /// What is wrong with the `[bootstrap]` admin, if anything. Checked where it is used: on a
@@ -274,76 +276,54 @@ impl Config {
     }
 
     fn validate_servers(&self) -> Result<(), ConfigError> {
-        use crate::domain::validate;
-        let err = |i: usize, field: &str, message: String| {
-            ConfigError::Invalid(format!("config key `servers[{i}].{field}`: {message}"))
-        };
-        let mut seen = std::collections::HashSet::new();
         let rules = (self.gateway)
             .destination_rules()
             .map_err(|e| ConfigError::rule("gateway.upstream_allow", e))?;
         let own = self.own_listeners();
         let ours = |ip: IpAddr, port: u16| own_listener(&own, ip, port);
+        let mut seen = HashSet::new();
         for (i, d) in self.servers.iter().enumerate() {
-            validate::Slug::parse(&d.project).map_err(|e| err(i, "project", e))?;
-            validate::Slug::parse(&d.slug).map_err(|e| err(i, "slug", e))?;
-            if !seen.insert(d.slug.as_str()) {
-                return Err(err(i, "slug", format!("{} is declared twice", d.slug)));
-            }
-            if let Some(name) = &d.name {
-                validate::name(name, 255).map_err(|e| err(i, "name", e))?;
-            }
-            if let Some(u) = &d.upstream {
-                let url = validate::upstream_url(u).map_err(|e| err(i, "upstream", e))?;
-                rules
-                    .check_url(&url, &ours)
-                    .map_err(|e| err(i, "upstream", format!("is refused: {e}")))?;
-            }
-            match d.auth_mode.as_deref() {
-                None | Some("byoa") => {}
-                Some("ezforge_managed") if self.auth.mode == AuthMode::Byoa => {
-                    return Err(err(
-                        i,
-                        "auth_mode",
-                        "ezforge_managed is not available with auth.mode = \"byoa\"".into(),
-                    ));
-                }
-                Some("ezforge_managed") => {}
-                Some(other) => {
-                    return Err(err(
-                        i,
-                        "auth_mode",
-                        format!("{other:?} is not \"ezforge_managed\" or \"byoa\""),
-                    ));
-                }
-            }
-            let byoa = match d.auth_mode.as_deref() {
-                Some(mode) => mode == "byoa",
-                None => self.auth.mode == AuthMode::Byoa,
-            };
-            if byoa && d.byoa.is_none() && self.auth.byoa.is_none() {
-                return Err(err(
-                    i,
-                    "byoa",
-                    "a byoa server needs its issuer: set servers.byoa, or [auth.byoa] for all"
-                        .into(),
+            let checked = check_declared_identity(d, &mut seen, &rules, &ours)
+                .and_then(|()| self.check_declared_auth(d))
+                .and_then(|()| check_declared_limits(d));
+            checked.map_err(|(field, message)| {
+                ConfigError::Invalid(format!("config key `servers[{i}].{field}`: {message}"))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// A declared server's `auth_mode` and `byoa`.
+    fn check_declared_auth(&self, d: &ServerDecl) -> Result<(), FieldError> {
+        match d.auth_mode.as_deref() {
+            None | Some("byoa") => {}
+            Some("ezforge_managed") if self.auth.mode == AuthMode::Byoa => {
+                return Err(at("auth_mode")(
+                    "ezforge_managed is not available with auth.mode = \"byoa\"".into(),
                 ));
             }
-            if let Some(b) = &d.byoa {
-                validate::https_url(&b.authorization_endpoint)
-                    .map_err(|e| err(i, "byoa.authorization_endpoint", e))?;
-                validate::https_url(&b.token_endpoint)
-                    .map_err(|e| err(i, "byoa.token_endpoint", e))?;
-                validate::https_url(&b.jwks_uri).map_err(|e| err(i, "byoa.jwks_uri", e))?;
-                validate::issuer(&b.issuer).map_err(|e| err(i, "byoa.issuer", e))?;
+            Some("ezforge_managed") => {}
+            Some(other) => {
+                return Err(at("auth_mode")(format!(
+                    "{other:?} is not \"ezforge_managed\" or \"byoa\""
+                )));
             }
-            if let Some(problem) = d.rate_limit.and_then(|r| r.problem()) {
-                return Err(err(i, "rate_limit", problem));
-            }
-            for (tool, scope) in &d.tool_scopes {
-                validate::tool_scope(scope)
-                    .map_err(|e| err(i, &format!("tool_scopes.{tool}"), e))?;
-            }
+        }
+        let byoa = match d.auth_mode.as_deref() {
+            Some(mode) => mode == "byoa",
+            None => self.auth.mode == AuthMode::Byoa,
+        };
+        if byoa && d.byoa.is_none() && self.auth.byoa.is_none() {
+            return Err(at("byoa")(
+                "a byoa server needs its issuer: set servers.byoa, or [auth.byoa] for all".into(),
+            ));
+        }
+        if let Some(b) = &d.byoa {
+            validate::https_url(&b.authorization_endpoint)
+                .map_err(at("byoa.authorization_endpoint"))?;
+            validate::https_url(&b.token_endpoint).map_err(at("byoa.token_endpoint"))?;
+            validate::https_url(&b.jwks_uri).map_err(at("byoa.jwks_uri"))?;
+            validate::issuer(&b.issuer).map_err(at("byoa.issuer"))?;
         }
         Ok(())
     }
@@ -357,4 +337,47 @@ fn own_listener(own: &[SocketAddr], ip: IpAddr, port: u16) -> Option<Refusal> {
     own.iter()
         .any(|o| o.port() == port && (ip.is_loopback() || ip.is_unspecified() || o.ip() == ip))
         .then(|| Refusal::OwnListener(SocketAddr::new(ip, port)))
+}
+
+/// What is wrong with one field of a declared server: (the field, the message).
+type FieldError = (String, String);
+
+/// The message, as the problem of `field`.
+fn at(field: &'static str) -> impl Fn(String) -> FieldError {
+    move |message| (field.to_owned(), message)
+}
+
+/// A declared server's project, slug (once in the file), name and upstream.
+fn check_declared_identity<'a>(
+    d: &'a ServerDecl,
+    seen: &mut HashSet<&'a str>,
+    rules: &Rules,
+    ours: Ours<'_>,
+) -> Result<(), FieldError> {
+    validate::Slug::parse(&d.project).map_err(at("project"))?;
+    validate::Slug::parse(&d.slug).map_err(at("slug"))?;
+    if !seen.insert(d.slug.as_str()) {
+        return Err(at("slug")(format!("{} is declared twice", d.slug)));
+    }
+    if let Some(name) = &d.name {
+        validate::name(name, 255).map_err(at("name"))?;
+    }
+    if let Some(u) = &d.upstream {
+        let url = validate::upstream_url(u).map_err(at("upstream"))?;
+        rules
+            .check_url(&url, ours)
+            .map_err(|e| at("upstream")(format!("is refused: {e}")))?;
+    }
+    Ok(())
+}
+
+/// A declared server's rate limit and tool scopes.
+fn check_declared_limits(d: &ServerDecl) -> Result<(), FieldError> {
+    if let Some(problem) = d.rate_limit.and_then(|r| r.problem()) {
+        return Err(("rate_limit".into(), problem));
+    }
+    for (tool, scope) in &d.tool_scopes {
+        validate::tool_scope(scope).map_err(|e| (format!("tool_scopes.{tool}"), e))?;
+    }
+    Ok(())
 }
