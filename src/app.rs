@@ -206,16 +206,10 @@ impl App {
         if let Some(m) = &metrics_listener {
             own.push(m.local_addr().map_err(StartupError::Listen)?);
         }
-        let rules =
-            config
-                .gateway
-                .destination_rules()
-                .map_err(|e| crate::config::ConfigError::Rule {
-                    key: "gateway.upstream_allow",
-                    message: e,
-                })?;
         let destinations = Arc::new(crate::shared::destinations::Destinations::new(
-            rules, own, resolver,
+            config.gateway.destination_rules()?,
+            own,
+            resolver,
         ));
         let upstream_tls = gateway::upstream::tls_config();
         let health = gateway::upstream::UpstreamClient::new(

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::error::ConfigError;
 use super::sandbox::SandboxConfigOrMode;
 use super::units::{ByteSize, Duration, RateLimit};
 use crate::domain::Secret;
-use crate::domain::destinations::Rules;
+use crate::domain::destinations::{Rules, parse_rules};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -208,9 +209,13 @@ pub struct GatewayConfig {
 }
 
 impl GatewayConfig {
-    /// `upstream_allow` and `upstream_deny`, parsed.
-    pub fn destination_rules(&self) -> Result<Rules, String> {
-        Rules::parse(&self.upstream_allow, &self.upstream_deny)
+    /// `upstream_allow` and `upstream_deny`, parsed; an error names the list.
+    pub fn destination_rules(&self) -> Result<Rules, ConfigError> {
+        let list = |key, entries| parse_rules(entries).map_err(|e| ConfigError::rule(key, e));
+        Ok(Rules::new(
+            list("gateway.upstream_allow", &self.upstream_allow)?,
+            list("gateway.upstream_deny", &self.upstream_deny)?,
+        ))
     }
 }
 

@@ -314,3 +314,47 @@ fn file_secret_variables_are_read() {
         Some("s3cret-pass-phrase")
     );
 }
+
+#[test]
+fn a_declared_upstream_is_checked_against_the_destination_rules_and_our_listeners() {
+    let declared = |upstream: &str, extra: &str| {
+        load_toml(&format!(
+            "{extra}[[servers]]\nproject = \"p\"\nslug = \"s\"\nupstream = \"{upstream}\"\n"
+        ))
+    };
+    for (upstream, why) in [
+        ("http://169.254.169.254/latest", "link-local"),
+        ("http://metadata.google.internal/", "metadata"),
+        ("http://127.0.0.1:8080/mcp", "own listener"),
+        ("http://localhost:8080/mcp", "own listener"),
+        ("http://[::ffff:127.0.0.1]:8080/mcp", "own listener"),
+        ("http://0.0.0.0:8080/mcp", "own listener"),
+        ("http://0.0.0.0:3000/mcp", "unspecified"),
+    ] {
+        let msg = declared(upstream, "").expect_err(upstream).to_string();
+        assert!(
+            msg.contains("servers[0].upstream") && msg.contains(why),
+            "{upstream}: {msg}"
+        );
+    }
+    declared("http://127.0.0.1:3001/mcp", "").expect("another local port");
+    // The metrics listener is ours too, when it is on.
+    let metrics = "[metrics]\nenabled = true\nlisten = \"127.0.0.1:9464\"\n";
+    let msg = declared("http://127.0.0.1:9464/", metrics)
+        .expect_err("metrics")
+        .to_string();
+    assert!(msg.contains("own listener"), "{msg}");
+    declared("http://127.0.0.1:9464/", "").expect("metrics off");
+    // The operator's lists apply; a wrong entry is named with its list.
+    let deny = "[gateway]\nupstream_deny = [\"10.0.0.0/8\"]\n";
+    let msg = declared("http://10.1.2.3/mcp", deny)
+        .expect_err("denied")
+        .to_string();
+    assert!(msg.contains("gateway.upstream_deny (10.0.0.0/8)"), "{msg}");
+    let bad = load_toml("[gateway]\nupstream_deny = [\"10.0.0.0/33\"]\n").expect_err("bad");
+    assert!(
+        bad.to_string()
+            .contains("config key `gateway.upstream_deny`"),
+        "{bad}"
+    );
+}

@@ -229,13 +229,7 @@ impl Config {
                 return Err(ConfigError::rule(key, problem));
             }
         }
-        for (key, list) in [
-            ("gateway.upstream_allow", &self.gateway.upstream_allow),
-            ("gateway.upstream_deny", &self.gateway.upstream_deny),
-        ] {
-            crate::domain::destinations::parse_rules(list)
-                .map_err(|e| ConfigError::rule(key, e))?;
-        }
+        self.gateway.destination_rules()?;
         if self.gateway.body_limit.0 == 0 {
             return Err(ConfigError::rule(
                 "gateway.body_limit",
@@ -276,9 +270,7 @@ impl Config {
     }
 
     fn validate_servers(&self) -> Result<(), ConfigError> {
-        let rules = (self.gateway)
-            .destination_rules()
-            .map_err(|e| ConfigError::rule("gateway.upstream_allow", e))?;
+        let rules = self.gateway.destination_rules()?;
         let own = self.own_listeners();
         let ours = |ip: IpAddr, port: u16| own_listener(&own, ip, port);
         let mut seen = HashSet::new();

@@ -320,11 +320,8 @@ pub struct Rules {
 }
 
 impl Rules {
-    pub fn parse(allow: &[String], deny: &[String]) -> Result<Self, String> {
-        Ok(Self {
-            allow: parse_rules(allow)?,
-            deny: parse_rules(deny)?,
-        })
+    pub fn new(allow: Vec<Rule>, deny: Vec<Rule>) -> Self {
+        Self { allow, deny }
     }
 
     /// What can be said of a URL before connecting: its literal address, or its name.

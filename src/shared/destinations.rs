@@ -143,11 +143,15 @@ impl Drop for PortGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::destinations::parse_rules;
     use url::Url;
 
     fn policy(allow: &[&str], deny: &[&str]) -> Arc<Destinations> {
         let list = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-        let rules = Rules::parse(&list(allow), &list(deny)).expect("rules");
+        let rules = Rules::new(
+            parse_rules(&list(allow)).expect("allow"),
+            parse_rules(&list(deny)).expect("deny"),
+        );
         let own = vec![
             "127.0.0.1:8080".parse().expect("addr"),
             "127.0.0.1:9090".parse().expect("addr"),

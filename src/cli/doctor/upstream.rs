@@ -164,9 +164,13 @@ impl Reach {
     /// Blocking.
     pub fn new(config: &Config) -> Reach {
         Reach {
-            destinations: config.gateway.destination_rules().map(|rules| {
-                Destinations::new(rules, config.own_listeners(), Arc::new(SystemResolver))
-            }),
+            destinations: config
+                .gateway
+                .destination_rules()
+                .map(|rules| {
+                    Destinations::new(rules, config.own_listeners(), Arc::new(SystemResolver))
+                })
+                .map_err(|e| e.to_string()),
             tls: (*crate::gateway::upstream::tls_config()).clone(),
             connect_timeout: config.gateway.upstream_connect_timeout.0,
         }
