@@ -1,6 +1,11 @@
 //! Typed configuration: built-in defaults < TOML file < `EZFORGE_SECTION__KEY` environment
 //! variables (and `EZFORGE_SECTION__KEY_FILE` for secrets). Unknown keys and bad values are
 //! errors naming the key and where it came from.
+//!
+//! Here: [`Config`] and its loading API. The sections' types are `sections.rs` (`sandbox.rs`
+//! for `[deploy.sandbox]`), the units settings are written in `units.rs`, the environment
+//! variables `env.rs`, the rules that span keys `validate.rs`, the errors `error.rs`, and what
+//! `config check` says besides them `diagnose.rs`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -3,15 +3,12 @@
 //! or an address against them. The policy that applies them at connect time (name resolution,
 //! ezforge's own listeners and supervised ports) is `shared::destinations`.
 //!
-//! Where requests for upstream MCP servers may go: Checked when an upstream URL is set (create,
-//! update, deploy, rollback, the config file's `[[servers]]`) and again on every new connection
-//! against the address the name actually resolved to (DNS rebinding), by the front door and by
-//! health checks alike. Private and loopback addresses stay allowed: on-prem MCP servers live
-//! there. Refused, whatever the operator's lists say:
+//! Private and loopback addresses stay allowed: on-prem MCP servers live there. Refused,
+//! whatever the operator's lists say:
 //!
 //! - ezforge's own listeners (its main port and the metrics port, on any local address) and
 //!   the ports of the processes it supervises for servers (one project's URL must not reach
-//!   another project's process).
+//!   another project's process): the caller says which those are ([`Ours`]).
 //!
 //! Refused unless `gateway.upstream_allow` lists them (a CIDR lying wholly within what is
 //! refused for that reason, for an address; a host pattern, for a name):
