@@ -245,13 +245,13 @@ async fn upstream(port: u16, workers: usize) -> anyhow::Result<()> {
 }
 
 /// The front door's default destination policy (checked once per upstream connection).
-fn default_destinations() -> Arc<ezforge::gateway::destinations::Destinations> {
-    use ezforge::gateway::destinations::{Destinations, SystemResolver};
-    let config = ezforge::config::GatewayConfig::default();
-    Arc::new(
-        Destinations::new(&config, Vec::new(), Arc::new(SystemResolver))
-            .unwrap_or_else(|e| panic!("the default policy is valid: {e}")),
-    )
+fn default_destinations() -> Arc<ezforge::shared::destinations::Destinations> {
+    use ezforge::shared::destinations::{Destinations, SystemResolver};
+    Arc::new(Destinations::new(
+        Default::default(),
+        Vec::new(),
+        Arc::new(SystemResolver),
+    ))
 }
 
 async fn proxy(port: u16, upstream: &str, workers: usize) -> anyhow::Result<()> {

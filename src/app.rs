@@ -185,7 +185,7 @@ impl App {
         Self::build_with(
             config,
             listener,
-            Arc::new(gateway::destinations::SystemResolver),
+            Arc::new(crate::shared::destinations::SystemResolver),
         )
         .await
     }
@@ -194,7 +194,7 @@ impl App {
     pub async fn build_with(
         config: Config,
         listener: TcpListener,
-        resolver: Arc<dyn gateway::destinations::Resolve>,
+        resolver: Arc<dyn crate::shared::destinations::Resolve>,
     ) -> Result<App, StartupError> {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let bound = listener.local_addr().map_err(StartupError::Listen)?;
@@ -235,14 +235,11 @@ impl App {
         if let Some(m) = &metrics_listener {
             own.push(m.local_addr().map_err(StartupError::Listen)?);
         }
-        let destinations = Arc::new(
-            gateway::destinations::Destinations::new(&config.gateway, own, resolver).map_err(
-                |e| crate::config::ConfigError::Rule {
-                    key: "gateway.upstream_allow",
-                    message: e,
-                },
-            )?,
-        );
+        let destinations = Arc::new(crate::shared::destinations::Destinations::new(
+            config.gateway.destination_rules()?,
+            own,
+            resolver,
+        ));
         let upstream_tls = crate::shared::upstream::tls_config();
         let health = crate::shared::upstream::UpstreamClient::new(
             upstream_tls.clone(),

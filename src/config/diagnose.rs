@@ -102,7 +102,7 @@ pub fn unused_variables(env: &[(String, String)]) -> Vec<String> {
             // Keys are checked (an unknown one is an error); ours are used.
             continue;
         }
-        if name.starts_with(super::super::deploy::sandbox::ENV_PREFIX) {
+        if name.starts_with(super::PROGRAM_ENV_PREFIX) {
             continue;
         }
         let guess = nearest(

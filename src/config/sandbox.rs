@@ -9,6 +9,12 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::ByteSize;
 
+/// The launcher's environment holds the program's variables under this prefix only, so that
+/// nothing in them (`LD_PRELOAD`, `GLIBC_TUNABLES`, `RUST_*`…) acts on the launcher, which
+/// runs ezforge's code with ezforge's privileges until it has confined itself. (Here, so that
+/// `config check` knows these variables are not misspelt config keys.)
+pub const PROGRAM_ENV_PREFIX: &str = "EZFORGE_PROGRAM_ENV__";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SandboxMode {

@@ -15,7 +15,7 @@ use crate::config::AuthMode;
 use crate::domain::scopes::ApiScope;
 use crate::domain::{self, validate, validate::Slug};
 use crate::error::ApiError;
-use crate::gateway::destinations::Destinations;
+use crate::shared::destinations::Destinations;
 use crate::store::{self, servers::ServerRow};
 
 pub fn server_json(state: &AppState, s: &ServerRow) -> serde_json::Value {

@@ -15,7 +15,7 @@ use super::{DeployRequest, Routes, process};
 use crate::config::DeployConfig;
 use crate::crypto::MasterKey;
 use crate::domain;
-use crate::gateway::destinations::Destinations;
+use crate::shared::destinations::Destinations;
 use crate::shared::logs::LogHub;
 use crate::shared::upstream::UpstreamClient;
 use crate::store::deployments::{self, DeploymentRow};

@@ -10,7 +10,7 @@ use super::process::{ProcState, Supervisor};
 use super::stdio::StdioPool;
 use crate::domain;
 use crate::domain::endpoint::Endpoint;
-use crate::gateway::destinations::PortGuard;
+use crate::shared::destinations::PortGuard;
 
 /// Where requests for a server go.
 pub enum TargetKind {

@@ -1,5 +1,6 @@
 //! Small validated types. Values that pass the edge are valid by construction.
 
+pub mod destinations;
 pub mod endpoint;
 pub mod env_rules;
 pub mod jsonrpc;

@@ -2,7 +2,6 @@
 //! that validates bearer tokens bound to each server, enforces scopes per JSON-RPC message,
 //! rate-limits, and never forwards the client's credentials.
 
-pub mod destinations;
 pub mod error;
 mod legacy;
 mod proxy;

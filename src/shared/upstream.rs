@@ -26,8 +26,9 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
+use crate::domain::destinations::Refusal;
 use crate::domain::endpoint::{Addr, Endpoint};
-use crate::gateway::destinations::{Destinations, Refusal};
+use crate::shared::destinations::Destinations;
 
 /// Idle connections are closed after this long (upstreams commonly keep them longer; Node's
 /// default is 5 s, which the retry below covers).
@@ -429,9 +430,8 @@ mod tests {
     }
 
     fn open_policy() -> Arc<Destinations> {
-        let config = crate::config::GatewayConfig::default();
-        let resolver = Arc::new(crate::gateway::destinations::SystemResolver);
-        Arc::new(Destinations::new(&config, Vec::new(), resolver).expect("policy"))
+        let resolver = Arc::new(crate::shared::destinations::SystemResolver);
+        Arc::new(Destinations::new(Default::default(), Vec::new(), resolver))
     }
 
     async fn get(client: &UpstreamClient, ep: &Endpoint) -> Result<String, SendError> {

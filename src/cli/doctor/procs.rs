@@ -232,7 +232,8 @@ pub fn supervised(procs: &[Proc], server: u32, uids: Option<(u32, u32)>, exclude
 /// Supervised processes listening beyond loopback. `server`: the pid holding the lock.
 pub fn exposure(server: u32, config: &Config) -> Check {
     let data_dir_uid = std::fs::metadata(&config.server.data_dir).map(|m| m.uid());
-    let per_server = config.deploy.run_as.trim() == "per-server" && data_dir_uid.ok() == Some(0);
+    let per_server = config.deploy.run_as == crate::config::ProgramUser::PerServer
+        && data_dir_uid.ok() == Some(0);
     let [first, last] = config.deploy.run_as_uids;
     let pids = supervised(
         &processes(),

@@ -3,14 +3,15 @@
 //! as the server's JWKS fetches).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use url::Url;
 
 use crate::config::{ByoaConfig, Config};
-use crate::gateway::destinations::Destinations;
 use crate::outbound::{FetchError, Outbound};
+use crate::shared::destinations::{Destinations, SystemResolver};
 use crate::shared::jwks;
 use crate::store::servers::ServerRow;
 
@@ -163,7 +164,13 @@ impl Reach {
     /// Blocking.
     pub fn new(config: &Config) -> Reach {
         Reach {
-            destinations: Destinations::from_config(config),
+            destinations: config
+                .gateway
+                .destination_rules()
+                .map(|rules| {
+                    Destinations::new(rules, config.own_listeners(), Arc::new(SystemResolver))
+                })
+                .map_err(|e| e.to_string()),
             tls: (*crate::shared::upstream::tls_config()).clone(),
             connect_timeout: config.gateway.upstream_connect_timeout.0,
         }

@@ -3,8 +3,8 @@
 //! the server's cgroup, sets resource limits, closes what it inherited, confines itself with
 //! Landlock (and `no_new_privs`) and a seccomp filter, drops to the deployment user, and only
 //! then executes the program, which inherits every restriction and can undo none. The
-//! program's environment reaches it encoded ([`super::ENV_PREFIX`]) and is decoded only for the
-//! program.
+//! program's environment reaches it encoded ([`crate::config::PROGRAM_ENV_PREFIX`]) and is
+//! decoded only for the program.
 //!
 //! It fails closed: when a restriction cannot be applied, the program is not run and the
 //! reason goes to stderr (the server's log).
@@ -57,10 +57,11 @@ pub fn run(policy: &str, command: &[OsString]) -> ExitCode {
     })
 }
 
-/// The program's variables: ours, under [`super::ENV_PREFIX`], without it; nothing else.
+/// The program's variables: ours, under [`crate::config::PROGRAM_ENV_PREFIX`], without it;
+/// nothing else.
 fn program_env() -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)> {
     use std::os::unix::ffi::OsStrExt;
-    let prefix = super::ENV_PREFIX.as_bytes();
+    let prefix = crate::config::PROGRAM_ENV_PREFIX.as_bytes();
     std::env::vars_os().filter_map(move |(k, v)| {
         let name = k.as_bytes().strip_prefix(prefix)?;
         (!name.is_empty()).then(|| (std::ffi::OsStr::from_bytes(name).to_owned(), v))

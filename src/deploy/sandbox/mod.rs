@@ -22,7 +22,7 @@ pub mod users;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use crate::config::{Config, SandboxMode};
+use crate::config::{Config, PROGRAM_ENV_PREFIX, SandboxMode};
 
 pub use launcher::run as launcher_main;
 use policy::{Limits, Policy};
@@ -32,15 +32,10 @@ use users::Users;
 /// The subcommand of the ezforge binary that is the launcher.
 pub const LAUNCHER_SUBCOMMAND: &str = "sandbox-exec";
 
-/// The launcher's environment holds the program's variables under this prefix only, so that
-/// nothing in them (`LD_PRELOAD`, `GLIBC_TUNABLES`, `RUST_*`…) acts on the launcher, which
-/// runs ezforge's code with ezforge's privileges until it has confined itself.
-pub const ENV_PREFIX: &str = "EZFORGE_PROGRAM_ENV__";
-
 /// The program's environment as the launcher is given it.
 pub fn encode_env(env: Vec<(OsString, OsString)>) -> impl Iterator<Item = (OsString, OsString)> {
     env.into_iter().map(|(k, v)| {
-        let mut name = OsString::from(ENV_PREFIX);
+        let mut name = OsString::from(PROGRAM_ENV_PREFIX);
         name.push(k);
         (name, v)
     })

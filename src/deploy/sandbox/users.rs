@@ -9,9 +9,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use super::probe::{self, RunAs};
-
-/// The `deploy.run_as` that gives each server a uid of its own.
-pub const PER_SERVER: &str = "per-server";
+use crate::config::ProgramUser;
 
 enum Plan {
     /// ezforge is not root: programs run as its user.
@@ -32,17 +30,19 @@ pub struct Users {
 
 impl Users {
     /// Reads `deploy.run_as` (`root`: whether ezforge runs as root).
-    pub fn new(run_as: &str, uids: (u32, u32), root: bool) -> Users {
-        let plan = match (root, run_as.trim()) {
+    pub fn new(run_as: &ProgramUser, uids: (u32, u32), root: bool) -> Users {
+        let plan = match (root, run_as) {
             (false, _) => Plan::Ours,
-            (true, PER_SERVER) => Plan::PerServer {
+            (true, ProgramUser::PerServer) => Plan::PerServer {
                 first: uids.0,
                 last: uids.1,
             },
-            (true, spec) => match probe::resolve_user(spec, Path::new("/etc/passwd")) {
-                Ok(u) => Plan::Shared(u),
-                Err(why) => Plan::Refused(why),
-            },
+            (true, ProgramUser::Named(spec)) => {
+                match probe::resolve_user(spec, Path::new("/etc/passwd")) {
+                    Ok(u) => Plan::Shared(u),
+                    Err(why) => Plan::Refused(why),
+                }
+            }
         };
         Users {
             plan,
@@ -224,7 +224,7 @@ mod tests {
     #[test]
     fn each_server_gets_a_uid_of_its_own_and_keeps_it() {
         let tmp = tempfile::tempdir().expect("tmp");
-        let users = Users::new(PER_SERVER, (59990, 59992), true);
+        let users = Users::new(&ProgramUser::PerServer, (59990, 59992), true);
         let a = tmp.path().join("srv_a");
         let b = tmp.path().join("srv_b");
         let c = tmp.path().join("srv_c");
@@ -242,9 +242,9 @@ mod tests {
         assert!(err.contains("59990-59992"), "{err}");
         assert_eq!(users.own_uid("srv_b"), Some(ub.uid));
         // Not root: ezforge's own user; a shared user: that one.
-        let ours = Users::new(PER_SERVER, (1, 2), false);
+        let ours = Users::new(&ProgramUser::PerServer, (1, 2), false);
         assert_eq!(ours.for_server("srv_a", &a).expect("a"), None);
-        let root = Users::new("0:0", (1, 2), true);
+        let root = Users::new(&"0:0".into(), (1, 2), true);
         assert!(root.problem().is_some_and(|p| p.contains("root")));
         assert!(root.for_server("srv_a", &a).is_err());
     }

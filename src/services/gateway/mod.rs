@@ -44,7 +44,7 @@ pub struct Gateway {
     /// TLS settings of the workers' upstream clients, built once.
     pub upstream_tls: Arc<rustls::ClientConfig>,
     /// Where upstream URLs may point.
-    pub destinations: Arc<crate::gateway::destinations::Destinations>,
+    pub destinations: Arc<crate::shared::destinations::Destinations>,
     /// `X-Ezforge-Assertion` for upstreams.
     pub assertions: assertion::Assertions,
     pub log: Arc<crate::shared::log_queue::AccessLog>,

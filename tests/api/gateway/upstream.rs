@@ -16,7 +16,7 @@ use crate::helpers::{
     ApiResponse, TestApp, admin_token, create_project, create_server, get_as, patch_as, post_as,
     server_log_has,
 };
-use ezforge::gateway::destinations::{Lookup, Resolve};
+use ezforge::shared::destinations::{Lookup, Resolve};
 
 /// A resolver that answers as the test says (`set` changes an answer: what a rebinding DNS
 /// server does between a check and the next connection), counting lookups.

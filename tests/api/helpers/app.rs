@@ -22,7 +22,7 @@ pub struct TestApp {
 pub struct TestAppBuilder {
     config: Config,
     tmp: Option<tempfile::TempDir>,
-    resolver: Option<std::sync::Arc<dyn ezforge::gateway::destinations::Resolve>>,
+    resolver: Option<std::sync::Arc<dyn ezforge::shared::destinations::Resolve>>,
 }
 
 /// The defaults a test starts from: built-in config, one worker, a fixed admin.
@@ -162,7 +162,7 @@ impl TestAppBuilder {
     /// Upstream names are looked up with `resolver` instead of the system's.
     pub fn resolver(
         mut self,
-        resolver: std::sync::Arc<dyn ezforge::gateway::destinations::Resolve>,
+        resolver: std::sync::Arc<dyn ezforge::shared::destinations::Resolve>,
     ) -> Self {
         self.resolver = Some(resolver);
         self
