@@ -21,11 +21,13 @@ pub async fn limit(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let services = super::auth::service::<ControlState>(req.request())
-        .and_then(|c| Ok((c, super::auth::service::<Store>(req.request())?)));
+    let services = (
+        super::auth::service::<ControlState>(req.request()),
+        super::auth::service::<Store>(req.request()),
+    );
     let (control, store) = match services {
-        Ok(s) => s,
-        Err(e) => return Ok(req.into_response(e.error_response())),
+        (Ok(control), Ok(store)) => (control, store),
+        (Err(e), _) | (_, Err(e)) => return Ok(req.into_response(e.error_response())),
     };
     let limiter = &control.limiter;
     let now = crate::domain::now();
