@@ -402,3 +402,48 @@ async fn authenticate(
     }
     Err(ApiError::Unauthenticated("unrecognised credential".into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::StatusCode;
+    use actix_web::{App, test, web};
+
+    use super::Principal;
+
+    async fn whoami(_: Principal) -> &'static str {
+        "ok"
+    }
+
+    fn request() -> actix_web::test::TestRequest {
+        test::TestRequest::get()
+            .uri("/")
+            .insert_header(("Authorization", "Bearer ezf_live_x"))
+    }
+
+    /// Without its services, the extractor answers 500 in the API's error shape; no panic.
+    #[actix_web::test]
+    async fn the_extractor_without_its_services_is_a_500() {
+        let app = test::init_service(App::new().route("/", web::get().to(whoami))).await;
+        let res = test::call_service(&app, request().to_request()).await;
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body: serde_json::Value = test::read_body_json(res).await;
+        assert_eq!(body["error"]["code"], "INTERNAL");
+    }
+
+    /// The rate limit never lets a request through unlimited for want of its limiter.
+    #[actix_web::test]
+    async fn the_rate_limit_without_its_services_is_a_500() {
+        let app = test::init_service(
+            App::new()
+                .wrap(actix_web::middleware::from_fn(
+                    super::super::rate_limit::limit,
+                ))
+                .route("/", web::get().to(|| async { "reached" })),
+        )
+        .await;
+        let res = test::call_service(&app, request().to_request()).await;
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body: serde_json::Value = test::read_body_json(res).await;
+        assert_eq!(body["error"]["code"], "INTERNAL");
+    }
+}
