@@ -482,7 +482,12 @@ impl App {
             task.abort();
         }
         self.state.deployer.shutdown().await;
-        crate::control::billing::flush_usage(&self.state).await;
+        crate::control::billing::flush_usage(
+            &self.state.store,
+            &self.state.gateway,
+            &self.state.deployer,
+        )
+        .await;
         // Write what the logs still hold.
         self.state.gateway.log.stop();
         self.state.deployer.hub.queue().stop();
@@ -628,7 +633,7 @@ async fn housekeeping(state: web::Data<AppState>) {
                 limiter.prune();
             }
         }
-        crate::control::billing::flush_usage(&state).await;
+        crate::control::billing::flush_usage(&state.store, &state.gateway, &state.deployer).await;
         if ticks.is_multiple_of(30) {
             let before = domain::now_ms() - state.config.logs.retention.0.as_millis() as i64;
             let max = state.config.logs.max_entries;

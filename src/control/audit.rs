@@ -5,10 +5,9 @@ use serde_json::json;
 
 use super::auth::Principal;
 use super::{ListQuery, list as list_page};
-use crate::app::AppState;
 use crate::domain;
 use crate::error::ApiError;
-use crate::store::{self, audit::AuditRow};
+use crate::store::{self, Store, audit::AuditRow};
 
 fn audit_json(a: &AuditRow) -> serde_json::Value {
     let details: serde_json::Value = a
@@ -29,7 +28,7 @@ fn audit_json(a: &AuditRow) -> serde_json::Value {
 }
 
 pub async fn list(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
     who: Principal,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -44,9 +43,6 @@ pub async fn list(
             "cursor: not a cursor this API returned".into(),
         ));
     }
-    let rows = state
-        .store
-        .run(move |c| store::audit::list(c, &page))
-        .await?;
+    let rows = store.run(move |c| store::audit::list(c, &page)).await?;
     Ok(list_page(rows, audit_json))
 }

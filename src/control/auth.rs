@@ -10,15 +10,16 @@ use actix_web::http::Method;
 use actix_web::{FromRequest, HttpRequest, web};
 use rusqlite::Connection;
 
-use crate::app::AppState;
+use super::ControlState;
 use crate::crypto;
 use crate::domain::scopes::{ApiScope, ApiScopes};
 use crate::error::ApiError;
 use crate::services::accounts::{SESSION_PREFIX, session_cookie_value};
+use crate::services::gateway::Gateway;
 use crate::store::audit::Actor;
 use crate::store::projects::ProjectRow;
 use crate::store::servers::ServerRow;
-use crate::store::{self, StoreError};
+use crate::store::{self, Store, StoreError};
 
 pub const LIVE_KEY_PREFIX: &str = "ezf_live_";
 pub const TEST_KEY_PREFIX: &str = "ezf_test_";
@@ -280,7 +281,7 @@ impl FromRequest for Principal {
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let services = Needs::of(req);
         let presented = presented(req);
         let address = req.peer_addr().map(|a| a.ip().to_string());
         let unsafe_method = is_unsafe(req.method());
@@ -289,21 +290,26 @@ impl FromRequest for Principal {
             .get(actix_web::http::header::ORIGIN)
             .map(|o| o.to_str().unwrap_or("invalid").to_owned());
         Box::pin(async move {
-            let state =
-                state.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("app state missing")))?;
+            let Needs {
+                store,
+                control,
+                gateway,
+            } = services?;
             let (token, via_cookie) = presented?
                 .ok_or_else(|| ApiError::Unauthenticated("authentication required".into()))?;
             // CSRF: a cookie-authenticated unsafe request must come from our own origin.
             if via_cookie
                 && unsafe_method
-                && origin.as_deref().is_some_and(|o| o != state.public_url)
+                && origin
+                    .as_deref()
+                    .is_some_and(|o| o != gateway.urls.public_url())
             {
                 return Err(ApiError::Forbidden {
                     message: "cross-origin request refused".into(),
                     required_scope: None,
                 });
             }
-            let credential = authenticate(&state, token).await?;
+            let credential = authenticate(&store, &control, token).await?;
             Ok(Principal {
                 credential,
                 address,
@@ -312,22 +318,53 @@ impl FromRequest for Principal {
     }
 }
 
-/// Whether `token` is a live session or API key (noting it as verified for the rate limit).
-pub(super) async fn verifies(state: &web::Data<AppState>, token: &str) -> bool {
-    authenticate(state, token.to_owned()).await.is_ok()
+/// What the extractor needs: the store (sessions, keys), the control API's state (limiter,
+/// key usage) and the gateway service (our own origin, for the CSRF check).
+struct Needs {
+    store: web::Data<Store>,
+    control: web::Data<ControlState>,
+    gateway: web::Data<Gateway>,
 }
 
-async fn authenticate(state: &web::Data<AppState>, token: String) -> Result<Credential, ApiError> {
+impl Needs {
+    fn of(req: &HttpRequest) -> Result<Self, ApiError> {
+        Ok(Self {
+            store: service(req)?,
+            control: service(req)?,
+            gateway: service(req)?,
+        })
+    }
+}
+
+/// A registered service; a missing one is a server fault (500, logged), never a panic.
+pub(super) fn service<T: 'static>(req: &HttpRequest) -> Result<web::Data<T>, ApiError> {
+    req.app_data::<web::Data<T>>().cloned().ok_or_else(|| {
+        ApiError::Internal(anyhow::anyhow!(
+            "service {} not registered",
+            std::any::type_name::<T>()
+        ))
+    })
+}
+
+/// Whether `token` is a live session or API key (noting it as verified for the rate limit).
+pub(super) async fn verifies(store: &Store, control: &ControlState, token: &str) -> bool {
+    authenticate(store, control, token.to_owned()).await.is_ok()
+}
+
+async fn authenticate(
+    store: &Store,
+    control: &ControlState,
+    token: String,
+) -> Result<Credential, ApiError> {
     let now = crate::domain::now();
     let hash = crypto::token_hash(&token);
     if token.starts_with(SESSION_PREFIX) {
-        let found = state
-            .store
+        let found = store
             .run(move |c| store::sessions::lookup(c, &hash, now).map(|u| (u, hash)))
             .await?;
         return match found {
             (Some((u, expires_at)), hash) => {
-                state.control.limiter.verified(&hash);
+                control.limiter.verified(&hash);
                 Ok(Credential::Session(SessionUser {
                     id: u.id,
                     email: u.email,
@@ -344,14 +381,13 @@ async fn authenticate(state: &web::Data<AppState>, token: String) -> Result<Cred
         };
     }
     if token.starts_with(LIVE_KEY_PREFIX) || token.starts_with(TEST_KEY_PREFIX) {
-        let key = state
-            .store
+        let key = store
             .run(move |c| store::api_keys::by_hash(c, &hash, now).map(|k| (k, hash)))
             .await?;
         return match key {
             (Some(k), hash) => {
-                state.control.limiter.verified(&hash);
-                state.control.key_usage.record(&k.id, now);
+                control.limiter.verified(&hash);
+                control.key_usage.record(&k.id, now);
                 Ok(Credential::Key(KeyPrincipal {
                     scopes: ApiScopes::from_stored(&k.scopes),
                     id: k.id,
@@ -365,4 +401,49 @@ async fn authenticate(state: &web::Data<AppState>, token: String) -> Result<Cred
         };
     }
     Err(ApiError::Unauthenticated("unrecognised credential".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::StatusCode;
+    use actix_web::{App, test, web};
+
+    use super::Principal;
+
+    async fn whoami(_: Principal) -> &'static str {
+        "ok"
+    }
+
+    fn request() -> actix_web::test::TestRequest {
+        test::TestRequest::get()
+            .uri("/")
+            .insert_header(("Authorization", "Bearer ezf_live_x"))
+    }
+
+    /// Without its services, the extractor answers 500 in the API's error shape; no panic.
+    #[actix_web::test]
+    async fn the_extractor_without_its_services_is_a_500() {
+        let app = test::init_service(App::new().route("/", web::get().to(whoami))).await;
+        let res = test::call_service(&app, request().to_request()).await;
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body: serde_json::Value = test::read_body_json(res).await;
+        assert_eq!(body["error"]["code"], "INTERNAL");
+    }
+
+    /// The rate limit never lets a request through unlimited for want of its limiter.
+    #[actix_web::test]
+    async fn the_rate_limit_without_its_services_is_a_500() {
+        let app = test::init_service(
+            App::new()
+                .wrap(actix_web::middleware::from_fn(
+                    super::super::rate_limit::limit,
+                ))
+                .route("/", web::get().to(|| async { "reached" })),
+        )
+        .await;
+        let res = test::call_service(&app, request().to_request()).await;
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body: serde_json::Value = test::read_body_json(res).await;
+        assert_eq!(body["error"]["code"], "INTERNAL");
+    }
 }

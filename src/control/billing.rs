@@ -8,16 +8,18 @@ use serde_json::json;
 
 use super::auth::{Credential, Principal};
 use super::data;
-use crate::app::AppState;
+use crate::config::Config;
+use crate::deploy::Deployer;
 use crate::domain::{self, scopes::ApiScope};
 use crate::error::{ApiError, ErrorChain};
-use crate::store::{self, usage::UsageDelta};
+use crate::services::gateway::Gateway;
+use crate::store::{self, Store, usage::UsageDelta};
 
 /// Adds what was counted since the last flush to this month's usage.
-pub async fn flush_usage(state: &AppState) {
-    let compute = state.deployer.take_compute();
+pub async fn flush_usage(store: &Store, gateway: &Gateway, deployer: &Deployer) {
+    let compute = deployer.take_compute();
     let mut rows = Vec::new();
-    for e in state.gateway.registry.all() {
+    for e in gateway.registry.all() {
         let (requests, bytes) = e.counters.take_delta();
         let compute_ms = compute.get(&e.id).copied().unwrap_or(0);
         if requests > 0 || bytes > 0 || compute_ms > 0 {
@@ -42,8 +44,7 @@ pub async fn flush_usage(state: &AppState) {
             )
         })
         .collect();
-    let result = state
-        .store
+    let result = store
         .write(move |tx| {
             for (sid, pid, d) in &batch {
                 store::usage::add(tx, &month, sid, pid, d)?;
@@ -59,9 +60,15 @@ pub async fn flush_usage(state: &AppState) {
     }
 }
 
-pub async fn get(state: web::Data<AppState>, who: Principal) -> Result<HttpResponse, ApiError> {
+pub async fn get(
+    store: web::Data<Store>,
+    gateway: web::Data<Gateway>,
+    deployer: web::Data<Deployer>,
+    config: web::Data<Config>,
+    who: Principal,
+) -> Result<HttpResponse, ApiError> {
     who.require(ApiScope::BillingRead)?;
-    flush_usage(&state).await;
+    flush_usage(&store, &gateway, &deployer).await;
     let (project, member) = match &who.credential {
         Credential::Session(u) if u.is_admin() => (None, None),
         Credential::Session(u) => (None, Some(u.id.clone())),
@@ -69,11 +76,10 @@ pub async fn get(state: web::Data<AppState>, who: Principal) -> Result<HttpRespo
     };
     let (month, start, end) = domain::month_of(domain::now());
     let m = month.clone();
-    let totals = state
-        .store
+    let totals = store
         .run(move |c| store::usage::totals(c, &m, project.as_deref(), member.as_deref()))
         .await?;
-    let limits = &state.config.limits;
+    let limits = &config.limits;
     Ok(data(
         StatusCode::OK,
         json!({

@@ -9,12 +9,12 @@ use serde_json::json;
 
 use super::auth::{Principal, server_access};
 use super::{data, no_content};
-use crate::app::AppState;
 use crate::crypto;
 use crate::domain::scopes::MCP_READ;
 use crate::domain::{self, validate};
 use crate::error::ApiError;
-use crate::store::{self, clients::ClientRow};
+use crate::services::revocations::RevokedGrants;
+use crate::store::{self, Store, clients::ClientRow};
 
 pub fn client_json(c: &ClientRow) -> serde_json::Value {
     let redirect_uris: serde_json::Value =
@@ -34,14 +34,13 @@ pub fn client_json(c: &ClientRow) -> serde_json::Value {
 }
 
 pub async fn list(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
     who: Principal,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     who.session()?;
     let key = path.into_inner();
-    let clients = state
-        .store
+    let clients = store
         .run(move |c| {
             let (server, _) = server_access(c, &who, &key)?;
             Ok::<_, ApiError>(store::clients::for_server(c, &server.id)?)
@@ -74,7 +73,7 @@ pub fn metadata_url(s: &str) -> Result<String, String> {
 }
 
 pub async fn create(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
     who: Principal,
     path: web::Path<String>,
     body: web::Json<CreateClient>,
@@ -167,8 +166,7 @@ pub async fn create(
     }
     let key = path.into_inner();
     let actor = who.actor();
-    let row = state
-        .store
+    let row = store
         .write(move |tx| {
             let (server, access) = server_access(tx, &who, &key)?;
             // A trusted client skips consent for everyone, admins included: the project's
@@ -208,16 +206,15 @@ pub async fn create(
 }
 
 pub async fn delete(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
+    revoked: web::Data<RevokedGrants>,
     who: Principal,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     who.session()?;
     let (key, client_key) = path.into_inner();
     let actor = who.actor();
-    let st = state.clone();
-    state
-        .store
+    store
         .write(move |tx| {
             let (server, _) = server_access(tx, &who, &key)?;
             let client = store::clients::find(tx, &client_key)?
@@ -226,14 +223,10 @@ pub async fn delete(
             for gid in store::grants::live_grant_ids(tx, Some(&server.id), Some(&client.client_id))?
             {
                 store::grants::revoke_grant(tx, &gid, domain::now())?;
-                st.revoked_grants.revoke(&gid);
+                revoked.revoke(&gid);
             }
             // Its client_credentials tokens belong to no grant: remembered by client.
-            st.revoked_grants.revoke_deleted(
-                tx,
-                Vec::new(),
-                std::slice::from_ref(&client.client_id),
-            )?;
+            revoked.revoke_deleted(tx, Vec::new(), std::slice::from_ref(&client.client_id))?;
             store::clients::delete(tx, &client.id)?;
             store::audit::record(
                 tx,

@@ -8,11 +8,12 @@ use serde_json::{Value, json};
 use super::auth::{Principal, server_access};
 use super::servers::refuse_if_declared;
 use super::{ListQuery, data, server_list, time};
-use crate::app::AppState;
-use crate::deploy::{DeployBody, DeployRequest, Spec};
+use crate::config::Config;
+use crate::deploy::{DeployBody, DeployRequest, Deployer, Spec};
 use crate::domain::{self, scopes::ApiScope};
 use crate::error::ApiError;
-use crate::store::{self, deployments::DeploymentRow, servers::ServerRow};
+use crate::services::gateway::Gateway;
+use crate::store::{self, Store, deployments::DeploymentRow, servers::ServerRow};
 
 pub fn deployment_json(d: &DeploymentRow) -> Value {
     let target: Value = serde_json::from_str(&d.target).unwrap_or(Value::Null);
@@ -32,7 +33,7 @@ pub fn deployment_json(d: &DeploymentRow) -> Value {
 }
 
 pub async fn list(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
     who: Principal,
     path: web::Path<String>,
     q: web::Query<ListQuery>,
@@ -50,7 +51,7 @@ pub async fn list(
     }
     let fetch = store::deployments::list;
     server_list(
-        &state,
+        &store,
         who,
         key,
         &q,
@@ -62,50 +63,59 @@ pub async fn list(
 }
 
 async fn writable_server(
-    state: &web::Data<AppState>,
+    store: &Store,
+    config: &Config,
     who: Principal,
     key: String,
 ) -> Result<ServerRow, ApiError> {
     who.require(ApiScope::DeploymentsWrite)?;
-    let (server, _) = state
-        .store
-        .run(move |c| server_access(c, &who, &key))
-        .await?;
-    refuse_if_declared(state, &server)?;
+    let (server, _) = store.run(move |c| server_access(c, &who, &key)).await?;
+    refuse_if_declared(config, &server)?;
     Ok(server)
 }
 
-async fn run(
-    state: &web::Data<AppState>,
-    who: &Principal,
-    server: ServerRow,
-    req: DeployRequest,
-) -> Result<HttpResponse, ApiError> {
-    // Where an upstream URL points is checked again here: also one a rollback brings back.
+/// Whether this deployment may run here: where an upstream URL points (checked again here:
+/// also one a rollback brings back), and whether commands may run at all.
+fn allowed(
+    config: &Config,
+    gateway: &Gateway,
+    deployer: &Deployer,
+    req: &DeployRequest,
+) -> Result<(), ApiError> {
     if let Spec::Upstream { upstream_url } = &req.spec {
-        super::servers::upstream_url(&state.gateway.destinations, upstream_url, "upstreamUrl")?;
+        super::servers::upstream_url(&gateway.destinations, upstream_url, "upstreamUrl")?;
     }
-    if matches!(req.spec, Spec::Command { .. }) && !state.config.deploy.allow_commands {
+    if matches!(req.spec, Spec::Command { .. }) && !config.deploy.allow_commands {
         return Err(ApiError::Forbidden {
             message: "deployments that run a command are turned off here (deploy.allow_commands); deploy an upstreamUrl".into(),
             required_scope: None,
         });
     }
     if matches!(req.spec, Spec::Command { .. })
-        && let Some(why) = state.deployer.sandbox.refusal()
+        && let Some(why) = deployer.sandbox.refusal()
     {
         return Err(ApiError::Forbidden {
             message: why,
             required_scope: None,
         });
     }
+    Ok(())
+}
+
+/// Runs an [`allowed`] deployment and audits it.
+async fn run(
+    deployer: &web::Data<Deployer>,
+    store: &Store,
+    who: &Principal,
+    server: ServerRow,
+    req: DeployRequest,
+) -> Result<HttpResponse, ApiError> {
     let actor = who.actor();
     let (sid, pid) = (server.id.clone(), server.project_id.clone());
-    let row = state.deployer.deploy(server, req).await?;
+    let row = deployer.deploy(server, req).await?;
     let details = json!({ "version": row.version, "status": row.status, "type": row.kind });
     let did = row.id.clone();
-    let audited = state
-        .store
+    let audited = store
         .write(move |tx| {
             store::audit::record(
                 tx,
@@ -125,13 +135,16 @@ async fn run(
 }
 
 pub async fn create(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
+    config: web::Data<Config>,
+    gateway: web::Data<Gateway>,
+    deployer: web::Data<Deployer>,
     who: Principal,
     path: web::Path<String>,
     body: web::Json<DeployBody>,
 ) -> Result<HttpResponse, ApiError> {
     // Who may deploy here comes first: a caller who may not learns nothing from validation.
-    let server = writable_server(&state, who.clone(), path.into_inner()).await?;
+    let server = writable_server(&store, &config, who.clone(), path.into_inner()).await?;
     let parsed = body.into_inner().parse()?;
     let req = DeployRequest {
         spec: parsed.spec,
@@ -140,7 +153,8 @@ pub async fn create(
         rollback: parsed.rollback.unwrap_or(server.rollback_on_failure),
         check: true,
     };
-    run(&state, &who, server, req).await
+    allowed(&config, &gateway, &deployer, &req)?;
+    run(&deployer, &store, &who, server, req).await
 }
 
 #[derive(Deserialize)]
@@ -151,13 +165,16 @@ pub struct RollbackBody {
 }
 
 pub async fn rollback(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
+    config: web::Data<Config>,
+    gateway: web::Data<Gateway>,
+    deployer: web::Data<Deployer>,
     who: Principal,
     path: web::Path<String>,
     body: web::Json<RollbackBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let server = writable_server(&state, who.clone(), path.into_inner()).await?;
+    let server = writable_server(&store, &config, who.clone(), path.into_inner()).await?;
     if body.version.is_none() == body.deployment_id.is_none() {
         return Err(ApiError::validation(
             "version",
@@ -165,8 +182,7 @@ pub async fn rollback(
         ));
     }
     let sid = server.id.clone();
-    let to = state
-        .store
+    let to = store
         .run(move |c| {
             store::deployments::find(c, &sid, body.deployment_id.as_deref(), body.version)
         })
@@ -204,5 +220,6 @@ pub async fn rollback(
         rollback: server.rollback_on_failure,
         check: true,
     };
-    run(&state, &who, server, req).await
+    allowed(&config, &gateway, &deployer, &req)?;
+    run(&deployer, &store, &who, server, req).await
 }

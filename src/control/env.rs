@@ -9,11 +9,11 @@ use serde_json::json;
 
 use super::auth::{Principal, server_access};
 use super::{ListQuery, data, no_content, server_list};
-use crate::app::AppState;
+use crate::crypto::MasterKey;
 use crate::domain::scopes::ApiScope;
 use crate::domain::{self, Secret, env_rules};
 use crate::error::ApiError;
-use crate::store::{self, env_vars::EnvVarRow};
+use crate::store::{self, Store, env_vars::EnvVarRow};
 
 const MAX_VALUE: usize = 32 * 1024;
 /// Per server. A process's environment shares the kernel's ~2 MiB exec limit with its
@@ -94,14 +94,14 @@ fn check_room(
 }
 
 pub async fn list(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
     who: Principal,
     path: web::Path<String>,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let key = path.into_inner();
     let fetch = store::env_vars::list;
-    server_list(&state, who, key, &q, ApiScope::ServersRead, fetch, env_json).await
+    server_list(&store, who, key, &q, ApiScope::ServersRead, fetch, env_json).await
 }
 
 #[derive(Deserialize)]
@@ -119,7 +119,8 @@ pub struct PutEnv {
 
 /// Writes one variable; `must_be_new` makes an existing name a 409. Returns (row, created).
 async fn write(
-    state: &web::Data<AppState>,
+    store: &Store,
+    master_key: web::Data<MasterKey>,
     who: Principal,
     server_key: String,
     name: String,
@@ -129,9 +130,7 @@ async fn write(
     check_name(&name)?;
     check_value(&value)?;
     let actor = who.actor();
-    let st = state.clone();
-    state
-        .store
+    store
         .write(move |tx| {
             let (server, _) = server_access(tx, &who, &server_key)?;
             let existing = store::env_vars::find(tx, &server.id, &name)?;
@@ -141,7 +140,7 @@ async fn write(
                 )));
             }
             check_room(tx, &server.id, &name, value.expose().len())?;
-            let sealed = st.master_key.seal(
+            let sealed = master_key.seal(
                 value.expose().as_bytes(),
                 &crate::domain::env_rules::seal_context(&server.id, &name),
             );
@@ -168,7 +167,8 @@ async fn write(
 }
 
 pub async fn create(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
+    master_key: web::Data<MasterKey>,
     who: Principal,
     path: web::Path<String>,
     body: web::Json<CreateEnv>,
@@ -181,12 +181,22 @@ pub async fn create(
     let value = b
         .value
         .ok_or_else(|| ApiError::validation("value", "required"))?;
-    let (row, _) = write(&state, who, path.into_inner(), name, value, true).await?;
+    let (row, _) = write(
+        &store,
+        master_key,
+        who,
+        path.into_inner(),
+        name,
+        value,
+        true,
+    )
+    .await?;
     Ok(data(StatusCode::CREATED, env_json(&row)))
 }
 
 pub async fn put(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
+    master_key: web::Data<MasterKey>,
     who: Principal,
     path: web::Path<(String, String)>,
     body: web::Json<PutEnv>,
@@ -197,7 +207,7 @@ pub async fn put(
         .into_inner()
         .value
         .ok_or_else(|| ApiError::validation("value", "required"))?;
-    let (row, created) = write(&state, who, server, name, value, false).await?;
+    let (row, created) = write(&store, master_key, who, server, name, value, false).await?;
     Ok(data(
         if created {
             StatusCode::CREATED
@@ -209,15 +219,14 @@ pub async fn put(
 }
 
 pub async fn delete(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
     who: Principal,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     who.require(ApiScope::DeploymentsWrite)?;
     let (key, name) = path.into_inner();
     let actor = who.actor();
-    state
-        .store
+    store
         .write(move |tx| {
             let (server, _) = server_access(tx, &who, &key)?;
             if !store::env_vars::delete(tx, &server.id, &name)? {

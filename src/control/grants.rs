@@ -6,10 +6,10 @@ use serde_json::json;
 
 use super::auth::Principal;
 use super::{ListQuery, list as list_page, no_content, time};
-use crate::app::AppState;
 use crate::domain;
 use crate::error::ApiError;
-use crate::store::{self, grants::GrantRow};
+use crate::services::revocations::RevokedGrants;
+use crate::store::{self, Store, grants::GrantRow};
 
 fn grant_json(g: &GrantRow) -> serde_json::Value {
     json!({
@@ -26,31 +26,29 @@ fn grant_json(g: &GrantRow) -> serde_json::Value {
 }
 
 pub async fn list(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
     who: Principal,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let user = who.session()?;
     let page = q.page()?;
     let only = (!user.is_admin()).then(|| user.id.clone());
-    let grants = state
-        .store
+    let grants = store
         .run(move |c| store::grants::list_grants(c, only.as_deref(), &page))
         .await?;
     Ok(list_page(grants, grant_json))
 }
 
 pub async fn revoke(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
+    revoked: web::Data<RevokedGrants>,
     who: Principal,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let user = who.session()?.clone();
     let id = path.into_inner();
     let actor = who.actor();
-    let st = state.clone();
-    state
-        .store
+    store
         .write(move |tx| {
             let grant = store::grants::grant(tx, &id)?
                 .filter(|g| {
@@ -67,7 +65,7 @@ pub async fn revoke(
                 None,
                 Some(&json!({ "clientId": grant.client_id })),
             )?;
-            st.revoked_grants.revoke(&grant.id);
+            revoked.revoke(&grant.id);
             Ok::<_, ApiError>(())
         })
         .await?;

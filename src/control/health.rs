@@ -3,13 +3,13 @@ use std::time::Duration;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use crate::app::AppState;
+use crate::store::Store;
 
 /// `GET /v1/health`: unwrapped `{status, version, timestamp, services:{database}}`;
 /// 503 when the database does not answer within two seconds.
-pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+pub async fn health(store: web::Data<Store>) -> HttpResponse {
     let db_ok = matches!(
-        tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await,
+        tokio::time::timeout(Duration::from_secs(2), store.ping()).await,
         Ok(Ok(()))
     );
     let body = json!({

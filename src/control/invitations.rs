@@ -19,13 +19,12 @@ use serde_json::json;
 use super::auth::{Principal, project_access};
 use super::projects::{owner_only, project_json};
 use super::{ListQuery, data, list as list_page, no_content};
-use crate::app::AppState;
 use crate::crypto;
 use crate::domain::{self, Secret};
 use crate::error::ApiError;
 use crate::store::audit::Actor;
 use crate::store::invitations::{InvitationRow, InvitationView};
-use crate::store::{self, users::UserRow};
+use crate::store::{self, Store, users::UserRow};
 
 /// How long an invitation can be accepted.
 pub const INVITATION_TTL_SECS: i64 = 7 * 86_400;
@@ -71,7 +70,7 @@ pub struct InviteBody {
 
 /// `POST /v1/projects/:projectId/members {email, role?}`: invites the email (owners).
 pub async fn invite(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
     who: Principal,
     path: web::Path<String>,
     body: web::Json<InviteBody>,
@@ -93,8 +92,7 @@ pub async fn invite(
     let now = domain::now();
     let key = path.into_inner();
     let actor = who.actor();
-    let view = state
-        .store
+    let view = store
         .write(move |tx| {
             let access = project_access(tx, &who, &key)?;
             if !access.owner {
@@ -163,7 +161,7 @@ pub async fn invite(
 
 /// `GET /v1/projects/:projectId/invitations` (owners): pending and expired ones.
 pub async fn list(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
     who: Principal,
     path: web::Path<String>,
     q: web::Query<ListQuery>,
@@ -171,8 +169,7 @@ pub async fn list(
     who.session()?;
     let page = q.page()?;
     let key = path.into_inner();
-    let items = state
-        .store
+    let items = store
         .run(move |c| {
             let access = project_access(c, &who, &key)?;
             if !access.owner {
@@ -191,15 +188,14 @@ pub async fn list(
 
 /// `DELETE /v1/projects/:projectId/invitations/:invitationId` (owners): its token stops working.
 pub async fn withdraw(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
     who: Principal,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     who.session()?;
     let (key, id) = path.into_inner();
     let actor = who.actor();
-    state
-        .store
+    store
         .write(move |tx| {
             let access = project_access(tx, &who, &key)?;
             if !access.owner {
@@ -224,15 +220,14 @@ pub async fn withdraw(
 
 /// `GET /v1/invitations`: the caller's own pending invitations.
 pub async fn mine(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
     who: Principal,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let email = who.session()?.email.clone();
     let page = q.page()?;
     let now = domain::now();
-    let items = state
-        .store
+    let items = store
         .run(move |c| store::invitations::list_for_email(c, &email, now, &page))
         .await?;
     Ok(list_page(items, |v| invitation_json(v, now)))
@@ -252,7 +247,7 @@ enum Which {
 
 /// `POST /v1/invitations/accept {token}`: joins the project, signed in as the invitee.
 pub async fn accept(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
     who: Principal,
     body: web::Json<AcceptBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -262,29 +257,29 @@ pub async fn accept(
         .into_inner()
         .token
         .ok_or_else(|| ApiError::validation("token", "required"))?;
-    accept_one(state, who, Which::Token(crypto::token_hash(token.expose()))).await
+    accept_one(
+        &store,
+        who,
+        Which::Token(crypto::token_hash(token.expose())),
+    )
+    .await
 }
 
 /// `POST /v1/invitations/:invitationId/accept`: the same, for one of the caller's own
 /// invitations (`GET /v1/invitations`), without the token.
 pub async fn accept_by_id(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
     who: Principal,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    accept_one(state, who, Which::Id(path.into_inner())).await
+    accept_one(&store, who, Which::Id(path.into_inner())).await
 }
 
-async fn accept_one(
-    state: web::Data<AppState>,
-    who: Principal,
-    which: Which,
-) -> Result<HttpResponse, ApiError> {
+async fn accept_one(store: &Store, who: Principal, which: Which) -> Result<HttpResponse, ApiError> {
     let user = who.session()?.clone();
     let now = domain::now();
     let actor = who.actor();
-    let (project, role) = state
-        .store
+    let (project, role) = store
         .write(move |tx| {
             let inv = match which {
                 Which::Token(token_hash) => usable(tx, &token_hash, now)?,
@@ -313,15 +308,14 @@ async fn accept_one(
 
 /// `DELETE /v1/invitations/:invitationId`: the invitee declines.
 pub async fn decline(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
     who: Principal,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let email = who.session()?.email.clone();
     let id = path.into_inner();
     let actor = who.actor();
-    state
-        .store
+    store
         .write(move |tx| {
             let inv = store::invitations::by_id(tx, &id)?
                 .filter(|i| i.email.eq_ignore_ascii_case(&email))

@@ -5,16 +5,18 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::{Credential, LIVE_KEY_PREFIX, Principal, TEST_KEY_PREFIX, project_access};
+use super::ControlState;
+use super::auth::{
+    Credential, KeyUsage, LIVE_KEY_PREFIX, Principal, TEST_KEY_PREFIX, project_access,
+};
 use super::{ListQuery, data, list as list_page, no_content, time};
-use crate::app::AppState;
 use crate::crypto;
 use crate::domain::scopes::{ApiScope, ApiScopes};
 use crate::domain::{self, validate};
 use crate::error::ApiError;
-use crate::store::{self, api_keys::ApiKeyRow};
+use crate::store::{self, Store, api_keys::ApiKeyRow};
 
-fn key_json(state: &AppState, k: &ApiKeyRow) -> serde_json::Value {
+fn key_json(usage: &KeyUsage, k: &ApiKeyRow) -> serde_json::Value {
     json!({
         "id": k.id,
         "projectId": k.project_id,
@@ -23,13 +25,14 @@ fn key_json(state: &AppState, k: &ApiKeyRow) -> serde_json::Value {
         "scopes": ApiScopes::from_stored(&k.scopes).names(),
         "environment": k.environment,
         "expiresAt": time(k.expires_at),
-        "lastUsedAt": time(state.control.key_usage.latest(&k.id, k.last_used_at)),
+        "lastUsedAt": time(usage.latest(&k.id, k.last_used_at)),
         "createdAt": domain::rfc3339(k.created_at),
     })
 }
 
 pub async fn list(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
+    control: web::Data<ControlState>,
     who: Principal,
     path: web::Path<String>,
     q: web::Query<ListQuery>,
@@ -37,14 +40,13 @@ pub async fn list(
     who.require(ApiScope::ServersRead)?;
     let page = q.page()?;
     let key = path.into_inner();
-    let keys = state
-        .store
+    let keys = store
         .run(move |c| {
             let access = project_access(c, &who, &key)?;
             Ok::<_, ApiError>(store::api_keys::list(c, &access.project.id, &page)?)
         })
         .await?;
-    Ok(list_page(keys, |k| key_json(&state, k)))
+    Ok(list_page(keys, |k| key_json(&control.key_usage, k)))
 }
 
 #[derive(Deserialize)]
@@ -57,7 +59,8 @@ pub struct CreateKey {
 }
 
 pub async fn create(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
+    control: web::Data<ControlState>,
     who: Principal,
     path: web::Path<String>,
     body: web::Json<CreateKey>,
@@ -139,8 +142,7 @@ pub async fn create(
     let hash = crypto::token_hash(secret.expose());
     let actor = who.actor();
     let key = path.into_inner();
-    let row = state
-        .store
+    let row = store
         .write(move |tx| {
             let access = project_access(tx, &who, &key)?;
             let row = ApiKeyRow {
@@ -170,21 +172,21 @@ pub async fn create(
         })
         .await?;
     let (row, secret) = row;
-    let mut body = key_json(&state, &row);
+    let mut body = key_json(&control.key_usage, &row);
     body["key"] = json!(secret.expose());
     Ok(data(StatusCode::CREATED, body))
 }
 
 pub async fn revoke(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
+    control: web::Data<ControlState>,
     who: Principal,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     who.require(ApiScope::ServersWrite)?;
     let id = path.into_inner();
     let actor = who.actor();
-    state
-        .store
+    store
         .write(move |tx| {
             let key = store::api_keys::by_id(tx, &id)?
                 .ok_or_else(|| ApiError::NotFound("API key not found".into()))?;
@@ -208,6 +210,6 @@ pub async fn revoke(
             Ok::<_, ApiError>(())
         })
         .await?;
-    state.access_changed();
+    control.access_changed();
     Ok(no_content())
 }

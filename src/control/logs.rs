@@ -13,12 +13,14 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::ControlState;
 use super::auth::{Principal, server_access};
-use crate::app::AppState;
+use crate::deploy::Deployer;
 use crate::domain::scopes::ApiScope;
 use crate::error::ApiError;
+use crate::services::gateway::Gateway;
 use crate::shared::logs::{entry_json, level_rank};
-use crate::store::{self, server_log::LogQuery};
+use crate::store::{self, Store, server_log::LogQuery};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,7 +61,10 @@ fn parse_cursor(c: &str) -> Option<(i64, String)> {
 }
 
 pub async fn list(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
+    control: web::Data<ControlState>,
+    gateway: web::Data<Gateway>,
+    deployer: web::Data<Deployer>,
     who: Principal,
     path: web::Path<String>,
     q: web::Query<LogsParams>,
@@ -86,19 +91,13 @@ pub async fn list(
     let search = search(q.search)?;
     let key = path.into_inner();
     // What just happened (a deployment that failed a moment ago) is in the list.
-    futures_util::future::join(
-        state.deployer.hub.queue().flush(),
-        state.gateway.log.flush(),
-    )
-    .await;
-    let _turn = state
-        .control
+    futures_util::future::join(deployer.hub.queue().flush(), gateway.log.flush()).await;
+    let _turn = control
         .log_scans
         .acquire()
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
-    let mut rows = state
-        .store
+    let mut rows = store
         .run(move |c| {
             let (server, _) = server_access(c, &who, &key)?;
             let query = LogQuery {
@@ -135,7 +134,9 @@ pub struct StreamParams {
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
 pub async fn stream(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
+    control: web::Data<ControlState>,
+    deployer: web::Data<Deployer>,
     who: Principal,
     path: web::Path<String>,
     q: web::Query<StreamParams>,
@@ -146,18 +147,15 @@ pub async fn stream(
     let needle = search(q.search)?.map(|s| s.to_ascii_lowercase());
     let key = path.into_inner();
     let caller = who.clone();
-    let (server, _) = state
-        .store
-        .run(move |c| server_access(c, &caller, &key))
-        .await?;
+    let (server, _) = store.run(move |c| server_access(c, &caller, &key)).await?;
     // Access taken away since the caller was authenticated is noticed by a first check.
-    let mut access = state.control.watch_access();
+    let mut access = control.watch_access();
     access.mark_changed();
     let now = Instant::now();
     let tail = Tail {
-        rx: state.deployer.hub.subscribe(),
+        rx: deployer.hub.subscribe(),
         access,
-        state: state.clone(),
+        store: store.clone(),
         who,
         server_id: server.id,
         min_level,
@@ -185,7 +183,7 @@ pub async fn stream(
 struct Tail {
     rx: tokio::sync::broadcast::Receiver<std::sync::Arc<crate::shared::logs::LiveEntry>>,
     access: tokio::sync::watch::Receiver<()>,
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
     who: Principal,
     server_id: String,
     min_level: i64,
@@ -261,7 +259,6 @@ impl Tail {
         let server_id = self.server_id.clone();
         let now = crate::domain::now();
         let allowed = self
-            .state
             .store
             .run(move |c| {
                 let Some(who) = who.reload(c, now)? else {

@@ -6,14 +6,15 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::ControlState;
 use super::auth::{Principal, server_access};
 use super::data;
-use crate::app::AppState;
 use crate::deploy::TargetKind;
 use crate::deploy::process::ProcState;
 use crate::domain::{self, scopes::ApiScope};
 use crate::error::ApiError;
-use crate::store;
+use crate::services::gateway::Gateway;
+use crate::store::{self, Store};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,7 +36,9 @@ fn round2(x: f64) -> f64 {
 }
 
 pub async fn get(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
+    control: web::Data<ControlState>,
+    gateway: web::Data<Gateway>,
     who: Principal,
     path: web::Path<String>,
     q: web::Query<MetricsParams>,
@@ -51,22 +54,19 @@ pub async fn get(
     let to = domain::now_ms();
     let from = to - secs * 1000;
     let key = path.into_inner();
-    let _turn = state
-        .control
+    let _turn = control
         .log_scans
         .acquire()
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
-    let (server, stats) = state
-        .store
+    let (server, stats) = store
         .run(move |c| {
             let (server, _) = server_access(c, &who, &key)?;
             let stats = store::request_log::window_stats(c, &server.id, from)?;
             Ok::<_, ApiError>((server, stats))
         })
         .await?;
-    let target = state
-        .gateway
+    let target = gateway
         .registry
         .get(&server.slug)
         .and_then(|e| e.target.clone());

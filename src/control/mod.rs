@@ -247,7 +247,7 @@ impl ListQuery {
 
 /// A paginated list of something under one server the caller may see.
 pub async fn server_list<T: Send + 'static, U: Serialize>(
-    state: &crate::app::AppState,
+    store: &crate::store::Store,
     who: auth::Principal,
     key: String,
     q: &ListQuery,
@@ -261,8 +261,7 @@ pub async fn server_list<T: Send + 'static, U: Serialize>(
 ) -> Result<HttpResponse, ApiError> {
     who.require(scope)?;
     let page = q.page()?;
-    let items = state
-        .store
+    let items = store
         .run(move |c| {
             let (server, _) = auth::server_access(c, &who, &key)?;
             Ok::<_, ApiError>(fetch(c, &server.id, &page)?)

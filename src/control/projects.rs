@@ -5,12 +5,13 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::ControlState;
 use super::auth::{Credential, Principal, project_access};
 use super::{ListQuery, data, list as list_page, no_content};
-use crate::app::AppState;
 use crate::domain::{self, validate, validate::Slug};
 use crate::error::ApiError;
-use crate::store::{self, projects::ProjectRow};
+use crate::services::revocations::RevokedGrants;
+use crate::store::{self, Store, projects::ProjectRow};
 
 pub fn project_json(p: &ProjectRow, role: Option<&str>) -> serde_json::Value {
     json!({
@@ -25,7 +26,7 @@ pub fn project_json(p: &ProjectRow, role: Option<&str>) -> serde_json::Value {
 }
 
 pub async fn list(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
     who: Principal,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -35,8 +36,7 @@ pub async fn list(
         Credential::Session(u) => (Some(u.id.clone()), None),
         Credential::Key(k) => (None, Some(k.project_id.clone())),
     };
-    let projects = state
-        .store
+    let projects = store
         .run(move |c| store::projects::list(c, member.as_deref(), only.as_deref(), &page))
         .await?;
     Ok(list_page(projects, |(p, role)| {
@@ -52,7 +52,7 @@ pub struct CreateProject {
 }
 
 pub async fn create(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
     who: Principal,
     body: web::Json<CreateProject>,
 ) -> Result<HttpResponse, ApiError> {
@@ -82,8 +82,7 @@ pub async fn create(
     };
     let row = project.clone();
     let actor = who.actor();
-    state
-        .store
+    store
         .write(move |tx| {
             if store::projects::find(tx, &row.slug)?.is_some() {
                 return Err(ApiError::Conflict(format!(
@@ -111,16 +110,13 @@ pub async fn create(
 }
 
 pub async fn get(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
     who: Principal,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     who.session()?;
     let key = path.into_inner();
-    let access = state
-        .store
-        .run(move |c| project_access(c, &who, &key))
-        .await?;
+    let access = store.run(move |c| project_access(c, &who, &key)).await?;
     Ok(data(
         StatusCode::OK,
         project_json(&access.project, access.role.as_deref()),
@@ -135,7 +131,7 @@ pub struct UpdateProject {
 }
 
 pub async fn update(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
     who: Principal,
     path: web::Path<String>,
     body: web::Json<UpdateProject>,
@@ -149,8 +145,7 @@ pub async fn update(
         .transpose()?;
     let key = path.into_inner();
     let actor = who.actor();
-    let (project, role) = state
-        .store
+    let (project, role) = store
         .write(move |tx| {
             let access = project_access(tx, &who, &key)?;
             if !access.owner {
@@ -193,15 +188,14 @@ pub(super) fn owner_only() -> ApiError {
 }
 
 pub async fn delete(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
     who: Principal,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     who.session()?;
     let key = path.into_inner();
     let actor = who.actor();
-    state
-        .store
+    store
         .write(move |tx| {
             let access = project_access(tx, &who, &key)?;
             if !access.owner {
@@ -233,7 +227,7 @@ fn member_json(m: &store::projects::MemberRow) -> serde_json::Value {
 }
 
 pub async fn members(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
     who: Principal,
     path: web::Path<String>,
     q: web::Query<ListQuery>,
@@ -241,8 +235,7 @@ pub async fn members(
     who.session()?;
     let page = q.page()?;
     let key = path.into_inner();
-    let members = state
-        .store
+    let members = store
         .run(move |c| {
             let access = project_access(c, &who, &key)?;
             if !access.owner {
@@ -255,15 +248,16 @@ pub async fn members(
 }
 
 pub async fn remove_member(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
+    revoked_grants: web::Data<RevokedGrants>,
+    control: web::Data<ControlState>,
     who: Principal,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     who.session()?;
     let (key, user_id) = path.into_inner();
     let actor = who.actor();
-    let revoked = state
-        .store
+    let revoked = store
         .write(move |tx| {
             let mut revoked = Vec::new();
             let access = project_access(tx, &who, &key)?;
@@ -309,7 +303,7 @@ pub async fn remove_member(
             Ok(revoked)
         })
         .await?;
-    state.revoked_grants.extend(revoked);
-    state.access_changed();
+    revoked_grants.extend(revoked);
+    control.access_changed();
     Ok(no_content())
 }

@@ -1,15 +1,16 @@
 //! Request rate limits for the control API (`X-RateLimit-*` on every response, 429 past the
 //! limit), and the failed-login throttle shared with the login page.
 
+use actix_web::ResponseError;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{ResponseError, web};
 
-use crate::app::AppState;
+use super::ControlState;
 use crate::error::ApiError;
 use crate::shared::rate_limit::{Decision, address_bucket, credential_bucket, retry_secs};
+use crate::store::Store;
 
 static LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
 static REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
@@ -20,10 +21,15 @@ pub async fn limit(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
-        return Ok(next.call(req).await?.map_into_boxed_body());
+    let services = (
+        super::auth::service::<ControlState>(req.request()),
+        super::auth::service::<Store>(req.request()),
+    );
+    let (control, store) = match services {
+        (Ok(control), Ok(store)) => (control, store),
+        (Err(e), _) | (_, Err(e)) => return Ok(req.into_response(e.error_response())),
     };
-    let limiter = &state.control.limiter;
+    let limiter = &control.limiter;
     let now = crate::domain::now();
     // A malformed credential is the extractor's to refuse; here it counts as none.
     let token = super::auth::presented(req.request())
@@ -39,7 +45,7 @@ pub async fn limit(
     // The address is spent (perhaps by someone else behind the same one), but a credential that
     // verifies is limited on its own bucket, not held back with the address.
     if let (Decision::Limited { .. }, true, Some(t)) = (&decision, by_address, token.as_deref())
-        && super::auth::verifies(&state, t).await
+        && super::auth::verifies(&store, &control, t).await
         && let Some(bucket) = credential_bucket(limiter, t)
     {
         decision = limiter.check(bucket);

@@ -9,11 +9,13 @@ use serde_json::json;
 use super::auth::{Principal, server_access};
 use super::data;
 use super::servers::refuse_if_declared;
-use crate::app::AppState;
-use crate::config::{AuthMode, ByoaConfig};
+use crate::config::{AuthMode, ByoaConfig, Config};
+use crate::deploy::Deployer;
 use crate::domain::{self, validate};
 use crate::error::ApiError;
-use crate::store::{self, servers::ServerRow};
+use crate::outbound::Outbound;
+use crate::services::gateway::Gateway;
+use crate::store::{self, Store, servers::ServerRow};
 
 fn byoa_json(b: &ByoaConfig) -> serde_json::Value {
     json!({
@@ -25,35 +27,33 @@ fn byoa_json(b: &ByoaConfig) -> serde_json::Value {
 }
 
 /// The BYOA config in force for a server: its own, else the deployment's default.
-pub fn effective_byoa(state: &AppState, s: &ServerRow) -> Option<ByoaConfig> {
+pub fn effective_byoa(config: &Config, s: &ServerRow) -> Option<ByoaConfig> {
     if s.auth_mode != "byoa" {
         return None;
     }
     s.byoa_config
         .as_deref()
         .and_then(|j| serde_json::from_str(j).ok())
-        .or_else(|| state.config.auth.byoa.clone())
+        .or_else(|| config.auth.byoa.clone())
 }
 
-fn auth_json(state: &AppState, s: &ServerRow) -> serde_json::Value {
+fn auth_json(config: &Config, s: &ServerRow) -> serde_json::Value {
     json!({
         "authMode": s.auth_mode,
-        "byoaConfig": effective_byoa(state, s).as_ref().map(byoa_json),
+        "byoaConfig": effective_byoa(config, s).as_ref().map(byoa_json),
     })
 }
 
 pub async fn get(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
+    config: web::Data<Config>,
     who: Principal,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     who.session()?;
     let key = path.into_inner();
-    let (server, _) = state
-        .store
-        .run(move |c| server_access(c, &who, &key))
-        .await?;
-    Ok(data(StatusCode::OK, auth_json(&state, &server)))
+    let (server, _) = store.run(move |c| server_access(c, &who, &key)).await?;
+    Ok(data(StatusCode::OK, auth_json(&config, &server)))
 }
 
 #[derive(Deserialize)]
@@ -95,8 +95,16 @@ pub fn validate_byoa(b: ByoaBody) -> Result<ByoaConfig, ApiError> {
     })
 }
 
+#[allow(
+    clippy::too_many_arguments,
+    reason = "a handler lists the services it uses, one extractor each"
+)]
 pub async fn update(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
+    config: web::Data<Config>,
+    gateway: web::Data<Gateway>,
+    outbound: web::Data<Outbound>,
+    deployer: web::Data<Deployer>,
     who: Principal,
     path: web::Path<String>,
     body: web::Json<AuthBody>,
@@ -106,7 +114,7 @@ pub async fn update(
     let (mode, byoa) = match body.auth_mode.as_deref() {
         None => return Err(ApiError::validation("authMode", "required")),
         Some("ezforge_managed") => {
-            if state.config.auth.mode == AuthMode::Byoa {
+            if config.auth.mode == AuthMode::Byoa {
                 return Err(ApiError::Conflict(
                     "this deployment runs with auth.mode = \"byoa\": it has no built-in authorization server".into(),
                 ));
@@ -120,11 +128,7 @@ pub async fn update(
             let cfg = validate_byoa(b)?;
             // Tokens naming our issuer (the root one, or a managed server's own) are ours:
             // another key set must not vouch for them.
-            if state
-                .gateway
-                .urls
-                .is_our_issuer(cfg.issuer.trim_end_matches('/'))
-            {
+            if gateway.urls.is_our_issuer(cfg.issuer.trim_end_matches('/')) {
                 return Err(ApiError::validation(
                     "byoaConfig.issuer",
                     "is this server's own issuer; use authMode ezforge_managed",
@@ -141,12 +145,11 @@ pub async fn update(
     };
     let key = path.into_inner();
     let actor = who.actor();
-    let st = state.clone();
-    let server = state
-        .store
+    let declared_in = config.clone();
+    let server = store
         .write(move |tx| {
             let (mut server, _) = server_access(tx, &who, &key)?;
-            refuse_if_declared(&st, &server)?;
+            refuse_if_declared(&declared_in, &server)?;
             server.auth_mode = mode.into();
             server.byoa_config = byoa.as_ref().and_then(|b| serde_json::to_string(b).ok());
             server.updated_at = domain::now();
@@ -164,16 +167,14 @@ pub async fn update(
             Ok::<_, ApiError>(server)
         })
         .await?;
-    state.servers_changed().await;
-    let mut body = json!({ "data": auth_json(&state, &server) });
-    if let Some(cfg) = effective_byoa(&state, &server) {
+    gateway.servers_changed().await;
+    let mut body = json!({ "data": auth_json(&config, &server) });
+    if let Some(cfg) = effective_byoa(&config, &server) {
         // The switch is made; what would make it fail is said now, not at the first token.
-        let warnings =
-            crate::services::gateway::issuer_check::warnings(&state.outbound, &cfg).await;
+        let warnings = crate::services::gateway::issuer_check::warnings(&outbound, &cfg).await;
         if !warnings.is_empty() {
             for w in &warnings {
-                state
-                    .deployer
+                deployer
                     .hub
                     .write(&server.id, "warn", "auth", format!("BYOA issuer: {w}"));
             }

@@ -8,21 +8,23 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::ControlState;
 use super::auth::{Credential, Principal, project_access, server_access};
 use super::{ListQuery, data, list as list_page, no_content, nullable};
-use crate::app::AppState;
-use crate::config::AuthMode;
+use crate::config::{AuthMode, Config};
+use crate::deploy::Deployer;
 use crate::domain::scopes::ApiScope;
 use crate::domain::{self, validate, validate::Slug};
 use crate::error::ApiError;
+use crate::services::gateway::Gateway;
+use crate::services::revocations::RevokedGrants;
 use crate::shared::destinations::Destinations;
-use crate::store::{self, servers::ServerRow};
+use crate::store::{self, Store, servers::ServerRow};
 
-pub fn server_json(state: &AppState, s: &ServerRow) -> serde_json::Value {
+pub fn server_json(gateway: &Gateway, s: &ServerRow) -> serde_json::Value {
     let tool_scopes: serde_json::Value =
         serde_json::from_str(&s.tool_scopes).unwrap_or_else(|_| json!({}));
-    let target = state
-        .gateway
+    let target = gateway
         .registry
         .get(&s.slug)
         .filter(|e| e.id == s.id)
@@ -39,8 +41,8 @@ pub fn server_json(state: &AppState, s: &ServerRow) -> serde_json::Value {
         "status": status,
         // Why, when the status is one the API found out (an upstream that cannot be reached).
         "statusReason": target.as_deref().and_then(|t| t.unreachable()),
-        "url": state.server_url(&s.slug),
-        "subdomain": state.server_subdomain(&s.slug),
+        "url": gateway.urls.resource(&s.slug),
+        "subdomain": gateway.urls.subdomain(&s.slug),
         "authMode": s.auth_mode,
         "upstreamUrl": s.upstream_url,
         "healthCheckPath": s.health_check_path,
@@ -59,7 +61,8 @@ pub fn server_json(state: &AppState, s: &ServerRow) -> serde_json::Value {
 }
 
 pub async fn list(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
+    gateway: web::Data<Gateway>,
     who: Principal,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -70,15 +73,15 @@ pub async fn list(
         Credential::Session(u) => (None, Some(u.id.clone())),
         Credential::Key(k) => (Some(k.project_id.clone()), None),
     };
-    let servers = state
-        .store
+    let servers = store
         .run(move |c| store::servers::list(c, project.as_deref(), member.as_deref(), &page))
         .await?;
-    Ok(list_page(servers, |s| server_json(&state, s)))
+    Ok(list_page(servers, |s| server_json(&gateway, s)))
 }
 
 pub async fn list_in_project(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
+    gateway: web::Data<Gateway>,
     who: Principal,
     path: web::Path<String>,
     q: web::Query<ListQuery>,
@@ -86,8 +89,7 @@ pub async fn list_in_project(
     who.require(ApiScope::ServersRead)?;
     let page = q.page()?;
     let key = path.into_inner();
-    let servers = state
-        .store
+    let servers = store
         .run(move |c| {
             let access = project_access(c, &who, &key)?;
             Ok::<_, ApiError>(store::servers::list(
@@ -98,7 +100,7 @@ pub async fn list_in_project(
             )?)
         })
         .await?;
-    Ok(list_page(servers, |s| server_json(&state, s)))
+    Ok(list_page(servers, |s| server_json(&gateway, s)))
 }
 
 /// The mutable fields, shared by create and update.
@@ -235,7 +237,10 @@ pub fn upstream_url(
 }
 
 pub async fn create(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
+    config: web::Data<Config>,
+    gateway: web::Data<Gateway>,
+    deployer: web::Data<Deployer>,
     who: Principal,
     path: web::Path<String>,
     body: web::Json<ServerFields>,
@@ -256,7 +261,7 @@ pub async fn create(
         })?,
     };
     let now = domain::now();
-    let auth_mode = match state.config.auth.mode {
+    let auth_mode = match config.auth.mode {
         AuthMode::Managed => "ezforge_managed",
         AuthMode::Byoa => "byoa",
     };
@@ -279,11 +284,10 @@ pub async fn create(
         created_at: now,
         updated_at: now,
     };
-    body.apply(&mut server, &state.gateway.destinations)?;
+    body.apply(&mut server, &gateway.destinations)?;
     let key = path.into_inner();
     let actor = who.actor();
-    let server = state
-        .store
+    let server = store
         .write(move |tx| {
             let access = project_access(tx, &who, &key)?;
             if store::servers::find(tx, &server.slug)?.is_some() {
@@ -314,30 +318,27 @@ pub async fn create(
             Ok(server)
         })
         .await?;
-    state.servers_changed().await;
-    let server = record_upstream(&state, server).await?;
-    Ok(data(StatusCode::CREATED, server_json(&state, &server)))
+    gateway.servers_changed().await;
+    let server = record_upstream(&deployer, &store, server).await?;
+    Ok(data(StatusCode::CREATED, server_json(&gateway, &server)))
 }
 
 pub async fn get(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
+    gateway: web::Data<Gateway>,
     who: Principal,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     who.require(ApiScope::ServersRead)?;
     let key = path.into_inner();
-    let (server, _) = state
-        .store
-        .run(move |c| server_access(c, &who, &key))
-        .await?;
-    Ok(data(StatusCode::OK, server_json(&state, &server)))
+    let (server, _) = store.run(move |c| server_access(c, &who, &key)).await?;
+    Ok(data(StatusCode::OK, server_json(&gateway, &server)))
 }
 
 /// 409 for servers declared in the config file: the file is their source of truth.
-pub fn refuse_if_declared(state: &AppState, s: &ServerRow) -> Result<(), ApiError> {
+pub fn refuse_if_declared(config: &Config, s: &ServerRow) -> Result<(), ApiError> {
     if s.managed_by == "config" {
-        let file = state
-            .config
+        let file = config
             .source_file
             .as_ref()
             .map_or_else(|| "the config file".to_owned(), |p| p.display().to_string());
@@ -350,7 +351,10 @@ pub fn refuse_if_declared(state: &AppState, s: &ServerRow) -> Result<(), ApiErro
 }
 
 pub async fn update(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
+    config: web::Data<Config>,
+    gateway: web::Data<Gateway>,
+    deployer: web::Data<Deployer>,
     who: Principal,
     path: web::Path<String>,
     body: web::Json<ServerFields>,
@@ -364,19 +368,18 @@ pub async fn update(
     }
     let key = path.into_inner();
     let actor = who.actor();
-    let st = state.clone();
-    let server = state
-        .store
+    let gw = gateway.clone();
+    let server = store
         .write(move |tx| {
             let (mut server, _) = server_access(tx, &who, &key)?;
-            refuse_if_declared(&st, &server)?;
+            refuse_if_declared(&config, &server)?;
             if body.slug.take().is_some_and(|s| s != server.slug) {
                 return Err(ApiError::validation(
                     "slug",
                     "cannot be changed: tokens are bound to the server's URL",
                 ));
             }
-            body.apply(&mut server, &st.gateway.destinations)?;
+            body.apply(&mut server, &gw.destinations)?;
             if upstream_set && server.upstream_url.is_none() {
                 // Clearing the upstream ends whatever deployment served (also after a restart).
                 store::deployments::deactivate_all(tx, &server.id)?;
@@ -396,23 +399,24 @@ pub async fn update(
         .await?;
     let server = if upstream_set {
         if server.upstream_url.is_none() {
-            state.deployer.remove(&server.id);
-            state.servers_changed().await;
+            deployer.remove(&server.id);
+            gateway.servers_changed().await;
             server
         } else {
-            record_upstream(&state, server).await?
+            record_upstream(&deployer, &store, server).await?
         }
     } else {
-        state.servers_changed().await;
+        gateway.servers_changed().await;
         server
     };
-    Ok(data(StatusCode::OK, server_json(&state, &server)))
+    Ok(data(StatusCode::OK, server_json(&gateway, &server)))
 }
 
 /// An `upstreamUrl` set on the server itself is a deployment too (taken as is, without a
 /// health check: the upstream may not be up yet).
 async fn record_upstream(
-    state: &web::Data<AppState>,
+    deployer: &web::Data<Deployer>,
+    store: &Store,
     server: ServerRow,
 ) -> Result<ServerRow, ApiError> {
     let Some(url) = server.upstream_url.clone() else {
@@ -426,35 +430,42 @@ async fn record_upstream(
         check: false,
     };
     let id = server.id.clone();
-    state.deployer.deploy(server, req).await?;
-    state
-        .store
+    deployer.deploy(server, req).await?;
+    store
         .run(move |c| store::servers::find(c, &id))
         .await?
         .ok_or_else(|| ApiError::NotFound("server not found".into()))
 }
 
+#[allow(
+    clippy::too_many_arguments,
+    reason = "a handler lists the services it uses, one extractor each"
+)]
 pub async fn delete(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
+    config: web::Data<Config>,
+    gateway: web::Data<Gateway>,
+    revoked: web::Data<RevokedGrants>,
+    deployer: web::Data<Deployer>,
+    control: web::Data<ControlState>,
     who: Principal,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     who.require(ApiScope::ServersWrite)?;
     let key = path.into_inner();
     let actor = who.actor();
-    let st = state.clone();
-    state
-        .store
+    let gw = gateway.clone();
+    store
         .write(move |tx| {
             let (server, _) = server_access(tx, &who, &key)?;
-            refuse_if_declared(&st, &server)?;
+            refuse_if_declared(&config, &server)?;
             // Its grants and its clients' machine tokens end now: the front door refuses them
             // even if the slug returns (also after a restart: the rows go with the server, the
             // records stay). Grants revoked earlier are recorded too, for the same reason. Its
             // remembered consents go, and its slug stays with its project.
-            let resource = st.server_url(&server.slug);
+            let resource = gw.urls.resource(&server.slug);
             let removed = store::servers::delete(tx, &server, &resource, domain::now())?;
-            st.revoked_grants.refuse(removed.grants, &removed.clients);
+            revoked.refuse(removed.grants, &removed.clients);
             store::audit::record(
                 tx,
                 &actor,
@@ -466,8 +477,8 @@ pub async fn delete(
             Ok::<_, ApiError>(server.id)
         })
         .await
-        .map(|id| state.deployer.remove(&id))?;
-    state.servers_changed().await;
-    state.access_changed();
+        .map(|id| deployer.remove(&id))?;
+    gateway.servers_changed().await;
+    control.access_changed();
     Ok(no_content())
 }

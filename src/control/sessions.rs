@@ -6,14 +6,14 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::ControlState;
 use super::auth::Principal;
 use super::{data, no_content, time};
-use crate::app::AppState;
 use crate::crypto;
 use crate::domain::{self, Secret, password};
 use crate::error::ApiError;
-use crate::services::accounts::LoginError;
-use crate::store::{self, audit::Actor, users::UserRow};
+use crate::services::accounts::{Accounts, LoginError};
+use crate::store::{self, Store, audit::Actor, users::UserRow};
 
 pub fn user_json(u: &UserRow) -> serde_json::Value {
     json!({
@@ -38,7 +38,7 @@ fn invalid_credentials() -> ApiError {
 }
 
 pub async fn login(
-    state: web::Data<AppState>,
+    accounts: web::Data<Accounts>,
     req: HttpRequest,
     body: web::Json<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -51,11 +51,7 @@ pub async fn login(
         .password
         .ok_or_else(|| ApiError::validation("password", "required"))?;
     let address = req.peer_addr().map(|a| a.ip().to_string());
-    let user = match state
-        .accounts
-        .verify_login(&email, pw, address.as_deref())
-        .await
-    {
+    let user = match accounts.verify_login(&email, pw, address.as_deref()).await {
         Ok(u) => u,
         Err(LoginError::Invalid) => return Err(invalid_credentials()),
         Err(LoginError::Throttled(wait)) => {
@@ -63,9 +59,9 @@ pub async fn login(
         }
         Err(LoginError::Store(e)) => return Err(e.into()),
     };
-    let (token, expires_at) = state.accounts.start_session(&user, address).await?;
-    let ttl = state.accounts.session_ttl_secs();
-    let cookie = state.accounts.session_cookie(token.expose(), ttl);
+    let (token, expires_at) = accounts.start_session(&user, address).await?;
+    let ttl = accounts.session_ttl_secs();
+    let cookie = accounts.session_cookie(token.expose(), ttl);
     let mut res = data(
         StatusCode::OK,
         json!({ "user": user_json(&user), "expiresAt": domain::rfc3339(expires_at), "token": token.expose() }),
@@ -79,20 +75,24 @@ pub async fn login(
     Ok(res)
 }
 
-pub async fn logout(state: web::Data<AppState>, who: Principal) -> Result<HttpResponse, ApiError> {
+pub async fn logout(
+    store: web::Data<Store>,
+    accounts: web::Data<Accounts>,
+    control: web::Data<ControlState>,
+    who: Principal,
+) -> Result<HttpResponse, ApiError> {
     let user = who.session()?.clone();
     let actor = who.actor();
-    state
-        .store
+    store
         .write(move |tx| {
             store::sessions::delete(tx, &user.token_hash)?;
             store::audit::record(tx, &actor, "session.delete", Some(&user.id), None, None)?;
             Ok::<_, store::StoreError>(())
         })
         .await?;
-    state.access_changed();
+    control.access_changed();
     let mut res = no_content();
-    let mut gone = state.accounts.session_cookie("", 0);
+    let mut gone = accounts.session_cookie("", 0);
     gone.make_removal();
     res.add_cookie(&gone)
         .map_err(|e| ApiError::Internal(e.into()))?;
@@ -125,7 +125,7 @@ pub struct InviteBody {
 /// account of its email (which no account has yet) and joins the project. Anyone else's
 /// invitation is refused `403`, alike whether or not its email has an account.
 pub async fn accept_invite(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
     req: HttpRequest,
     body: web::Json<InviteBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -142,8 +142,7 @@ pub async fn accept_invite(
     // A made-up token, or an invitation that may not make an account, must not cost a
     // password hash (19 MiB and tens of ms each).
     let th = token_hash.clone();
-    if !state
-        .store
+    if !store
         .run(move |c| {
             Ok::<_, ApiError>(
                 store::users::invite_exists(c, &th, now)?
@@ -159,8 +158,7 @@ pub async fn accept_invite(
         .map_err(|e| ApiError::Internal(e.into()))?
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?;
     let address = req.peer_addr().map(|a| a.ip().to_string());
-    let user = state
-        .store
+    let user = store
         .write(move |tx| {
             let Some(user_id) = store::users::take_invite(tx, &token_hash, now)? else {
                 return super::invitations::join_as_new_account(

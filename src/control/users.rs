@@ -5,28 +5,26 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::ControlState;
 use super::auth::Principal;
 use super::sessions::{check_password_rules, user_json};
 use super::{ListQuery, data, list as list_page, no_content};
-use crate::app::AppState;
 use crate::crypto;
 use crate::domain::{self, Secret, password, validate};
 use crate::error::ApiError;
-use crate::store::{self, users::UserRow};
+use crate::services::revocations::RevokedGrants;
+use crate::store::{self, Store, users::UserRow};
 
 const INVITE_TTL_SECS: i64 = 7 * 86_400;
 
 pub async fn list(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
     who: Principal,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     who.admin()?;
     let page = q.page()?;
-    let users = state
-        .store
-        .run(move |c| store::users::list(c, &page))
-        .await?;
+    let users = store.run(move |c| store::users::list(c, &page)).await?;
     Ok(list_page(users, user_json))
 }
 
@@ -39,7 +37,7 @@ pub struct CreateUser {
 }
 
 pub async fn create(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
     who: Principal,
     body: web::Json<CreateUser>,
 ) -> Result<HttpResponse, ApiError> {
@@ -80,8 +78,7 @@ pub async fn create(
     };
     let actor = who.actor();
     let row = user.clone();
-    state
-        .store
+    store
         .write(move |tx| {
             if store::users::by_email(tx, &row.email)?.is_some() {
                 return Err(ApiError::Conflict(format!(
@@ -119,7 +116,9 @@ pub(super) fn required_email(email: Option<&str>) -> Result<String, ApiError> {
 }
 
 pub async fn delete(
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
+    revoked: web::Data<RevokedGrants>,
+    control: web::Data<ControlState>,
     who: Principal,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -131,9 +130,7 @@ pub async fn delete(
         ));
     }
     let actor = who.actor();
-    let st = state.clone();
-    state
-        .store
+    store
         .write(move |tx| {
             let user = store::users::by_id(tx, &target)?
                 .ok_or_else(|| ApiError::NotFound("user not found".into()))?;
@@ -146,7 +143,7 @@ pub async fn delete(
             if user.role == "admin" && store::users::admin_count(tx)? == 0 {
                 return Err(ApiError::Conflict("cannot delete the last admin".into()));
             }
-            st.revoked_grants.revoke_deleted(tx, grants, &[])?;
+            revoked.revoke_deleted(tx, grants, &[])?;
             store::audit::record(
                 tx,
                 &actor,
@@ -158,6 +155,6 @@ pub async fn delete(
             Ok(())
         })
         .await?;
-    state.access_changed();
+    control.access_changed();
     Ok(no_content())
 }
