@@ -116,6 +116,7 @@ async fn audit_outcomes(w: &World) -> Vec<String> {
 }
 
 /// The page Prometheus scrapes.
+/// (The world must have `metrics.enabled`.)
 async fn metrics_page(w: &World) -> String {
     w.app.get("/metrics").await.text().await.expect("metrics")
 }
@@ -134,7 +135,7 @@ async fn reuse_metric(w: &World, outcome: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn parallel_refreshes_within_the_grace_get_one_successor() {
-    let w = world().await;
+    let w = world_with(|c| c.metrics.enabled = true).await;
     let client_id = w.public_client().await;
     let reply = w.tokens(&client_id, "mcp:read").await;
     let rt = reply.refresh_token();
