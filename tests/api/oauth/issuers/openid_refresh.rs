@@ -115,8 +115,7 @@ async fn audit_outcomes(w: &World) -> Vec<String> {
         .collect()
 }
 
-/// The page Prometheus scrapes.
-/// (The world must have `metrics.enabled`.)
+/// The page Prometheus scrapes (the world must have `metrics.enabled`).
 async fn metrics_page(w: &World) -> String {
     w.app.get("/metrics").await.text().await.expect("metrics")
 }
