@@ -101,7 +101,7 @@ pub async fn post(
         );
     }
     let raw = params.get("request").unwrap_or("").to_owned();
-    let Ok(issuer) = Issuer::of(&req, &state) else {
+    let Ok(issuer) = Issuer::of(&req, &state.gateway) else {
         return no_such_issuer();
     };
     let flow = match validate(&state, &raw, issuer).await {
@@ -199,7 +199,7 @@ pub async fn post(
 }
 
 async fn begin(req: &HttpRequest, state: &web::Data<AppState>, raw: String) -> HttpResponse {
-    let Ok(issuer) = Issuer::of(req, state) else {
+    let Ok(issuer) = Issuer::of(req, &state.gateway) else {
         return no_such_issuer();
     };
     let flow = match validate(state, &raw, issuer).await {
@@ -533,7 +533,7 @@ async fn validate(
     let client_id = params
         .get("client_id")
         .ok_or_else(|| bad_page("The request names no client (client_id is missing)."))?;
-    let mut client = clients::resolve(state, client_id)
+    let mut client = clients::resolve(&state.store, &state.oauth, &state.outbound, client_id)
         .await
         .map_err(|e| match e {
             ClientError::Store(_) => unavailable(),
@@ -615,7 +615,7 @@ async fn validate(
         return Err(fail("invalid_request", "code_challenge is malformed"));
     }
     let server = issuer
-        .target(state, &params.all("resource"))
+        .target(&state.gateway, &params.all("resource"))
         .map_err(|e| fail(e.code, &e.description))?;
     if client.server_id.as_ref().is_some_and(|id| id != &server.id) {
         if !clients::is_metadata_url(&client.client_id) {

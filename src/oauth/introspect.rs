@@ -15,8 +15,20 @@ pub async fn introspect(
     super::Body(body): super::Body,
 ) -> Result<HttpResponse, OAuthError> {
     let params = params::form(&req, &body)?;
-    let issuer = super::issuer::Issuer::of(&req, &state)?;
-    let client = client_auth::authenticate(&state, &req, &params, &issuer, "introspect").await?;
+    let issuer = super::issuer::Issuer::of(&req, &state.gateway)?;
+    let client = client_auth::authenticate(
+        &client_auth::ClientAuth {
+            store: &state.store,
+            oauth: &state.oauth,
+            outbound: &state.outbound,
+            urls: &state.gateway.urls,
+        },
+        &req,
+        &params,
+        &issuer,
+        "introspect",
+    )
+    .await?;
     if !client.is_confidential() {
         return Err(OAuthError::invalid_client(
             "introspection is for confidential clients",
@@ -30,7 +42,8 @@ pub async fn introspect(
     };
     // An access token of ours?
     if jsonwebtoken::decode_header(&token).is_ok() {
-        let Some(c) = super::tokens::verify_ours(&state, &token, true) else {
+        let Some(c) = super::tokens::verify_ours(&state.keys, &state.gateway.urls, &token, true)
+        else {
             return Ok(inactive());
         };
         // An ID token is not an access token.

@@ -60,7 +60,7 @@ fn respond(body: serde_json::Value) -> HttpResponse {
 /// path-inserted form, and the OpenID form appended to the issuer). One document serves both
 /// names: OAuth and OpenID discovery say the same.
 pub async fn authorization_server(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    match Issuer::of(&req, &state) {
+    match Issuer::of(&req, &state.gateway) {
         Ok(issuer) => respond(document(&state, &issuer)),
         Err(e) => actix_web::ResponseError::error_response(&e),
     }

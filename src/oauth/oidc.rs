@@ -13,7 +13,9 @@ use serde_json::json;
 use super::params::Params;
 use super::{OAuthError, tokens};
 use crate::app::AppState;
+use crate::config::Config;
 use crate::domain;
+use crate::services::keys::Keyring;
 use crate::store;
 
 pub const OPENID: &str = "openid";
@@ -84,12 +86,16 @@ pub struct IdToken<'a> {
 }
 
 /// An ES256 ID token, valid as long as an access token, when `openid` was granted.
-pub fn id_token(state: &AppState, t: &IdToken<'_>) -> Result<Option<String>, OAuthError> {
+pub fn id_token(
+    config: &Config,
+    keyring: &Keyring,
+    t: &IdToken<'_>,
+) -> Result<Option<String>, OAuthError> {
     if !has(t.scopes, OPENID) {
         return Ok(None);
     }
     let now = domain::now();
-    let keys = state.keys.current();
+    let keys = keyring.current();
     let mut header = Header::new(Algorithm::ES256);
     header.typ = Some("JWT".into());
     header.kid = Some(keys.active.kid.clone());
@@ -97,7 +103,7 @@ pub fn id_token(state: &AppState, t: &IdToken<'_>) -> Result<Option<String>, OAu
         iss: t.iss,
         sub: t.user_id,
         aud: t.client_id,
-        exp: now + state.config.auth.access_token_ttl.as_secs(),
+        exp: now + config.auth.access_token_ttl.as_secs(),
         iat: now,
         auth_time: t.auth_time,
         nonce: t.nonce,
@@ -165,7 +171,7 @@ pub async fn userinfo(
             "the access token is invalid, expired or revoked",
         )
     };
-    let Some(claims) = tokens::verify_ours(&state, &token, true) else {
+    let Some(claims) = tokens::verify_ours(&state.keys, &state.gateway.urls, &token, true) else {
         return invalid();
     };
     let (Some(scope), Some(sub)) = (

@@ -11,7 +11,7 @@ use crate::store;
 
 /// The grant an access token of ours belongs to, if its signature checks out.
 pub fn access_token_grant(state: &AppState, token: &str) -> Option<(String, String)> {
-    let claims = super::tokens::verify_ours(state, token, false)?;
+    let claims = super::tokens::verify_ours(&state.keys, &state.gateway.urls, token, false)?;
     let gid = claims.get("gid")?.as_str()?.to_owned();
     let client = claims.get("client_id")?.as_str()?.to_owned();
     Some((gid, client))
@@ -24,8 +24,20 @@ pub async fn revoke(
 ) -> Result<HttpResponse, OAuthError> {
     let params = params::form(&req, &body)?;
     let token = params.require("token")?.to_owned();
-    let issuer = super::issuer::Issuer::of(&req, &state)?;
-    let client = client_auth::authenticate(&state, &req, &params, &issuer, "revoke").await?;
+    let issuer = super::issuer::Issuer::of(&req, &state.gateway)?;
+    let client = client_auth::authenticate(
+        &client_auth::ClientAuth {
+            store: &state.store,
+            oauth: &state.oauth,
+            outbound: &state.outbound,
+            urls: &state.gateway.urls,
+        },
+        &req,
+        &params,
+        &issuer,
+        "revoke",
+    )
+    .await?;
     let client_id = client.client_id.clone();
     let access_grant = access_token_grant(&state, &token);
     let st = state.clone();

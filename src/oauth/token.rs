@@ -27,10 +27,22 @@ pub async fn token(
     state: web::Data<AppState>,
     super::Body(body): super::Body,
 ) -> Result<HttpResponse, OAuthError> {
-    let issuer = Issuer::of(&req, &state)?;
+    let issuer = Issuer::of(&req, &state.gateway)?;
     let params = params::form(&req, &body)?;
     let grant_type = params.require("grant_type")?.to_owned();
-    let client = client_auth::authenticate(&state, &req, &params, &issuer, "token").await?;
+    let client = client_auth::authenticate(
+        &client_auth::ClientAuth {
+            store: &state.store,
+            oauth: &state.oauth,
+            outbound: &state.outbound,
+            urls: &state.gateway.urls,
+        },
+        &req,
+        &params,
+        &issuer,
+        "token",
+    )
+    .await?;
     // refresh_token: checked against the grant (offline_access gives one to any client).
     if !client.may_use_grant(&grant_type)
         && matches!(

@@ -42,7 +42,11 @@ pub async fn exchange(
     let resources = params.all("resource");
     let named = match resources.is_empty() {
         true => None,
-        false => Some(issuer.target(state, &resources).map(|s| s.id.clone())),
+        false => Some(
+            issuer
+                .target(&state.gateway, &resources)
+                .map(|s| s.id.clone()),
+        ),
     };
     let only_server = issuer.server.as_ref().map(|s| s.id.clone());
     // Clients that registered the refresh_token grant get refresh tokens; offline_access
@@ -187,17 +191,21 @@ pub async fn exchange(
     };
     let sub = grant.user_id.as_deref().unwrap_or(&grant.client_id);
     let (access_token, expires_in) = tokens::access_token(
-        state,
-        &issuer.url,
-        sub,
-        &grant.client_id,
-        &grant.resource,
-        &grant.scopes,
-        Some(&grant.id),
+        &state.config,
+        &state.keys,
+        &tokens::AccessToken {
+            iss: &issuer.url,
+            sub,
+            client_id: &grant.client_id,
+            resource: &grant.resource,
+            scope: &grant.scopes,
+            grant_id: Some(&grant.id),
+        },
     )
     .map_err(sign_error)?;
     let id_token = oidc::id_token(
-        state,
+        &state.config,
+        &state.keys,
         &IdToken {
             iss: &issuer.url,
             client_id: &grant.client_id,

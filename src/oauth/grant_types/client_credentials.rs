@@ -23,7 +23,7 @@ pub async fn exchange(
             "client_credentials is for confidential clients",
         ));
     }
-    let server = issuer.target(state, &params.all("resource"))?;
+    let server = issuer.target(&state.gateway, &params.all("resource"))?;
     // A machine identity is given by the server's project (`POST /v1/servers/:id/clients`),
     // never taken by anonymous registration: no user consents to this grant.
     match &client.server_id {
@@ -62,13 +62,16 @@ pub async fn exchange(
     };
     let scope = scopes.join(" ");
     let (access_token, expires_in) = tokens::access_token(
-        state,
-        &issuer.url,
-        &client.client_id,
-        &client.client_id,
-        &server.resource,
-        &scope,
-        None,
+        &state.config,
+        &state.keys,
+        &tokens::AccessToken {
+            iss: &issuer.url,
+            sub: &client.client_id,
+            client_id: &client.client_id,
+            resource: &server.resource,
+            scope: &scope,
+            grant_id: None,
+        },
     )
     .map_err(sign_error)?;
     Ok(Issued {

@@ -63,7 +63,7 @@ pub async fn exchange(
     let named = if resources.is_empty() {
         None
     } else {
-        Some(issuer.target(state, &resources)?.id.clone())
+        Some(issuer.target(&state.gateway, &resources)?.id.clone())
     };
     let client_id = client.client_id.clone();
     let may_refresh = client.may_use_grant("refresh_token");
@@ -200,13 +200,16 @@ pub async fn exchange(
     };
     let sub = grant.user_id.as_deref().unwrap_or(&grant.client_id);
     let (access_token, expires_in) = tokens::access_token(
-        state,
-        &issuer.url,
-        sub,
-        &grant.client_id,
-        &grant.resource,
-        &scopes,
-        Some(&grant.id),
+        &state.config,
+        &state.keys,
+        &tokens::AccessToken {
+            iss: &issuer.url,
+            sub,
+            client_id: &grant.client_id,
+            resource: &grant.resource,
+            scope: &scopes,
+            grant_id: Some(&grant.id),
+        },
     )
     .map_err(sign_error)?;
     Ok(Issued {
