@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use actix_web::HttpRequest;
+use actix_web::{FromRequest, HttpRequest, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
@@ -15,6 +15,7 @@ use super::params::Params;
 use super::{OAuthError, OAuthState};
 use crate::crypto;
 use crate::outbound::Outbound;
+use crate::services::gateway::Gateway;
 use crate::services::gateway::urls::ServerUrls;
 use crate::store::Store;
 
@@ -60,20 +61,36 @@ fn basic(req: &HttpRequest) -> Result<Option<(String, String)>, OAuthError> {
     Ok(Some((unescape(id), unescape(secret))))
 }
 
-/// What authenticating a client uses: the store (clients, spent assertion ids), the
-/// authorization server's caches of metadata documents and client keys, the outbound client
-/// that fills them, and the server's URLs (which an assertion's `aud` may name). The token,
-/// revocation and introspection endpoints build one from the services they extracted.
-pub struct ClientAuth<'a> {
-    pub store: &'a Store,
-    pub oauth: &'a OAuthState,
-    pub outbound: &'a Outbound,
-    pub urls: &'a ServerUrls,
+/// What authenticating a client uses (an extractor for the token, revocation and
+/// introspection endpoints): the store (clients, spent assertion ids), the authorization
+/// server's caches of metadata documents and client keys, the outbound client that fills them,
+/// and the gateway's server URLs (which an assertion's `aud` may name).
+pub struct ClientAuth {
+    store: web::Data<Store>,
+    oauth: web::Data<OAuthState>,
+    outbound: web::Data<Outbound>,
+    gateway: web::Data<Gateway>,
 }
 
-impl ClientAuth<'_> {
+impl FromRequest for ClientAuth {
+    type Error = OAuthError;
+    type Future = std::future::Ready<Result<Self, OAuthError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready((|| {
+            Ok(ClientAuth {
+                store: super::service(req)?,
+                oauth: super::service(req)?,
+                outbound: super::service(req)?,
+                gateway: super::service(req)?,
+            })
+        })())
+    }
+}
+
+impl ClientAuth {
     async fn client(&self, client_id: &str) -> Result<Arc<Client>, OAuthError> {
-        clients::resolve(self.store, self.oauth, self.outbound, client_id)
+        clients::resolve(&self.store, &self.oauth, &self.outbound, client_id)
             .await
             .map_err(|e| match e {
                 ClientError::Store(s) => s.into(),
@@ -85,7 +102,7 @@ impl ClientAuth<'_> {
 /// Authenticates the client of a request to `issuer`'s endpoint `endpoint` (`token`, `revoke`,
 /// `introspect`). The client returned has as `auth_method` the method this request used.
 pub async fn authenticate(
-    auth: &ClientAuth<'_>,
+    auth: &ClientAuth,
     req: &HttpRequest,
     params: &Params,
     issuer: &Issuer,
@@ -130,8 +147,8 @@ pub async fn authenticate(
                 "this client does not authenticate with private_key_jwt",
             ));
         }
-        let audiences = audiences(auth.urls, issuer, endpoint);
-        assertion::verify(auth.store, auth.oauth, &client, jwt, &audiences).await?;
+        let audiences = audiences(&auth.gateway.urls, issuer, endpoint);
+        assertion::verify(&auth.store, &auth.oauth, &client, jwt, &audiences).await?;
         return Ok(client);
     }
     let secret_method = if basic.is_some() {

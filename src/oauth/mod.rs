@@ -281,6 +281,17 @@ async fn limit(
     }
 }
 
+/// A registered service, for this part's extractors. A missing one is a bug of ours: a 500,
+/// logged, never a panic.
+fn service<T: 'static>(req: &HttpRequest) -> Result<web::Data<T>, OAuthError> {
+    req.app_data::<web::Data<T>>().cloned().ok_or_else(|| {
+        OAuthError::server_error(format!(
+            "service {} is not registered",
+            std::any::type_name::<T>()
+        ))
+    })
+}
+
 /// A request body of at most [`FORM_LIMIT`] bytes; a larger or broken one is an RFC 6749 error
 /// (413 or 400), not actix's plain-text answer.
 pub struct Body(pub web::Bytes);
