@@ -24,13 +24,13 @@ use super::tokens;
 /// token successors), the revoked set and the refresh replay counters, and the gateway (the
 /// servers a `resource` may name).
 pub struct GrantExchange {
-    pub config: web::Data<Config>,
-    pub store: web::Data<Store>,
-    pub keys: web::Data<Keyring>,
-    pub master_key: web::Data<MasterKey>,
-    pub revoked: web::Data<RevokedGrants>,
-    pub reuse: web::Data<ReuseCounters>,
-    pub gateway: web::Data<Gateway>,
+    pub(super) config: web::Data<Config>,
+    pub(super) store: web::Data<Store>,
+    pub(super) keys: web::Data<Keyring>,
+    pub(super) master_key: web::Data<MasterKey>,
+    pub(super) revoked: web::Data<RevokedGrants>,
+    pub(super) reuse: web::Data<ReuseCounters>,
+    pub(super) gateway: web::Data<Gateway>,
 }
 
 impl FromRequest for GrantExchange {
