@@ -11,11 +11,11 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 
 use super::OAuthError;
+use super::OAuthState;
 use super::clients::Client;
-use crate::app::AppState;
 use crate::crypto;
 use crate::shared::jwks::{self, JwksError};
-use crate::store;
+use crate::store::{self, Store};
 
 /// The algorithms an assertion may be signed with (`client_auth::ASSERTION_ALGORITHMS`, as the
 /// metadata lists them).
@@ -67,9 +67,11 @@ pub fn claimed_client(assertion: &str) -> Result<String, OAuthError> {
     }
 }
 
-/// Verifies `assertion` for `client`: signature, claims, and that its `jti` was never used.
+/// Verifies `assertion` for `client`: signature, claims, and that its `jti` was never used
+/// (recorded in `store`). A client's keys at a `jwks_uri` come through `oauth`'s cache.
 pub async fn verify(
-    state: &AppState,
+    store: &Store,
+    oauth: &OAuthState,
     client: &Client,
     assertion: &str,
     audiences: &[String],
@@ -85,7 +87,7 @@ pub async fn verify(
     let kid = header.kid.as_deref().filter(|k| k.len() <= 256);
     let key = match (&client.jwks, &client.jwks_uri) {
         (Some(set), _) => jwks::key_in_set(set, kid, header.alg),
-        (None, Some(uri)) => state.oauth.client_jwks.key(uri, kid, header.alg).await,
+        (None, Some(uri)) => oauth.client_jwks.key(uri, kid, header.alg).await,
         (None, None) => return Err(refused("the client has no keys")),
     }
     .map_err(|e| match e {
@@ -128,8 +130,7 @@ pub async fn verify(
         .ok_or_else(|| refused("it needs a jti (at most 256 characters)"))?;
     let jti_hash = crypto::token_hash(&format!("{}\n{jti}", client.client_id));
     let until = claims.exp + LEEWAY_SECS;
-    let fresh = state
-        .store
+    let fresh = store
         .write(move |tx| store::grants::use_assertion(tx, &jti_hash, until, now))
         .await?;
     if !fresh {

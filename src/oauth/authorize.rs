@@ -10,7 +10,7 @@ use std::sync::Arc;
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use minijinja::context;
@@ -22,12 +22,46 @@ use super::oidc;
 use super::pages;
 use super::params::Params;
 use super::pkce;
-use crate::app::AppState;
+use super::{OAuthError, OAuthState};
+use crate::config::Config;
 use crate::crypto;
 use crate::domain::{self, Secret, validate};
-use crate::services::accounts::{LoginError, SignedIn};
+use crate::outbound::Outbound;
+use crate::services::accounts::{Accounts, LoginError, SignedIn};
+use crate::services::gateway::Gateway;
 use crate::services::gateway::registry::ServerEntry;
-use crate::store::{self, grants::CodeRow, users::UserRow};
+use crate::store::{self, Store, grants::CodeRow, users::UserRow};
+
+/// What answers authorization requests (an extractor for both handlers): the gateway (the
+/// issuer and the servers a request names), the client lookup (store, metadata-document cache,
+/// outbound client), accounts (sign-in, sessions, cookies) and the config (lifetimes).
+pub struct Authorizer {
+    gateway: web::Data<Gateway>,
+    store: web::Data<Store>,
+    oauth: web::Data<OAuthState>,
+    outbound: web::Data<Outbound>,
+    accounts: web::Data<Accounts>,
+    config: web::Data<Config>,
+}
+
+impl FromRequest for Authorizer {
+    type Error = OAuthError;
+    type Future = std::future::Ready<Result<Self, OAuthError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        use super::service;
+        std::future::ready((|| {
+            Ok(Authorizer {
+                gateway: service(req)?,
+                store: service(req)?,
+                oauth: service(req)?,
+                outbound: service(req)?,
+                accounts: service(req)?,
+                config: service(req)?,
+            })
+        })())
+    }
+}
 
 /// A validated authorization request.
 struct Flow {
@@ -47,9 +81,9 @@ struct Flow {
     nonce: Option<String>,
 }
 
-pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+pub async fn get(req: HttpRequest, az: Authorizer) -> HttpResponse {
     let raw = req.query_string().to_owned();
-    begin(&req, &state, raw).await
+    begin(&req, &az, raw).await
 }
 
 /// The page for an authorization server that does not exist.
@@ -63,7 +97,7 @@ fn no_such_issuer() -> HttpResponse {
 
 pub async fn post(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    az: Authorizer,
     super::Body(body): super::Body,
 ) -> HttpResponse {
     let params = match Params::parse(&body) {
@@ -73,9 +107,9 @@ pub async fn post(
     // Not one of our forms: an authorization request sent as a form body.
     if params.get("csrf").is_none() && params.get("request").is_none() {
         let raw = String::from_utf8_lossy(&body).into_owned();
-        return begin(&req, &state, raw).await;
+        return begin(&req, &az, raw).await;
     }
-    if let Some(why) = super::cross_site::refused(&req, &state.public_url) {
+    if let Some(why) = super::cross_site::refused(&req, az.gateway.urls.public_url()) {
         tracing::info!(
             why,
             "a sign-in or consent form posted from another site was refused"
@@ -86,7 +120,7 @@ pub async fn post(
             "This form was sent from another site. Go back to the application and start again.",
         );
     }
-    let (cookie_token, _) = csrf_token(&req, &state);
+    let (cookie_token, _) = csrf_token(&req, &az.accounts);
     let sent = params.get("csrf").unwrap_or("");
     if cookie_token.is_none()
         || !crypto::ct_eq(
@@ -101,17 +135,17 @@ pub async fn post(
         );
     }
     let raw = params.get("request").unwrap_or("").to_owned();
-    let Ok(issuer) = Issuer::of(&req, &state) else {
+    let Ok(issuer) = Issuer::of(&req, &az.gateway) else {
         return no_such_issuer();
     };
-    let flow = match validate(&state, &raw, issuer).await {
+    let flow = match validate(&az, &raw, issuer).await {
         Ok(f) => f,
         Err(page) => return page,
     };
     if let Some(email) = params.get("email") {
         let password = Secret::new(params.get("password").unwrap_or(""));
         let address = req.peer_addr().map(|a| a.ip().to_string());
-        let user = match state
+        let user = match az
             .accounts
             .verify_login(email, password, address.as_deref())
             .await
@@ -120,7 +154,7 @@ pub async fn post(
             Err(LoginError::Invalid) => {
                 return login_page(
                     &req,
-                    &state,
+                    &az.accounts,
                     &flow,
                     email,
                     Some("Wrong email or password."),
@@ -134,7 +168,7 @@ pub async fn post(
                 );
                 let mut res = login_page(
                     &req,
-                    &state,
+                    &az.accounts,
                     &flow,
                     email,
                     Some(&msg),
@@ -145,7 +179,7 @@ pub async fn post(
             }
             Err(LoginError::Store(_)) => return unavailable(),
         };
-        let (token, _) = match state.accounts.start_session(&user, address).await {
+        let (token, _) = match az.accounts.start_session(&user, address).await {
             Ok(t) => t,
             Err(_) => return unavailable(),
         };
@@ -153,18 +187,18 @@ pub async fn post(
             user,
             auth_time: domain::now(),
         };
-        let mut res = after_login(&req, &state, &flow, &who).await;
-        let ttl = state.accounts.session_ttl_secs();
-        let _ = res.add_cookie(&state.accounts.session_cookie(token.expose(), ttl));
+        let mut res = after_login(&req, &az, &flow, &who).await;
+        let ttl = az.accounts.session_ttl_secs();
+        let _ = res.add_cookie(&az.accounts.session_cookie(token.expose(), ttl));
         return res;
     }
-    let Some(who) = state.accounts.signed_in(&req).await else {
-        return login_page(&req, &state, &flow, "", None, StatusCode::OK);
+    let Some(who) = az.accounts.signed_in(&req).await else {
+        return login_page(&req, &az.accounts, &flow, "", None, StatusCode::OK);
     };
     let user = &who.user;
     match params.get("decision") {
         Some("approve") => {
-            if may_use(&state, user, &flow.server).await.is_none() {
+            if may_use(&az.store, user, &flow.server).await.is_none() {
                 return not_a_member(&flow);
             }
             let (uid, cid, res_uri, scopes) = (
@@ -173,8 +207,8 @@ pub async fn post(
                 flow.server.resource.clone(),
                 flow.scopes.join(" "),
             );
-            let until = domain::now() + state.config.auth.consent_ttl.as_secs();
-            if state
+            let until = domain::now() + az.config.auth.consent_ttl.as_secs();
+            if az
                 .store
                 .run(move |c| {
                     store::grants::remember_consent(c, &uid, &cid, &res_uri, &scopes, until)
@@ -184,7 +218,7 @@ pub async fn post(
             {
                 return unavailable();
             }
-            issue_code(&state, &flow, &who, StatusCode::SEE_OTHER).await
+            issue_code(&az.store, &az.config, &flow, &who, StatusCode::SEE_OTHER).await
         }
         Some("deny") => redirect_error(
             &flow.issuer,
@@ -194,21 +228,21 @@ pub async fn post(
             flow.state.as_deref(),
             StatusCode::SEE_OTHER,
         ),
-        _ => consent_page(&req, &state, &flow, user),
+        _ => consent_page(&req, &az.accounts, &flow, user),
     }
 }
 
-async fn begin(req: &HttpRequest, state: &web::Data<AppState>, raw: String) -> HttpResponse {
-    let Ok(issuer) = Issuer::of(req, state) else {
+async fn begin(req: &HttpRequest, az: &Authorizer, raw: String) -> HttpResponse {
+    let Ok(issuer) = Issuer::of(req, &az.gateway) else {
         return no_such_issuer();
     };
-    let flow = match validate(state, &raw, issuer).await {
+    let flow = match validate(az, &raw, issuer).await {
         Ok(f) => f,
         Err(page) => return page,
     };
-    match state.accounts.signed_in(req).await {
-        None => login_page(req, state, &flow, "", None, StatusCode::OK),
-        Some(who) => after_login(req, state, &flow, &who).await,
+    match az.accounts.signed_in(req).await {
+        None => login_page(req, &az.accounts, &flow, "", None, StatusCode::OK),
+        Some(who) => after_login(req, az, &flow, &who).await,
     }
 }
 
@@ -217,20 +251,20 @@ async fn begin(req: &HttpRequest, state: &web::Data<AppState>, raw: String) -> H
 /// set up (a trusted client) must not act as an admin unseen.
 async fn after_login(
     req: &HttpRequest,
-    state: &web::Data<AppState>,
+    az: &Authorizer,
     flow: &Flow,
     who: &SignedIn,
 ) -> HttpResponse {
     let user = &who.user;
-    let member = match may_use(state, user, &flow.server).await {
+    let member = match may_use(&az.store, user, &flow.server).await {
         Some(member) => member,
         None => return not_a_member(flow),
     };
     if !member {
-        return consent_page(req, state, flow, user);
+        return consent_page(req, &az.accounts, flow, user);
     }
     if flow.client.trusted {
-        return issue_code(state, flow, who, StatusCode::SEE_OTHER).await;
+        return issue_code(&az.store, &az.config, flow, who, StatusCode::SEE_OTHER).await;
     }
     let (uid, cid, res_uri, now) = (
         user.id.clone(),
@@ -238,7 +272,7 @@ async fn after_login(
         flow.server.resource.clone(),
         domain::now(),
     );
-    let remembered = state
+    let remembered = az
         .store
         .run(move |c| store::grants::consent(c, &uid, &cid, &res_uri, now))
         .await;
@@ -249,9 +283,9 @@ async fn after_login(
                 .iter()
                 .all(|s| scopes.split_whitespace().any(|r| r == s)) =>
         {
-            issue_code(state, flow, who, StatusCode::SEE_OTHER).await
+            issue_code(&az.store, &az.config, flow, who, StatusCode::SEE_OTHER).await
         }
-        Ok(_) => consent_page(req, state, flow, user),
+        Ok(_) => consent_page(req, &az.accounts, flow, user),
         Err(_) => unavailable(),
     }
 }
@@ -277,15 +311,10 @@ fn not_a_member(flow: &Flow) -> HttpResponse {
 
 /// Admins may use every server; others those of the projects they belong to. `Some(member)`
 /// when the user may: whether they are a member of the server's project.
-async fn may_use(
-    state: &web::Data<AppState>,
-    user: &UserRow,
-    server: &ServerEntry,
-) -> Option<bool> {
+async fn may_use(store: &Store, user: &UserRow, server: &ServerEntry) -> Option<bool> {
     let (pid, uid) = (server.project_id.clone(), user.id.clone());
     let member = matches!(
-        state
-            .store
+        store
             .run(move |c| store::projects::member_role(c, &pid, &uid))
             .await,
         Ok(Some(_))
@@ -293,8 +322,8 @@ async fn may_use(
     (member || user.role == "admin").then_some(member)
 }
 
-fn csrf_cookie_name(state: &AppState) -> &'static str {
-    if state.accounts.secure() {
+fn csrf_cookie_name(accounts: &Accounts) -> &'static str {
+    if accounts.secure() {
         "__Host-ezf_csrf"
     } else {
         "ezf_csrf"
@@ -302,8 +331,8 @@ fn csrf_cookie_name(state: &AppState) -> &'static str {
 }
 
 /// The browser's CSRF token (double-submit cookie), and a new one to set if it has none.
-fn csrf_token(req: &HttpRequest, state: &AppState) -> (Option<String>, String) {
-    match req.cookie(csrf_cookie_name(state)) {
+fn csrf_token(req: &HttpRequest, accounts: &Accounts) -> (Option<String>, String) {
+    match req.cookie(csrf_cookie_name(accounts)) {
         Some(c) if c.value().len() >= 32 => (Some(c.value().to_owned()), c.value().to_owned()),
         _ => (None, URL_SAFE_NO_PAD.encode(domain::random_bytes::<32>())),
     }
@@ -311,20 +340,20 @@ fn csrf_token(req: &HttpRequest, state: &AppState) -> (Option<String>, String) {
 
 fn with_csrf_cookie(
     req: &HttpRequest,
-    state: &AppState,
+    accounts: &Accounts,
     mut res: HttpResponse,
     token: &str,
 ) -> HttpResponse {
     if req
-        .cookie(csrf_cookie_name(state))
+        .cookie(csrf_cookie_name(accounts))
         .is_some_and(|c| c.value() == token)
     {
         return res;
     }
-    let cookie = Cookie::build(csrf_cookie_name(state), token.to_owned())
+    let cookie = Cookie::build(csrf_cookie_name(accounts), token.to_owned())
         .path("/")
         .http_only(true)
-        .secure(state.accounts.secure())
+        .secure(accounts.secure())
         .same_site(SameSite::Strict)
         .finish();
     let _ = res.add_cookie(&cookie);
@@ -337,13 +366,13 @@ fn form_action(flow: &Flow) -> String {
 
 fn login_page(
     req: &HttpRequest,
-    state: &AppState,
+    accounts: &Accounts,
     flow: &Flow,
     email: &str,
     error: Option<&str>,
     status: StatusCode,
 ) -> HttpResponse {
-    let (_, csrf) = csrf_token(req, state);
+    let (_, csrf) = csrf_token(req, accounts);
     // What was typed is shown again, unless it cannot be an address at all.
     let email = if email.len() <= 254 { email } else { "" };
     let res = pages::render(
@@ -354,11 +383,16 @@ fn login_page(
             client_name => &flow.client.name, server_name => &flow.server.name,
         },
     );
-    with_csrf_cookie(req, state, res, &csrf)
+    with_csrf_cookie(req, accounts, res, &csrf)
 }
 
-fn consent_page(req: &HttpRequest, state: &AppState, flow: &Flow, user: &UserRow) -> HttpResponse {
-    let (_, csrf) = csrf_token(req, state);
+fn consent_page(
+    req: &HttpRequest,
+    accounts: &Accounts,
+    flow: &Flow,
+    user: &UserRow,
+) -> HttpResponse {
+    let (_, csrf) = csrf_token(req, accounts);
     // What the MCP server's token allows, and apart from it what the client learns about you.
     let (identity, access): (Vec<&String>, Vec<&String>) =
         flow.scopes.iter().partition(|s| oidc::is_oidc_scope(s));
@@ -395,7 +429,7 @@ fn consent_page(req: &HttpRequest, state: &AppState, flow: &Flow, user: &UserRow
             redirect_host, scopes, shared, user_email => &user.email, client_origin,
         },
     );
-    with_csrf_cookie(req, state, res, &csrf)
+    with_csrf_cookie(req, accounts, res, &csrf)
 }
 
 /// `redirect_uri` with `pairs` added to its query, plus `iss`.
@@ -477,7 +511,8 @@ fn error_page(
 }
 
 async fn issue_code(
-    state: &web::Data<AppState>,
+    store: &Store,
+    config: &Config,
     flow: &Flow,
     who: &SignedIn,
     status: StatusCode,
@@ -501,14 +536,13 @@ async fn issue_code(
         code_challenge: flow.challenge.clone(),
         scopes: flow.scopes.join(" "),
         created_at: now,
-        expires_at: now + state.config.auth.auth_code_ttl.as_secs(),
+        expires_at: now + config.auth.auth_code_ttl.as_secs(),
         used_at: None,
         grant_id: None,
         nonce: flow.nonce.clone(),
         auth_time: Some(who.auth_time),
     };
-    if state
-        .store
+    if store
         .run(move |c| store::grants::insert_code(c, &row))
         .await
         .is_err()
@@ -523,17 +557,13 @@ async fn issue_code(
 }
 
 /// Validates an authorization request; the `Err` is the page or redirect to answer with.
-async fn validate(
-    state: &web::Data<AppState>,
-    raw: &str,
-    issuer: Issuer,
-) -> Result<Flow, HttpResponse> {
+async fn validate(az: &Authorizer, raw: &str, issuer: Issuer) -> Result<Flow, HttpResponse> {
     let bad_page = |msg: &str| pages::error(StatusCode::BAD_REQUEST, "Invalid request", msg);
     let params = Params::parse(raw.as_bytes()).map_err(|e| bad_page(&e.description))?;
     let client_id = params
         .get("client_id")
         .ok_or_else(|| bad_page("The request names no client (client_id is missing)."))?;
-    let mut client = clients::resolve(state, client_id)
+    let mut client = clients::resolve(&az.store, &az.oauth, &az.outbound, client_id)
         .await
         .map_err(|e| match e {
             ClientError::Store(_) => unavailable(),
@@ -615,7 +645,7 @@ async fn validate(
         return Err(fail("invalid_request", "code_challenge is malformed"));
     }
     let server = issuer
-        .target(state, &params.all("resource"))
+        .target(&az.gateway, &params.all("resource"))
         .map_err(|e| fail(e.code, &e.description))?;
     if client.server_id.as_ref().is_some_and(|id| id != &server.id) {
         if !clients::is_metadata_url(&client.client_id) {

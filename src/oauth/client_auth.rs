@@ -4,17 +4,20 @@
 
 use std::sync::Arc;
 
-use actix_web::HttpRequest;
+use actix_web::{FromRequest, HttpRequest, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use super::OAuthError;
 use super::assertion;
 use super::clients::{self, Client, ClientError, PRIVATE_KEY_JWT};
 use super::issuer::Issuer;
 use super::params::Params;
-use crate::app::AppState;
+use super::{OAuthError, OAuthState};
 use crate::crypto;
+use crate::outbound::Outbound;
+use crate::services::gateway::Gateway;
+use crate::services::gateway::urls::ServerUrls;
+use crate::store::Store;
 
 /// What the metadata documents list (`none` first: the introspection endpoint takes the rest).
 pub const AUTH_METHODS: [&str; 4] = [
@@ -58,19 +61,48 @@ fn basic(req: &HttpRequest) -> Result<Option<(String, String)>, OAuthError> {
     Ok(Some((unescape(id), unescape(secret))))
 }
 
-async fn client(state: &AppState, client_id: &str) -> Result<Arc<Client>, OAuthError> {
-    clients::resolve(state, client_id)
-        .await
-        .map_err(|e| match e {
-            ClientError::Store(s) => s.into(),
-            other => OAuthError::invalid_client(other.to_string()),
-        })
+/// What authenticating a client uses (an extractor for the token, revocation and
+/// introspection endpoints): the store (clients, spent assertion ids), the authorization
+/// server's caches of metadata documents and client keys, the outbound client that fills them,
+/// and the gateway's server URLs (which an assertion's `aud` may name).
+pub struct ClientAuth {
+    store: web::Data<Store>,
+    oauth: web::Data<OAuthState>,
+    outbound: web::Data<Outbound>,
+    gateway: web::Data<Gateway>,
+}
+
+impl FromRequest for ClientAuth {
+    type Error = OAuthError;
+    type Future = std::future::Ready<Result<Self, OAuthError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready((|| {
+            Ok(ClientAuth {
+                store: super::service(req)?,
+                oauth: super::service(req)?,
+                outbound: super::service(req)?,
+                gateway: super::service(req)?,
+            })
+        })())
+    }
+}
+
+impl ClientAuth {
+    async fn client(&self, client_id: &str) -> Result<Arc<Client>, OAuthError> {
+        clients::resolve(&self.store, &self.oauth, &self.outbound, client_id)
+            .await
+            .map_err(|e| match e {
+                ClientError::Store(s) => s.into(),
+                other => OAuthError::invalid_client(other.to_string()),
+            })
+    }
 }
 
 /// Authenticates the client of a request to `issuer`'s endpoint `endpoint` (`token`, `revoke`,
 /// `introspect`). The client returned has as `auth_method` the method this request used.
 pub async fn authenticate(
-    state: &AppState,
+    auth: &ClientAuth,
     req: &HttpRequest,
     params: &Params,
     issuer: &Issuer,
@@ -109,13 +141,14 @@ pub async fn authenticate(
                 "client_id does not match the client assertion",
             ));
         }
-        let client = client(state, &claimed).await?;
+        let client = auth.client(&claimed).await?;
         if client.auth_method != PRIVATE_KEY_JWT {
             return Err(OAuthError::invalid_client(
                 "this client does not authenticate with private_key_jwt",
             ));
         }
-        assertion::verify(state, &client, jwt, &audiences(state, issuer, endpoint)).await?;
+        let audiences = audiences(&auth.gateway.urls, issuer, endpoint);
+        assertion::verify(&auth.store, &auth.oauth, &client, jwt, &audiences).await?;
         return Ok(client);
     }
     let secret_method = if basic.is_some() {
@@ -144,7 +177,7 @@ pub async fn authenticate(
             None,
         ),
     };
-    let client = client(state, &client_id).await?;
+    let client = auth.client(&client_id).await?;
     match (&client.secret_hash, secret) {
         (Some(hash), Some(secret)) => {
             // Both secret methods are accepted; the registered one is only a preference.
@@ -189,8 +222,8 @@ pub async fn authenticate(
 /// introspection endpoints, also that endpoint of this issuer (some clients name the endpoint
 /// they post to). Never any other URL, nor another endpoint than the one posted to: an
 /// assertion made for revocation is not a token request's.
-fn audiences(state: &AppState, issuer: &Issuer, endpoint: &str) -> Vec<String> {
-    let root = Issuer::root(state);
+fn audiences(urls: &ServerUrls, issuer: &Issuer, endpoint: &str) -> Vec<String> {
+    let root = Issuer::root(urls);
     let mut v = vec![
         issuer.url.clone(),
         issuer.endpoint("token"),

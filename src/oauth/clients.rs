@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use url::Url;
 
-use crate::app::AppState;
+use super::OAuthState;
 use crate::domain::validate;
+use crate::outbound::Outbound;
 use crate::shared::jwks;
-use crate::store;
+use crate::store::{self, Store};
 
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -165,16 +166,19 @@ fn from_row(r: store::clients::ClientRow) -> Client {
     }
 }
 
-/// Resolves a `client_id`: the store, else (for an https URL) its metadata document.
-pub async fn resolve(state: &AppState, client_id: &str) -> Result<Arc<Client>, ClientError> {
+/// Resolves a `client_id`: the store, else (for an https URL) its metadata document (cached in
+/// `oauth`, fetched with `outbound`).
+pub async fn resolve(
+    store: &Store,
+    oauth: &OAuthState,
+    outbound: &Outbound,
+    client_id: &str,
+) -> Result<Arc<Client>, ClientError> {
     if client_id.len() > 2048 {
         return Err(ClientError::Unknown(client_id.chars().take(64).collect()));
     }
     let id = client_id.to_owned();
-    let stored = state
-        .store
-        .run(move |c| store::clients::find(c, &id))
-        .await?;
+    let stored = store.run(move |c| store::clients::find(c, &id)).await?;
     if !is_metadata_url(client_id) {
         return match stored {
             Some(row) if row.client_id == client_id => Ok(Arc::new(from_row(row))),
@@ -203,14 +207,14 @@ pub async fn resolve(state: &AppState, client_id: &str) -> Result<Arc<Client>, C
             "a metadata document URL must be in normal form (no dot segments, lowercase host, no default port): {url}"
         )));
     }
-    let cached = lock(&state.oauth.clients.entries)
+    let cached = lock(&oauth.clients.entries)
         .get(client_id)
         .filter(|hit| hit.until > Instant::now())
         .map(|hit| hit.document.clone());
     let document = match cached {
         Some(d) => d,
         None => {
-            let (document, ttl) = match fetch_document(state, client_id, &url).await {
+            let (document, ttl) = match fetch_document(outbound, client_id, &url).await {
                 Ok((doc, max_age)) => (
                     Ok(doc),
                     max_age
@@ -220,7 +224,7 @@ pub async fn resolve(state: &AppState, client_id: &str) -> Result<Arc<Client>, C
                 Err(why) => (Err(why), METADATA_FAILURE_TTL),
             };
             remember(
-                &mut lock(&state.oauth.clients.entries),
+                &mut lock(&oauth.clients.entries),
                 client_id,
                 Cached {
                     document: document.clone(),
@@ -253,12 +257,11 @@ pub async fn resolve(state: &AppState, client_id: &str) -> Result<Arc<Client>, C
 /// Fetches and checks the metadata document at `client_id` (`url`, parsed); with how long it
 /// may be cached.
 async fn fetch_document(
-    state: &AppState,
+    outbound: &Outbound,
     client_id: &str,
     url: &Url,
 ) -> Result<(Arc<Document>, Option<Duration>), Arc<str>> {
-    let (json, max_age) = state
-        .outbound
+    let (json, max_age) = outbound
         .get_json(client_id)
         .await
         .map_err(|e| e.to_string())?;

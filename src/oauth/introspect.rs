@@ -3,20 +3,26 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
-use super::params;
-use super::{OAuthError, client_auth, clients};
-use crate::app::AppState;
+use super::client_auth::{self, ClientAuth};
+use super::{OAuthError, clients, params};
 use crate::crypto;
-use crate::store;
+use crate::services::gateway::Gateway;
+use crate::services::keys::Keyring;
+use crate::services::revocations::RevokedGrants;
+use crate::store::{self, Store};
 
 pub async fn introspect(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    clients: ClientAuth,
+    store: web::Data<Store>,
+    gateway: web::Data<Gateway>,
+    keys: web::Data<Keyring>,
+    revoked: web::Data<RevokedGrants>,
     super::Body(body): super::Body,
 ) -> Result<HttpResponse, OAuthError> {
     let params = params::form(&req, &body)?;
-    let issuer = super::issuer::Issuer::of(&req, &state)?;
-    let client = client_auth::authenticate(&state, &req, &params, &issuer, "introspect").await?;
+    let issuer = super::issuer::Issuer::of(&req, &gateway)?;
+    let client = client_auth::authenticate(&clients, &req, &params, &issuer, "introspect").await?;
     if !client.is_confidential() {
         return Err(OAuthError::invalid_client(
             "introspection is for confidential clients",
@@ -30,7 +36,7 @@ pub async fn introspect(
     };
     // An access token of ours?
     if jsonwebtoken::decode_header(&token).is_ok() {
-        let Some(c) = super::tokens::verify_ours(&state, &token, true) else {
+        let Some(c) = super::tokens::verify_ours(&keys, &gateway.urls, &token, true) else {
             return Ok(inactive());
         };
         // An ID token is not an access token.
@@ -38,18 +44,18 @@ pub async fn introspect(
             return Ok(inactive());
         }
         let revoked = match c.get("gid").and_then(|g| g.as_str()) {
-            Some(g) => state.revoked_grants.is_revoked(g),
+            Some(g) => revoked.is_revoked(g),
             None => c
                 .get("client_id")
                 .and_then(|id| id.as_str())
-                .is_some_and(|id| state.revoked_grants.is_client_revoked(id)),
+                .is_some_and(|id| revoked.is_client_revoked(id)),
         };
         let audiences: Vec<&str> = match &c["aud"] {
             serde_json::Value::String(a) => vec![a.as_str()],
             serde_json::Value::Array(a) => a.iter().filter_map(|a| a.as_str()).collect(),
             _ => Vec::new(),
         };
-        if revoked || !may_see(&state, &client, c["client_id"].as_str(), &audiences) {
+        if revoked || !may_see(&gateway, &client, c["client_id"].as_str(), &audiences) {
             return Ok(inactive());
         }
         return Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(json!({
@@ -60,8 +66,7 @@ pub async fn introspect(
     // A refresh token?
     let hash = crypto::token_hash(&token);
     let now = crate::domain::now();
-    let found = state
-        .store
+    let found = store
         .run(move |c| {
             let Some(r) = store::grants::refresh(c, &hash)? else {
                 return Ok(None);
@@ -75,11 +80,11 @@ pub async fn introspect(
             if r.rotated_at.is_none()
                 && r.expires_at > now
                 && g.revoked_at.is_none()
-                && may_see(&state, &client, Some(&r.client_id), &[g.resource.as_str()]) =>
+                && may_see(&gateway, &client, Some(&r.client_id), &[g.resource.as_str()]) =>
         {
             Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(json!({
                 "active": true, "token_type": "refresh_token", "scope": r.scopes, "client_id": r.client_id,
-                "sub": g.user_id, "aud": g.resource, "iss": state.public_url, "exp": r.expires_at, "iat": r.created_at,
+                "sub": g.user_id, "aud": g.resource, "iss": gateway.urls.public_url(), "exp": r.expires_at, "iat": r.created_at,
             })))
         }
         _ => Ok(inactive()),
@@ -90,7 +95,7 @@ pub async fn introspect(
 /// is registered for the server the token is for (a resource server checking its own tokens).
 /// Any other token reads as inactive.
 fn may_see(
-    state: &AppState,
+    gateway: &Gateway,
     caller: &clients::Client,
     issued_to: Option<&str>,
     audiences: &[&str],
@@ -102,8 +107,7 @@ fn may_see(
         return false;
     };
     audiences.iter().any(|aud| {
-        state
-            .gateway
+        gateway
             .registry
             .by_resource(aud)
             .is_some_and(|s| &s.id == own)

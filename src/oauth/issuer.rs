@@ -15,9 +15,10 @@ use actix_web::http::StatusCode;
 use url::Url;
 
 use super::OAuthError;
-use crate::app::AppState;
 use crate::domain::validate::normalize_resource;
+use crate::services::gateway::Gateway;
 use crate::services::gateway::registry::{ServerAuth, ServerEntry};
+use crate::services::gateway::urls::ServerUrls;
 
 /// The authorization server of one request.
 #[derive(Clone)]
@@ -29,26 +30,25 @@ pub struct Issuer {
 }
 
 impl Issuer {
-    pub fn root(state: &AppState) -> Issuer {
+    pub fn root(urls: &ServerUrls) -> Issuer {
         Issuer {
-            url: state.public_url.clone(),
+            url: urls.public_url().to_owned(),
             server: None,
         }
     }
 
     /// The issuer of a request: a managed server's when the route names one (`{slug}`), else
     /// the root. A slug that names no managed server is a 404: no such authorization server.
-    pub fn of(req: &HttpRequest, state: &AppState) -> Result<Issuer, OAuthError> {
+    pub fn of(req: &HttpRequest, gateway: &Gateway) -> Result<Issuer, OAuthError> {
         let Some(slug) = req.match_info().get("slug") else {
-            return Ok(Issuer::root(state));
+            return Ok(Issuer::root(&gateway.urls));
         };
-        state
-            .gateway
+        gateway
             .registry
             .get(slug)
             .filter(|s| matches!(s.auth, ServerAuth::Managed))
             .map(|server| Issuer {
-                url: state.gateway.urls.managed_issuer(&server.slug),
+                url: gateway.urls.managed_issuer(&server.slug),
                 server: Some(server),
             })
             .ok_or_else(|| {
@@ -74,7 +74,7 @@ impl Issuer {
     /// way only a managed server of this issuer can be named (`invalid_target` otherwise).
     pub fn target(
         &self,
-        state: &AppState,
+        gateway: &Gateway,
         resources: &[&str],
     ) -> Result<Arc<ServerEntry>, OAuthError> {
         let mut named: Vec<String> = Vec::new();
@@ -103,8 +103,7 @@ impl Issuer {
             (None, []) => Err(OAuthError::invalid_target(
                 "resource is required here: name the MCP server, or use the authorization server its protected-resource metadata lists",
             )),
-            (None, [one]) => state
-                .gateway
+            (None, [one]) => gateway
                 .registry
                 .by_resource(one)
                 .filter(|s| matches!(s.auth, ServerAuth::Managed))

@@ -8,10 +8,12 @@ use serde_json::json;
 use super::client_auth::{ASSERTION_ALGORITHMS, AUTH_METHODS};
 use super::issuer::Issuer;
 use super::oidc::{CLAIMS_SUPPORTED, OIDC_SCOPES};
-use crate::app::AppState;
 use crate::domain::scopes::MCP_SCOPES;
+use crate::services::gateway::Gateway;
+use crate::services::gateway::urls::ServerUrls;
+use crate::services::keys::Keyring;
 
-fn document(state: &AppState, issuer: &Issuer) -> serde_json::Value {
+fn document(urls: &ServerUrls, issuer: &Issuer) -> serde_json::Value {
     let iss = &issuer.url;
     let scopes: Vec<&str> = MCP_SCOPES
         .iter()
@@ -26,7 +28,7 @@ fn document(state: &AppState, issuer: &Issuer) -> serde_json::Value {
         "revocation_endpoint": issuer.endpoint("revoke"),
         "introspection_endpoint": issuer.endpoint("introspect"),
         "userinfo_endpoint": issuer.endpoint("userinfo"),
-        "jwks_uri": format!("{}/oauth/jwks.json", state.public_url),
+        "jwks_uri": format!("{}/oauth/jwks.json", urls.public_url()),
         "scopes_supported": scopes,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
@@ -59,17 +61,17 @@ fn respond(body: serde_json::Value) -> HttpResponse {
 /// The metadata of the root issuer, or of the managed server the path names (RFC 8414 §3's
 /// path-inserted form, and the OpenID form appended to the issuer). One document serves both
 /// names: OAuth and OpenID discovery say the same.
-pub async fn authorization_server(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    match Issuer::of(&req, &state) {
-        Ok(issuer) => respond(document(&state, &issuer)),
+pub async fn authorization_server(req: HttpRequest, gateway: web::Data<Gateway>) -> HttpResponse {
+    match Issuer::of(&req, &gateway) {
+        Ok(issuer) => respond(document(&gateway.urls, &issuer)),
         Err(e) => actix_web::ResponseError::error_response(&e),
     }
 }
 
-pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+pub async fn jwks(keys: web::Data<Keyring>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "application/json"))
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
         .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
-        .body(state.keys.current().jwks.clone())
+        .body(keys.current().jwks.clone())
 }

@@ -29,7 +29,6 @@ use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
 use futures_util::future::LocalBoxFuture;
 use serde_json::json;
 
-use crate::app::AppState;
 use crate::shared::rate_limit::{Decision, address_bucket, retry_secs};
 
 pub use state::OAuthState;
@@ -259,10 +258,13 @@ async fn limit(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let Some(state) = req.app_data::<web::Data<AppState>>() else {
-        return Ok(next.call(req).await?.map_into_boxed_body());
+    let Some(oauth) = req.app_data::<web::Data<OAuthState>>() else {
+        // Every route here is registered with the services; a missing one is our bug.
+        let res = OAuthError::server_error("the authorization server's state is not registered")
+            .error_response();
+        return Ok(req.into_response(res));
     };
-    match state.oauth.limiter.check(address_bucket(req.peer_addr())) {
+    match oauth.limiter.check(address_bucket(req.peer_addr())) {
         Decision::Allowed { .. } => Ok(next.call(req).await?.map_into_boxed_body()),
         Decision::Limited { retry_after } => {
             let secs = retry_secs(retry_after);
@@ -277,6 +279,17 @@ async fn limit(
             Ok(req.into_response(res))
         }
     }
+}
+
+/// A registered service, for this part's extractors. A missing one is a bug of ours: a 500,
+/// logged, never a panic.
+fn service<T: 'static>(req: &HttpRequest) -> Result<web::Data<T>, OAuthError> {
+    req.app_data::<web::Data<T>>().cloned().ok_or_else(|| {
+        OAuthError::server_error(format!(
+            "service {} is not registered",
+            std::any::type_name::<T>()
+        ))
+    })
 }
 
 /// A request body of at most [`FORM_LIMIT`] bytes; a larger or broken one is an RFC 6749 error

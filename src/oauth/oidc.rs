@@ -12,9 +12,12 @@ use serde_json::json;
 
 use super::params::Params;
 use super::{OAuthError, tokens};
-use crate::app::AppState;
+use crate::config::Config;
 use crate::domain;
-use crate::store;
+use crate::services::gateway::Gateway;
+use crate::services::keys::Keyring;
+use crate::services::revocations::RevokedGrants;
+use crate::store::{self, Store};
 
 pub const OPENID: &str = "openid";
 pub const OIDC_SCOPES: [&str; 3] = [OPENID, "profile", "email"];
@@ -84,12 +87,16 @@ pub struct IdToken<'a> {
 }
 
 /// An ES256 ID token, valid as long as an access token, when `openid` was granted.
-pub fn id_token(state: &AppState, t: &IdToken<'_>) -> Result<Option<String>, OAuthError> {
+pub fn id_token(
+    config: &Config,
+    keyring: &Keyring,
+    t: &IdToken<'_>,
+) -> Result<Option<String>, OAuthError> {
     if !has(t.scopes, OPENID) {
         return Ok(None);
     }
     let now = domain::now();
-    let keys = state.keys.current();
+    let keys = keyring.current();
     let mut header = Header::new(Algorithm::ES256);
     header.typ = Some("JWT".into());
     header.kid = Some(keys.active.kid.clone());
@@ -97,7 +104,7 @@ pub fn id_token(state: &AppState, t: &IdToken<'_>) -> Result<Option<String>, OAu
         iss: t.iss,
         sub: t.user_id,
         aud: t.client_id,
-        exp: now + state.config.auth.access_token_ttl.as_secs(),
+        exp: now + config.auth.access_token_ttl.as_secs(),
         iat: now,
         auth_time: t.auth_time,
         nonce: t.nonce,
@@ -128,7 +135,10 @@ fn bearer_error(status: StatusCode, code: &str, desc: &str) -> HttpResponse {
 /// `access_token` in a form body).
 pub async fn userinfo(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    keys: web::Data<Keyring>,
+    gateway: web::Data<Gateway>,
+    revoked: web::Data<RevokedGrants>,
+    store: web::Data<Store>,
     super::Body(body): super::Body,
 ) -> HttpResponse {
     let from_header = req
@@ -165,7 +175,7 @@ pub async fn userinfo(
             "the access token is invalid, expired or revoked",
         )
     };
-    let Some(claims) = tokens::verify_ours(&state, &token, true) else {
+    let Some(claims) = tokens::verify_ours(&keys, &gateway.urls, &token, true) else {
         return invalid();
     };
     let (Some(scope), Some(sub)) = (
@@ -175,7 +185,7 @@ pub async fn userinfo(
         return invalid();
     };
     match claims.get("gid").and_then(|g| g.as_str()) {
-        Some(gid) if !state.revoked_grants.is_revoked(gid) => {}
+        Some(gid) if !revoked.is_revoked(gid) => {}
         // No grant: a machine's token (client_credentials), which has no user.
         _ => return invalid(),
     }
@@ -187,7 +197,7 @@ pub async fn userinfo(
         );
     }
     let (uid, scope) = (sub.to_owned(), scope.to_owned());
-    let user = state.store.run(move |c| store::users::by_id(c, &uid)).await;
+    let user = store.run(move |c| store::users::by_id(c, &uid)).await;
     match user {
         Ok(Some(u)) => {
             let mut out = user_claims(&scope, &u.email);

@@ -9,11 +9,13 @@ use serde_json::{Value, json};
 
 use super::OAuthError;
 use super::clients;
-use crate::app::AppState;
-use crate::config::RegistrationMode;
+use crate::config::{Config, RegistrationMode};
 use crate::crypto;
 use crate::domain::{self, validate};
-use crate::store::{self, clients::ClientRow};
+use crate::services::gateway::Gateway;
+use crate::services::gateway::urls::ServerUrls;
+use crate::services::revocations::RevokedGrants;
+use crate::store::{self, Store, clients::ClientRow};
 
 /// Registration answers use RFC 7591's error codes.
 fn invalid(code: &'static str, d: impl Into<String>) -> OAuthError {
@@ -187,7 +189,7 @@ fn unauthorized(d: &str) -> OAuthError {
 }
 
 fn response(
-    state: &AppState,
+    urls: &ServerUrls,
     row: &ClientRow,
     secret: Option<&str>,
     registration_token: Option<&str>,
@@ -208,7 +210,7 @@ fn response(
         "grant_types": row.grant_types.split_whitespace().collect::<Vec<_>>(),
         "response_types": ["code"],
         "application_type": row.application_type,
-        "registration_client_uri": format!("{}/oauth/register/{}", state.public_url, row.client_id),
+        "registration_client_uri": format!("{}/oauth/register/{}", urls.public_url(), row.client_id),
     });
     if let (Some(d), Some(f)) = (doc.as_object_mut(), fields.as_object()) {
         d.extend(f.clone());
@@ -235,10 +237,12 @@ fn json_response(status: StatusCode, body: Value) -> HttpResponse {
 
 pub async fn register(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    config: web::Data<Config>,
+    store: web::Data<Store>,
+    gateway: web::Data<Gateway>,
     super::Body(body): super::Body,
 ) -> Result<HttpResponse, OAuthError> {
-    let reg = &state.config.auth.registration;
+    let reg = &config.auth.registration;
     match reg.mode {
         RegistrationMode::Off => {
             return Err(OAuthError::new(
@@ -287,8 +291,7 @@ pub async fn register(
         metadata: Some(r.document.to_string()),
     };
     let stored = row.clone();
-    state
-        .store
+    store
         .write(move |tx| {
             store::clients::insert(tx, &stored)?;
             let actor = store::audit::Actor::system("registration");
@@ -306,7 +309,7 @@ pub async fn register(
     Ok(json_response(
         StatusCode::CREATED,
         response(
-            &state,
+            &gateway.urls,
             &row,
             secret.as_ref().map(|s| s.expose()),
             Some(registration_token.expose()),
@@ -317,16 +320,13 @@ pub async fn register(
 /// The dynamic client a registration access token manages.
 async fn managed_client(
     req: &HttpRequest,
-    state: &AppState,
+    store: &Store,
     client_id: &str,
 ) -> Result<ClientRow, OAuthError> {
     let token =
         bearer(req).ok_or_else(|| unauthorized("the registration access token is required"))?;
     let id = client_id.to_owned();
-    let row = state
-        .store
-        .run(move |c| store::clients::find(c, &id))
-        .await?;
+    let row = store.run(move |c| store::clients::find(c, &id)).await?;
     match row {
         Some(r)
             if r.client_id == client_id
@@ -344,23 +344,25 @@ async fn managed_client(
 
 pub async fn read(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
+    gateway: web::Data<Gateway>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, OAuthError> {
-    let row = managed_client(&req, &state, &path).await?;
+    let row = managed_client(&req, &store, &path).await?;
     Ok(json_response(
         StatusCode::OK,
-        response(&state, &row, None, None),
+        response(&gateway.urls, &row, None, None),
     ))
 }
 
 pub async fn update(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
+    gateway: web::Data<Gateway>,
     path: web::Path<String>,
     super::Body(body): super::Body,
 ) -> Result<HttpResponse, OAuthError> {
-    let mut row = managed_client(&req, &state, &path).await?;
+    let mut row = managed_client(&req, &store, &path).await?;
     let r = validate_metadata(&body)?;
     let kind = |m: &str| (uses_secret(m), m == clients::PRIVATE_KEY_JWT);
     if kind(&r.auth_method) != kind(&row.auth_method) {
@@ -379,28 +381,26 @@ pub async fn update(
     row.metadata = Some(r.document.to_string());
     row.updated_at = domain::now();
     let stored = row.clone();
-    state
-        .store
+    store
         .run(move |c| store::clients::update_registration(c, &stored))
         .await?;
     Ok(json_response(
         StatusCode::OK,
-        response(&state, &row, None, None),
+        response(&gateway.urls, &row, None, None),
     ))
 }
 
 pub async fn delete(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    store: web::Data<Store>,
+    revoked: web::Data<RevokedGrants>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, OAuthError> {
-    let row = managed_client(&req, &state, &path).await?;
-    let st = state.clone();
-    state
-        .store
+    let row = managed_client(&req, &store, &path).await?;
+    store
         .write(move |tx| {
             for gid in store::grants::live_grant_ids(tx, None, Some(&row.client_id))? {
-                super::grant_types::revoke_now(&st, tx, &gid)?;
+                super::grant_types::revoke_now(&revoked, tx, &gid)?;
             }
             store::clients::delete(tx, &row.id)?;
             Ok::<_, store::StoreError>(())

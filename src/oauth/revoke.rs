@@ -3,15 +3,22 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::params;
-use super::{OAuthError, client_auth};
-use crate::app::AppState;
+use super::client_auth::{self, ClientAuth};
+use super::{OAuthError, params};
 use crate::crypto;
-use crate::store;
+use crate::services::gateway::Gateway;
+use crate::services::gateway::urls::ServerUrls;
+use crate::services::keys::Keyring;
+use crate::services::revocations::RevokedGrants;
+use crate::store::{self, Store};
 
 /// The grant an access token of ours belongs to, if its signature checks out.
-pub fn access_token_grant(state: &AppState, token: &str) -> Option<(String, String)> {
-    let claims = super::tokens::verify_ours(state, token, false)?;
+pub fn access_token_grant(
+    keys: &Keyring,
+    urls: &ServerUrls,
+    token: &str,
+) -> Option<(String, String)> {
+    let claims = super::tokens::verify_ours(keys, urls, token, false)?;
     let gid = claims.get("gid")?.as_str()?.to_owned();
     let client = claims.get("client_id")?.as_str()?.to_owned();
     Some((gid, client))
@@ -19,18 +26,20 @@ pub fn access_token_grant(state: &AppState, token: &str) -> Option<(String, Stri
 
 pub async fn revoke(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    clients: ClientAuth,
+    store: web::Data<Store>,
+    gateway: web::Data<Gateway>,
+    keys: web::Data<Keyring>,
+    revoked: web::Data<RevokedGrants>,
     super::Body(body): super::Body,
 ) -> Result<HttpResponse, OAuthError> {
     let params = params::form(&req, &body)?;
     let token = params.require("token")?.to_owned();
-    let issuer = super::issuer::Issuer::of(&req, &state)?;
-    let client = client_auth::authenticate(&state, &req, &params, &issuer, "revoke").await?;
+    let issuer = super::issuer::Issuer::of(&req, &gateway)?;
+    let client = client_auth::authenticate(&clients, &req, &params, &issuer, "revoke").await?;
     let client_id = client.client_id.clone();
-    let access_grant = access_token_grant(&state, &token);
-    let st = state.clone();
-    state
-        .store
+    let access_grant = access_token_grant(&keys, &gateway.urls, &token);
+    store
         .write(move |tx| {
             let grant = match access_grant {
                 Some((gid, owner)) if owner == client_id => Some(gid),
@@ -40,7 +49,7 @@ pub async fn revoke(
                     .map(|r| r.grant_id),
             };
             if let Some(gid) = grant {
-                super::grant_types::revoke_now(&st, tx, &gid)?;
+                super::grant_types::revoke_now(&revoked, tx, &gid)?;
             }
             Ok::<_, store::StoreError>(())
         })

@@ -2,15 +2,14 @@
 //! `Cache-Control: no-store` and RFC 6749 §5.2 errors.
 
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::OAuthError;
-use super::client_auth;
-use super::grant_types;
+use super::client_auth::{self, ClientAuth};
+use super::grant_types::{self, GrantExchange};
 use super::issuer::Issuer;
 use super::params;
-use crate::app::AppState;
 
 /// What every successful grant answers.
 pub struct Issued {
@@ -24,13 +23,14 @@ pub struct Issued {
 
 pub async fn token(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    clients: ClientAuth,
+    grants: GrantExchange,
     super::Body(body): super::Body,
 ) -> Result<HttpResponse, OAuthError> {
-    let issuer = Issuer::of(&req, &state)?;
+    let issuer = Issuer::of(&req, &grants.gateway)?;
     let params = params::form(&req, &body)?;
     let grant_type = params.require("grant_type")?.to_owned();
-    let client = client_auth::authenticate(&state, &req, &params, &issuer, "token").await?;
+    let client = client_auth::authenticate(&clients, &req, &params, &issuer, "token").await?;
     // refresh_token: checked against the grant (offline_access gives one to any client).
     if !client.may_use_grant(&grant_type)
         && matches!(
@@ -44,13 +44,13 @@ pub async fn token(
     }
     let issued = match grant_type.as_str() {
         "authorization_code" => {
-            grant_types::authorization_code::exchange(&state, &client, &params, &issuer).await?
+            grant_types::authorization_code::exchange(&grants, &client, &params, &issuer).await?
         }
         "refresh_token" => {
-            grant_types::refresh_token::exchange(&state, &client, &params, &issuer).await?
+            grant_types::refresh_token::exchange(&grants, &client, &params, &issuer).await?
         }
         "client_credentials" => {
-            grant_types::client_credentials::exchange(&state, &client, &params, &issuer).await?
+            grant_types::client_credentials::exchange(&grants, &client, &params, &issuer).await?
         }
         other => {
             return Err(OAuthError::new(

@@ -3,9 +3,11 @@
 use jsonwebtoken::{Algorithm, Header};
 use serde::Serialize;
 
-use crate::app::AppState;
+use crate::config::Config;
 use crate::crypto;
 use crate::domain::{self, Secret};
+use crate::services::gateway::urls::ServerUrls;
+use crate::services::keys::Keyring;
 
 #[derive(Serialize)]
 struct AccessClaims<'a> {
@@ -21,33 +23,39 @@ struct AccessClaims<'a> {
     gid: Option<&'a str>,
 }
 
-/// An ES256 access token from issuer `iss` for `resource`, valid `access_token_ttl`.
-#[allow(clippy::too_many_arguments)]
+/// What an access token says: issued by `iss` to `client_id`, for `sub` at `resource`.
+pub struct AccessToken<'a> {
+    pub iss: &'a str,
+    pub sub: &'a str,
+    pub client_id: &'a str,
+    pub resource: &'a str,
+    pub scope: &'a str,
+    /// The grant it comes from (none for `client_credentials`).
+    pub grant_id: Option<&'a str>,
+}
+
+/// An ES256 access token, valid `access_token_ttl`, signed with the active key.
 pub fn access_token(
-    state: &AppState,
-    iss: &str,
-    sub: &str,
-    client_id: &str,
-    resource: &str,
-    scope: &str,
-    grant_id: Option<&str>,
+    config: &Config,
+    keyring: &Keyring,
+    t: &AccessToken<'_>,
 ) -> Result<(String, i64), jsonwebtoken::errors::Error> {
     let now = domain::now();
-    let ttl = state.config.auth.access_token_ttl.as_secs();
-    let keys = state.keys.current();
+    let ttl = config.auth.access_token_ttl.as_secs();
+    let keys = keyring.current();
     let mut header = Header::new(Algorithm::ES256);
     header.typ = Some("at+jwt".into());
     header.kid = Some(keys.active.kid.clone());
     let claims = AccessClaims {
-        iss,
-        sub,
-        aud: resource,
-        client_id,
-        scope,
+        iss: t.iss,
+        sub: t.sub,
+        aud: t.resource,
+        client_id: t.client_id,
+        scope: t.scope,
         exp: now + ttl,
         iat: now,
         jti: domain::base32(&domain::random_bytes::<12>()),
-        gid: grant_id,
+        gid: t.grant_id,
     };
     Ok((
         jsonwebtoken::encode(&header, &claims, &keys.active.encoding)?,
@@ -64,9 +72,14 @@ pub fn refresh_token() -> (Secret, String) {
 
 /// The claims of a JWT signed with one of our published keys (ES256) by one of our issuers;
 /// `check_exp`: refused once expired (with the usual leeway).
-pub fn verify_ours(state: &AppState, token: &str, check_exp: bool) -> Option<serde_json::Value> {
+pub fn verify_ours(
+    keyring: &Keyring,
+    urls: &ServerUrls,
+    token: &str,
+    check_exp: bool,
+) -> Option<serde_json::Value> {
     let header = jsonwebtoken::decode_header(token).ok()?;
-    let keys = state.keys.current();
+    let keys = keyring.current();
     let key = keys.verifier(header.kid.as_deref()?)?;
     let mut v = jsonwebtoken::Validation::new(Algorithm::ES256);
     v.validate_aud = false;
@@ -79,6 +92,6 @@ pub fn verify_ours(state: &AppState, token: &str, check_exp: bool) -> Option<ser
     claims
         .get("iss")
         .and_then(|i| i.as_str())
-        .is_some_and(|iss| state.gateway.urls.is_our_issuer(iss))
+        .is_some_and(|iss| urls.is_our_issuer(iss))
         .then_some(claims)
 }

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use crate::app::AppState;
 use crate::crypto;
 use crate::domain;
 use crate::oauth::clients::Client;
@@ -14,7 +13,7 @@ use crate::oauth::token::Issued;
 use crate::oauth::{OAuthError, pkce, tokens};
 use crate::store::{self, StoreError, grants::GrantRow};
 
-use super::{has_offline_access, new_refresh, revoke_now, sign_error};
+use super::{GrantExchange, has_offline_access, new_refresh, revoke_now, sign_error};
 
 enum Outcome {
     Granted {
@@ -29,7 +28,7 @@ enum Outcome {
 }
 
 pub async fn exchange(
-    state: &actix_web::web::Data<AppState>,
+    grants: &GrantExchange,
     client: &Arc<Client>,
     params: &Params,
     issuer: &Issuer,
@@ -42,7 +41,11 @@ pub async fn exchange(
     let resources = params.all("resource");
     let named = match resources.is_empty() {
         true => None,
-        false => Some(issuer.target(state, &resources).map(|s| s.id.clone())),
+        false => Some(
+            issuer
+                .target(&grants.gateway, &resources)
+                .map(|s| s.id.clone()),
+        ),
     };
     let only_server = issuer.server.as_ref().map(|s| s.id.clone());
     // Clients that registered the refresh_token grant get refresh tokens; offline_access
@@ -52,8 +55,8 @@ pub async fn exchange(
     // How this request authenticated: a refresh of the grant must do the same.
     let auth_method = client.auth_method.clone();
     let registered = client.redirect_uris.clone();
-    let st = state.clone();
-    let outcome = state
+    let (config, revoked) = (grants.config.clone(), grants.revoked.clone());
+    let outcome = grants
         .store
         .run(move |c| -> Result<Outcome, StoreError> {
             let now = domain::now();
@@ -69,7 +72,7 @@ pub async fn exchange(
             if row.used_at.is_some() {
                 // Replay: everything issued from this code stops working.
                 if let Some(gid) = &row.grant_id {
-                    revoke_now(&st, &tx, gid)?;
+                    revoke_now(&revoked, &tx, gid)?;
                 }
                 tx.commit().map_err(StoreError::from)?;
                 return Ok(Outcome::Refused(OAuthError::invalid_grant(
@@ -155,7 +158,7 @@ pub async fn exchange(
             store::grants::use_code(&tx, &hash, now, Some(&grant.id))?;
             let refresh = if refresh_registered || has_offline_access(&grant.scopes) {
                 let (token, refresh_row) =
-                    new_refresh(&st, &grant.id, &grant.client_id, &grant.scopes);
+                    new_refresh(&config, &grant.id, &grant.client_id, &grant.scopes);
                 store::grants::insert_refresh(&tx, &refresh_row)?;
                 Some(token)
             } else {
@@ -187,17 +190,21 @@ pub async fn exchange(
     };
     let sub = grant.user_id.as_deref().unwrap_or(&grant.client_id);
     let (access_token, expires_in) = tokens::access_token(
-        state,
-        &issuer.url,
-        sub,
-        &grant.client_id,
-        &grant.resource,
-        &grant.scopes,
-        Some(&grant.id),
+        &grants.config,
+        &grants.keys,
+        &tokens::AccessToken {
+            iss: &issuer.url,
+            sub,
+            client_id: &grant.client_id,
+            resource: &grant.resource,
+            scope: &grant.scopes,
+            grant_id: Some(&grant.id),
+        },
     )
     .map_err(sign_error)?;
     let id_token = oidc::id_token(
-        state,
+        &grants.config,
+        &grants.keys,
         &IdToken {
             iss: &issuer.url,
             client_id: &grant.client_id,

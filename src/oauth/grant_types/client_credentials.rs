@@ -3,17 +3,16 @@
 
 use std::sync::Arc;
 
-use crate::app::AppState;
 use crate::oauth::clients::Client;
 use crate::oauth::issuer::Issuer;
 use crate::oauth::params::Params;
 use crate::oauth::token::Issued;
 use crate::oauth::{OAuthError, tokens};
 
-use super::sign_error;
+use super::{GrantExchange, sign_error};
 
 pub async fn exchange(
-    state: &actix_web::web::Data<AppState>,
+    grants: &GrantExchange,
     client: &Arc<Client>,
     params: &Params,
     issuer: &Issuer,
@@ -23,7 +22,7 @@ pub async fn exchange(
             "client_credentials is for confidential clients",
         ));
     }
-    let server = issuer.target(state, &params.all("resource"))?;
+    let server = issuer.target(&grants.gateway, &params.all("resource"))?;
     // A machine identity is given by the server's project (`POST /v1/servers/:id/clients`),
     // never taken by anonymous registration: no user consents to this grant.
     match &client.server_id {
@@ -62,13 +61,16 @@ pub async fn exchange(
     };
     let scope = scopes.join(" ");
     let (access_token, expires_in) = tokens::access_token(
-        state,
-        &issuer.url,
-        &client.client_id,
-        &client.client_id,
-        &server.resource,
-        &scope,
-        None,
+        &grants.config,
+        &grants.keys,
+        &tokens::AccessToken {
+            iss: &issuer.url,
+            sub: &client.client_id,
+            client_id: &client.client_id,
+            resource: &server.resource,
+            scope: &scope,
+            grant_id: None,
+        },
     )
     .map_err(sign_error)?;
     Ok(Issued {

@@ -8,7 +8,6 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use serde_json::json;
 
-use crate::app::AppState;
 use crate::crypto;
 use crate::domain;
 use crate::oauth::clients::Client;
@@ -18,7 +17,7 @@ use crate::oauth::token::Issued;
 use crate::oauth::{OAuthError, client_auth, tokens};
 use crate::store::{self, StoreError, grants::GrantRow};
 
-use super::{has_offline_access, refresh_row, revoke_now, sign_error, successor};
+use super::{GrantExchange, has_offline_access, refresh_row, revoke_now, sign_error, successor};
 
 enum Outcome {
     Granted {
@@ -47,7 +46,7 @@ fn audit_reuse(
 }
 
 pub async fn exchange(
-    state: &actix_web::web::Data<AppState>,
+    grants: &GrantExchange,
     client: &Arc<Client>,
     params: &Params,
     issuer: &Issuer,
@@ -63,15 +62,19 @@ pub async fn exchange(
     let named = if resources.is_empty() {
         None
     } else {
-        Some(issuer.target(state, &resources)?.id.clone())
+        Some(issuer.target(&grants.gateway, &resources)?.id.clone())
     };
     let client_id = client.client_id.clone();
     let may_refresh = client.may_use_grant("refresh_token");
     let (used, has_keys) = (client.auth_method.clone(), client.has_keys());
-    let grace = state.config.auth.refresh_reuse_grace.as_secs();
-    let next = successor(state, &token);
-    let st = state.clone();
-    let outcome = state
+    let grace = grants.config.auth.refresh_reuse_grace.as_secs();
+    let next = successor(&grants.master_key, &token);
+    let (config, revoked, reuse) = (
+        grants.config.clone(),
+        grants.revoked.clone(),
+        grants.reuse.clone(),
+    );
+    let outcome = grants
         .store
         .run(move |c| -> Result<Outcome, StoreError> {
             let now = domain::now();
@@ -106,10 +109,10 @@ pub async fn exchange(
                     && now - rotated_at <= grace
                     && store::grants::refresh(&tx, &next_hash)?.is_some_and(|s| s.rotated_at.is_none());
                 if !within {
-                    revoke_now(&st, &tx, &row.grant_id)?;
+                    revoke_now(&revoked, &tx, &row.grant_id)?;
                     audit_reuse(&tx, &row.grant_id, &row.client_id, "revoked")?;
                     tx.commit().map_err(StoreError::from)?;
-                    st.refresh_reuse.revoked.fetch_add(1, Relaxed);
+                    reuse.revoked.fetch_add(1, Relaxed);
                     tracing::warn!(grant = %row.grant_id, client_id = %row.client_id, "a rotated refresh token was used again; the grant is revoked");
                     return Ok(Outcome::Refused(OAuthError::invalid_grant(
                         "the refresh token was already used; the grant is revoked",
@@ -139,7 +142,7 @@ pub async fn exchange(
             if let Some(uid) = &grant.user_id
                 && !store::projects::may_use_server(&tx, uid, &grant.server_id)?
             {
-                revoke_now(&st, &tx, &grant.id)?;
+                revoke_now(&revoked, &tx, &grant.id)?;
                 tx.commit().map_err(StoreError::from)?;
                 return Ok(Outcome::Refused(OAuthError::invalid_grant(
                     "the user no longer has access to this server; the grant is revoked",
@@ -173,7 +176,7 @@ pub async fn exchange(
                 audit_reuse(&tx, &grant.id, &grant.client_id, "grace")?;
             } else {
                 // The refresh token keeps the grant's scopes; only the access token narrows.
-                let new_row = refresh_row(&st, &next, &grant.id, &grant.client_id, &row.scopes);
+                let new_row = refresh_row(&config, &next, &grant.id, &grant.client_id, &row.scopes);
                 store::grants::insert_refresh(&tx, &new_row)?;
             }
             store::grants::touch_grant(&tx, &grant.id, now)?;
@@ -181,7 +184,7 @@ pub async fn exchange(
             store::clients::touch(&tx, &grant.client_id, now)?;
             tx.commit().map_err(StoreError::from)?;
             if replayed {
-                st.refresh_reuse.grace.fetch_add(1, Relaxed);
+                reuse.grace.fetch_add(1, Relaxed);
             }
             Ok(Outcome::Granted {
                 grant: Box::new(grant),
@@ -200,13 +203,16 @@ pub async fn exchange(
     };
     let sub = grant.user_id.as_deref().unwrap_or(&grant.client_id);
     let (access_token, expires_in) = tokens::access_token(
-        state,
-        &issuer.url,
-        sub,
-        &grant.client_id,
-        &grant.resource,
-        &scopes,
-        Some(&grant.id),
+        &grants.config,
+        &grants.keys,
+        &tokens::AccessToken {
+            iss: &issuer.url,
+            sub,
+            client_id: &grant.client_id,
+            resource: &grant.resource,
+            scope: &scopes,
+            grant_id: Some(&grant.id),
+        },
     )
     .map_err(sign_error)?;
     Ok(Issued {
