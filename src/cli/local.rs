@@ -54,7 +54,7 @@ fn print_banner(app: &mut App) {
     let url = app.public_url().to_owned();
     let _ = writeln!(b, "ezForge Server {} is ready", env!("CARGO_PKG_VERSION"));
     let _ = writeln!(b, "  control API     {url}/v1   (health: {url}/v1/health)");
-    if crate::app::auth_mode_is_managed(app.state()) {
+    if app.is_managed() {
         let _ = writeln!(
             b,
             "  OAuth issuer    {url}   (metadata: {url}/.well-known/oauth-authorization-server)"

@@ -7,4 +7,5 @@ pub mod jwks;
 pub mod log_queue;
 pub mod logs;
 pub mod rate_limit;
+pub mod request_id;
 pub mod upstream;

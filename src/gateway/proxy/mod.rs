@@ -258,7 +258,7 @@ fn record(env: Env<'_>, server: &ServerEntry, req: &HttpRequest, trace: Trace, s
         auth_failure: trace.auth_failure,
         request_id: req
             .headers()
-            .get(&crate::app::REQUEST_ID)
+            .get(&crate::shared::request_id::REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
         refusal: trace.refusal,

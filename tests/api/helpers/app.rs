@@ -13,7 +13,9 @@ pub struct TestApp {
     pub data_dir: PathBuf,
     handle: ServerHandle,
     reloader: ezforge::app::Reloader,
-    pub state: actix_web::web::Data<ezforge::app::AppState>,
+    /// Every service, for what no HTTP request can show (rows of an older version, tokens
+    /// minted without a sign-in).
+    pub state: ezforge::app::Services,
     tls_fingerprint: Option<String>,
     join: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _tmp: Option<tempfile::TempDir>,
@@ -180,7 +182,7 @@ impl TestAppBuilder {
         let handle = app.handle();
         let reloader = app.reloader();
         let tls_fingerprint = app.tls_fingerprint();
-        let state = app.data();
+        let state = app.services().clone();
         let join = tokio::spawn(app.run_until_stopped());
         let scheme = if tls { "https" } else { "http" };
         Ok(TestApp {
