@@ -6,42 +6,25 @@ use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::http::{Method, StatusCode};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use http_body_util::Full;
 
-use super::Env;
 use super::admission::leaves_base;
 use super::headers::{self, seal_session};
 use super::sse::{self, learn_tools};
+use super::{Env, Outbound};
 use crate::deploy::process::Supervisor;
 use crate::deploy::stdio::StdioPool;
 use crate::deploy::{InFlight, TargetKind};
 use crate::domain::endpoint::Endpoint;
 use crate::gateway::error::GatewayError;
 use crate::services::gateway::registry::ServerEntry;
-use crate::services::gateway::verify::Verified;
 use crate::shared::upstream::{PooledBody, SendError, UpstreamClient};
 
 /// Upstream answers up to this size with a Content-Length are forwarded as one body.
 const SMALL_BODY: usize = 256 * 1024;
-
-/// A request let through, as it goes to the upstream.
-pub(super) struct Outbound<'r> {
-    pub(super) req: &'r HttpRequest,
-    pub(super) server: &'r Arc<ServerEntry>,
-    pub(super) who: &'r Verified,
-    /// The path below the server's own.
-    pub(super) rest: &'r str,
-    /// The query, its session opened.
-    pub(super) query: &'r str,
-    pub(super) body: Bytes,
-    /// The upstream's own session id, unsealed.
-    pub(super) session: Option<&'r str>,
-    /// A `tools/list` call: its answer is teed to learn tool annotations.
-    pub(super) learn: bool,
-}
 
 /// Sends the request to the server's deployed target; the session id of the answer is sealed
 /// for the caller.

@@ -17,12 +17,13 @@ use std::time::{Duration, Instant};
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::Bytes;
 
-use self::forward::Outbound;
 use super::error::GatewayError;
 use crate::config::GatewayConfig;
 use crate::services::gateway::Gateway;
 use crate::services::gateway::registry::ServerEntry;
+use crate::services::gateway::verify::Verified;
 use crate::services::keys::Keyring;
 use crate::shared::logs::LogHub;
 use crate::store::request_log::RequestLogRow;
@@ -121,6 +122,22 @@ impl Deref for SharedGateway {
     fn deref(&self) -> &Gateway {
         &self.0
     }
+}
+
+/// A request let through, as it goes to the upstream.
+pub(super) struct Outbound<'r> {
+    pub(super) req: &'r HttpRequest,
+    pub(super) server: &'r Arc<ServerEntry>,
+    pub(super) who: &'r Verified,
+    /// The path below the server's own.
+    pub(super) rest: &'r str,
+    /// The query, its session opened.
+    pub(super) query: &'r str,
+    pub(super) body: Bytes,
+    /// The upstream's own session id, unsealed.
+    pub(super) session: Option<&'r str>,
+    /// A `tools/list` call: its answer is teed to learn tool annotations.
+    pub(super) learn: bool,
 }
 
 /// What the access log records about a request as it goes.

@@ -12,8 +12,7 @@ use actix_web::{HttpResponse, HttpResponseBuilder};
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 
-use super::Env;
-use super::forward::Outbound;
+use super::{Env, Outbound};
 use crate::config::Routing;
 use crate::deploy::InFlight;
 use crate::domain::endpoint::Endpoint;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dashmap::DashMap;
-use jsonwebtoken::{Algorithm, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
 use super::registry::{ServerAuth, ServerEntry};
@@ -320,7 +320,21 @@ impl Verifier {
         }
         // `jku`, `x5u` and `jwk` headers are never followed: keys come only from our keyring or
         // the server's configured JWKS.
-        let (decoding, issuers, jwks_uri) = match &server.auth {
+        let (decoding, issuers, jwks_uri) = self.signing_key(server, token, &header).await?;
+        let claims = decode(token, &decoding, header.alg, &issuers)?;
+        verified(claims, jwks_uri)
+    }
+
+    /// The key a token for `server` must be signed with, the issuers it may name, and the JWKS
+    /// the key came from (`None`: our keyring).
+    async fn signing_key(
+        &self,
+        server: &ServerEntry,
+        token: &str,
+        header: &jsonwebtoken::Header,
+    ) -> Result<(DecodingKey, Vec<String>, Option<String>), VerifyError> {
+        let kid = header.kid.as_deref();
+        Ok(match &server.auth {
             ServerAuth::Managed => {
                 if header.alg != Algorithm::ES256 {
                     return Err(VerifyError::Algorithm);
@@ -363,52 +377,6 @@ impl Verifier {
                 (key, vec![cfg.issuer.clone()], Some(cfg.jwks_uri.clone()))
             }
             ServerAuth::Unconfigured => return Err(VerifyError::Unconfigured),
-        };
-        let mut validation = Validation::new(header.alg);
-        validation.leeway = LEEWAY_SECS as u64;
-        validation.validate_aud = false;
-        validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "iss"]);
-        validation.set_issuer(&issuers);
-        let data = jsonwebtoken::decode::<Claims>(token, &decoding, &validation).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind as K;
-            match e.kind() {
-                K::ExpiredSignature => VerifyError::Expired,
-                K::ImmatureSignature => VerifyError::NotYetValid,
-                K::InvalidIssuer => VerifyError::Issuer,
-                K::InvalidSignature => VerifyError::Signature,
-                K::InvalidAlgorithm | K::InvalidAlgorithmName => VerifyError::Algorithm,
-                _ => VerifyError::Malformed,
-            }
-        })?;
-        let c = data.claims;
-        let scopes = match (c.scope, c.scp) {
-            (Some(s), _) => s.split_whitespace().map(str::to_owned).collect(),
-            (None, Some(scp)) => scp
-                .into_vec()
-                .into_iter()
-                .flat_map(|s| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
-                .collect(),
-            (None, None) => Vec::new(),
-        };
-        let audiences = c.aud.map(OneOrMany::into_vec).unwrap_or_default();
-        if scopes.len() > MAX_SCOPES || audiences.len() > MAX_AUDIENCES {
-            return Err(VerifyError::Malformed);
-        }
-        let subject = c.sub.unwrap_or_default();
-        let client_id = c.client_id.or(c.azp);
-        Ok(Verified {
-            owner: owner_of(&subject, client_id.as_deref()),
-            scope_header: scopes.join(" "),
-            subject,
-            client_id,
-            scopes,
-            audiences,
-            issuer: c.iss,
-            jwks_uri,
-            expires_at: c.exp,
-            not_before: c.nbf,
-            grant_id: c.gid,
         })
     }
 }
@@ -428,6 +396,65 @@ fn unverified_issuer(token: &str) -> Option<String> {
         iss: Option<String>,
     }
     serde_json::from_slice::<Iss>(&bytes).ok()?.iss
+}
+
+/// Checks the signature, the issuer and the times, and reads the claims.
+fn decode(
+    token: &str,
+    key: &DecodingKey,
+    alg: Algorithm,
+    issuers: &[String],
+) -> Result<Claims, VerifyError> {
+    let mut validation = Validation::new(alg);
+    validation.leeway = LEEWAY_SECS as u64;
+    validation.validate_aud = false;
+    validation.validate_nbf = true;
+    validation.set_required_spec_claims(&["exp", "iss"]);
+    validation.set_issuer(issuers);
+    let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| {
+        use jsonwebtoken::errors::ErrorKind as K;
+        match e.kind() {
+            K::ExpiredSignature => VerifyError::Expired,
+            K::ImmatureSignature => VerifyError::NotYetValid,
+            K::InvalidIssuer => VerifyError::Issuer,
+            K::InvalidSignature => VerifyError::Signature,
+            K::InvalidAlgorithm | K::InvalidAlgorithmName => VerifyError::Algorithm,
+            _ => VerifyError::Malformed,
+        }
+    })?;
+    Ok(data.claims)
+}
+
+/// What a token's claims say, bounded.
+fn verified(c: Claims, jwks_uri: Option<String>) -> Result<Verified, VerifyError> {
+    let scopes = match (c.scope, c.scp) {
+        (Some(s), _) => s.split_whitespace().map(str::to_owned).collect(),
+        (None, Some(scp)) => scp
+            .into_vec()
+            .into_iter()
+            .flat_map(|s| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+            .collect(),
+        (None, None) => Vec::new(),
+    };
+    let audiences = c.aud.map(OneOrMany::into_vec).unwrap_or_default();
+    if scopes.len() > MAX_SCOPES || audiences.len() > MAX_AUDIENCES {
+        return Err(VerifyError::Malformed);
+    }
+    let subject = c.sub.unwrap_or_default();
+    let client_id = c.client_id.or(c.azp);
+    Ok(Verified {
+        owner: owner_of(&subject, client_id.as_deref()),
+        scope_header: scopes.join(" "),
+        subject,
+        client_id,
+        scopes,
+        audiences,
+        issuer: c.iss,
+        jwks_uri,
+        expires_at: c.exp,
+        not_before: c.nbf,
+        grant_id: c.gid,
+    })
 }
 
 #[cfg(test)]
