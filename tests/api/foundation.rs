@@ -134,19 +134,27 @@ async fn first_start_creates_the_database_master_key_and_admin() {
 async fn restart_reuses_data_and_creates_no_second_admin() {
     let mut first = TestApp::spawn().await;
     let tmp = first.take_tempdir().expect("tempdir");
-    let kid = first.state.keys.current().active.kid.clone();
+    let keys = published_kids(&first).await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
     first.stop().await;
     let second = TestApp::builder_in(tmp.path()).spawn().await;
     assert_eq!(
-        second.state.keys.current().active.kid,
-        kid,
+        published_kids(&second).await,
+        keys,
         "signing key survives restarts"
     );
-    let conn = rusqlite::Connection::open(second.db_path()).expect("open");
-    let users: i64 = conn
-        .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))
-        .expect("count");
-    assert_eq!(users, 1);
+    let admin = crate::helpers::admin_token(&second).await;
+    let users = crate::helpers::get_as(&second, &admin, "/v1/users").await;
+    assert_eq!(users.expect(200)["data"].as_array().map(Vec::len), Some(1));
+}
+
+/// The key ids the authorization server publishes.
+async fn published_kids(app: &TestApp) -> Vec<String> {
+    let jwks = json(app.get("/oauth/jwks.json").await).await;
+    let keys = jwks["keys"].as_array().expect("keys");
+    keys.iter()
+        .map(|k| k["kid"].as_str().expect("kid").to_owned())
+        .collect()
 }
 
 #[tokio::test]
