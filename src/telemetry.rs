@@ -1,5 +1,5 @@
 //! Logging: tracing-subscriber, human-readable on a terminal, JSON when configured.
-//! One access line per request comes from the middleware in `app.rs`.
+//! One access line per request comes from the middleware in `app/middleware.rs`.
 //!
 //! Logging never holds the server up: lines go through a bounded queue to a thread of their
 //! own that writes stderr. A reader that is slow or stopped (a full pipe) fills the queue and

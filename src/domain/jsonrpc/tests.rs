@@ -1,7 +1,7 @@
 //! The strict reader against decoders with other rules: a model of Go's `encoding/json` (keys
 //! matched to fields under Unicode simple case folding, the last match winning) and of
 //! Python's `json` and JavaScript's `JSON.parse` (exact keys, the last duplicate winning).
-//! `tests/api/gateway_confusion.rs` runs python3 and node themselves on forwarded bodies.
+//! `tests/api/gateway/confusion.rs` runs python3 and node themselves on forwarded bodies.
 
 use std::process::Command;
 

@@ -113,7 +113,7 @@ pub(super) struct Call<'b> {
     pub(super) needed: Vec<String>,
 }
 
-/// Reads a body strictly, in one pass (`gateway/jsonrpc.rs`): every POST carries JSON-RPC (an
+/// Reads a body strictly, in one pass (`domain/jsonrpc.rs`): every POST carries JSON-RPC (an
 /// empty body is not JSON either), other methods no body. The first message's method and tool
 /// are traced even if the token is then refused (bounded, as the caller is not yet known).
 pub(super) fn parse<'b>(

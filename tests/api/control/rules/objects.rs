@@ -206,7 +206,7 @@ async fn user_and_member_rules() {
         404
     );
 
-    // Members, by invitation (tests/api/control_invitations.rs has the rest).
+    // Members, by invitation (tests/api/control/invitations/ has the rest).
     let project = create_project(&app, &admin, "Members").await["id"]
         .as_str()
         .expect("id")
