@@ -10,6 +10,7 @@ use super::servers::refuse_if_declared;
 use super::{ListQuery, data, server_list, time};
 use crate::config::Config;
 use crate::deploy::{DeployBody, DeployRequest, Deployer, Spec};
+use crate::domain::kinds::{DeploymentKind, DeploymentStatus};
 use crate::domain::{self, scopes::ApiScope};
 use crate::error::ApiError;
 use crate::services::gateway::Gateway;
@@ -149,7 +150,7 @@ pub async fn create(
     let req = DeployRequest {
         spec: parsed.spec,
         label: parsed.label,
-        kind: "deploy",
+        kind: DeploymentKind::Deploy,
         rollback: parsed.rollback.unwrap_or(server.rollback_on_failure),
         check: true,
     };
@@ -200,7 +201,7 @@ pub async fn rollback(
         return Err(ApiError::Conflict(format!(
             "deployment v{} {}; roll back to one that ran",
             to.version,
-            if to.status == "failed" {
+            if to.status == DeploymentStatus::Failed {
                 "failed"
             } else {
                 "has not finished"
@@ -216,7 +217,7 @@ pub async fn rollback(
             .label
             .clone()
             .or_else(|| Some(format!("v{}", to.version))),
-        kind: "rollback",
+        kind: DeploymentKind::Rollback,
         rollback: server.rollback_on_failure,
         check: true,
     };

@@ -425,7 +425,7 @@ async fn record_upstream(
     let req = crate::deploy::DeployRequest {
         spec: crate::deploy::Spec::Upstream { upstream_url: url },
         label: None,
-        kind: "deploy",
+        kind: crate::domain::kinds::DeploymentKind::Deploy,
         rollback: true,
         check: false,
     };

@@ -24,6 +24,8 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
+use crate::domain::kinds::DeploymentKind;
+
 pub use self::deployer::{Deployer, DeployerParts};
 pub use self::error::DeployError;
 pub use self::spec::{DeployBody, Spec, Transport};
@@ -33,8 +35,7 @@ pub use self::target::{InFlight, Target, TargetKind};
 pub struct DeployRequest {
     pub spec: Spec,
     pub label: Option<String>,
-    /// `deploy` or `rollback`.
-    pub kind: &'static str,
+    pub kind: DeploymentKind,
     /// Keep the previous deployment when the new one fails its health check.
     pub rollback: bool,
     /// Run the health check (an `upstreamUrl` set on the server itself is taken as is).

@@ -10,6 +10,7 @@ use super::error::DeployError;
 use super::spec::Spec;
 use super::target::{Target, TargetKind};
 use super::{DeployRequest, Deployer};
+use crate::domain::kinds::{DeploymentKind, DeploymentStatus};
 use crate::domain::{self, Secret};
 use crate::store::deployments::{self, DeploymentRow};
 use crate::store::{self, servers::ServerRow};
@@ -94,9 +95,9 @@ impl Deployer {
             server_id: server.id.clone(),
             version: 0,
             label: req.label.clone(),
-            kind: req.kind.to_owned(),
+            kind: req.kind,
             target: req.spec.to_json(),
-            status: "building".into(),
+            status: DeploymentStatus::Building,
             active: false,
             error_message: None,
             env_sealed: self.seal_env(&id, &env),
@@ -184,9 +185,9 @@ impl Deployer {
         outcome: &Outcome,
     ) -> Result<Option<DeploymentRow>, DeployError> {
         let status = if outcome.failure.is_some() {
-            "failed"
+            DeploymentStatus::Failed
         } else {
-            "running"
+            DeploymentStatus::Running
         };
         let swap = outcome.swap;
         let upstream_url = match &run.req.spec {
@@ -200,10 +201,10 @@ impl Deployer {
             .write(move |tx| {
                 if swap {
                     let previous = deployments::activate(tx, &sid, &did)?;
-                    if kind == "rollback"
+                    if kind == DeploymentKind::Rollback
                         && let Some(p) = &previous
                     {
-                        deployments::set_status(tx, p, "rolled_back")?;
+                        deployments::set_status(tx, p, DeploymentStatus::RolledBack)?;
                     }
                 }
                 deployments::finish(tx, &did, status, err.as_deref(), domain::now())?;
@@ -225,7 +226,7 @@ impl Deployer {
             .store
             .write(move |tx| {
                 let why = "the deployment's outcome could not be stored";
-                deployments::finish(tx, &did, "failed", Some(why), domain::now())?;
+                deployments::finish(tx, &did, DeploymentStatus::Failed, Some(why), domain::now())?;
                 if !had_target {
                     store::servers::set_status(tx, &sid, "error", None)?;
                 }

@@ -4,6 +4,7 @@ pub mod destinations;
 pub mod endpoint;
 pub mod env_rules;
 pub mod jsonrpc;
+pub mod kinds;
 pub mod password;
 pub mod scopes;
 mod secret;

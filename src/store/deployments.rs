@@ -1,6 +1,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Page, PageRequest, StoreError};
+use crate::domain::kinds::{DeploymentKind, DeploymentStatus};
 
 #[derive(Debug, Clone)]
 pub struct DeploymentRow {
@@ -8,11 +9,10 @@ pub struct DeploymentRow {
     pub server_id: String,
     pub version: i64,
     pub label: Option<String>,
-    /// `deploy` | `rollback`.
-    pub kind: String,
+    pub kind: DeploymentKind,
     /// JSON: `{"upstreamUrl"}` or `{"command", "transport", "port"}`.
     pub target: String,
-    pub status: String,
+    pub status: DeploymentStatus,
     pub active: bool,
     pub error_message: Option<String>,
     /// The server's env vars when it was deployed, sealed with the master key.
@@ -74,7 +74,7 @@ pub fn next_version(conn: &Connection, server_id: &str) -> Result<i64, StoreErro
 pub fn finish(
     conn: &Connection,
     id: &str,
-    status: &str,
+    status: DeploymentStatus,
     error: Option<&str>,
     at: i64,
 ) -> Result<(), StoreError> {
@@ -97,9 +97,9 @@ pub fn activate(
     Ok(previous.filter(|p| p != id))
 }
 
-pub fn set_status(conn: &Connection, id: &str, status: &str) -> Result<(), StoreError> {
+pub fn set_status(conn: &Connection, id: &str, status: DeploymentStatus) -> Result<(), StoreError> {
     conn.prepare_cached("UPDATE deployments SET status = ?2 WHERE id = ?1")?
-        .execute([id, status])?;
+        .execute(params![id, status])?;
     Ok(())
 }
 

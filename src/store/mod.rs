@@ -8,6 +8,7 @@ pub mod deployments;
 pub mod env_vars;
 pub mod grants;
 pub mod invitations;
+mod kinds;
 mod migrations;
 pub mod projects;
 pub mod request_log;
