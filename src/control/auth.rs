@@ -1,4 +1,4 @@
-//! Who is calling: a session (cookie `ezf_session` or `Bearer ezf_sess_…`) or an API key
+//! Who is calling: a session (cookie `ezf_session`/`__Host-ezf_session`, or `Bearer ezf_sess_…`) or an API key
 //! (`Bearer ezf_live_…` / `ezf_test_…`), and what they may reach.
 
 use std::collections::HashMap;
