@@ -433,3 +433,50 @@ async fn a_second_server_on_the_same_data_dir_exits_at_once_naming_the_first() {
     assert_eq!(again.get("/v1/health").await.status(), 200);
     again.stop().await;
 }
+
+#[tokio::test]
+async fn over_https_the_session_cookie_is_host_bound_and_serves_both_surfaces() {
+    let app = TestApp::builder()
+        .config(|c| c.tls.mode = TlsMode::SelfSigned)
+        .spawn()
+        .await;
+    let pem = std::fs::read(app.data_dir.join("tls/cert.pem")).expect("cert written");
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("pem"))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let base = format!("https://localhost:{}", app.port);
+    let res = client
+        .post(format!("{base}/v1/auth/login"))
+        .json(&serde_json::json!({
+            "email": ADMIN_EMAIL,
+            "password": crate::helpers::ADMIN_PASSWORD,
+        }))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(res.status(), 200);
+    let cookies: Vec<String> = res
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect();
+    // One cookie, the same the sign-in page sets: `__Host-` binds it to this origin.
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    let cookie = &cookies[0];
+    assert!(cookie.starts_with("__Host-ezf_session="), "{cookie}");
+    for attribute in ["Secure", "HttpOnly", "Path=/", "SameSite=Lax"] {
+        assert!(cookie.contains(attribute), "{attribute} in {cookie}");
+    }
+    assert!(!cookie.to_ascii_lowercase().contains("domain="), "{cookie}");
+    let pair = cookie.split(';').next().expect("name=value");
+    let me = client
+        .get(format!("{base}/v1/auth/session"))
+        .header(reqwest::header::COOKIE, pair)
+        .send()
+        .await
+        .expect("session");
+    assert_eq!(me.status(), 200, "the control API reads the cookie it set");
+}
