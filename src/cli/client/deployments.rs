@@ -5,10 +5,10 @@ use reqwest::StatusCode;
 use serde_json::{Map, Value, json};
 use std::io::IsTerminal;
 
-use super::Ctx;
 use super::api::{ApiError, seg};
+use super::args::{DeployArgs, RollbackArgs};
+use super::ctx::Ctx;
 use super::output::{cell, clean, clean_lines, pairs, print_json, table, text};
-use super::{DeployArgs, RollbackArgs};
 
 /// The target column of `rollback --list` is cut to this many characters.
 const TARGET_WIDTH: usize = 48;
