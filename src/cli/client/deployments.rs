@@ -122,9 +122,7 @@ fn finish(ctx: &Ctx, server: &str, d: &Value, done: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// The deployment's pipeline failed. (`rolled_back` is not a failure: it marks the deployment
-/// that a rollback replaced.)
-
+/// The `POST …/deployments` body the flags describe.
 fn deploy_body(args: &DeployArgs) -> anyhow::Result<Value> {
     let mut body = Map::new();
     match (&args.upstream, &args.command) {

@@ -37,35 +37,65 @@ pub fn judge_prm(
         .iter()
         .find(|(_, d)| resource_of(d).is_some())
         .and_then(|(u, d)| Some(((*u).to_owned(), d.found()?.clone())));
-    let well_known = inserted.map_or(root.0, |(u, _)| u);
     let Some((from, doc)) = chosen else {
-        let seen: Vec<String> = order
-            .iter()
-            .map(|(u, d)| format!("{u}: {}", describe_prm(d)))
-            .collect();
+        let well_known = inserted.map_or(root.0, |(u, _)| u);
         return Prm {
-            checks: vec![Check::fail(
-                "prm",
-                format!("no protected-resource metadata found ({})", seen.join("; ")),
-                format!(
-                    "serve RFC 9728 metadata {{\"resource\": \"{url}\", \"authorization_servers\": [\"…\"]}} at {well_known}, and name it in the challenge's resource_metadata"
-                ),
-            )],
+            checks: vec![none_found(url, &order, well_known)],
             chosen: None,
         };
     };
     let resource = doc.get("resource").and_then(Value::as_str).unwrap_or("");
     let mut checks = Vec::new();
     if let Some((u, d)) = challenge {
-        checks.push(match resource_of(d) {
-            Some(_) => Check::ok("prm.challenge", format!("{u} serves the metadata")),
-            None => Check::fail(
-                "prm.challenge",
-                format!("{u}, named by the challenge: {}", describe_prm(d)),
-                "serve the metadata at the URL resource_metadata names, or name the URL that serves it",
-            ),
-        });
+        checks.push(judge_challenge_location(u, d));
     }
+    checks.push(judge_well_known(inserted, root, &from, resource));
+    if inserted.is_some() {
+        checks.push(judge_root(root));
+    }
+    checks.push(judge_authorization_servers(&doc));
+    checks.push(judge_resource(resource, url));
+    Prm {
+        checks,
+        chosen: Some((from, doc)),
+    }
+}
+
+/// No location serves the metadata: what each answered, and what to serve where.
+fn none_found(url: &Url, order: &[(&str, &Doc)], well_known: &str) -> Check {
+    let seen: Vec<String> = order
+        .iter()
+        .map(|(u, d)| format!("{u}: {}", describe_prm(d)))
+        .collect();
+    Check::fail(
+        "prm",
+        format!("no protected-resource metadata found ({})", seen.join("; ")),
+        format!(
+            "serve RFC 9728 metadata {{\"resource\": \"{url}\", \"authorization_servers\": [\"…\"]}} at {well_known}, and name it in the challenge's resource_metadata"
+        ),
+    )
+}
+
+/// The location the challenge's `resource_metadata` names serves the metadata.
+fn judge_challenge_location(u: &str, d: &Doc) -> Check {
+    match resource_of(d) {
+        Some(_) => Check::ok("prm.challenge", format!("{u} serves the metadata")),
+        None => Check::fail(
+            "prm.challenge",
+            format!("{u}, named by the challenge: {}", describe_prm(d)),
+            "serve the metadata at the URL resource_metadata names, or name the URL that serves it",
+        ),
+    }
+}
+
+/// The well-known location clients look at when the challenge names none (or they do not read
+/// it) serves the same document as the one chosen (`from`, naming `resource`).
+fn judge_well_known(
+    inserted: Option<(&str, &Doc)>,
+    root: (&str, &Doc),
+    from: &str,
+    resource: &str,
+) -> Check {
     let id = |form: &str| {
         if inserted.is_some() {
             format!("prm.{form}")
@@ -73,10 +103,8 @@ pub fn judge_prm(
             "prm.well_known".to_owned()
         }
     };
-    // The well-known location clients look at when the challenge names none (or they do not
-    // read it).
     let (wk_url, wk_doc) = inserted.unwrap_or(root);
-    checks.push(match (resource_of(wk_doc), wk_doc) {
+    match (resource_of(wk_doc), wk_doc) {
         (Some(r), _) if r == resource => Check::ok(id("path"), format!("{wk_url} serves it")),
         (Some(r), _) => Check::warn(
             id("path"),
@@ -95,27 +123,23 @@ pub fn judge_prm(
             format!("{wk_url}: {}", describe_prm(d)),
             format!("serve the metadata at {wk_url}, or answer 404 there"),
         ),
-    });
-    if inserted.is_some() {
-        let (u, d) = root;
-        checks.push(match (resource_of(d), d) {
-            (Some(r), _) => Check::ok("prm.root", format!("{u} serves metadata for {r}")),
-            (None, Doc::Missing(_)) => Check::ok(
-                "prm.root",
-                format!("{u} is not served; not needed, the metadata is found before it"),
-            ),
-            (None, d) => Check::warn(
-                "prm.root",
-                format!("{u}: {}", describe_prm(d)),
-                "answer 404 there, or serve the metadata",
-            ),
-        });
     }
-    checks.push(judge_authorization_servers(&doc));
-    checks.push(judge_resource(resource, url));
-    Prm {
-        checks,
-        chosen: Some((from, doc)),
+}
+
+/// The root well-known location, when the path-inserted one comes before it: not needed, but
+/// it must not serve something broken.
+fn judge_root((u, d): (&str, &Doc)) -> Check {
+    match (resource_of(d), d) {
+        (Some(r), _) => Check::ok("prm.root", format!("{u} serves metadata for {r}")),
+        (None, Doc::Missing(_)) => Check::ok(
+            "prm.root",
+            format!("{u} is not served; not needed, the metadata is found before it"),
+        ),
+        (None, d) => Check::warn(
+            "prm.root",
+            format!("{u}: {}", describe_prm(d)),
+            "answer 404 there, or serve the metadata",
+        ),
     }
 }
 
