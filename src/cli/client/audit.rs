@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::Ctx;
+use super::ctx::Ctx;
 use super::output::{cell, clean, print_json, table};
 
 pub async fn audit(ctx: &Ctx, limit: usize) -> anyhow::Result<()> {

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use super::api::{Api, ApiError, Credential};
 use super::credentials::{self, Stored};
+use super::ctx::{Ctx, normalize_url};
 use super::output::{cell, pairs, print_json, text};
-use super::{Ctx, normalize_url};
 use crate::domain::Secret;
 
 pub async fn login(ctx: &Ctx, email: &str, password_stdin: bool) -> anyhow::Result<()> {

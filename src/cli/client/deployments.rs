@@ -5,13 +5,18 @@ use reqwest::StatusCode;
 use serde_json::{Map, Value, json};
 use std::io::IsTerminal;
 
-use super::Ctx;
 use super::api::{ApiError, seg};
-use super::output::{cell, clean, clean_lines, pairs, print_json, table, text};
-use super::{DeployArgs, RollbackArgs};
+use super::args::{DeployArgs, RollbackArgs};
 
-/// The target column of `rollback --list` is cut to this many characters.
-const TARGET_WIDTH: usize = 48;
+mod shell_words;
+mod show;
+
+use self::shell_words::split_command;
+use self::show::{
+    deployment_items, deployment_short, first_line, is_failure, process_line, target_short,
+};
+use super::ctx::Ctx;
+use super::output::{cell, clean, clean_lines, pairs, print_json, table};
 
 pub async fn deploy(ctx: &Ctx, args: &DeployArgs) -> anyhow::Result<()> {
     let body = deploy_body(args)?;
@@ -115,34 +120,6 @@ fn finish(ctx: &Ctx, server: &str, d: &Value, done: &str) -> anyhow::Result<()> 
         );
     }
     Ok(())
-}
-
-/// The deployment's pipeline failed. (`rolled_back` is not a failure: it marks the deployment
-/// that a rollback replaced.)
-fn is_failure(d: &Value) -> bool {
-    d.get("status").and_then(Value::as_str) == Some("failed")
-}
-
-/// `key  value` lines describing one deployment.
-fn deployment_items(d: &Value) -> Vec<(&'static str, String)> {
-    let mut items = vec![
-        ("id", cell(d, "id")),
-        ("version", cell(d, "version")),
-        ("label", cell(d, "label")),
-        ("type", cell(d, "type")),
-        ("status", cell(d, "status")),
-        ("active", cell(d, "active")),
-        (
-            "target",
-            target_long(d.get("target").unwrap_or(&Value::Null)),
-        ),
-        ("created", cell(d, "createdAt")),
-        ("finished", cell(d, "finishedAt")),
-    ];
-    if d.get("errorMessage").is_some_and(|e| !e.is_null()) {
-        items.push(("error", cell(d, "errorMessage")));
-    }
-    items
 }
 
 /// The `POST …/deployments` body the flags describe.
@@ -312,241 +289,9 @@ pub async fn status(ctx: &Ctx, server: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `v3 (v1.2, deploy) http://…, since …`.
-fn deployment_short(d: &Value) -> String {
-    let mut out = format!("v{}", cell(d, "version"));
-    let label = cell(d, "label");
-    if label != "-" {
-        out.push_str(&format!(" ({label}, {})", cell(d, "type")));
-    } else {
-        out.push_str(&format!(" ({})", cell(d, "type")));
-    }
-    out.push_str(&format!(
-        " {}",
-        target_long(d.get("target").unwrap_or(&Value::Null))
-    ));
-    let since = d
-        .get("finishedAt")
-        .filter(|v| !v.is_null())
-        .or_else(|| d.get("createdAt"));
-    if let Some(t) = since.filter(|v| !v.is_null()) {
-        out.push_str(&format!(", since {}", text(t)));
-    }
-    out
-}
-
-/// The server object's `process`: `running, pid 4242, 1 restart, since …, 3 sessions`.
-fn process_line(p: &Value) -> String {
-    if !p.is_object() {
-        return "-".to_owned();
-    }
-    let mut parts = vec![cell(p, "state")];
-    if let Some(pid) = p.get("pid").filter(|v| !v.is_null()) {
-        parts.push(format!("pid {}", text(pid)));
-    }
-    if let Some(n) = p.get("restarts").and_then(Value::as_u64) {
-        parts.push(format!("{n} restart{}", if n == 1 { "" } else { "s" }));
-    }
-    if let Some(t) = p.get("startedAt").filter(|v| !v.is_null()) {
-        parts.push(format!("since {}", text(t)));
-    }
-    if let Some(n) = p.get("sessions").and_then(Value::as_u64) {
-        parts.push(format!("{n} session{}", if n == 1 { "" } else { "s" }));
-    }
-    parts.join(", ")
-}
-
-/// A deployment target in full: the upstream URL, or `stdio: prog args` / `http :port: prog …`.
-fn target_long(t: &Value) -> String {
-    if let Some(url) = t.get("upstreamUrl").filter(|v| !v.is_null()) {
-        return text(url);
-    }
-    let Some(argv) = t.get("command").and_then(Value::as_array) else {
-        return text(t);
-    };
-    let command = argv
-        .iter()
-        .map(|a| quote_arg(&text(a)))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let transport = t.get("transport").and_then(Value::as_str).unwrap_or("http");
-    match t.get("port").and_then(Value::as_u64) {
-        Some(port) => format!("{} :{port}: {command}", clean(transport)),
-        None => format!("{}: {command}", clean(transport)),
-    }
-}
-
-/// `target_long` cut to the table's width.
-fn target_short(t: &Value) -> String {
-    let long = target_long(t);
-    if long.chars().count() <= TARGET_WIDTH {
-        return long;
-    }
-    let mut cut: String = long.chars().take(TARGET_WIDTH - 1).collect();
-    cut.push('…');
-    cut
-}
-
-/// An argument as `split_command` would read it back: quoted when it holds blanks or quotes.
-fn quote_arg(a: &str) -> String {
-    if !a.is_empty()
-        && !a
-            .chars()
-            .any(|c| c.is_whitespace() || matches!(c, '\'' | '"' | '\\'))
-    {
-        return a.to_owned();
-    }
-    format!("'{}'", a.replace('\'', r"'\''"))
-}
-
-fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or("").to_owned()
-}
-
-/// Splits a command line into arguments the way a POSIX shell's quoting does, without any
-/// expansion: blanks separate arguments; `'…'` keeps everything literally; `"…"` keeps
-/// everything but `\"`, `\\`, `` \` `` and `\$`, which lose their backslash; outside quotes a
-/// backslash makes the next character literal. `""` is an empty argument.
-pub fn split_command(line: &str) -> anyhow::Result<Vec<String>> {
-    let mut args = Vec::new();
-    let mut current = String::new();
-    // Whether an argument has begun: `''` makes an empty one, blanks alone none.
-    let mut started = false;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            c if c.is_whitespace() => {
-                if started {
-                    args.push(std::mem::take(&mut current));
-                    started = false;
-                }
-            }
-            '\'' => {
-                started = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(c) => current.push(c),
-                        None => bail!("unbalanced single quote in {line:?}"),
-                    }
-                }
-            }
-            '"' => {
-                started = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(c @ ('"' | '\\' | '`' | '$')) => current.push(c),
-                            // A backslash-newline inside double quotes continues the line.
-                            Some('\n') => {}
-                            Some(c) => {
-                                current.push('\\');
-                                current.push(c);
-                            }
-                            None => bail!("unbalanced double quote in {line:?}"),
-                        },
-                        Some(c) => current.push(c),
-                        None => bail!("unbalanced double quote in {line:?}"),
-                    }
-                }
-            }
-            '\\' => match chars.next() {
-                // A backslash-newline is a line continuation: it vanishes.
-                Some('\n') => {}
-                Some(c) => {
-                    started = true;
-                    current.push(c);
-                }
-                None => bail!("trailing backslash in {line:?}: escape it as \\\\"),
-            },
-            c => {
-                started = true;
-                current.push(c);
-            }
-        }
-    }
-    if started {
-        args.push(current);
-    }
-    Ok(args)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn split(s: &str) -> Vec<String> {
-        split_command(s).expect("splits")
-    }
-
-    #[test]
-    fn blanks_separate_arguments() {
-        assert_eq!(split("python3 srv.py"), ["python3", "srv.py"]);
-        assert_eq!(
-            split("  node\tserver.js \n --port  3001 "),
-            ["node", "server.js", "--port", "3001"]
-        );
-        assert!(split("").is_empty());
-        assert!(split("   ").is_empty());
-    }
-
-    #[test]
-    fn quotes_keep_blanks_and_join_with_their_neighbours() {
-        assert_eq!(split("echo 'a b' \"c d\""), ["echo", "a b", "c d"]);
-        assert_eq!(split("--name='my server'x"), ["--name=my serverx"]);
-        assert_eq!(split(r#"a"b"'c'd"#), ["abcd"]);
-        assert_eq!(
-            split("sh -c 'echo \"$HOME\" | wc'"),
-            ["sh", "-c", "echo \"$HOME\" | wc"]
-        );
-        assert_eq!(split(r#"it"'"s"#), ["it's"]);
-    }
-
-    #[test]
-    fn empty_quotes_are_empty_arguments() {
-        assert_eq!(split("prog '' \"\""), ["prog", "", ""]);
-        assert_eq!(split("''"), [""]);
-    }
-
-    #[test]
-    fn backslashes_escape() {
-        assert_eq!(split(r"a\ b c"), ["a b", "c"]);
-        assert_eq!(split(r"\'x\' \\"), ["'x'", "\\"]);
-        // Inside double quotes only " \ ` $ are escapable; other backslashes stay.
-        assert_eq!(split(r#""a\"b" "c\\d" "e\nf""#), ["a\"b", "c\\d", "e\\nf"]);
-        // Inside single quotes nothing is.
-        assert_eq!(split(r"'a\b'"), ["a\\b"]);
-        assert_eq!(split("a\\\nb"), ["ab"]);
-    }
-
-    #[test]
-    fn no_expansion_happens() {
-        assert_eq!(
-            split("ls $HOME *.py > out"),
-            ["ls", "$HOME", "*.py", ">", "out"]
-        );
-    }
-
-    #[test]
-    fn unbalanced_quotes_and_a_trailing_backslash_are_errors() {
-        let err = |s: &str| split_command(s).expect_err(s).to_string();
-        assert!(err("echo 'a b").starts_with("unbalanced single quote"));
-        assert!(err("echo \"a b").starts_with("unbalanced double quote"));
-        assert!(err(r#"echo "a\"#).starts_with("unbalanced double quote"));
-        assert!(err("echo a\\").starts_with("trailing backslash"));
-    }
-
-    #[test]
-    fn quoted_arguments_split_back_to_themselves() {
-        let argv = ["prog", "a b", "it's", "", "x\"y", r"c:\dir", "plain"];
-        let line = argv
-            .iter()
-            .map(|a| quote_arg(a))
-            .collect::<Vec<_>>()
-            .join(" ");
-        assert_eq!(split(&line), argv);
-    }
 
     fn deploy_args(upstream: Option<&str>, command: Option<&str>) -> DeployArgs {
         DeployArgs {
@@ -623,46 +368,5 @@ mod tests {
         );
         assert!(rollback_body(&args(false, None, None)).is_err());
         assert!(rollback_body(&args(true, Some(2), None)).is_err());
-    }
-
-    #[test]
-    fn targets_are_shown_short_and_long() {
-        assert_eq!(
-            target_long(&json!({"upstreamUrl": "http://127.0.0.1:3001/mcp"})),
-            "http://127.0.0.1:3001/mcp"
-        );
-        assert_eq!(
-            target_long(
-                &json!({"command": ["python3", "my srv.py"], "transport": "stdio", "port": null})
-            ),
-            "stdio: python3 'my srv.py'"
-        );
-        assert_eq!(
-            target_long(&json!({"command": ["node", "s.js"], "transport": "http", "port": 3001})),
-            "http :3001: node s.js"
-        );
-        let long = json!({"command": ["npx", "-y", "@modelcontextprotocol/server-filesystem", "/srv/data"], "transport": "stdio"});
-        let short = target_short(&long);
-        assert_eq!(short.chars().count(), TARGET_WIDTH);
-        assert!(short.starts_with("stdio: npx -y @modelcontextprotocol/"));
-        assert!(short.ends_with('…'));
-    }
-
-    #[test]
-    fn process_and_failures_read_the_server_object() {
-        assert_eq!(process_line(&Value::Null), "-");
-        assert_eq!(
-            process_line(&json!({"state": "running", "pid": 4242, "restarts": 1,
-                "startedAt": "2026-01-15T10:00:00Z", "sessions": 3})),
-            "running, pid 4242, 1 restart, since 2026-01-15T10:00:00Z, 3 sessions"
-        );
-        assert_eq!(
-            process_line(&json!({"state": "backoff", "pid": null, "restarts": 5,
-                "startedAt": null, "sessions": null})),
-            "backoff, 5 restarts"
-        );
-        assert!(is_failure(&json!({"status": "failed"})));
-        assert!(!is_failure(&json!({"status": "rolled_back"})));
-        assert!(!is_failure(&json!({"status": "running"})));
     }
 }

@@ -6,9 +6,9 @@ use std::io::{IsTerminal, Read};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-use super::Ctx;
 use super::api::seg;
 use super::auth::prompt_without_echo;
+use super::ctx::Ctx;
 use super::output::{cell, clean, print_json, table};
 use crate::domain::Secret;
 

@@ -2,8 +2,8 @@
 
 use serde_json::Value;
 
-use super::Ctx;
 use super::api::seg;
+use super::ctx::Ctx;
 use super::output::{cell, print_json, table, text};
 
 pub async fn list(ctx: &Ctx) -> anyhow::Result<()> {

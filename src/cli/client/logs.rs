@@ -7,9 +7,9 @@ use anyhow::{Context, bail};
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use super::Ctx;
-use super::LogsArgs;
 use super::api::{STREAM_IDLE_TIMEOUT, seg};
+use super::args::LogsArgs;
+use super::ctx::Ctx;
 use super::output::{cell, clean};
 
 /// A stream line longer than this is not an ezforge log stream.

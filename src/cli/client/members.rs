@@ -4,8 +4,8 @@
 use anyhow::bail;
 use serde_json::{Value, json};
 
-use super::Ctx;
 use super::api::seg;
+use super::ctx::Ctx;
 use super::output::{cell, clean, pairs, print_json, table};
 
 pub async fn members(ctx: &Ctx, project: &str) -> anyhow::Result<()> {

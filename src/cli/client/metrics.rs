@@ -3,9 +3,10 @@
 
 use serde_json::Value;
 
-use super::MetricsArgs;
+use super::api::seg;
+use super::args::MetricsArgs;
+use super::ctx::Ctx;
 use super::output::{cell, clean, pairs, print_json, table, text};
-use super::{Ctx, api::seg};
 
 pub async fn metrics(ctx: &Ctx, args: &MetricsArgs) -> anyhow::Result<()> {
     let api = ctx.api()?;

@@ -4,8 +4,8 @@ use anyhow::bail;
 use serde_json::{Map, Value, json};
 
 use super::api::seg;
+use super::ctx::{Ctx, split_scopes};
 use super::output::{cell, pairs, print_json, table};
-use super::{Ctx, split_scopes};
 
 pub async fn create(ctx: &Ctx, name: &str, slug: Option<&str>) -> anyhow::Result<()> {
     let api = ctx.api()?;

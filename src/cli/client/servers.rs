@@ -4,8 +4,9 @@ use anyhow::{Context, bail};
 use serde_json::{Map, Value, json};
 
 use super::api::{Api, seg};
+use super::args::UpdateArgs;
+use super::ctx::{Ctx, split_scopes};
 use super::output::{cell, pairs, print_json, table, text};
-use super::{Ctx, UpdateArgs, split_scopes};
 
 pub async fn create(
     ctx: &Ctx,

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::Ctx;
+use super::ctx::Ctx;
 use super::output::{cell, pairs, print_json};
 
 pub async fn usage(ctx: &Ctx) -> anyhow::Result<()> {

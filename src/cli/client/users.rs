@@ -4,8 +4,8 @@
 use anyhow::bail;
 use serde_json::{Value, json};
 
-use super::Ctx;
 use super::api::{Api, seg};
+use super::ctx::Ctx;
 use super::output::{cell, clean, pairs, print_json, table};
 
 /// What `ezforge users` asks of the control API.

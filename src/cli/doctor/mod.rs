@@ -7,6 +7,7 @@
 //! unit-tested; the gathering around them is kept thin. Network checks run on a runtime of
 //! their own (the CLI has no other), blocking file and `/proc` reads before it starts.
 
+mod as_metadata;
 mod cert;
 mod challenge;
 mod discovery;

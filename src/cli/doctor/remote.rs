@@ -10,7 +10,7 @@ use url::Url;
 use super::discovery::{self, Doc};
 use super::http::{self, Http};
 use super::report::{Check, Report};
-use super::{challenge, metadata};
+use super::{as_metadata, challenge, metadata};
 
 /// At most this many authorization servers of one resource are checked.
 const MAX_ISSUERS: usize = 3;
@@ -114,7 +114,7 @@ pub async fn check(http: &Http, raw: &str, insecure: bool) -> Report {
                 (form, u, d)
             })
             .collect();
-        let (checks, _) = metadata::judge_authorization_server(&issuer, &found);
+        let (checks, _) = as_metadata::judge_authorization_server(&issuer, &found);
         report.checks.extend(checks);
     }
     report

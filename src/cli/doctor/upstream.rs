@@ -37,61 +37,41 @@ async fn upstream(
     let repoint = format!(
         "start it, or point the server where it runs: ezforge deploy {slug} --upstream URL"
     );
-    let url = match Url::parse(raw) {
-        Ok(u) => u,
-        Err(e) => {
-            return (
-                Check::fail(id, format!("{raw:?} is not a URL: {e}"), repoint),
-                None,
-            );
-        }
-    };
-    let refused = |why: String| {
-        Check::fail(
-            &id,
-            format!("{raw}: {why}; the front door refuses it too"),
-            "point the server at an allowed address, or lift the rule (gateway.upstream_allow, gateway.upstream_deny)",
-        )
-    };
+    match resolve_allowed(destinations, connect_timeout, &id, raw, &repoint).await {
+        Ok(target) => probe(tls, connect_timeout, &id, slug, raw, &repoint, &target).await,
+        Err(check) => (check, None),
+    }
+}
+
+/// Where the front door would connect for an upstream URL.
+struct Target {
+    url: Url,
+    /// The host, when it is a name (not an address literal).
+    name: Option<String>,
+    /// The first of its addresses the destination rules allow.
+    addr: SocketAddr,
+}
+
+/// The upstream URL parsed, and its host resolved to an address the destination rules allow;
+/// else the failed check that says which step refused it.
+async fn resolve_allowed(
+    destinations: &Destinations,
+    connect_timeout: Duration,
+    id: &str,
+    raw: &str,
+    repoint: &str,
+) -> Result<Target, Check> {
+    let url = Url::parse(raw)
+        .map_err(|e| Check::fail(id, format!("{raw:?} is not a URL: {e}"), repoint))?;
     if let Err(r) = destinations.check_url(&url) {
-        return (refused(r.to_string()), None);
+        return Err(refused(id, raw, r.to_string()));
     }
     let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
-        return (
-            Check::fail(&id, format!("{raw} names no host"), repoint),
-            None,
-        );
+        return Err(Check::fail(id, format!("{raw} names no host"), repoint));
     };
     let host = host.trim_matches(['[', ']']).to_owned();
     let name = matches!(url.host(), Some(url::Host::Domain(_))).then_some(host.as_str());
-    let addrs: Vec<SocketAddr> = match tokio::time::timeout(
-        connect_timeout,
-        tokio::net::lookup_host((host.as_str(), port)),
-    )
-    .await
-    {
-        Ok(Ok(a)) => a.collect(),
-        Ok(Err(e)) => {
-            return (
-                Check::fail(
-                    &id,
-                    format!("{raw}: cannot resolve {host}: {e}"),
-                    "check the name, and this machine's DNS",
-                ),
-                None,
-            );
-        }
-        Err(_) => {
-            return (
-                Check::fail(
-                    &id,
-                    format!("{raw}: resolving {host} timed out"),
-                    "check this machine's DNS",
-                ),
-                None,
-            );
-        }
-    };
+    let addrs = lookup(connect_timeout, id, raw, &host, port).await?;
     let mut refusal = None;
     let allowed = addrs
         .iter()
@@ -105,9 +85,56 @@ async fn upstream(
         });
     let Some(addr) = allowed else {
         let why = refusal.map_or_else(|| format!("{host} has no address"), |r| r.to_string());
-        return (refused(why), None);
+        return Err(refused(id, raw, why));
     };
-    // To the address just checked, as the front door connects (no proxy, no other lookup).
+    let name = name.map(str::to_owned);
+    Ok(Target { url, name, addr })
+}
+
+/// The failed check for an upstream the destination rules refuse.
+fn refused(id: &str, raw: &str, why: String) -> Check {
+    Check::fail(
+        id,
+        format!("{raw}: {why}; the front door refuses it too"),
+        "point the server at an allowed address, or lift the rule (gateway.upstream_allow, gateway.upstream_deny)",
+    )
+}
+
+/// The host's addresses, within the connect timeout.
+async fn lookup(
+    connect_timeout: Duration,
+    id: &str,
+    raw: &str,
+    host: &str,
+    port: u16,
+) -> Result<Vec<SocketAddr>, Check> {
+    match tokio::time::timeout(connect_timeout, tokio::net::lookup_host((host, port))).await {
+        Ok(Ok(a)) => Ok(a.collect()),
+        Ok(Err(e)) => Err(Check::fail(
+            id,
+            format!("{raw}: cannot resolve {host}: {e}"),
+            "check the name, and this machine's DNS",
+        )),
+        Err(_) => Err(Check::fail(
+            id,
+            format!("{raw}: resolving {host} timed out"),
+            "check this machine's DNS",
+        )),
+    }
+}
+
+/// One request to the address just checked, as the front door connects (no proxy, no other
+/// lookup): any HTTP answer is a pass.
+async fn probe(
+    tls: &rustls::ClientConfig,
+    connect_timeout: Duration,
+    id: &str,
+    slug: &str,
+    raw: &str,
+    repoint: &str,
+    target: &Target,
+) -> (Check, Option<(String, i64)>) {
+    let Target { url, name, addr } = target;
     let mut builder = reqwest::Client::builder()
         .use_preconfigured_tls(tls.clone())
         .connect_timeout(connect_timeout)
@@ -115,13 +142,13 @@ async fn upstream(
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy();
     if let Some(n) = name {
-        builder = builder.resolve(n, addr);
+        builder = builder.resolve(n, *addr);
     }
     let client = match builder.build() {
         Ok(c) => c,
         Err(e) => {
             return (
-                Check::fail(&id, format!("cannot build a client: {e}"), repoint),
+                Check::fail(id, format!("cannot build a client: {e}"), repoint),
                 None,
             );
         }
@@ -140,14 +167,14 @@ async fn upstream(
                 super::served::date_skew(res.headers()).map(|s| (format!("upstream {slug}"), s));
             (
                 Check::ok(
-                    &id,
+                    id,
                     format!("{raw} answers (HTTP {}, {addr})", res.status().as_u16()),
                 ),
                 date,
             )
         }
         Err(e) => (
-            Check::fail(&id, format!("{raw}: {}", super::http::cause(&e)), repoint),
+            Check::fail(id, format!("{raw}: {}", super::http::cause(&e)), repoint),
             None,
         ),
     }
