@@ -9,7 +9,7 @@ use futures_util::FutureExt;
 use tokio::sync::{Notify, watch};
 use url::Url;
 
-use super::group::describe_exit;
+use super::group::{Group, describe_exit};
 use super::launch::Launch;
 use super::ports::wait_for_port;
 use crate::domain;
@@ -60,6 +60,16 @@ pub struct Supervisor {
     /// Addresses beyond loopback it was last seen listening on (reachable without the front
     /// door); empty when it listens on loopback only.
     exposed: std::sync::Mutex<Vec<std::net::SocketAddr>>,
+}
+
+/// How one started process's life ended, for the supervision loop.
+enum Life {
+    /// It exited, failed to come up, or crashed: restarted after a backoff. Says how.
+    Ended(String),
+    /// Stopped for idleness: started again on the next request.
+    Idle,
+    /// Told to stop: the loop ends.
+    Stopped,
 }
 
 /// A crash-loop's longest pause between restarts.
@@ -207,6 +217,8 @@ impl Supervisor {
         let _ = rx.wait_for(|s| *s == ProcState::Exited).await;
     }
 
+    /// The state machine: start, wait until up, run until the process ends (restarted after
+    /// a backoff), is idle (stopped until woken) or is told to stop (the loop ends).
     async fn run(self: Arc<Self>) {
         let mut failures: u32 = 0;
         loop {
@@ -217,21 +229,9 @@ impl Supervisor {
                 }
             }
             self.state.send_replace(ProcState::Starting);
-            // Whatever listens on the port would pass for this process (another server's, one
-            // that took it while this one was stopped): it must be free before each start.
-            if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", self.port)) {
-                let reason = format!("could not be started: port {} is not free: {e}", self.port);
-                self.launch.log("error", format!("process {reason}"));
-                failures += 1;
-                if !self.back_off(failures, reason).await {
-                    break;
-                }
-                continue;
-            }
-            let mut child = match self.launch.spawn(Some(self.port), false) {
+            let mut child = match self.launch_process() {
                 Ok(c) => c,
-                Err(e) => {
-                    let reason = format!("could not be started: {e}");
+                Err(reason) => {
                     self.launch.log("error", format!("process {reason}"));
                     failures += 1;
                     if !self.back_off(failures, reason).await {
@@ -246,47 +246,10 @@ impl Supervisor {
                 format!("process {pid} started: {}", self.launch.command.join(" ")),
             );
             let started = Instant::now();
-            // Up when the port accepts connections.
-            let up = tokio::select! {
-                status = child.wait() => Err(describe_exit(status)),
-                r = wait_for_port(self.port, self.start_timeout) => r,
-                () = self.stop.notified() => {
-                    child.terminate().await;
-                    break;
-                }
-            };
-            let ended = match up {
-                Ok(()) => {
-                    // Asked for before it ran, these are answered now: a stop for idleness
-                    // noted while the last process was being stopped, a wake-up from a request
-                    // that waited for this start. Kept, they would stop this process at once
-                    // or start the next one unasked.
-                    let _ = self.sleep.notified().now_or_never();
-                    let _ = self.wake.notified().now_or_never();
-                    self.state.send_replace(ProcState::Running {
-                        pid,
-                        since_ms: domain::now_ms(),
-                    });
-                    self.touch();
-                    tokio::select! {
-                        status = child.wait() => describe_exit(status),
-                        () = self.stop.notified() => {
-                            child.terminate().await;
-                            self.launch.log("info", format!("process {pid} stopped"));
-                            break;
-                        }
-                        () = self.sleep.notified() => {
-                            child.terminate().await;
-                            self.launch.log("info", format!("process {pid} stopped after {} s without requests", self.idle_ms() / 1000));
-                            self.state.send_replace(ProcState::Stopped);
-                            continue;
-                        }
-                    }
-                }
-                Err(reason) => {
-                    child.terminate().await;
-                    reason
-                }
+            let ended = match self.supervise(&mut child, pid).await {
+                Life::Ended(reason) => reason,
+                Life::Idle => continue,
+                Life::Stopped => break,
             };
             failures = if started.elapsed() >= STABLE_AFTER {
                 1
@@ -300,6 +263,69 @@ impl Supervisor {
             }
         }
         self.state.send_replace(ProcState::Exited);
+    }
+
+    /// Starts the process on its port, which must be free: whatever listens on it would pass
+    /// for this process (another server's, one that took it while this one was stopped).
+    fn launch_process(&self) -> Result<Group, String> {
+        if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", self.port)) {
+            return Err(format!(
+                "could not be started: port {} is not free: {e}",
+                self.port
+            ));
+        }
+        self.launch
+            .spawn(Some(self.port), false)
+            .map_err(|e| format!("could not be started: {e}"))
+    }
+
+    /// Waits until the started process accepts connections on its port, then runs it until
+    /// its life ends.
+    async fn supervise(&self, child: &mut Group, pid: u32) -> Life {
+        let up = tokio::select! {
+            status = child.wait() => Err(describe_exit(status)),
+            r = wait_for_port(self.port, self.start_timeout) => r,
+            () = self.stop.notified() => {
+                child.terminate().await;
+                return Life::Stopped;
+            }
+        };
+        match up {
+            Ok(()) => self.serve(child, pid).await,
+            Err(reason) => {
+                child.terminate().await;
+                Life::Ended(reason)
+            }
+        }
+    }
+
+    /// The process is up: it runs until it exits, is told to stop, or is stopped for
+    /// idleness.
+    async fn serve(&self, child: &mut Group, pid: u32) -> Life {
+        // Asked for before it ran, these are answered now: a stop for idleness noted while
+        // the last process was being stopped, a wake-up from a request that waited for this
+        // start. Kept, they would stop this process at once or start the next one unasked.
+        let _ = self.sleep.notified().now_or_never();
+        let _ = self.wake.notified().now_or_never();
+        self.state.send_replace(ProcState::Running {
+            pid,
+            since_ms: domain::now_ms(),
+        });
+        self.touch();
+        tokio::select! {
+            status = child.wait() => Life::Ended(describe_exit(status)),
+            () = self.stop.notified() => {
+                child.terminate().await;
+                self.launch.log("info", format!("process {pid} stopped"));
+                Life::Stopped
+            }
+            () = self.sleep.notified() => {
+                child.terminate().await;
+                self.launch.log("info", format!("process {pid} stopped after {} s without requests", self.idle_ms() / 1000));
+                self.state.send_replace(ProcState::Stopped);
+                Life::Idle
+            }
+        }
     }
 
     /// Waits before restart attempt `failures` (250 ms, doubling, at most 30 s); false when
