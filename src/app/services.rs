@@ -65,91 +65,52 @@ pub(super) struct Ingredients {
     pub destinations: Arc<Destinations>,
 }
 
+/// What the services are made of: start-up's ingredients, and the pieces several services
+/// share, each made once.
+struct Common {
+    config: Config,
+    public_url: String,
+    store: Store,
+    outbound: Outbound,
+    destinations: Arc<Destinations>,
+    master_key: web::Data<MasterKey>,
+    keys: web::Data<Keyring>,
+    revoked: web::Data<RevokedGrants>,
+    hub: LogHub,
+    upstream_tls: Arc<rustls::ClientConfig>,
+}
+
 impl Services {
     /// Must be called within the runtime that outlives the HTTP workers (the deployer's).
     pub(super) fn build(i: Ingredients) -> Result<Self, StartupError> {
-        let config = &i.config;
-        let master_key = web::Data::new(i.master_key);
-        let keys = web::Data::new(i.keyring);
-        let revoked = web::Data::new(i.revoked);
-        let hub = LogHub::default();
-        // Loads the system's CA certificates: once.
-        let upstream_tls = tls_config();
-        let deployer = web::Data::new(Deployer::new(DeployerParts {
-            hub: hub.clone(),
-            sandbox: i.sandbox,
-            store: i.store.clone(),
-            master_key: master_key.clone().into_inner(),
-            config: config.deploy.clone(),
-            upstream_timeout: config.gateway.upstream_timeout.0,
-            health: UpstreamClient::new(
-                upstream_tls.clone(),
-                config.gateway.upstream_connect_timeout.0,
-                i.destinations.clone(),
-            ),
-            destinations: i.destinations.clone(),
-        }));
-        let gateway = web::Data::new(Gateway {
-            store: i.store.clone(),
-            deployer: deployer.clone(),
-            default_byoa: config.auth.byoa.clone(),
-            urls: ServerUrls::new(
-                &i.public_url,
-                config.gateway.routing,
-                config.gateway.server_domain.as_deref(),
-            ),
-            config: config.gateway.clone(),
-            health_timeout: config.deploy.health_timeout.0,
-            keys: keys.clone().into_inner(),
-            hub,
-            registry: Default::default(),
-            verifier: gateway::verify::Verifier::new(
-                JwksCache::new(i.outbound.clone()),
-                keys.clone().into_inner(),
-                revoked.clone().into_inner(),
-                deployer.hub.clone(),
-                &i.public_url,
-            ),
-            tools: Default::default(),
-            sessions: gateway::sessions::SessionSeal::new(master_key.mac_key("mcp session ids")),
-            limiter: Limiter::new(config.gateway.rate_limit),
-            upstream_tls,
-            destinations: i.destinations,
-            assertions: gateway::assertion::Assertions::new(
-                &master_key,
-                &i.public_url,
-                keys.current(),
-            )
-            .map_err(|e| StartupError::Join(e.to_string()))?,
-            log: Arc::new(AccessLog::new(ACCESS_LOG_QUEUE)),
-        });
-        deployer.route_through(gateway.clone().into_inner());
-        let api_limiter = Arc::new(Limiter::new(config.control.rate_limit));
-        Ok(Self {
-            accounts: web::Data::new(Accounts::new(
-                i.store.clone(),
-                LoginThrottle::new(config.control.login_attempts, LOGIN_WINDOW),
-                api_limiter.clone(),
-                config.auth.session_ttl.0,
-                &i.public_url,
-            )),
-            control: web::Data::new(ControlState::new(api_limiter)),
-            oauth: web::Data::new(OAuthState {
-                limiter: Limiter::new(config.auth.rate_limit),
-                clients: Default::default(),
-                client_jwks: JwksCache::for_clients(i.outbound.clone()),
-            }),
-            store: web::Data::new(i.store),
-            outbound: web::Data::new(i.outbound),
-            config: web::Data::new(i.config),
+        let Ingredients {
+            config,
+            public_url,
+            store,
             master_key,
-            keys,
+            keyring,
             revoked,
-            reuse: web::Data::new(ReuseCounters::default()),
-            gateway,
-            deployer,
-            started: web::Data::new(Started(Instant::now())),
-        })
+            sandbox,
+            outbound,
+            destinations,
+        } = i;
+        let common = Common {
+            master_key: web::Data::new(master_key),
+            keys: web::Data::new(keyring),
+            revoked: web::Data::new(revoked),
+            hub: LogHub::default(),
+            // Loads the system's CA certificates: once.
+            upstream_tls: tls_config(),
+            config,
+            public_url,
+            store,
+            outbound,
+            destinations,
+        };
+        let deployer = web::Data::new(common.deployer(sandbox));
+        let gateway = web::Data::new(common.gateway(deployer.clone())?);
+        deployer.route_through(gateway.clone().into_inner());
+        Ok(common.into_services(deployer, gateway))
     }
 
     /// Hands each service to the handlers as its own `web::Data`.
@@ -173,5 +134,99 @@ impl Services {
     /// follows at once.
     pub async fn servers_changed(&self) {
         self.gateway.servers_changed().await;
+    }
+}
+
+impl Common {
+    /// The deployer, with an upstream client of its own for health checks.
+    fn deployer(&self, sandbox: Sandbox) -> Deployer {
+        let config = &self.config;
+        Deployer::new(DeployerParts {
+            hub: self.hub.clone(),
+            sandbox,
+            store: self.store.clone(),
+            master_key: self.master_key.clone().into_inner(),
+            config: config.deploy.clone(),
+            upstream_timeout: config.gateway.upstream_timeout.0,
+            health: UpstreamClient::new(
+                self.upstream_tls.clone(),
+                config.gateway.upstream_connect_timeout.0,
+                self.destinations.clone(),
+            ),
+            destinations: self.destinations.clone(),
+        })
+    }
+
+    /// The front door's service: routing table, token verifier, session seal, rate limit,
+    /// assertions to upstreams, access log.
+    fn gateway(&self, deployer: web::Data<Deployer>) -> Result<Gateway, StartupError> {
+        let config = &self.config;
+        Ok(Gateway {
+            store: self.store.clone(),
+            default_byoa: config.auth.byoa.clone(),
+            urls: ServerUrls::new(
+                &self.public_url,
+                config.gateway.routing,
+                config.gateway.server_domain.as_deref(),
+            ),
+            config: config.gateway.clone(),
+            health_timeout: config.deploy.health_timeout.0,
+            keys: self.keys.clone().into_inner(),
+            hub: self.hub.clone(),
+            registry: Default::default(),
+            verifier: gateway::verify::Verifier::new(
+                JwksCache::new(self.outbound.clone()),
+                self.keys.clone().into_inner(),
+                self.revoked.clone().into_inner(),
+                deployer.hub.clone(),
+                &self.public_url,
+            ),
+            deployer,
+            tools: Default::default(),
+            sessions: gateway::sessions::SessionSeal::new(
+                self.master_key.mac_key("mcp session ids"),
+            ),
+            limiter: Limiter::new(config.gateway.rate_limit),
+            upstream_tls: self.upstream_tls.clone(),
+            destinations: self.destinations.clone(),
+            assertions: gateway::assertion::Assertions::new(
+                &self.master_key,
+                &self.public_url,
+                self.keys.current(),
+            )
+            .map_err(|e| StartupError::Join(e.to_string()))?,
+            log: Arc::new(AccessLog::new(ACCESS_LOG_QUEUE)),
+        })
+    }
+
+    /// The rest of the services, around the deployer and the gateway.
+    fn into_services(self, deployer: web::Data<Deployer>, gateway: web::Data<Gateway>) -> Services {
+        let config = &self.config;
+        let api_limiter = Arc::new(Limiter::new(config.control.rate_limit));
+        Services {
+            accounts: web::Data::new(Accounts::new(
+                self.store.clone(),
+                LoginThrottle::new(config.control.login_attempts, LOGIN_WINDOW),
+                api_limiter.clone(),
+                config.auth.session_ttl.0,
+                &self.public_url,
+            )),
+            control: web::Data::new(ControlState::new(api_limiter)),
+            oauth: web::Data::new(OAuthState {
+                limiter: Limiter::new(config.auth.rate_limit),
+                clients: Default::default(),
+                client_jwks: JwksCache::for_clients(self.outbound.clone()),
+            }),
+            store: web::Data::new(self.store),
+            outbound: web::Data::new(self.outbound),
+            config: web::Data::new(self.config),
+            master_key: self.master_key,
+            keys: self.keys,
+            revoked: self.revoked,
+            reuse: web::Data::new(ReuseCounters::default()),
+            gateway,
+            deployer,
+            started: web::Data::new(Started(Instant::now())),
+        }
     }
 }

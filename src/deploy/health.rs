@@ -194,48 +194,11 @@ async fn rpc(
     if msg.get("id").is_none() {
         return Ok((session, None));
     }
-    let mut stream = res.into_body();
+    let stream = res.into_body();
     let answer = if sse {
-        // Read events until the response arrives (the stream may stay open afterwards).
-        let answer_in = |line: &[u8]| {
-            let line = String::from_utf8_lossy(line);
-            let data = line.trim_end_matches('\r').strip_prefix("data:")?;
-            serde_json::from_str::<Value>(data.trim())
-                .ok()
-                .filter(|v| v.get("id") == msg.get("id"))
-        };
-        let mut buf = Vec::new();
-        // Each line is read once: `buf[..scanned]` holds whole lines already looked at.
-        let mut scanned = 0;
-        let mut found = None;
-        while let Some(Ok(chunk)) = stream.next().await {
-            buf.extend_from_slice(&chunk);
-            while found.is_none()
-                && let Some(end) = buf[scanned..].iter().position(|b| *b == b'\n')
-            {
-                found = answer_in(&buf[scanned..scanned + end]);
-                scanned += end + 1;
-            }
-            if found.is_some() || buf.len() > MAX_ANSWER {
-                break;
-            }
-        }
-        // A last line the stream ended without closing.
-        found.or_else(|| answer_in(&buf[scanned..]))
+        sse_answer(stream, msg.get("id")).await
     } else {
-        // As much as a JSON-RPC answer to initialize or ping can need, and no more.
-        let mut buf = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| Failure::Final(format!("reading the answer: {e}")))?;
-            buf.extend_from_slice(&chunk);
-            if buf.len() > MAX_ANSWER {
-                return Err(Failure::Final(format!(
-                    "the answer is larger than {} KiB",
-                    MAX_ANSWER >> 10
-                )));
-            }
-        }
-        serde_json::from_slice(&buf).ok()
+        json_answer(stream).await?
     };
     match answer {
         Some(a) => Ok((session, Some(a))),
@@ -243,4 +206,51 @@ async fn rpc(
             "the answer is not a JSON-RPC response".into(),
         )),
     }
+}
+
+/// Reads events until the response with `id` arrives (the stream may stay open afterwards),
+/// at most `MAX_ANSWER` bytes.
+async fn sse_answer(mut stream: PooledBody, id: Option<&Value>) -> Option<Value> {
+    let answer_in = |line: &[u8]| {
+        let line = String::from_utf8_lossy(line);
+        let data = line.trim_end_matches('\r').strip_prefix("data:")?;
+        serde_json::from_str::<Value>(data.trim())
+            .ok()
+            .filter(|v| v.get("id") == id)
+    };
+    let mut buf = Vec::new();
+    // Each line is read once: `buf[..scanned]` holds whole lines already looked at.
+    let mut scanned = 0;
+    let mut found = None;
+    while let Some(Ok(chunk)) = stream.next().await {
+        buf.extend_from_slice(&chunk);
+        while found.is_none()
+            && let Some(end) = buf[scanned..].iter().position(|b| *b == b'\n')
+        {
+            found = answer_in(&buf[scanned..scanned + end]);
+            scanned += end + 1;
+        }
+        if found.is_some() || buf.len() > MAX_ANSWER {
+            break;
+        }
+    }
+    // A last line the stream ended without closing.
+    found.or_else(|| answer_in(&buf[scanned..]))
+}
+
+/// Reads a JSON body: as much as a JSON-RPC answer to initialize or ping can need, and no
+/// more.
+async fn json_answer(mut stream: PooledBody) -> Result<Option<Value>, Failure> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Failure::Final(format!("reading the answer: {e}")))?;
+        buf.extend_from_slice(&chunk);
+        if buf.len() > MAX_ANSWER {
+            return Err(Failure::Final(format!(
+                "the answer is larger than {} KiB",
+                MAX_ANSWER >> 10
+            )));
+        }
+    }
+    Ok(serde_json::from_slice(&buf).ok())
 }

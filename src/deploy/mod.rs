@@ -15,6 +15,7 @@ mod pipeline;
 pub mod process;
 mod provision;
 pub mod sandbox;
+mod signals;
 mod spec;
 pub mod stdio;
 mod target;

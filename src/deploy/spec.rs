@@ -88,19 +88,7 @@ const MAX_ARG: usize = 4096;
 
 impl DeployBody {
     pub fn parse(self) -> Result<Parsed, DeployError> {
-        let label = match self.version {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => {
-                Some(validate::name(&s, 64).map_err(|e| DeployError::invalid("version", e))?)
-            }
-            Some(Value::Number(n)) => Some(n.to_string()),
-            Some(_) => {
-                return Err(DeployError::invalid(
-                    "version",
-                    "must be a string label (at most 64 characters)",
-                ));
-            }
-        };
+        let label = parse_version(self.version)?;
         let spec = match (self.upstream_url, self.command) {
             (Some(_), Some(_)) => {
                 return Err(DeployError::invalid(
@@ -118,70 +106,12 @@ impl DeployBody {
                         "transport and port go with command, not upstreamUrl",
                     ));
                 }
-                let url = validate::upstream_url(&url)
-                    .map_err(|e| DeployError::invalid("upstreamUrl", e))?;
-                Spec::Upstream {
-                    upstream_url: String::from(url),
-                }
+                parse_upstream(&url)?
             }
             (None, Some(command)) => {
-                let Value::Array(items) = command else {
-                    return Err(DeployError::invalid(
-                        "command",
-                        "must be an array of strings: the program and its arguments",
-                    ));
-                };
-                if items.is_empty() || items.len() > MAX_ARGS {
-                    return Err(DeployError::invalid(
-                        "command",
-                        format!("must have 1 to {MAX_ARGS} elements"),
-                    ));
-                }
-                let mut command = Vec::with_capacity(items.len());
-                for item in items {
-                    match item {
-                        Value::String(s)
-                            if !s.is_empty() && s.len() <= MAX_ARG && !s.contains('\0') =>
-                        {
-                            command.push(s)
-                        }
-                        _ => {
-                            return Err(DeployError::invalid(
-                                "command",
-                                format!(
-                                    "every element must be a non-empty string of at most {MAX_ARG} bytes, without NUL"
-                                ),
-                            ));
-                        }
-                    }
-                }
-                let transport = match self.transport.as_deref() {
-                    Some("stdio") => Transport::Stdio,
-                    Some("http") | None => Transport::Http,
-                    Some(_) => {
-                        return Err(DeployError::invalid(
-                            "transport",
-                            "must be \"stdio\" or \"http\"",
-                        ));
-                    }
-                };
-                let port = match self.port {
-                    None | Some(Value::Null) => None,
-                    Some(v) => match v.as_u64() {
-                        Some(p) if (1024..=65535).contains(&p) && transport == Transport::Http => {
-                            Some(p as u16)
-                        }
-                        Some(_) if transport == Transport::Stdio => {
-                            return Err(DeployError::invalid("port", "a stdio server has no port"));
-                        }
-                        _ => {
-                            return Err(DeployError::invalid(
-                                "port",
-                                "must be an integer between 1024 and 65535",
-                            ));
-                        }
-                    },
-                };
+                let command = parse_command(command)?;
+                let transport = parse_transport(self.transport.as_deref())?;
+                let port = parse_port(self.port, transport)?;
                 Spec::Command {
                     command,
                     transport,
@@ -194,5 +124,93 @@ impl DeployBody {
             label,
             rollback: self.rollback_on_health_check_failure,
         })
+    }
+}
+
+/// `version`: a label of at most 64 characters (a number is taken as its text).
+fn parse_version(version: Option<Value>) -> Result<Option<String>, DeployError> {
+    match version {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(
+            validate::name(&s, 64).map_err(|e| DeployError::invalid("version", e))?,
+        )),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(DeployError::invalid(
+            "version",
+            "must be a string label (at most 64 characters)",
+        )),
+    }
+}
+
+/// `upstreamUrl`: a URL the front door may forward to.
+fn parse_upstream(url: &str) -> Result<Spec, DeployError> {
+    let url = validate::upstream_url(url).map_err(|e| DeployError::invalid("upstreamUrl", e))?;
+    Ok(Spec::Upstream {
+        upstream_url: String::from(url),
+    })
+}
+
+/// `command`: the program and its arguments, 1 to `MAX_ARGS` non-empty strings of at most
+/// `MAX_ARG` bytes, without NUL.
+fn parse_command(command: Value) -> Result<Vec<String>, DeployError> {
+    let Value::Array(items) = command else {
+        return Err(DeployError::invalid(
+            "command",
+            "must be an array of strings: the program and its arguments",
+        ));
+    };
+    if items.is_empty() || items.len() > MAX_ARGS {
+        return Err(DeployError::invalid(
+            "command",
+            format!("must have 1 to {MAX_ARGS} elements"),
+        ));
+    }
+    let mut command = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            Value::String(s) if !s.is_empty() && s.len() <= MAX_ARG && !s.contains('\0') => {
+                command.push(s)
+            }
+            _ => {
+                return Err(DeployError::invalid(
+                    "command",
+                    format!(
+                        "every element must be a non-empty string of at most {MAX_ARG} bytes, without NUL"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(command)
+}
+
+/// `transport`: `http` (the default) or `stdio`.
+fn parse_transport(transport: Option<&str>) -> Result<Transport, DeployError> {
+    match transport {
+        Some("stdio") => Ok(Transport::Stdio),
+        Some("http") | None => Ok(Transport::Http),
+        Some(_) => Err(DeployError::invalid(
+            "transport",
+            "must be \"stdio\" or \"http\"",
+        )),
+    }
+}
+
+/// `port`: an HTTP command's port, 1024 to 65535; a stdio command has none.
+fn parse_port(port: Option<Value>, transport: Transport) -> Result<Option<u16>, DeployError> {
+    match port {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(p) if (1024..=65535).contains(&p) && transport == Transport::Http => {
+                Ok(Some(p as u16))
+            }
+            Some(_) if transport == Transport::Stdio => {
+                Err(DeployError::invalid("port", "a stdio server has no port"))
+            }
+            _ => Err(DeployError::invalid(
+                "port",
+                "must be an integer between 1024 and 65535",
+            )),
+        },
     }
 }

@@ -344,6 +344,8 @@ impl StdioPool {
         }
     }
 
+    /// A POST: its messages sent to the session's process (a new one for `initialize`
+    /// without a session), answered with the responses.
     async fn post(self: &Arc<Self>, session: Option<Arc<Session>>, body: &Bytes) -> HttpResponse {
         let Ok(parsed) = serde_json::from_slice::<Value>(body) else {
             return rpc_error(StatusCode::BAD_REQUEST, None, -32700, "parse error");
@@ -352,57 +354,15 @@ impl StdioPool {
             Value::Array(items) => (items, true),
             one => (vec![one], false),
         };
-        let initialize = messages
-            .iter()
-            .any(|m| m.get("method").and_then(Value::as_str) == Some("initialize"));
         let first_id = messages.iter().find_map(|m| m.get("id")).cloned();
         let (session, new) = match session {
             Some(s) => (s, false),
-            None if initialize => {
-                // Counted and registered under one lock: concurrent initializes cannot pass
-                // the limit together.
-                let mut sessions = self.lock();
-                if self.closed.load(Relaxed) {
-                    // Replaced or removed while this request was on its way.
-                    return rpc_error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        first_id.as_ref(),
-                        -32002,
-                        "this MCP server was replaced or removed; retry",
-                    );
+            None => match self.open(&messages) {
+                Ok(s) => (s, true),
+                Err((status, code, message)) => {
+                    return rpc_error(status, first_id.as_ref(), code, message);
                 }
-                if sessions.len() >= self.max_sessions {
-                    return rpc_error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        first_id.as_ref(),
-                        -32005,
-                        "this MCP server has as many sessions as it may run; retry later",
-                    );
-                }
-                match self.start() {
-                    Ok(s) => {
-                        sessions.insert(s.id.clone(), s.clone());
-                        (s, true)
-                    }
-                    Err(e) => {
-                        self.launch.log("error", format!("stdio process {e}"));
-                        return rpc_error(
-                            StatusCode::BAD_GATEWAY,
-                            first_id.as_ref(),
-                            -32004,
-                            "the MCP server could not be started",
-                        );
-                    }
-                }
-            }
-            None => {
-                return rpc_error(
-                    StatusCode::BAD_REQUEST,
-                    first_id.as_ref(),
-                    -32600,
-                    "Mcp-Session-Id header required (start with initialize)",
-                );
-            }
+            },
         };
         let result = {
             // Counted as busy (not reaped) while this request runs, however it ends.
@@ -420,18 +380,56 @@ impl StdioPool {
                 return rpc_error(status, first_id.as_ref(), -32004, message);
             }
         };
-        let mut res = if answers.is_empty() {
-            HttpResponse::Accepted()
-        } else {
-            HttpResponse::Ok()
-        };
-        if new {
-            res.insert_header((SESSION_HEADER, session.id.clone()));
+        answer(answers, batch, new.then_some(&session.id))
+    }
+
+    /// A new session for a POST without one: only an `initialize` starts one, within the
+    /// pool's limit and while it is open. Refused: the answer's status, error code and message.
+    fn open(
+        self: &Arc<Self>,
+        messages: &[Value],
+    ) -> Result<Arc<Session>, (StatusCode, i64, &'static str)> {
+        let initialize = messages
+            .iter()
+            .any(|m| m.get("method").and_then(Value::as_str) == Some("initialize"));
+        if !initialize {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                -32600,
+                "Mcp-Session-Id header required (start with initialize)",
+            ));
         }
-        match (answers.len(), batch) {
-            (0, _) => res.finish(),
-            (1, false) => res.json(&answers[0]),
-            _ => res.json(Value::Array(answers)),
+        // Counted and registered under one lock: concurrent initializes cannot pass the
+        // limit together.
+        let mut sessions = self.lock();
+        if self.closed.load(Relaxed) {
+            // Replaced or removed while this request was on its way.
+            return Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                -32002,
+                "this MCP server was replaced or removed; retry",
+            ));
+        }
+        if sessions.len() >= self.max_sessions {
+            return Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                -32005,
+                "this MCP server has as many sessions as it may run; retry later",
+            ));
+        }
+        match self.start() {
+            Ok(s) => {
+                sessions.insert(s.id.clone(), s.clone());
+                Ok(s)
+            }
+            Err(e) => {
+                self.launch.log("error", format!("stdio process {e}"));
+                Err((
+                    StatusCode::BAD_GATEWAY,
+                    -32004,
+                    "the MCP server could not be started",
+                ))
+            }
         }
     }
 
@@ -495,6 +493,24 @@ impl StdioPool {
         };
         session.end.notify_one();
         out
+    }
+}
+
+/// A POST's answer: 202 when nothing was asked, else the response (an array for a batch);
+/// `new_session`: the id of the session it started.
+fn answer(answers: Vec<Value>, batch: bool, new_session: Option<&String>) -> HttpResponse {
+    let mut res = if answers.is_empty() {
+        HttpResponse::Accepted()
+    } else {
+        HttpResponse::Ok()
+    };
+    if let Some(id) = new_session {
+        res.insert_header((SESSION_HEADER, id.clone()));
+    }
+    match (answers.len(), batch) {
+        (0, _) => res.finish(),
+        (1, false) => res.json(&answers[0]),
+        _ => res.json(Value::Array(answers)),
     }
 }
 

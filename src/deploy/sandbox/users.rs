@@ -10,6 +10,7 @@ use std::sync::Mutex;
 
 use super::probe::{self, RunAs};
 use crate::config::ProgramUser;
+use crate::deploy::signals::kill_pid;
 
 enum Plan {
     /// ezforge is not root: programs run as its user.
@@ -210,7 +211,7 @@ pub fn kill_processes_of(uid: u32) -> usize {
             continue;
         };
         if uid != 0 && uid_of(&e.path()) == Some(uid) {
-            super::super::process::kill_pid(pid);
+            kill_pid(pid);
             killed += 1;
         }
     }
