@@ -15,6 +15,7 @@ mod health;
 mod invitations;
 mod keys;
 mod logs;
+mod membership;
 mod metrics;
 mod openapi;
 mod projects;
