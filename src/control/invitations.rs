@@ -12,6 +12,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
+use rusqlite::Connection;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -22,6 +23,7 @@ use super::{ListQuery, data, list as list_page, no_content};
 use crate::crypto;
 use crate::domain::{self, Secret};
 use crate::error::ApiError;
+use crate::store::audit::Actor;
 use crate::store::invitations::{InvitationRow, InvitationView};
 use crate::store::{self, Store};
 
@@ -61,18 +63,19 @@ pub async fn invite(
     let inviter = who.session()?.clone();
     let body = body.into_inner();
     let email = super::users::required_email(body.email.as_deref())?;
-    let role = match body.role.as_deref().unwrap_or("member") {
-        r @ ("owner" | "member") => r.to_owned(),
-        _ => {
-            return Err(ApiError::validation(
-                "role",
-                "must be \"owner\" or \"member\"",
-            ));
-        }
-    };
+    let role = invitee_role(body.role.as_deref())?;
     let token = crypto::new_token("ezf_inv_");
-    let token_hash = crypto::token_hash(token.expose());
     let now = domain::now();
+    let row = InvitationRow {
+        id: domain::new_id("inv_"),
+        project_id: String::new(),
+        email,
+        role,
+        token_hash: crypto::token_hash(token.expose()),
+        invited_by: inviter.id.clone(),
+        created_at: now,
+        expires_at: now + INVITATION_TTL_SECS,
+    };
     let key = path.into_inner();
     let actor = who.actor();
     let view = store
@@ -82,53 +85,7 @@ pub async fn invite(
                 return Err(owner_only());
             }
             let project = access.project;
-            // Already in the project: its owners see its members, so this tells them nothing new.
-            if let Some(user) = store::users::by_email(tx, &email)?
-                && store::projects::member_role(tx, &project.id, &user.id)?.is_some()
-            {
-                return Err(ApiError::Conflict(format!(
-                    "{} is already a member",
-                    user.email
-                )));
-            }
-            let id = domain::new_id("inv_");
-            if let Some(old) = store::invitations::for_email_in_project(tx, &project.id, &email)? {
-                if old.expires_at > now && entitled(tx, &old)? {
-                    return Err(ApiError::Conflict(format!(
-                        "{email} has a pending invitation; withdraw it to invite again"
-                    )));
-                }
-                // Expired, or void since its sender lost their standing: replaced.
-                store::invitations::delete(tx, &old.id)?;
-                store::audit::record(
-                    tx,
-                    &actor,
-                    "project.invitation.replace",
-                    Some(&old.id),
-                    Some(&project.id),
-                    Some(&json!({ "email": old.email, "replacedBy": id })),
-                )?;
-            }
-            let row = InvitationRow {
-                id,
-                project_id: project.id.clone(),
-                email,
-                role,
-                token_hash,
-                invited_by: inviter.id.clone(),
-                created_at: now,
-                expires_at: now + INVITATION_TTL_SECS,
-            };
-            store::invitations::insert(tx, &row)?;
-            let details = json!({ "email": row.email, "role": row.role });
-            store::audit::record(
-                tx,
-                &actor,
-                "project.invitation.create",
-                Some(&row.id),
-                Some(&project.id),
-                Some(&details),
-            )?;
+            let row = send(tx, &actor, &project.id, row, now)?;
             Ok(InvitationView {
                 row,
                 inviter_email: Some(inviter.email),
@@ -140,6 +97,68 @@ pub async fn invite(
     let mut body = invitation_json(&view, now);
     body["inviteToken"] = json!(token.expose());
     Ok(data(StatusCode::CREATED, body))
+}
+
+/// `role`: `member` unless `owner` is asked for.
+fn invitee_role(role: Option<&str>) -> Result<String, ApiError> {
+    match role.unwrap_or("member") {
+        r @ ("owner" | "member") => Ok(r.to_owned()),
+        _ => Err(ApiError::validation(
+            "role",
+            "must be \"owner\" or \"member\"",
+        )),
+    }
+}
+
+/// Records the invitation `row` to `project_id`, unless its email is a member already or has
+/// a live invitation there; one that expired, or went void with its sender's standing, is
+/// replaced (blocking, in the caller's transaction).
+fn send(
+    tx: &Connection,
+    actor: &Actor,
+    project_id: &str,
+    mut row: InvitationRow,
+    now: i64,
+) -> Result<InvitationRow, ApiError> {
+    // Already in the project: its owners see its members, so this tells them nothing new.
+    if let Some(user) = store::users::by_email(tx, &row.email)?
+        && store::projects::member_role(tx, project_id, &user.id)?.is_some()
+    {
+        return Err(ApiError::Conflict(format!(
+            "{} is already a member",
+            user.email
+        )));
+    }
+    if let Some(old) = store::invitations::for_email_in_project(tx, project_id, &row.email)? {
+        if old.expires_at > now && entitled(tx, &old)? {
+            return Err(ApiError::Conflict(format!(
+                "{} has a pending invitation; withdraw it to invite again",
+                row.email
+            )));
+        }
+        // Expired, or void since its sender lost their standing: replaced.
+        store::invitations::delete(tx, &old.id)?;
+        store::audit::record(
+            tx,
+            actor,
+            "project.invitation.replace",
+            Some(&old.id),
+            Some(project_id),
+            Some(&json!({ "email": old.email, "replacedBy": row.id })),
+        )?;
+    }
+    row.project_id = project_id.to_owned();
+    store::invitations::insert(tx, &row)?;
+    let details = json!({ "email": row.email, "role": row.role });
+    store::audit::record(
+        tx,
+        actor,
+        "project.invitation.create",
+        Some(&row.id),
+        Some(project_id),
+        Some(&details),
+    )?;
+    Ok(row)
 }
 
 /// `GET /v1/projects/:projectId/invitations` (owners): pending and expired ones.
