@@ -69,25 +69,56 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// The whole page: one function per metric family, in this order.
 pub fn render(sources: &Sources) -> String {
     let mut out = String::with_capacity(4096);
     let mut servers = sources.gateway.registry.all();
     servers.sort_by(|a, b| a.slug.cmp(&b.slug));
+    build_info(&mut out);
+    server_count(&mut out, servers.len());
+    requests_by_class(&mut out, &servers);
+    challenges(&mut out, &servers);
+    request_errors(&mut out, &servers);
+    request_durations(&mut out, &servers);
+    auth_failures(&mut out, &servers);
+    refresh_token_reuse(&mut out, &sources.reuse);
+    bytes(&mut out, &servers);
+    supervised_processes(&mut out, &servers);
+    exposed_processes(&mut out, &servers);
+    dropped_log_lines(&mut out);
+    process_metrics(&mut out, sources.started.0);
+    out
+}
 
-    let _ = writeln!(out, "# HELP ezforge_build_info Version of this ezforge.");
-    let _ = writeln!(out, "# TYPE ezforge_build_info gauge");
+/// A family's `# HELP` and `# TYPE` lines.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn build_info(out: &mut String) {
+    family(
+        out,
+        "ezforge_build_info",
+        "gauge",
+        "Version of this ezforge.",
+    );
     let _ = writeln!(
         out,
         "ezforge_build_info{{version=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION")
     );
-    let _ = writeln!(out, "# HELP ezforge_servers MCP servers registered.");
-    let _ = writeln!(out, "# TYPE ezforge_servers gauge");
-    let _ = writeln!(out, "ezforge_servers {}", servers.len());
+}
 
+fn server_count(out: &mut String, n: usize) {
+    family(out, "ezforge_servers", "gauge", "MCP servers registered.");
+    let _ = writeln!(out, "ezforge_servers {n}");
+}
+
+fn requests_by_class(out: &mut String, servers: &[Arc<ServerEntry>]) {
     per_server_counter(
-        &mut out,
-        &servers,
+        out,
+        servers,
         "ezforge_requests_total",
         "Requests through the front door, by server and status class (4xx includes the challenges of ezforge_challenges_total).",
         "class",
@@ -102,9 +133,12 @@ pub fn render(sources: &Sources) -> String {
             ]
         },
     );
+}
+
+fn challenges(out: &mut String, servers: &[Arc<ServerEntry>]) {
     per_server_counter(
-        &mut out,
-        &servers,
+        out,
+        servers,
         "ezforge_challenges_total",
         "Requests answered 401 (a token is needed, or was refused) or 403 (more scope is needed, or the origin is refused): the normal OAuth flow, not errors; also in class 4xx.",
         "status",
@@ -115,9 +149,12 @@ pub fn render(sources: &Sources) -> String {
             ]
         },
     );
+}
+
+fn request_errors(out: &mut String, servers: &[Arc<ServerEntry>]) {
     per_server_counter(
-        &mut out,
-        &servers,
+        out,
+        servers,
         "ezforge_request_errors_total",
         "Requests that failed, by server and status class: 5xx, and 4xx other than challenges (401, 403).",
         "class",
@@ -128,12 +165,17 @@ pub fn render(sources: &Sources) -> String {
             ]
         },
     );
-    let _ = writeln!(
+}
+
+/// A histogram per server that has served a request.
+fn request_durations(out: &mut String, servers: &[Arc<ServerEntry>]) {
+    family(
         out,
-        "# HELP ezforge_request_duration_seconds Time the front door took per request."
+        "ezforge_request_duration_seconds",
+        "histogram",
+        "Time the front door took per request.",
     );
-    let _ = writeln!(out, "# TYPE ezforge_request_duration_seconds histogram");
-    for s in &servers {
+    for s in servers {
         let count = s.counters.requests();
         if count == 0 {
             continue;
@@ -162,12 +204,16 @@ pub fn render(sources: &Sources) -> String {
             "ezforge_request_duration_seconds_count{{server=\"{slug}\"}} {cumulative}"
         );
     }
-    let _ = writeln!(
+}
+
+fn auth_failures(out: &mut String, servers: &[Arc<ServerEntry>]) {
+    family(
         out,
-        "# HELP ezforge_auth_failures_total Tokens refused at the front door, by reason."
+        "ezforge_auth_failures_total",
+        "counter",
+        "Tokens refused at the front door, by reason.",
     );
-    let _ = writeln!(out, "# TYPE ezforge_auth_failures_total counter");
-    for s in &servers {
+    for s in servers {
         if let Ok(m) = s.counters.auth_failures.lock() {
             let mut reasons: Vec<_> = m.iter().collect();
             reasons.sort();
@@ -181,27 +227,32 @@ pub fn render(sources: &Sources) -> String {
             }
         }
     }
-    let _ = writeln!(
+}
+
+fn refresh_token_reuse(out: &mut String, reuse: &ReuseCounters) {
+    family(
         out,
-        "# HELP ezforge_refresh_token_reuse_total Refresh tokens presented again after rotation: answered within the grace, or the grant revoked."
+        "ezforge_refresh_token_reuse_total",
+        "counter",
+        "Refresh tokens presented again after rotation: answered within the grace, or the grant revoked.",
     );
-    let _ = writeln!(out, "# TYPE ezforge_refresh_token_reuse_total counter");
-    for (outcome, n) in [
-        ("grace", &sources.reuse.grace),
-        ("revoked", &sources.reuse.revoked),
-    ] {
+    for (outcome, n) in [("grace", &reuse.grace), ("revoked", &reuse.revoked)] {
         let _ = writeln!(
             out,
             "ezforge_refresh_token_reuse_total{{outcome=\"{outcome}\"}} {}",
             n.load(Relaxed)
         );
     }
-    let _ = writeln!(
+}
+
+fn bytes(out: &mut String, servers: &[Arc<ServerEntry>]) {
+    family(
         out,
-        "# HELP ezforge_bytes_total Request and response bytes through the front door."
+        "ezforge_bytes_total",
+        "counter",
+        "Request and response bytes through the front door.",
     );
-    let _ = writeln!(out, "# TYPE ezforge_bytes_total counter");
-    for s in &servers {
+    for s in servers {
         let _ = writeln!(
             out,
             "ezforge_bytes_total{{server=\"{}\"}} {}",
@@ -209,12 +260,18 @@ pub fn render(sources: &Sources) -> String {
             s.counters.bytes.load(Relaxed)
         );
     }
-    let _ = writeln!(
+}
+
+/// Per server that runs processes: a supervised process running (0 or 1), or a stdio
+/// bridge's sessions.
+fn supervised_processes(out: &mut String, servers: &[Arc<ServerEntry>]) {
+    family(
         out,
-        "# HELP ezforge_supervised_processes Processes ezforge runs for MCP servers."
+        "ezforge_supervised_processes",
+        "gauge",
+        "Processes ezforge runs for MCP servers.",
     );
-    let _ = writeln!(out, "# TYPE ezforge_supervised_processes gauge");
-    for s in &servers {
+    for s in servers {
         let running = match s.target.as_deref().map(|t| &t.kind) {
             Some(TargetKind::Process(p)) => {
                 usize::from(matches!(p.state(), ProcState::Running { .. }))
@@ -228,12 +285,16 @@ pub fn render(sources: &Sources) -> String {
             label(&s.slug)
         );
     }
-    let _ = writeln!(
+}
+
+fn exposed_processes(out: &mut String, servers: &[Arc<ServerEntry>]) {
+    family(
         out,
-        "# HELP ezforge_process_exposed Supervised processes listening beyond loopback (reachable without the front door)."
+        "ezforge_process_exposed",
+        "gauge",
+        "Supervised processes listening beyond loopback (reachable without the front door).",
     );
-    let _ = writeln!(out, "# TYPE ezforge_process_exposed gauge");
-    for s in &servers {
+    for s in servers {
         if let Some(TargetKind::Process(p)) = s.target.as_deref().map(|t| &t.kind) {
             let _ = writeln!(
                 out,
@@ -243,18 +304,20 @@ pub fn render(sources: &Sources) -> String {
             );
         }
     }
-    let _ = writeln!(
+}
+
+fn dropped_log_lines(out: &mut String) {
+    family(
         out,
-        "# HELP ezforge_log_lines_dropped_total Log lines not written: stderr's reader too slow or gone."
+        "ezforge_log_lines_dropped_total",
+        "counter",
+        "Log lines not written: stderr's reader too slow or gone.",
     );
-    let _ = writeln!(out, "# TYPE ezforge_log_lines_dropped_total counter");
     let _ = writeln!(
         out,
         "ezforge_log_lines_dropped_total {}",
         crate::telemetry::dropped_lines()
     );
-    process_metrics(&mut out, sources.started.0);
-    out
 }
 
 /// A counter with a series per server and value of `label`; series still at zero are left out.
@@ -266,8 +329,7 @@ fn per_server_counter(
     label_name: &str,
     values: impl Fn(&ServerCounters) -> Vec<(&'static str, u64)>,
 ) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} counter");
+    family(out, name, "counter", help);
     for s in servers {
         for (value, n) in values(&s.counters) {
             if n > 0 {

@@ -154,6 +154,14 @@ pub struct ProjectAccess {
     pub owner: bool,
 }
 
+/// 403 for what only a project's owners (and admins) may do.
+pub fn owner_only() -> ApiError {
+    ApiError::Forbidden {
+        message: "only a project owner may do this".into(),
+        required_scope: None,
+    }
+}
+
 /// Resolves a project by id or slug; 404 unless the caller may see it (blocking).
 pub fn project_access(
     conn: &Connection,

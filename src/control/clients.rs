@@ -4,6 +4,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
+use rusqlite::Connection;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -11,9 +12,10 @@ use super::auth::{Principal, server_access};
 use super::{data, no_content};
 use crate::crypto;
 use crate::domain::scopes::MCP_READ;
-use crate::domain::{self, validate};
+use crate::domain::{self, Secret, validate};
 use crate::error::ApiError;
 use crate::services::revocations::RevokedGrants;
+use crate::store::audit::Actor;
 use crate::store::{self, Store, clients::ClientRow};
 
 pub fn client_json(c: &ClientRow) -> serde_json::Value {
@@ -79,19 +81,23 @@ pub async fn create(
     body: web::Json<CreateClient>,
 ) -> Result<HttpResponse, ApiError> {
     who.session()?;
-    let b = body.into_inner();
-    let scopes = match &b.scopes {
-        None => vec![MCP_READ.to_owned()],
-        Some(list) if list.is_empty() => {
-            return Err(ApiError::validation("scopes", "must not be empty"));
-        }
-        Some(list) => list
-            .iter()
-            .map(|s| validate::scope_token(s).map_err(|e| ApiError::validation("scopes", e)))
-            .collect::<Result<Vec<_>, _>>()?,
-    };
-    let now = domain::now();
-    let mut secret = None;
+    let (row, secret) = new_client(body.into_inner(), domain::now())?;
+    let key = path.into_inner();
+    let actor = who.actor();
+    let row = store
+        .write(move |tx| register(tx, &who, &actor, &key, row))
+        .await?;
+    let mut body = client_json(&row);
+    if let Some(s) = secret {
+        body["clientSecret"] = json!(s.expose());
+    }
+    Ok(data(StatusCode::CREATED, body))
+}
+
+/// The client a body asks for, validated, before any server is looked at; with its secret
+/// when confidential (shown once).
+fn new_client(b: CreateClient, now: i64) -> Result<(ClientRow, Option<Secret>), ApiError> {
+    let scopes = requested_scopes(b.scopes.as_deref())?;
     let mut row = ClientRow {
         id: domain::new_id("oac_"),
         client_id: String::new(),
@@ -112,7 +118,7 @@ pub async fn create(
         application_type: "web".into(),
         metadata: None,
     };
-    match b.client_metadata_url {
+    let secret = match b.client_metadata_url {
         Some(url) => {
             if b.redirect_uris.is_some() || b.confidential.is_some() {
                 return Err(ApiError::validation(
@@ -120,89 +126,113 @@ pub async fn create(
                     "comes alone: redirect URIs and authentication are in the metadata document",
                 ));
             }
-            let url =
-                metadata_url(&url).map_err(|e| ApiError::validation("clientMetadataUrl", e))?;
-            row.name = b
-                .name
-                .map(|n| validate::name(&n, 255).map_err(|e| ApiError::validation("name", e)))
-                .transpose()?
-                .unwrap_or_else(|| url.clone());
-            row.client_id = url.clone();
-            row.metadata_url = Some(url);
-            row.is_dynamic = true;
+            by_metadata_url(&mut row, &url, b.name)?;
+            None
         }
-        None => {
-            row.name = validate::name(
-                b.name
-                    .as_deref()
-                    .ok_or_else(|| ApiError::validation("name", "required"))?,
-                255,
-            )
-            .map_err(|e| ApiError::validation("name", e))?;
-            let uris = b
-                .redirect_uris
-                .ok_or_else(|| ApiError::validation("redirectUris", "required"))?;
-            if uris.is_empty() || uris.len() > 20 {
-                return Err(ApiError::validation(
-                    "redirectUris",
-                    "must hold 1 to 20 URIs",
-                ));
-            }
-            for (i, u) in uris.iter().enumerate() {
-                validate::redirect_uri(u)
-                    .map_err(|e| ApiError::validation(&format!("redirectUris[{i}]"), e))?;
-            }
-            row.redirect_uris =
-                serde_json::to_string(&uris).map_err(|e| ApiError::Internal(e.into()))?;
-            row.client_id = format!("client_{}", domain::base32(&domain::random_bytes::<15>()));
-            if b.confidential.unwrap_or(false) {
-                let s = crypto::new_token("ezf_cs_");
-                row.secret_hash = Some(crypto::token_hash(s.expose()));
-                row.auth_method = "client_secret_basic".into();
-                row.grant_types = "authorization_code refresh_token client_credentials".into();
-                secret = Some(s);
-            }
-        }
+        None => by_redirect_uris(&mut row, b.name, b.redirect_uris, b.confidential)?,
+    };
+    Ok((row, secret))
+}
+
+/// `scopes`: `mcp:read` when absent; else at least one, each a scope token.
+fn requested_scopes(scopes: Option<&[String]>) -> Result<Vec<String>, ApiError> {
+    match scopes {
+        None => Ok(vec![MCP_READ.to_owned()]),
+        Some([]) => Err(ApiError::validation("scopes", "must not be empty")),
+        Some(list) => list
+            .iter()
+            .map(|s| validate::scope_token(s).map_err(|e| ApiError::validation("scopes", e)))
+            .collect(),
     }
-    let key = path.into_inner();
-    let actor = who.actor();
-    let row = store
-        .write(move |tx| {
-            let (server, access) = server_access(tx, &who, &key)?;
-            // A trusted client skips consent for everyone, admins included: the project's
-            // owners decide that, not any member.
-            if row.trusted && !access.owner {
-                return Err(ApiError::Forbidden {
-                    message: "trusted: only an owner of the project or an instance admin may register a trusted client (it skips the consent page)".into(),
-                    required_scope: None,
-                });
-            }
-            if store::clients::find(tx, &row.client_id)?.is_some() {
-                return Err(ApiError::Conflict(format!(
-                    "the client {} is already registered",
-                    row.client_id
-                )));
-            }
-            row.server_id = Some(server.id.clone());
-            store::clients::insert(tx, &row)?;
-            let details =
-                json!({ "clientId": row.client_id, "name": row.name, "trusted": row.trusted });
-            store::audit::record(
-                tx,
-                &actor,
-                "client.create",
-                Some(&row.id),
-                Some(&server.project_id),
-                Some(&details),
-            )?;
-            Ok::<_, ApiError>(row)
-        })
-        .await?;
-    let mut body = client_json(&row);
-    if let Some(s) = secret {
-        body["clientSecret"] = json!(s.expose());
+}
+
+/// A client pre-registered by its metadata document's URL, which is its client id (and its
+/// name unless one is given).
+fn by_metadata_url(row: &mut ClientRow, url: &str, name: Option<String>) -> Result<(), ApiError> {
+    let url = metadata_url(url).map_err(|e| ApiError::validation("clientMetadataUrl", e))?;
+    row.name = name
+        .map(|n| validate::name(&n, 255).map_err(|e| ApiError::validation("name", e)))
+        .transpose()?
+        .unwrap_or_else(|| url.clone());
+    row.client_id = url.clone();
+    row.metadata_url = Some(url);
+    row.is_dynamic = true;
+    Ok(())
+}
+
+/// A client registered by name and redirect URIs, under a new client id; confidential ones
+/// get a secret (returned) and may use `client_credentials`.
+fn by_redirect_uris(
+    row: &mut ClientRow,
+    name: Option<String>,
+    uris: Option<Vec<String>>,
+    confidential: Option<bool>,
+) -> Result<Option<Secret>, ApiError> {
+    row.name = validate::name(
+        name.as_deref()
+            .ok_or_else(|| ApiError::validation("name", "required"))?,
+        255,
+    )
+    .map_err(|e| ApiError::validation("name", e))?;
+    let uris = uris.ok_or_else(|| ApiError::validation("redirectUris", "required"))?;
+    if uris.is_empty() || uris.len() > 20 {
+        return Err(ApiError::validation(
+            "redirectUris",
+            "must hold 1 to 20 URIs",
+        ));
     }
-    Ok(data(StatusCode::CREATED, body))
+    for (i, u) in uris.iter().enumerate() {
+        validate::redirect_uri(u)
+            .map_err(|e| ApiError::validation(&format!("redirectUris[{i}]"), e))?;
+    }
+    row.redirect_uris = serde_json::to_string(&uris).map_err(|e| ApiError::Internal(e.into()))?;
+    row.client_id = format!("client_{}", domain::base32(&domain::random_bytes::<15>()));
+    if !confidential.unwrap_or(false) {
+        return Ok(None);
+    }
+    let s = crypto::new_token("ezf_cs_");
+    row.secret_hash = Some(crypto::token_hash(s.expose()));
+    row.auth_method = "client_secret_basic".into();
+    row.grant_types = "authorization_code refresh_token client_credentials".into();
+    Ok(Some(s))
+}
+
+/// Registers `row` for the server `key` names, if the caller may (blocking, in the caller's
+/// transaction).
+fn register(
+    tx: &Connection,
+    who: &Principal,
+    actor: &Actor,
+    key: &str,
+    mut row: ClientRow,
+) -> Result<ClientRow, ApiError> {
+    let (server, access) = server_access(tx, who, key)?;
+    // A trusted client skips consent for everyone, admins included: the project's
+    // owners decide that, not any member.
+    if row.trusted && !access.owner {
+        return Err(ApiError::Forbidden {
+            message: "trusted: only an owner of the project or an instance admin may register a trusted client (it skips the consent page)".into(),
+            required_scope: None,
+        });
+    }
+    if store::clients::find(tx, &row.client_id)?.is_some() {
+        return Err(ApiError::Conflict(format!(
+            "the client {} is already registered",
+            row.client_id
+        )));
+    }
+    row.server_id = Some(server.id.clone());
+    store::clients::insert(tx, &row)?;
+    let details = json!({ "clientId": row.client_id, "name": row.name, "trusted": row.trusted });
+    store::audit::record(
+        tx,
+        actor,
+        "client.create",
+        Some(&row.id),
+        Some(&server.project_id),
+        Some(&details),
+    )?;
+    Ok(row)
 }
 
 pub async fn delete(

@@ -125,60 +125,9 @@ pub fn reconcile(
         .map_err(StoreError::from)?;
     let mut report = Report::default();
     for (index, d) in config.servers.iter().enumerate() {
-        let project = match store::projects::find(&tx, &d.project)? {
-            Some(p) => p,
-            None => {
-                let p = ProjectRow {
-                    id: domain::new_id("proj_"),
-                    name: d.project.clone(),
-                    slug: d.project.clone(),
-                    managed_by: "config".into(),
-                    created_at: now,
-                    updated_at: now,
-                };
-                store::projects::insert(&tx, &p)?;
-                audit::record(
-                    &tx,
-                    &actor,
-                    "project.create",
-                    Some(&p.id),
-                    Some(&p.id),
-                    Some(&json!({ "slug": p.slug })),
-                )?;
-                p
-            }
-        };
+        let project = declared_project(&tx, &actor, d, now)?;
         let existing = store::servers::find(&tx, &d.slug)?;
-        if let Some(e) = &existing
-            && e.managed_by != "config"
-        {
-            return Err(ReconcileError::Taken {
-                index,
-                slug: d.slug.clone(),
-            });
-        }
-        // A slug stays with its project, as through the API.
-        match &existing {
-            Some(e) if e.project_id != project.id => {
-                return Err(ReconcileError::Moved {
-                    index,
-                    slug: d.slug.clone(),
-                    current: project_name(&tx, &e.project_id)?,
-                });
-            }
-            None => {
-                if let Some(owner) = store::servers::retired_to(&tx, &d.slug)?
-                    && owner != project.id
-                {
-                    return Err(ReconcileError::Retired {
-                        index,
-                        slug: d.slug.clone(),
-                        owner: project_name(&tx, &owner)?,
-                    });
-                }
-            }
-            Some(_) => {}
-        }
+        check_slug(&tx, index, d, &project, existing.as_ref())?;
         let want = desired(config, d, &project.id, existing.as_ref(), now);
         match &existing {
             None => {
@@ -208,7 +157,86 @@ pub fn reconcile(
             Some(_) => {}
         }
     }
-    for s in store::servers::all(&tx)? {
+    delete_undeclared(&tx, &actor, config, public_url, now, &mut report)?;
+    tx.commit().map_err(StoreError::from)?;
+    Ok(report)
+}
+
+/// The project a declared server names, created (managed by the config) if it is new.
+fn declared_project(
+    tx: &Connection,
+    actor: &Actor,
+    d: &ServerDecl,
+    now: i64,
+) -> Result<ProjectRow, StoreError> {
+    if let Some(p) = store::projects::find(tx, &d.project)? {
+        return Ok(p);
+    }
+    let p = ProjectRow {
+        id: domain::new_id("proj_"),
+        name: d.project.clone(),
+        slug: d.project.clone(),
+        managed_by: "config".into(),
+        created_at: now,
+        updated_at: now,
+    };
+    store::projects::insert(tx, &p)?;
+    audit::record(
+        tx,
+        actor,
+        "project.create",
+        Some(&p.id),
+        Some(&p.id),
+        Some(&json!({ "slug": p.slug })),
+    )?;
+    Ok(p)
+}
+
+/// Whether the `index`th declaration may have its slug in `project`: not a server created
+/// through the API, and a slug stays with its project, as through the API.
+fn check_slug(
+    tx: &Connection,
+    index: usize,
+    d: &ServerDecl,
+    project: &ProjectRow,
+    existing: Option<&ServerRow>,
+) -> Result<(), ReconcileError> {
+    if let Some(e) = existing
+        && e.managed_by != "config"
+    {
+        return Err(ReconcileError::Taken {
+            index,
+            slug: d.slug.clone(),
+        });
+    }
+    match existing {
+        Some(e) if e.project_id != project.id => Err(ReconcileError::Moved {
+            index,
+            slug: d.slug.clone(),
+            current: project_name(tx, &e.project_id)?,
+        }),
+        None => match store::servers::retired_to(tx, &d.slug)? {
+            Some(owner) if owner != project.id => Err(ReconcileError::Retired {
+                index,
+                slug: d.slug.clone(),
+                owner: project_name(tx, &owner)?,
+            }),
+            _ => Ok(()),
+        },
+        Some(_) => Ok(()),
+    }
+}
+
+/// Deletes the config-managed servers the config no longer declares.
+fn delete_undeclared(
+    tx: &Connection,
+    actor: &Actor,
+    config: &Config,
+    public_url: &str,
+    now: i64,
+    report: &mut Report,
+) -> Result<(), StoreError> {
+    for s in store::servers::all(tx)? {
         if s.managed_by == "config" && !config.servers.iter().any(|d| d.slug == s.slug) {
             let resource = ServerUrls::new(
                 public_url,
@@ -216,12 +244,12 @@ pub fn reconcile(
                 config.gateway.server_domain.as_deref(),
             )
             .resource(&s.slug);
-            let removed = store::servers::delete(&tx, &s, &resource, now)?;
+            let removed = store::servers::delete(tx, &s, &resource, now)?;
             report.revoked.grants.extend(removed.grants);
             report.revoked.clients.extend(removed.clients);
             audit::record(
-                &tx,
-                &actor,
+                tx,
+                actor,
                 "server.delete",
                 Some(&s.id),
                 Some(&s.project_id),
@@ -230,6 +258,5 @@ pub fn reconcile(
             report.deleted += 1;
         }
     }
-    tx.commit().map_err(StoreError::from)?;
-    Ok(report)
+    Ok(())
 }

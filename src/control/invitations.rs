@@ -16,15 +16,16 @@ use rusqlite::Connection;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::{Principal, project_access};
-use super::projects::{owner_only, project_json};
+use super::auth::{Principal, owner_only, project_access};
+use super::membership::{entitled, join, standing, unusable, usable};
+use super::projects::project_json;
 use super::{ListQuery, data, list as list_page, no_content};
 use crate::crypto;
 use crate::domain::{self, Secret};
 use crate::error::ApiError;
 use crate::store::audit::Actor;
 use crate::store::invitations::{InvitationRow, InvitationView};
-use crate::store::{self, Store, users::UserRow};
+use crate::store::{self, Store};
 
 /// How long an invitation can be accepted.
 pub const INVITATION_TTL_SECS: i64 = 7 * 86_400;
@@ -45,22 +46,6 @@ fn invitation_json(v: &InvitationView, now: i64) -> serde_json::Value {
     })
 }
 
-/// One answer for every invitation a caller cannot use, so a token tells nothing about why.
-fn unusable() -> ApiError {
-    ApiError::NotFound(
-        "invitation not found, expired, withdrawn, or not addressed to this account".into(),
-    )
-}
-
-/// `POST /v1/auth/invite` with an invitation not sent by an instance admin: the same answer
-/// whether or not an account has its email.
-fn creates_no_account() -> ApiError {
-    ApiError::Forbidden {
-        message: "sign in as the invited email to accept; an administrator creates accounts".into(),
-        required_scope: None,
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InviteBody {
@@ -78,18 +63,19 @@ pub async fn invite(
     let inviter = who.session()?.clone();
     let body = body.into_inner();
     let email = super::users::required_email(body.email.as_deref())?;
-    let role = match body.role.as_deref().unwrap_or("member") {
-        r @ ("owner" | "member") => r.to_owned(),
-        _ => {
-            return Err(ApiError::validation(
-                "role",
-                "must be \"owner\" or \"member\"",
-            ));
-        }
-    };
+    let role = invitee_role(body.role.as_deref())?;
     let token = crypto::new_token("ezf_inv_");
-    let token_hash = crypto::token_hash(token.expose());
     let now = domain::now();
+    let row = InvitationRow {
+        id: domain::new_id("inv_"),
+        project_id: String::new(),
+        email,
+        role,
+        token_hash: crypto::token_hash(token.expose()),
+        invited_by: inviter.id.clone(),
+        created_at: now,
+        expires_at: now + INVITATION_TTL_SECS,
+    };
     let key = path.into_inner();
     let actor = who.actor();
     let view = store
@@ -99,53 +85,7 @@ pub async fn invite(
                 return Err(owner_only());
             }
             let project = access.project;
-            // Already in the project: its owners see its members, so this tells them nothing new.
-            if let Some(user) = store::users::by_email(tx, &email)?
-                && store::projects::member_role(tx, &project.id, &user.id)?.is_some()
-            {
-                return Err(ApiError::Conflict(format!(
-                    "{} is already a member",
-                    user.email
-                )));
-            }
-            let id = domain::new_id("inv_");
-            if let Some(old) = store::invitations::for_email_in_project(tx, &project.id, &email)? {
-                if old.expires_at > now && entitled(tx, &old)? {
-                    return Err(ApiError::Conflict(format!(
-                        "{email} has a pending invitation; withdraw it to invite again"
-                    )));
-                }
-                // Expired, or void since its sender lost their standing: replaced.
-                store::invitations::delete(tx, &old.id)?;
-                store::audit::record(
-                    tx,
-                    &actor,
-                    "project.invitation.replace",
-                    Some(&old.id),
-                    Some(&project.id),
-                    Some(&json!({ "email": old.email, "replacedBy": id })),
-                )?;
-            }
-            let row = InvitationRow {
-                id,
-                project_id: project.id.clone(),
-                email,
-                role,
-                token_hash,
-                invited_by: inviter.id.clone(),
-                created_at: now,
-                expires_at: now + INVITATION_TTL_SECS,
-            };
-            store::invitations::insert(tx, &row)?;
-            let details = json!({ "email": row.email, "role": row.role });
-            store::audit::record(
-                tx,
-                &actor,
-                "project.invitation.create",
-                Some(&row.id),
-                Some(&project.id),
-                Some(&details),
-            )?;
+            let row = send(tx, &actor, &project.id, row, now)?;
             Ok(InvitationView {
                 row,
                 inviter_email: Some(inviter.email),
@@ -157,6 +97,68 @@ pub async fn invite(
     let mut body = invitation_json(&view, now);
     body["inviteToken"] = json!(token.expose());
     Ok(data(StatusCode::CREATED, body))
+}
+
+/// `role`: `member` unless `owner` is asked for.
+fn invitee_role(role: Option<&str>) -> Result<String, ApiError> {
+    match role.unwrap_or("member") {
+        r @ ("owner" | "member") => Ok(r.to_owned()),
+        _ => Err(ApiError::validation(
+            "role",
+            "must be \"owner\" or \"member\"",
+        )),
+    }
+}
+
+/// Records the invitation `row` to `project_id`, unless its email is a member already or has
+/// a live invitation there; one that expired, or went void with its sender's standing, is
+/// replaced (blocking, in the caller's transaction).
+fn send(
+    tx: &Connection,
+    actor: &Actor,
+    project_id: &str,
+    mut row: InvitationRow,
+    now: i64,
+) -> Result<InvitationRow, ApiError> {
+    // Already in the project: its owners see its members, so this tells them nothing new.
+    if let Some(user) = store::users::by_email(tx, &row.email)?
+        && store::projects::member_role(tx, project_id, &user.id)?.is_some()
+    {
+        return Err(ApiError::Conflict(format!(
+            "{} is already a member",
+            user.email
+        )));
+    }
+    if let Some(old) = store::invitations::for_email_in_project(tx, project_id, &row.email)? {
+        if old.expires_at > now && entitled(tx, &old)? {
+            return Err(ApiError::Conflict(format!(
+                "{} has a pending invitation; withdraw it to invite again",
+                row.email
+            )));
+        }
+        // Expired, or void since its sender lost their standing: replaced.
+        store::invitations::delete(tx, &old.id)?;
+        store::audit::record(
+            tx,
+            actor,
+            "project.invitation.replace",
+            Some(&old.id),
+            Some(project_id),
+            Some(&json!({ "email": old.email, "replacedBy": row.id })),
+        )?;
+    }
+    row.project_id = project_id.to_owned();
+    store::invitations::insert(tx, &row)?;
+    let details = json!({ "email": row.email, "role": row.role });
+    store::audit::record(
+        tx,
+        actor,
+        "project.invitation.create",
+        Some(&row.id),
+        Some(project_id),
+        Some(&details),
+    )?;
+    Ok(row)
 }
 
 /// `GET /v1/projects/:projectId/invitations` (owners): pending and expired ones.
@@ -333,149 +335,4 @@ pub async fn decline(
         })
         .await?;
     Ok(no_content())
-}
-
-/// The unexpired invitation with this token, if whoever sent it may still invite to its
-/// project (blocking).
-fn usable(conn: &Connection, token_hash: &str, now: i64) -> Result<InvitationRow, ApiError> {
-    standing(
-        conn,
-        store::invitations::by_token(conn, token_hash, now)?.ok_or_else(unusable)?,
-    )
-}
-
-/// `inv`, if whoever sent it may still invite to its project (blocking).
-fn standing(conn: &Connection, inv: InvitationRow) -> Result<InvitationRow, ApiError> {
-    if entitled(conn, &inv)? {
-        Ok(inv)
-    } else {
-        Err(unusable())
-    }
-}
-
-/// Whether the sender of `inv` may still invite to its project: an owner of it, or an admin.
-fn entitled(conn: &Connection, inv: &InvitationRow) -> Result<bool, ApiError> {
-    Ok(match store::users::by_id(conn, &inv.invited_by)? {
-        Some(u) if u.role == "admin" => true,
-        Some(u) => {
-            store::projects::member_role(conn, &inv.project_id, &u.id)?.as_deref() == Some("owner")
-        }
-        None => false,
-    })
-}
-
-/// Whether the sender of `inv` is an instance admin, whose invitations may create accounts.
-fn sent_by_admin(conn: &Connection, inv: &InvitationRow) -> Result<bool, ApiError> {
-    Ok(store::users::by_id(conn, &inv.invited_by)?.is_some_and(|u| u.role == "admin"))
-}
-
-/// For `POST /v1/auth/invite`, before any password is hashed: `false` when no live invitation
-/// has this token; the refusal when its invitation cannot be used or may not create an
-/// account (the same whether or not an account has its email); `true` when it may.
-pub fn may_create_account(conn: &Connection, token_hash: &str, now: i64) -> Result<bool, ApiError> {
-    if store::invitations::by_token(conn, token_hash, now)?.is_none() {
-        return Ok(false);
-    }
-    let inv = usable(conn, token_hash, now)?;
-    if sent_by_admin(conn, &inv)? {
-        Ok(true)
-    } else {
-        Err(creates_no_account())
-    }
-}
-
-/// Withdraws the invitations `user_id` sent (to `project_id` only, when given), each audited
-/// with `reason`; how many there were (blocking, in the caller's transaction).
-pub fn withdraw_sent_by(
-    tx: &Connection,
-    actor: &Actor,
-    user_id: &str,
-    project_id: Option<&str>,
-    reason: &str,
-) -> Result<usize, ApiError> {
-    let sent = store::invitations::sent_by(tx, user_id)?;
-    let mut withdrawn = 0;
-    for inv in sent
-        .iter()
-        .filter(|i| project_id.is_none_or(|p| p == i.project_id))
-    {
-        store::invitations::delete(tx, &inv.id)?;
-        store::audit::record(
-            tx,
-            actor,
-            "project.invitation.withdraw",
-            Some(&inv.id),
-            Some(&inv.project_id),
-            Some(&json!({ "email": inv.email, "reason": reason })),
-        )?;
-        withdrawn += 1;
-    }
-    Ok(withdrawn)
-}
-
-/// Adds `user_id` to the invitation's project with its role, and uses the invitation up.
-fn join(
-    tx: &Connection,
-    inv: &InvitationRow,
-    user_id: &str,
-    actor: &Actor,
-    now: i64,
-) -> Result<(), ApiError> {
-    store::projects::add_member(tx, &inv.project_id, user_id, &inv.role, now)?;
-    store::invitations::delete(tx, &inv.id)?;
-    store::audit::record(
-        tx,
-        actor,
-        "project.invitation.accept",
-        Some(user_id),
-        Some(&inv.project_id),
-        Some(&json!({ "invitationId": inv.id, "role": inv.role })),
-    )?;
-    Ok(())
-}
-
-/// For `POST /v1/auth/invite` with an instance admin's invitation's token: creates the account
-/// of its email, which no account may have yet, with `password_hash`, and joins the project
-/// (blocking, in the caller's transaction). Anyone else's invitation is refused alike whether
-/// or not an account has the email, and never touches one.
-pub fn join_as_new_account(
-    tx: &Connection,
-    token_hash: &str,
-    password_hash: &str,
-    now: i64,
-    address: Option<String>,
-) -> Result<UserRow, ApiError> {
-    let inv = usable(tx, token_hash, now)?;
-    if !sent_by_admin(tx, &inv)? {
-        return Err(creates_no_account());
-    }
-    if store::users::by_email(tx, &inv.email)?.is_some() {
-        return Err(ApiError::Conflict(
-            "an account with this invitation's email exists: sign in as it and accept with POST /v1/invitations/accept".into(),
-        ));
-    }
-    let user = UserRow {
-        id: domain::new_id("usr_"),
-        email: inv.email.clone(),
-        role: "member".into(),
-        password_hash: Some(password_hash.to_owned()),
-        created_at: now,
-        updated_at: now,
-    };
-    store::users::insert(tx, &user)?;
-    let actor = Actor {
-        id: user.id.clone(),
-        address,
-    };
-    let details = json!({ "email": user.email, "role": user.role, "invitationId": inv.id });
-    store::audit::record(
-        tx,
-        &actor,
-        "user.create",
-        Some(&user.id),
-        None,
-        Some(&details),
-    )?;
-    join(tx, &inv, &user.id, &actor, now)?;
-    Ok(user)
 }

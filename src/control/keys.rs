@@ -12,7 +12,7 @@ use super::auth::{
 use super::{ListQuery, data, list as list_page, no_content, time};
 use crate::crypto;
 use crate::domain::scopes::{ApiScope, ApiScopes};
-use crate::domain::{self, validate};
+use crate::domain::{self, Secret, validate};
 use crate::error::ApiError;
 use crate::store::{self, Store, api_keys::ApiKeyRow};
 
@@ -66,17 +66,106 @@ pub async fn create(
     body: web::Json<CreateKey>,
 ) -> Result<HttpResponse, ApiError> {
     who.require(ApiScope::ServersWrite)?;
-    let body = body.into_inner();
-    let name = validate::name(
-        body.name
-            .as_deref()
-            .ok_or_else(|| ApiError::validation("name", "required"))?,
-        255,
-    )
-    .map_err(|e| ApiError::validation("name", e))?;
-    let requested = body
-        .scopes
-        .ok_or_else(|| ApiError::validation("scopes", "required"))?;
+    let now = domain::now();
+    let new = NewKey::from_body(&who, body.into_inner(), now)?;
+    let secret = crypto::new_token(new.prefix);
+    let hash = crypto::token_hash(secret.expose());
+    let actor = who.actor();
+    let key = path.into_inner();
+    let row = store
+        .write(move |tx| {
+            let access = project_access(tx, &who, &key)?;
+            let row = new.row(&access.project.id, &actor.id, &secret, now);
+            store::api_keys::insert(tx, &row, &hash)?;
+            let details = json!({
+                "name": row.name, "scopes": new.scopes.names(), "environment": new.environment,
+            });
+            store::audit::record(
+                tx,
+                &actor,
+                "api_key.create",
+                Some(&row.id),
+                Some(&row.project_id),
+                Some(&details),
+            )?;
+            Ok::<_, ApiError>((row, secret))
+        })
+        .await?;
+    let (row, secret) = row;
+    let mut body = key_json(&control.key_usage, &row);
+    body["key"] = json!(secret.expose());
+    Ok(data(StatusCode::CREATED, body))
+}
+
+/// A key a body asks for, validated, and within what the caller may give it.
+struct NewKey {
+    name: String,
+    scopes: ApiScopes,
+    expires_at: Option<i64>,
+    environment: &'static str,
+    prefix: &'static str,
+}
+
+impl NewKey {
+    fn from_body(who: &Principal, body: CreateKey, now: i64) -> Result<Self, ApiError> {
+        let name = validate::name(
+            body.name
+                .as_deref()
+                .ok_or_else(|| ApiError::validation("name", "required"))?,
+            255,
+        )
+        .map_err(|e| ApiError::validation("name", e))?;
+        let scopes = requested_scopes(body.scopes)?;
+        // A key can never mint a key with scopes it lacks.
+        if let Credential::Key(k) = &who.credential
+            && let Some(missing) = scopes.iter().find(|s| !k.scopes.contains(*s))
+        {
+            return Err(ApiError::forbidden_scope(missing.as_str()));
+        }
+        let expires_at = expiry(who, body.expires_at.as_deref(), now)?;
+        let (environment, prefix) = match body.environment.as_deref().unwrap_or("live") {
+            "live" => ("live", LIVE_KEY_PREFIX),
+            "test" => ("test", TEST_KEY_PREFIX),
+            _ => {
+                return Err(ApiError::validation(
+                    "environment",
+                    "must be \"live\" or \"test\"",
+                ));
+            }
+        };
+        Ok(NewKey {
+            name,
+            scopes,
+            expires_at,
+            environment,
+            prefix,
+        })
+    }
+
+    /// The row of this key, in `project_id`, made by `created_by`, for `secret`.
+    fn row(&self, project_id: &str, created_by: &str, secret: &Secret, now: i64) -> ApiKeyRow {
+        ApiKeyRow {
+            id: domain::new_id("key_"),
+            project_id: project_id.to_owned(),
+            name: self.name.clone(),
+            prefix: secret
+                .expose()
+                .chars()
+                .take(self.prefix.len() + 4)
+                .collect(),
+            scopes: self.scopes.to_stored(),
+            environment: self.environment.into(),
+            created_by: created_by.to_owned(),
+            created_at: now,
+            expires_at: self.expires_at,
+            last_used_at: None,
+        }
+    }
+}
+
+/// `scopes`: required, at least one, each a known API scope.
+fn requested_scopes(requested: Option<Vec<String>>) -> Result<ApiScopes, ApiError> {
+    let requested = requested.ok_or_else(|| ApiError::validation("scopes", "required"))?;
     if requested.is_empty() {
         return Err(ApiError::validation(
             "scopes",
@@ -94,14 +183,13 @@ pub async fn create(
         })?;
         scopes.insert(scope);
     }
-    // A key can never mint a key with scopes it lacks.
-    if let Credential::Key(k) = &who.credential
-        && let Some(missing) = scopes.iter().find(|s| !k.scopes.contains(*s))
-    {
-        return Err(ApiError::forbidden_scope(missing.as_str()));
-    }
-    let now = domain::now();
-    let expires_at = match body.expires_at.as_deref() {
+    Ok(scopes)
+}
+
+/// `expiresAt`: absent, or an RFC 3339 time in the future; never later than the expiry of the
+/// key making it, and that expiry when absent.
+fn expiry(who: &Principal, expires_at: Option<&str>, now: i64) -> Result<Option<i64>, ApiError> {
+    let expires_at = match expires_at {
         None => None,
         Some(t) => {
             let at = domain::parse_rfc3339(t).ok_or_else(|| {
@@ -118,63 +206,16 @@ pub async fn create(
     };
     // Nor one that outlives it: a key's keys expire with it at the latest (and are revoked
     // with it).
-    let expires_at = match (&who.credential, expires_at) {
+    match (&who.credential, expires_at) {
         (Credential::Key(k), Some(at)) if k.expires_at.is_some_and(|parent| at > parent) => {
-            return Err(ApiError::validation(
+            Err(ApiError::validation(
                 "expiresAt",
                 "must not be later than the expiry of the key making it",
-            ));
+            ))
         }
-        (Credential::Key(k), None) => k.expires_at,
-        (_, at) => at,
-    };
-    let (environment, prefix) = match body.environment.as_deref().unwrap_or("live") {
-        "live" => ("live", LIVE_KEY_PREFIX),
-        "test" => ("test", TEST_KEY_PREFIX),
-        _ => {
-            return Err(ApiError::validation(
-                "environment",
-                "must be \"live\" or \"test\"",
-            ));
-        }
-    };
-    let secret = crypto::new_token(prefix);
-    let hash = crypto::token_hash(secret.expose());
-    let actor = who.actor();
-    let key = path.into_inner();
-    let row = store
-        .write(move |tx| {
-            let access = project_access(tx, &who, &key)?;
-            let row = ApiKeyRow {
-                id: domain::new_id("key_"),
-                project_id: access.project.id.clone(),
-                name,
-                prefix: secret.expose().chars().take(prefix.len() + 4).collect(),
-                scopes: scopes.to_stored(),
-                environment: environment.into(),
-                created_by: actor.id.clone(),
-                created_at: now,
-                expires_at,
-                last_used_at: None,
-            };
-            store::api_keys::insert(tx, &row, &hash)?;
-            let details =
-                json!({ "name": row.name, "scopes": scopes.names(), "environment": environment });
-            store::audit::record(
-                tx,
-                &actor,
-                "api_key.create",
-                Some(&row.id),
-                Some(&row.project_id),
-                Some(&details),
-            )?;
-            Ok::<_, ApiError>((row, secret))
-        })
-        .await?;
-    let (row, secret) = row;
-    let mut body = key_json(&control.key_usage, &row);
-    body["key"] = json!(secret.expose());
-    Ok(data(StatusCode::CREATED, body))
+        (Credential::Key(k), None) => Ok(k.expires_at),
+        (_, at) => Ok(at),
+    }
 }
 
 pub async fn revoke(

@@ -9,11 +9,12 @@ use serde_json::{Map, Value, json};
 use super::ControlState;
 use super::auth::{Principal, server_access};
 use super::data;
-use crate::deploy::TargetKind;
 use crate::deploy::process::ProcState;
+use crate::deploy::{Target, TargetKind};
 use crate::domain::{self, scopes::ApiScope};
 use crate::error::ApiError;
 use crate::services::gateway::Gateway;
+use crate::store::request_log::WindowStats;
 use crate::store::{self, Store};
 
 #[derive(Deserialize)]
@@ -45,12 +46,7 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     who.require(ApiScope::MetricsRead)?;
     let window = q.into_inner().window.unwrap_or_else(|| "1h".into());
-    let secs: i64 = match window.as_str() {
-        "1h" => 3600,
-        "24h" => 86_400,
-        "7d" => 7 * 86_400,
-        _ => return Err(ApiError::BadRequest("window: must be 1h, 24h or 7d".into())),
-    };
+    let secs = window_secs(&window)?;
     let to = domain::now_ms();
     let from = to - secs * 1000;
     let key = path.into_inner();
@@ -70,7 +66,28 @@ pub async fn get(
         .registry
         .get(&server.slug)
         .and_then(|e| e.target.clone());
-    let upstream_status = match target.as_deref().map(|t| &t.kind) {
+    let upstream = upstream_status(target.as_deref(), &stats);
+    let span = [domain::rfc3339_ms(from), domain::rfc3339_ms(to)];
+    Ok(data(
+        StatusCode::OK,
+        summary_json(&window, span, &stats, upstream),
+    ))
+}
+
+/// `window`: its length in seconds.
+fn window_secs(window: &str) -> Result<i64, ApiError> {
+    match window {
+        "1h" => Ok(3600),
+        "24h" => Ok(86_400),
+        "7d" => Ok(7 * 86_400),
+        _ => Err(ApiError::BadRequest("window: must be 1h, 24h or 7d".into())),
+    }
+}
+
+/// How the server's upstream fares: a process by its state; a URL (or a stdio bridge) by how
+/// the latest request fared.
+fn upstream_status(target: Option<&Target>, stats: &WindowStats) -> &'static str {
+    match target.map(|t| &t.kind) {
         None => "none",
         Some(TargetKind::Process(p)) => match p.state() {
             ProcState::Running { .. } => "healthy",
@@ -78,13 +95,21 @@ pub async fn get(
             ProcState::Backoff { .. } => "unhealthy",
             _ => "unknown",
         },
-        // A URL (or a stdio bridge): judged by how the latest request fared.
         Some(_) => match stats.last_status {
             None => "unknown",
             Some(502..=504) => "unhealthy",
             Some(_) => "healthy",
         },
-    };
+    }
+}
+
+/// The figures of `window`, which spans `[from, to]` (RFC 3339).
+fn summary_json(
+    window: &str,
+    [from, to]: [String; 2],
+    stats: &WindowStats,
+    upstream_status: &str,
+) -> Value {
     // Challenges (401, 403) are how OAuth starts and steps up, not failures: apart.
     let errors = stats.errors_4xx + stats.errors_5xx;
     let challenges = stats.challenges_401 + stats.challenges_403;
@@ -95,24 +120,21 @@ pub async fn get(
             0.0
         }
     };
-    Ok(data(
-        StatusCode::OK,
-        json!({
-            "window": window,
-            "from": domain::rfc3339_ms(from),
-            "to": domain::rfc3339_ms(to),
-            "requests": stats.requests,
-            "errors": { "4xx": stats.errors_4xx, "5xx": stats.errors_5xx },
-            "errorRate": rate(errors),
-            "challenges": { "401": stats.challenges_401, "403": stats.challenges_403 },
-            "challengeRate": rate(challenges),
-            "latencyMs": stats.latency.map(|[p50, p95, p99]| json!({
-                "p50": round2(p50), "p95": round2(p95), "p99": round2(p99),
-            })),
-            "methods": counts(&stats.methods),
-            "tools": counts(&stats.tools),
-            "authFailures": counts(&stats.auth_failures),
-            "upstream": { "status": upstream_status, "errors": stats.upstream_errors },
-        }),
-    ))
+    json!({
+        "window": window,
+        "from": from,
+        "to": to,
+        "requests": stats.requests,
+        "errors": { "4xx": stats.errors_4xx, "5xx": stats.errors_5xx },
+        "errorRate": rate(errors),
+        "challenges": { "401": stats.challenges_401, "403": stats.challenges_403 },
+        "challengeRate": rate(challenges),
+        "latencyMs": stats.latency.map(|[p50, p95, p99]| json!({
+            "p50": round2(p50), "p95": round2(p95), "p99": round2(p99),
+        })),
+        "methods": counts(&stats.methods),
+        "tools": counts(&stats.tools),
+        "authFailures": counts(&stats.auth_failures),
+        "upstream": { "status": upstream_status, "errors": stats.upstream_errors },
+    })
 }

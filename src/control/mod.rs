@@ -15,6 +15,7 @@ mod health;
 mod invitations;
 mod keys;
 mod logs;
+mod membership;
 mod metrics;
 mod openapi;
 mod projects;
@@ -53,6 +54,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// The route table under `/v1`: the API's table of contents, so one function, longer than
+/// most; it stays whole because `tests/api/control/openapi.rs` and `tests/api/docs.rs` read it
+/// from this function's text to hold `docs/openapi.json` and `docs/api.md` against it. Order
+/// matters where paths overlap (actix tries resources in order): `/invitations/accept` comes
+/// before `/invitations/{invitation}`.
 fn v1(cfg: &mut web::ServiceConfig) {
     cfg.app_data(json_config())
         .app_data(

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::ControlState;
-use super::auth::{Credential, Principal, project_access};
+use super::auth::{Credential, Principal, owner_only, project_access};
 use super::{ListQuery, data, list as list_page, no_content};
 use crate::domain::{self, validate, validate::Slug};
 use crate::error::ApiError;
@@ -180,13 +180,6 @@ pub async fn update(
     ))
 }
 
-pub(super) fn owner_only() -> ApiError {
-    ApiError::Forbidden {
-        message: "only a project owner may do this".into(),
-        required_scope: None,
-    }
-}
-
 pub async fn delete(
     store: web::Data<Store>,
     who: Principal,
@@ -284,7 +277,7 @@ pub async fn remove_member(
                     store::grants::revoke_grant(tx, &gid, now)?;
                     revoked.push(gid);
                 }
-                withdrawn = super::invitations::withdraw_sent_by(
+                withdrawn = super::membership::withdraw_sent_by(
                     tx,
                     &actor,
                     &user_id,

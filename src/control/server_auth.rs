@@ -110,39 +110,7 @@ pub async fn update(
     body: web::Json<AuthBody>,
 ) -> Result<HttpResponse, ApiError> {
     who.session()?;
-    let body = body.into_inner();
-    let (mode, byoa) = match body.auth_mode.as_deref() {
-        None => return Err(ApiError::validation("authMode", "required")),
-        Some("ezforge_managed") => {
-            if config.auth.mode == AuthMode::Byoa {
-                return Err(ApiError::Conflict(
-                    "this deployment runs with auth.mode = \"byoa\": it has no built-in authorization server".into(),
-                ));
-            }
-            ("ezforge_managed", None)
-        }
-        Some("byoa") => {
-            let b = body.byoa_config.ok_or_else(|| {
-                ApiError::validation("byoaConfig", "required when authMode is byoa")
-            })?;
-            let cfg = validate_byoa(b)?;
-            // Tokens naming our issuer (the root one, or a managed server's own) are ours:
-            // another key set must not vouch for them.
-            if gateway.urls.is_our_issuer(cfg.issuer.trim_end_matches('/')) {
-                return Err(ApiError::validation(
-                    "byoaConfig.issuer",
-                    "is this server's own issuer; use authMode ezforge_managed",
-                ));
-            }
-            ("byoa", Some(cfg))
-        }
-        Some(_) => {
-            return Err(ApiError::validation(
-                "authMode",
-                "must be \"ezforge_managed\" or \"byoa\"",
-            ));
-        }
-    };
+    let (mode, byoa) = requested_mode(&config, &gateway, body.into_inner())?;
     let key = path.into_inner();
     let actor = who.actor();
     let declared_in = config.clone();
@@ -182,4 +150,42 @@ pub async fn update(
         }
     }
     Ok(HttpResponse::Ok().json(body))
+}
+
+/// The mode a body asks for, and its BYOA config when `byoa`: valid, and possible here.
+fn requested_mode(
+    config: &Config,
+    gateway: &Gateway,
+    body: AuthBody,
+) -> Result<(&'static str, Option<ByoaConfig>), ApiError> {
+    match body.auth_mode.as_deref() {
+        None => Err(ApiError::validation("authMode", "required")),
+        Some("ezforge_managed") => {
+            if config.auth.mode == AuthMode::Byoa {
+                return Err(ApiError::Conflict(
+                    "this deployment runs with auth.mode = \"byoa\": it has no built-in authorization server".into(),
+                ));
+            }
+            Ok(("ezforge_managed", None))
+        }
+        Some("byoa") => {
+            let b = body.byoa_config.ok_or_else(|| {
+                ApiError::validation("byoaConfig", "required when authMode is byoa")
+            })?;
+            let cfg = validate_byoa(b)?;
+            // Tokens naming our issuer (the root one, or a managed server's own) are ours:
+            // another key set must not vouch for them.
+            if gateway.urls.is_our_issuer(cfg.issuer.trim_end_matches('/')) {
+                return Err(ApiError::validation(
+                    "byoaConfig.issuer",
+                    "is this server's own issuer; use authMode ezforge_managed",
+                ));
+            }
+            Ok(("byoa", Some(cfg)))
+        }
+        Some(_) => Err(ApiError::validation(
+            "authMode",
+            "must be \"ezforge_managed\" or \"byoa\"",
+        )),
+    }
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
+use rusqlite::Connection;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -19,6 +20,7 @@ use crate::error::ApiError;
 use crate::services::gateway::Gateway;
 use crate::services::revocations::RevokedGrants;
 use crate::shared::destinations::Destinations;
+use crate::store::audit::Actor;
 use crate::store::{self, Store, servers::ServerRow};
 
 pub fn server_json(gateway: &Gateway, s: &ServerRow) -> serde_json::Value {
@@ -246,7 +248,26 @@ pub async fn create(
     body: web::Json<ServerFields>,
 ) -> Result<HttpResponse, ApiError> {
     who.require(ApiScope::ServersWrite)?;
-    let mut body = body.into_inner();
+    let server = new_server(&config, &gateway.destinations, body.into_inner())?;
+    let key = path.into_inner();
+    let actor = who.actor();
+    let server = store
+        .write(move |tx| {
+            let access = project_access(tx, &who, &key)?;
+            insert(tx, &actor, &access.project.id, server)
+        })
+        .await?;
+    gateway.servers_changed().await;
+    let server = record_upstream(&deployer, &store, server).await?;
+    Ok(data(StatusCode::CREATED, server_json(&gateway, &server)))
+}
+
+/// The server a create body asks for, validated (its project is set once it is found).
+fn new_server(
+    config: &Config,
+    destinations: &Destinations,
+    mut body: ServerFields,
+) -> Result<ServerRow, ApiError> {
     let name = validate::name(
         body.name
             .as_deref()
@@ -284,43 +305,42 @@ pub async fn create(
         created_at: now,
         updated_at: now,
     };
-    body.apply(&mut server, &gateway.destinations)?;
-    let key = path.into_inner();
-    let actor = who.actor();
-    let server = store
-        .write(move |tx| {
-            let access = project_access(tx, &who, &key)?;
-            if store::servers::find(tx, &server.slug)?.is_some() {
-                return Err(ApiError::Conflict(format!(
-                    "the slug {} is taken",
-                    server.slug
-                )));
-            }
-            if store::servers::retired_to(tx, &server.slug)?
-                .is_some_and(|owner| owner != access.project.id)
-            {
-                return Err(ApiError::Conflict(format!(
-                    "the slug {} belonged to a deleted server of another project and stays with that project: the server's URL is the identity its tokens, consents and upstream assertions (aud) name",
-                    server.slug
-                )));
-            }
-            server.project_id = access.project.id;
-            store::servers::insert(tx, &server)?;
-            let details = json!({ "slug": server.slug, "upstreamUrl": server.upstream_url });
-            store::audit::record(
-                tx,
-                &actor,
-                "server.create",
-                Some(&server.id),
-                Some(&server.project_id),
-                Some(&details),
-            )?;
-            Ok(server)
-        })
-        .await?;
-    gateway.servers_changed().await;
-    let server = record_upstream(&deployer, &store, server).await?;
-    Ok(data(StatusCode::CREATED, server_json(&gateway, &server)))
+    body.apply(&mut server, destinations)?;
+    Ok(server)
+}
+
+/// Records `server` in `project_id` if its slug is free: taken by no server, and not kept by
+/// another project (blocking, in the caller's transaction).
+fn insert(
+    tx: &Connection,
+    actor: &Actor,
+    project_id: &str,
+    mut server: ServerRow,
+) -> Result<ServerRow, ApiError> {
+    if store::servers::find(tx, &server.slug)?.is_some() {
+        return Err(ApiError::Conflict(format!(
+            "the slug {} is taken",
+            server.slug
+        )));
+    }
+    if store::servers::retired_to(tx, &server.slug)?.is_some_and(|owner| owner != project_id) {
+        return Err(ApiError::Conflict(format!(
+            "the slug {} belonged to a deleted server of another project and stays with that project: the server's URL is the identity its tokens, consents and upstream assertions (aud) name",
+            server.slug
+        )));
+    }
+    server.project_id = project_id.to_owned();
+    store::servers::insert(tx, &server)?;
+    let details = json!({ "slug": server.slug, "upstreamUrl": server.upstream_url });
+    store::audit::record(
+        tx,
+        actor,
+        "server.create",
+        Some(&server.id),
+        Some(&server.project_id),
+        Some(&details),
+    )?;
+    Ok(server)
 }
 
 pub async fn get(

@@ -146,7 +146,7 @@ pub async fn accept_invite(
         .run(move |c| {
             Ok::<_, ApiError>(
                 store::users::invite_exists(c, &th, now)?
-                    || super::invitations::may_create_account(c, &th, now)?,
+                    || super::membership::may_create_account(c, &th, now)?,
             )
         })
         .await?
@@ -161,7 +161,7 @@ pub async fn accept_invite(
     let user = store
         .write(move |tx| {
             let Some(user_id) = store::users::take_invite(tx, &token_hash, now)? else {
-                return super::invitations::join_as_new_account(
+                return super::membership::join_as_new_account(
                     tx,
                     &token_hash,
                     &hash,

@@ -138,7 +138,7 @@ pub async fn delete(
             // the invitations they sent, each audited.
             let grants = store::grants::grant_ids_of_user(tx, &user.id)?;
             let withdrawn =
-                super::invitations::withdraw_sent_by(tx, &actor, &user.id, None, "sender deleted")?;
+                super::membership::withdraw_sent_by(tx, &actor, &user.id, None, "sender deleted")?;
             store::users::delete(tx, &user.id)?;
             if user.role == "admin" && store::users::admin_count(tx)? == 0 {
                 return Err(ApiError::Conflict("cannot delete the last admin".into()));
