@@ -27,9 +27,6 @@ pub const AUTH_METHODS: [&str; 4] = [
     PRIVATE_KEY_JWT,
 ];
 
-/// Algorithms a client assertion may be signed with.
-pub const ASSERTION_ALGORITHMS: [&str; 4] = ["RS256", "PS256", "ES256", "EdDSA"];
-
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// `Authorization: Basic` credentials, if sent.

@@ -9,11 +9,10 @@ use crate::oauth::clients::Client;
 use crate::oauth::issuer::Issuer;
 use crate::oauth::oidc::{self, IdToken};
 use crate::oauth::params::Params;
-use crate::oauth::token::Issued;
 use crate::oauth::{OAuthError, pkce, tokens};
 use crate::store::{self, StoreError, grants::GrantRow};
 
-use super::{GrantExchange, has_offline_access, new_refresh, revoke_now, sign_error};
+use super::{GrantExchange, Issued, has_offline_access, new_refresh, revoke_now, sign_error};
 
 enum Outcome {
     Granted {

@@ -19,6 +19,16 @@ use crate::store::{self, Store, StoreError, grants::RefreshRow};
 use super::OAuthError;
 use super::tokens;
 
+/// What every successful grant answers.
+pub struct Issued {
+    pub access_token: String,
+    pub expires_in: i64,
+    pub scope: String,
+    pub refresh_token: Option<String>,
+    /// OpenID Connect, when `openid` was granted.
+    pub id_token: Option<String>,
+}
+
 /// What the grant types use to exchange a grant for tokens (an extractor for the token
 /// endpoint): the config (lifetimes), the store, the signing keys, the master key (refresh
 /// token successors), the revoked set and the refresh replay counters, and the gateway (the

@@ -13,11 +13,12 @@ use crate::domain;
 use crate::oauth::clients::Client;
 use crate::oauth::issuer::Issuer;
 use crate::oauth::params::Params;
-use crate::oauth::token::Issued;
 use crate::oauth::{OAuthError, client_auth, tokens};
 use crate::store::{self, StoreError, grants::GrantRow};
 
-use super::{GrantExchange, has_offline_access, refresh_row, revoke_now, sign_error, successor};
+use super::{
+    GrantExchange, Issued, has_offline_access, refresh_row, revoke_now, sign_error, successor,
+};
 
 enum Outcome {
     Granted {
