@@ -47,30 +47,8 @@ pub async fn post(
         let raw = String::from_utf8_lossy(&body).into_owned();
         return begin(&req, &az, raw).await;
     }
-    if let Some(why) = super::cross_site::refused(&req, az.gateway.urls.public_url()) {
-        tracing::info!(
-            why,
-            "a sign-in or consent form posted from another site was refused"
-        );
-        return pages::error(
-            StatusCode::FORBIDDEN,
-            "Request refused",
-            "This form was sent from another site. Go back to the application and start again.",
-        );
-    }
-    let (cookie_token, _) = csrf_token(&req, &az.accounts);
-    let sent = params.get("csrf").unwrap_or("");
-    if cookie_token.is_none()
-        || !crypto::ct_eq(
-            cookie_token.as_deref().unwrap_or("").as_bytes(),
-            sent.as_bytes(),
-        )
-    {
-        return pages::error(
-            StatusCode::FORBIDDEN,
-            "Form expired",
-            "This form expired or did not come from this site. Go back to the application and start again.",
-        );
+    if let Some(page) = forged_form(&req, &az, params.get("csrf").unwrap_or("")) {
+        return page;
     }
     let raw = params.get("request").unwrap_or("").to_owned();
     let Ok(issuer) = Issuer::of(&req, &az.gateway) else {
@@ -82,62 +60,116 @@ pub async fn post(
     };
     if let Some(email) = params.get("email") {
         let password = Secret::new(params.get("password").unwrap_or(""));
-        let address = req.peer_addr().map(|a| a.ip().to_string());
-        let user = match az
-            .accounts
-            .verify_login(email, password, address.as_deref())
-            .await
-        {
-            Ok(u) => u,
-            Err(LoginError::Invalid) => {
-                return login_page(
-                    &req,
-                    &az.accounts,
-                    &flow,
-                    email,
-                    Some("Wrong email or password."),
-                    StatusCode::UNAUTHORIZED,
-                );
-            }
-            Err(LoginError::Throttled(wait)) => {
-                let msg = format!(
-                    "Too many attempts. Try again in {} minutes.",
-                    wait.div_ceil(60)
-                );
-                let mut res = login_page(
-                    &req,
-                    &az.accounts,
-                    &flow,
-                    email,
-                    Some(&msg),
-                    StatusCode::TOO_MANY_REQUESTS,
-                );
-                res.headers_mut().insert(header::RETRY_AFTER, wait.into());
-                return res;
-            }
-            Err(LoginError::Store(_)) => return unavailable(),
-        };
-        let (token, _) = match az.accounts.start_session(&user, address).await {
-            Ok(t) => t,
-            Err(_) => return unavailable(),
-        };
-        let who = SignedIn {
-            user,
-            auth_time: domain::now(),
-        };
-        let mut res = after_login(&req, &az, &flow, &who).await;
-        let ttl = az.accounts.session_ttl_secs();
-        let _ = res.add_cookie(&az.accounts.session_cookie(token.expose(), ttl));
-        return res;
+        return sign_in(&req, &az, &flow, email, password).await;
     }
     let Some(who) = az.accounts.signed_in(&req).await else {
         return login_page(&req, &az.accounts, &flow, "", None, StatusCode::OK);
     };
+    decide(&req, &az, &flow, &who, params.get("decision")).await
+}
+
+/// The page refusing a form post that did not come from our own pages (another site, or
+/// without the browser's CSRF token), if it did not.
+fn forged_form(req: &HttpRequest, az: &Authorizer, sent: &str) -> Option<HttpResponse> {
+    if let Some(why) = super::cross_site::refused(req, az.gateway.urls.public_url()) {
+        tracing::info!(
+            why,
+            "a sign-in or consent form posted from another site was refused"
+        );
+        return Some(pages::error(
+            StatusCode::FORBIDDEN,
+            "Request refused",
+            "This form was sent from another site. Go back to the application and start again.",
+        ));
+    }
+    let (cookie_token, _) = csrf_token(req, &az.accounts);
+    if cookie_token.is_none()
+        || !crypto::ct_eq(
+            cookie_token.as_deref().unwrap_or("").as_bytes(),
+            sent.as_bytes(),
+        )
+    {
+        return Some(pages::error(
+            StatusCode::FORBIDDEN,
+            "Form expired",
+            "This form expired or did not come from this site. Go back to the application and start again.",
+        ));
+    }
+    None
+}
+
+/// The sign-in form: checks the password (throttled), starts a session (its cookie set on the
+/// answer), and goes on as a signed-in user would.
+async fn sign_in(
+    req: &HttpRequest,
+    az: &Authorizer,
+    flow: &Flow,
+    email: &str,
+    password: Secret,
+) -> HttpResponse {
+    let address = req.peer_addr().map(|a| a.ip().to_string());
+    let user = match az
+        .accounts
+        .verify_login(email, password, address.as_deref())
+        .await
+    {
+        Ok(u) => u,
+        Err(LoginError::Invalid) => {
+            return login_page(
+                req,
+                &az.accounts,
+                flow,
+                email,
+                Some("Wrong email or password."),
+                StatusCode::UNAUTHORIZED,
+            );
+        }
+        Err(LoginError::Throttled(wait)) => {
+            let msg = format!(
+                "Too many attempts. Try again in {} minutes.",
+                wait.div_ceil(60)
+            );
+            let mut res = login_page(
+                req,
+                &az.accounts,
+                flow,
+                email,
+                Some(&msg),
+                StatusCode::TOO_MANY_REQUESTS,
+            );
+            res.headers_mut().insert(header::RETRY_AFTER, wait.into());
+            return res;
+        }
+        Err(LoginError::Store(_)) => return unavailable(),
+    };
+    let (token, _) = match az.accounts.start_session(&user, address).await {
+        Ok(t) => t,
+        Err(_) => return unavailable(),
+    };
+    let who = SignedIn {
+        user,
+        auth_time: domain::now(),
+    };
+    let mut res = after_login(req, az, flow, &who).await;
+    let ttl = az.accounts.session_ttl_secs();
+    let _ = res.add_cookie(&az.accounts.session_cookie(token.expose(), ttl));
+    res
+}
+
+/// The consent form's answer: approve (remembered, then a code), deny (`access_denied` back
+/// to the client), or none (the form again).
+async fn decide(
+    req: &HttpRequest,
+    az: &Authorizer,
+    flow: &Flow,
+    who: &SignedIn,
+    decision: Option<&str>,
+) -> HttpResponse {
     let user = &who.user;
-    match params.get("decision") {
+    match decision {
         Some("approve") => {
             if may_use(&az.store, user, &flow.server).await.is_none() {
-                return not_a_member(&flow);
+                return not_a_member(flow);
             }
             let (uid, cid, res_uri, scopes) = (
                 user.id.clone(),
@@ -156,7 +188,7 @@ pub async fn post(
             {
                 return unavailable();
             }
-            issue_code(&az.store, &az.config, &flow, &who, StatusCode::SEE_OTHER).await
+            issue_code(&az.store, &az.config, flow, who, StatusCode::SEE_OTHER).await
         }
         Some("deny") => redirect_error(
             &flow.issuer,
@@ -166,7 +198,7 @@ pub async fn post(
             flow.state.as_deref(),
             StatusCode::SEE_OTHER,
         ),
-        _ => consent_page(&req, &az.accounts, &flow, user),
+        _ => consent_page(req, &az.accounts, flow, user),
     }
 }
 

@@ -14,7 +14,7 @@ use crate::domain::validate;
 use crate::oauth::clients::{self, Client, ClientError};
 use crate::oauth::issuer::Issuer;
 use crate::oauth::params::Params;
-use crate::oauth::{oidc, pages, pkce};
+use crate::oauth::{OAuthError, oidc, pages, pkce};
 use crate::services::gateway::registry::ServerEntry;
 
 /// A validated authorization request.
@@ -37,12 +37,62 @@ pub struct Flow {
 
 /// Validates an authorization request; the `Err` is the page or redirect to answer with.
 pub async fn validate(az: &Authorizer, raw: &str, issuer: Issuer) -> Result<Flow, HttpResponse> {
-    let bad_page = |msg: &str| pages::error(StatusCode::BAD_REQUEST, "Invalid request", msg);
     let params = Params::parse(raw.as_bytes()).map_err(|e| bad_page(&e.description))?;
+    let client = client_of(az, &params).await?;
+    let redirect_uri = redirect_uri_of(&client, &params).map_err(bad_page)?;
+    // From here on, errors go back to the client — if a project registered it, or if it waits
+    // on a loopback or on an app's own scheme (reverse-domain, or a known MCP client's: the
+    // user's own machine, no open redirect there). Anyone can register a client (or publish a
+    // metadata document) naming any web redirect URI, or a scheme that opens a browser, so for
+    // those an automatic redirect would make this server an open redirector (RFC 9700
+    // §4.11.2): the error is shown here instead, before the user has done anything.
+    let st = params.get("state").map(str::to_owned);
+    let own_machine = clients::error_redirect_allowed(&redirect_uri);
+    let mut fail = Failure {
+        issuer: &issuer,
+        redirect_uri: &redirect_uri,
+        state: st.as_deref(),
+        redirect: client.server_id.is_some() || own_machine,
+    };
+    let challenge = code_challenge(&params).map_err(|e| fail.answer(&e))?;
+    let server = issuer
+        .target(&az.gateway, &params.all("resource"))
+        .map_err(|e| fail.answer(&e))?;
+    let client = match for_server(&client, &server) {
+        Ok(None) => client,
+        Ok(Some(ordinary)) => {
+            fail.redirect = own_machine;
+            ordinary
+        }
+        Err(e) => return Err(fail.answer(&e)),
+    };
+    let scopes = requested_scopes(&client, &server, params.get("scope"))
+        .map_err(|e| fail.answer(&OAuthError::invalid_scope(e)))?;
+    let nonce = nonce_of(&params).map_err(|e| fail.answer(&e))?;
+    Ok(Flow {
+        raw: raw.to_owned(),
+        redirect_uri_given: params.get("redirect_uri").is_some(),
+        client,
+        redirect_uri,
+        state: st,
+        challenge,
+        server,
+        scopes,
+        issuer,
+        nonce,
+    })
+}
+
+fn bad_page(msg: &str) -> HttpResponse {
+    pages::error(StatusCode::BAD_REQUEST, "Invalid request", msg)
+}
+
+/// The client the request names; a page if there is none to serve.
+async fn client_of(az: &Authorizer, params: &Params) -> Result<Arc<Client>, HttpResponse> {
     let client_id = params
         .get("client_id")
         .ok_or_else(|| bad_page("The request names no client (client_id is missing)."))?;
-    let mut client = clients::resolve(&az.store, &az.oauth, &az.outbound, client_id)
+    clients::resolve(&az.store, &az.oauth, &az.outbound, client_id)
         .await
         .map_err(|e| match e {
             ClientError::Store(_) => unavailable(),
@@ -52,19 +102,20 @@ pub async fn validate(az: &Authorizer, raw: &str, issuer: Issuer) -> Result<Flow
             ClientError::Metadata(m) => bad_page(&format!(
                 "The application's metadata document cannot be used: {m}."
             )),
-        })?;
+        })
+}
+
+/// The redirect URI to answer at: the one named, if the client registered it, else the
+/// client's only one. Why not (for a page) if there is none it may be sent to.
+fn redirect_uri_of(client: &Client, params: &Params) -> Result<String, &'static str> {
     let redirect_uri = match params.get("redirect_uri") {
         Some(r) if clients::redirect_matches(&client.redirect_uris, r) => r.to_owned(),
         Some(_) => {
-            return Err(bad_page(
-                "The redirect address does not match any the application registered.",
-            ));
+            return Err("The redirect address does not match any the application registered.");
         }
         None if client.redirect_uris.len() == 1 => client.redirect_uris[0].clone(),
         None => {
-            return Err(bad_page(
-                "The request names no redirect address (redirect_uri is missing).",
-            ));
+            return Err("The request names no redirect address (redirect_uri is missing).");
         }
     };
     // Registered before its scheme was refused (one that hands a web address to a browser):
@@ -72,102 +123,97 @@ pub async fn validate(az: &Authorizer, raw: &str, issuer: Issuer) -> Result<Flow
     if Url::parse(&redirect_uri).is_ok_and(|u| !matches!(u.scheme(), "http" | "https"))
         && clients::native_or_web_redirect(&redirect_uri).is_err()
     {
-        return Err(bad_page(
+        return Err(
             "The application's redirect address uses a scheme this server does not redirect to.",
-        ));
+        );
     }
-    // From here on, errors go back to the client — if a project registered it, or if it waits
-    // on a loopback or on an app's own scheme (reverse-domain, or a known MCP client's: the
-    // user's own machine, no open redirect there). Anyone can register a client (or publish a
-    // metadata document) naming any web redirect URI, or a scheme that opens a browser, so for
-    // those an automatic redirect would make this server an open redirector (RFC 9700
-    // §4.11.2): the error is shown here instead, before the user has done anything.
-    let st = params.get("state").map(str::to_owned);
-    let own_machine = clients::error_redirect_allowed(&redirect_uri);
-    let redirect_trusted = std::cell::Cell::new(client.server_id.is_some() || own_machine);
-    let fail = |code: &str, desc: &str| {
-        if !redirect_trusted.get() {
-            return error_page(&issuer, &redirect_uri, code, desc, st.as_deref());
+    Ok(redirect_uri)
+}
+
+/// How an error found once the redirect URI is known is answered (see `validate`).
+struct Failure<'a> {
+    issuer: &'a Issuer,
+    redirect_uri: &'a str,
+    state: Option<&'a str>,
+    /// Redirected back to the client; else shown as a page.
+    redirect: bool,
+}
+
+impl Failure<'_> {
+    fn answer(&self, e: &OAuthError) -> HttpResponse {
+        let (code, desc) = (e.code, e.description.as_str());
+        if !self.redirect {
+            return error_page(self.issuer, self.redirect_uri, code, desc, self.state);
         }
         redirect_error(
-            &issuer,
-            &redirect_uri,
+            self.issuer,
+            self.redirect_uri,
             code,
             desc,
-            st.as_deref(),
+            self.state,
             StatusCode::FOUND,
         )
-    };
+    }
+}
+
+/// The code flow with PKCE S256: `response_type=code` and a well-formed `code_challenge`.
+fn code_challenge(params: &Params) -> Result<String, OAuthError> {
     match params.get("response_type") {
         Some("code") => {}
-        None => return Err(fail("invalid_request", "response_type is required")),
+        None => return Err(OAuthError::invalid_request("response_type is required")),
         Some(_) => {
-            return Err(fail(
+            return Err(OAuthError::new(
+                StatusCode::BAD_REQUEST,
                 "unsupported_response_type",
                 "only response_type=code is supported",
             ));
         }
     }
     let challenge = params.get("code_challenge").ok_or_else(|| {
-        fail(
-            "invalid_request",
-            "PKCE is required: code_challenge is missing",
-        )
+        OAuthError::invalid_request("PKCE is required: code_challenge is missing")
     })?;
     if params.get("code_challenge_method") != Some("S256") {
-        return Err(fail(
-            "invalid_request",
+        return Err(OAuthError::invalid_request(
             "code_challenge_method must be S256",
         ));
     }
     if !pkce::well_formed(challenge) {
-        return Err(fail("invalid_request", "code_challenge is malformed"));
+        return Err(OAuthError::invalid_request("code_challenge is malformed"));
     }
-    let server = issuer
-        .target(&az.gateway, &params.all("resource"))
-        .map_err(|e| fail(e.code, &e.description))?;
-    if client.server_id.as_ref().is_some_and(|id| id != &server.id) {
-        if !clients::is_metadata_url(&client.client_id) {
-            return Err(fail(
-                "invalid_target",
-                "this client is registered for another server",
-            ));
-        }
-        // A metadata-document client that another server pre-registered: anyone may name its
-        // document, so here it is an ordinary one (no trust, the server's scopes, no error
-        // redirects but to the user's own machine).
-        redirect_trusted.set(own_machine);
-        client = Arc::new(clients::Client {
-            scopes: None,
-            trusted: false,
-            server_id: None,
-            stored: false,
-            ..(*client).clone()
-        });
+    Ok(challenge.to_owned())
+}
+
+/// A client pre-registered for another server than `server`: refused, unless it is a metadata
+/// document, which is then served as an ordinary one (`Some`).
+fn for_server(client: &Client, server: &ServerEntry) -> Result<Option<Arc<Client>>, OAuthError> {
+    if client.server_id.as_ref().is_none_or(|id| id == &server.id) {
+        return Ok(None);
     }
-    let scopes = requested_scopes(&client, &server, params.get("scope"))
-        .map_err(|e| fail("invalid_scope", &e))?;
-    let nonce = match params.get("nonce") {
-        Some(n) if !oidc::valid_nonce(n) => {
-            return Err(fail(
-                "invalid_request",
-                "nonce must be printable ASCII of at most 512 characters",
-            ));
-        }
-        n => n.map(str::to_owned),
-    };
-    Ok(Flow {
-        raw: raw.to_owned(),
-        redirect_uri_given: params.get("redirect_uri").is_some(),
-        client,
-        redirect_uri,
-        state: st,
-        challenge: challenge.to_owned(),
-        server,
-        scopes,
-        issuer,
-        nonce,
-    })
+    if !clients::is_metadata_url(&client.client_id) {
+        return Err(OAuthError::invalid_target(
+            "this client is registered for another server",
+        ));
+    }
+    // A metadata-document client that another server pre-registered: anyone may name its
+    // document, so here it is an ordinary one (no trust, the server's scopes, no error
+    // redirects but to the user's own machine).
+    Ok(Some(Arc::new(Client {
+        scopes: None,
+        trusted: false,
+        server_id: None,
+        stored: false,
+        ..client.clone()
+    })))
+}
+
+/// OpenID Connect's `nonce`, if sent.
+fn nonce_of(params: &Params) -> Result<Option<String>, OAuthError> {
+    match params.get("nonce") {
+        Some(n) if !oidc::valid_nonce(n) => Err(OAuthError::invalid_request(
+            "nonce must be printable ASCII of at most 512 characters",
+        )),
+        n => Ok(n.map(str::to_owned)),
+    }
 }
 
 /// The scopes a request asks for, each available to this client at this server: the MCP

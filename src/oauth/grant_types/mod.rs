@@ -14,7 +14,7 @@ use crate::domain;
 use crate::services::gateway::Gateway;
 use crate::services::keys::Keyring;
 use crate::services::revocations::{ReuseCounters, RevokedGrants};
-use crate::store::{self, Store, StoreError, grants::RefreshRow};
+use crate::store::{self, Store, StoreError, grants::GrantRow, grants::RefreshRow};
 
 use super::OAuthError;
 use super::tokens;
@@ -119,6 +119,28 @@ pub fn has_offline_access(scopes: &str) -> bool {
     scopes
         .split_whitespace()
         .any(|s| s == crate::domain::scopes::OFFLINE_ACCESS)
+}
+
+/// An access token of `grant`, for its user (else its client), with `scope`.
+pub fn grant_access_token(
+    grants: &GrantExchange,
+    issuer: &super::issuer::Issuer,
+    grant: &GrantRow,
+    scope: &str,
+) -> Result<(String, i64), OAuthError> {
+    tokens::access_token(
+        &grants.config,
+        &grants.keys,
+        &tokens::AccessToken {
+            iss: &issuer.url,
+            sub: grant.user_id.as_deref().unwrap_or(&grant.client_id),
+            client_id: &grant.client_id,
+            resource: &grant.resource,
+            scope,
+            grant_id: Some(&grant.id),
+        },
+    )
+    .map_err(sign_error)
 }
 
 pub fn sign_error(e: jsonwebtoken::errors::Error) -> OAuthError {
