@@ -7,24 +7,15 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, Validation};
+use jsonwebtoken::Validation;
 use serde::Deserialize;
 
 use super::OAuthError;
 use super::OAuthState;
-use super::clients::Client;
+use super::clients::{ALGORITHMS, Client};
 use crate::crypto;
 use crate::shared::jwks::{self, JwksError};
 use crate::store::{self, Store};
-
-/// The algorithms an assertion may be signed with (`client_auth::ASSERTION_ALGORITHMS`, as the
-/// metadata lists them).
-pub const ALGORITHMS: [Algorithm; 4] = [
-    Algorithm::RS256,
-    Algorithm::PS256,
-    Algorithm::ES256,
-    Algorithm::EdDSA,
-];
 
 /// Longest assertion read at all.
 const MAX_LEN: usize = 16 * 1024;
@@ -137,13 +128,4 @@ pub async fn verify(
         return Err(refused("its jti was already used"));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_metadata_lists_the_algorithms_verified() {
-        let names: Vec<String> = super::ALGORITHMS.iter().map(|a| format!("{a:?}")).collect();
-        assert_eq!(names, super::super::client_auth::ASSERTION_ALGORITHMS);
-    }
 }

@@ -27,9 +27,6 @@ pub const AUTH_METHODS: [&str; 4] = [
     PRIVATE_KEY_JWT,
 ];
 
-/// Algorithms a client assertion may be signed with.
-pub const ASSERTION_ALGORITHMS: [&str; 4] = ["RS256", "PS256", "ES256", "EdDSA"];
-
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// `Authorization: Basic` credentials, if sent.
@@ -109,23 +106,7 @@ pub async fn authenticate(
     endpoint: &str,
 ) -> Result<Arc<Client>, OAuthError> {
     let basic = basic(req)?;
-    let assertion = match (
-        params.get("client_assertion_type"),
-        params.get("client_assertion"),
-    ) {
-        (None, None) => None,
-        (Some(JWT_BEARER), Some(a)) => Some(a),
-        (Some(_), Some(_)) => {
-            return Err(OAuthError::invalid_client(format!(
-                "client_assertion_type must be {JWT_BEARER}"
-            )));
-        }
-        _ => {
-            return Err(OAuthError::invalid_request(
-                "client_assertion and client_assertion_type go together",
-            ));
-        }
-    };
+    let assertion = assertion_of(params)?;
     let methods = usize::from(basic.is_some())
         + usize::from(params.get("client_secret").is_some())
         + usize::from(assertion.is_some());
@@ -135,49 +116,96 @@ pub async fn authenticate(
         ));
     }
     if let Some(jwt) = assertion {
-        let claimed = assertion::claimed_client(jwt)?;
-        if params.get("client_id").is_some_and(|c| c != claimed) {
-            return Err(OAuthError::invalid_client(
-                "client_id does not match the client assertion",
-            ));
-        }
-        let client = auth.client(&claimed).await?;
-        if client.auth_method != PRIVATE_KEY_JWT {
-            return Err(OAuthError::invalid_client(
-                "this client does not authenticate with private_key_jwt",
-            ));
-        }
-        let audiences = audiences(&auth.gateway.urls, issuer, endpoint);
-        assertion::verify(&auth.store, &auth.oauth, &client, jwt, &audiences).await?;
-        return Ok(client);
+        return by_assertion(auth, params, issuer, endpoint, jwt).await;
     }
     let secret_method = if basic.is_some() {
         "client_secret_basic"
     } else {
         "client_secret_post"
     };
-    let (client_id, secret) = match (basic, params.get("client_secret")) {
+    let (client_id, secret) = credentials(basic, params)?;
+    let client = auth.client(&client_id).await?;
+    by_secret(client, secret, secret_method)
+}
+
+/// The client assertion (`private_key_jwt`), if the request sends one.
+fn assertion_of(params: &Params) -> Result<Option<&str>, OAuthError> {
+    match (
+        params.get("client_assertion_type"),
+        params.get("client_assertion"),
+    ) {
+        (None, None) => Ok(None),
+        (Some(JWT_BEARER), Some(a)) => Ok(Some(a)),
+        (Some(_), Some(_)) => Err(OAuthError::invalid_client(format!(
+            "client_assertion_type must be {JWT_BEARER}"
+        ))),
+        _ => Err(OAuthError::invalid_request(
+            "client_assertion and client_assertion_type go together",
+        )),
+    }
+}
+
+/// `private_key_jwt`: the client the assertion names, if it verifies with that client's keys.
+async fn by_assertion(
+    auth: &ClientAuth,
+    params: &Params,
+    issuer: &Issuer,
+    endpoint: &str,
+    jwt: &str,
+) -> Result<Arc<Client>, OAuthError> {
+    let claimed = assertion::claimed_client(jwt)?;
+    if params.get("client_id").is_some_and(|c| c != claimed) {
+        return Err(OAuthError::invalid_client(
+            "client_id does not match the client assertion",
+        ));
+    }
+    let client = auth.client(&claimed).await?;
+    if client.auth_method != PRIVATE_KEY_JWT {
+        return Err(OAuthError::invalid_client(
+            "this client does not authenticate with private_key_jwt",
+        ));
+    }
+    let audiences = audiences(&auth.gateway.urls, issuer, endpoint);
+    assertion::verify(&auth.store, &auth.oauth, &client, jwt, &audiences).await?;
+    Ok(client)
+}
+
+/// The client id and the secret (if any) of a request without an assertion: HTTP Basic, else
+/// the form's `client_id` and `client_secret`.
+fn credentials(
+    basic: Option<(String, String)>,
+    params: &Params,
+) -> Result<(String, Option<String>), OAuthError> {
+    match (basic, params.get("client_secret")) {
         (Some((id, secret)), _) => {
             if params.get("client_id").is_some_and(|c| c != id) {
                 return Err(OAuthError::invalid_client(
                     "client_id does not match the credentials",
                 ));
             }
-            (id, Some(secret))
+            Ok((id, Some(secret)))
         }
-        (None, Some(secret)) => (
+        (None, Some(secret)) => Ok((
             params.require("client_id")?.to_owned(),
             Some(secret.to_owned()),
-        ),
-        (None, None) => (
+        )),
+        (None, None) => Ok((
             params
                 .require("client_id")
                 .map_err(|_| OAuthError::invalid_client("client_id is required"))?
                 .to_owned(),
             None,
-        ),
-    };
-    let client = auth.client(&client_id).await?;
+        )),
+    }
+}
+
+/// Checks `secret` (sent with `secret_method`) against `client`'s, or that a client with none
+/// may go without.
+fn by_secret(
+    client: Arc<Client>,
+    secret: Option<String>,
+    secret_method: &str,
+) -> Result<Arc<Client>, OAuthError> {
     match (&client.secret_hash, secret) {
         (Some(hash), Some(secret)) => {
             // Both secret methods are accepted; the registered one is only a preference.

@@ -5,7 +5,8 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
-use super::client_auth::{ASSERTION_ALGORITHMS, AUTH_METHODS};
+use super::client_auth::AUTH_METHODS;
+use super::clients::ASSERTION_ALGORITHMS;
 use super::issuer::Issuer;
 use super::oidc::{CLAIMS_SUPPORTED, OIDC_SCOPES};
 use crate::domain::scopes::MCP_SCOPES;

@@ -11,7 +11,7 @@ use super::OAuthError;
 use super::clients;
 use crate::config::{Config, RegistrationMode};
 use crate::crypto;
-use crate::domain::{self, validate};
+use crate::domain::{self, Secret, validate};
 use crate::services::gateway::Gateway;
 use crate::services::gateway::urls::ServerUrls;
 use crate::services::revocations::RevokedGrants;
@@ -57,6 +57,24 @@ struct Registration {
 }
 
 fn validate_metadata(body: &[u8]) -> Result<Registration, OAuthError> {
+    let (raw, m) = parse(body)?;
+    let auth_method = auth_method_of(&m)?;
+    let grant_types = grant_types_of(&m)?;
+    let (redirect_uris, application_type) = redirects_of(&m, &grant_types)?;
+    let name = described(&m)?;
+    Ok(Registration {
+        name,
+        redirect_uris,
+        auth_method,
+        grant_types,
+        scope: m.scope,
+        application_type,
+        document: raw,
+    })
+}
+
+/// The registration document: a JSON object, and what it says.
+fn parse(body: &[u8]) -> Result<(Value, Metadata), OAuthError> {
     let raw: Value = serde_json::from_slice(body).map_err(|e| {
         invalid(
             "invalid_client_metadata",
@@ -71,8 +89,14 @@ fn validate_metadata(body: &[u8]) -> Result<Registration, OAuthError> {
     }
     let m: Metadata = serde_json::from_value(raw.clone())
         .map_err(|e| invalid("invalid_client_metadata", e.to_string()))?;
+    Ok((raw, m))
+}
+
+/// The client authentication method (`none` by default), and for `private_key_jwt` its keys.
+fn auth_method_of(m: &Metadata) -> Result<String, OAuthError> {
     let auth_method = m
         .token_endpoint_auth_method
+        .clone()
         .unwrap_or_else(|| "none".into());
     if !matches!(
         auth_method.as_str(),
@@ -92,8 +116,14 @@ fn validate_metadata(body: &[u8]) -> Result<Registration, OAuthError> {
             "jwks and jwks_uri are for token_endpoint_auth_method \"private_key_jwt\"",
         ));
     }
+    Ok(auth_method)
+}
+
+/// The grant types (the code and refresh token grants by default); the code response type only.
+fn grant_types_of(m: &Metadata) -> Result<Vec<String>, OAuthError> {
     let grant_types = m
         .grant_types
+        .clone()
         .unwrap_or_else(|| vec!["authorization_code".into(), "refresh_token".into()]);
     for g in &grant_types {
         match g.as_str() {
@@ -115,10 +145,15 @@ fn validate_metadata(body: &[u8]) -> Result<Registration, OAuthError> {
             "only the response type \"code\" is supported",
         ));
     }
-    let redirect_uris = m.redirect_uris.unwrap_or_default();
+    Ok(grant_types)
+}
+
+/// The redirect URIs and the application type they must suit.
+fn redirects_of(m: &Metadata, grant_types: &[String]) -> Result<(Vec<String>, String), OAuthError> {
+    let redirect_uris = m.redirect_uris.clone().unwrap_or_default();
     // Without application_type, a client naming an app's scheme or a loopback is a native app
     // (as Cursor, Claude Code and others register), else a web one.
-    let application_type = m.application_type.unwrap_or_else(|| {
+    let application_type = m.application_type.clone().unwrap_or_else(|| {
         if redirect_uris.iter().any(|u| clients::is_native_redirect(u)) {
             "native".into()
         } else {
@@ -148,6 +183,11 @@ fn validate_metadata(body: &[u8]) -> Result<Registration, OAuthError> {
             ));
         }
     }
+    Ok((redirect_uris, application_type))
+}
+
+/// What describes the client: its scope's tokens, its web pages, and its name (returned).
+fn described(m: &Metadata) -> Result<String, OAuthError> {
     if let Some(scope) = &m.scope {
         for s in scope.split_whitespace() {
             validate::scope_token(s).map_err(|e| invalid("invalid_client_metadata", e))?;
@@ -159,21 +199,12 @@ fn validate_metadata(body: &[u8]) -> Result<Registration, OAuthError> {
                 .map_err(|e| invalid("invalid_client_metadata", format!("{field} {e}")))?;
         }
     }
-    let name = match m.client_name {
-        Some(n) => validate::name(&n, 255)
-            .map_err(|e| invalid("invalid_client_metadata", format!("client_name {e}")))?,
-        None => "Unnamed client".into(),
-    };
     let _ = (&m.software_id, &m.software_version, &m.contacts);
-    Ok(Registration {
-        name,
-        redirect_uris,
-        auth_method,
-        grant_types,
-        scope: m.scope,
-        application_type,
-        document: raw,
-    })
+    match &m.client_name {
+        Some(n) => validate::name(n, 255)
+            .map_err(|e| invalid("invalid_client_metadata", format!("client_name {e}"))),
+        None => Ok("Unnamed client".into()),
+    }
 }
 
 fn bearer(req: &HttpRequest) -> Option<String> {
@@ -242,54 +273,11 @@ pub async fn register(
     gateway: web::Data<Gateway>,
     super::Body(body): super::Body,
 ) -> Result<HttpResponse, OAuthError> {
-    let reg = &config.auth.registration;
-    match reg.mode {
-        RegistrationMode::Off => {
-            return Err(OAuthError::new(
-                StatusCode::FORBIDDEN,
-                "access_denied",
-                "dynamic registration is disabled",
-            ));
-        }
-        RegistrationMode::Token => {
-            let expected = reg
-                .initial_access_token
-                .as_ref()
-                .map(|t| t.expose().as_bytes().to_vec())
-                .unwrap_or_default();
-            let given = bearer(&req).unwrap_or_default();
-            if expected.is_empty() || !crypto::ct_eq(given.as_bytes(), &expected) {
-                return Err(unauthorized(
-                    "registration requires a valid initial access token",
-                ));
-            }
-        }
-        RegistrationMode::Open => {}
-    }
+    may_register(&req, &config)?;
     let r = validate_metadata(&body)?;
-    let now = domain::now();
     let secret = uses_secret(&r.auth_method).then(|| crypto::new_token("ezf_cs_"));
     let registration_token = crypto::new_token("ezf_rat_");
-    let row = ClientRow {
-        id: domain::new_id("oac_"),
-        client_id: format!("client_{}", domain::base32(&domain::random_bytes::<15>())),
-        server_id: None,
-        name: r.name,
-        redirect_uris: serde_json::to_string(&r.redirect_uris).map_err(OAuthError::server_error)?,
-        scopes: r.scope.unwrap_or_default(),
-        trusted: false,
-        is_dynamic: true,
-        secret_hash: secret.as_ref().map(|s| crypto::token_hash(s.expose())),
-        metadata_url: None,
-        created_at: now,
-        updated_at: now,
-        last_used_at: None,
-        registration_token_hash: Some(crypto::token_hash(registration_token.expose())),
-        auth_method: r.auth_method,
-        grant_types: r.grant_types.join(" "),
-        application_type: r.application_type,
-        metadata: Some(r.document.to_string()),
-    };
+    let row = new_client(r, secret.as_ref(), &registration_token)?;
     let stored = row.clone();
     store
         .write(move |tx| {
@@ -315,6 +303,63 @@ pub async fn register(
             Some(registration_token.expose()),
         ),
     ))
+}
+
+/// Is registration open to this request (`auth.registration.mode`: off, open, or with the
+/// initial access token)?
+fn may_register(req: &HttpRequest, config: &Config) -> Result<(), OAuthError> {
+    let reg = &config.auth.registration;
+    match reg.mode {
+        RegistrationMode::Off => Err(OAuthError::new(
+            StatusCode::FORBIDDEN,
+            "access_denied",
+            "dynamic registration is disabled",
+        )),
+        RegistrationMode::Token => {
+            let expected = reg
+                .initial_access_token
+                .as_ref()
+                .map(|t| t.expose().as_bytes().to_vec())
+                .unwrap_or_default();
+            let given = bearer(req).unwrap_or_default();
+            if expected.is_empty() || !crypto::ct_eq(given.as_bytes(), &expected) {
+                return Err(unauthorized(
+                    "registration requires a valid initial access token",
+                ));
+            }
+            Ok(())
+        }
+        RegistrationMode::Open => Ok(()),
+    }
+}
+
+/// The stored row of a new dynamic client (its secret and registration token hashed).
+fn new_client(
+    r: Registration,
+    secret: Option<&Secret>,
+    registration_token: &Secret,
+) -> Result<ClientRow, OAuthError> {
+    let now = domain::now();
+    Ok(ClientRow {
+        id: domain::new_id("oac_"),
+        client_id: format!("client_{}", domain::base32(&domain::random_bytes::<15>())),
+        server_id: None,
+        name: r.name,
+        redirect_uris: serde_json::to_string(&r.redirect_uris).map_err(OAuthError::server_error)?,
+        scopes: r.scope.unwrap_or_default(),
+        trusted: false,
+        is_dynamic: true,
+        secret_hash: secret.map(|s| crypto::token_hash(s.expose())),
+        metadata_url: None,
+        created_at: now,
+        updated_at: now,
+        last_used_at: None,
+        registration_token_hash: Some(crypto::token_hash(registration_token.expose())),
+        auth_method: r.auth_method,
+        grant_types: r.grant_types.join(" "),
+        application_type: r.application_type,
+        metadata: Some(r.document.to_string()),
+    })
 }
 
 /// The dynamic client a registration access token manages.

@@ -11,16 +11,6 @@ use super::grant_types::{self, GrantExchange};
 use super::issuer::Issuer;
 use super::params;
 
-/// What every successful grant answers.
-pub struct Issued {
-    pub access_token: String,
-    pub expires_in: i64,
-    pub scope: String,
-    pub refresh_token: Option<String>,
-    /// OpenID Connect, when `openid` was granted.
-    pub id_token: Option<String>,
-}
-
 pub async fn token(
     req: HttpRequest,
     clients: ClientAuth,

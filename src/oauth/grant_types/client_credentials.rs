@@ -6,10 +6,9 @@ use std::sync::Arc;
 use crate::oauth::clients::Client;
 use crate::oauth::issuer::Issuer;
 use crate::oauth::params::Params;
-use crate::oauth::token::Issued;
 use crate::oauth::{OAuthError, tokens};
 
-use super::{GrantExchange, sign_error};
+use super::{GrantExchange, Issued, sign_error};
 
 pub async fn exchange(
     grants: &GrantExchange,

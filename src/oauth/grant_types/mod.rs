@@ -14,10 +14,20 @@ use crate::domain;
 use crate::services::gateway::Gateway;
 use crate::services::keys::Keyring;
 use crate::services::revocations::{ReuseCounters, RevokedGrants};
-use crate::store::{self, Store, StoreError, grants::RefreshRow};
+use crate::store::{self, Store, StoreError, grants::GrantRow, grants::RefreshRow};
 
 use super::OAuthError;
 use super::tokens;
+
+/// What every successful grant answers.
+pub struct Issued {
+    pub access_token: String,
+    pub expires_in: i64,
+    pub scope: String,
+    pub refresh_token: Option<String>,
+    /// OpenID Connect, when `openid` was granted.
+    pub id_token: Option<String>,
+}
 
 /// What the grant types use to exchange a grant for tokens (an extractor for the token
 /// endpoint): the config (lifetimes), the store, the signing keys, the master key (refresh
@@ -109,6 +119,28 @@ pub fn has_offline_access(scopes: &str) -> bool {
     scopes
         .split_whitespace()
         .any(|s| s == crate::domain::scopes::OFFLINE_ACCESS)
+}
+
+/// An access token of `grant`, for its user (else its client), with `scope`.
+pub fn grant_access_token(
+    grants: &GrantExchange,
+    issuer: &super::issuer::Issuer,
+    grant: &GrantRow,
+    scope: &str,
+) -> Result<(String, i64), OAuthError> {
+    tokens::access_token(
+        &grants.config,
+        &grants.keys,
+        &tokens::AccessToken {
+            iss: &issuer.url,
+            sub: grant.user_id.as_deref().unwrap_or(&grant.client_id),
+            client_id: &grant.client_id,
+            resource: &grant.resource,
+            scope,
+            grant_id: Some(&grant.id),
+        },
+    )
+    .map_err(sign_error)
 }
 
 pub fn sign_error(e: jsonwebtoken::errors::Error) -> OAuthError {
