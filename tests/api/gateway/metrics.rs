@@ -69,7 +69,7 @@ async fn challenges_are_counted_apart_from_errors() {
         404
     );
     // One server error: the upstream is gone.
-    drop(up);
+    up.stop().await;
     assert_eq!(send(Some(&reader), None, list.clone()).await, 502);
 
     let m = poll_get(
