@@ -142,7 +142,7 @@ fn bootstrap_admin(config: &Config, store: &Store) -> Result<Option<AdminCreated
     let row = store::users::UserRow {
         id: domain::new_id("usr_"),
         email: email.clone(),
-        role: "admin".into(),
+        role: crate::domain::kinds::UserRole::Admin,
         password_hash: Some(hash),
         created_at: now,
         updated_at: now,

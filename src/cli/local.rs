@@ -322,7 +322,11 @@ pub fn users_create(
     let row = crate::store::users::UserRow {
         id: crate::domain::new_id("usr_"),
         email: email.clone(),
-        role: if admin { "admin" } else { "member" }.into(),
+        role: if admin {
+            crate::domain::kinds::UserRole::Admin
+        } else {
+            crate::domain::kinds::UserRole::Member
+        },
         password_hash: Some(hash),
         created_at: now,
         updated_at: now,

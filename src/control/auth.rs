@@ -12,6 +12,7 @@ use rusqlite::Connection;
 
 use super::ControlState;
 use crate::crypto;
+use crate::domain::kinds::{ProjectRole, UserRole};
 use crate::domain::scopes::{ApiScope, ApiScopes};
 use crate::error::ApiError;
 use crate::services::accounts::{SESSION_PREFIX, session_cookie_value};
@@ -28,7 +29,7 @@ pub const TEST_KEY_PREFIX: &str = "ezf_test_";
 pub struct SessionUser {
     pub id: String,
     pub email: String,
-    pub role: String,
+    pub role: UserRole,
     pub token_hash: String,
     pub expires_at: i64,
     pub created_at: i64,
@@ -37,7 +38,7 @@ pub struct SessionUser {
 
 impl SessionUser {
     pub fn is_admin(&self) -> bool {
-        self.role == "admin"
+        self.role == UserRole::Admin
     }
 }
 
@@ -149,7 +150,7 @@ impl Principal {
 pub struct ProjectAccess {
     pub project: ProjectRow,
     /// The caller's membership role, if a member.
-    pub role: Option<String>,
+    pub role: Option<ProjectRole>,
     /// Owner rights: an owner, or an admin.
     pub owner: bool,
 }
@@ -194,7 +195,7 @@ fn visible(
             if role.is_none() && !u.is_admin() {
                 return Err(None);
             }
-            let owner = u.is_admin() || role.as_deref() == Some("owner");
+            let owner = u.is_admin() || role == Some(ProjectRole::Owner);
             Ok(ProjectAccess {
                 project,
                 role,

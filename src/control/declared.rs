@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::config::{AuthMode, Config, ServerDecl};
 use crate::domain;
+use crate::domain::kinds::{ServerAuthMode, ServerStatus};
 use crate::services::gateway::urls::ServerUrls;
 use crate::store::audit::{self, Actor};
 use crate::store::projects::ProjectRow;
@@ -54,11 +55,15 @@ fn desired(
     existing: Option<&ServerRow>,
     now: i64,
 ) -> ServerRow {
-    let auth_mode = match (d.auth_mode.as_deref(), config.auth.mode) {
-        (Some(m), _) => m.to_owned(),
-        (None, AuthMode::Byoa) => "byoa".into(),
-        (None, AuthMode::Managed) if d.byoa.is_some() => "byoa".into(),
-        (None, AuthMode::Managed) => "ezforge_managed".into(),
+    // `auth_mode` was checked when the config was read: one of the two names.
+    let auth_mode = match (
+        d.auth_mode.as_deref().and_then(ServerAuthMode::parse),
+        config.auth.mode,
+    ) {
+        (Some(m), _) => m,
+        (None, AuthMode::Byoa) => ServerAuthMode::Byoa,
+        (None, AuthMode::Managed) if d.byoa.is_some() => ServerAuthMode::Byoa,
+        (None, AuthMode::Managed) => ServerAuthMode::Managed,
     };
     ServerRow {
         id: existing.map_or_else(|| domain::new_id("srv_"), |e| e.id.clone()),
@@ -66,11 +71,10 @@ fn desired(
         name: d.name.clone().unwrap_or_else(|| d.slug.clone()),
         slug: d.slug.clone(),
         status: if d.upstream.is_some() {
-            "running"
+            ServerStatus::Running
         } else {
-            "stopped"
-        }
-        .into(),
+            ServerStatus::Stopped
+        },
         upstream_url: d.upstream.clone(),
         health_check_path: existing.and_then(|e| e.health_check_path.clone()),
         rollback_on_failure: existing.is_none_or(|e| e.rollback_on_failure),

@@ -21,6 +21,7 @@ use super::membership::{entitled, join, standing, unusable, usable};
 use super::projects::project_json;
 use super::{ListQuery, data, list as list_page, no_content};
 use crate::crypto;
+use crate::domain::kinds::ProjectRole;
 use crate::domain::{self, Secret};
 use crate::error::ApiError;
 use crate::store::audit::Actor;
@@ -100,10 +101,10 @@ pub async fn invite(
 }
 
 /// `role`: `member` unless `owner` is asked for.
-fn invitee_role(role: Option<&str>) -> Result<String, ApiError> {
-    match role.unwrap_or("member") {
-        r @ ("owner" | "member") => Ok(r.to_owned()),
-        _ => Err(ApiError::validation(
+fn invitee_role(role: Option<&str>) -> Result<ProjectRole, ApiError> {
+    match ProjectRole::parse(role.unwrap_or("member")) {
+        Some(r) => Ok(r),
+        None => Err(ApiError::validation(
             "role",
             "must be \"owner\" or \"member\"",
         )),
@@ -305,7 +306,7 @@ async fn accept_one(store: &Store, who: Principal, which: Which) -> Result<HttpR
             Ok((project, inv.role))
         })
         .await?;
-    Ok(data(StatusCode::OK, project_json(&project, Some(&role))))
+    Ok(data(StatusCode::OK, project_json(&project, Some(role))))
 }
 
 /// `DELETE /v1/invitations/:invitationId`: the invitee declines.

@@ -7,6 +7,7 @@ use rusqlite::Connection;
 use serde_json::json;
 
 use crate::domain;
+use crate::domain::kinds::{ProjectRole, UserRole};
 use crate::error::ApiError;
 use crate::store::audit::Actor;
 use crate::store::invitations::InvitationRow;
@@ -49,9 +50,9 @@ pub fn standing(conn: &Connection, inv: InvitationRow) -> Result<InvitationRow, 
 /// Whether the sender of `inv` may still invite to its project: an owner of it, or an admin.
 pub fn entitled(conn: &Connection, inv: &InvitationRow) -> Result<bool, ApiError> {
     Ok(match store::users::by_id(conn, &inv.invited_by)? {
-        Some(u) if u.role == "admin" => true,
+        Some(u) if u.role == UserRole::Admin => true,
         Some(u) => {
-            store::projects::member_role(conn, &inv.project_id, &u.id)?.as_deref() == Some("owner")
+            store::projects::member_role(conn, &inv.project_id, &u.id)? == Some(ProjectRole::Owner)
         }
         None => false,
     })
@@ -59,7 +60,7 @@ pub fn entitled(conn: &Connection, inv: &InvitationRow) -> Result<bool, ApiError
 
 /// Whether the sender of `inv` is an instance admin, whose invitations may create accounts.
 fn sent_by_admin(conn: &Connection, inv: &InvitationRow) -> Result<bool, ApiError> {
-    Ok(store::users::by_id(conn, &inv.invited_by)?.is_some_and(|u| u.role == "admin"))
+    Ok(store::users::by_id(conn, &inv.invited_by)?.is_some_and(|u| u.role == UserRole::Admin))
 }
 
 /// For `POST /v1/auth/invite`, before any password is hashed: `false` when no live invitation
@@ -114,7 +115,7 @@ pub fn join(
     actor: &Actor,
     now: i64,
 ) -> Result<(), ApiError> {
-    store::projects::add_member(tx, &inv.project_id, user_id, &inv.role, now)?;
+    store::projects::add_member(tx, &inv.project_id, user_id, inv.role, now)?;
     store::invitations::delete(tx, &inv.id)?;
     store::audit::record(
         tx,
@@ -150,7 +151,7 @@ pub fn join_as_new_account(
     let user = UserRow {
         id: domain::new_id("usr_"),
         email: inv.email.clone(),
-        role: "member".into(),
+        role: UserRole::Member,
         password_hash: Some(password_hash.to_owned()),
         created_at: now,
         updated_at: now,

@@ -8,12 +8,13 @@ use serde_json::json;
 use super::ControlState;
 use super::auth::{Credential, Principal, owner_only, project_access};
 use super::{ListQuery, data, list as list_page, no_content};
+use crate::domain::kinds::{ProjectRole, UserRole};
 use crate::domain::{self, validate, validate::Slug};
 use crate::error::ApiError;
 use crate::services::revocations::RevokedGrants;
 use crate::store::{self, Store, projects::ProjectRow};
 
-pub fn project_json(p: &ProjectRow, role: Option<&str>) -> serde_json::Value {
+pub fn project_json(p: &ProjectRow, role: Option<ProjectRole>) -> serde_json::Value {
     json!({
         "id": p.id,
         "name": p.name,
@@ -39,9 +40,7 @@ pub async fn list(
     let projects = store
         .run(move |c| store::projects::list(c, member.as_deref(), only.as_deref(), &page))
         .await?;
-    Ok(list_page(projects, |(p, role)| {
-        project_json(p, role.as_deref())
-    }))
+    Ok(list_page(projects, |(p, role)| project_json(p, *role)))
 }
 
 #[derive(Deserialize)]
@@ -91,7 +90,7 @@ pub async fn create(
                 )));
             }
             store::projects::insert(tx, &row)?;
-            store::projects::add_member(tx, &row.id, &user.id, "owner", now)?;
+            store::projects::add_member(tx, &row.id, &user.id, ProjectRole::Owner, now)?;
             store::audit::record(
                 tx,
                 &actor,
@@ -105,7 +104,7 @@ pub async fn create(
         .await?;
     Ok(data(
         StatusCode::CREATED,
-        project_json(&project, Some("owner")),
+        project_json(&project, Some(ProjectRole::Owner)),
     ))
 }
 
@@ -119,7 +118,7 @@ pub async fn get(
     let access = store.run(move |c| project_access(c, &who, &key)).await?;
     Ok(data(
         StatusCode::OK,
-        project_json(&access.project, access.role.as_deref()),
+        project_json(&access.project, access.role),
     ))
 }
 
@@ -174,10 +173,7 @@ pub async fn update(
             Ok((project, access.role))
         })
         .await?;
-    Ok(data(
-        StatusCode::OK,
-        project_json(&project, role.as_deref()),
-    ))
+    Ok(data(StatusCode::OK, project_json(&project, role)))
 }
 
 pub async fn delete(
@@ -260,7 +256,9 @@ pub async fn remove_member(
             let role = store::projects::member_role(tx, &access.project.id, &user_id)?
                 .ok_or_else(|| ApiError::NotFound("member not found".into()))?;
             store::projects::remove_member(tx, &access.project.id, &user_id)?;
-            if role == "owner" && store::projects::owner_count(tx, &access.project.id)? == 0 {
+            if role == ProjectRole::Owner
+                && store::projects::owner_count(tx, &access.project.id)? == 0
+            {
                 return Err(ApiError::Conflict(
                     "a project must keep at least one owner".into(),
                 ));
@@ -269,7 +267,7 @@ pub async fn remove_member(
             // the invitations they sent as its owner are withdrawn (an admin keeps both through
             // their role).
             let mut withdrawn = 0;
-            if store::users::by_id(tx, &user_id)?.is_none_or(|u| u.role != "admin") {
+            if store::users::by_id(tx, &user_id)?.is_none_or(|u| u.role != UserRole::Admin) {
                 let now = domain::now();
                 for gid in
                     store::grants::live_grant_ids_in_project(tx, &user_id, &access.project.id)?

@@ -11,6 +11,7 @@ use super::data;
 use super::servers::refuse_if_declared;
 use crate::config::{AuthMode, ByoaConfig, Config};
 use crate::deploy::Deployer;
+use crate::domain::kinds::ServerAuthMode;
 use crate::domain::{self, validate};
 use crate::error::ApiError;
 use crate::outbound::Outbound;
@@ -28,7 +29,7 @@ fn byoa_json(b: &ByoaConfig) -> serde_json::Value {
 
 /// The BYOA config in force for a server: its own, else the deployment's default.
 pub fn effective_byoa(config: &Config, s: &ServerRow) -> Option<ByoaConfig> {
-    if s.auth_mode != "byoa" {
+    if s.auth_mode != ServerAuthMode::Byoa {
         return None;
     }
     s.byoa_config
@@ -118,7 +119,7 @@ pub async fn update(
         .write(move |tx| {
             let (mut server, _) = server_access(tx, &who, &key)?;
             refuse_if_declared(&declared_in, &server)?;
-            server.auth_mode = mode.into();
+            server.auth_mode = mode;
             server.byoa_config = byoa.as_ref().and_then(|b| serde_json::to_string(b).ok());
             server.updated_at = domain::now();
             store::servers::update(tx, &server)?;
@@ -157,7 +158,7 @@ fn requested_mode(
     config: &Config,
     gateway: &Gateway,
     body: AuthBody,
-) -> Result<(&'static str, Option<ByoaConfig>), ApiError> {
+) -> Result<(ServerAuthMode, Option<ByoaConfig>), ApiError> {
     match body.auth_mode.as_deref() {
         None => Err(ApiError::validation("authMode", "required")),
         Some("ezforge_managed") => {
@@ -166,7 +167,7 @@ fn requested_mode(
                     "this deployment runs with auth.mode = \"byoa\": it has no built-in authorization server".into(),
                 ));
             }
-            Ok(("ezforge_managed", None))
+            Ok((ServerAuthMode::Managed, None))
         }
         Some("byoa") => {
             let b = body.byoa_config.ok_or_else(|| {
@@ -181,7 +182,7 @@ fn requested_mode(
                     "is this server's own issuer; use authMode ezforge_managed",
                 ));
             }
-            Ok(("byoa", Some(cfg)))
+            Ok((ServerAuthMode::Byoa, Some(cfg)))
         }
         Some(_) => Err(ApiError::validation(
             "authMode",

@@ -14,6 +14,7 @@ use super::auth::{Credential, Principal, project_access, server_access};
 use super::{ListQuery, data, list as list_page, no_content, nullable};
 use crate::config::{AuthMode, Config};
 use crate::deploy::Deployer;
+use crate::domain::kinds::{ServerAuthMode, ServerStatus};
 use crate::domain::scopes::ApiScope;
 use crate::domain::{self, validate, validate::Slug};
 use crate::error::ApiError;
@@ -34,7 +35,7 @@ pub fn server_json(gateway: &Gateway, s: &ServerRow) -> serde_json::Value {
     let status = target
         .as_deref()
         .and_then(|t| t.status_override())
-        .unwrap_or(&s.status);
+        .unwrap_or(s.status.as_str());
     json!({
         "id": s.id,
         "projectId": s.project_id,
@@ -156,11 +157,10 @@ impl ServerFields {
                 .map(|u| upstream_url(destinations, &u, "upstreamUrl"))
                 .transpose()?;
             s.status = if s.upstream_url.is_some() {
-                "running"
+                ServerStatus::Running
             } else {
-                "stopped"
-            }
-            .into();
+                ServerStatus::Stopped
+            };
         }
         if let Some(path) = self.health_check_path {
             if let Some(p) = &path
@@ -283,22 +283,22 @@ fn new_server(
     };
     let now = domain::now();
     let auth_mode = match config.auth.mode {
-        AuthMode::Managed => "ezforge_managed",
-        AuthMode::Byoa => "byoa",
+        AuthMode::Managed => ServerAuthMode::Managed,
+        AuthMode::Byoa => ServerAuthMode::Byoa,
     };
     let mut server = ServerRow {
         id: domain::new_id("srv_"),
         project_id: String::new(),
         name,
         slug: slug.into_string(),
-        status: "stopped".into(),
+        status: ServerStatus::Stopped,
         upstream_url: None,
         health_check_path: None,
         rollback_on_failure: true,
         retention_count: 10,
         auto_stop_seconds: None,
         tool_scopes: "{}".into(),
-        auth_mode: auth_mode.into(),
+        auth_mode,
         byoa_config: None,
         managed_by: "api".into(),
         rate_limit: None,

@@ -10,6 +10,7 @@ use super::auth::Principal;
 use super::sessions::{check_password_rules, user_json};
 use super::{ListQuery, data, list as list_page, no_content};
 use crate::crypto;
+use crate::domain::kinds::UserRole;
 use crate::domain::{self, Secret, password, validate};
 use crate::error::ApiError;
 use crate::services::revocations::RevokedGrants;
@@ -44,9 +45,9 @@ pub async fn create(
     who.admin()?;
     let body = body.into_inner();
     let email = required_email(body.email.as_deref())?;
-    let role = match body.role.as_deref().unwrap_or("member") {
-        r @ ("admin" | "member") => r.to_owned(),
-        _ => {
+    let role = match UserRole::parse(body.role.as_deref().unwrap_or("member")) {
+        Some(r) => r,
+        None => {
             return Err(ApiError::validation(
                 "role",
                 "must be \"admin\" or \"member\"",
@@ -140,7 +141,7 @@ pub async fn delete(
             let withdrawn =
                 super::membership::withdraw_sent_by(tx, &actor, &user.id, None, "sender deleted")?;
             store::users::delete(tx, &user.id)?;
-            if user.role == "admin" && store::users::admin_count(tx)? == 0 {
+            if user.role == UserRole::Admin && store::users::admin_count(tx)? == 0 {
                 return Err(ApiError::Conflict("cannot delete the last admin".into()));
             }
             revoked.revoke_deleted(tx, grants, &[])?;

@@ -15,6 +15,7 @@ use super::{DeployRequest, Routes, process};
 use crate::config::DeployConfig;
 use crate::crypto::MasterKey;
 use crate::domain;
+use crate::domain::kinds::ServerStatus;
 use crate::shared::destinations::Destinations;
 use crate::shared::logs::LogHub;
 use crate::shared::upstream::UpstreamClient;
@@ -193,7 +194,7 @@ impl Deployer {
             match self.restore_one(&server, &d).await {
                 Some(t) => {
                     self.active.insert(server.id.clone(), t);
-                    if server.status != "running" {
+                    if server.status != ServerStatus::Running {
                         restored.push(server.id);
                     }
                 }
@@ -206,10 +207,10 @@ impl Deployer {
             self.store
                 .write(move |tx| {
                     for id in &not_restored {
-                        store::servers::set_status(tx, id, "error", None)?;
+                        store::servers::set_status(tx, id, ServerStatus::Error, None)?;
                     }
                     for id in &restored {
-                        store::servers::set_status(tx, id, "running", None)?;
+                        store::servers::set_status(tx, id, ServerStatus::Running, None)?;
                     }
                     Ok::<_, store::StoreError>(())
                 })

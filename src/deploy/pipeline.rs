@@ -10,7 +10,7 @@ use super::error::DeployError;
 use super::spec::Spec;
 use super::target::{Target, TargetKind};
 use super::{DeployRequest, Deployer};
-use crate::domain::kinds::{DeploymentKind, DeploymentStatus};
+use crate::domain::kinds::{DeploymentKind, DeploymentStatus, ServerStatus};
 use crate::domain::{self, Secret};
 use crate::store::deployments::{self, DeploymentRow};
 use crate::store::{self, servers::ServerRow};
@@ -35,7 +35,7 @@ struct Outcome {
     /// The new target takes the traffic.
     swap: bool,
     /// The server's status to store (`None`: unchanged).
-    server_status: Option<&'static str>,
+    server_status: Option<ServerStatus>,
 }
 
 impl Run {
@@ -113,7 +113,12 @@ impl Deployer {
                 row.version = deployments::next_version(tx, &row.server_id)?;
                 deployments::insert(tx, &row)?;
                 if !had_target {
-                    store::servers::set_status(tx, &row.server_id, "provisioning", None)?;
+                    store::servers::set_status(
+                        tx,
+                        &row.server_id,
+                        ServerStatus::Provisioning,
+                        None,
+                    )?;
                 }
                 Ok(row)
             })
@@ -165,10 +170,10 @@ impl Deployer {
             (None, _) => false,
         };
         let server_status = match (swap, &failure) {
-            (true, None) => Some("running"),
-            (true, Some(_)) => Some("error"),
+            (true, None) => Some(ServerStatus::Running),
+            (true, Some(_)) => Some(ServerStatus::Error),
             (false, _) if run.had_target => None,
-            (false, _) => Some("error"),
+            (false, _) => Some(ServerStatus::Error),
         };
         Outcome {
             target,
@@ -228,7 +233,7 @@ impl Deployer {
                 let why = "the deployment's outcome could not be stored";
                 deployments::finish(tx, &did, DeploymentStatus::Failed, Some(why), domain::now())?;
                 if !had_target {
-                    store::servers::set_status(tx, &sid, "error", None)?;
+                    store::servers::set_status(tx, &sid, ServerStatus::Error, None)?;
                 }
                 Ok::<_, store::StoreError>(())
             })
@@ -358,7 +363,9 @@ impl Deployer {
                 let sid = server.id.clone();
                 let _ = self
                     .store
-                    .write(move |tx| store::servers::set_status(tx, &sid, "error", None))
+                    .write(move |tx| {
+                        store::servers::set_status(tx, &sid, ServerStatus::Error, None)
+                    })
                     .await;
                 self.routes().rebuild().await;
             }

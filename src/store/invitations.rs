@@ -3,13 +3,14 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Page, PageRequest, StoreError};
+use crate::domain::kinds::ProjectRole;
 
 #[derive(Debug, Clone)]
 pub struct InvitationRow {
     pub id: String,
     pub project_id: String,
     pub email: String,
-    pub role: String,
+    pub role: ProjectRole,
     pub token_hash: String,
     pub invited_by: String,
     pub created_at: i64,

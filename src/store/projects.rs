@@ -1,6 +1,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Page, PageRequest, StoreError};
+use crate::domain::kinds::ProjectRole;
 
 #[derive(Debug, Clone)]
 pub struct ProjectRow {
@@ -16,7 +17,7 @@ pub struct ProjectRow {
 pub struct MemberRow {
     pub user_id: String,
     pub email: String,
-    pub role: String,
+    pub role: ProjectRole,
     pub created_at: i64,
 }
 
@@ -57,7 +58,7 @@ pub fn list(
     member: Option<&str>,
     only: Option<&str>,
     page: &PageRequest,
-) -> Result<Page<(ProjectRow, Option<String>)>, StoreError> {
+) -> Result<Page<(ProjectRow, Option<ProjectRole>)>, StoreError> {
     let after = page.after.clone().unwrap_or_default();
     let filter = "(?1 IS NULL OR EXISTS (SELECT 1 FROM project_members m WHERE m.project_id = p.id AND m.user_id = ?1))
                   AND (?2 IS NULL OR p.id = ?2)";
@@ -100,7 +101,7 @@ pub fn member_role(
     conn: &Connection,
     project_id: &str,
     user_id: &str,
-) -> Result<Option<String>, StoreError> {
+) -> Result<Option<ProjectRole>, StoreError> {
     Ok(conn
         .prepare_cached("SELECT role FROM project_members WHERE project_id = ?1 AND user_id = ?2")?
         .query_row([project_id, user_id], |r| r.get(0))
@@ -127,7 +128,7 @@ pub fn add_member(
     conn: &Connection,
     project_id: &str,
     user_id: &str,
-    role: &str,
+    role: ProjectRole,
     now: i64,
 ) -> Result<(), StoreError> {
     conn.prepare_cached(

@@ -1,6 +1,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Page, PageRequest, StoreError};
+use crate::domain::kinds::{ServerAuthMode, ServerStatus};
 
 #[derive(Debug, Clone)]
 pub struct ServerRow {
@@ -8,7 +9,7 @@ pub struct ServerRow {
     pub project_id: String,
     pub name: String,
     pub slug: String,
-    pub status: String,
+    pub status: ServerStatus,
     pub upstream_url: Option<String>,
     pub health_check_path: Option<String>,
     pub rollback_on_failure: bool,
@@ -16,7 +17,7 @@ pub struct ServerRow {
     pub auto_stop_seconds: Option<i64>,
     /// JSON object: tool name -> scope.
     pub tool_scopes: String,
-    pub auth_mode: String,
+    pub auth_mode: ServerAuthMode,
     /// JSON; `None` means the deployment's `[auth.byoa]` default.
     pub byoa_config: Option<String>,
     pub managed_by: String,
@@ -203,7 +204,7 @@ pub fn fail_provisioning(conn: &Connection) -> Result<usize, StoreError> {
 pub fn set_status(
     conn: &Connection,
     id: &str,
-    status: &str,
+    status: ServerStatus,
     upstream_url: Option<Option<&str>>,
 ) -> Result<(), StoreError> {
     match upstream_url {

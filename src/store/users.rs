@@ -1,12 +1,13 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::StoreError;
+use crate::domain::kinds::UserRole;
 
 #[derive(Debug, Clone)]
 pub struct UserRow {
     pub id: String,
     pub email: String,
-    pub role: String,
+    pub role: UserRole,
     pub password_hash: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,

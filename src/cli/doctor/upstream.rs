@@ -248,7 +248,7 @@ pub fn byoa_issuers(config: &Config, servers: &[ServerRow]) -> Vec<ByoaConfig> {
     let mut out: Vec<ByoaConfig> = Vec::new();
     let stored = servers
         .iter()
-        .filter(|s| s.auth_mode == "byoa")
+        .filter(|s| s.auth_mode == crate::domain::kinds::ServerAuthMode::Byoa)
         .filter_map(|s| serde_json::from_str::<ByoaConfig>(s.byoa_config.as_deref()?).ok());
     let declared = config.servers.iter().filter_map(|d| d.byoa.clone());
     for b in config

@@ -23,6 +23,7 @@ use super::pages;
 use super::params::Params;
 use crate::config::Config;
 use crate::crypto;
+use crate::domain::kinds::UserRole;
 use crate::domain::{self, Secret};
 use crate::services::accounts::{LoginError, SignedIn};
 use crate::services::gateway::registry::ServerEntry;
@@ -281,7 +282,7 @@ async fn may_use(store: &Store, user: &UserRow, server: &ServerEntry) -> Option<
             .await,
         Ok(Some(_))
     );
-    (member || user.role == "admin").then_some(member)
+    (member || user.role == UserRole::Admin).then_some(member)
 }
 
 async fn issue_code(

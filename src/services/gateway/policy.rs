@@ -136,7 +136,7 @@ mod tests {
             project_id: "p".into(),
             name: "n".into(),
             slug: "s".into(),
-            status: "running".into(),
+            status: crate::domain::kinds::ServerStatus::Running,
             upstream_url: None,
             health_check_path: None,
             rollback_on_failure: true,
@@ -146,7 +146,7 @@ mod tests {
                 &tool_scopes.iter().cloned().collect::<HashMap<_, _>>(),
             )
             .unwrap_or_default(),
-            auth_mode: "ezforge_managed".into(),
+            auth_mode: crate::domain::kinds::ServerAuthMode::Managed,
             byoa_config: None,
             managed_by: "api".into(),
             rate_limit: None,

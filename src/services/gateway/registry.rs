@@ -12,6 +12,7 @@ use super::urls::ServerUrls;
 use crate::config::{ByoaConfig, RateLimit};
 use crate::deploy::{Target, TargetKind};
 use crate::domain::endpoint::Endpoint;
+use crate::domain::kinds::ServerAuthMode;
 use crate::domain::scopes::{self, MCP_EXECUTE, MCP_READ, MCP_SCOPES};
 use crate::services::gateway::counters::ServerCounters;
 use crate::shared::rate_limit::Limiter;
@@ -76,7 +77,7 @@ impl ServerEntry {
         custom.sort();
         custom.dedup();
         scopes_supported.extend(custom.into_iter().cloned());
-        let auth = if row.auth_mode == "byoa" {
+        let auth = if row.auth_mode == ServerAuthMode::Byoa {
             let own: Option<ByoaConfig> = row
                 .byoa_config
                 .as_deref()

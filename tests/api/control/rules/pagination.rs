@@ -127,7 +127,13 @@ async fn pagination_walks_250_servers_projects_users_keys_members_and_env_vars()
         .write(move |tx| {
             for id in ids.iter().filter(|id| id.starts_with("usr_")) {
                 if ezforge::store::projects::member_role(tx, &project_id, id)?.is_none() {
-                    ezforge::store::projects::add_member(tx, &project_id, id, "member", 0)?;
+                    ezforge::store::projects::add_member(
+                        tx,
+                        &project_id,
+                        id,
+                        ezforge::domain::kinds::ProjectRole::Member,
+                        0,
+                    )?;
                 }
             }
             Ok::<_, ezforge::store::StoreError>(())

@@ -53,7 +53,14 @@ async fn a_first_deployment_cut_short_by_a_stop_leaves_no_server_provisioning() 
     let id = server["id"].as_str().expect("id").to_owned();
     app.state
         .store
-        .write(move |tx| ezforge::store::servers::set_status(tx, &id, "provisioning", None))
+        .write(move |tx| {
+            ezforge::store::servers::set_status(
+                tx,
+                &id,
+                ezforge::domain::kinds::ServerStatus::Provisioning,
+                None,
+            )
+        })
         .await
         .expect("status");
     let s = get_as(&app, &admin, "/v1/servers/cut").await;
