@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::HttpRequest;
 use actix_web::cookie::{Cookie, SameSite};
+use actix_web::{HttpRequest, web};
 
 use crate::crypto;
 use crate::domain::{self, Secret, password};
@@ -173,9 +173,17 @@ impl Accounts {
     }
 }
 
-/// The session token a request's cookie carries (`__Host-ezf_session` first).
+/// The session token a request's cookie carries: over https only `__Host-ezf_session` (a plain
+/// `ezf_session` there may have been set by a sibling host, to sign the browser in as someone
+/// else), over http `ezf_session`. Without the accounts service, https is assumed.
 pub fn session_cookie_value(req: &HttpRequest) -> Option<String> {
-    req.cookie(HOST_SESSION_COOKIE)
-        .or_else(|| req.cookie(SESSION_COOKIE))
-        .map(|c| c.value().to_owned())
+    let secure = req
+        .app_data::<web::Data<Accounts>>()
+        .is_none_or(|a| a.secure);
+    let name = if secure {
+        HOST_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    };
+    req.cookie(name).map(|c| c.value().to_owned())
 }

@@ -479,4 +479,17 @@ async fn over_https_the_session_cookie_is_host_bound_and_serves_both_surfaces() 
         .await
         .expect("session");
     assert_eq!(me.status(), 200, "the control API reads the cookie it set");
+    // The same session under the plain name, which a sibling host could have set: not read.
+    let token = pair.trim_start_matches("__Host-ezf_session=");
+    let tossed = client
+        .get(format!("{base}/v1/auth/session"))
+        .header(reqwest::header::COOKIE, format!("ezf_session={token}"))
+        .send()
+        .await
+        .expect("session");
+    assert_eq!(
+        tossed.status(),
+        401,
+        "over https only the __Host- cookie counts"
+    );
 }
