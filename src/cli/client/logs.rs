@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use super::api::{STREAM_IDLE_TIMEOUT, seg};
+use super::api::{Api, STREAM_IDLE_TIMEOUT, seg};
 use super::args::LogsArgs;
 use super::ctx::Ctx;
 use super::output::{cell, clean};
@@ -49,22 +49,47 @@ pub async fn logs(ctx: &Ctx, args: &LogsArgs) -> anyhow::Result<()> {
         bail!("unexpected answer from the server: expected a list of log entries");
     };
     let mut out = std::io::stdout().lock();
-    let mut seen = HashSet::new();
-    // The API answers newest first; a log reads oldest first.
-    for e in entries.iter().rev() {
-        if stream.is_some() {
-            seen.insert(entry_key(e));
-        }
-        if !emit(&mut out, ctx.json, e)? {
-            return Ok(());
-        }
-    }
+    let Some(seen) = print_page(&mut out, ctx.json, &entries, stream.is_some())? else {
+        return Ok(());
+    };
     if entries.is_empty() && stream.is_none() && !ctx.json {
         writeln!(out, "No log entries for server {}.", clean(&args.server)).ok();
     }
     let Some(res) = stream else {
         return Ok(());
     };
+    follow(&api, res, seen, &mut out, ctx.json).await
+}
+
+/// Prints the page oldest first (the API answers newest first). The entries printed, as
+/// [`entry_key`]s when `following` (else none); `None` once stdout is closed.
+fn print_page(
+    out: &mut impl Write,
+    json: bool,
+    entries: &[Value],
+    following: bool,
+) -> anyhow::Result<Option<HashSet<String>>> {
+    let mut seen = HashSet::new();
+    for e in entries.iter().rev() {
+        if following {
+            seen.insert(entry_key(e));
+        }
+        if !emit(out, json, e)? {
+            return Ok(None);
+        }
+    }
+    Ok(Some(seen))
+}
+
+/// Prints the live stream's log events until it ends or stdout is closed, skipping those the
+/// page already showed (`seen`) and warning of entries the server skipped.
+async fn follow(
+    api: &Api,
+    res: reqwest::Response,
+    mut seen: HashSet<String>,
+    out: &mut impl Write,
+    json: bool,
+) -> anyhow::Result<()> {
     let mut body = res.bytes_stream();
     let mut sse = SseParser::default();
     while let Some(chunk) = body.next().await {
@@ -89,7 +114,7 @@ pub async fn logs(ctx: &Ctx, args: &LogsArgs) -> anyhow::Result<()> {
             if !seen.is_empty() && seen.remove(&entry_key(&e)) {
                 continue;
             }
-            if !emit(&mut out, ctx.json, &e)? {
+            if !emit(out, json, &e)? {
                 return Ok(());
             }
         }

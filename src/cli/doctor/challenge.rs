@@ -148,107 +148,145 @@ pub fn judge(status: u16, location: Option<&str>, headers: &[String], url: &Url)
     let mut j = Judged::default();
     let (inserted, root) = discovery::prm_locations(url);
     let prm_url = inserted.unwrap_or(root);
-    match status {
-        401 => {}
-        200..=299 => {
-            j.checks.push(Check::warn(
-                "challenge",
-                format!("answered HTTP {status} to a request without a token: the server does not ask MCP clients to authorize, so nothing else applies"),
-                "if it should be protected, answer 401 with WWW-Authenticate: Bearer resource_metadata=\"…\" to requests without a valid token",
-            ));
-            return j;
-        }
-        300..=399 => {
-            j.checks.push(Check::fail(
-                "challenge",
-                format!(
-                    "answered HTTP {status} (redirect to {}): MCP clients POST to the URL as given and do not follow",
-                    location.unwrap_or("nowhere")
-                ),
-                "give clients the final URL (mind a trailing slash), or serve MCP at this one",
-            ));
-            return j;
-        }
-        _ => {
-            j.checks.push(Check::fail(
-                "challenge",
-                format!("answered HTTP {status} to an MCP initialize request without a token, not 401"),
-                "check the URL is the MCP endpoint (Streamable HTTP, POST); a protected server answers 401 with WWW-Authenticate: Bearer resource_metadata=\"…\"",
-            ));
-            return j;
-        }
+    if let Some(not_401) = judge_status(status, location) {
+        j.checks.push(not_401);
+        return j;
     }
     j.protected = true;
     let challenges: Vec<Challenge> = headers.iter().flat_map(|h| parse(h)).collect();
-    let Some(bearer) = challenges
-        .iter()
-        .find(|c| c.scheme.eq_ignore_ascii_case("bearer"))
-    else {
-        let offered: Vec<&str> = challenges.iter().map(|c| c.scheme.as_str()).collect();
-        let seen = if offered.is_empty() {
-            "401 without a WWW-Authenticate header".to_owned()
-        } else {
-            format!(
-                "401 whose WWW-Authenticate offers {} but not Bearer",
-                offered.join(", ")
-            )
-        };
-        j.checks.push(Check::fail(
-            "challenge",
-            seen,
-            format!("answer 401 with WWW-Authenticate: Bearer resource_metadata=\"{prm_url}\", scope=\"…\""),
-        ));
-        return j;
+    let bearer = match find_bearer(&challenges, &prm_url) {
+        Ok(b) => b,
+        Err(missing) => {
+            j.checks.push(missing);
+            return j;
+        }
     };
     j.checks
         .push(Check::ok("challenge", "401 with a Bearer challenge"));
-    match bearer.param("resource_metadata") {
-        None => j.checks.push(Check::fail(
-            "challenge.resource_metadata",
-            "the Bearer challenge names no resource_metadata: clients that follow MCP 2025-06-18 find no authorization server",
-            format!("add resource_metadata=\"{prm_url}\" to the challenge (RFC 9728 §5.1)"),
+    let (check, resource_metadata) = judge_resource_metadata(bearer, &prm_url);
+    j.checks.push(check);
+    j.resource_metadata = resource_metadata;
+    j.checks.push(judge_scope(bearer));
+    j
+}
+
+/// The verdict on a status other than 401 (`None` for 401: the challenge is what counts).
+fn judge_status(status: u16, location: Option<&str>) -> Option<Check> {
+    match status {
+        401 => None,
+        200..=299 => Some(Check::warn(
+            "challenge",
+            format!(
+                "answered HTTP {status} to a request without a token: the server does not ask MCP clients to authorize, so nothing else applies"
+            ),
+            "if it should be protected, answer 401 with WWW-Authenticate: Bearer resource_metadata=\"…\" to requests without a valid token",
         )),
-        Some(p) => match Url::parse(&p.value) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => {
-                let rm = &p.value;
-                j.checks.push(if !p.quoted {
-                    Check::fail(
-                        "challenge.resource_metadata",
-                        format!("resource_metadata={rm} is not quoted: a URL is not a token, and clients that read quoted values only find none"),
-                        format!("quote it: resource_metadata=\"{rm}\""),
-                    )
-                } else if !discovery::is_secure(&u) {
-                    Check::fail(
-                        "challenge.resource_metadata",
-                        format!("resource_metadata=\"{rm}\" is plain http beyond this machine"),
-                        "serve the metadata over https",
-                    )
-                } else {
-                    Check::ok(
-                        "challenge.resource_metadata",
-                        format!("resource_metadata=\"{rm}\""),
-                    )
-                });
-                j.resource_metadata = Some(rm.clone());
-            }
-            _ => j.checks.push(Check::fail(
-                "challenge.resource_metadata",
-                format!("resource_metadata={:?} is not an absolute http(s) URL", p.value),
-                format!("name the metadata's full URL: resource_metadata=\"{prm_url}\""),
-            )),
-        },
+        300..=399 => Some(Check::fail(
+            "challenge",
+            format!(
+                "answered HTTP {status} (redirect to {}): MCP clients POST to the URL as given and do not follow",
+                location.unwrap_or("nowhere")
+            ),
+            "give clients the final URL (mind a trailing slash), or serve MCP at this one",
+        )),
+        _ => Some(Check::fail(
+            "challenge",
+            format!("answered HTTP {status} to an MCP initialize request without a token, not 401"),
+            "check the URL is the MCP endpoint (Streamable HTTP, POST); a protected server answers 401 with WWW-Authenticate: Bearer resource_metadata=\"…\"",
+        )),
     }
+}
+
+/// The 401's Bearer challenge, or the failure saying what was offered instead.
+fn find_bearer<'c>(challenges: &'c [Challenge], prm_url: &str) -> Result<&'c Challenge, Check> {
+    if let Some(bearer) = challenges
+        .iter()
+        .find(|c| c.scheme.eq_ignore_ascii_case("bearer"))
+    {
+        return Ok(bearer);
+    }
+    let offered: Vec<&str> = challenges.iter().map(|c| c.scheme.as_str()).collect();
+    let seen = if offered.is_empty() {
+        "401 without a WWW-Authenticate header".to_owned()
+    } else {
+        format!(
+            "401 whose WWW-Authenticate offers {} but not Bearer",
+            offered.join(", ")
+        )
+    };
+    Err(Check::fail(
+        "challenge",
+        seen,
+        format!(
+            "answer 401 with WWW-Authenticate: Bearer resource_metadata=\"{prm_url}\", scope=\"…\""
+        ),
+    ))
+}
+
+/// The Bearer challenge's `resource_metadata`: present, an absolute http(s) URL, quoted, secure.
+/// With the URL when it is usable.
+fn judge_resource_metadata(bearer: &Challenge, prm_url: &str) -> (Check, Option<String>) {
+    let Some(p) = bearer.param("resource_metadata") else {
+        return (
+            Check::fail(
+                "challenge.resource_metadata",
+                "the Bearer challenge names no resource_metadata: clients that follow MCP 2025-06-18 find no authorization server",
+                format!("add resource_metadata=\"{prm_url}\" to the challenge (RFC 9728 §5.1)"),
+            ),
+            None,
+        );
+    };
+    match Url::parse(&p.value) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => {
+            let rm = &p.value;
+            let check = if !p.quoted {
+                Check::fail(
+                    "challenge.resource_metadata",
+                    format!(
+                        "resource_metadata={rm} is not quoted: a URL is not a token, and clients that read quoted values only find none"
+                    ),
+                    format!("quote it: resource_metadata=\"{rm}\""),
+                )
+            } else if !discovery::is_secure(&u) {
+                Check::fail(
+                    "challenge.resource_metadata",
+                    format!("resource_metadata=\"{rm}\" is plain http beyond this machine"),
+                    "serve the metadata over https",
+                )
+            } else {
+                Check::ok(
+                    "challenge.resource_metadata",
+                    format!("resource_metadata=\"{rm}\""),
+                )
+            };
+            (check, Some(rm.clone()))
+        }
+        _ => (
+            Check::fail(
+                "challenge.resource_metadata",
+                format!(
+                    "resource_metadata={:?} is not an absolute http(s) URL",
+                    p.value
+                ),
+                format!("name the metadata's full URL: resource_metadata=\"{prm_url}\""),
+            ),
+            None,
+        ),
+    }
+}
+
+/// The Bearer challenge's `scope`: what a client should ask for to start.
+fn judge_scope(bearer: &Challenge) -> Check {
     match bearer.param("scope") {
-        Some(p) if !p.value.trim().is_empty() => j
-            .checks
-            .push(Check::ok("challenge.scope", format!("scope=\"{}\"", p.value))),
-        _ => j.checks.push(Check::warn(
+        Some(p) if !p.value.trim().is_empty() => {
+            Check::ok("challenge.scope", format!("scope=\"{}\"", p.value))
+        }
+        _ => Check::warn(
             "challenge.scope",
             "the challenge names no scope: clients then ask for every scope the metadata lists, or for none",
             "add scope=\"…\" with the scopes a client needs to start (MCP 2025-11-25)",
-        )),
+        ),
     }
-    j
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::config::Config;
 use crate::crypto::MasterKey;
 use crate::deploy::sandbox::{Availability, Sandbox};
+use crate::store::servers::ServerRow;
 
 use super::report::{Check, Report};
 use super::{cert, files, procs, served, upstream};
@@ -16,18 +17,7 @@ use super::{cert, files, procs, served, upstream};
 pub fn check(config_path: Option<&Path>) -> anyhow::Result<Report> {
     let config = match Config::load(config_path) {
         Ok(c) => c,
-        Err(e) => {
-            let mut report = Report::new(match config_path {
-                Some(p) => p.display().to_string(),
-                None => "this machine".to_owned(),
-            });
-            report.push(Check::fail(
-                "config",
-                e.to_string(),
-                "correct it; `ezforge config check` validates the config without starting",
-            ));
-            return Ok(report);
-        }
+        Err(e) => return Ok(unloadable(config_path, &e)),
     };
     let data_dir = config.server.data_dir.clone();
     let source = match &config.source_file {
@@ -43,47 +33,12 @@ pub fn check(config_path: Option<&Path>) -> anyhow::Result<Report> {
     report.checks.extend(files::permissions(&config));
     let (lock, running) = procs::lock_holder(&data_dir);
     report.push(lock);
-    // Started with `serve --listen`, the server is elsewhere than server.listen says.
-    let bound = running
-        .and_then(|pid| {
-            let metrics = config.metrics.listen.filter(|_| config.metrics.enabled);
-            procs::bound_address(config.server.listen, metrics, &procs::listening(pid))
-        })
-        .unwrap_or(config.server.listen);
+    let bound = bound_address(&config, running);
     let public_url = config.public_url_for(bound);
     report.push(cert::check(&config, &public_url, crate::domain::now()));
     let db = open_db(&data_dir);
-    let servers = match &db {
-        Some(Ok(conn)) => match crate::store::servers::all(conn) {
-            Ok(s) => {
-                report.push(Check::ok(
-                    "database",
-                    format!(
-                        "{} servers in {}",
-                        s.len(),
-                        data_dir.join("ezforge.db").display()
-                    ),
-                ));
-                s
-            }
-            Err(e) => {
-                report.push(Check::fail("database", e.to_string(), "restore a backup if it is damaged, or run a newer ezforge if it was written by one"));
-                Vec::new()
-            }
-        },
-        Some(Err(e)) => {
-            report.push(Check::warn(
-                "database",
-                e.clone(),
-                "run doctor as the user ezforge runs as (or root)",
-            ));
-            Vec::new()
-        }
-        None => {
-            report.push(Check::ok("database", "none yet (the first start makes it)"));
-            Vec::new()
-        }
-    };
+    let (database, servers) = database(&data_dir, &db);
+    report.push(database);
     if let Some(Ok(conn)) = &db {
         report.push(master_key(&config, conn));
     }
@@ -92,21 +47,104 @@ pub fn check(config_path: Option<&Path>) -> anyhow::Result<Report> {
     if let Some(pid) = running {
         report.push(procs::exposure(pid, &config));
     }
+    let (net, mut dates) = network(&config, &outbound, &servers, running, bound, &public_url)?;
+    report.checks.extend(net);
+    dates.sort();
+    report.push(served::judge_clock(&dates));
+    Ok(report)
+}
 
-    let issuers = upstream::byoa_issuers(&config, &servers);
-    let clients = served::Clients::new(&config);
-    let reach = upstream::Reach::new(&config);
-    let (net, mut dates) = super::runtime()?.block_on(async {
+/// The whole report when the config does not load: that one failure.
+fn unloadable(config_path: Option<&Path>, e: &impl std::fmt::Display) -> Report {
+    let mut report = Report::new(match config_path {
+        Some(p) => p.display().to_string(),
+        None => "this machine".to_owned(),
+    });
+    report.push(Check::fail(
+        "config",
+        e.to_string(),
+        "correct it; `ezforge config check` validates the config without starting",
+    ));
+    report
+}
+
+/// Where the running server listens. Started with `serve --listen`, the server is elsewhere
+/// than server.listen says.
+fn bound_address(config: &Config, running: Option<u32>) -> std::net::SocketAddr {
+    running
+        .and_then(|pid| {
+            let metrics = config.metrics.listen.filter(|_| config.metrics.enabled);
+            procs::bound_address(config.server.listen, metrics, &procs::listening(pid))
+        })
+        .unwrap_or(config.server.listen)
+}
+
+/// The database's check, and the servers it holds (none when it cannot be read).
+fn database(data_dir: &Path, db: &Option<Result<Connection, String>>) -> (Check, Vec<ServerRow>) {
+    match db {
+        Some(Ok(conn)) => match crate::store::servers::all(conn) {
+            Ok(s) => {
+                let check = Check::ok(
+                    "database",
+                    format!(
+                        "{} servers in {}",
+                        s.len(),
+                        data_dir.join("ezforge.db").display()
+                    ),
+                );
+                (check, s)
+            }
+            Err(e) => {
+                let check = Check::fail(
+                    "database",
+                    e.to_string(),
+                    "restore a backup if it is damaged, or run a newer ezforge if it was written by one",
+                );
+                (check, Vec::new())
+            }
+        },
+        Some(Err(e)) => {
+            let check = Check::warn(
+                "database",
+                e.clone(),
+                "run doctor as the user ezforge runs as (or root)",
+            );
+            (check, Vec::new())
+        }
+        None => (
+            Check::ok("database", "none yet (the first start makes it)"),
+            Vec::new(),
+        ),
+    }
+}
+
+/// Who answered with a `Date`, and how far it is from this machine's clock (seconds).
+type Dates = Vec<(String, i64)>;
+
+/// What is asked over the network, at once: the running server (when there is one), the
+/// upstreams, the BYOA issuers. Their checks in that order, and the dates they answered with.
+fn network(
+    config: &Config,
+    outbound: &Result<crate::outbound::Outbound, crate::outbound::FetchError>,
+    servers: &[ServerRow],
+    running: Option<u32>,
+    bound: std::net::SocketAddr,
+    public_url: &str,
+) -> anyhow::Result<(Vec<Check>, Dates)> {
+    let issuers = upstream::byoa_issuers(config, servers);
+    let clients = served::Clients::new(config);
+    let reach = upstream::Reach::new(config);
+    Ok(super::runtime()?.block_on(async {
         let served = async {
             match running {
-                Some(_) => served::check(&config, &clients, bound, &public_url).await,
+                Some(_) => served::check(config, &clients, bound, public_url).await,
                 None => (Vec::new(), Vec::new()),
             }
         };
         let (served, ups, byoa) = tokio::join!(
             served,
-            upstream::upstreams(&reach, &servers),
-            upstream::byoa(&outbound, &issuers)
+            upstream::upstreams(&reach, servers),
+            upstream::byoa(outbound, &issuers)
         );
         let mut checks = served.0;
         checks.extend(ups.0);
@@ -114,11 +152,7 @@ pub fn check(config_path: Option<&Path>) -> anyhow::Result<Report> {
         let mut dates = served.1;
         dates.extend(ups.1);
         (checks, dates)
-    });
-    report.checks.extend(net);
-    dates.sort();
-    report.push(served::judge_clock(&dates));
-    Ok(report)
+    }))
 }
 
 /// What `config check` looks at beyond loading: variables that set nothing, the first

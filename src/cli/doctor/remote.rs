@@ -54,9 +54,22 @@ pub async fn check(http: &Http, raw: &str, insecure: bool) -> Report {
     if answer.status != 401 {
         return report;
     }
+    let prm_doc = protected_resource(http, &url, judged.resource_metadata, &mut report).await;
+    if let Some(prm_doc) = prm_doc {
+        authorization_servers(http, &prm_doc, &mut report).await;
+    }
+    report
+}
 
-    let (inserted, root) = discovery::prm_locations(&url);
-    let mut named = judged.resource_metadata;
+/// The protected-resource metadata, at the place the challenge named (unless it is
+/// link-local) and at the well-known places; the document a client would use, if any.
+async fn protected_resource(
+    http: &Http,
+    url: &Url,
+    mut named: Option<String>,
+    report: &mut Report,
+) -> Option<serde_json::Value> {
+    let (inserted, root) = discovery::prm_locations(url);
     if let Some(rm) =
         named.take_if(|rm| Url::parse(rm).is_ok_and(|u| http::is_link_local_literal(&u)))
     {
@@ -80,17 +93,19 @@ pub async fn check(http: &Http, raw: &str, insecure: bool) -> Report {
         doc(&root),
     );
     let prm = metadata::judge_prm(
-        &url,
+        url,
         named.as_deref().zip(named_doc.as_ref()),
         inserted.as_deref().zip(inserted_doc.as_ref()),
         (&root, &root_doc),
     );
     report.checks.extend(prm.checks);
-    let Some((_, prm_doc)) = prm.chosen else {
-        return report;
-    };
+    prm.chosen.map(|(_, doc)| doc)
+}
 
-    for issuer in metadata::authorization_servers(&prm_doc)
+/// The metadata of each authorization server the resource names (at most [`MAX_ISSUERS`];
+/// link-local ones are not fetched), at every place clients look.
+async fn authorization_servers(http: &Http, prm_doc: &serde_json::Value, report: &mut Report) {
+    for issuer in metadata::authorization_servers(prm_doc)
         .into_iter()
         .take(MAX_ISSUERS)
     {
@@ -117,7 +132,6 @@ pub async fn check(http: &Http, raw: &str, insecure: bool) -> Report {
         let (checks, _) = as_metadata::judge_authorization_server(&issuer, &found);
         report.checks.extend(checks);
     }
-    report
 }
 
 fn parse(raw: &str) -> Result<Url, Check> {

@@ -130,6 +130,41 @@ pub async fn check(
     let mut checks = Vec::new();
     let mut dates = Vec::new();
     let listener = listener_url(config, bound);
+    checks.push(listener_check(config, clients, bound, &listener).await);
+    let client = match &clients.public {
+        Ok(c) => c,
+        Err(e) => {
+            checks.push(Check::fail(
+                "public_url",
+                e.clone(),
+                "fix outbound.ca_files",
+            ));
+            return (checks, dates);
+        }
+    };
+    match public_health(client, public_url, &listener).await {
+        Ok((check, skew)) => {
+            dates.extend(skew.map(|s| (public_url.to_owned(), s)));
+            checks.push(check);
+        }
+        Err(unreached) => {
+            checks.push(unreached);
+            return (checks, dates);
+        }
+    }
+    if config.auth.mode == AuthMode::Managed {
+        checks.push(issuer_check(client, public_url).await);
+    }
+    (checks, dates)
+}
+
+/// The listener answers /v1/health, asked on this machine.
+async fn listener_check(
+    config: &Config,
+    clients: &Clients,
+    bound: std::net::SocketAddr,
+    listener: &str,
+) -> Check {
     let elsewhere = if bound == config.server.listen {
         String::new()
     } else {
@@ -138,11 +173,12 @@ pub async fn check(
             config.server.listen
         )
     };
-    checks.push(match &clients.local {
+    match &clients.local {
         Ok(c) => match get(c, &format!("{listener}/v1/health")).await {
-            Ok((a, _)) if a.status == 200 => {
-                Check::ok("listener", format!("{listener} answers /v1/health{elsewhere}"))
-            }
+            Ok((a, _)) if a.status == 200 => Check::ok(
+                "listener",
+                format!("{listener} answers /v1/health{elsewhere}"),
+            ),
             Ok((a, _)) => Check::fail(
                 "listener",
                 format!("{listener}/v1/health answers HTTP {}", a.status),
@@ -155,31 +191,31 @@ pub async fn check(
             ),
         },
         Err(e) => Check::fail("listener", e.clone(), "-"),
-    });
-    let client = match &clients.public {
-        Ok(c) => c,
-        Err(e) => {
-            checks.push(Check::fail(
-                "public_url",
-                e.clone(),
-                "fix outbound.ca_files",
-            ));
-            return (checks, dates);
-        }
-    };
+    }
+}
+
+/// The public URL answers /v1/health, as clients reach it: the check and the clock skew its
+/// Date showed; `Err` when it gave no HTTP answer (then nothing else is asked there).
+async fn public_health(
+    client: &reqwest::Client,
+    public_url: &str,
+    listener: &str,
+) -> Result<(Check, Option<i64>), Check> {
     let health = format!("{public_url}/v1/health");
     match get(client, &health).await {
         Ok((a, skew)) => {
-            dates.extend(skew.map(|s| (public_url.to_owned(), s)));
-            checks.push(if a.status == 200 {
+            let check = if a.status == 200 {
                 Check::ok("public_url", format!("{public_url} answers /v1/health"))
             } else {
                 Check::fail(
                     "public_url",
                     format!("{health} answers HTTP {}: is that this server?", a.status),
-                    format!("server.public_url must be where clients reach this server (a proxy there forwards to {listener})"),
+                    format!(
+                        "server.public_url must be where clients reach this server (a proxy there forwards to {listener})"
+                    ),
                 )
-            });
+            };
+            Ok((check, skew))
         }
         Err(e) => {
             let fix = if is_certificate_error(&e) {
@@ -189,38 +225,39 @@ pub async fn check(
                     "make {public_url} reach this server (DNS, proxy, firewall), or set server.public_url to the URL that does"
                 )
             };
-            checks.push(Check::fail("public_url", format!("{health}: {e}"), fix));
-            return (checks, dates);
+            Err(Check::fail("public_url", format!("{health}: {e}"), fix))
         }
     }
-    if config.auth.mode == AuthMode::Managed {
-        let meta = format!("{public_url}/.well-known/oauth-authorization-server");
-        let doc = match get(client, &meta).await {
-            Ok((a, _)) => a.doc(),
-            Err(e) => Doc::Bad(e),
-        };
-        let said = doc
-            .found()
-            .and_then(|d| d.get("issuer"))
-            .and_then(|v| v.as_str());
-        checks.push(match said {
-            Some(i) if i == public_url => Check::ok(
-                "public_url.issuer",
-                format!("{meta} names the issuer {i}"),
+}
+
+/// The authorization server's metadata at the public URL names the public URL as its issuer.
+async fn issuer_check(client: &reqwest::Client, public_url: &str) -> Check {
+    let meta = format!("{public_url}/.well-known/oauth-authorization-server");
+    let doc = match get(client, &meta).await {
+        Ok((a, _)) => a.doc(),
+        Err(e) => Doc::Bad(e),
+    };
+    let said = doc
+        .found()
+        .and_then(|d| d.get("issuer"))
+        .and_then(|v| v.as_str());
+    match said {
+        Some(i) if i == public_url => {
+            Check::ok("public_url.issuer", format!("{meta} names the issuer {i}"))
+        }
+        Some(i) => Check::fail(
+            "public_url.issuer",
+            format!(
+                "{meta} names the issuer {i}, not {public_url}: clients reject tokens and metadata that disagree"
             ),
-            Some(i) => Check::fail(
-                "public_url.issuer",
-                format!("{meta} names the issuer {i}, not {public_url}: clients reject tokens and metadata that disagree"),
-                "set server.public_url to the URL clients use (scheme, host, port), and make sure this server answers there",
-            ),
-            None => Check::fail(
-                "public_url.issuer",
-                format!("{meta}: {}", describe(&doc)),
-                "make sure this server answers at server.public_url",
-            ),
-        });
+            "set server.public_url to the URL clients use (scheme, host, port), and make sure this server answers there",
+        ),
+        None => Check::fail(
+            "public_url.issuer",
+            format!("{meta}: {}", describe(&doc)),
+            "make sure this server answers at server.public_url",
+        ),
     }
-    (checks, dates)
 }
 
 fn describe(doc: &Doc) -> String {
