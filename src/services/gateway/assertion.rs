@@ -325,36 +325,7 @@ mod tests {
     }
 
     fn entry() -> ServerEntry {
-        let row = crate::store::servers::ServerRow {
-            id: "srv_1".into(),
-            project_id: "proj_1".into(),
-            name: "weather".into(),
-            slug: "weather".into(),
-            status: crate::domain::kinds::ServerStatus::Running,
-            upstream_url: None,
-            health_check_path: None,
-            rollback_on_failure: true,
-            retention_count: 10,
-            auto_stop_seconds: None,
-            tool_scopes: "{}".into(),
-            auth_mode: crate::domain::kinds::ServerAuthMode::Managed,
-            byoa_config: None,
-            managed_by: "api".into(),
-            rate_limit: None,
-            created_at: 0,
-            updated_at: 0,
-        };
-        ServerEntry::build(
-            &crate::services::gateway::urls::ServerUrls::new(
-                "https://ez.example",
-                crate::config::Routing::Path,
-                None,
-            ),
-            None,
-            &row,
-            None,
-            Default::default(),
-        )
+        ServerEntry::for_test("https://ez.example", "weather", &[])
     }
 
     fn who(subject: &str, scope: &str) -> Verified {

@@ -131,39 +131,7 @@ mod tests {
     use super::*;
 
     fn entry(tool_scopes: &[(&str, &str)]) -> ServerEntry {
-        let row = crate::store::servers::ServerRow {
-            id: "srv_1".into(),
-            project_id: "p".into(),
-            name: "n".into(),
-            slug: "s".into(),
-            status: crate::domain::kinds::ServerStatus::Running,
-            upstream_url: None,
-            health_check_path: None,
-            rollback_on_failure: true,
-            retention_count: 10,
-            auto_stop_seconds: None,
-            tool_scopes: serde_json::to_string(
-                &tool_scopes.iter().cloned().collect::<HashMap<_, _>>(),
-            )
-            .unwrap_or_default(),
-            auth_mode: crate::domain::kinds::ServerAuthMode::Managed,
-            byoa_config: None,
-            managed_by: "api".into(),
-            rate_limit: None,
-            created_at: 0,
-            updated_at: 0,
-        };
-        ServerEntry::build(
-            &crate::services::gateway::urls::ServerUrls::new(
-                "https://x",
-                crate::config::Routing::Path,
-                None,
-            ),
-            None,
-            &row,
-            None,
-            Default::default(),
-        )
+        ServerEntry::for_test("https://x", "s", tool_scopes)
     }
 
     fn need(body: &str, server: &ServerEntry, tools: &ToolTable) -> Vec<Option<String>> {

@@ -270,3 +270,34 @@ impl Replaced {
         }
     }
 }
+
+#[cfg(test)]
+impl ServerEntry {
+    /// A managed server for unit tests: `srv_1` in `proj_1`, named and slugged `slug`, under
+    /// path routing at `public_url`, with these tool scope overrides.
+    pub(crate) fn for_test(public_url: &str, slug: &str, tool_scopes: &[(&str, &str)]) -> Self {
+        use crate::domain::kinds::{ServerAuthMode, ServerStatus};
+        let overrides: HashMap<&str, &str> = tool_scopes.iter().copied().collect();
+        let row = ServerRow {
+            id: "srv_1".into(),
+            project_id: "proj_1".into(),
+            name: slug.into(),
+            slug: slug.into(),
+            status: ServerStatus::Running,
+            upstream_url: None,
+            health_check_path: None,
+            rollback_on_failure: true,
+            retention_count: 10,
+            auto_stop_seconds: None,
+            tool_scopes: serde_json::to_string(&overrides).unwrap_or_default(),
+            auth_mode: ServerAuthMode::Managed,
+            byoa_config: None,
+            managed_by: "api".into(),
+            rate_limit: None,
+            created_at: 0,
+            updated_at: 0,
+        };
+        let urls = ServerUrls::new(public_url, crate::config::Routing::Path, None);
+        Self::build(&urls, None, &row, None, Default::default())
+    }
+}
