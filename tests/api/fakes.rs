@@ -35,14 +35,6 @@ impl Drop for FakeUpstream {
     }
 }
 
-impl FakeUpstream {
-    /// Stops it and waits until it has: its listener and the connections it had open are
-    /// closed (a drop only asks it to stop, and a request sent at once may still find an open
-    /// pooled connection).
-    pub async fn stop(self) {
-        self.handle.stop(false).await;
-    }
-}
 
 #[derive(Clone)]
 struct UpstreamState {

@@ -68,9 +68,23 @@ async fn challenges_are_counted_apart_from_errors() {
         send(Some(&reader), Some("made-up.session"), list.clone()).await,
         404
     );
-    // One server error: the upstream is gone.
-    up.stop().await;
+    // One server error: the upstream cannot be reached. The server is pointed at a port
+    // nothing listens on (a stopped fake may still answer on a connection the front door
+    // pooled, so stopping it would race).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    crate::helpers::patch_as(
+        &app,
+        &admin,
+        "/v1/servers/tally",
+        json!({ "upstreamUrl": format!("http://127.0.0.1:{closed}/mcp") }),
+    )
+    .await
+    .expect(200);
     assert_eq!(send(Some(&reader), None, list.clone()).await, 502);
+    drop(up);
 
     let m = poll_get(
         &app,
