@@ -35,7 +35,6 @@ impl Drop for FakeUpstream {
     }
 }
 
-
 #[derive(Clone)]
 struct UpstreamState {
     seen: Seen,
