@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 use crate::cli::fake_mcp_auth::MisconfiguredMcp;
 use crate::deploy::deployments::{deploy, fixture, world_with};
 use crate::fakes::{DocServer, FakeUpstream, SigningKey, TestIssuer};
-use crate::gateway::front_door::add_server;
 use crate::helpers::TestApp;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ezforge");
@@ -102,7 +101,7 @@ fn not_ok(report: &Value) -> Vec<&Value> {
 async fn doctor_url_finds_nothing_to_fix_on_a_managed_server() {
     let app = TestApp::spawn().await;
     let up = FakeUpstream::start().await;
-    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    app.new_server("weather", &up.url).create().await;
     let url = format!("{}/mcp/weather", app.address);
     let run = doctor(&["--json", &url]).await;
     let report = run.json();
@@ -162,7 +161,7 @@ async fn doctor_url_finds_nothing_to_fix_under_host_routing() {
         .spawn()
         .await;
     let up = FakeUpstream::start().await;
-    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    app.new_server("weather", &up.url).create().await;
     let cert = app.data_dir.join("tls/cert.pem");
     let resolve = format!("{host}=127.0.0.1:{}", app.port);
     let url = format!("https://{host}");
@@ -361,7 +360,7 @@ fn path_arg(p: &Path) -> String {
 async fn doctor_checks_a_running_installation_without_taking_its_lock() {
     let app = TestApp::spawn().await;
     let up = FakeUpstream::start().await;
-    add_server(&app, "up", &up.url, "ezforge_managed", None, json!({})).await;
+    app.new_server("up", &up.url).create().await;
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         format!(
@@ -369,18 +368,12 @@ async fn doctor_checks_a_running_installation_without_taking_its_lock() {
             l.local_addr().expect("addr").port()
         )
     };
-    add_server(&app, "down", &dead, "ezforge_managed", None, json!({})).await;
+    app.new_server("down", &dead).create().await;
     // Stored before the destination rules refused it: the front door would not go there, and
     // neither does doctor.
-    add_server(
-        &app,
-        "metadata",
-        "http://169.254.169.254/mcp",
-        "ezforge_managed",
-        None,
-        json!({}),
-    )
-    .await;
+    app.new_server("metadata", &up.url).create().await;
+    app.store_legacy_upstream("metadata", "http://169.254.169.254/mcp")
+        .await;
     // As ezforge makes it (the test's temporary directory is 0755).
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&app.data_dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
@@ -539,16 +532,11 @@ async fn doctor_checks_byoa_issuers_as_the_server_fetches_them() {
         .spawn()
         .await;
     let up = FakeUpstream::start().await;
-    add_server(&app, "good", &up.url, "byoa", Some(&good), json!({})).await;
-    add_server(
-        &app,
-        "half",
-        &up.url,
-        "byoa",
-        Some(&keys_only.byoa_config()),
-        json!({}),
-    )
-    .await;
+    app.new_server("good", &up.url).byoa(&good).create().await;
+    app.new_server("half", &up.url)
+        .byoa(&keys_only.byoa_config())
+        .create()
+        .await;
     let outbound = format!(
         "[outbound]\nallow_private_addresses = true\nca_files = [\"{}\", \"{}\"]\n",
         cas[0].display(),

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
 use crate::fakes::FakeUpstream;
-use crate::gateway::front_door::{add_server, managed_token};
+use crate::gateway::front_door::managed_token;
 use crate::helpers::{ApiResponse, TestApp, json};
 
 async fn post_raw(app: &TestApp, token: &str, body: impl Into<reqwest::Body>) -> ApiResponse {
@@ -68,15 +68,10 @@ process.stdin.on('data', d => s += d).on('end', () => {
 async fn bodies_decoders_read_differently_never_reach_the_upstream() {
     let app = TestApp::spawn().await;
     let up = FakeUpstream::start().await;
-    add_server(
-        &app,
-        "weather",
-        &up.url,
-        "ezforge_managed",
-        None,
-        json!({"read_thing": "mcp:read", "nuke": "admin:danger"}),
-    )
-    .await;
+    app.new_server("weather", &up.url)
+        .tool_scopes(json!({"read_thing": "mcp:read", "nuke": "admin:danger"}))
+        .create()
+        .await;
     let read = managed_token(&app, "weather", "mcp:read", json!({}));
     let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
     // The issue's cases, and the other keys and places the policy reads; each also as the
@@ -173,7 +168,7 @@ async fn bodies_decoders_read_differently_never_reach_the_upstream() {
 async fn a_body_must_be_json_rpc_and_shallow() {
     let app = TestApp::spawn().await;
     let up = FakeUpstream::start().await;
-    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    app.new_server("weather", &up.url).create().await;
     let t = managed_token(&app, "weather", "mcp:execute", json!({}));
     let deep_objects = format!("{}1{}", "{\"a\":".repeat(100_000), "}".repeat(100_000));
     let deep_args = format!(
@@ -238,7 +233,7 @@ async fn a_body_must_be_json_rpc_and_shallow() {
 async fn refusals_are_in_the_access_log_with_their_reason() {
     let app = TestApp::spawn().await;
     let up = FakeUpstream::start().await;
-    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    app.new_server("weather", &up.url).create().await;
     let t = managed_token(&app, "weather", "mcp:execute", json!({}));
     post_raw(&app, &t, "nope").await;
     post_raw(
@@ -316,7 +311,7 @@ async fn legacy_endpoint(app: &TestApp, token: &str, param: &str) -> String {
 async fn legacy_world() -> (TestApp, FakeUpstream, String, String) {
     let app = TestApp::spawn().await;
     let up = FakeUpstream::start().await;
-    add_server(&app, "legacy", &up.url, "ezforge_managed", None, json!({})).await;
+    app.new_server("legacy", &up.url).create().await;
     let alice = managed_token(&app, "legacy", "mcp:execute", json!({}));
     let mallory = managed_token(&app, "legacy", "mcp:execute", json!({"sub": "usr_mallory"}));
     (app, up, alice, mallory)

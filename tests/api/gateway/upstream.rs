@@ -341,20 +341,9 @@ async fn a_stored_upstream_refused_by_the_new_rules_is_never_connected_to() {
     let resolver = Scripted::new(&[]);
     let app = TestApp::builder().resolver(resolver).spawn().await;
     let (admin, pid) = world(&app).await;
-    let server = create_server(&app, &admin, &pid, "legacy").await;
-    let id = server["id"].as_str().expect("id").to_owned();
-    app.state
-        .store
-        .run(move |c| {
-            c.execute(
-                "UPDATE servers SET upstream_url = 'http://169.254.169.254/latest', status = 'running' WHERE id = ?1",
-                [&id],
-            )
-            .map_err(ezforge::store::StoreError::from)
-        })
-        .await
-        .expect("update");
-    app.state.servers_changed().await;
+    create_server(&app, &admin, &pid, "legacy").await;
+    app.store_legacy_upstream("legacy", "http://169.254.169.254/latest")
+        .await;
     let res = rpc(&app, "legacy").await;
     assert_eq!(res.status, 502);
     server_log_has(&app, &admin, "legacy", "169.254.169.254 is link-local").await;

@@ -7,13 +7,19 @@ pub const USER_PASSWORD: &str = "a-perfectly-fine-password";
 
 /// A client without a cookie store: what a CLI or script sends, nothing implicit.
 pub fn plain_client() -> reqwest::Client {
+    plain_client_trusting(None)
+}
+
+/// A [`plain_client`] that also trusts this PEM certificate (an app's self-signed one).
+pub fn plain_client_trusting(pem: Option<&[u8]>) -> reqwest::Client {
     // reqwest is built without a default TLS provider; the app installs one at start, but a
     // test that only runs the binary must do it itself.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
+    let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+    if let Some(pem) = pem {
+        builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem).expect("pem"));
+    }
+    builder.build().expect("client")
 }
 
 /// One control API answer, read completely.
@@ -108,7 +114,7 @@ pub async fn call(
     body: Option<&serde_json::Value>,
 ) -> ApiResponse {
     let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-    let mut req = plain_client().request(method, app.url(path));
+    let mut req = app.plain.request(method, app.url(path));
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }

@@ -10,6 +10,8 @@ pub struct TestApp {
     pub address: String,
     pub port: u16,
     pub client: reqwest::Client,
+    /// A cookie-less client (see [`plain_client`]) that trusts the app's certificate.
+    pub plain: reqwest::Client,
     pub data_dir: PathBuf,
     handle: ServerHandle,
     reloader: ezforge::app::Reloader,
@@ -17,6 +19,7 @@ pub struct TestApp {
     /// minted without a sign-in).
     pub state: ezforge::app::Services,
     tls_fingerprint: Option<String>,
+    pub(super) admin: tokio::sync::OnceCell<String>,
     join: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -185,15 +188,21 @@ impl TestAppBuilder {
         let state = app.services().clone();
         let join = tokio::spawn(app.run_until_stopped());
         let scheme = if tls { "https" } else { "http" };
+        // A self-signed certificate lives in the data dir (one from files may not).
+        let cert = tls
+            .then(|| std::fs::read(data_dir.join("tls/cert.pem")).ok())
+            .flatten();
         Ok(TestApp {
             address: format!("{scheme}://127.0.0.1:{port}"),
             port,
             client: client(),
+            plain: plain_client_trusting(cert.as_deref()),
             data_dir,
             handle,
             reloader,
             state,
             tls_fingerprint,
+            admin: tokio::sync::OnceCell::new(),
             join: Some(join),
             _tmp: self.tmp,
         })

@@ -6,7 +6,8 @@ use super::*;
 /// `POST /v1/auth/login`; returns the session token. Uses a cookie-less client so that
 /// `app.client` stays unauthenticated.
 pub async fn login(app: &TestApp, email: &str, password: &str) -> String {
-    let res = plain_client()
+    let res = app
+        .plain
         .post(app.url("/v1/auth/login"))
         .json(&serde_json::json!({ "email": email, "password": password }))
         .send()

@@ -11,6 +11,7 @@ mod app;
 mod at_rest;
 mod fixtures;
 mod mcp;
+mod servers;
 
 pub use api::*;
 pub use app::*;

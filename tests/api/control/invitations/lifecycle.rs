@@ -153,6 +153,8 @@ async fn withdrawn_expired_and_orphaned_invitations_cannot_be_used() {
     let (demoted_id, demoted) = user_session(&app, &admin, "demoted@example.com").await;
     add_member(&app, &owner, &project, "demoted@example.com", "owner").await;
     let by_demoted = invite(&app, &demoted, &project, "erin@example.com", "owner").await;
+    // No API demotes a member (removal withdraws what they sent); a sender demoted in the
+    // database is what accepting must still check.
     let pid = project.clone();
     app.state
         .store

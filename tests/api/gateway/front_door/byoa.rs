@@ -8,8 +8,8 @@ async fn byoa_tokens_validate_against_the_issuer_jwks() {
     let app = app_trusting(&[&issuer]).await;
     let up = FakeUpstream::start().await;
     let cfg = issuer.byoa_config();
-    add_server(&app, "ext", &up.url, "byoa", Some(&cfg), json!({})).await;
-    add_server(&app, "other", &up.url, "byoa", Some(&cfg), json!({})).await;
+    app.new_server("ext", &up.url).byoa(&cfg).create().await;
+    app.new_server("other", &up.url).byoa(&cfg).create().await;
     let doc = json(
         app.get("/.well-known/oauth-protected-resource/mcp/ext")
             .await,
@@ -114,30 +114,22 @@ async fn a_token_verified_for_one_server_counts_only_where_the_same_keys_are_tru
     let b = TestIssuer::start().await;
     let app = app_trusting(&[&a, &b]).await;
     let up = FakeUpstream::start().await;
-    add_server(
-        &app,
-        "victim",
-        &up.url,
-        "byoa",
-        Some(&b.byoa_config()),
-        json!({}),
-    )
-    .await;
-    add_server(&app, "managed", &up.url, "ezforge_managed", None, json!({})).await;
+    app.new_server("victim", &up.url)
+        .byoa(&b.byoa_config())
+        .create()
+        .await;
+    app.new_server("managed", &up.url).create().await;
     let mut copy_b = a.byoa_config();
     copy_b.issuer = b.issuer.clone();
-    add_server(&app, "copy-b", &up.url, "byoa", Some(&copy_b), json!({})).await;
+    app.new_server("copy-b", &up.url)
+        .byoa(&copy_b)
+        .create()
+        .await;
     let mut copy_ours = a.byoa_config();
     copy_ours.issuer = app.address.clone();
-    add_server(
-        &app,
-        "copy-ours",
-        &up.url,
-        "byoa",
-        Some(&copy_ours),
-        json!({}),
-    )
-    .await;
+    // The control API refuses our own issuer for a BYOA server; an older version may have
+    // stored one.
+    stored_byoa_server(&app, "copy-ours", &up.url, &copy_ours).await;
 
     let now = ezforge::domain::now();
     let list = json!({"jsonrpc":"2.0","id":1,"method":"tools/list"});
@@ -199,15 +191,10 @@ async fn an_unreachable_issuer_is_503_not_a_bad_token() {
     let issuer = TestIssuer::start().await;
     let app = app_trusting(&[&issuer]).await;
     let up = FakeUpstream::start().await;
-    add_server(
-        &app,
-        "ext",
-        &up.url,
-        "byoa",
-        Some(&issuer.byoa_config()),
-        json!({}),
-    )
-    .await;
+    app.new_server("ext", &up.url)
+        .byoa(&issuer.byoa_config())
+        .create()
+        .await;
     let now = ezforge::domain::now();
     let token = issuer.sign(&json!({
         "iss": issuer.issuer, "sub": "u", "aud": resource(&app, "ext"), "exp": now + 600,
@@ -234,7 +221,7 @@ async fn an_unreachable_issuer_is_503_not_a_bad_token() {
 async fn upstream_challenges_never_reach_clients_and_encoded_bodies_are_refused() {
     let app = TestApp::spawn().await;
     let up = FakeUpstream::start().await;
-    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    app.new_server("weather", &up.url).create().await;
     let token = managed_token(&app, "weather", "mcp:execute", json!({}));
     let res = app
         .mcp("weather")
@@ -287,7 +274,7 @@ async fn switching_a_server_to_byoa_stops_managed_tokens_at_once() {
     let issuer = TestIssuer::start().await;
     let app = app_trusting(&[&issuer]).await;
     let up = FakeUpstream::start().await;
-    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    app.new_server("weather", &up.url).create().await;
     let token = managed_token(&app, "weather", "mcp:read", json!({}));
     let ping = json!({"jsonrpc":"2.0","id":1,"method":"tools/list"});
     assert_eq!(
@@ -330,7 +317,7 @@ async fn deployment_wide_byoa_points_metadata_at_the_external_issuer() {
         .spawn()
         .await;
     let up = FakeUpstream::start().await;
-    add_server(&app, "weather", &up.url, "byoa", None, json!({})).await;
+    app.new_server("weather", &up.url).create().await;
     let doc = json(
         app.get("/.well-known/oauth-protected-resource/mcp/weather")
             .await,

@@ -6,15 +6,10 @@ use super::*;
 async fn protected_resource_metadata_names_server_and_issuer() {
     let app = TestApp::spawn().await;
     let up = FakeUpstream::start().await;
-    add_server(
-        &app,
-        "weather",
-        &up.url,
-        "ezforge_managed",
-        None,
-        json!({"nuke": "admin:danger"}),
-    )
-    .await;
+    app.new_server("weather", &up.url)
+        .tool_scopes(json!({"nuke": "admin:danger"}))
+        .create()
+        .await;
     let res = app
         .get("/.well-known/oauth-protected-resource/mcp/weather")
         .await;
@@ -50,7 +45,7 @@ async fn protected_resource_metadata_names_server_and_issuer() {
 async fn challenges_for_missing_bad_and_insufficient_tokens() {
     let app = TestApp::spawn().await;
     let up = FakeUpstream::start().await;
-    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    app.new_server("weather", &up.url).create().await;
     let metadata = format!(
         "{}/.well-known/oauth-protected-resource/mcp/weather",
         app.address
@@ -120,8 +115,8 @@ async fn challenges_for_missing_bad_and_insufficient_tokens() {
 async fn every_validation_failure_is_401_never_500() {
     let app = TestApp::spawn().await;
     let up = FakeUpstream::start().await;
-    add_server(&app, "a", &up.url, "ezforge_managed", None, json!({})).await;
-    add_server(&app, "b", &up.url, "ezforge_managed", None, json!({})).await;
+    app.new_server("a", &up.url).create().await;
+    app.new_server("b", &up.url).create().await;
     let now = ezforge::domain::now();
     let keys = app.state.keys.current();
     let claims = json!({"iss": app.address, "sub": "u", "aud": resource(&app, "a"), "scope": "mcp:execute", "exp": now + 600});
@@ -219,7 +214,7 @@ fn base64_url(v: &Value) -> String {
 async fn tokens_in_the_query_string_are_refused() {
     let app = TestApp::spawn().await;
     let up = FakeUpstream::start().await;
-    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    app.new_server("weather", &up.url).create().await;
     let token = managed_token(&app, "weather", "mcp:read", json!({}));
     let res = app
         .client

@@ -7,7 +7,7 @@ use super::*;
 async fn valid_token_is_proxied_without_credentials_and_with_identity() {
     let app = TestApp::spawn().await;
     let up = FakeUpstream::start().await;
-    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    app.new_server("weather", &up.url).create().await;
     let token = managed_token(&app, "weather", "mcp:read", json!({}));
     let res = app
         .client
@@ -77,25 +77,15 @@ async fn upstream_down_is_502_and_slow_is_504_with_json_rpc_bodies() {
         closed.local_addr().expect("addr").port()
     );
     drop(closed);
-    add_server(
-        &app,
-        "down",
-        &dead,
-        "ezforge_managed",
-        None,
-        json!({"hang": "mcp:read"}),
-    )
-    .await;
+    app.new_server("down", &dead)
+        .tool_scopes(json!({"hang": "mcp:read"}))
+        .create()
+        .await;
     let up = FakeUpstream::start().await;
-    add_server(
-        &app,
-        "slow",
-        &up.url,
-        "ezforge_managed",
-        None,
-        json!({"hang": "mcp:read"}),
-    )
-    .await;
+    app.new_server("slow", &up.url)
+        .tool_scopes(json!({"hang": "mcp:read"}))
+        .create()
+        .await;
     let t = managed_token(&app, "down", "mcp:read", json!({}));
     let res = app
         .mcp("down")
@@ -130,7 +120,7 @@ async fn upstream_down_is_502_and_slow_is_504_with_json_rpc_bodies() {
             held.push(sock);
         }
     });
-    add_server(&app, "mute", &mute_url, "ezforge_managed", None, json!({})).await;
+    app.new_server("mute", &mute_url).create().await;
     let t = managed_token(&app, "mute", "mcp:read", json!({}));
     let res = app
         .mcp("mute")
@@ -152,7 +142,7 @@ async fn host_routing_serves_root_metadata_and_proxies_sub_paths() {
         .spawn()
         .await;
     let up = FakeUpstream::start().await;
-    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    app.new_server("weather", &up.url).create().await;
     let host = "weather.mcp.example.test";
     let res = app
         .client
@@ -229,7 +219,7 @@ async fn host_routing_works_over_http2() {
         .spawn()
         .await;
     let up = FakeUpstream::start().await;
-    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    app.new_server("weather", &up.url).create().await;
     let pem = std::fs::read(app.data_dir.join("tls/cert.pem")).expect("cert");
     let h2 = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("pem"))
@@ -278,7 +268,7 @@ async fn host_routing_works_over_http2() {
 async fn the_access_log_records_requests_in_batches() {
     let mut app = TestApp::spawn().await;
     let up = FakeUpstream::start().await;
-    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    app.new_server("weather", &up.url).create().await;
     let t = managed_token(&app, "weather", "mcp:read", json!({}));
     assert_eq!(
         app.mcp("weather")
@@ -322,7 +312,7 @@ async fn paths_climbing_above_the_upstreams_base_are_refused() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let app = TestApp::spawn().await;
     let up = FakeUpstream::start().await;
-    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    app.new_server("weather", &up.url).create().await;
     let token = managed_token(&app, "weather", "mcp:read", json!({}));
     // Sent raw: HTTP clients resolve dot segments before sending.
     for path in [
@@ -435,7 +425,7 @@ async fn keepalive_upstream() -> (String, std::sync::Arc<std::sync::atomic::Atom
 async fn upstream_connections_are_reused_and_closed_ones_replaced() {
     let app = TestApp::spawn().await;
     let (upstream, accepted) = keepalive_upstream().await;
-    add_server(&app, "pool", &upstream, "ezforge_managed", None, json!({})).await;
+    app.new_server("pool", &upstream).create().await;
     let token = managed_token(&app, "pool", "mcp:read mcp:write mcp:execute", json!({}));
     let answer = json!({"jsonrpc":"2.0","id":7,"result":{"content":[]}});
     let accepted_now = || accepted.load(std::sync::atomic::Ordering::SeqCst);

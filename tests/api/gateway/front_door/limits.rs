@@ -9,7 +9,7 @@ async fn bodies_over_the_limit_are_413_and_bad_bodies_400() {
         .spawn()
         .await;
     let up = FakeUpstream::start().await;
-    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    app.new_server("weather", &up.url).create().await;
     let t = managed_token(&app, "weather", "mcp:execute", json!({}));
     let big = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"pad":"x".repeat(2000)}}});
     assert_eq!(app.mcp("weather").bearer(&t).send(big).await.status, 413);
@@ -55,7 +55,7 @@ async fn bodies_over_the_limit_are_413_and_bad_bodies_400() {
 async fn foreign_origins_are_refused_and_preflight_is_answered() {
     let app = TestApp::spawn().await;
     let up = FakeUpstream::start().await;
-    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    app.new_server("weather", &up.url).create().await;
     let t = managed_token(&app, "weather", "mcp:read", json!({}));
     let with_origin = |origin: &str| {
         app.client
@@ -102,7 +102,7 @@ async fn weather_limited_to(per_minute: u32, burst: u32) -> (TestApp, FakeUpstre
         .spawn()
         .await;
     let up = FakeUpstream::start().await;
-    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    app.new_server("weather", &up.url).create().await;
     (app, up)
 }
 
@@ -227,7 +227,7 @@ async fn a_server_can_have_its_own_rate_limit() {
         })
         .spawn()
         .await;
-    add_server(&app, "roomy", &up.url, "ezforge_managed", None, json!({})).await;
+    app.new_server("roomy", &up.url).create().await;
     let ping = json!({"jsonrpc":"2.0","id":1,"method":"ping"});
     let tight = managed_token(&app, "tight", "mcp:read", json!({}));
     assert_eq!(
@@ -321,7 +321,7 @@ async fn a_client_trickling_its_body_gets_408() {
         .spawn()
         .await;
     let up = FakeUpstream::start().await;
-    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    app.new_server("weather", &up.url).create().await;
     let token = managed_token(&app, "weather", "mcp:read", json!({}));
     let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
         .await

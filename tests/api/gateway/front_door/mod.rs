@@ -15,15 +15,15 @@ mod limits;
 mod policy;
 mod sessions_sse;
 
-/// A server `weather` routed to `upstream`, created straight in the store (the control API is
-/// tested elsewhere), and the routing table reloaded.
-pub(crate) async fn add_server(
+/// A BYOA server row written straight to the store, as a version before the control API's
+/// checks could have left it (e.g. naming our own issuer, which the API now refuses), and the
+/// routing table reloaded. Every other server in these tests is made through the API
+/// (`app.new_server(…)`).
+pub(crate) async fn stored_byoa_server(
     app: &TestApp,
     slug: &str,
     upstream: &str,
-    auth_mode: &str,
-    byoa: Option<&ezforge::config::ByoaConfig>,
-    tool_scopes: Value,
+    byoa: &ezforge::config::ByoaConfig,
 ) {
     let now = ezforge::domain::now();
     let project = ezforge::store::projects::ProjectRow {
@@ -45,9 +45,9 @@ pub(crate) async fn add_server(
         rollback_on_failure: true,
         retention_count: 10,
         auto_stop_seconds: None,
-        tool_scopes: tool_scopes.to_string(),
-        auth_mode: ezforge::domain::kinds::ServerAuthMode::parse(auth_mode).expect("auth mode"),
-        byoa_config: byoa.map(|b| serde_json::to_string(b).expect("json")),
+        tool_scopes: "{}".into(),
+        auth_mode: ezforge::domain::kinds::ServerAuthMode::Byoa,
+        byoa_config: Some(serde_json::to_string(byoa).expect("json")),
         managed_by: "api".into(),
         rate_limit: None,
         created_at: now,

@@ -6,15 +6,10 @@ use super::*;
 async fn tool_policy_follows_annotations_and_overrides() {
     let app = TestApp::spawn().await;
     let up = FakeUpstream::start().await;
-    add_server(
-        &app,
-        "weather",
-        &up.url,
-        "ezforge_managed",
-        None,
-        json!({"get_weather": "mcp:execute"}),
-    )
-    .await;
+    app.new_server("weather", &up.url)
+        .tool_scopes(json!({"get_weather": "mcp:execute"}))
+        .create()
+        .await;
     let read = managed_token(&app, "weather", "mcp:read", json!({}));
     let write = managed_token(&app, "weather", "mcp:write", json!({}));
     // Before tools/list the gateway knows nothing: unannotated tools need mcp:execute.
@@ -87,15 +82,7 @@ async fn tool_policy_follows_annotations_and_overrides() {
 async fn annotations_learned_from_one_upstream_do_not_carry_over_to_the_next() {
     let app = TestApp::spawn().await;
     let (first, second) = (FakeUpstream::start().await, FakeUpstream::start().await);
-    add_server(
-        &app,
-        "weather",
-        &first.url,
-        "ezforge_managed",
-        None,
-        json!({}),
-    )
-    .await;
+    app.new_server("weather", &first.url).create().await;
     let read = managed_token(&app, "weather", "mcp:read", json!({}));
     let call =
         json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"get_weather"}});
@@ -118,17 +105,15 @@ async fn annotations_learned_from_one_upstream_do_not_carry_over_to_the_next() {
         "read-only as the first upstream says"
     );
     // Another upstream: what the first said no longer counts.
-    let url = second.url.clone();
-    app.state
-        .store
-        .run(move |c| {
-            let mut row = ezforge::store::servers::find(c, "weather")?.expect("server");
-            row.upstream_url = Some(url);
-            ezforge::store::servers::update(c, &row)
-        })
-        .await
-        .expect("update");
-    app.state.servers_changed().await;
+    let admin = app.admin().await;
+    crate::helpers::patch_as(
+        &app,
+        &admin,
+        "/v1/servers/weather",
+        json!({ "upstreamUrl": second.url }),
+    )
+    .await
+    .expect(200);
     assert_eq!(
         app.mcp("weather")
             .bearer(&read)
@@ -157,7 +142,7 @@ async fn annotations_learned_from_one_upstream_do_not_carry_over_to_the_next() {
 async fn annotations_are_learned_from_sse_answers_too() {
     let app = TestApp::spawn().await;
     let up = FakeUpstream::start().await;
-    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    app.new_server("weather", &up.url).create().await;
     let read = managed_token(&app, "weather", "mcp:read", json!({}));
     assert_eq!(
         app.mcp("weather")
@@ -200,15 +185,10 @@ async fn annotations_are_learned_from_sse_answers_too() {
 async fn batches_need_every_scope() {
     let app = TestApp::spawn().await;
     let up = FakeUpstream::start().await;
-    add_server(
-        &app,
-        "weather",
-        &up.url,
-        "ezforge_managed",
-        None,
-        json!({"nuke": "admin:danger"}),
-    )
-    .await;
+    app.new_server("weather", &up.url)
+        .tool_scopes(json!({"nuke": "admin:danger"}))
+        .create()
+        .await;
     let read = managed_token(&app, "weather", "mcp:read", json!({}));
     let batch = json!([
         {"jsonrpc":"2.0","id":1,"method":"tools/list"},
@@ -231,7 +211,7 @@ async fn batches_need_every_scope() {
 async fn mcp_method_and_name_headers_must_restate_the_body() {
     let app = TestApp::spawn().await;
     let up = FakeUpstream::start().await;
-    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    app.new_server("weather", &up.url).create().await;
     let t = managed_token(&app, "weather", "mcp:read mcp:execute", json!({}));
     let send = |headers: &'static [(&'static str, &'static str)], body: Value| {
         let mut req = app

@@ -6,7 +6,7 @@ use super::*;
 async fn sse_events_stream_without_buffering() {
     let app = TestApp::spawn().await;
     let up = FakeUpstream::start().await;
-    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    app.new_server("weather", &up.url).create().await;
     let token = managed_token(&app, "weather", "mcp:execute", json!({}));
     // LF-framed events, then CRLF-framed ones: each event is passed on as it comes.
     for method in ["stream", "stream_crlf"] {
@@ -42,7 +42,7 @@ async fn sse_events_stream_without_buffering() {
 async fn sessions_are_bound_to_their_subject() {
     let app = TestApp::spawn().await;
     let up = FakeUpstream::start().await;
-    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    app.new_server("weather", &up.url).create().await;
     let alice = managed_token(&app, "weather", "mcp:read", json!({}));
     let mallory = managed_token(&app, "weather", "mcp:read", json!({"sub": "usr_mallory"}));
     let res = app
@@ -140,7 +140,7 @@ async fn sessions_are_bound_to_their_subject() {
 async fn a_session_stays_bound_across_a_restart() {
     let mut app = TestApp::spawn().await;
     let up = FakeUpstream::start().await;
-    add_server(&app, "weather", &up.url, "ezforge_managed", None, json!({})).await;
+    app.new_server("weather", &up.url).create().await;
     let alice = managed_token(&app, "weather", "mcp:read", json!({}));
     let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{}});
     let res = app.mcp("weather").bearer(&alice).send(init).await;
@@ -218,15 +218,7 @@ async fn a_departed_sse_client_releases_its_upstream_connection() {
         .spawn()
         .await;
     let (upstream, closed) = raw_sse_upstream().await;
-    add_server(
-        &app,
-        "weather",
-        &upstream,
-        "ezforge_managed",
-        None,
-        json!({}),
-    )
-    .await;
+    app.new_server("weather", &upstream).create().await;
     let token = managed_token(&app, "weather", "mcp:read", json!({}));
     let client = reqwest::Client::new();
     let mut res = client
@@ -269,7 +261,7 @@ async fn a_departed_sse_client_releases_its_upstream_connection() {
 async fn the_old_sse_transport_works_through_the_front_door() {
     let app = TestApp::spawn().await;
     let up = FakeUpstream::start().await;
-    add_server(&app, "legacy", &up.url, "ezforge_managed", None, json!({})).await;
+    app.new_server("legacy", &up.url).create().await;
     let token = managed_token(&app, "legacy", "mcp:execute", json!({}));
     let res = app
         .client
