@@ -109,7 +109,7 @@ impl Deployer {
                 // Gone before this returns: a fixed port must be free for whoever is next.
                 sup.shutdown();
                 let _ = tokio::time::timeout(Duration::from_secs(10), sup.exited()).await;
-                let output = sup.launch.last_output();
+                let output = sup.launch.last_output().await;
                 return Err(diagnose::explain(&e, Transport::Http, Some(port), &output));
             }
             sup.launch.log(
@@ -132,24 +132,28 @@ impl Deployer {
             Some(p) => format!("health check: GET {p}"),
             None => "health check: MCP initialize and ping".into(),
         });
-        let result =
-            match &target.kind {
-                TargetKind::Url(u) => health::check(client, u, path, timeout).await,
-                TargetKind::Process(p) => health::check(client, &p.url, path, timeout)
-                    .await
-                    .map_err(|e| {
-                        diagnose::explain(
-                            &e,
-                            Transport::Http,
-                            Some(p.port),
-                            &p.launch.last_output(),
-                        )
-                    }),
-                TargetKind::Stdio(p) => p
-                    .probe(timeout)
-                    .await
-                    .map_err(|e| diagnose::explain(&e, Transport::Stdio, None, &p.launch_output())),
-            };
+        let result = match &target.kind {
+            TargetKind::Url(u) => health::check(client, u, path, timeout).await,
+            TargetKind::Process(p) => match health::check(client, &p.url, path, timeout).await {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    let output = p.launch.last_output().await;
+                    Err(diagnose::explain(
+                        &e,
+                        Transport::Http,
+                        Some(p.port),
+                        &output,
+                    ))
+                }
+            },
+            TargetKind::Stdio(p) => match p.probe(timeout).await {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    let output = p.launch_output().await;
+                    Err(diagnose::explain(&e, Transport::Stdio, None, &output))
+                }
+            },
+        };
         if result.is_ok() {
             log("health check passed".into());
         }

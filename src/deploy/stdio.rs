@@ -129,9 +129,9 @@ impl StdioPool {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The last lines its processes printed, oldest first.
-    pub fn launch_output(&self) -> Vec<String> {
-        self.launch.last_output()
+    /// The last lines its processes printed, oldest first (see [`Launch::last_output`]).
+    pub async fn launch_output(&self) -> Vec<String> {
+        self.launch.last_output().await
     }
 
     pub fn session_count(&self) -> usize {

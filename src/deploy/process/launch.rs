@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, BufReader};
 use tokio::process::Command;
 
 use super::group::Group;
-use super::output::{OutputLimit, read_line_capped};
+use super::output::{OutputLimit, PipeOpen, Tail, read_line_capped};
 use crate::deploy::sandbox::{self, Confinement, Dirs};
 use crate::domain::Secret;
 use crate::shared::logs::LogHub;
@@ -37,7 +37,7 @@ pub struct Launch {
     pub hub: LogHub,
     pub lines_per_second: u32,
     /// The last lines it printed (all its processes), for a failure's explanation.
-    pub tail: Arc<std::sync::Mutex<std::collections::VecDeque<String>>>,
+    pub tail: Arc<Tail>,
     /// Where the process's tasks run: the runtime that outlives the HTTP workers (see
     /// [`crate::deploy::Deployer::runtime`]).
     pub rt: tokio::runtime::Handle,
@@ -76,10 +76,12 @@ impl Launch {
             .kill_on_drop(true);
         let mut child = cmd.spawn()?;
         if let Some(err) = child.stderr.take() {
-            self.rt.spawn(capture(err, self.clone(), "warn"));
+            let open = self.tail.pipe_opened();
+            self.rt.spawn(capture(err, self.clone(), "warn", open));
         }
         if !stdio && let Some(out) = child.stdout.take() {
-            self.rt.spawn(capture(out, self.clone(), "info"));
+            let open = self.tail.pipe_opened();
+            self.rt.spawn(capture(out, self.clone(), "info", open));
         }
         let cgroup = self
             .confinement
@@ -117,23 +119,10 @@ impl Launch {
         env
     }
 
-    /// Keeps `line` among the last ones printed.
-    fn remember(&self, line: &str) {
-        let mut tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
-        if tail.len() == crate::deploy::diagnose::TAIL_LINES {
-            tail.pop_front();
-        }
-        tail.push_back(line.chars().take(300).collect());
-    }
-
-    /// The last lines its processes printed, oldest first.
-    pub fn last_output(&self) -> Vec<String> {
-        self.tail
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect()
+    /// The last lines its processes printed, oldest first, once what they printed before
+    /// exiting has been read (waiting at most a second for pipes a live process holds open).
+    pub async fn last_output(&self) -> Vec<String> {
+        self.tail.settled(Duration::from_secs(1)).await
     }
 
     pub fn log(&self, level: &'static str, message: String) {
@@ -143,7 +132,12 @@ impl Launch {
 
 /// Copies lines of output into the log: each cut at `MAX_LOG_LINE`, at most
 /// `lines_per_second` a second (what is over is counted and reported), until the pipe closes.
-async fn capture(pipe: impl AsyncRead + Unpin, launch: Launch, level: &'static str) {
+async fn capture(
+    pipe: impl AsyncRead + Unpin,
+    launch: Launch,
+    level: &'static str,
+    _open: PipeOpen,
+) {
     let mut reader = BufReader::with_capacity(16 * 1024, pipe);
     let mut limit = OutputLimit::new(launch.lines_per_second);
     let mut line = Vec::new();
@@ -164,7 +158,9 @@ async fn capture(pipe: impl AsyncRead + Unpin, launch: Launch, level: &'static s
         let text = String::from_utf8_lossy(&line);
         let text = text.trim_end_matches(['\r', '\n']);
         if !text.is_empty() {
-            launch.remember(text);
+            launch
+                .tail
+                .remember(text, crate::deploy::diagnose::TAIL_LINES);
             if allowed {
                 launch.log(level, text.to_owned());
             }
