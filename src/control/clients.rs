@@ -168,12 +168,7 @@ fn by_redirect_uris(
     uris: Option<Vec<String>>,
     confidential: Option<bool>,
 ) -> Result<Option<Secret>, ApiError> {
-    row.name = validate::name(
-        name.as_deref()
-            .ok_or_else(|| ApiError::validation("name", "required"))?,
-        255,
-    )
-    .map_err(|e| ApiError::validation("name", e))?;
+    row.name = super::fields::required_name(name.as_deref())?;
     let uris = uris.ok_or_else(|| ApiError::validation("redirectUris", "required"))?;
     if uris.is_empty() || uris.len() > 20 {
         return Err(ApiError::validation(

@@ -12,7 +12,7 @@ use super::auth::{
 use super::{ListQuery, data, list as list_page, no_content, time};
 use crate::crypto;
 use crate::domain::scopes::{ApiScope, ApiScopes};
-use crate::domain::{self, Secret, validate};
+use crate::domain::{self, Secret};
 use crate::error::ApiError;
 use crate::store::{self, Store, api_keys::ApiKeyRow};
 
@@ -108,13 +108,7 @@ struct NewKey {
 
 impl NewKey {
     fn from_body(who: &Principal, body: CreateKey, now: i64) -> Result<Self, ApiError> {
-        let name = validate::name(
-            body.name
-                .as_deref()
-                .ok_or_else(|| ApiError::validation("name", "required"))?,
-            255,
-        )
-        .map_err(|e| ApiError::validation("name", e))?;
+        let name = super::fields::required_name(body.name.as_deref())?;
         let scopes = requested_scopes(body.scopes)?;
         // A key can never mint a key with scopes it lacks.
         if let Credential::Key(k) = &who.credential

@@ -10,6 +10,7 @@ pub mod declared;
 mod deploy_error;
 mod deployments;
 pub(crate) mod env;
+mod fields;
 mod grants;
 mod health;
 mod invitations;

@@ -57,13 +57,7 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let user = who.session()?.clone();
     let body = body.into_inner();
-    let name = validate::name(
-        body.name
-            .as_deref()
-            .ok_or_else(|| ApiError::validation("name", "required"))?,
-        255,
-    )
-    .map_err(|e| ApiError::validation("name", e))?;
+    let name = super::fields::required_name(body.name.as_deref())?;
     let slug = match body.slug.as_deref() {
         Some(s) => Slug::parse(s).map_err(|e| ApiError::validation("slug", e))?,
         None => Slug::derive(&name).ok_or_else(|| {

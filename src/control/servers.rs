@@ -268,13 +268,7 @@ fn new_server(
     destinations: &Destinations,
     mut body: ServerFields,
 ) -> Result<ServerRow, ApiError> {
-    let name = validate::name(
-        body.name
-            .as_deref()
-            .ok_or_else(|| ApiError::validation("name", "required"))?,
-        255,
-    )
-    .map_err(|e| ApiError::validation("name", e))?;
+    let name = super::fields::required_name(body.name.as_deref())?;
     let slug = match body.slug.take() {
         Some(s) => Slug::parse(&s).map_err(|e| ApiError::validation("slug", e))?,
         None => Slug::derive(&name).ok_or_else(|| {
