@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::{Principal, server_access};
+use super::auth::{Principal, owner_only, server_access};
 use super::data;
 use super::servers::refuse_if_declared;
 use crate::config::{AuthMode, ByoaConfig, Config};
@@ -117,7 +117,12 @@ pub async fn update(
     let declared_in = config.clone();
     let server = store
         .write(move |tx| {
-            let (mut server, _) = server_access(tx, &who, &key)?;
+            let (mut server, access) = server_access(tx, &who, &key)?;
+            // Whoever names the issuer decides who its tokens say the caller is (the `sub` an
+            // upstream reads in its assertion): an owner's call, as a trusted client is.
+            if !access.owner {
+                return Err(owner_only());
+            }
             refuse_if_declared(&declared_in, &server)?;
             server.auth_mode = mode;
             server.byoa_config = byoa.as_ref().and_then(|b| serde_json::to_string(b).ok());

@@ -248,6 +248,11 @@ pub async fn create(
     body: web::Json<ServerFields>,
 ) -> Result<HttpResponse, ApiError> {
     who.require(ApiScope::ServersWrite)?;
+    // A server made with an upstream takes traffic at once: a deployment, as a PATCH of its
+    // upstream is (else deleting a server and making it again would repoint its URI).
+    if matches!(body.upstream_url, Some(Some(_))) {
+        who.require(ApiScope::DeploymentsWrite)?;
+    }
     let server = new_server(&config, &gateway.destinations, body.into_inner())?;
     let key = path.into_inner();
     let actor = who.actor();

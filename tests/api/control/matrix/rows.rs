@@ -247,7 +247,7 @@ async fn matrix_server_auth_and_clients_are_session_only() {
             "PATCH",
             "/v1/servers/{server}/auth",
             Some(r#"{"authMode": "ezforge_managed"}"#),
-            Rule::ProjectSession(200),
+            Rule::ProjectOwner(200),
         ),
         row(
             "GET",

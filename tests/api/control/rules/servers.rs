@@ -211,6 +211,29 @@ async fn a_byoa_issuer_may_not_be_our_own() {
 }
 
 #[tokio::test]
+async fn only_an_owner_chooses_who_vouches_for_a_servers_callers() {
+    // A member naming an issuer of their own could sign tokens saying they are anyone: the
+    // upstream would read that `sub` in its assertion.
+    let app = TestApp::spawn().await;
+    let (admin, project, server) = basics(&app).await;
+    let (_, member) = user_session(&app, &admin, "member@example.com").await;
+    add_member(&app, &admin, &project, "member@example.com", "member").await;
+    let path = format!("/v1/servers/{server}/auth");
+    get_as(&app, &member, &path).await.expect(200);
+    let switch = json!({ "authMode": "byoa", "byoaConfig": byoa() });
+    let r = patch_as(&app, &member, &path, switch.clone()).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(
+        get_as(&app, &admin, &path).await.expect(200)["data"]["authMode"],
+        "ezforge_managed",
+        "unchanged"
+    );
+    let (_, owner) = user_session(&app, &admin, "owner@example.com").await;
+    add_member(&app, &admin, &project, "owner@example.com", "owner").await;
+    patch_as(&app, &owner, &path, switch).await.expect(200);
+}
+
+#[tokio::test]
 async fn auth_config_rules() {
     let app = TestApp::spawn().await;
     let (admin, _, server) = basics(&app).await;

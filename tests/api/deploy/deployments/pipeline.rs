@@ -215,6 +215,43 @@ async fn deployment_scopes_and_bad_input() {
         r.body["error"]["details"]["requiredScope"],
         "deployments:write"
     );
+    // And so is deleting it and making it again with another upstream: the same URI, now
+    // routed elsewhere.
+    let r = post_as(
+        &app,
+        &server_writer,
+        &format!("/v1/projects/{project}/servers"),
+        json!({ "name": "again", "upstreamUrl": up.url }),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(
+        r.body["error"]["details"]["requiredScope"],
+        "deployments:write"
+    );
+    post_as(
+        &app,
+        &server_writer,
+        &format!("/v1/projects/{project}/servers"),
+        json!({ "name": "again" }),
+    )
+    .await
+    .expect(201);
+    let both = create_key(
+        &app,
+        &admin,
+        project,
+        &["servers:write", "deployments:write"],
+    )
+    .await;
+    post_as(
+        &app,
+        &both,
+        &format!("/v1/projects/{project}/servers"),
+        json!({ "name": "routed", "upstreamUrl": up.url }),
+    )
+    .await
+    .expect(201);
     patch_as(
         &app,
         &server_writer,
