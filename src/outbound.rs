@@ -118,10 +118,12 @@ fn check_url(url: &Url, allow_private: bool) -> Result<(), FetchError> {
     Ok(())
 }
 
-/// The client for every outbound fetch, built once.
+/// The clients for every outbound fetch, built once.
 #[derive(Clone)]
 pub struct Outbound {
     client: reqwest::Client,
+    /// The same, following no redirect (what must come from the very URL asked for).
+    exact: reqwest::Client,
     allow_private: bool,
     max_size: usize,
 }
@@ -129,51 +131,44 @@ pub struct Outbound {
 impl Outbound {
     pub fn new(config: &OutboundConfig) -> Result<Self, FetchError> {
         let allow_private = config.allow_private_addresses;
-        let mut builder = reqwest::Client::builder()
-            .timeout(config.timeout.0)
-            .connect_timeout(config.timeout.0)
-            .user_agent(concat!("ezforge/", env!("CARGO_PKG_VERSION")))
-            .https_only(true)
-            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
-                if attempt.previous().len() >= 5 {
-                    attempt.error("too many redirects")
-                } else if let Err(e) = check_url(attempt.url(), allow_private) {
-                    attempt.error(e.to_string())
-                } else {
-                    attempt.follow()
-                }
-            }));
-        if !allow_private {
-            // Through a proxy (HTTPS_PROXY…) the proxy would resolve the host, out of the
-            // guard's sight: guarded fetches go direct.
-            builder = builder.dns_resolver(Arc::new(GuardedResolver)).no_proxy();
-        }
-        for path in &config.ca_files {
-            let ca_err = |reason: String| FetchError::CaFile {
-                path: path.display().to_string(),
-                reason,
-            };
-            let pem = std::fs::read(path).map_err(|e| ca_err(e.to_string()))?;
-            for cert in
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ca_err(e.to_string()))?
-            {
-                builder = builder.add_root_certificate(cert);
+        let guarded = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= 5 {
+                attempt.error("too many redirects")
+            } else if let Err(e) = check_url(attempt.url(), allow_private) {
+                attempt.error(e.to_string())
+            } else {
+                attempt.follow()
             }
-        }
-        let client = builder.build().map_err(|e| FetchError::Transport {
-            url: "-".into(),
-            reason: e.to_string(),
-        })?;
+        });
         Ok(Self {
-            client,
+            client: client(config, guarded)?,
+            exact: client(config, reqwest::redirect::Policy::none())?,
             allow_private,
             max_size: config.max_document_size.0,
         })
     }
 
-    /// GETs a JSON document; returns it with the response's `Cache-Control: max-age`, if any.
+    /// GETs a JSON document, following redirects (each hop guarded); returns it with the
+    /// response's `Cache-Control: max-age`, if any.
     pub async fn get_json(
         &self,
+        url: &str,
+    ) -> Result<(serde_json::Value, Option<Duration>), FetchError> {
+        self.fetch_json(&self.client, url).await
+    }
+
+    /// Like [`Self::get_json`], but a redirect is an error: for documents whose URL is their
+    /// identity (a client ID metadata document must not come from elsewhere).
+    pub async fn get_json_exact(
+        &self,
+        url: &str,
+    ) -> Result<(serde_json::Value, Option<Duration>), FetchError> {
+        self.fetch_json(&self.exact, url).await
+    }
+
+    async fn fetch_json(
+        &self,
+        client: &reqwest::Client,
         url: &str,
     ) -> Result<(serde_json::Value, Option<Duration>), FetchError> {
         let parsed = Url::parse(url).map_err(|_| FetchError::NotHttps(url.to_owned()))?;
@@ -182,8 +177,7 @@ impl Outbound {
             url: url.to_owned(),
             reason: describe(&e),
         };
-        let res = self
-            .client
+        let res = client
             .get(parsed)
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
@@ -228,6 +222,41 @@ impl Outbound {
         })?;
         Ok((json, max_age))
     }
+}
+
+/// A client for outbound fetches: https only, with the configured timeouts and CAs, the DNS
+/// guard unless private addresses are allowed, and `redirects`.
+fn client(
+    config: &OutboundConfig,
+    redirects: reqwest::redirect::Policy,
+) -> Result<reqwest::Client, FetchError> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(config.timeout.0)
+        .connect_timeout(config.timeout.0)
+        .user_agent(concat!("ezforge/", env!("CARGO_PKG_VERSION")))
+        .https_only(true)
+        .redirect(redirects);
+    if !config.allow_private_addresses {
+        // Through a proxy (HTTPS_PROXY…) the proxy would resolve the host, out of the
+        // guard's sight: guarded fetches go direct.
+        builder = builder.dns_resolver(Arc::new(GuardedResolver)).no_proxy();
+    }
+    for path in &config.ca_files {
+        let ca_err = |reason: String| FetchError::CaFile {
+            path: path.display().to_string(),
+            reason,
+        };
+        let pem = std::fs::read(path).map_err(|e| ca_err(e.to_string()))?;
+        for cert in
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ca_err(e.to_string()))?
+        {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().map_err(|e| FetchError::Transport {
+        url: "-".into(),
+        reason: e.to_string(),
+    })
 }
 
 /// The most useful part of a reqwest error chain, without internals.

@@ -126,8 +126,10 @@ async fn fetch_document(
     client_id: &str,
     url: &Url,
 ) -> Result<(Arc<Document>, Option<Duration>), Arc<str>> {
+    // The document's URL is the client's identity: one served from elsewhere (through a
+    // redirect, an open one included) is not the client's.
     let (json, max_age) = outbound
-        .get_json(client_id)
+        .get_json_exact(client_id)
         .await
         .map_err(|e| e.to_string())?;
     let doc: MetadataDocument =

@@ -42,6 +42,12 @@ impl CimdServer {
                 let (d, f) = (d.clone(), f.clone());
                 async move {
                     f.lock().expect("lock").push(req.path().to_owned());
+                    // As an open redirect on a trusted host would answer.
+                    if req.path().starts_with("/moved") {
+                        return HttpResponse::Found()
+                            .insert_header(("location", "/client.json"))
+                            .finish();
+                    }
                     let doc = d.lock().expect("lock").clone();
                     HttpResponse::Ok()
                         .content_type("application/json")
@@ -148,6 +154,27 @@ async fn client_id_mismatch_is_an_error_page() {
         "refused before any login; {}",
         out.describe()
     );
+}
+
+#[tokio::test]
+async fn a_document_is_never_taken_from_where_its_url_redirects() {
+    // The document at the redirect's target names the URL asked for: followed, the consent
+    // page would say the first host publishes it.
+    let cimd = CimdServer::start().await;
+    let moved = format!("{}/moved?to=client.json", cimd.origin);
+    let mut doc = cimd.good_doc();
+    doc["client_id"] = json!(moved);
+    cimd.set(doc);
+    let w = cimd_world(&cimd).await;
+    let out = authorize(&w.browser(), &w.request(&moved)).await;
+    out.assert_error_page(400);
+    assert!(!out.saw_login, "{}", out.describe());
+    assert!(
+        out.pages.iter().any(|p| p.body.contains("302")),
+        "the page says why: {}",
+        out.describe()
+    );
+    assert_eq!(cimd.fetches(), 1, "the redirect is not followed");
 }
 
 #[tokio::test]
