@@ -120,6 +120,15 @@ fn redeem(
         tx.commit()?;
         return Ok(Err(e));
     }
+    // Access may have ended between consent and exchange (removed from the project, no
+    // longer an admin): as at refresh, nothing is issued then.
+    if !store::projects::may_use_server(&tx, &row.user_id, &row.server_id)? {
+        store::grants::use_code(&tx, &hash, now, None)?;
+        tx.commit()?;
+        return Ok(Err(OAuthError::invalid_grant(
+            "the user no longer has access to this server",
+        )));
+    }
     let grant = GrantRow {
         id: domain::new_id("grt_"),
         user_id: Some(row.user_id.clone()),

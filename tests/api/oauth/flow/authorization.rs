@@ -381,6 +381,9 @@ async fn a_member_removed_from_the_project_loses_their_grants_at_once() {
     let reply = exchange(&w.app, &public(&client_id), &req, &code).await;
     reply.assert_ok();
     assert_eq!(tools_list(&w.resource, &reply.access_token()).await.0, 200);
+    // A code kept back for after the removal.
+    let later = w.request(&client_id).scope("mcp:read");
+    let kept = authorize_as(&w.browser(), &later, &person).await.code();
 
     let member = format!("{members}/{member_id}");
     let (status, body) = api(&w.app, "DELETE", &member, Some(&w.admin), None).await;
@@ -390,6 +393,17 @@ async fn a_member_removed_from_the_project_loses_their_grants_at_once() {
     refresh(&w.app, &public(&client_id), &reply.refresh_token())
         .await
         .assert_error(400, "invalid_grant");
+    exchange(&w.app, &public(&client_id), &later, &kept)
+        .await
+        .assert_error(400, "invalid_grant");
+    // Spent by that refusal: no second try once back in the project either.
+    add_member(&w.app, &w.admin, &w.project, "leaver@example.com", "member").await;
+    exchange(&w.app, &public(&client_id), &later, &kept)
+        .await
+        .assert_error(400, "invalid_grant");
+    let member = format!("{members}/{member_id}");
+    let (status, body) = api(&w.app, "DELETE", &member, Some(&w.admin), None).await;
+    assert_eq!(status, 204, "{body}");
     let (status, grants) = api(&w.app, "GET", "/v1/grants", Some(&w.admin), None).await;
     assert_eq!(status, 200, "{grants}");
     assert!(
