@@ -772,6 +772,7 @@ fn grow(
                     grant_types: "authorization_code refresh_token".into(),
                     application_type: "web".into(),
                     metadata: None,
+                    created_by: None,
                 },
             )?;
         }

@@ -117,6 +117,7 @@ fn new_client(b: CreateClient, now: i64) -> Result<(ClientRow, Option<Secret>), 
         grant_types: "authorization_code refresh_token".into(),
         application_type: "web".into(),
         metadata: None,
+        created_by: None,
     };
     let secret = match b.client_metadata_url {
         Some(url) => {
@@ -217,6 +218,8 @@ fn register(
         )));
     }
     row.server_id = Some(server.id.clone());
+    // Registration is session-only: the actor is a user, whose leaving removes the client.
+    row.created_by = Some(actor.id.clone());
     store::clients::insert(tx, &row)?;
     let details = json!({ "clientId": row.client_id, "name": row.name, "trusted": row.trusted });
     store::audit::record(

@@ -1,6 +1,7 @@
 //! What an invitation is worth inside a transaction: whether it can still be used (its sender
 //! still an owner of its project, or an admin), joining its project by it, creating an account
-//! by an instance admin's one, and withdrawing what a sender sent once they lose their standing.
+//! by an instance admin's one, and withdrawing what a sender sent, and removing the keys and
+//! clients they made, once they lose their standing.
 //! The handlers of `invitations.rs`, `sessions.rs`, `projects.rs` and `users.rs` share these.
 
 use rusqlite::Connection;
@@ -9,6 +10,7 @@ use serde_json::json;
 use crate::domain;
 use crate::domain::kinds::{ProjectRole, UserRole};
 use crate::error::ApiError;
+use crate::services::revocations::RevokedGrants;
 use crate::store::audit::Actor;
 use crate::store::invitations::InvitationRow;
 use crate::store::{self, users::UserRow};
@@ -105,6 +107,40 @@ pub fn withdraw_sent_by(
         withdrawn += 1;
     }
     Ok(withdrawn)
+}
+
+/// Removes what `user_id` made in `project_id` (or in every project) that would outlast their
+/// access: the API keys they made (and the keys made with those), whose secrets they hold, and
+/// the clients they registered, whose secrets they hold or whose redirect URIs they chose.
+/// The clients' tokens are refused at once. Returns the ids removed, for the audit record
+/// (blocking, in the caller's transaction).
+pub fn remove_made_by(
+    tx: &Connection,
+    revoked: &RevokedGrants,
+    user_id: &str,
+    project_id: Option<&str>,
+) -> Result<serde_json::Value, ApiError> {
+    let keys = store::api_keys::made_by_user(tx, user_id, project_id)?;
+    for id in &keys {
+        store::api_keys::delete(tx, id)?;
+    }
+    let now = domain::now();
+    let mut clients = Vec::new();
+    for client in store::clients::registered_by(tx, user_id, project_id)? {
+        let grants = store::grants::live_grant_ids(
+            tx,
+            client.server_id.as_deref(),
+            Some(&client.client_id),
+        )?;
+        for gid in &grants {
+            store::grants::revoke_grant(tx, gid, now)?;
+        }
+        // Its client_credentials tokens belong to no grant: refused by client.
+        revoked.revoke_deleted(tx, grants, std::slice::from_ref(&client.client_id))?;
+        store::clients::delete(tx, &client.id)?;
+        clients.push(client.client_id);
+    }
+    Ok(json!({ "keysRevoked": keys, "clientsRemoved": clients }))
 }
 
 /// Adds `user_id` to the invitation's project with its role, and uses the invitation up.

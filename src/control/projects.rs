@@ -240,6 +240,7 @@ pub async fn remove_member(
     who.session()?;
     let (key, user_id) = path.into_inner();
     let actor = who.actor();
+    let refused = revoked_grants.clone();
     let revoked = store
         .write(move |tx| {
             let mut revoked = Vec::new();
@@ -261,6 +262,7 @@ pub async fn remove_member(
             // the invitations they sent as its owner are withdrawn (an admin keeps both through
             // their role).
             let mut withdrawn = 0;
+            let mut made = json!({});
             if store::users::by_id(tx, &user_id)?.is_none_or(|u| u.role != UserRole::Admin) {
                 let now = domain::now();
                 for gid in
@@ -276,14 +278,22 @@ pub async fn remove_member(
                     Some(&access.project.id),
                     "sender removed from the project",
                 )?;
+                // So do the keys and clients they made for it.
+                made = super::membership::remove_made_by(
+                    tx,
+                    &refused,
+                    &user_id,
+                    Some(&access.project.id),
+                )?;
             }
+            made["invitationsWithdrawn"] = json!(withdrawn);
             store::audit::record(
                 tx,
                 &actor,
                 "project.member.remove",
                 Some(&user_id),
                 Some(&access.project.id),
-                Some(&json!({ "invitationsWithdrawn": withdrawn })),
+                Some(&made),
             )?;
             Ok(revoked)
         })

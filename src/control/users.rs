@@ -145,13 +145,17 @@ pub async fn delete(
                 return Err(ApiError::Conflict("cannot delete the last admin".into()));
             }
             revoked.revoke_deleted(tx, grants, &[])?;
+            // The keys and clients they made, in every project, go with them.
+            let mut details = super::membership::remove_made_by(tx, &revoked, &user.id, None)?;
+            details["email"] = json!(user.email);
+            details["invitationsWithdrawn"] = json!(withdrawn);
             store::audit::record(
                 tx,
                 &actor,
                 "user.delete",
                 Some(&user.id),
                 None,
-                Some(&json!({ "email": user.email, "invitationsWithdrawn": withdrawn })),
+                Some(&details),
             )?;
             Ok(())
         })

@@ -359,6 +359,7 @@ fn new_client(
         grant_types: r.grant_types.join(" "),
         application_type: r.application_type,
         metadata: Some(r.document.to_string()),
+        created_by: None,
     })
 }
 

@@ -97,6 +97,25 @@ pub fn minted_by(conn: &Connection, id: &str) -> Result<Vec<String>, StoreError>
         .collect::<Result<Vec<_>, _>>()?)
 }
 
+/// The keys `user_id` made in `project_id` (or in every project), and the keys made with
+/// those, and so on.
+pub fn made_by_user(
+    conn: &Connection,
+    user_id: &str,
+    project_id: Option<&str>,
+) -> Result<Vec<String>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "WITH RECURSIVE made(id) AS (
+                 SELECT id FROM api_keys WHERE created_by = ?1 AND (?2 IS NULL OR project_id = ?2)
+                 UNION SELECT k.id FROM api_keys k JOIN made m ON k.created_by = m.id
+             )
+             SELECT id FROM made",
+        )?
+        .query_map(params![user_id, project_id], |r| r.get(0))?
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
 pub fn delete(conn: &Connection, id: &str) -> Result<(), StoreError> {
     conn.prepare_cached("DELETE FROM api_keys WHERE id = ?1")?
         .execute([id])?;

@@ -27,12 +27,14 @@ pub struct ClientRow {
     pub application_type: String,
     /// Registered metadata (RFC 7591), JSON.
     pub metadata: Option<String>,
+    /// The user who registered it through the control API; `None` for dynamic clients.
+    pub created_by: Option<String>,
 }
 
 const COLUMNS: &str =
     "id, client_id, server_id, name, redirect_uris, scopes, trusted, is_dynamic, secret_hash,
     metadata_url, created_at, updated_at, last_used_at, registration_token_hash, auth_method, grant_types,
-    application_type, metadata";
+    application_type, metadata, created_by";
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ClientRow> {
     Ok(ClientRow {
@@ -54,12 +56,13 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ClientRow> {
         grant_types: r.get(15)?,
         application_type: r.get(16)?,
         metadata: r.get(17)?,
+        created_by: r.get(18)?,
     })
 }
 
 pub fn insert(conn: &Connection, c: &ClientRow) -> Result<(), StoreError> {
     conn.prepare_cached(&format!(
-        "INSERT INTO oauth_clients ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+        "INSERT INTO oauth_clients ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
     ))?
     .execute(params![
         c.id,
@@ -79,9 +82,31 @@ pub fn insert(conn: &Connection, c: &ClientRow) -> Result<(), StoreError> {
         c.auth_method,
         c.grant_types,
         c.application_type,
-        c.metadata
+        c.metadata,
+        c.created_by
     ])?;
     Ok(())
+}
+
+/// The clients `user_id` registered through the control API, on the servers of `project_id`
+/// (or of every project).
+pub fn registered_by(
+    conn: &Connection,
+    user_id: &str,
+    project_id: Option<&str>,
+) -> Result<Vec<ClientRow>, StoreError> {
+    let columns = COLUMNS
+        .split(',')
+        .map(|c| format!("c.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {columns} FROM oauth_clients c JOIN servers s ON s.id = c.server_id
+             WHERE c.created_by = ?1 AND (?2 IS NULL OR s.project_id = ?2)"
+        ))?
+        .query_map(params![user_id, project_id], from_row)?
+        .collect::<Result<Vec<_>, _>>()?)
 }
 
 /// Rewrites a dynamic client's registered metadata (RFC 7592 update).
@@ -189,6 +214,7 @@ mod tests {
             grant_types: "authorization_code refresh_token".into(),
             application_type: "web".into(),
             metadata: None,
+            created_by: None,
         }
     }
 

@@ -41,6 +41,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "retired_slugs",
         include_str!("migrations/0011_retired_slugs.sql"),
     ),
+    (
+        "clients_created_by",
+        include_str!("migrations/0012_clients_created_by.sql"),
+    ),
 ];
 
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -3,6 +3,7 @@
 
 pub(crate) mod declared;
 pub(crate) mod invitations;
+pub(crate) mod leavers;
 pub(crate) mod matrix;
 pub(crate) mod openapi;
 pub(crate) mod rules;

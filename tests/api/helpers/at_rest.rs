@@ -28,9 +28,21 @@ pub fn contains_bytes(haystack: &[u8], needle: &str) -> bool {
 /// upgrade to 11: its table dropped and the version set back, then `sql` run (rows the old
 /// version allowed). The next start applies version 11 to it.
 pub fn as_version_10(path: &Path, sql: &str) {
+    as_version_11(path, "");
     let conn = rusqlite::Connection::open(path).expect("open");
     conn.execute_batch(&format!(
         "DROP TABLE retired_slugs; PRAGMA user_version = 10;\n{sql}"
     ))
     .expect("back to version 10");
+}
+
+/// Takes the database at `path` back to schema version 11 (clients without their maker), then
+/// runs `sql` on it: what that version would have left.
+pub fn as_version_11(path: &Path, sql: &str) {
+    let conn = rusqlite::Connection::open(path).expect("open");
+    conn.execute_batch(&format!(
+        "DROP INDEX oauth_clients_created_by; DROP INDEX api_keys_created_by;
+         ALTER TABLE oauth_clients DROP COLUMN created_by; PRAGMA user_version = 11;\n{sql}"
+    ))
+    .expect("back to version 11");
 }
