@@ -30,6 +30,10 @@ pub enum ReconcileError {
         owner: String,
     },
     #[error(
+        "config key `servers[{index}].project`: project {project} was made through the API and no instance admin owns it (any user may make a project, under any free name): declared servers go into a project the config makes, or one an admin owns; an admin joins it as an owner, or choose another project name"
+    )]
+    ProjectNotAdoptable { index: usize, project: String },
+    #[error(
         "config key `servers[{index}].project`: server {slug} is in project {current}; a server does not move to another project (its URL, the identity its tokens and upstream assertions name, would go with it): keep it there, or declare a server with another slug"
     )]
     Moved {
@@ -129,7 +133,7 @@ pub fn reconcile(
         .map_err(StoreError::from)?;
     let mut report = Report::default();
     for (index, d) in config.servers.iter().enumerate() {
-        let project = declared_project(&tx, &actor, d, now)?;
+        let project = declared_project(&tx, &actor, index, d, now)?;
         let existing = store::servers::find(&tx, &d.slug)?;
         check_slug(&tx, index, d, &project, existing.as_ref())?;
         let want = desired(config, d, &project.id, existing.as_ref(), now);
@@ -166,14 +170,22 @@ pub fn reconcile(
     Ok(report)
 }
 
-/// The project a declared server names, created (managed by the config) if it is new.
+/// The project the `index`th declared server names, created (managed by the config) if it is
+/// new; one made through the API only if the config may adopt it.
 fn declared_project(
     tx: &Connection,
     actor: &Actor,
+    index: usize,
     d: &ServerDecl,
     now: i64,
-) -> Result<ProjectRow, StoreError> {
+) -> Result<ProjectRow, ReconcileError> {
     if let Some(p) = store::projects::find(tx, &d.project)? {
+        if p.managed_by != "config" && !store::projects::config_may_adopt(tx, &p.id)? {
+            return Err(ReconcileError::ProjectNotAdoptable {
+                index,
+                project: p.slug,
+            });
+        }
         return Ok(p);
     }
     let p = ProjectRow {

@@ -157,6 +157,19 @@ pub fn owner_count(conn: &Connection, project_id: &str) -> Result<i64, StoreErro
         .query_row([project_id], |r| r.get(0))?)
 }
 
+/// Whether the config file may put its servers in this project made through the API: it
+/// already holds some, or an instance admin owns it (not a project any user could have made
+/// first under the name the config uses).
+pub fn config_may_adopt(conn: &Connection, project_id: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM servers WHERE project_id = ?1 AND managed_by = 'config')
+                 OR EXISTS (SELECT 1 FROM project_members m JOIN users u ON u.id = m.user_id
+                            WHERE m.project_id = ?1 AND m.role = 'owner' AND u.role = 'admin')",
+        )?
+        .query_row([project_id], |r| r.get(0))?)
+}
+
 pub fn members(
     conn: &Connection,
     project_id: &str,

@@ -327,3 +327,41 @@ async fn declared_servers_are_reconciled_at_start() {
     drop(app);
     drop(data);
 }
+
+#[tokio::test]
+async fn declared_servers_do_not_land_in_a_project_any_user_made_first() {
+    let mut app = TestApp::spawn().await;
+    let admin = admin_token(&app).await;
+    let (_, squatter) = crate::helpers::user_session(&app, &admin, "early@example.com").await;
+    // Any user may make a project, under a name the operator has yet to declare.
+    create_project(&app, &squatter, "platform").await;
+    create_project(&app, &admin, "ops").await;
+    let data = app.take_tempdir().expect("tempdir");
+    let data_dir = app.data_dir.clone();
+    app.stop().await;
+
+    let upstream = "http://127.0.0.1:3001/mcp";
+    let refused = TestApp::builder_in(&data_dir)
+        .config(|c| c.servers = vec![decl("platform", "github", upstream)])
+        .try_spawn()
+        .await
+        .err()
+        .expect("refused");
+    let msg = refused.to_string();
+    assert!(msg.contains("servers[0].project"), "{msg}");
+    assert!(msg.contains("platform"), "{msg}");
+
+    // A project an admin owns is the operator's to fill.
+    let app = TestApp::builder_in(&data_dir)
+        .config(|c| c.servers = vec![decl("ops", "github", upstream)])
+        .spawn()
+        .await;
+    let admin = admin_token(&app).await;
+    let servers = servers_by_slug(&app, &admin).await;
+    assert_eq!(servers["github"]["managedBy"], "config");
+    let squatter =
+        crate::helpers::login(&app, "early@example.com", crate::helpers::USER_PASSWORD).await;
+    assert!(servers_by_slug(&app, &squatter).await.is_empty());
+    drop(app);
+    drop(data);
+}
