@@ -13,7 +13,7 @@ use http_body_util::Full;
 
 use super::admission::leaves_base;
 use super::headers::{self, seal_session};
-use super::sse::{self, learn_tools};
+use super::sse::{self, LEARN_CAP, learn_tools};
 use super::{Env, Outbound};
 use crate::deploy::process::Supervisor;
 use crate::deploy::stdio::StdioPool;
@@ -68,7 +68,8 @@ async fn bridge(env: Env<'_>, out: &Outbound<'_>, pool: &Arc<StdioPool>) -> Http
     }
     let (res, body) = res.into_parts();
     let body = actix_web::body::to_bytes(body).await.unwrap_or_default();
-    if out.learn && res.status().is_success() {
+    // Learned from only within the cap the HTTP path keeps a copy to.
+    if out.learn && res.status().is_success() && body.len() <= LEARN_CAP {
         learn_tools(&env.gateway, out.server, &body, false);
     }
     out.server.counters.add_bytes(body.len());

@@ -23,7 +23,7 @@ use crate::services::gateway::registry::ServerEntry;
 use crate::shared::upstream::PooledBody;
 
 /// `tools/list` responses larger than this are passed on without learning from them.
-const LEARN_CAP: usize = 4 * 1024 * 1024;
+pub(super) const LEARN_CAP: usize = 4 * 1024 * 1024;
 
 /// Streams an upstream's answer to the client as it arrives: for SSE, the `endpoint` event
 /// rewritten and keepalives while it is quiet; bytes counted; a `tools/list` answer teed to

@@ -257,6 +257,56 @@ async fn a_stdio_process_that_stops_reading_ends_its_session_in_time() {
 }
 
 #[tokio::test]
+async fn a_stdio_process_cannot_make_ezforge_hold_its_answers_without_bound() {
+    let (app, admin, _) = world("big").await;
+    let d = deploy(&app, &admin, "big", stdio_command(&[])).await;
+    assert_eq!(d.expect(201)["data"]["status"], "running", "{}", d.text);
+    let t = token(&app, "big", "mcp:read mcp:write mcp:execute");
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let res = app.mcp("big").bearer(&t).send(init).await;
+    let sid = res.headers["mcp-session-id"]
+        .to_str()
+        .expect("sid")
+        .to_owned();
+    // Three answers of 12 MiB for one small batch: the third passes the 32 MiB held at once.
+    let twelve = 12 * 1024 * 1024;
+    let batch: Vec<Value> = (10..13)
+        .map(|id| {
+            json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "big", "arguments": {"bytes": twelve}}})
+        })
+        .collect();
+    let res = app
+        .mcp("big")
+        .bearer(&t)
+        .session(Some(&sid))
+        .send(Value::Array(batch))
+        .await;
+    assert_eq!(res.status, 200);
+    let answers = res.body.as_array().expect("a batch answer");
+    assert_eq!(answers.len(), 3);
+    let texts = |a: &Value| a["result"]["content"][0]["text"].as_str().map(str::len);
+    assert_eq!(texts(&answers[0]), Some(twelve));
+    assert_eq!(texts(&answers[1]), Some(twelve));
+    assert_eq!(answers[2]["id"], 12);
+    let message = answers[2]["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("was dropped"), "{message}");
+    // Given back once answered: the session goes on.
+    let one = json!({"jsonrpc": "2.0", "id": 20, "method": "tools/call",
+        "params": {"name": "big", "arguments": {"bytes": twelve}}});
+    let res = app
+        .mcp("big")
+        .bearer(&t)
+        .session(Some(&sid))
+        .send(one)
+        .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(texts(&res.body), Some(twelve));
+    crate::helpers::server_log_has(&app, &admin, "big", "was dropped").await;
+}
+
+#[tokio::test]
 async fn idle_processes_stop_and_the_next_request_starts_them() {
     let (app, admin, _) = world("sleepy").await;
     patch_as(

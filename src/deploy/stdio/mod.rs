@@ -16,8 +16,11 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::process::ChildStdin;
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use self::answers::{Answer, Message, classify, id_key, respond};
 use super::process::{Launch, OutputLimit, describe_exit, read_line_capped};
 use crate::domain;
+
+mod answers;
 
 /// The largest message a stdio server may write (one line).
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;
@@ -32,6 +35,8 @@ pub struct StdioPool {
     /// How long a request may wait for its response.
     answer_timeout: Duration,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Bytes of its sessions' answers held for their requests (see [`answers::MAX_HELD`]).
+    held: Arc<AtomicUsize>,
     /// Set (under the sessions' lock) once the pool is shut down: no session starts after.
     closed: AtomicBool,
 }
@@ -39,7 +44,9 @@ pub struct StdioPool {
 struct Session {
     id: String,
     stdin: tokio::sync::Mutex<ChildStdin>,
-    pending: Mutex<HashMap<String, oneshot::Sender<Value>>>,
+    pending: Mutex<HashMap<String, oneshot::Sender<Answer>>>,
+    /// Its pool's budget of held answers.
+    held: Arc<AtomicUsize>,
     /// The open GET stream, and the bytes queued for it.
     events: Mutex<Option<(mpsc::Sender<Bytes>, Arc<AtomicUsize>)>>,
     last_used_ms: AtomicI64,
@@ -49,7 +56,7 @@ struct Session {
 }
 
 impl Session {
-    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<Value>>> {
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<Answer>>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -96,11 +103,6 @@ impl Drop for Awaiting<'_> {
     }
 }
 
-/// The key a JSON-RPC id is matched by.
-fn id_key(id: &Value) -> String {
-    id.to_string()
-}
-
 fn rpc_error(status: StatusCode, id: Option<&Value>, code: i64, message: &str) -> HttpResponse {
     HttpResponse::build(status).json(json!({
         "jsonrpc": "2.0", "id": id.cloned().unwrap_or(Value::Null),
@@ -121,6 +123,7 @@ impl StdioPool {
             idle,
             answer_timeout,
             sessions: Mutex::new(HashMap::new()),
+            held: Arc::new(AtomicUsize::new(0)),
             closed: AtomicBool::new(false),
         })
     }
@@ -152,6 +155,7 @@ impl StdioPool {
             id: crate::crypto::hex(&crate::domain::random_bytes::<16>()),
             stdin: tokio::sync::Mutex::new(stdin),
             pending: Mutex::new(HashMap::new()),
+            held: self.held.clone(),
             events: Mutex::new(None),
             last_used_ms: AtomicI64::new(domain::now_ms()),
             busy: AtomicUsize::new(0),
@@ -221,7 +225,7 @@ impl StdioPool {
         &self,
         session: &Session,
         messages: &[Value],
-    ) -> Result<Vec<Value>, (StatusCode, &'static str)> {
+    ) -> Result<Vec<Answer>, (StatusCode, &'static str)> {
         let mut waits = Vec::new();
         // Whatever ends this request, its ids leave the pending map (a timed-out request's
         // answer would otherwise be waited for forever).
@@ -380,7 +384,11 @@ impl StdioPool {
                 return rpc_error(status, first_id.as_ref(), -32004, message);
             }
         };
-        answer(answers, batch, new.then_some(&session.id))
+        respond(
+            answers,
+            batch,
+            new.then_some((SESSION_HEADER, session.id.as_str())),
+        )
     }
 
     /// A new session for a POST without one: only an `initialize` starts one, within the
@@ -470,7 +478,10 @@ impl StdioPool {
                 .exchange(&session, &[init])
                 .await
                 .map_err(|(_, m)| format!("initialize failed: {m}"))?;
-            if let Some(e) = answers.first().and_then(|a| a.get("error")) {
+            if let Some(e) = answers
+                .first()
+                .and_then(|a| a.value().get("error").cloned())
+            {
                 return Err(format!("initialize answered an error: {e}"));
             }
             let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
@@ -480,7 +491,7 @@ impl StdioPool {
                 .await
                 .map_err(|(_, m)| format!("ping failed: {m}"))?;
             match answers.first() {
-                Some(a) if a.get("result").is_some() => Ok(()),
+                Some(a) if a.value().get("result").is_some() => Ok(()),
                 _ => Err("ping was not answered with a result".into()),
             }
         };
@@ -496,24 +507,6 @@ impl StdioPool {
     }
 }
 
-/// A POST's answer: 202 when nothing was asked, else the response (an array for a batch);
-/// `new_session`: the id of the session it started.
-fn answer(answers: Vec<Value>, batch: bool, new_session: Option<&String>) -> HttpResponse {
-    let mut res = if answers.is_empty() {
-        HttpResponse::Accepted()
-    } else {
-        HttpResponse::Ok()
-    };
-    if let Some(id) = new_session {
-        res.insert_header((SESSION_HEADER, id.clone()));
-    }
-    match (answers.len(), batch) {
-        (0, _) => res.finish(),
-        (1, false) => res.json(&answers[0]),
-        _ => res.json(Value::Array(answers)),
-    }
-}
-
 /// One line from the process: a response goes to the request waiting for it; anything else
 /// to the session's GET stream, if open. Lines that are not JSON are logged as output.
 fn route(session: &Session, launch: &Launch, line: &[u8], junk: &mut OutputLimit) {
@@ -522,28 +515,40 @@ fn route(session: &Session, launch: &Launch, line: &[u8], junk: &mut OutputLimit
     if text.is_empty() {
         return;
     }
-    let Ok(msg) = serde_json::from_str::<Value>(text) else {
-        if let Some(n) = junk.take_report() {
-            launch.log(
-                "warn",
-                format!("{n} lines of stdout that were not JSON-RPC dropped"),
-            );
-        }
-        if !junk.allow() {
+    let key = match classify(text) {
+        Message::Response(key) => Some(key),
+        Message::Other => None,
+        Message::NotJson => {
+            if let Some(n) = junk.take_report() {
+                launch.log(
+                    "warn",
+                    format!("{n} lines of stdout that were not JSON-RPC dropped"),
+                );
+            }
+            if !junk.allow() {
+                return;
+            }
+            let mut shown = text.to_owned();
+            shown.truncate(shown.floor_char_boundary(1024));
+            launch.log("warn", format!("stdout (not JSON-RPC): {shown}"));
             return;
         }
-        let mut shown = text.to_owned();
-        shown.truncate(shown.floor_char_boundary(1024));
-        launch.log("warn", format!("stdout (not JSON-RPC): {shown}"));
-        return;
     };
-    let is_response =
-        msg.get("method").is_none() && (msg.get("result").is_some() || msg.get("error").is_some());
-    if is_response
-        && let Some(id) = msg.get("id")
-        && let Some(tx) = session.lock_pending().remove(&id_key(id))
+    if let Some(key) = key
+        && let Some(tx) = session.lock_pending().remove(&key)
     {
-        let _ = tx.send(msg);
+        let answer = Answer::hold(text, &session.held).unwrap_or_else(|| {
+            launch.log(
+                "warn",
+                format!(
+                    "an answer of {} bytes was dropped: this server's answers waiting for their requests passed {} bytes",
+                    text.len(),
+                    answers::MAX_HELD
+                ),
+            );
+            Answer::too_large(&key, text.len(), &session.held)
+        });
+        let _ = tx.send(answer);
         return;
     }
     let events = session
@@ -554,7 +559,7 @@ fn route(session: &Session, launch: &Launch, line: &[u8], junk: &mut OutputLimit
     if let Some((tx, queued)) = events {
         // A reader slower than the process loses messages rather than holding them without
         // bound: at most MAX_QUEUED bytes wait for it (and 256 messages).
-        let frame = format!("event: message\ndata: {msg}\n\n");
+        let frame = format!("event: message\ndata: {text}\n\n");
         let len = frame.len();
         if queued.fetch_add(len, Relaxed) + len > MAX_QUEUED
             || tx.try_send(Bytes::from(frame)).is_err()
