@@ -12,6 +12,7 @@ use super::target::{Target, TargetKind};
 use super::{Deployer, Spec, Transport, diagnose, health};
 use crate::domain::Secret;
 use crate::domain::endpoint::Endpoint;
+use crate::shared::destinations::PortGuard;
 use crate::store::servers::ServerRow;
 
 impl Deployer {
@@ -88,12 +89,14 @@ impl Deployer {
         id: Option<&str>,
         first: bool,
     ) -> Result<Arc<Target>, String> {
-        let port = match port {
+        let (port, guard) = match port {
             // Its health check must not be answered by whatever else listens there.
-            Some(p) => wait_for_port(p).await?,
-            None => process::free_port().map_err(|e| format!("no free port: {e}"))?,
+            Some(p) => {
+                let p = wait_for_port(p).await?;
+                (p, self.destinations.reserve(p))
+            }
+            None => self.new_port().await?,
         };
-        let guard = self.destinations.reserve(port);
         let timeout = self.config.health_timeout.0;
         launch.log(
             "info",
@@ -121,6 +124,24 @@ impl Deployer {
             );
         }
         Ok(Target::holding(TargetKind::Process(sup), id, Some(guard)))
+    }
+
+    /// A free port for a process that names none, reserved: not another supervised process's
+    /// (a stopped one keeps its port).
+    async fn new_port(&self) -> Result<(u16, PortGuard), String> {
+        for _ in 0..8 {
+            let destinations = self.destinations.clone();
+            let port = tokio::task::spawn_blocking(move || {
+                process::free_port(|p| destinations.supervised_port(p))
+            })
+            .await
+            .map_err(|e| format!("no free port: {e}"))?
+            .map_err(|e| format!("no free port: {e}"))?;
+            if let Some(guard) = self.destinations.reserve_new(port) {
+                return Ok((port, guard));
+            }
+        }
+        Err("no free port: every one tried was taken meanwhile".into())
     }
 
     pub(super) async fn check(&self, server: &ServerRow, target: &Target) -> Result<(), String> {

@@ -88,7 +88,23 @@ impl Destinations {
         }
     }
 
-    fn supervised_port(&self, port: u16) -> bool {
+    /// Reserves `port` unless it is already a supervised process's (a free port chosen for a
+    /// new one: checked and taken under one lock).
+    pub fn reserve_new(self: &Arc<Self>, port: u16) -> Option<PortGuard> {
+        let mut ports = self.ports();
+        if ports.contains_key(&port) {
+            return None;
+        }
+        ports.insert(port, 1);
+        drop(ports);
+        Some(PortGuard {
+            destinations: self.clone(),
+            port,
+        })
+    }
+
+    /// Is `port` a supervised process's (reserved, even while it is stopped)?
+    pub fn supervised_port(&self, port: u16) -> bool {
         self.ports().contains_key(&port)
     }
 

@@ -290,12 +290,41 @@ impl Supervisor {
                 return Life::Stopped;
             }
         };
+        let up = match up {
+            Ok(()) => self.holds_its_port(pid).await,
+            Err(e) => Err(e),
+        };
         match up {
             Ok(()) => self.serve(child, pid).await,
             Err(reason) => {
                 child.terminate().await;
                 Life::Ended(reason)
             }
+        }
+    }
+
+    /// Whether what answers on the port is this process's: another program that took the
+    /// port while this one was starting (or stopped) would otherwise be sent its requests.
+    async fn holds_its_port(&self, pid: u32) -> Result<(), String> {
+        use crate::deploy::sandbox::exposure::{Owner, port_holder_is};
+        let owner = self
+            .launch
+            .confinement
+            .as_ref()
+            .and_then(|c| c.user.as_ref())
+            .map_or(Owner::Group(pid), |u| Owner::Uid(u.uid));
+        let port = self.port;
+        let held = tokio::task::spawn_blocking(move || port_holder_is(owner, port)).await;
+        match held {
+            Ok(Some(false)) => {
+                let why = format!(
+                    "port {port} answers, but not from this server's processes: another program holds it, and is not sent this server's requests"
+                );
+                self.launch.log("error", why.clone());
+                Err(why)
+            }
+            // Its own, or nothing found listening (no /proc to tell).
+            _ => Ok(()),
         }
     }
 
@@ -408,7 +437,7 @@ mod tests {
     #[tokio::test]
     async fn a_process_whose_port_is_taken_is_not_up() {
         let dir = tempfile::tempdir().expect("tmp");
-        let port = free_port().expect("port");
+        let port = free_port(|_| false).expect("port");
         let launch = launch(dir.path(), &["python3", "-c", &listener(false)]);
         let sup = Supervisor::start(launch, port, Duration::from_secs(10));
         sup.ready(Duration::from_secs(10), true).await.expect("up");
@@ -426,6 +455,56 @@ mod tests {
         assert!(
             matches!(sup.state(), ProcState::Backoff { reason, .. } if reason.contains("not free"))
         );
+        drop(squatter);
+        sup.shutdown();
+        sup.exited().await;
+    }
+
+    /// Another program that takes the port while the process is starting (after the check
+    /// that it is free) is not taken for the process.
+    #[tokio::test]
+    async fn a_port_taken_while_the_process_starts_is_not_its() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let port = free_port(|_| false).expect("port");
+        let (started, go) = (dir.path().join("started"), dir.path().join("go"));
+        // Says it runs (past the check that the port is free), and binds $PORT only once told
+        // to: the squatter is in first.
+        let slow = format!(
+            "import os,socket,time\n\
+             open({started:?}, 'w').close()\n\
+             while not os.path.exists({go:?}): time.sleep(0.01)\n\
+             s=socket.socket(); s.bind(('127.0.0.1', int(os.environ['PORT']))); s.listen()\n\
+             while True: time.sleep(1)\n",
+            started = started.display().to_string(),
+            go = go.display().to_string()
+        );
+        let launch = launch(dir.path(), &["python3", "-c", &slow]);
+        let sup = Supervisor::start(launch, port, Duration::from_secs(10));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !started.exists() {
+            assert!(Instant::now() < deadline, "the process never ran");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let squatter = std::net::TcpListener::bind(("127.0.0.1", port)).expect("take the port");
+        let up = sup.ready(Duration::from_secs(5), true).await;
+        let reason = up.expect_err("another program's listener passed for the process");
+        assert!(
+            reason.contains("not from this server's processes"),
+            "{reason}"
+        );
+        // Nothing was sent to it.
+        squatter.set_nonblocking(true).expect("nonblocking");
+        let sent = std::iter::from_fn(|| squatter.accept().ok())
+            .filter_map(|(mut c, _)| {
+                use std::io::Read;
+                c.set_nonblocking(false).ok()?;
+                c.set_read_timeout(Some(Duration::from_millis(100))).ok()?;
+                let mut buf = [0u8; 1];
+                c.read(&mut buf).ok().filter(|n| *n > 0)
+            })
+            .count();
+        assert_eq!(sent, 0, "a request reached the squatter");
+        std::fs::write(&go, b"").expect("go");
         drop(squatter);
         sup.shutdown();
         sup.exited().await;

@@ -18,7 +18,8 @@ pub struct Listener {
 pub enum Owner {
     /// A uid of the server's own: every process of it.
     Uid(u32),
-    /// The process group its supervised process leads.
+    /// The process tree its supervised process leads: its descendants (which another
+    /// server's program cannot join, as it could a process group).
     Group(u32),
 }
 
@@ -51,16 +52,38 @@ pub fn exposed(all: &[Listener], owner: Owner, port: u16) -> Vec<SocketAddr> {
     found
 }
 
+/// Whether what listens on `port` where loopback reaches it is `owner`'s: `Some(false)` when
+/// a socket there is not one of its processes' (another program took the port), `None` when
+/// nothing listening there was found. Blocking: reads `/proc`.
+pub fn port_holder_is(owner: Owner, port: u16) -> Option<bool> {
+    let there: Vec<Listener> = listeners()
+        .into_iter()
+        .filter(|l| l.addr.port() == port && reaches_127_0_0_1(l.addr.ip()))
+        .collect();
+    if there.is_empty() {
+        return None;
+    }
+    let ours = socket_inodes(&pids_of(owner));
+    Some(there.iter().all(|l| ours.contains(&l.inode)))
+}
+
+/// A listener on this address gets connections to 127.0.0.1 (where requests are sent).
+fn reaches_127_0_0_1(ip: IpAddr) -> bool {
+    let local = Ipv4Addr::LOCALHOST;
+    ip.is_unspecified() || ip == IpAddr::V4(local) || ip == IpAddr::V6(local.to_ipv6_mapped())
+}
+
 /// The processes of `owner`.
 fn pids_of(owner: Owner) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    entries
+    let pids = entries
         .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| match owner {
-            Owner::Uid(uid) => {
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok());
+    match owner {
+        Owner::Uid(uid) => pids
+            .filter(|pid| {
                 std::fs::read_to_string(format!("/proc/{pid}/status"))
                     .ok()
                     .and_then(|s| {
@@ -69,19 +92,36 @@ fn pids_of(owner: Owner) -> Vec<u32> {
                             .and_then(|l| l.split_whitespace().next()?.parse::<u32>().ok())
                     })
                     == Some(uid)
-            }
-            Owner::Group(pgid) => {
-                std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .ok()
-                    .and_then(|s| {
-                        // pid (comm) state ppid pgrp …; comm may hold spaces and parentheses.
-                        let rest = &s[s.rfind(')')? + 1..];
-                        rest.split_whitespace().nth(2)?.parse::<u32>().ok()
-                    })
-                    == Some(pgid)
-            }
-        })
-        .collect()
+            })
+            .collect(),
+        Owner::Group(leader) => {
+            let parents: Vec<(u32, u32)> = pids
+                .filter_map(|pid| {
+                    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                    // pid (comm) state ppid …; comm may hold spaces and parentheses.
+                    let rest = &stat[stat.rfind(')')? + 1..];
+                    Some((pid, rest.split_whitespace().nth(1)?.parse().ok()?))
+                })
+                .collect();
+            descendants(leader, &parents)
+        }
+    }
+}
+
+/// `leader` and every process below it, from (pid, parent) pairs.
+fn descendants(leader: u32, parents: &[(u32, u32)]) -> Vec<u32> {
+    let mut out = vec![leader];
+    let mut i = 0;
+    while let Some(&p) = out.get(i).filter(|_| out.len() <= parents.len() + 1) {
+        out.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == p)
+                .map(|(pid, _)| *pid),
+        );
+        i += 1;
+    }
+    out
 }
 
 /// The inodes of the sockets these processes hold.
@@ -152,6 +192,23 @@ pub fn is_loopback(ip: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tree_is_its_leader_and_everything_below() {
+        let parents = [
+            (1, 0),
+            (10, 1),
+            (11, 10),
+            (12, 11),
+            (20, 1),
+            (21, 20),
+            (13, 10),
+        ];
+        let mut tree = descendants(10, &parents);
+        tree.sort();
+        assert_eq!(tree, [10, 11, 12, 13]);
+        assert_eq!(descendants(99, &parents), [99]);
+    }
 
     #[test]
     fn listeners_are_read_from_the_kernels_tables() {

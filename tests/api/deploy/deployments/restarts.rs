@@ -122,7 +122,7 @@ async fn a_fixed_port_is_handed_over_and_given_back_when_the_successor_fails() {
         c.deploy.health_timeout = ezforge::config::Duration::secs(3);
     })
     .await;
-    let port = ezforge::deploy::process::free_port().expect("a free port");
+    let port = ezforge::deploy::process::free_port(|_| false).expect("a free port");
     let t = token(&app, "fixed", "mcp:execute");
     let pid = |app: &TestApp, t: &str| app.mcp("fixed").bearer(t).tool("pid", json!({}));
 
