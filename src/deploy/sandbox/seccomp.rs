@@ -39,12 +39,39 @@ pub fn apply(may_listen: bool) -> Result<(), String> {
         arch,
     )
     .map_err(fail)?;
+    let mut programs = Vec::new();
     for filter in [refused, clone3] {
-        let program: BpfProgram = filter.try_into().map_err(fail)?;
+        programs.push(BpfProgram::try_from(filter).map_err(fail)?);
+    }
+    if std::env::consts::ARCH == "x86_64" {
+        programs.push(no_x32_calls());
+    }
+    for program in programs {
         seccompiler::apply_filter(&program)
             .map_err(|e| format!("cannot install the seccomp filter: {e}"))?;
     }
     Ok(())
+}
+
+/// On x86_64, the x32 ABI's calls: the same architecture, their numbers with bit 30 set, so
+/// the filters above (which match exact numbers) would let `unshare` or `bpf` through under
+/// another number on a kernel built with x32. All of them are refused ("not implemented").
+fn no_x32_calls() -> BpfProgram {
+    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const JSET_K: u16 = 0x45; // BPF_JMP | BPF_JSET | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    let op = |code, jt, jf, k| seccompiler::sock_filter { code, jt, jf, k };
+    vec![
+        op(LD_W_ABS, 0, 0, 4), // seccomp_data.arch
+        op(JEQ_K, 0, 3, AUDIT_ARCH_X86_64),
+        op(LD_W_ABS, 0, 0, 0), // seccomp_data.nr
+        op(JSET_K, 0, 1, X32_SYSCALL_BIT),
+        op(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+        op(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ]
 }
 
 type Rules = BTreeMap<i64, Vec<SeccompRule>>;
@@ -129,6 +156,36 @@ fn refused_calls(may_listen: bool) -> Result<Rules, seccompiler::BackendError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs a program made of loads, `jeq`, `jset` and returns on (arch, nr).
+    fn run(program: &BpfProgram, arch: u32, nr: u32) -> u32 {
+        let (mut pc, mut acc) = (0usize, 0u32);
+        loop {
+            let op = &program[pc];
+            let jump = |taken: bool| pc + 1 + usize::from(if taken { op.jt } else { op.jf });
+            match op.code {
+                0x20 => (acc, pc) = (if op.k == 4 { arch } else { nr }, pc + 1),
+                0x15 => pc = jump(acc == op.k),
+                0x45 => pc = jump(acc & op.k != 0),
+                0x06 => return op.k,
+                other => panic!("unexpected instruction {other:#x}"),
+            }
+        }
+    }
+
+    #[test]
+    fn x32_calls_are_refused_and_native_ones_left_to_the_other_filters() {
+        let program = no_x32_calls();
+        let denied = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+        let x86_64 = 0xc000_003e;
+        assert_eq!(run(&program, x86_64, 0x4000_0000 | 272), denied);
+        assert_eq!(run(&program, x86_64, 0x4000_0000), denied);
+        assert_eq!(run(&program, x86_64, 272), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(
+            run(&program, 0x4000_0003, 0x4000_0000 | 5),
+            libc::SECCOMP_RET_ALLOW
+        );
+    }
 
     #[test]
     fn the_filters_build_for_this_machine() {
