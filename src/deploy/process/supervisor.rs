@@ -284,15 +284,11 @@ impl Supervisor {
     async fn supervise(&self, child: &mut Group, pid: u32) -> Life {
         let up = tokio::select! {
             status = child.wait() => Err(describe_exit(status)),
-            r = wait_for_port(self.port, self.start_timeout) => r,
+            r = self.comes_up(pid) => r,
             () = self.stop.notified() => {
                 child.terminate().await;
                 return Life::Stopped;
             }
-        };
-        let up = match up {
-            Ok(()) => self.holds_its_port(pid).await,
-            Err(e) => Err(e),
         };
         match up {
             Ok(()) => self.serve(child, pid).await,
@@ -303,10 +299,31 @@ impl Supervisor {
         }
     }
 
-    /// Whether what answers on the port is this process's: another program that took the
-    /// port while this one was starting (or stopped) would otherwise be sent its requests.
-    async fn holds_its_port(&self, pid: u32) -> Result<(), String> {
-        use crate::deploy::sandbox::exposure::{Owner, port_holder_is};
+    /// Waits, within the start timeout, until the process accepts connections on its port and
+    /// the listener there is its own.
+    async fn comes_up(&self, pid: u32) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + self.start_timeout;
+        loop {
+            wait_for_port(self.port, self.start_timeout).await?;
+            if self.holds_its_port(pid).await? {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "did not keep listening on port {} within {}",
+                    self.port,
+                    humantime::format_duration(self.start_timeout)
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Whether what answers on the port is this process's (`Ok(false)`: nobody listens there
+    /// any more, a program that let go of the port after answering). Another program that took
+    /// the port while this one was starting (or stopped) would otherwise be sent its requests.
+    async fn holds_its_port(&self, pid: u32) -> Result<bool, String> {
+        use crate::deploy::sandbox::exposure::{Owner, PortHolder, port_holder};
         let owner = self
             .launch
             .confinement
@@ -314,17 +331,18 @@ impl Supervisor {
             .and_then(|c| c.user.as_ref())
             .map_or(Owner::Group(pid), |u| Owner::Uid(u.uid));
         let port = self.port;
-        let held = tokio::task::spawn_blocking(move || port_holder_is(owner, port)).await;
-        match held {
-            Ok(Some(false)) => {
+        let held = tokio::task::spawn_blocking(move || port_holder(owner, port)).await;
+        match held.unwrap_or(PortHolder::Unknown) {
+            // Unknown: no /proc to tell (the connection is all there is to go by).
+            PortHolder::Owner | PortHolder::Unknown => Ok(true),
+            PortHolder::Nobody => Ok(false),
+            PortHolder::Other => {
                 let why = format!(
                     "port {port} answers, but not from this server's processes: another program holds it, and is not sent this server's requests"
                 );
                 self.launch.log("error", why.clone());
                 Err(why)
             }
-            // Its own, or nothing found listening (no /proc to tell).
-            _ => Ok(()),
         }
     }
 

@@ -52,19 +52,42 @@ pub fn exposed(all: &[Listener], owner: Owner, port: u16) -> Vec<SocketAddr> {
     found
 }
 
-/// Whether what listens on `port` where loopback reaches it is `owner`'s: `Some(false)` when
-/// a socket there is not one of its processes' (another program took the port), `None` when
-/// nothing listening there was found. Blocking: reads `/proc`.
-pub fn port_holder_is(owner: Owner, port: u16) -> Option<bool> {
-    let there: Vec<Listener> = listeners()
-        .into_iter()
+/// Who holds a port, as far as `/proc` tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortHolder {
+    /// Every listener there is one of the owner's sockets.
+    Owner,
+    /// A listener there is another program's.
+    Other,
+    /// Nothing listens there now.
+    Nobody,
+    /// The kernel's tables could not be read.
+    Unknown,
+}
+
+/// Who listens on `port` where loopback reaches it (127.0.0.1, or every address): `owner`
+/// or another program. Blocking: reads `/proc`.
+pub fn port_holder(owner: Owner, port: u16) -> PortHolder {
+    let mut tables = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .peekable();
+    if tables.peek().is_none() {
+        return PortHolder::Unknown;
+    }
+    let there: Vec<Listener> = tables
+        .flat_map(|t| parse_listeners(&t).collect::<Vec<_>>())
         .filter(|l| l.addr.port() == port && reaches_127_0_0_1(l.addr.ip()))
         .collect();
     if there.is_empty() {
-        return None;
+        return PortHolder::Nobody;
     }
     let ours = socket_inodes(&pids_of(owner));
-    Some(there.iter().all(|l| ours.contains(&l.inode)))
+    if there.iter().all(|l| ours.contains(&l.inode)) {
+        PortHolder::Owner
+    } else {
+        PortHolder::Other
+    }
 }
 
 /// A listener on this address gets connections to 127.0.0.1 (where requests are sent).
