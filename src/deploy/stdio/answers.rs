@@ -7,7 +7,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use actix_web::HttpResponse;
+use actix_web::body::{BodySize, MessageBody};
 use actix_web::web::Bytes;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -16,9 +20,6 @@ use serde_json::value::RawValue;
 
 /// The most bytes of one server's answers held at once, waiting for their requests.
 pub const MAX_HELD: usize = 32 * 1024 * 1024;
-
-/// The longest id a response is matched by (a request's id is small).
-const MAX_ID: usize = 1024;
 
 /// A message's envelope: the fields that say what it is.
 #[derive(Deserialize)]
@@ -63,9 +64,11 @@ pub fn classify(text: &str) -> Message {
             Err(_) => Message::NotJson,
         };
     };
+    // An id is a string or a number (read whole: the line is bounded); nothing else is the id
+    // of a request.
     let key = env
         .id
-        .filter(|id| id.get().len() <= MAX_ID)
+        .filter(|id| matches!(id.get().as_bytes().first(), Some(b'"' | b'-' | b'0'..=b'9')))
         .and_then(|id| serde_json::from_str::<Value>(id.get()).ok())
         .map(|id| id_key(&id));
     match key {
@@ -79,16 +82,23 @@ pub fn id_key(id: &Value) -> String {
     id.to_string()
 }
 
-/// A response as the process wrote it, counted against its server's budget until dropped.
-pub struct Answer {
-    raw: Bytes,
+/// Bytes counted against a server's budget until dropped.
+struct Held {
+    n: usize,
     budget: Arc<AtomicUsize>,
 }
 
-impl Drop for Answer {
+impl Drop for Held {
     fn drop(&mut self) {
-        self.budget.fetch_sub(self.raw.len(), Relaxed);
+        self.budget.fetch_sub(self.n, Relaxed);
     }
+}
+
+/// A response as the process wrote it, counted against its server's budget until it has been
+/// sent (or dropped).
+pub struct Answer {
+    raw: Bytes,
+    held: Held,
 }
 
 impl Answer {
@@ -101,7 +111,10 @@ impl Answer {
         }
         Some(Answer {
             raw: Bytes::copy_from_slice(raw.as_bytes()),
-            budget: budget.clone(),
+            held: Held {
+                n,
+                budget: budget.clone(),
+            },
         })
     }
 
@@ -117,51 +130,119 @@ impl Answer {
             "id": serde_json::from_str::<Value>(id_key).unwrap_or(Value::Null),
             "error": {
                 "code": -32603,
-                "message": format!("the MCP server's answer ({size} bytes) was dropped: its answers waiting for their requests passed {MAX_HELD} bytes"),
+                "message": format!("the MCP server's answer ({size} bytes) was dropped: its answers waiting for their requests or their clients passed {MAX_HELD} bytes"),
             },
         });
         let raw = error.to_string();
         budget.fetch_add(raw.len(), Relaxed);
         Answer {
+            held: Held {
+                n: raw.len(),
+                budget: budget.clone(),
+            },
             raw: Bytes::from(raw),
-            budget: budget.clone(),
         }
     }
 }
 
-/// A POST's answer: 202 when nothing was asked, else the response (an array for a batch);
-/// `new_session`: the id of the session it started (its header).
-pub fn respond(
-    answers: Vec<Answer>,
-    batch: bool,
-    new_session: Option<(&str, &str)>,
-) -> HttpResponse {
-    let mut res = if answers.is_empty() {
-        HttpResponse::Accepted()
-    } else {
-        HttpResponse::Ok()
-    };
-    if let Some(header) = new_session {
-        res.insert_header(header);
-    }
-    if answers.is_empty() {
-        return res.finish();
-    }
-    res.content_type("application/json");
-    if answers.len() == 1 && !batch {
-        return res.body(answers[0].raw.clone());
-    }
-    let len = answers.iter().map(|a| a.raw.len() + 1).sum::<usize>() + 1;
-    let mut body = Vec::with_capacity(len);
-    body.push(b'[');
-    for (i, a) in answers.iter().enumerate() {
-        if i > 0 {
-            body.push(b',');
+/// A POST's answer, ready to send: 202 when nothing was asked, else the responses (an array for
+/// a batch). Its bytes stay counted against the budget until the client has taken them (or gone
+/// away): a client that does not read cannot make ezforge hold more than the budget either.
+pub struct Answered {
+    session: Option<(&'static str, String)>,
+    body: Option<Bytes>,
+    held: Vec<Held>,
+}
+
+impl Answered {
+    /// `new_session`: the header naming the session this POST started.
+    pub fn new(
+        answers: Vec<Answer>,
+        batch: bool,
+        new_session: Option<(&'static str, String)>,
+    ) -> Self {
+        let (body, held) = match answers.len() {
+            0 => (None, Vec::new()),
+            1 if !batch => {
+                let Some(Answer { raw, held }) = answers.into_iter().next() else {
+                    return Self::new(Vec::new(), batch, new_session);
+                };
+                (Some(raw), vec![held])
+            }
+            _ => {
+                let len = answers.iter().map(|a| a.raw.len() + 1).sum::<usize>() + 1;
+                let mut body = Vec::with_capacity(len);
+                let mut held = Vec::with_capacity(answers.len());
+                body.push(b'[');
+                for (i, a) in answers.into_iter().enumerate() {
+                    if i > 0 {
+                        body.push(b',');
+                    }
+                    body.extend_from_slice(&a.raw);
+                    held.push(a.held);
+                }
+                body.push(b']');
+                (Some(Bytes::from(body)), held)
+            }
+        };
+        Answered {
+            session: new_session,
+            body,
+            held,
         }
-        body.extend_from_slice(&a.raw);
     }
-    body.push(b']');
-    res.body(body)
+
+    /// The body (empty for a 202).
+    pub fn body(&self) -> &[u8] {
+        self.body.as_deref().unwrap_or_default()
+    }
+
+    pub fn into_response(self) -> HttpResponse {
+        let mut res = match self.body {
+            Some(_) => HttpResponse::Ok(),
+            None => HttpResponse::Accepted(),
+        };
+        if let Some(header) = self.session {
+            res.insert_header(header);
+        }
+        match self.body {
+            None => res.finish(),
+            Some(rest) => res.content_type("application/json").body(HeldBody {
+                size: rest.len() as u64,
+                rest,
+                _held: self.held,
+            }),
+        }
+    }
+}
+
+/// A whole body handed out in pieces as the connection takes them, keeping its answers'
+/// bytes counted until the last has gone.
+struct HeldBody {
+    size: u64,
+    rest: Bytes,
+    _held: Vec<Held>,
+}
+
+impl MessageBody for HeldBody {
+    type Error = std::convert::Infallible;
+
+    fn size(&self) -> BodySize {
+        BodySize::Sized(self.size)
+    }
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        if self.rest.is_empty() {
+            return Poll::Ready(None);
+        }
+        // Pieces, not the whole: the connection asks for the next only once it has written
+        // most of the last.
+        let n = self.rest.len().min(64 * 1024);
+        Poll::Ready(Some(Ok(self.rest.split_to(n))))
+    }
 }
 
 #[cfg(test)]
@@ -188,6 +269,13 @@ mod tests {
             }
         }
         assert!(matches!(classify("[1,2]"), Message::Other));
+        let object_id = r#"{"jsonrpc":"2.0","id":{"a":1},"result":{}}"#;
+        assert!(matches!(classify(object_id), Message::Other));
+        let long = format!(
+            r#"{{"jsonrpc":"2.0","id":"{}","result":{{}}}}"#,
+            "i".repeat(4096)
+        );
+        assert!(matches!(classify(&long), Message::Response(_)));
         assert!(matches!(classify("starting up"), Message::NotJson));
         // Keys twice are not a response to be matched.
         let twice = r#"{"jsonrpc":"2.0","id":1,"id":2,"result":{}}"#;
@@ -203,7 +291,12 @@ mod tests {
         assert!(Answer::hold("y", &budget).is_none());
         let stand_in = Answer::too_large("7", 3, &budget);
         assert!(String::from_utf8_lossy(&stand_in.raw).contains("\"id\":7"));
-        drop((a, b, stand_in));
+        // Counted until the body made of them is gone.
+        let answered = Answered::new(vec![a, b, stand_in], true, None);
+        assert!(budget.load(Relaxed) > MAX_HELD);
+        let res = answered.into_response();
+        assert!(budget.load(Relaxed) > MAX_HELD);
+        drop(res);
         assert_eq!(budget.load(Relaxed), 0);
     }
 }

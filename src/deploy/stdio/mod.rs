@@ -16,7 +16,7 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::process::ChildStdin;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use self::answers::{Answer, Message, classify, id_key, respond};
+use self::answers::{Answer, Answered, Message, classify, id_key};
 use super::process::{Launch, OutputLimit, describe_exit, read_line_capped};
 use crate::domain;
 
@@ -82,6 +82,15 @@ impl<'a> Busy<'a> {
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
         self.0.busy.fetch_sub(1, Relaxed);
+    }
+}
+
+/// A request naming a session that is not (or no longer) one of the pool's.
+struct NoSession;
+
+impl From<NoSession> for HttpResponse {
+    fn from(_: NoSession) -> Self {
+        rpc_error(StatusCode::NOT_FOUND, None, -32001, "session not found")
     }
 }
 
@@ -289,16 +298,9 @@ impl StdioPool {
         session_id: Option<&str>,
         body: &Bytes,
     ) -> HttpResponse {
-        let session = match session_id {
-            Some(id) => match self.lock().get(id).cloned() {
-                Some(s) => Some(s),
-                None => return rpc_error(StatusCode::NOT_FOUND, None, -32001, "session not found"),
-            },
-            None => None,
+        let Ok(session) = self.session(session_id) else {
+            return NoSession.into();
         };
-        if let Some(s) = &session {
-            s.last_used_ms.store(domain::now_ms(), Relaxed);
-        }
         match *method {
             Method::DELETE => match session {
                 Some(s) => {
@@ -338,7 +340,10 @@ impl StdioPool {
                     "GET needs an Mcp-Session-Id",
                 ),
             },
-            Method::POST => self.post(session, body).await,
+            Method::POST => match self.post(session, body).await {
+                Ok(answered) => answered.into_response(),
+                Err(refused) => refused,
+            },
             _ => rpc_error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 None,
@@ -348,11 +353,40 @@ impl StdioPool {
         }
     }
 
+    /// A POST (see [`Self::post`]), answered: its body can be read before it is sent.
+    pub async fn handle_post(
+        self: &Arc<Self>,
+        session_id: Option<&str>,
+        body: &Bytes,
+    ) -> Result<Answered, HttpResponse> {
+        let session = self.session(session_id).map_err(HttpResponse::from)?;
+        self.post(session, body).await
+    }
+
+    /// The session a request names, marked used; `Err` when it is not one of this pool's.
+    fn session(&self, id: Option<&str>) -> Result<Option<Arc<Session>>, NoSession> {
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        let session = self.lock().get(id).cloned().ok_or(NoSession)?;
+        session.last_used_ms.store(domain::now_ms(), Relaxed);
+        Ok(Some(session))
+    }
+
     /// A POST: its messages sent to the session's process (a new one for `initialize`
     /// without a session), answered with the responses.
-    async fn post(self: &Arc<Self>, session: Option<Arc<Session>>, body: &Bytes) -> HttpResponse {
+    async fn post(
+        self: &Arc<Self>,
+        session: Option<Arc<Session>>,
+        body: &Bytes,
+    ) -> Result<Answered, HttpResponse> {
         let Ok(parsed) = serde_json::from_slice::<Value>(body) else {
-            return rpc_error(StatusCode::BAD_REQUEST, None, -32700, "parse error");
+            return Err(rpc_error(
+                StatusCode::BAD_REQUEST,
+                None,
+                -32700,
+                "parse error",
+            ));
         };
         let (messages, batch) = match parsed {
             Value::Array(items) => (items, true),
@@ -364,7 +398,7 @@ impl StdioPool {
             None => match self.open(&messages) {
                 Ok(s) => (s, true),
                 Err((status, code, message)) => {
-                    return rpc_error(status, first_id.as_ref(), code, message);
+                    return Err(rpc_error(status, first_id.as_ref(), code, message));
                 }
             },
         };
@@ -381,14 +415,14 @@ impl StdioPool {
                     session.end.notify_one();
                     self.lock().remove(&session.id);
                 }
-                return rpc_error(status, first_id.as_ref(), -32004, message);
+                return Err(rpc_error(status, first_id.as_ref(), -32004, message));
             }
         };
-        respond(
+        Ok(Answered::new(
             answers,
             batch,
-            new.then_some((SESSION_HEADER, session.id.as_str())),
-        )
+            new.then(|| (SESSION_HEADER, session.id.clone())),
+        ))
     }
 
     /// A new session for a POST without one: only an `initialize` starts one, within the

@@ -62,18 +62,21 @@ pub(super) async fn dispatch(
 /// Through a stdio bridge, whose answers to POSTs are whole bodies: learned from, counted.
 async fn bridge(env: Env<'_>, out: &Outbound<'_>, pool: &Arc<StdioPool>) -> HttpResponse {
     let method = out.req.method();
-    let res = pool.handle(method, out.session, &out.body).await;
     if method != Method::POST {
-        return res;
+        return pool.handle(method, out.session, &out.body).await;
     }
-    let (res, body) = res.into_parts();
-    let body = actix_web::body::to_bytes(body).await.unwrap_or_default();
-    // Learned from only within the cap the HTTP path keeps a copy to.
-    if out.learn && res.status().is_success() && body.len() <= LEARN_CAP {
-        learn_tools(&env.gateway, out.server, &body, false);
+    match pool.handle_post(out.session, &out.body).await {
+        Ok(answered) => {
+            let body = answered.body();
+            // Learned from only within the cap the HTTP path keeps a copy to.
+            if out.learn && body.len() <= LEARN_CAP {
+                learn_tools(&env.gateway, out.server, body, false);
+            }
+            out.server.counters.add_bytes(body.len());
+            answered.into_response()
+        }
+        Err(refused) => refused,
     }
-    out.server.counters.add_bytes(body.len());
-    res.set_body(body).map_into_boxed_body()
 }
 
 /// Over HTTP, to a URL or a supervised process (`supervised`).

@@ -307,6 +307,53 @@ async fn a_stdio_process_cannot_make_ezforge_hold_its_answers_without_bound() {
 }
 
 #[tokio::test]
+async fn clients_that_do_not_read_their_answers_cannot_make_ezforge_hold_more() {
+    let (app, admin, _) = world("slow").await;
+    let d = deploy(&app, &admin, "slow", stdio_command(&[])).await;
+    assert_eq!(d.expect(201)["data"]["status"], "running", "{}", d.text);
+    let t = token(&app, "slow", "mcp:read mcp:write mcp:execute");
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let res = app.mcp("slow").bearer(&t).send(init).await;
+    let sid = res.headers["mcp-session-id"]
+        .to_str()
+        .expect("sid")
+        .to_owned();
+    // Answers of 15 MiB, more than the kernel buffers for a connection: one that is not read
+    // stays with ezforge until it is.
+    let fifteen = 15 * 1024 * 1024;
+    let call = |id: u32| {
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "big", "arguments": {"bytes": fifteen}}});
+        // A client of its own per call: a connection each, none read.
+        crate::helpers::McpRequest::to(&crate::helpers::plain_client(), &app.mcp_url("slow"))
+            .bearer(&t)
+            .session(Some(&sid))
+            .send_streaming(body)
+    };
+    let first = call(10).await;
+    let second = call(11).await;
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (200, 200)
+    );
+    let third = crate::helpers::json(call(12).await).await;
+    let message = third["error"]["message"].as_str().unwrap_or_default();
+    let shown: String = third.to_string().chars().take(300).collect();
+    assert!(message.contains("was dropped"), "{shown}");
+    // Read (or gone), their bytes are given back.
+    let taken = first.bytes().await.expect("body");
+    assert!(taken.len() > fifteen);
+    drop(second);
+    let again = eventually("their bytes given back", || async {
+        let res = crate::helpers::json(call(13).await).await;
+        res["result"].is_object().then_some(res)
+    })
+    .await;
+    assert_eq!(again["id"], 13);
+}
+
+#[tokio::test]
 async fn idle_processes_stop_and_the_next_request_starts_them() {
     let (app, admin, _) = world("sleepy").await;
     patch_as(
