@@ -153,24 +153,41 @@ async fn a_deleted_users_keys_and_clients_go_in_every_project() {
 }
 
 #[tokio::test]
-async fn clients_registered_before_the_upgrade_know_their_maker() {
+async fn the_upgrade_removes_what_those_who_left_made_and_knows_who_made_the_rest() {
     let mut app = TestApp::spawn().await;
     let up = FakeUpstream::start().await;
     let admin = app.admin().await;
     let project = project_of(&app.new_server("weather", &up.url).create().await);
     let (bob_id, bob) = user_session(&app, &admin, "bob@example.com").await;
-    add_member(&app, &admin, &project, "bob@example.com", "member").await;
+    let (carol_id, carol) = user_session(&app, &admin, "carol@example.com").await;
+    for email in ["bob@example.com", "carol@example.com"] {
+        add_member(&app, &admin, &project, email, "member").await;
+    }
     let bobs = machine_client(&app, &bob, "weather").await;
     let owners = machine_client(&app, &admin, "weather").await;
+    // Carol left under version 11, which kept what she had made.
+    let carols = bob_makes(&app, &carol, &project, "weather").await;
     let tmp = app.take_tempdir().expect("tmp");
     let dir = app.data_dir.clone();
     let db = app.db_path();
     app.stop().await;
-    // Version 11 recorded no maker; the audit log has each registration's.
-    crate::helpers::as_version_11(&db, "");
+    crate::helpers::as_version_11(
+        &db,
+        &format!("DELETE FROM project_members WHERE user_id = '{carol_id}';"),
+    );
 
     let app = TestApp::builder_in(&dir).spawn().await;
+    assert_gone(&app, &carols, "weather").await;
     let admin = app.admin().await;
+    let audit = get_as(&app, &admin, "/v1/audit?limit=50").await;
+    let reasons = audit.expect(200)["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter(|e| e["actor"] == "system" && e["details"]["reason"].is_string())
+        .count();
+    assert_eq!(reasons, 3, "two keys and a client, each audited");
+    // Version 11 recorded no maker; the audit log has each registration's.
     delete_as(
         &app,
         &admin,

@@ -242,11 +242,11 @@ async fn an_upgrade_keeps_trust_only_where_a_current_owner_or_admin_set_it() {
         })
         .collect();
     trusted.sort();
+    // Version 11 demoted the former owner's client; version 12 removes it (its maker left).
     assert_eq!(
         trusted,
         [
             ("by-admin".to_owned(), true),
-            ("by-former-owner".to_owned(), false),
             ("by-member".to_owned(), false),
             ("by-owner".to_owned(), true),
             ("plain".to_owned(), false),
@@ -260,6 +260,13 @@ async fn an_upgrade_keeps_trust_only_where_a_current_owner_or_admin_set_it() {
         .filter(|a| a["action"] == "client.untrust")
         .collect();
     assert_eq!(untrusted.len(), 2, "{untrusted:?}");
+    let removed = audit.body["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter(|a| a["action"] == "client.delete" && a["actor"] == "system")
+        .count();
+    assert_eq!(removed, 1, "the former owner's");
     assert!(untrusted.iter().all(|a| a["actor"] == "system"));
     assert!(untrusted.iter().any(|a| a["target"] == by_member.as_str()));
     drop(app);
