@@ -92,10 +92,13 @@ impl Deployer {
         let (port, guard) = match port {
             // Its health check must not be answered by whatever else listens there.
             Some(p) => {
-                let p = wait_for_port(p).await?;
-                (p, self.destinations.reserve(p))
+                // Another server's, even stopped (it starts again on it): not this one's.
+                let guard = self.destinations.reserve(p, &launch.server_id).map_err(|_| {
+                    format!("port {p} is another supervised server's; choose another port, or leave it out")
+                })?;
+                (wait_for_port(p).await?, guard)
             }
-            None => self.new_port().await?,
+            None => self.new_port(&launch.server_id).await?,
         };
         let timeout = self.config.health_timeout.0;
         launch.log(
@@ -128,7 +131,7 @@ impl Deployer {
 
     /// A free port for a process that names none, reserved: not another supervised process's
     /// (a stopped one keeps its port).
-    async fn new_port(&self) -> Result<(u16, PortGuard), String> {
+    async fn new_port(&self, server: &str) -> Result<(u16, PortGuard), String> {
         for _ in 0..8 {
             let destinations = self.destinations.clone();
             let port = tokio::task::spawn_blocking(move || {
@@ -137,7 +140,7 @@ impl Deployer {
             .await
             .map_err(|e| format!("no free port: {e}"))?
             .map_err(|e| format!("no free port: {e}"))?;
-            if let Some(guard) = self.destinations.reserve_new(port) {
+            if let Some(guard) = self.destinations.reserve_new(port, server) {
                 return Ok((port, guard));
             }
         }

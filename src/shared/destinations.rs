@@ -55,7 +55,8 @@ pub struct Destinations {
     /// ezforge's own listeners, as bound.
     own: Vec<SocketAddr>,
     /// The ports of the HTTP processes ezforge supervises now, each with its holders.
-    supervised: Mutex<HashMap<u16, usize>>,
+    /// Supervised processes' ports: how many targets hold each, and the server they are for.
+    supervised: Mutex<HashMap<u16, (usize, String)>>,
     resolver: Arc<dyn Resolve>,
 }
 
@@ -74,33 +75,34 @@ impl Destinations {
         self.resolver.as_ref()
     }
 
-    fn ports(&self) -> std::sync::MutexGuard<'_, HashMap<u16, usize>> {
+    fn ports(&self) -> std::sync::MutexGuard<'_, HashMap<u16, (usize, String)>> {
         self.supervised.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Marks `port` as a supervised process's, from before it starts until the guard is
-    /// dropped with its deployment's target.
-    pub fn reserve(self: &Arc<Self>, port: u16) -> PortGuard {
-        *self.ports().entry(port).or_default() += 1;
-        PortGuard {
-            destinations: self.clone(),
-            port,
-        }
-    }
-
-    /// Reserves `port` unless it is already a supervised process's (a free port chosen for a
-    /// new one: checked and taken under one lock).
-    pub fn reserve_new(self: &Arc<Self>, port: u16) -> Option<PortGuard> {
+    /// Marks `port` as a supervised process's of `server`, from before it starts until the
+    /// guard is dropped with its deployment's target. `Err`: the server whose it already is
+    /// (a stopped one keeps its port; another must not take it).
+    pub fn reserve(self: &Arc<Self>, port: u16, server: &str) -> Result<PortGuard, String> {
         let mut ports = self.ports();
-        if ports.contains_key(&port) {
-            return None;
+        let entry = ports.entry(port).or_insert_with(|| (0, server.to_owned()));
+        if entry.1 != server {
+            return Err(entry.1.clone());
         }
-        ports.insert(port, 1);
+        entry.0 += 1;
         drop(ports);
-        Some(PortGuard {
+        Ok(PortGuard {
             destinations: self.clone(),
             port,
         })
+    }
+
+    /// Reserves `port` for `server` unless it is already a supervised process's (a free port
+    /// chosen for a new one: checked and taken under one lock).
+    pub fn reserve_new(self: &Arc<Self>, port: u16, server: &str) -> Option<PortGuard> {
+        if self.supervised_port(port) {
+            return None;
+        }
+        self.reserve(port, server).ok()
     }
 
     /// Is `port` a supervised process's (reserved, even while it is stopped)?
@@ -148,7 +150,7 @@ pub struct PortGuard {
 impl Drop for PortGuard {
     fn drop(&mut self) {
         let mut ports = self.destinations.ports();
-        if let Some(n) = ports.get_mut(&self.port) {
+        if let Some((n, _)) = ports.get_mut(&self.port) {
             *n -= 1;
             if *n == 0 {
                 ports.remove(&self.port);
@@ -285,8 +287,9 @@ mod tests {
     fn supervised_ports_are_refused_on_local_addresses_only() {
         let p = policy(&[], &[]);
         assert_eq!(url(&p, "http://127.0.0.1:40001/mcp"), Ok(()));
-        let first = p.reserve(40001);
-        let second = p.reserve(40001);
+        let first = p.reserve(40001, "srv_a").expect("free");
+        assert_eq!(p.reserve(40001, "srv_b").err().as_deref(), Some("srv_a"));
+        let second = p.reserve(40001, "srv_a").expect("the same server's");
         let err = url(&p, "http://127.0.0.1:40001/mcp").expect_err("supervised");
         assert_eq!(err, Refusal::Supervised(40001));
         assert!(url(&p, "http://[::ffff:7f00:1]:40001/mcp").is_err());

@@ -171,6 +171,20 @@ async fn a_fixed_port_is_handed_over_and_given_back_when_the_successor_fails() {
     let v4 = deploy(&app, &admin, "fixed", on_port(http_command(&[]), taken)).await;
     assert_failed(&v4, &format!("port {taken} is not free"));
     assert_eq!(pid(&app, &t).await.tool_text(), third, "v3 serves on");
+
+    // Another server may not name it: not while it serves, nor while it is stopped (it would
+    // not start again).
+    let project = get_as(&app, &admin, "/v1/servers/fixed").await.body["data"]["projectId"]
+        .as_str()
+        .expect("project")
+        .to_owned();
+    crate::helpers::create_server(&app, &admin, &project, "other").await;
+    let other = deploy(&app, &admin, "other", on_port(http_command(&[]), port)).await;
+    assert_failed(
+        &other,
+        &format!("port {port} is another supervised server's"),
+    );
+    assert_eq!(pid(&app, &t).await.tool_text(), third, "v3 serves on");
 }
 
 /// An upstream URL nobody listens on does not read `running`: it is probed at once (and then
