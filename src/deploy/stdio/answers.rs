@@ -1,13 +1,13 @@
 //! What a stdio process writes, sorted and held: a response (kept as the bytes it wrote, for
 //! the request waiting for it) or anything else (for the session's GET stream). Only the
 //! envelope is read; the rest is checked to be JSON and passed on as written, as an HTTP
-//! upstream's body is. The responses a server's requests wait for share a budget of bytes:
-//! a process cannot make ezforge hold more than `MAX_HELD` of its answers at once.
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+//! upstream's body is. A server's answers share a budget of bytes until their clients have read
+//! them: neither the process nor clients that do not read can make ezforge hold more than
+//! `MAX_HELD` of them at once.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::task::{Context, Poll};
 
 use actix_web::HttpResponse;
@@ -17,6 +17,9 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::Value;
 use serde_json::value::RawValue;
+
+use super::{MAX_QUEUED, Session};
+use crate::deploy::process::{Launch, OutputLimit};
 
 /// The most bytes of one server's answers held at once, waiting for their requests.
 pub const MAX_HELD: usize = 32 * 1024 * 1024;
@@ -242,6 +245,68 @@ impl MessageBody for HeldBody {
         // most of the last.
         let n = self.rest.len().min(64 * 1024);
         Poll::Ready(Some(Ok(self.rest.split_to(n))))
+    }
+}
+
+/// One line from the process: a response goes to the request waiting for it; anything else
+/// to the session's GET stream, if open. Lines that are not JSON are logged as output.
+pub(super) fn route(session: &Session, launch: &Launch, line: &[u8], junk: &mut OutputLimit) {
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim();
+    if text.is_empty() {
+        return;
+    }
+    let key = match classify(text) {
+        Message::Response(key) => Some(key),
+        Message::Other => None,
+        Message::NotJson => {
+            if let Some(n) = junk.take_report() {
+                launch.log(
+                    "warn",
+                    format!("{n} lines of stdout that were not JSON-RPC dropped"),
+                );
+            }
+            if !junk.allow() {
+                return;
+            }
+            let mut shown = text.to_owned();
+            shown.truncate(shown.floor_char_boundary(1024));
+            launch.log("warn", format!("stdout (not JSON-RPC): {shown}"));
+            return;
+        }
+    };
+    if let Some(key) = key
+        && let Some(tx) = session.lock_pending().remove(&key)
+    {
+        let answer = Answer::hold(text, &session.held).unwrap_or_else(|| {
+            launch.log(
+                "warn",
+                format!(
+                    "an answer of {} bytes was dropped: this server's answers waiting for their requests passed {} bytes",
+                    text.len(),
+                    MAX_HELD
+                ),
+            );
+            Answer::too_large(&key, text.len(), &session.held)
+        });
+        let _ = tx.send(answer);
+        return;
+    }
+    let events = session
+        .events
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    if let Some((tx, queued)) = events {
+        // A reader slower than the process loses messages rather than holding them without
+        // bound: at most MAX_QUEUED bytes wait for it (and 256 messages).
+        let frame = format!("event: message\ndata: {text}\n\n");
+        let len = frame.len();
+        if queued.fetch_add(len, Relaxed) + len > MAX_QUEUED
+            || tx.try_send(Bytes::from(frame)).is_err()
+        {
+            queued.fetch_sub(len, Relaxed);
+        }
     }
 }
 

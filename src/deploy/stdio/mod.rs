@@ -16,7 +16,7 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::process::ChildStdin;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use self::answers::{Answer, Answered, Message, classify, id_key};
+use self::answers::{Answer, Answered, id_key, route};
 use super::process::{Launch, OutputLimit, describe_exit, read_line_capped};
 use crate::domain;
 
@@ -538,68 +538,6 @@ impl StdioPool {
         };
         session.end.notify_one();
         out
-    }
-}
-
-/// One line from the process: a response goes to the request waiting for it; anything else
-/// to the session's GET stream, if open. Lines that are not JSON are logged as output.
-fn route(session: &Session, launch: &Launch, line: &[u8], junk: &mut OutputLimit) {
-    let text = String::from_utf8_lossy(line);
-    let text = text.trim();
-    if text.is_empty() {
-        return;
-    }
-    let key = match classify(text) {
-        Message::Response(key) => Some(key),
-        Message::Other => None,
-        Message::NotJson => {
-            if let Some(n) = junk.take_report() {
-                launch.log(
-                    "warn",
-                    format!("{n} lines of stdout that were not JSON-RPC dropped"),
-                );
-            }
-            if !junk.allow() {
-                return;
-            }
-            let mut shown = text.to_owned();
-            shown.truncate(shown.floor_char_boundary(1024));
-            launch.log("warn", format!("stdout (not JSON-RPC): {shown}"));
-            return;
-        }
-    };
-    if let Some(key) = key
-        && let Some(tx) = session.lock_pending().remove(&key)
-    {
-        let answer = Answer::hold(text, &session.held).unwrap_or_else(|| {
-            launch.log(
-                "warn",
-                format!(
-                    "an answer of {} bytes was dropped: this server's answers waiting for their requests passed {} bytes",
-                    text.len(),
-                    answers::MAX_HELD
-                ),
-            );
-            Answer::too_large(&key, text.len(), &session.held)
-        });
-        let _ = tx.send(answer);
-        return;
-    }
-    let events = session
-        .events
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    if let Some((tx, queued)) = events {
-        // A reader slower than the process loses messages rather than holding them without
-        // bound: at most MAX_QUEUED bytes wait for it (and 256 messages).
-        let frame = format!("event: message\ndata: {text}\n\n");
-        let len = frame.len();
-        if queued.fetch_add(len, Relaxed) + len > MAX_QUEUED
-            || tx.try_send(Bytes::from(frame)).is_err()
-        {
-            queued.fetch_sub(len, Relaxed);
-        }
     }
 }
 
