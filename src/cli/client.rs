@@ -78,7 +78,7 @@ async fn auth_command(ctx: &Ctx, cmd: AuthCommand) -> anyhow::Result<()> {
         AuthCommand::AcceptInvite {
             token,
             password_stdin,
-        } => auth::accept_invite(ctx, &token, password_stdin).await,
+        } => auth::accept_invite(ctx, token, password_stdin).await,
     }
 }
 

@@ -109,10 +109,11 @@ impl Config {
         ));
         if let Some(path) = file {
             // Read it ourselves: figment treats a missing file as empty, we treat it as an error.
-            std::fs::metadata(path).map_err(|source| ConfigError::Read {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                 path: path.to_path_buf(),
                 source,
             })?;
+            check_syntax(path, &text)?;
             figment = figment.merge(Toml::file_exact(path));
         }
         for var in env_vars(env)? {
@@ -159,6 +160,23 @@ impl Config {
     pub fn to_redacted_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
+}
+
+/// A TOML syntax error, said by line and column without the line itself: the parser's own
+/// message quotes it, and it may hold a secret (a password with a stray backslash).
+fn check_syntax(path: &Path, text: &str) -> Result<(), ConfigError> {
+    let Err(e) = text.parse::<toml::Table>() else {
+        return Ok(());
+    };
+    let at = e.span().map_or(0, |s| s.start).min(text.len());
+    let before = &text[..text.floor_char_boundary(at)];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    let message = e.message().lines().next().unwrap_or("invalid TOML");
+    Err(ConfigError::Invalid(format!(
+        "config file {}: TOML syntax error at line {line}, column {column}: {message}",
+        path.display()
+    )))
 }
 
 #[cfg(test)]

@@ -358,3 +358,39 @@ fn a_declared_upstream_is_checked_against_the_destination_rules_and_our_listener
         "{bad}"
     );
 }
+
+#[test]
+fn a_secret_set_to_nothing_is_an_error_not_no_secret() {
+    for (var, key) in [
+        ("EZFORGE_METRICS__BEARER_TOKEN", "metrics.bearer_token"),
+        (
+            "EZFORGE_AUTH__REGISTRATION__INITIAL_ACCESS_TOKEN",
+            "auth.registration.initial_access_token",
+        ),
+    ] {
+        let err = Config::load_from(None, &[(var.into(), String::new())]).expect_err(var);
+        assert!(err.to_string().contains(key), "{err}");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let empty = dir.path().join("token");
+    std::fs::write(&empty, "\n").expect("write");
+    let file = empty.display().to_string();
+    let err = Config::load_from(None, &[("EZFORGE_METRICS__BEARER_TOKEN_FILE".into(), file)])
+        .expect_err("an empty file");
+    assert!(err.to_string().contains("metrics.bearer_token"), "{err}");
+    let err = load_toml("[metrics]\nbearer_token = \"\"\n").expect_err("empty in the file");
+    assert!(err.to_string().contains("metrics.bearer_token"), "{err}");
+}
+
+#[test]
+fn a_syntax_error_names_its_place_but_never_shows_the_line() {
+    let err = load_toml(
+        "[bootstrap]\nadmin_email = \"a@b.c\"\nadmin_password = \"hunter2\\q-long-enough\"\n",
+    )
+    .expect_err("an invalid escape");
+    let text = err.to_string();
+    assert!(text.contains("line 3"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    let err = load_toml("[server]\nlisten = \n").expect_err("no value");
+    assert!(err.to_string().contains("line 2"), "{err}");
+}

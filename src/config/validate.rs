@@ -52,7 +52,8 @@ impl Config {
     /// all at once; `serve` stops at the first).
     pub fn problems(&self) -> Vec<ConfigError> {
         type Check = fn(&Config) -> Result<(), ConfigError>;
-        let checks: [Check; 9] = [
+        let checks: [Check; 10] = [
+            Config::check_secrets,
             Config::check_public_url,
             Config::check_listen_and_tls,
             Config::check_routing,
@@ -186,6 +187,30 @@ impl Config {
                 "auth.signing.rotate_after",
                 "must be at least 1h, or \"0s\" to rotate only with `ezforge keys rotate`",
             ));
+        }
+        Ok(())
+    }
+
+    /// A secret set to nothing (an empty `*_FILE`, an unset variable in `KEY=${VAR}`) would
+    /// match an empty credential: it is an error, not "no secret" (leave the key out for that).
+    fn check_secrets(&self) -> Result<(), ConfigError> {
+        for (key, secret) in [
+            ("metrics.bearer_token", &self.metrics.bearer_token),
+            (
+                "auth.registration.initial_access_token",
+                &self.auth.registration.initial_access_token,
+            ),
+            ("bootstrap.admin_password", &self.bootstrap.admin_password),
+        ] {
+            if secret
+                .as_ref()
+                .is_some_and(|s| s.expose().trim().is_empty())
+            {
+                return Err(ConfigError::rule(
+                    key,
+                    "is set but empty (an empty file or variable?); set a value, or leave the key out",
+                ));
+            }
         }
         Ok(())
     }

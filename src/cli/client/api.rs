@@ -319,13 +319,23 @@ impl Api {
     }
 }
 
+/// An answer's `warnings`, each as a line to print. They may quote what a remote party wrote
+/// (an issuer's discovery document): control characters become `?`, as in every other output.
+fn warnings(v: &Value) -> Vec<String> {
+    v.get("warnings")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|w| format!("warning: {}", super::output::clean(w)))
+        .collect()
+}
+
 /// `{"data": x}` -> `x`; anything else as it is. The answer's `warnings` (a change made, with
 /// something the operator should know) go to stderr.
 fn unwrap_data(mut v: Value) -> Value {
-    if let Some(warnings) = v.get("warnings").and_then(Value::as_array) {
-        for w in warnings.iter().filter_map(Value::as_str) {
-            eprintln!("warning: {w}");
-        }
+    for w in warnings(&v) {
+        eprintln!("{w}");
     }
     match v.get_mut("data") {
         Some(d) => d.take(),
@@ -387,6 +397,13 @@ pub fn seg(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn warnings_quoting_a_remote_party_cannot_reach_the_terminal() {
+        let answer = serde_json::json!({ "warnings": ["issuer says x\u{1b}]52;c;aGk=\u{7}"] });
+        assert_eq!(warnings(&answer), ["warning: issuer says x?]52;c;aGk=?"]);
+        assert!(warnings(&serde_json::json!({ "data": {} })).is_empty());
+    }
 
     #[test]
     fn api_errors_show_the_message_and_the_fields() {

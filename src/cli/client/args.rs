@@ -38,8 +38,10 @@ pub enum AuthCommand {
     /// The password is read like `login`'s. Other owners' invitations make no account: once
     /// an administrator has created yours, sign in and use `ezforge project join` instead.
     AcceptInvite {
-        /// The token (ezf_inv_…).
-        token: String,
+        /// The token (ezf_inv_…). Better left out: it is then read from `EZFORGE_INVITE_TOKEN`,
+        /// or asked for without echo. On the command line, other users of this machine can
+        /// read it (in `ps`) while the password is typed, and take the account first.
+        token: Option<String>,
         /// Read the password from the first line of stdin.
         #[arg(long)]
         password_stdin: bool,

@@ -70,7 +70,23 @@ pub async fn login(ctx: &Ctx, email: &str, password_stdin: bool) -> anyhow::Resu
 
 /// `POST /v1/auth/invite {token, password}`: sets the password of an invited account (and, for
 /// a project invitation to an email without one, makes it).
-pub async fn accept_invite(ctx: &Ctx, token: &str, password_stdin: bool) -> anyhow::Result<()> {
+pub async fn accept_invite(
+    ctx: &Ctx,
+    token: Option<String>,
+    password_stdin: bool,
+) -> anyhow::Result<()> {
+    let token = match token {
+        Some(t) => {
+            eprintln!(
+                "warning: a token on the command line can be read by other users of this machine \
+                 (ps) until this command ends, and stays in your shell history; leave it out to \
+                 be asked for it, or set EZFORGE_INVITE_TOKEN"
+            );
+            Secret::new(t)
+        }
+        None => read_invite_token(password_stdin)?,
+    };
+    let token = token.expose();
     let password = read_password(password_stdin)?;
     let api = Api::new(&ctx.base, Credential::None)?;
     let user = api
@@ -86,6 +102,26 @@ pub async fn accept_invite(ctx: &Ctx, token: &str, password_stdin: bool) -> anyh
     println!("Password set for {email}.");
     println!("Sign in with `ezforge auth login --email {email}`.");
     Ok(())
+}
+
+/// `EZFORGE_INVITE_TOKEN`, else a prompt without echo on a terminal (not when stdin carries
+/// the password).
+fn read_invite_token(password_stdin: bool) -> anyhow::Result<Secret> {
+    let token = if let Some(t) = std::env::var("EZFORGE_INVITE_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+    {
+        t
+    } else if !password_stdin && std::io::stdin().is_terminal() {
+        prompt_without_echo("Invite token: ", "set EZFORGE_INVITE_TOKEN")?
+    } else {
+        bail!("no invite token: set EZFORGE_INVITE_TOKEN (or run this on a terminal to be asked)");
+    };
+    let token = token.trim().to_owned();
+    if token.is_empty() {
+        bail!("empty invite token");
+    }
+    Ok(Secret::new(token))
 }
 
 /// `--password-stdin`, else `EZFORGE_PASSWORD`, else a prompt without echo on a terminal.

@@ -67,7 +67,7 @@ pub async fn invite(ctx: &Ctx, project: &str, email: &str, role: &str) -> anyhow
          with `ezforge project invitations`. Signed in as that email, they run \
          `ezforge project join TOKEN` (or `join {}`). Without an account, an administrator \
          creates one first; only an invitation an administrator sent also makes the account, \
-         with `ezforge auth accept-invite TOKEN`.",
+         with `ezforge auth accept-invite` (which asks for the token).",
         cell(&inv, "email"),
         cell(&inv, "id")
     );

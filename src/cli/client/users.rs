@@ -70,7 +70,7 @@ async fn invite(ctx: &Ctx, email: &str, admin: bool) -> anyhow::Result<()> {
     println!();
     println!(
         "Give this token to {} (it is shown only this once, and is good for 7 days). They set \
-         their password with `ezforge auth accept-invite TOKEN`, then sign in.",
+         their password with `ezforge auth accept-invite` (which asks for it), then sign in.",
         cell(&user, "email")
     );
     Ok(())

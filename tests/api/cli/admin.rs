@@ -47,14 +47,24 @@ async fn admins_list_invite_and_delete_users_from_the_cli() {
         ids(&users, "email").contains(&"carol@example.com".to_owned()),
         "{users}"
     );
+    // The token from the environment, never on the command line (where `ps` shows it).
     let carol = Shell::new(&app);
-    let out = carol
-        .run_with_stdin(
-            &["auth", "accept-invite", &token, "--password-stdin"],
-            Some("a-carols-password\n"),
-        )
-        .await;
-    assert!(out.success, "{}", out.stderr);
+    let mut cmd = carol.command(&["auth", "accept-invite", "--password-stdin"]);
+    cmd.env("EZFORGE_INVITE_TOKEN", &token)
+        .stdin(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(b"a-carols-password\n")
+            .await
+            .expect("write");
+    }
+    let out = child.wait_with_output().await.expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
     let carol = signed_in(&app, "carol@example.com", "a-carols-password").await;
     let table = admin.ok(&["users", "list"]).await;
     assert!(table.starts_with("ID"), "{table}");

@@ -259,8 +259,9 @@ async fn members_are_invited_and_join_from_the_cli() {
     let newbie_token = inv["inviteToken"].as_str().expect("token").to_owned();
     let newbie = Shell::new(&app);
     let out = newbie
-        .run_with_stdin(
-            &["auth", "accept-invite", &newbie_token, "--password-stdin"],
+        .run_with(
+            &["auth", "accept-invite", "--password-stdin"],
+            &[("EZFORGE_INVITE_TOKEN", &newbie_token)],
             Some("a-newbie-password\n"),
         )
         .await;
@@ -298,13 +299,12 @@ async fn members_are_invited_and_join_from_the_cli() {
     );
     let carol = Shell::new(&app);
     let out = carol
-        .run_with_stdin(
-            &[
-                "auth",
-                "accept-invite",
+        .run_with(
+            &["auth", "accept-invite", "--password-stdin"],
+            &[(
+                "EZFORGE_INVITE_TOKEN",
                 inv["inviteToken"].as_str().expect("t"),
-                "--password-stdin",
-            ],
+            )],
             Some("a-carol-password\n"),
         )
         .await;
@@ -366,6 +366,12 @@ async fn members_are_invited_and_join_from_the_cli() {
     assert!(!out.success);
     assert!(
         out.stderr.contains("an administrator creates accounts"),
+        "{}",
+        out.stderr
+    );
+    // Given on the command line, the token is warned about (`ps` shows it to other users).
+    assert!(
+        out.stderr.contains("warning: a token on the command line"),
         "{}",
         out.stderr
     );

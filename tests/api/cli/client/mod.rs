@@ -77,7 +77,18 @@ impl Shell {
     }
 
     pub(crate) async fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Out {
+        self.run_with(args, &[], stdin).await
+    }
+
+    /// Runs a command with these environment variables besides the shell's, and `stdin`.
+    pub(crate) async fn run_with(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stdin: Option<&str>,
+    ) -> Out {
         let mut cmd = self.command(args);
+        cmd.envs(env.iter().copied());
         if stdin.is_some() {
             cmd.stdin(Stdio::piped());
         }
