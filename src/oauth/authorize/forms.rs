@@ -96,14 +96,15 @@ pub fn consent_page(
         .iter()
         .filter_map(|s| oidc::describe(s, &user.email).map(|text| context! { name => s, text }))
         .collect();
-    let redirect_host = Url::parse(&flow.redirect_uri)
-        .ok()
-        .and_then(|u| {
-            u.host_str()
-                .map(str::to_owned)
-                .or_else(|| Some(u.scheme().to_owned()))
-        })
-        .unwrap_or_default();
+    // Where the code goes: a web redirect's host; for an app's scheme the scheme alone, since
+    // the rest of such a URI (`web+x://claude.ai/cb`) is whatever the client chose to show.
+    let (redirect_host, redirect_app) = match Url::parse(&flow.redirect_uri) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => {
+            (u.host_str().unwrap_or_default().to_owned(), None)
+        }
+        Ok(u) => (String::new(), Some(format!("{}:", u.scheme()))),
+        Err(_) => (String::new(), None),
+    };
     // A metadata-document client names itself; its URL's host is what vouches for it.
     let client_origin = clients::is_metadata_url(&flow.client.client_id)
         .then(|| {
@@ -118,7 +119,7 @@ pub fn consent_page(
         context! {
             action => form_action(flow), csrf => &csrf, request => &flow.raw,
             client_name => &flow.client.name, server_name => &flow.server.name, server_uri => &flow.server.resource,
-            redirect_host, scopes, shared, user_email => &user.email, client_origin,
+            redirect_host, redirect_app, scopes, shared, user_email => &user.email, client_origin,
         },
     );
     with_csrf_cookie(req, accounts, res, &csrf)

@@ -77,6 +77,10 @@ pub fn native_or_web_redirect(uri: &str) -> Result<(), String> {
         s if DANGEROUS_SCHEMES.contains(&s) => Err(format!(
             "must not use the {s}: scheme (https, http on loopback, or an app's private-use scheme)"
         )),
+        // A browser hands these to whichever website registered itself for them.
+        s if s.starts_with("web+") => Err(format!(
+            "must not use the {s}: scheme: web+ schemes are handed to websites, not an app"
+        )),
         _ if !url.username().is_empty() || url.password().is_some() => {
             Err("must not contain a username or password".into())
         }
@@ -163,6 +167,7 @@ mod tests {
         assert!(native_or_web_redirect("myapp:/cb").is_ok());
         assert!(native_or_web_redirect("cursor://anysphere.cursor-mcp/oauth/callback").is_ok());
         assert!(native_or_web_redirect("com.example.app:/cb#x").is_err());
+        assert!(native_or_web_redirect("web+evil://claude.ai/cb").is_err());
         for bad in [
             "JavaScript:alert(1)",
             "data:text/html,x",

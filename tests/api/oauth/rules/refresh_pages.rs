@@ -271,6 +271,47 @@ async fn pages_forbid_framing() {
 }
 
 #[tokio::test]
+async fn the_consent_page_names_an_apps_scheme_not_the_host_its_uri_shows() {
+    let w = world().await;
+    // Anything may follow an app's scheme: `claude.ai` here is the client's choice.
+    let app_uri = "x-foo://claude.ai/cb";
+    let register = |uri: &str| {
+        let body = json!({ "client_name": "Claude", "redirect_uris": [uri] });
+        w.app
+            .plain
+            .post(w.app.url("/oauth/register"))
+            .json(&body)
+            .send()
+    };
+    let reg = crate::helpers::ApiResponse::read(register(app_uri).await.expect("register")).await;
+    let client_id = reg.expect(201)["client_id"]
+        .as_str()
+        .expect("client_id")
+        .to_owned();
+    let client_id = client_id.as_str();
+    // A web+ scheme hands the code to whichever website registered for it: refused.
+    let web = crate::helpers::ApiResponse::read(
+        register("web+evil://claude.ai/cb").await.expect("register"),
+    )
+    .await;
+    assert_eq!(web.status, 400, "{}", web.text);
+    assert!(web.text.contains("web+"), "{}", web.text);
+    let req = w.request(client_id).set("redirect_uri", app_uri);
+    let out = authorize(&w.browser(), &req).await;
+    let consent = out
+        .pages
+        .iter()
+        .find(|p| p.consent_form().is_some())
+        .expect("consent page");
+    assert!(consent.body.contains("x-foo:"), "{}", consent.body);
+    assert!(
+        !consent.body.contains("go back to <strong>claude.ai"),
+        "{}",
+        consent.body
+    );
+}
+
+#[tokio::test]
 async fn hostile_state_and_client_names_are_escaped() {
     let w = world().await;
     let name = "<script>alert(1)</script>\"'&";
