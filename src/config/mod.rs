@@ -121,6 +121,7 @@ impl Config {
         }
         let mut config: Config = figment.extract().map_err(ConfigError::from_figment)?;
         config.source_file = file.map(Path::to_path_buf);
+        config.server.public_url = config.server.public_url.map(|u| normal_origin(&u));
 
         env::apply_other_variables(&mut config, env)?;
         Ok(config)
@@ -159,6 +160,25 @@ impl Config {
     /// The effective config as TOML, secrets shown as `***`.
     pub fn to_redacted_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+/// An origin as browsers send it (`HTTPS://Auth.Example.com:443` -> `https://auth.example.com`):
+/// the public URL is compared with `Origin` headers and its scheme decides cookies' `Secure`.
+/// Anything else is left as written, for the rules to name.
+fn normal_origin(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u)
+            if matches!(u.scheme(), "http" | "https")
+                && u.path() == "/"
+                && u.query().is_none()
+                && u.fragment().is_none()
+                && u.username().is_empty()
+                && u.password().is_none() =>
+        {
+            u.origin().ascii_serialization()
+        }
+        _ => url.to_owned(),
     }
 }
 

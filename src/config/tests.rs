@@ -394,3 +394,28 @@ fn a_syntax_error_names_its_place_but_never_shows_the_line() {
     let err = load_toml("[server]\nlisten = \n").expect_err("no value");
     assert!(err.to_string().contains("line 2"), "{err}");
 }
+
+#[test]
+fn the_public_url_is_kept_as_browsers_send_origins() {
+    for (written, kept) in [
+        ("HTTPS://Auth.Example.com", "https://auth.example.com"),
+        ("https://auth.example.com:443/", "https://auth.example.com"),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+    ] {
+        let c = Config::load_from(
+            None,
+            &[("EZFORGE_SERVER__PUBLIC_URL".into(), written.into())],
+        )
+        .expect(written);
+        assert_eq!(c.server.public_url.as_deref(), Some(kept), "{written}");
+    }
+    let err = Config::load_from(
+        None,
+        &[(
+            "EZFORGE_SERVER__PUBLIC_URL".into(),
+            "https://a.example/path".into(),
+        )],
+    )
+    .expect_err("a path");
+    assert!(err.to_string().contains("server.public_url"), "{err}");
+}
