@@ -272,6 +272,13 @@ fn serve(
         .max(1);
     let managed = config.auth.mode == AuthMode::Managed;
     let metrics_here = config.metrics.enabled && config.metrics.listen.is_none();
+    // Reached over https (the public URL says so, as in production): browsers are told to
+    // keep to it. Not for a self-signed localhost, which other local services share.
+    let https_only = config
+        .server
+        .public_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("https://"));
     let s = services.clone();
     let http = HttpServer::new(move || {
         // One upstream client per worker: its pooled connections are then driven by the
@@ -284,6 +291,11 @@ fn serve(
         actix_web::App::new()
             .app_data(web::Data::new(upstream))
             .configure(|cfg| s.register(cfg))
+            .wrap(actix_web::middleware::Condition::new(
+                https_only,
+                actix_web::middleware::DefaultHeaders::new()
+                    .add(("strict-transport-security", "max-age=31536000")),
+            ))
             .wrap_fn(middleware::access_log)
             .configure(|cfg| routes::routes(cfg, managed, metrics_here))
     })

@@ -493,3 +493,29 @@ async fn over_https_the_session_cookie_is_host_bound_and_serves_both_surfaces() 
         "over https only the __Host- cookie counts"
     );
 }
+
+#[tokio::test]
+async fn browsers_are_told_to_keep_to_https_only_where_the_public_url_is_https() {
+    let https = TestApp::builder()
+        .config(|c| c.server.public_url = Some("https://ezforge.example".into()))
+        .spawn()
+        .await;
+    for path in [
+        "/v1/health",
+        "/.well-known/oauth-authorization-server",
+        "/nope",
+    ] {
+        let res = https.get(path).await;
+        assert_eq!(
+            res.headers()
+                .get("strict-transport-security")
+                .and_then(|v| v.to_str().ok()),
+            Some("max-age=31536000"),
+            "{path}"
+        );
+    }
+    // A local install (plain http, or a self-signed localhost other services share): none.
+    let local = TestApp::spawn().await;
+    let res = local.get("/v1/health").await;
+    assert!(res.headers().get("strict-transport-security").is_none());
+}
