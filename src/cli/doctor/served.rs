@@ -194,6 +194,12 @@ async fn listener_check(
     }
 }
 
+/// Is the public URL plain http to somewhere other than this machine?
+fn in_clear_beyond_this_machine(public_url: &str) -> bool {
+    url::Url::parse(public_url)
+        .is_ok_and(|u| u.scheme() == "http" && !crate::domain::validate::is_loopback_host(&u))
+}
+
 /// The public URL answers /v1/health, as clients reach it: the check and the clock skew its
 /// Date showed; `Err` when it gave no HTTP answer (then nothing else is asked there).
 async fn public_health(
@@ -204,7 +210,15 @@ async fn public_health(
     let health = format!("{public_url}/v1/health");
     match get(client, &health).await {
         Ok((a, skew)) => {
-            let check = if a.status == 200 {
+            let check = if a.status == 200 && in_clear_beyond_this_machine(public_url) {
+                Check::warn(
+                    "public_url",
+                    format!(
+                        "{public_url} answers /v1/health, over plain http beyond this machine: passwords, session cookies and tokens cross the network in clear"
+                    ),
+                    "serve it over https: set tls.mode, or an https server.public_url behind a proxy that terminates TLS",
+                )
+            } else if a.status == 200 {
                 Check::ok("public_url", format!("{public_url} answers /v1/health"))
             } else {
                 Check::fail(
@@ -291,6 +305,17 @@ fn public_client(config: &Config) -> Result<reqwest::Client, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_is_flagged_only_beyond_this_machine() {
+        assert!(in_clear_beyond_this_machine("http://ezforge.corp.example"));
+        assert!(in_clear_beyond_this_machine("http://10.0.0.5:8080"));
+        assert!(!in_clear_beyond_this_machine("http://127.0.0.1:8080"));
+        assert!(!in_clear_beyond_this_machine("http://localhost:8080"));
+        assert!(!in_clear_beyond_this_machine(
+            "https://ezforge.corp.example"
+        ));
+    }
     use crate::cli::doctor::report::Status;
 
     #[test]
