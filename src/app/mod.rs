@@ -272,13 +272,15 @@ fn serve(
         .max(1);
     let managed = config.auth.mode == AuthMode::Managed;
     let metrics_here = config.metrics.enabled && config.metrics.listen.is_none();
-    // Reached over https (the public URL says so, as in production): browsers are told to
-    // keep to it. Not for a self-signed localhost, which other local services share.
+    // Reached over https on its own host (the public URL says so, as in production): browsers
+    // are told to keep to it. Not for a self-signed localhost, nor on a port of its own (HSTS
+    // would cover the host's every port, other services' included).
     let https_only = config
         .server
         .public_url
         .as_deref()
-        .is_some_and(|u| u.starts_with("https://"));
+        .and_then(|u| url::Url::parse(u).ok())
+        .is_some_and(|u| u.scheme() == "https" && u.port().is_none());
     let s = services.clone();
     let http = HttpServer::new(move || {
         // One upstream client per worker: its pooled connections are then driven by the

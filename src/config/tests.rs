@@ -361,25 +361,54 @@ fn a_declared_upstream_is_checked_against_the_destination_rules_and_our_listener
 
 #[test]
 fn a_secret_set_to_nothing_is_an_error_not_no_secret() {
-    for (var, key) in [
-        ("EZFORGE_METRICS__BEARER_TOKEN", "metrics.bearer_token"),
-        (
-            "EZFORGE_AUTH__REGISTRATION__INITIAL_ACCESS_TOKEN",
-            "auth.registration.initial_access_token",
-        ),
-    ] {
-        let err = Config::load_from(None, &[(var.into(), String::new())]).expect_err(var);
-        assert!(err.to_string().contains(key), "{err}");
-    }
+    let metrics = |token: (&str, String)| {
+        Config::load_from(
+            None,
+            &[
+                ("EZFORGE_METRICS__ENABLED".into(), "true".into()),
+                (token.0.into(), token.1),
+            ],
+        )
+    };
+    let err = metrics(("EZFORGE_METRICS__BEARER_TOKEN", String::new())).expect_err("empty");
+    assert!(err.to_string().contains("metrics.bearer_token"), "{err}");
     let dir = tempfile::tempdir().expect("tempdir");
     let empty = dir.path().join("token");
     std::fs::write(&empty, "\n").expect("write");
     let file = empty.display().to_string();
-    let err = Config::load_from(None, &[("EZFORGE_METRICS__BEARER_TOKEN_FILE".into(), file)])
-        .expect_err("an empty file");
+    let err = metrics(("EZFORGE_METRICS__BEARER_TOKEN_FILE", file)).expect_err("an empty file");
     assert!(err.to_string().contains("metrics.bearer_token"), "{err}");
-    let err = load_toml("[metrics]\nbearer_token = \"\"\n").expect_err("empty in the file");
+    let err = load_toml("[metrics]\nenabled = true\nbearer_token = \"\"\n")
+        .expect_err("empty in the file");
     assert!(err.to_string().contains("metrics.bearer_token"), "{err}");
+    let token_mode = |token: &str| {
+        Config::load_from(
+            None,
+            &[
+                ("EZFORGE_AUTH__REGISTRATION__MODE".into(), "token".into()),
+                (
+                    "EZFORGE_AUTH__REGISTRATION__INITIAL_ACCESS_TOKEN".into(),
+                    token.into(),
+                ),
+            ],
+        )
+    };
+    let err = token_mode("").expect_err("empty");
+    assert!(
+        err.to_string()
+            .contains("auth.registration.initial_access_token"),
+        "{err}"
+    );
+    token_mode("a-token").expect("set");
+    // Where nothing is guarded by it, an empty one stops nothing: an admin password after the
+    // first start (a compose file's unset variable), a token for metrics that are off.
+    Config::load_from(None, &[("EZFORGE_ADMIN_PASSWORD".into(), String::new())])
+        .expect("an empty admin password is no error here");
+    Config::load_from(
+        None,
+        &[("EZFORGE_METRICS__BEARER_TOKEN".into(), String::new())],
+    )
+    .expect("metrics are off");
 }
 
 #[test]

@@ -194,17 +194,25 @@ impl Config {
     /// A secret set to nothing (an empty `*_FILE`, an unset variable in `KEY=${VAR}`) would
     /// match an empty credential: it is an error, not "no secret" (leave the key out for that).
     fn check_secrets(&self) -> Result<(), ConfigError> {
-        for (key, secret) in [
-            ("metrics.bearer_token", &self.metrics.bearer_token),
+        // Only where they guard something: an empty admin password after the first start
+        // (a compose file's unset variable) must not stop the server; the first start refuses
+        // short ones itself.
+        for (key, secret, used) in [
+            (
+                "metrics.bearer_token",
+                &self.metrics.bearer_token,
+                self.metrics.enabled,
+            ),
             (
                 "auth.registration.initial_access_token",
                 &self.auth.registration.initial_access_token,
+                self.auth.registration.mode == RegistrationMode::Token,
             ),
-            ("bootstrap.admin_password", &self.bootstrap.admin_password),
         ] {
-            if secret
-                .as_ref()
-                .is_some_and(|s| s.expose().trim().is_empty())
+            if used
+                && secret
+                    .as_ref()
+                    .is_some_and(|s| s.expose().trim().is_empty())
             {
                 return Err(ConfigError::rule(
                     key,

@@ -96,13 +96,19 @@ impl Destinations {
         })
     }
 
-    /// Reserves `port` for `server` unless it is already a supervised process's (a free port
-    /// chosen for a new one: checked and taken under one lock).
+    /// Reserves `port` for `server` unless it is already a supervised process's, its own
+    /// included (a free port chosen for a new one: checked and taken under one lock).
     pub fn reserve_new(self: &Arc<Self>, port: u16, server: &str) -> Option<PortGuard> {
-        if self.supervised_port(port) {
+        let mut ports = self.ports();
+        if ports.contains_key(&port) {
             return None;
         }
-        self.reserve(port, server).ok()
+        ports.insert(port, (1, server.to_owned()));
+        drop(ports);
+        Some(PortGuard {
+            destinations: self.clone(),
+            port,
+        })
     }
 
     /// Is `port` a supervised process's (reserved, even while it is stopped)?

@@ -514,8 +514,15 @@ async fn browsers_are_told_to_keep_to_https_only_where_the_public_url_is_https()
             "{path}"
         );
     }
-    // A local install (plain http, or a self-signed localhost other services share): none.
+    // A local install (plain http, or a self-signed localhost other services share), or a
+    // port of its own on a shared host (HSTS would cover every port): none.
     let local = TestApp::spawn().await;
     let res = local.get("/v1/health").await;
+    assert!(res.headers().get("strict-transport-security").is_none());
+    let shared = TestApp::builder()
+        .config(|c| c.server.public_url = Some("https://host.corp.example:8443".into()))
+        .spawn()
+        .await;
+    let res = shared.get("/v1/health").await;
     assert!(res.headers().get("strict-transport-security").is_none());
 }

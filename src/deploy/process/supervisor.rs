@@ -304,7 +304,8 @@ impl Supervisor {
     async fn comes_up(&self, pid: u32) -> Result<(), String> {
         let deadline = tokio::time::Instant::now() + self.start_timeout;
         loop {
-            wait_for_port(self.port, self.start_timeout).await?;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            wait_for_port(self.port, left).await?;
             if self.holds_its_port(pid).await? {
                 return Ok(());
             }

@@ -217,6 +217,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_ports_holder_is_its_owner_another_program_or_nobody() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let me = Owner::Group(std::process::id());
+        assert_eq!(port_holder(me, port), PortHolder::Owner);
+        // A process tree this socket is not in (a child's: none of ours are below it).
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep");
+        assert_eq!(
+            port_holder(Owner::Group(child.id()), port),
+            PortHolder::Other
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        drop(listener);
+        assert_eq!(port_holder(me, port), PortHolder::Nobody);
+    }
+
+    #[test]
     fn a_tree_is_its_leader_and_everything_below() {
         let parents = [
             (1, 0),

@@ -5,13 +5,11 @@
 //! them: neither the process nor clients that do not read can make ezforge hold more than
 //! `MAX_HELD` of them at once.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::task::{Context, Poll};
+use std::time::Duration;
 
 use actix_web::HttpResponse;
-use actix_web::body::{BodySize, MessageBody};
 use actix_web::web::Bytes;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -130,7 +128,11 @@ impl Answer {
     pub fn too_large(id_key: &str, size: usize, budget: &Arc<AtomicUsize>) -> Answer {
         let error = serde_json::json!({
             "jsonrpc": "2.0",
-            "id": serde_json::from_str::<Value>(id_key).unwrap_or(Value::Null),
+            // Not repeated when long: the stand-in stays small.
+            "id": (id_key.len() <= 1024)
+                .then(|| serde_json::from_str::<Value>(id_key).ok())
+                .flatten()
+                .unwrap_or(Value::Null),
             "error": {
                 "code": -32603,
                 "message": format!("the MCP server's answer ({size} bytes) was dropped: its answers waiting for their requests or their clients passed {MAX_HELD} bytes"),
@@ -200,7 +202,10 @@ impl Answered {
         self.body.as_deref().unwrap_or_default()
     }
 
-    pub fn into_response(self) -> HttpResponse {
+    /// The response. Its client has `patience`, and then a second per 64 KiB, to take the
+    /// body: past that the rest is dropped with its count and the connection closed, so a
+    /// client that stops reading holds the budget no longer than that.
+    pub fn into_response(self, patience: Duration) -> HttpResponse {
         let mut res = match self.body {
             Some(_) => HttpResponse::Ok(),
             None => HttpResponse::Accepted(),
@@ -208,44 +213,56 @@ impl Answered {
         if let Some(header) = self.session {
             res.insert_header(header);
         }
-        match self.body {
-            None => res.finish(),
-            Some(rest) => res.content_type("application/json").body(HeldBody {
-                size: rest.len() as u64,
-                rest,
-                _held: self.held,
-            }),
-        }
+        let Some(rest) = self.body else {
+            return res.finish();
+        };
+        let size = rest.len();
+        let deadline =
+            tokio::time::Instant::now() + patience + Duration::from_secs((size / PIECE) as u64);
+        // Handed over a piece at a time as the connection takes them (capacity 1).
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+        tokio::spawn(feed(rest, self.held, tx, deadline));
+        let stream = futures_util::stream::unfold((rx, 0), move |(mut rx, sent)| async move {
+            match rx.recv().await {
+                Some(piece) => {
+                    let sent = sent + piece.len();
+                    Some((Ok(piece), (rx, sent)))
+                }
+                // Cut short: an error, so that the connection is closed, not left waiting.
+                None if sent < size => Some((
+                    Err(std::io::Error::other(
+                        "the client took too long to read its answer",
+                    )),
+                    (rx, size),
+                )),
+                None => None,
+            }
+        });
+        res.content_type("application/json")
+            .no_chunking(size as u64)
+            .streaming(stream)
     }
 }
 
-/// A whole body handed out in pieces as the connection takes them, keeping its answers'
-/// bytes counted until the last has gone.
-struct HeldBody {
-    size: u64,
-    rest: Bytes,
-    _held: Vec<Held>,
-}
+/// The pieces a body is handed out in.
+const PIECE: usize = 64 * 1024;
 
-impl MessageBody for HeldBody {
-    type Error = std::convert::Infallible;
-
-    fn size(&self) -> BodySize {
-        BodySize::Sized(self.size)
-    }
-
-    fn poll_next(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
-        if self.rest.is_empty() {
-            return Poll::Ready(None);
+/// Hands `rest` to the connection a piece at a time until `deadline`; its count (`held`) goes
+/// with the last piece, or with the rest once the deadline passes or the client has gone.
+async fn feed(
+    mut rest: Bytes,
+    held: Vec<Held>,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+    deadline: tokio::time::Instant,
+) {
+    while !rest.is_empty() {
+        let piece = rest.split_to(rest.len().min(PIECE));
+        match tokio::time::timeout_at(deadline, tx.send(piece)).await {
+            Ok(Ok(())) => {}
+            _ => break,
         }
-        // Pieces, not the whole: the connection asks for the next only once it has written
-        // most of the last.
-        let n = self.rest.len().min(64 * 1024);
-        Poll::Ready(Some(Ok(self.rest.split_to(n))))
     }
+    drop(held);
 }
 
 /// One line from the process: a response goes to the request waiting for it; anything else
@@ -347,8 +364,8 @@ mod tests {
         assert!(!matches!(classify(twice), Message::Response(_)));
     }
 
-    #[test]
-    fn the_budget_holds_no_more_than_its_limit_and_is_given_back() {
+    #[tokio::test]
+    async fn the_budget_holds_no_more_than_its_limit_and_is_given_back() {
         let budget = Arc::new(AtomicUsize::new(0));
         let big = "x".repeat(MAX_HELD / 2);
         let a = Answer::hold(&big, &budget).expect("fits");
@@ -359,9 +376,34 @@ mod tests {
         // Counted until the body made of them is gone.
         let answered = Answered::new(vec![a, b, stand_in], true, None);
         assert!(budget.load(Relaxed) > MAX_HELD);
-        let res = answered.into_response();
+        let res = answered.into_response(Duration::from_secs(60));
         assert!(budget.load(Relaxed) > MAX_HELD);
         drop(res);
-        assert_eq!(budget.load(Relaxed), 0);
+        given_back(&budget).await;
+    }
+
+    /// Waits (a few scheduler turns) until the budget is all given back.
+    async fn given_back(budget: &AtomicUsize) {
+        for _ in 0..1000 {
+            if budget.load(Relaxed) == 0 {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("{} bytes still counted", budget.load(Relaxed));
+    }
+
+    #[tokio::test]
+    async fn a_body_nobody_reads_gives_its_count_back_after_its_time() {
+        let budget = Arc::new(AtomicUsize::new(0));
+        // Two pieces: the second waits for a reader that never comes.
+        let big = "x".repeat(PIECE + 1);
+        let a = Answer::hold(&big, &budget).expect("fits");
+        let res = Answered::new(vec![a], false, None).into_response(Duration::ZERO);
+        assert!(budget.load(Relaxed) > 0);
+        // Its time: nothing waited for, plus a second for its one whole piece.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        given_back(&budget).await;
+        drop(res);
     }
 }

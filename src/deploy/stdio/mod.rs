@@ -341,7 +341,7 @@ impl StdioPool {
                 ),
             },
             Method::POST => match self.post(session, body).await {
-                Ok(answered) => answered.into_response(),
+                Ok(answered) => answered.into_response(self.answer_timeout),
                 Err(refused) => refused,
             },
             _ => rpc_error(
@@ -351,6 +351,12 @@ impl StdioPool {
                 "method not allowed",
             ),
         }
+    }
+
+    /// How long a client may take before it starts reading an answer (see
+    /// [`Answered::into_response`]).
+    pub fn patience(&self) -> Duration {
+        self.answer_timeout
     }
 
     /// A POST (see [`Self::post`]), answered: its body can be read before it is sent.

@@ -73,7 +73,7 @@ async fn bridge(env: Env<'_>, out: &Outbound<'_>, pool: &Arc<StdioPool>) -> Http
                 learn_tools(&env.gateway, out.server, body, false);
             }
             out.server.counters.add_bytes(body.len());
-            answered.into_response()
+            answered.into_response(pool.patience())
         }
         Err(refused) => refused,
     }

@@ -33,6 +33,42 @@ const DANGEROUS_SCHEMES: [&str; 22] = [
     "filesystem",
 ];
 
+/// Schemes a website may claim in a browser (HTML's `registerProtocolHandler` safelist, and
+/// any `web+` one): a redirect there hands the code to whichever site registered for it, not
+/// to an app.
+const WEB_HANDLED_SCHEMES: [&str; 23] = [
+    "bitcoin",
+    "ftps",
+    "geo",
+    "im",
+    "irc",
+    "ircs",
+    "magnet",
+    "mailto",
+    "matrix",
+    "mms",
+    "news",
+    "nntp",
+    "openpgp4fpr",
+    "sftp",
+    "sip",
+    "sms",
+    "smsto",
+    "ssh",
+    "tel",
+    "urn",
+    "webcal",
+    "wtai",
+    "xmpp",
+];
+
+/// Handed to a browser, or to whatever website registered for it: never a native app's own.
+fn not_an_apps(scheme: &str) -> bool {
+    DANGEROUS_SCHEMES.contains(&scheme)
+        || WEB_HANDLED_SCHEMES.contains(&scheme)
+        || scheme.starts_with("web+")
+}
+
 /// Private-use schemes without a dot (RFC 8252 §7.1 asks for a reverse domain name) of MCP
 /// clients people use: Cursor (`cursor://anysphere.cursor-mcp/oauth/callback`), VS Code and
 /// its Insiders build, Windsurf, Claude.
@@ -43,7 +79,7 @@ pub fn is_native_redirect(uri: &str) -> bool {
     Url::parse(uri).is_ok_and(|u| match u.scheme() {
         "http" => validate::is_loopback_host(&u),
         "https" => false,
-        scheme => !DANGEROUS_SCHEMES.contains(&scheme),
+        scheme => !not_an_apps(scheme),
     })
 }
 
@@ -56,7 +92,7 @@ pub fn error_redirect_allowed(uri: &str) -> bool {
     Url::parse(uri).is_ok_and(|u| match u.scheme() {
         "http" => validate::is_loopback_host(&u),
         "https" => false,
-        scheme if DANGEROUS_SCHEMES.contains(&scheme) => false,
+        scheme if not_an_apps(scheme) => false,
         scheme => scheme.contains('.') || KNOWN_APP_SCHEMES.contains(&scheme),
     })
 }
@@ -77,9 +113,8 @@ pub fn native_or_web_redirect(uri: &str) -> Result<(), String> {
         s if DANGEROUS_SCHEMES.contains(&s) => Err(format!(
             "must not use the {s}: scheme (https, http on loopback, or an app's private-use scheme)"
         )),
-        // A browser hands these to whichever website registered itself for them.
-        s if s.starts_with("web+") => Err(format!(
-            "must not use the {s}: scheme: web+ schemes are handed to websites, not an app"
+        s if not_an_apps(s) => Err(format!(
+            "must not use the {s}: scheme: a browser hands it to whichever website registered for it, not to an app"
         )),
         _ if !url.username().is_empty() || url.password().is_some() => {
             Err("must not contain a username or password".into())
@@ -167,7 +202,24 @@ mod tests {
         assert!(native_or_web_redirect("myapp:/cb").is_ok());
         assert!(native_or_web_redirect("cursor://anysphere.cursor-mcp/oauth/callback").is_ok());
         assert!(native_or_web_redirect("com.example.app:/cb#x").is_err());
-        assert!(native_or_web_redirect("web+evil://claude.ai/cb").is_err());
+        for handed_to_websites in [
+            "web+evil://claude.ai/cb",
+            "irc://claude.ai/cb",
+            "mailto:a@b",
+        ] {
+            assert!(
+                native_or_web_redirect(handed_to_websites).is_err(),
+                "{handed_to_websites}"
+            );
+            assert!(
+                !is_native_redirect(handed_to_websites),
+                "{handed_to_websites}"
+            );
+            assert!(
+                !error_redirect_allowed(handed_to_websites),
+                "{handed_to_websites}"
+            );
+        }
         for bad in [
             "JavaScript:alert(1)",
             "data:text/html,x",
