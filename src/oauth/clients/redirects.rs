@@ -193,15 +193,7 @@ mod tests {
     }
 
     #[test]
-    fn dynamic_redirects() {
-        assert!(native_or_web_redirect("com.example.app:/callback").is_ok());
-        assert!(native_or_web_redirect("https://app.example.com/cb").is_ok());
-        assert!(native_or_web_redirect("http://127.0.0.1:3000/cb").is_ok());
-        assert!(native_or_web_redirect("http://example.com/cb").is_err());
-        assert!(native_or_web_redirect("javascript:alert(1)").is_err());
-        assert!(native_or_web_redirect("myapp:/cb").is_ok());
-        assert!(native_or_web_redirect("cursor://anysphere.cursor-mcp/oauth/callback").is_ok());
-        assert!(native_or_web_redirect("com.example.app:/cb#x").is_err());
+    fn schemes_a_website_can_claim_are_never_an_apps() {
         for handed_to_websites in [
             "web+evil://claude.ai/cb",
             "irc://claude.ai/cb",
@@ -220,6 +212,18 @@ mod tests {
                 "{handed_to_websites}"
             );
         }
+    }
+
+    #[test]
+    fn dynamic_redirects() {
+        assert!(native_or_web_redirect("com.example.app:/callback").is_ok());
+        assert!(native_or_web_redirect("https://app.example.com/cb").is_ok());
+        assert!(native_or_web_redirect("http://127.0.0.1:3000/cb").is_ok());
+        assert!(native_or_web_redirect("http://example.com/cb").is_err());
+        assert!(native_or_web_redirect("javascript:alert(1)").is_err());
+        assert!(native_or_web_redirect("myapp:/cb").is_ok());
+        assert!(native_or_web_redirect("cursor://anysphere.cursor-mcp/oauth/callback").is_ok());
+        assert!(native_or_web_redirect("com.example.app:/cb#x").is_err());
         for bad in [
             "JavaScript:alert(1)",
             "data:text/html,x",
