@@ -93,13 +93,7 @@ impl Deployer {
             .iter()
             .filter_map(|r| match &r.target.kind {
                 TargetKind::Process(p) => match p.state() {
-                    ProcState::Running { pid, .. } => {
-                        let owner = self
-                            .sandbox
-                            .server_uid(&r.server_id)
-                            .map_or(Owner::Group(pid), Owner::Uid);
-                        Some((p.clone(), owner))
-                    }
+                    ProcState::Running { pid, .. } => Some((p.clone(), p.owner(pid))),
                     _ => None,
                 },
                 _ => None,

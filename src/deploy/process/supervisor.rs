@@ -299,6 +299,18 @@ impl Supervisor {
         }
     }
 
+    /// Whose processes this server's are (`pid`: the one it runs): its own user's, when no
+    /// other server's programs run as that user (not a shared `deploy.run_as` user), else its
+    /// process tree's.
+    pub fn owner(&self, pid: u32) -> crate::deploy::sandbox::exposure::Owner {
+        use crate::deploy::sandbox::exposure::Owner;
+        self.launch
+            .confinement
+            .as_ref()
+            .and_then(|c| c.own_uid)
+            .map_or(Owner::Group(pid), Owner::Uid)
+    }
+
     /// Waits, within the start timeout, until the process accepts connections on its port and
     /// the listener there is its own.
     async fn comes_up(&self, pid: u32) -> Result<(), String> {
@@ -324,13 +336,8 @@ impl Supervisor {
     /// any more, a program that let go of the port after answering). Another program that took
     /// the port while this one was starting (or stopped) would otherwise be sent its requests.
     async fn holds_its_port(&self, pid: u32) -> Result<bool, String> {
-        use crate::deploy::sandbox::exposure::{Owner, PortHolder, port_holder};
-        let owner = self
-            .launch
-            .confinement
-            .as_ref()
-            .and_then(|c| c.user.as_ref())
-            .map_or(Owner::Group(pid), |u| Owner::Uid(u.uid));
+        use crate::deploy::sandbox::exposure::{PortHolder, port_holder};
+        let owner = self.owner(pid);
         let port = self.port;
         let held = tokio::task::spawn_blocking(move || port_holder(owner, port)).await;
         match held.unwrap_or(PortHolder::Unknown) {

@@ -81,6 +81,8 @@ pub struct Confinement {
     launcher: PathBuf,
     policy: Policy,
     pub user: Option<RunAs>,
+    /// The uid no other server's programs run as (a user per server), if there is one.
+    pub own_uid: Option<u32>,
 }
 
 impl Confinement {
@@ -251,6 +253,7 @@ impl Sandbox {
             Some(Confinement {
                 launcher: self.launcher.clone(),
                 policy,
+                own_uid: self.users.own_uid(server_id),
                 user,
             }),
         ))
